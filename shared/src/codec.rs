@@ -1,0 +1,335 @@
+//! The byte format, and the only module that knows it.
+//!
+//! Every message is one WebSocket binary message holding one bincode 2 value
+//! (`config::standard()`: little endian, variable-length integers). bincode is
+//! unmaintained upstream (RUSTSEC-2025-0141, accepted in `deny.toml`); it is
+//! pinned and used nowhere else, so swapping it means rewriting this file and
+//! nothing more.
+//!
+//! Every decode of untrusted bytes runs with a hard byte limit: a forged
+//! length prefix fails with [`CodecError::TooLarge`] before anything is
+//! allocated for it. Trailing bytes after a message are an error too, so one
+//! message means exactly one value.
+
+use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::protocol::{ClientMsg, ServerMsg};
+use crate::snapshot::SnapshotMsg;
+
+/// Largest client message the server accepts, in bytes (1 KiB). A hello with
+/// a maximal name is about 70 bytes and an input about 10; the limit also
+/// bounds the sum of a fragmented message.
+pub const MAX_CLIENT_MESSAGE: usize = 1024;
+
+/// Largest server message a client accepts, in bytes (16 MiB): a full
+/// snapshot of 50,000 entities is about 0.6 MiB.
+pub const MAX_SERVER_MESSAGE: usize = 16 << 20;
+
+type Standard = Configuration<LittleEndian, Varint>;
+const ENCODE: Standard = config::standard();
+const DECODE_CLIENT: Configuration<LittleEndian, Varint, Limit<MAX_CLIENT_MESSAGE>> =
+    config::standard().with_limit::<MAX_CLIENT_MESSAGE>();
+const DECODE_SERVER: Configuration<LittleEndian, Varint, Limit<MAX_SERVER_MESSAGE>> =
+    config::standard().with_limit::<MAX_SERVER_MESSAGE>();
+
+/// Why bytes are not a valid message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The message, or a length inside it, exceeds the limit.
+    #[error("message exceeds {limit} bytes")]
+    TooLarge {
+        /// The limit that was hit, in bytes.
+        limit: usize,
+    },
+    /// Bytes left over after a complete message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// Anything else: truncated input, unknown variant, invalid UTF-8, ...
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+    out.clear();
+    // Writing into a Vec cannot fail, and every type here is serializable.
+    if let Err(e) = bincode::serde::encode_into_std_write(msg, out, ENCODE) {
+        unreachable!("encoding into a Vec failed: {e}");
+    }
+}
+
+fn decode<T: DeserializeOwned, C: bincode::config::Config>(
+    bytes: &[u8],
+    config: C,
+    limit: usize,
+) -> Result<T, CodecError> {
+    if bytes.len() > limit {
+        return Err(CodecError::TooLarge { limit });
+    }
+    match bincode::serde::decode_from_slice::<T, C>(bytes, config) {
+        Ok((msg, used)) if used == bytes.len() => Ok(msg),
+        Ok((_, used)) => Err(CodecError::TrailingBytes(bytes.len() - used)),
+        Err(bincode::error::DecodeError::LimitExceeded) => Err(CodecError::TooLarge { limit }),
+        Err(e) => Err(CodecError::Malformed(e.to_string())),
+    }
+}
+
+/// Encodes a client message into `out` (cleared first).
+pub fn encode_client(msg: &ClientMsg, out: &mut Vec<u8>) {
+    encode_into(msg, out);
+}
+
+/// Encodes a client message into a new buffer.
+#[must_use]
+pub fn client_bytes(msg: &ClientMsg) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_client(msg, &mut out);
+    out
+}
+
+/// Decodes a client message, bounded by [`MAX_CLIENT_MESSAGE`].
+pub fn decode_client(bytes: &[u8]) -> Result<ClientMsg, CodecError> {
+    decode(bytes, DECODE_CLIENT, MAX_CLIENT_MESSAGE)
+}
+
+/// Reads the protocol version of a [`ClientMsg::Hello`] from its first bytes,
+/// even when the rest of the message is from a newer protocol this server
+/// cannot parse. `None` when the bytes do not start like a hello.
+#[must_use]
+pub fn peek_hello_version(bytes: &[u8]) -> Option<u32> {
+    let (variant, used): (u32, usize) =
+        bincode::serde::decode_from_slice(bytes, DECODE_CLIENT).ok()?;
+    if variant != 0 {
+        return None;
+    }
+    let (version, _): (u32, usize) =
+        bincode::serde::decode_from_slice(bytes.get(used..)?, DECODE_CLIENT).ok()?;
+    Some(version)
+}
+
+/// Borrowing twin of [`ServerMsg`] for the variants the server encodes from
+/// reused buffers. Same variant order, so the same bytes.
+#[derive(Serialize)]
+enum ServerMsgRef<'a> {
+    #[allow(
+        dead_code,
+        reason = "variant index placeholder: Welcome is encoded owned"
+    )]
+    Welcome(()),
+    Snapshot(&'a SnapshotMsg),
+}
+
+/// Encodes a server message into `out` (cleared first).
+pub fn encode_server(msg: &ServerMsg, out: &mut Vec<u8>) {
+    encode_into(msg, out);
+}
+
+/// Encodes a [`ServerMsg::Snapshot`] from a borrowed snapshot into `out`
+/// (cleared first), so the server can reuse one snapshot buffer per client and
+/// allocate nothing per tick.
+pub fn encode_snapshot(snapshot: &SnapshotMsg, out: &mut Vec<u8>) {
+    encode_into(&ServerMsgRef::Snapshot(snapshot), out);
+}
+
+/// Encodes a server message into a new buffer.
+#[must_use]
+pub fn server_bytes(msg: &ServerMsg) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_server(msg, &mut out);
+    out
+}
+
+/// Decodes a server message, bounded by [`MAX_SERVER_MESSAGE`].
+pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, CodecError> {
+    decode(bytes, DECODE_SERVER, MAX_SERVER_MESSAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tick;
+    use crate::protocol::{DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, Welcome};
+    use crate::snapshot::{EntityCreate, EntityKind, PlayerInfo};
+    use proptest::prelude::*;
+
+    fn hello(name: &str) -> ClientMsg {
+        ClientMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        let msgs = [
+            hello("ana"),
+            ClientMsg::Input(InputCmd {
+                seq: 7,
+                tick: Tick(1234),
+                buttons: 0b1_0101,
+                aim: 40_000,
+            }),
+            ClientMsg::Ack(Tick(u32::MAX)),
+            ClientMsg::Ping(u64::MAX),
+        ];
+        for msg in msgs {
+            assert_eq!(decode_client(&client_bytes(&msg)), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msgs = [
+            ServerMsg::Welcome(Welcome {
+                protocol: PROTOCOL_VERSION,
+                player_id: 3,
+                tick_hz: 30,
+                snapshot_hz: 30,
+                tick: Tick(99),
+            }),
+            ServerMsg::Pong {
+                nonce: 5,
+                tick: Tick(6),
+            },
+            ServerMsg::Disconnect(DisconnectReason::VersionMismatch {
+                server: 1,
+                client: 2,
+            }),
+        ];
+        for msg in msgs {
+            assert_eq!(decode_server(&server_bytes(&msg)), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn borrowed_snapshot_encoding_matches_owned() {
+        let snap = SnapshotMsg {
+            tick: Tick(10),
+            base_age: 2,
+            input_ack: 9,
+            checksum: 0xdead_beef,
+            removed: vec![4, 0],
+            created: vec![EntityCreate {
+                gap: 7,
+                kind: EntityKind::Projectile,
+                x: 100,
+                y: -100,
+                vx: 96,
+                vy: 0,
+                angle: 3,
+                hp: 1,
+            }],
+            changed: vec![0x11, 0x02],
+            values: vec![1, -1, 5, 5],
+            players_removed: vec![],
+            players_upserted: vec![PlayerInfo {
+                id: 1,
+                name: "x".into(),
+                score: 2,
+                deaths: 0,
+            }],
+        };
+        let mut borrowed = Vec::new();
+        encode_snapshot(&snap, &mut borrowed);
+        let owned = server_bytes(&ServerMsg::Snapshot(snap.clone()));
+        assert_eq!(borrowed, owned);
+        assert_eq!(decode_server(&borrowed), Ok(ServerMsg::Snapshot(snap)));
+    }
+
+    #[test]
+    fn small_values_encode_as_single_bytes() {
+        // Ack of tick 5: variant 2, then 5.
+        assert_eq!(client_bytes(&ClientMsg::Ack(Tick(5))), [2, 5]);
+        // Varint thresholds: < 251 is one byte, then 0xfb + u16 LE.
+        assert_eq!(client_bytes(&ClientMsg::Ack(Tick(250))), [2, 250]);
+        assert_eq!(client_bytes(&ClientMsg::Ack(Tick(251))), [2, 0xfb, 251, 0]);
+    }
+
+    #[test]
+    fn forged_string_length_is_rejected_without_allocating() {
+        // Hello, protocol 1, name length u64::MAX (0xfd + 8 bytes).
+        let mut bytes = vec![0, 1, 0xfd];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_client(&bytes).is_err());
+        // A length just over the limit, with the bytes absent.
+        let mut bytes = vec![0, 1, 0xfb];
+        bytes.extend_from_slice(&2000u16.to_le_bytes());
+        assert_eq!(
+            decode_client(&bytes),
+            Err(CodecError::TooLarge {
+                limit: MAX_CLIENT_MESSAGE
+            })
+        );
+    }
+
+    #[test]
+    fn forged_vector_length_in_snapshot_fails_fast() {
+        // Snapshot variant, tick, base_age, ack, checksum, then `removed`
+        // claiming 2^40 entries that are not there. serde preallocates at most
+        // 1 MiB for a claimed length, and decoding stops at the end of input.
+        let mut bytes = vec![1, 1, 0, 0, 0, 0xfd];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            decode_server(&bytes),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_input_is_rejected_before_parsing() {
+        let bytes = vec![0u8; MAX_CLIENT_MESSAGE + 1];
+        assert_eq!(
+            decode_client(&bytes),
+            Err(CodecError::TooLarge {
+                limit: MAX_CLIENT_MESSAGE
+            })
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_variants_are_errors() {
+        let mut bytes = client_bytes(&ClientMsg::Ping(1));
+        bytes.push(0);
+        assert_eq!(decode_client(&bytes), Err(CodecError::TrailingBytes(1)));
+        assert!(matches!(decode_client(&[9]), Err(CodecError::Malformed(_))));
+        assert!(matches!(decode_client(&[]), Err(CodecError::Malformed(_))));
+    }
+
+    #[test]
+    fn hello_version_is_readable_from_a_future_hello() {
+        let mut bytes = client_bytes(&ClientMsg::Hello(Hello {
+            protocol: 77,
+            name: "n".into(),
+        }));
+        bytes.extend_from_slice(&[1, 2, 3]); // fields a future version added
+        assert!(decode_client(&bytes).is_err());
+        assert_eq!(peek_hello_version(&bytes), Some(77));
+        assert_eq!(peek_hello_version(&client_bytes(&ClientMsg::Ping(1))), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_input_round_trips(seq: u32, tick: u32, buttons: u8, aim: u16) {
+            let msg = ClientMsg::Input(InputCmd { seq, tick: Tick(tick), buttons, aim });
+            prop_assert_eq!(decode_client(&client_bytes(&msg)), Ok(msg));
+        }
+
+        #[test]
+        fn any_name_round_trips_or_is_refused_by_size(name in ".{0,300}") {
+            let msg = hello(&name);
+            let bytes = client_bytes(&msg);
+            match decode_client(&bytes) {
+                Ok(back) => prop_assert_eq!(back, msg),
+                Err(e) => prop_assert_eq!(e, CodecError::TooLarge { limit: MAX_CLIENT_MESSAGE }),
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_client(&bytes);
+            let _ = decode_server(&bytes);
+            let _ = peek_hello_version(&bytes);
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! Replicated world state and its delta encoding (the Quake 3 model).
+//!
+//! The server publishes one [`WorldState`] per snapshot tick. For each client
+//! it encodes a [`SnapshotMsg`] against the newest state that client has
+//! acknowledged (its *baseline*); the client rebuilds the state with
+//! [`apply`] and checks it against [`SnapshotMsg::checksum`].
+//!
+//! A delta lists removed entities, created entities (all fields), and changed
+//! entities (only the field groups that differ). Entity ids are sent as gaps to
+//! the previous id of the same list, so consecutive ids cost one byte.
+//! Positions are sent as the residual against dead reckoning from the baseline
+//! (`base.pos + base.vel * age`), so anything moving in a straight line at
+//! constant speed costs nothing at all until it turns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Tick;
+
+/// What an entity is. Never changes during an entity's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntityKind {
+    /// A connected player.
+    Player,
+    /// A server-driven wanderer.
+    Npc,
+    /// A shot in flight.
+    Projectile,
+}
+
+impl EntityKind {
+    /// The wire index of this kind (its bincode variant index).
+    #[must_use]
+    pub fn index(self) -> u32 {
+        match self {
+            Self::Player => 0,
+            Self::Npc => 1,
+            Self::Projectile => 2,
+        }
+    }
+}
+
+/// One entity as replicated: everything quantized to integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NetEntity {
+    /// Network id: stable for the entity's life, unique in a state, never
+    /// above [`MAX_NET_ID`].
+    pub id: u32,
+    /// What it is.
+    pub kind: EntityKind,
+    /// Position in quanta ([`crate::rules::QUANTA_PER_UNIT`] per unit).
+    pub x: i32,
+    /// Position in quanta.
+    pub y: i32,
+    /// Displacement during the last tick, in quanta.
+    pub vx: i32,
+    /// Displacement during the last tick, in quanta.
+    pub vy: i32,
+    /// Facing, in 1/256 turns clockwise from +x.
+    pub angle: u8,
+    /// Hit points; 0 means dead and waiting to respawn.
+    pub hp: u8,
+}
+
+/// Scoreboard entry of one player.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlayerInfo {
+    /// The player's entity id.
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+    /// Kills.
+    pub score: u32,
+    /// Deaths.
+    pub deaths: u32,
+}
+
+/// The replicated world at one tick. Both vectors are sorted by id, ids unique.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorldState {
+    /// The tick this state belongs to.
+    pub tick: Tick,
+    /// Entities, sorted by id.
+    pub entities: Vec<NetEntity>,
+    /// Scoreboard, sorted by id.
+    pub players: Vec<PlayerInfo>,
+}
+
+/// Largest entity id the delta format can carry (ids share a varint with a
+/// 4-bit field mask).
+pub const MAX_NET_ID: u32 = u32::MAX >> FIELD_BITS;
+
+/// Field groups of a changed entity, in the order their values follow.
+pub mod fields {
+    /// Position residual against dead reckoning: two values (x, y).
+    pub const POS: u32 = 1;
+    /// Velocity change: two values (vx, vy).
+    pub const VEL: u32 = 2;
+    /// Angle change, wrapped to -128..=127: one value.
+    pub const ANGLE: u32 = 4;
+    /// Hit point change: one value.
+    pub const HP: u32 = 8;
+}
+const FIELD_BITS: u32 = 4;
+const FIELD_MASK: u32 = (1 << FIELD_BITS) - 1;
+
+/// An entity that the baseline does not have, with all its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityCreate {
+    /// Id gap to the previous created entity (see [`SnapshotMsg`]).
+    pub gap: u32,
+    /// What it is.
+    pub kind: EntityKind,
+    /// Position in quanta.
+    pub x: i32,
+    /// Position in quanta.
+    pub y: i32,
+    /// Last-tick displacement in quanta.
+    pub vx: i32,
+    /// Last-tick displacement in quanta.
+    pub vy: i32,
+    /// Facing in 1/256 turns.
+    pub angle: u8,
+    /// Hit points.
+    pub hp: u8,
+}
+
+/// One snapshot on the wire: the world at `tick` as a delta against the
+/// client's baseline.
+///
+/// Id gaps: each of `removed`, `created` and `changed` lists ids in increasing
+/// order; the first entry carries the id itself, every later one
+/// `id - previous_id - 1`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMsg {
+    /// The tick of the state this message describes.
+    pub tick: Tick,
+    /// `tick - baseline tick`; 0 means a full snapshot (the baseline is the
+    /// empty world).
+    pub base_age: u32,
+    /// Sequence number of the last input the server applied for the
+    /// recipient (0: none yet).
+    pub input_ack: u32,
+    /// [`checksum`] of the full state; a client whose rebuilt state hashes
+    /// differently is out of sync.
+    pub checksum: u32,
+    /// Ids (gap-coded) of baseline entities that are gone.
+    pub removed: Vec<u32>,
+    /// Entities the baseline does not have.
+    pub created: Vec<EntityCreate>,
+    /// One head per changed entity: `gap << 4 | field_mask`.
+    pub changed: Vec<u32>,
+    /// The changed fields' values, head after head, in field bit order.
+    pub values: Vec<i32>,
+    /// Ids (absolute, increasing) of scoreboard entries that are gone.
+    pub players_removed: Vec<u32>,
+    /// Scoreboard entries that are new or differ from the baseline, by
+    /// increasing id.
+    pub players_upserted: Vec<PlayerInfo>,
+}
+
+impl SnapshotMsg {
+    /// Empties every list, keeping their allocations.
+    pub fn clear(&mut self) {
+        self.removed.clear();
+        self.created.clear();
+        self.changed.clear();
+        self.values.clear();
+        self.players_removed.clear();
+        self.players_upserted.clear();
+    }
+
+    /// Whether this is a full snapshot (no baseline).
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        self.base_age == 0
+    }
+}
+
+/// Why a delta cannot be applied. Every variant means the bytes did not come
+/// from a correct server for this baseline.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// The delta needs a baseline the caller did not give, or a different one.
+    #[error("delta needs baseline tick {needed}, have {have:?}")]
+    BaselineMismatch {
+        /// Tick the delta was encoded against.
+        needed: Tick,
+        /// Tick of the baseline given, if any.
+        have: Option<Tick>,
+    },
+    /// An id gap overflowed the id space.
+    #[error("entity id out of range")]
+    IdOverflow,
+    /// A removed or changed id is not in the baseline.
+    #[error("entity {0} is not in the baseline")]
+    UnknownEntity(u32),
+    /// A created id is already in the baseline.
+    #[error("entity {0} already exists")]
+    DuplicateEntity(u32),
+    /// The value list is shorter or longer than the heads ask for.
+    #[error("field values do not match the change heads")]
+    ValueCount,
+    /// Scoreboard ids are not strictly increasing or do not match.
+    #[error("scoreboard delta is inconsistent")]
+    Players,
+}
+
+/// Checksum of a state: FNV-1a over 32-bit words (entities, then scoreboard).
+/// Cheap enough to compute once per published tick; precise enough that any
+/// divergence in a replicated field shows up.
+#[must_use]
+pub fn checksum(state: &WorldState) -> u32 {
+    const PRIME: u32 = 0x0100_0193;
+    let mut h: u32 = 0x811c_9dc5;
+    let mut mix = |w: u32| h = (h ^ w).wrapping_mul(PRIME);
+    for e in &state.entities {
+        mix(e.id);
+        mix(e.kind.index());
+        mix(e.x as u32);
+        mix(e.y as u32);
+        mix(e.vx as u32);
+        mix(e.vy as u32);
+        mix(u32::from(e.angle));
+        mix(u32::from(e.hp));
+    }
+    for p in &state.players {
+        mix(p.id);
+        mix(p.score);
+        mix(p.deaths);
+        mix(p.name.len() as u32);
+        for b in p.name.bytes() {
+            mix(u32::from(b));
+        }
+    }
+    h
+}
+
+/// Writes ids in increasing order as gaps.
+struct GapWriter {
+    prev: u32,
+}
+
+impl GapWriter {
+    fn new() -> Self {
+        Self { prev: u32::MAX }
+    }
+    fn gap(&mut self, id: u32) -> u32 {
+        let gap = id.wrapping_sub(self.prev).wrapping_sub(1);
+        self.prev = id;
+        gap
+    }
+}
+
+/// Reads gap-coded ids back.
+struct GapReader {
+    prev: Option<u32>,
+}
+
+impl GapReader {
+    fn new() -> Self {
+        Self { prev: None }
+    }
+    fn id(&mut self, gap: u32) -> Result<u32, DeltaError> {
+        let id = match self.prev {
+            None => gap,
+            Some(p) => p
+                .checked_add(1)
+                .and_then(|n| n.checked_add(gap))
+                .ok_or(DeltaError::IdOverflow)?,
+        };
+        if id > MAX_NET_ID {
+            return Err(DeltaError::IdOverflow);
+        }
+        self.prev = Some(id);
+        Ok(id)
+    }
+}
+
+fn create_record(e: &NetEntity, gap: u32) -> EntityCreate {
+    EntityCreate {
+        gap,
+        kind: e.kind,
+        x: e.x,
+        y: e.y,
+        vx: e.vx,
+        vy: e.vy,
+        angle: e.angle,
+        hp: e.hp,
+    }
+}
+
+/// Encodes `current` as a delta against `baseline` into `out` (cleared
+/// first, allocations reused). `None`, a baseline that is not older than
+/// `current`, or one more than `u32::MAX / 2` ticks old, gives a full snapshot.
+pub fn diff_into(
+    baseline: Option<&WorldState>,
+    current: &WorldState,
+    input_ack: u32,
+    out: &mut SnapshotMsg,
+) {
+    out.clear();
+    out.tick = current.tick;
+    out.input_ack = input_ack;
+    out.checksum = checksum(current);
+    let empty = WorldState::default();
+    let (base, age) = match baseline {
+        Some(b) if current.tick.since(b.tick) > 0 => (b, current.tick.since(b.tick)),
+        _ => (&empty, 0),
+    };
+    out.base_age = age as u32;
+
+    let mut removed = GapWriter::new();
+    let mut created = GapWriter::new();
+    let mut changed = GapWriter::new();
+    let (bs, cs) = (&base.entities, &current.entities);
+    let (mut i, mut j) = (0, 0);
+    while i < bs.len() || j < cs.len() {
+        let b = bs.get(i);
+        let c = cs.get(j);
+        match (b, c) {
+            (Some(b), Some(c)) if b.id == c.id => {
+                i += 1;
+                j += 1;
+                if b.kind != c.kind {
+                    out.removed.push(removed.gap(b.id));
+                    out.created.push(create_record(c, created.gap(c.id)));
+                    continue;
+                }
+                let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+                let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+                let mut mask = 0;
+                let start = out.values.len();
+                if rx != 0 || ry != 0 {
+                    mask |= fields::POS;
+                    out.values.extend_from_slice(&[rx, ry]);
+                }
+                if b.vx != c.vx || b.vy != c.vy {
+                    mask |= fields::VEL;
+                    out.values
+                        .extend_from_slice(&[c.vx.wrapping_sub(b.vx), c.vy.wrapping_sub(b.vy)]);
+                }
+                if b.angle != c.angle {
+                    mask |= fields::ANGLE;
+                    out.values
+                        .push(i32::from(c.angle.wrapping_sub(b.angle) as i8));
+                }
+                if b.hp != c.hp {
+                    mask |= fields::HP;
+                    out.values.push(i32::from(c.hp) - i32::from(b.hp));
+                }
+                debug_assert!(mask != 0 || out.values.len() == start);
+                if mask != 0 {
+                    out.changed.push(changed.gap(c.id) << FIELD_BITS | mask);
+                }
+            }
+            (Some(b), c) if c.is_none_or(|c| b.id < c.id) => {
+                i += 1;
+                out.removed.push(removed.gap(b.id));
+            }
+            (_, Some(c)) => {
+                j += 1;
+                out.created.push(create_record(c, created.gap(c.id)));
+            }
+            (Some(_), None) | (None, None) => unreachable!("loop condition"),
+        }
+    }
+
+    // Scoreboard: removed ids, then new or changed entries.
+    let (bp, cp) = (&base.players, &current.players);
+    let (mut i, mut j) = (0, 0);
+    while i < bp.len() || j < cp.len() {
+        match (bp.get(i), cp.get(j)) {
+            (Some(b), Some(c)) if b.id == c.id => {
+                if b != c {
+                    out.players_upserted.push(c.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), c) if c.is_none_or(|c| b.id < c.id) => {
+                out.players_removed.push(b.id);
+                i += 1;
+            }
+            (_, Some(c)) => {
+                out.players_upserted.push(c.clone());
+                j += 1;
+            }
+            (Some(_), None) | (None, None) => unreachable!("loop condition"),
+        }
+    }
+}
+
+/// [`diff_into`] into a fresh message.
+#[must_use]
+pub fn diff(baseline: Option<&WorldState>, current: &WorldState, input_ack: u32) -> SnapshotMsg {
+    let mut out = SnapshotMsg::default();
+    diff_into(baseline, current, input_ack, &mut out);
+    out
+}
+
+/// Pulls values for one changed entity.
+struct Values<'a> {
+    values: &'a [i32],
+    at: usize,
+}
+
+impl Values<'_> {
+    fn next(&mut self) -> Result<i32, DeltaError> {
+        let v = *self.values.get(self.at).ok_or(DeltaError::ValueCount)?;
+        self.at += 1;
+        Ok(v)
+    }
+}
+
+fn apply_change(
+    e: &mut NetEntity,
+    mask: u32,
+    age: i32,
+    values: &mut Values<'_>,
+) -> Result<(), DeltaError> {
+    // Dead reckoning first, with the baseline's velocity.
+    e.x = e.x.wrapping_add(e.vx.wrapping_mul(age));
+    e.y = e.y.wrapping_add(e.vy.wrapping_mul(age));
+    if mask & fields::POS != 0 {
+        e.x = e.x.wrapping_add(values.next()?);
+        e.y = e.y.wrapping_add(values.next()?);
+    }
+    if mask & fields::VEL != 0 {
+        e.vx = e.vx.wrapping_add(values.next()?);
+        e.vy = e.vy.wrapping_add(values.next()?);
+    }
+    if mask & fields::ANGLE != 0 {
+        e.angle = e.angle.wrapping_add(values.next()? as u8);
+    }
+    if mask & fields::HP != 0 {
+        e.hp = (i32::from(e.hp).wrapping_add(values.next()?)) as u8;
+    }
+    Ok(())
+}
+
+/// Rebuilds the state a delta describes into `out` (allocations reused).
+///
+/// `baseline` must be the state of tick `msg.tick - msg.base_age` (ignored for
+/// full snapshots). Never panics on any input; any inconsistency is a
+/// [`DeltaError`] and leaves `out` unspecified.
+pub fn apply_into(
+    baseline: Option<&WorldState>,
+    msg: &SnapshotMsg,
+    out: &mut WorldState,
+) -> Result<(), DeltaError> {
+    let empty = WorldState::default();
+    let base = if msg.is_full() {
+        &empty
+    } else {
+        let needed = msg.tick.advanced(msg.base_age.wrapping_neg());
+        match baseline {
+            Some(b) if b.tick == needed => b,
+            other => {
+                return Err(DeltaError::BaselineMismatch {
+                    needed,
+                    have: other.map(|b| b.tick),
+                });
+            }
+        }
+    };
+    let age = msg.base_age as i32;
+    out.tick = msg.tick;
+    out.entities.clear();
+    out.players.clear();
+
+    let mut removed = msg.removed.iter().peekable();
+    let mut removed_ids = GapReader::new();
+    let mut next_removed = || -> Result<Option<u32>, DeltaError> {
+        removed.next().map(|&g| removed_ids.id(g)).transpose()
+    };
+    let mut created_ids = GapReader::new();
+    let mut created = msg.created.iter().map(move |c| {
+        created_ids.id(c.gap).map(|id| NetEntity {
+            id,
+            kind: c.kind,
+            x: c.x,
+            y: c.y,
+            vx: c.vx,
+            vy: c.vy,
+            angle: c.angle,
+            hp: c.hp,
+        })
+    });
+    let mut changed_ids = GapReader::new();
+    let mut changed = msg.changed.iter().map(move |&h| {
+        changed_ids
+            .id(h >> FIELD_BITS)
+            .map(|id| (id, h & FIELD_MASK))
+    });
+    let mut values = Values {
+        values: &msg.values,
+        at: 0,
+    };
+
+    let mut rem = next_removed()?;
+    let mut cre = created.next().transpose()?;
+    let mut chg = changed.next().transpose()?;
+    for b in &base.entities {
+        while let Some(c) = cre.filter(|c| c.id < b.id) {
+            out.entities.push(c);
+            cre = created.next().transpose()?;
+        }
+        if let Some(r) = rem {
+            if r < b.id {
+                return Err(DeltaError::UnknownEntity(r));
+            }
+            if r == b.id {
+                rem = next_removed()?;
+                if let Some((c, _)) = chg.filter(|(c, _)| *c == b.id) {
+                    return Err(DeltaError::UnknownEntity(c));
+                }
+                continue;
+            }
+        }
+        if cre.is_some_and(|c| c.id == b.id) {
+            return Err(DeltaError::DuplicateEntity(b.id));
+        }
+        let mut e = *b;
+        match chg {
+            Some((c, _)) if c < b.id => return Err(DeltaError::UnknownEntity(c)),
+            Some((c, mask)) if c == b.id => {
+                apply_change(&mut e, mask, age, &mut values)?;
+                chg = changed.next().transpose()?;
+            }
+            _ => {
+                e.x = e.x.wrapping_add(e.vx.wrapping_mul(age));
+                e.y = e.y.wrapping_add(e.vy.wrapping_mul(age));
+            }
+        }
+        out.entities.push(e);
+    }
+    if let Some(r) = rem {
+        return Err(DeltaError::UnknownEntity(r));
+    }
+    if let Some((c, _)) = chg {
+        return Err(DeltaError::UnknownEntity(c));
+    }
+    while let Some(c) = cre {
+        out.entities.push(c);
+        cre = created.next().transpose()?;
+    }
+    if values.at != msg.values.len() {
+        return Err(DeltaError::ValueCount);
+    }
+
+    apply_players(&base.players, msg, &mut out.players)
+}
+
+fn strictly_increasing(ids: impl Iterator<Item = u32>) -> bool {
+    let mut prev = None;
+    ids.into_iter().all(|id| {
+        let ok = prev.is_none_or(|p| id > p);
+        prev = Some(id);
+        ok
+    })
+}
+
+fn apply_players(
+    base: &[PlayerInfo],
+    msg: &SnapshotMsg,
+    out: &mut Vec<PlayerInfo>,
+) -> Result<(), DeltaError> {
+    if !strictly_increasing(msg.players_removed.iter().copied())
+        || !strictly_increasing(msg.players_upserted.iter().map(|p| p.id))
+    {
+        return Err(DeltaError::Players);
+    }
+    let mut removed = msg.players_removed.iter().copied().peekable();
+    let mut upserts = msg.players_upserted.iter().peekable();
+    for b in base {
+        while let Some(u) = upserts.next_if(|u| u.id < b.id) {
+            out.push(u.clone());
+        }
+        if removed.next_if_eq(&b.id).is_some() {
+            if upserts.peek().is_some_and(|u| u.id == b.id) {
+                return Err(DeltaError::Players);
+            }
+            continue;
+        }
+        if removed.peek().is_some_and(|&r| r < b.id) {
+            return Err(DeltaError::Players);
+        }
+        match upserts.next_if(|u| u.id == b.id) {
+            Some(u) => out.push(u.clone()),
+            None => out.push(b.clone()),
+        }
+    }
+    if removed.next().is_some() {
+        return Err(DeltaError::Players);
+    }
+    out.extend(upserts.cloned());
+    Ok(())
+}
+
+/// [`apply_into`] into a fresh state.
+pub fn apply(baseline: Option<&WorldState>, msg: &SnapshotMsg) -> Result<WorldState, DeltaError> {
+    let mut out = WorldState::default();
+    apply_into(baseline, msg, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

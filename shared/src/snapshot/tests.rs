@@ -1,0 +1,364 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::codec;
+use crate::protocol::ServerMsg;
+
+fn entity(id: u32, kind: EntityKind, x: i32, y: i32, vx: i32, vy: i32) -> NetEntity {
+    NetEntity {
+        id,
+        kind,
+        x,
+        y,
+        vx,
+        vy,
+        angle: 0,
+        hp: 100,
+    }
+}
+
+fn player(id: u32, name: &str, score: u32) -> PlayerInfo {
+    PlayerInfo {
+        id,
+        name: name.into(),
+        score,
+        deaths: 0,
+    }
+}
+
+/// Sends a delta through the real codec, as the wire would.
+fn over_the_wire(msg: &SnapshotMsg) -> SnapshotMsg {
+    let mut bytes = Vec::new();
+    codec::encode_snapshot(msg, &mut bytes);
+    match codec::decode_server(&bytes) {
+        Ok(ServerMsg::Snapshot(s)) => s,
+        other => panic!("not a snapshot: {other:?}"),
+    }
+}
+
+#[test]
+fn full_snapshot_rebuilds_the_state() {
+    let state = WorldState {
+        tick: Tick(5),
+        entities: vec![
+            entity(0, EntityKind::Player, 10, 20, 1, 1),
+            entity(3, EntityKind::Npc, 30, 40, 0, 0),
+        ],
+        players: vec![player(0, "ana", 1)],
+    };
+    let msg = over_the_wire(&diff(None, &state, 4));
+    assert!(msg.is_full());
+    assert_eq!(msg.input_ack, 4);
+    let rebuilt = apply(None, &msg).expect("full snapshot applies");
+    assert_eq!(rebuilt, state);
+    assert_eq!(checksum(&rebuilt), msg.checksum);
+}
+
+#[test]
+fn straight_line_movers_cost_nothing() {
+    let base = WorldState {
+        tick: Tick(10),
+        entities: (0..100)
+            .map(|i| entity(i, EntityKind::Projectile, 1000, 1000, 96, -5))
+            .collect(),
+        players: vec![],
+    };
+    let mut current = base.clone();
+    current.tick = Tick(13);
+    for e in &mut current.entities {
+        e.x += 3 * 96;
+        e.y -= 3 * 5;
+    }
+    let msg = diff(Some(&base), &current, 0);
+    assert!(msg.changed.is_empty() && msg.values.is_empty());
+    assert_eq!(apply(Some(&base), &msg).expect("applies"), current);
+}
+
+#[test]
+fn a_turn_costs_a_few_bytes_and_consecutive_ids_cost_one() {
+    let base = WorldState {
+        tick: Tick(1),
+        entities: (0..50)
+            .map(|i| entity(i, EntityKind::Npc, 500, 500, 19, 0))
+            .collect(),
+        players: vec![],
+    };
+    let mut current = base.clone();
+    current.tick = Tick(2);
+    for e in &mut current.entities {
+        // Every NPC turned from +x to +y this tick.
+        e.y += 19;
+        e.vx = 0;
+        e.vy = 19;
+    }
+    let msg = diff(Some(&base), &current, 0);
+    let mut bytes = Vec::new();
+    codec::encode_snapshot(&msg, &mut bytes);
+    // head (1) + pos residual (2) + velocity change (2) per NPC, plus the
+    // fixed header.
+    assert!(bytes.len() <= 50 * 5 + 16, "{} bytes", bytes.len());
+    assert_eq!(apply(Some(&base), &msg).expect("applies"), current);
+}
+
+#[test]
+fn delta_against_wrong_baseline_is_refused() {
+    let base = WorldState {
+        tick: Tick(7),
+        ..WorldState::default()
+    };
+    let current = WorldState {
+        tick: Tick(9),
+        ..WorldState::default()
+    };
+    let msg = diff(Some(&base), &current, 0);
+    let other = WorldState {
+        tick: Tick(8),
+        ..WorldState::default()
+    };
+    assert_eq!(
+        apply(Some(&other), &msg),
+        Err(DeltaError::BaselineMismatch {
+            needed: Tick(7),
+            have: Some(Tick(8))
+        })
+    );
+    assert!(apply(None, &msg).is_err());
+}
+
+#[test]
+fn baseline_not_older_than_current_gives_full_snapshot() {
+    let state = WorldState {
+        tick: Tick(7),
+        entities: vec![entity(1, EntityKind::Npc, 1, 1, 0, 0)],
+        players: vec![],
+    };
+    let msg = diff(Some(&state), &state, 0);
+    assert!(msg.is_full());
+    assert_eq!(msg.created.len(), 1);
+}
+
+#[test]
+fn kind_change_under_same_id_is_remove_plus_create() {
+    let base = WorldState {
+        tick: Tick(1),
+        entities: vec![entity(4, EntityKind::Npc, 1, 1, 0, 0)],
+        players: vec![],
+    };
+    let current = WorldState {
+        tick: Tick(2),
+        entities: vec![entity(4, EntityKind::Projectile, 9, 9, 1, 1)],
+        players: vec![],
+    };
+    let msg = diff(Some(&base), &current, 0);
+    assert_eq!((msg.removed.len(), msg.created.len()), (1, 1));
+    assert_eq!(apply(Some(&base), &msg).expect("applies"), current);
+}
+
+#[test]
+fn inconsistent_deltas_are_errors() {
+    let base = WorldState {
+        tick: Tick(1),
+        entities: vec![entity(2, EntityKind::Npc, 0, 0, 0, 0)],
+        players: vec![player(2, "p", 0)],
+    };
+    let good = SnapshotMsg {
+        tick: Tick(2),
+        base_age: 1,
+        ..SnapshotMsg::default()
+    };
+    assert!(apply(Some(&base), &good).is_ok());
+
+    let mut m = good.clone();
+    m.removed = vec![5];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::UnknownEntity(5)));
+
+    let mut m = good.clone();
+    m.changed = vec![2 << 4 | fields::POS];
+    m.values = vec![1];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::ValueCount));
+
+    let mut m = good.clone();
+    m.changed = vec![2 << 4 | fields::HP];
+    m.values = vec![1, 2];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::ValueCount));
+
+    let mut m = good.clone();
+    m.created = vec![create_record(&base.entities[0], 2)];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::DuplicateEntity(2)));
+
+    let mut m = good.clone();
+    m.removed = vec![MAX_NET_ID + 1];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::IdOverflow));
+
+    let mut m = good.clone();
+    m.players_removed = vec![3];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
+
+    let mut m = good;
+    m.players_upserted = vec![player(9, "a", 0), player(1, "b", 0)];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
+}
+
+#[test]
+fn checksum_sees_every_field() {
+    let state = WorldState {
+        tick: Tick(1),
+        entities: vec![entity(1, EntityKind::Npc, 1, 2, 3, 4)],
+        players: vec![player(1, "ab", 0)],
+    };
+    let base = checksum(&state);
+    let mutations: [fn(&mut WorldState); 10] = [
+        |s| s.entities[0].id = 2,
+        |s| s.entities[0].kind = EntityKind::Player,
+        |s| s.entities[0].x += 1,
+        |s| s.entities[0].y += 1,
+        |s| s.entities[0].vx += 1,
+        |s| s.entities[0].vy += 1,
+        |s| s.entities[0].angle += 1,
+        |s| s.entities[0].hp += 1,
+        |s| s.players[0].score += 1,
+        |s| s.players[0].name.push('c'),
+    ];
+    for mutate in mutations {
+        let mut s = state.clone();
+        mutate(&mut s);
+        assert_ne!(checksum(&s), base, "{s:?}");
+    }
+    // The tick is carried by the message, not hashed.
+    let mut s = state.clone();
+    s.tick = Tick(99);
+    assert_eq!(checksum(&s), base);
+}
+
+fn arb_kind() -> impl Strategy<Value = EntityKind> {
+    prop_oneof![
+        Just(EntityKind::Player),
+        Just(EntityKind::Npc),
+        Just(EntityKind::Projectile)
+    ]
+}
+
+fn arb_entity(id: u32) -> impl Strategy<Value = NetEntity> {
+    (
+        arb_kind(),
+        -20_000..20_000i32,
+        -20_000..20_000i32,
+        -200..200i32,
+        -200..200i32,
+        any::<u8>(),
+        any::<u8>(),
+    )
+        .prop_map(move |(kind, x, y, vx, vy, angle, hp)| NetEntity {
+            id,
+            kind,
+            x,
+            y,
+            vx,
+            vy,
+            angle,
+            hp,
+        })
+}
+
+/// A world of up to 60 entities with ids drawn from a small range, so that
+/// baseline and current overlap, and a scoreboard likewise.
+fn arb_world(tick: u32) -> impl Strategy<Value = WorldState> {
+    let ids = proptest::collection::btree_set(0..80u32, 0..60);
+    let players = proptest::collection::btree_map(0..20u32, ("[a-z]{0,4}", 0..3u32), 0..8);
+    (ids, players)
+        .prop_flat_map(|(ids, players)| {
+            let entities: Vec<_> = ids.into_iter().map(arb_entity).collect();
+            (entities, Just(players))
+        })
+        .prop_map(move |(entities, players)| WorldState {
+            tick: Tick(tick),
+            entities,
+            players: players
+                .into_iter()
+                .map(|(id, (name, score))| player(id, &name, score))
+                .collect(),
+        })
+}
+
+/// A current world that mostly evolves from the baseline: some entities move
+/// in a straight line, some turn, some vanish, some appear.
+fn arb_evolution() -> impl Strategy<Value = (WorldState, WorldState)> {
+    (any::<u32>(), 1..12u32).prop_flat_map(|(t, age)| {
+        (arb_world(t), arb_world(t.wrapping_add(age)), any::<u64>()).prop_map(
+            move |(base, mut fresh, seed)| {
+                let mut current = WorldState {
+                    tick: Tick(t.wrapping_add(age)),
+                    entities: vec![],
+                    players: fresh.players.clone(),
+                };
+                let age = age as i32;
+                for (n, b) in base.entities.iter().enumerate() {
+                    let roll = seed.rotate_left(n as u32) % 4;
+                    let mut e = *b;
+                    e.x += e.vx * age;
+                    e.y += e.vy * age;
+                    match roll {
+                        0 => continue,
+                        1 => {
+                            e.vx = -e.vx;
+                            e.angle = e.angle.wrapping_add(77);
+                            e.hp = e.hp.wrapping_sub(25);
+                        }
+                        _ => {}
+                    }
+                    current.entities.push(e);
+                }
+                for e in fresh.entities.drain(..) {
+                    if current.entities.iter().all(|c| c.id != e.id) {
+                        current.entities.push(e);
+                    }
+                }
+                current.entities.sort_by_key(|e| e.id);
+                (base, current)
+            },
+        )
+    })
+}
+
+proptest! {
+    #[test]
+    fn apply_of_diff_is_the_target(worlds in arb_evolution()) {
+        let (base, current) = worlds;
+        let msg = over_the_wire(&diff(Some(&base), &current, 3));
+        let rebuilt = apply(Some(&base), &msg).expect("a correct delta applies");
+        prop_assert_eq!(checksum(&rebuilt), msg.checksum);
+        prop_assert_eq!(rebuilt, current);
+    }
+
+    #[test]
+    fn apply_of_diff_between_unrelated_worlds_is_the_target(
+        base in arb_world(100),
+        current in arb_world(103),
+    ) {
+        let msg = over_the_wire(&diff(Some(&base), &current, 0));
+        prop_assert_eq!(apply(Some(&base), &msg).expect("applies"), current.clone());
+        let full = over_the_wire(&diff(None, &current, 0));
+        prop_assert_eq!(apply(None, &full).expect("applies"), current);
+    }
+
+    #[test]
+    fn apply_never_panics_on_garbage(
+        base in arb_world(10),
+        base_age in 0..3u32,
+        removed in proptest::collection::vec(0..100u32, 0..6),
+        changed in proptest::collection::vec(any::<u32>(), 0..6),
+        values in proptest::collection::vec(any::<i32>(), 0..12),
+        players_removed in proptest::collection::vec(0..30u32, 0..4),
+    ) {
+        let msg = SnapshotMsg {
+            tick: Tick(10 + base_age),
+            base_age,
+            removed,
+            changed,
+            values,
+            players_removed,
+            ..SnapshotMsg::default()
+        };
+        let _ = apply(Some(&base), &msg);
+    }
+}
