@@ -12,6 +12,8 @@
 //! (`base.pos + base.vel * age`), so anything moving in a straight line at
 //! constant speed costs nothing at all until it turns.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Tick;
@@ -81,8 +83,9 @@ pub struct WorldState {
     pub tick: Tick,
     /// Entities, sorted by id.
     pub entities: Vec<NetEntity>,
-    /// Scoreboard, sorted by id.
-    pub players: Vec<PlayerInfo>,
+    /// Scoreboard, sorted by id. Shared between consecutive states while it
+    /// does not change, so encoders can skip comparing it (`Arc::ptr_eq`).
+    pub players: Arc<Vec<PlayerInfo>>,
 }
 
 /// Largest entity id the delta format can carry (ids share a varint with a
@@ -223,7 +226,7 @@ pub fn checksum(state: &WorldState) -> u32 {
         mix(u32::from(e.angle));
         mix(u32::from(e.hp));
     }
-    for p in &state.players {
+    for p in state.players.iter() {
         mix(p.id);
         mix(p.score);
         mix(p.deaths);
@@ -365,7 +368,11 @@ pub fn diff_into(
         }
     }
 
-    // Scoreboard: removed ids, then new or changed entries.
+    // Scoreboard: removed ids, then new or changed entries. An unchanged
+    // scoreboard is the same allocation as the baseline's: nothing to compare.
+    if Arc::ptr_eq(&base.players, &current.players) {
+        return;
+    }
     let (bp, cp) = (&base.players, &current.players);
     let (mut i, mut j) = (0, 0);
     while i < bp.len() || j < cp.len() {
@@ -466,7 +473,6 @@ pub fn apply_into(
     let age = msg.base_age as i32;
     out.tick = msg.tick;
     out.entities.clear();
-    out.players.clear();
 
     let mut removed = msg.removed.iter().peekable();
     let mut removed_ids = GapReader::new();
@@ -561,6 +567,21 @@ fn strictly_increasing(ids: impl Iterator<Item = u32>) -> bool {
 }
 
 fn apply_players(
+    base: &Arc<Vec<PlayerInfo>>,
+    msg: &SnapshotMsg,
+    out: &mut Arc<Vec<PlayerInfo>>,
+) -> Result<(), DeltaError> {
+    if msg.players_removed.is_empty() && msg.players_upserted.is_empty() {
+        *out = Arc::clone(base);
+        return Ok(());
+    }
+    let mut players = Vec::with_capacity(base.len() + msg.players_upserted.len());
+    merge_players(base, msg, &mut players)?;
+    *out = Arc::new(players);
+    Ok(())
+}
+
+fn merge_players(
     base: &[PlayerInfo],
     msg: &SnapshotMsg,
     out: &mut Vec<PlayerInfo>,

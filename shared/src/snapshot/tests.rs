@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -44,7 +46,7 @@ fn full_snapshot_rebuilds_the_state() {
             entity(0, EntityKind::Player, 10, 20, 1, 1),
             entity(3, EntityKind::Npc, 30, 40, 0, 0),
         ],
-        players: vec![player(0, "ana", 1)],
+        players: Arc::new(vec![player(0, "ana", 1)]),
     };
     let msg = over_the_wire(&diff(None, &state, 4));
     assert!(msg.is_full());
@@ -61,7 +63,7 @@ fn straight_line_movers_cost_nothing() {
         entities: (0..100)
             .map(|i| entity(i, EntityKind::Projectile, 1000, 1000, 96, -5))
             .collect(),
-        players: vec![],
+        players: Arc::default(),
     };
     let mut current = base.clone();
     current.tick = Tick(13);
@@ -81,7 +83,7 @@ fn a_turn_costs_a_few_bytes_and_consecutive_ids_cost_one() {
         entities: (0..50)
             .map(|i| entity(i, EntityKind::Npc, 500, 500, 19, 0))
             .collect(),
-        players: vec![],
+        players: Arc::default(),
     };
     let mut current = base.clone();
     current.tick = Tick(2);
@@ -130,7 +132,7 @@ fn baseline_not_older_than_current_gives_full_snapshot() {
     let state = WorldState {
         tick: Tick(7),
         entities: vec![entity(1, EntityKind::Npc, 1, 1, 0, 0)],
-        players: vec![],
+        players: Arc::default(),
     };
     let msg = diff(Some(&state), &state, 0);
     assert!(msg.is_full());
@@ -142,12 +144,12 @@ fn kind_change_under_same_id_is_remove_plus_create() {
     let base = WorldState {
         tick: Tick(1),
         entities: vec![entity(4, EntityKind::Npc, 1, 1, 0, 0)],
-        players: vec![],
+        players: Arc::default(),
     };
     let current = WorldState {
         tick: Tick(2),
         entities: vec![entity(4, EntityKind::Projectile, 9, 9, 1, 1)],
-        players: vec![],
+        players: Arc::default(),
     };
     let msg = diff(Some(&base), &current, 0);
     assert_eq!((msg.removed.len(), msg.created.len()), (1, 1));
@@ -159,7 +161,7 @@ fn inconsistent_deltas_are_errors() {
     let base = WorldState {
         tick: Tick(1),
         entities: vec![entity(2, EntityKind::Npc, 0, 0, 0, 0)],
-        players: vec![player(2, "p", 0)],
+        players: Arc::new(vec![player(2, "p", 0)]),
     };
     let good = SnapshotMsg {
         tick: Tick(2),
@@ -204,7 +206,7 @@ fn checksum_sees_every_field() {
     let state = WorldState {
         tick: Tick(1),
         entities: vec![entity(1, EntityKind::Npc, 1, 2, 3, 4)],
-        players: vec![player(1, "ab", 0)],
+        players: Arc::new(vec![player(1, "ab", 0)]),
     };
     let base = checksum(&state);
     let mutations: [fn(&mut WorldState); 10] = [
@@ -216,8 +218,8 @@ fn checksum_sees_every_field() {
         |s| s.entities[0].vy += 1,
         |s| s.entities[0].angle += 1,
         |s| s.entities[0].hp += 1,
-        |s| s.players[0].score += 1,
-        |s| s.players[0].name.push('c'),
+        |s| Arc::make_mut(&mut s.players)[0].score += 1,
+        |s| Arc::make_mut(&mut s.players)[0].name.push('c'),
     ];
     for mutate in mutations {
         let mut s = state.clone();
@@ -273,10 +275,12 @@ fn arb_world(tick: u32) -> impl Strategy<Value = WorldState> {
         .prop_map(move |(entities, players)| WorldState {
             tick: Tick(tick),
             entities,
-            players: players
-                .into_iter()
-                .map(|(id, (name, score))| player(id, &name, score))
-                .collect(),
+            players: Arc::new(
+                players
+                    .into_iter()
+                    .map(|(id, (name, score))| player(id, &name, score))
+                    .collect(),
+            ),
         })
 }
 
