@@ -1,1 +1,115 @@
-//! placeholder
+//! The authoritative arena server.
+//!
+//! Tasks and ownership:
+//! * the **room task** ([`room`]) owns the [`game::World`] by `&mut` and runs
+//!   the fixed-rate tick;
+//! * per connection, a **reader** and a **writer** task ([`connection`])
+//!   talk to the room only through bounded queues and a `watch` of the newest
+//!   published snapshot;
+//! * the **accept loop** ([`serve`]) caps open connections and hands each to
+//!   hyper ([`http`]), which serves files, status, and the WebSocket upgrade.
+//!
+//! [`serve`] is the whole server; `src/bin/server.rs` only parses flags.
+
+pub mod config;
+mod connection;
+pub mod game;
+mod http;
+pub mod room;
+pub mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{error, info, warn};
+
+pub use config::{Config, ConfigError};
+
+use crate::connection::ConnContext;
+use crate::http::AppState;
+use crate::stats::ServerStats;
+
+/// Runs the server on `listener` until `shutdown` completes, then stops
+/// accepting, closes every client with [`shared::protocol::DisconnectReason::ServerShutdown`],
+/// lets the room finish its tick, and returns within
+/// [`Config::shutdown_grace`] (plus one tick).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (room, room_task) = room::spawn(&config, stop_rx.clone());
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let state = Arc::new(AppState {
+        conn: ConnContext {
+            config: Arc::clone(&config),
+            room,
+            stats: Arc::new(ServerStats::default()),
+            shutdown: stop_rx,
+        },
+        clients: Arc::new(Semaphore::new(config.max_clients)),
+        done: done_tx,
+    });
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        // Wait for a connection slot first: beyond `max_connections` the
+        // kernel's backlog queues new peers instead of us.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&connections).acquire_owned() => permit?,
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(1);
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(http::serve_connection(
+                    stream,
+                    peer,
+                    Arc::clone(&state),
+                    permit,
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, don't spin.
+                warn!(error = %e, ?backoff, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    info!("shutting down: closing connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(state);
+    // Every WebSocket task holds a `done` sender; recv() returns None once
+    // the last one has finished.
+    if tokio::time::timeout(config.shutdown_grace, done_rx.recv())
+        .await
+        .is_err()
+    {
+        warn!("shutdown grace elapsed with connections still open");
+    }
+    if let Err(e) = room_task.await {
+        error!(error = %e, "room task failed");
+    }
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// Completes once the shutdown flag is set (or its sender is gone). Drops the
+/// `watch` guard before returning, so callers may await afterwards.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,1 +1,92 @@
-fn main() {}
+//! `cargo run --release -p server`: parses flags, sets up logging, serves.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use server::Config;
+use tracing_subscriber::EnvFilter;
+
+/// Authoritative arena game server. Open http://ADDR/ to play.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "ARENA_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Simulation ticks per second (1..=128).
+    #[arg(long, env = "ARENA_TICK_HZ", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=128))]
+    tick_hz: u32,
+    /// Snapshots per second (1..=tick rate). Default: the tick rate.
+    #[arg(long, env = "ARENA_SNAPSHOT_HZ")]
+    snapshot_hz: Option<u32>,
+    /// Server-driven wandering NPCs.
+    #[arg(long, env = "ARENA_NPCS", default_value_t = Config::default().npcs)]
+    npcs: u32,
+    /// Most players connected at once; more get HTTP 503.
+    #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
+    max_clients: usize,
+    /// Seconds to wait for clients to close on shutdown.
+    #[arg(long, env = "ARENA_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    shutdown_grace_secs: u64,
+    /// Log format.
+    #[arg(long, env = "ARENA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let defaults = Config::default();
+    let config = Config {
+        tick_hz: args.tick_hz,
+        snapshot_hz: args.snapshot_hz.unwrap_or(args.tick_hz),
+        npcs: args.npcs,
+        max_clients: args.max_clients,
+        max_connections: args.max_clients + (defaults.max_connections - defaults.max_clients),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        ..defaults
+    };
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find the port when --addr ends in :0.
+    println!("listening on http://{addr}");
+    server::serve(listener, config, shutdown_signal()).await
+}

@@ -1,0 +1,172 @@
+//! Server configuration. The binary fills it from flags and environment; tests
+//! and embedders build it directly. Every limit has a safe default.
+
+use std::time::Duration;
+
+/// Everything the server can be told. [`Default`] is what `cargo run -p server`
+/// uses.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Simulation steps per second, 1..=128. Default: 30.
+    pub tick_hz: u32,
+    /// Snapshots per second, 1..=`tick_hz`. Default: 30 (one per tick).
+    pub snapshot_hz: u32,
+    /// Server-driven wandering NPCs in the arena. Default: 8.
+    pub npcs: u32,
+    /// Most players connected at once; the next upgrade request gets HTTP 503
+    /// before any WebSocket is set up. Default: 1000.
+    pub max_clients: usize,
+    /// Most TCP connections open at once, counting ones still sending their
+    /// HTTP headers. The accept loop waits while this many are open.
+    /// Default: `max_clients + 256`.
+    pub max_connections: usize,
+    /// Time a client has to send its complete HTTP request head (slowloris).
+    /// Default: 5 s.
+    pub header_read_timeout: Duration,
+    /// Time from the WebSocket upgrade to a valid hello. Default: 5 s.
+    pub hello_timeout: Duration,
+    /// A connection that sends nothing for this long is closed. Clients send
+    /// an input every tick and browsers answer pings, so only dead peers hit
+    /// it. Default: 15 s.
+    pub idle_timeout: Duration,
+    /// How often the server sends a WebSocket ping. Default: 5 s.
+    pub ping_interval: Duration,
+    /// Longest a single outgoing message may take to write. A client whose
+    /// socket accepts nothing for this long is dropped as too slow.
+    /// Default: 5 s.
+    pub write_timeout: Duration,
+    /// A client that acknowledges no snapshot for this long while snapshots
+    /// are being sent is disconnected as too slow. Default: 10 s.
+    pub ack_timeout: Duration,
+    /// Snapshots each client's writer keeps as possible baselines. A client
+    /// whose newest ack is older gets a full snapshot. Default: 64 (about 2 s
+    /// at 30 Hz).
+    pub snapshot_history: usize,
+    /// Inputs buffered per player ahead of the tick that applies them; an
+    /// input arriving at a full buffer is dropped and counted. Default: 8.
+    pub input_buffer: usize,
+    /// Most ticks run back to back to catch up after a stall before the
+    /// loop gives up on the missed ones (counted as overruns). Default: 5.
+    pub max_catchup_ticks: u32,
+    /// How long shutdown waits for connections to finish their close
+    /// handshake. Default: 5 s.
+    pub shutdown_grace: Duration,
+    /// Seed of the world's random numbers. Default: fixed, so runs repeat.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let max_clients = 1000;
+        Self {
+            tick_hz: 30,
+            snapshot_hz: 30,
+            npcs: 8,
+            max_clients,
+            max_connections: max_clients + 256,
+            header_read_timeout: Duration::from_secs(5),
+            hello_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            ping_interval: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(10),
+            snapshot_history: 64,
+            input_buffer: 8,
+            max_catchup_ticks: 5,
+            shutdown_grace: Duration::from_secs(5),
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `tick_hz` outside 1..=128.
+    #[error("tick rate {0} Hz is outside 1..=128")]
+    TickHz(u32),
+    /// `snapshot_hz` outside 1..=`tick_hz`.
+    #[error("snapshot rate {snapshot_hz} Hz is outside 1..={tick_hz}")]
+    SnapshotHz {
+        /// The requested snapshot rate.
+        snapshot_hz: u32,
+        /// The tick rate it must not exceed.
+        tick_hz: u32,
+    },
+    /// A count that must be at least one is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl Config {
+    /// Checks the ranges the server relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=128).contains(&self.tick_hz) {
+            return Err(ConfigError::TickHz(self.tick_hz));
+        }
+        if !(1..=self.tick_hz).contains(&self.snapshot_hz) {
+            return Err(ConfigError::SnapshotHz {
+                snapshot_hz: self.snapshot_hz,
+                tick_hz: self.tick_hz,
+            });
+        }
+        for (name, value) in [
+            ("max_clients", self.max_clients),
+            ("max_connections", self.max_connections),
+            ("snapshot_history", self.snapshot_history),
+            ("input_buffer", self.input_buffer),
+            ("max_catchup_ticks", self.max_catchup_ticks as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ticks between two snapshots, as a fraction: a snapshot is due on tick
+    /// `t` when `t * snapshot_hz / tick_hz` advanced.
+    pub(crate) fn snapshot_due(&self, tick: u32) -> bool {
+        let (s, t) = (u64::from(self.snapshot_hz), u64::from(self.tick_hz));
+        let tick = u64::from(tick);
+        tick == 0 || (tick * s) / t != ((tick - 1) * s) / t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn out_of_range_rates_are_refused() {
+        let c = Config {
+            tick_hz: 129,
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::TickHz(129))));
+        let c = Config {
+            tick_hz: 20,
+            snapshot_hz: 30,
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::SnapshotHz { .. })));
+    }
+
+    #[test]
+    fn snapshot_cadence_matches_the_rate() {
+        for (tick_hz, snapshot_hz) in [(30, 30), (60, 20), (30, 7), (128, 1)] {
+            let c = Config {
+                tick_hz,
+                snapshot_hz,
+                ..Config::default()
+            };
+            let due = (1..=tick_hz * 10).filter(|&t| c.snapshot_due(t)).count();
+            assert_eq!(due as u32, snapshot_hz * 10, "{tick_hz}/{snapshot_hz}");
+        }
+    }
+}

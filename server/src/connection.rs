@@ -1,0 +1,532 @@
+//! One WebSocket connection: a reader (this task) and a writer (its own task).
+//!
+//! The reader decodes client messages and forwards them: inputs to the room's
+//! bounded input queue, acks into an atomic the writer reads, pings and close
+//! replies to the writer's small control queue. The writer sends the welcome,
+//! then for every published tick encodes this client's delta against the
+//! newest snapshot it acknowledged, and writes it with a deadline. Neither
+//! task ever touches the world, and the room never waits for either.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use fastwebsockets::{
+    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
+};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use shared::codec::{self, MAX_CLIENT_MESSAGE};
+use shared::protocol::{ClientMsg, DisconnectReason, PROTOCOL_VERSION, ServerMsg, Welcome};
+use shared::rules::MAX_NAME_CHARS;
+use shared::snapshot::SnapshotMsg;
+use shared::{Tick, snapshot};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::config::Config;
+use crate::room::{PlayerHandle, Published, RoomCmd, RoomHandle};
+use crate::stats::ServerStats;
+
+type Io = TokioIo<Upgraded>;
+
+/// Messages the reader (or shutdown) hands to the writer. The queue is small
+/// (16): a client that floods pings beyond it simply loses the extra pongs.
+#[derive(Debug)]
+enum Control {
+    /// Answer to an application ping.
+    Pong(u64),
+    /// Answer to a WebSocket ping frame (payload at most 125 bytes).
+    WsPong(Vec<u8>),
+    /// The client sent a close frame: echo it and stop.
+    CloseReply(u16),
+    /// Close with a reason and stop.
+    Disconnect(DisconnectReason),
+}
+const CONTROL_QUEUE: usize = 16;
+
+/// Everything a connection needs from the server.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnContext {
+    pub(crate) config: Arc<Config>,
+    pub(crate) room: RoomHandle,
+    pub(crate) stats: Arc<ServerStats>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Why a read ended.
+enum ReadEnd {
+    /// The peer went away (EOF, reset) or closed without a reason to give.
+    Gone,
+    /// The peer broke a rule; tell it why.
+    Reason(DisconnectReason),
+}
+
+enum Inbound<'a> {
+    Binary(&'a [u8]),
+    Ping(Vec<u8>),
+    Pong,
+    Close(u16),
+}
+
+/// Frame reader that reassembles fragmented messages under the same size cap
+/// as single frames (fastwebsockets only caps each frame).
+struct Reader {
+    ws: WebSocketRead<ReadHalf<Io>>,
+    message: Vec<u8>,
+    in_fragment: bool,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Result<Inbound<'_>, ReadEnd> {
+        loop {
+            let frame = self
+                .ws
+                .read_frame(&mut |_: Frame<'_>| async { Ok::<(), Infallible>(()) })
+                .await
+                .map_err(|e| match e {
+                    WebSocketError::FrameTooLarge => {
+                        ReadEnd::Reason(DisconnectReason::MessageTooLarge)
+                    }
+                    WebSocketError::UnexpectedEOF
+                    | WebSocketError::IoError(_)
+                    | WebSocketError::ConnectionClosed => ReadEnd::Gone,
+                    _ => ReadEnd::Reason(DisconnectReason::MalformedMessage),
+                })?;
+            match frame.opcode {
+                OpCode::Binary | OpCode::Continuation => {
+                    let starts = frame.opcode == OpCode::Binary;
+                    if starts == self.in_fragment {
+                        // A new message inside a fragmented one, or a
+                        // continuation of nothing.
+                        return Err(ReadEnd::Reason(DisconnectReason::MalformedMessage));
+                    }
+                    if starts {
+                        self.message.clear();
+                    }
+                    if self.message.len() + frame.payload.len() > MAX_CLIENT_MESSAGE {
+                        return Err(ReadEnd::Reason(DisconnectReason::MessageTooLarge));
+                    }
+                    self.message.extend_from_slice(&frame.payload);
+                    self.in_fragment = !frame.fin;
+                    if frame.fin {
+                        return Ok(Inbound::Binary(&self.message));
+                    }
+                }
+                OpCode::Text => return Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
+                OpCode::Close => {
+                    let code = match frame.payload.get(..2) {
+                        Some(c) => u16::from_be_bytes([c[0], c[1]]),
+                        None => 1000,
+                    };
+                    return Ok(Inbound::Close(code));
+                }
+                OpCode::Ping => return Ok(Inbound::Ping(frame.payload.to_vec())),
+                OpCode::Pong => return Ok(Inbound::Pong),
+            }
+        }
+    }
+}
+
+/// Frame writer: one reusable encode buffer, every write under a deadline.
+struct Writer {
+    ws: WebSocketWrite<WriteHalf<Io>>,
+    buf: Vec<u8>,
+    write_timeout: Duration,
+    stats: Arc<ServerStats>,
+}
+
+/// A write did not complete: the socket is dead or the client stopped reading.
+#[derive(Debug)]
+struct WriteFailed;
+
+impl Writer {
+    async fn frame(&mut self, frame: Frame<'_>) -> Result<(), WriteFailed> {
+        let len = frame.payload.len();
+        let write = async {
+            self.ws.write_frame(frame).await?;
+            self.ws.flush().await
+        };
+        match timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => {
+                self.stats.bytes_out.fetch_add(len as u64, Relaxed);
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) => Err(WriteFailed),
+        }
+    }
+
+    /// Writes the message already encoded in `self.buf`.
+    async fn flush_buf(&mut self) -> Result<(), WriteFailed> {
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.frame(Frame::binary(Payload::Borrowed(&buf))).await;
+        self.buf = buf;
+        result
+    }
+
+    async fn message(&mut self, msg: &ServerMsg) -> Result<(), WriteFailed> {
+        codec::encode_server(msg, &mut self.buf);
+        self.flush_buf().await
+    }
+
+    /// Tells the client why, then sends the close frame. Best effort: the
+    /// client may already be gone.
+    async fn close(&mut self, reason: DisconnectReason) {
+        debug!(reason = reason.label(), "closing connection");
+        self.stats.count_close(&reason);
+        if self
+            .message(&ServerMsg::Disconnect(reason.clone()))
+            .await
+            .is_ok()
+        {
+            let text = reason.to_string();
+            let _ = self
+                .frame(Frame::close(reason.close_code(), text.as_bytes()))
+                .await;
+        }
+    }
+}
+
+/// Strips control characters, trims, and cuts to the maximum length.
+fn sanitize_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let clean = clean.trim();
+    if clean.is_empty() {
+        "player".to_owned()
+    } else {
+        clean.to_owned()
+    }
+}
+
+/// Reads the hello and checks it. Pings before the hello are answered.
+async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<String, ReadEnd> {
+    loop {
+        let bytes = match reader.next().await? {
+            Inbound::Binary(bytes) => bytes,
+            Inbound::Ping(payload) => {
+                writer
+                    .frame(Frame::pong(payload.into()))
+                    .await
+                    .map_err(|WriteFailed| ReadEnd::Gone)?;
+                continue;
+            }
+            Inbound::Pong => continue,
+            Inbound::Close(_) => return Err(ReadEnd::Gone),
+        };
+        if let Some(version) = codec::peek_hello_version(bytes)
+            && version != PROTOCOL_VERSION
+        {
+            return Err(ReadEnd::Reason(DisconnectReason::VersionMismatch {
+                server: PROTOCOL_VERSION,
+                client: version,
+            }));
+        }
+        return match codec::decode_client(bytes) {
+            Ok(ClientMsg::Hello(hello)) => Ok(sanitize_name(&hello.name)),
+            Ok(_) => Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
+            Err(codec::CodecError::TooLarge { .. }) => {
+                Err(ReadEnd::Reason(DisconnectReason::MessageTooLarge))
+            }
+            Err(_) => Err(ReadEnd::Reason(DisconnectReason::MalformedMessage)),
+        };
+    }
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContext) {
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    // fastwebsockets refuses frames of `max` bytes or more.
+    ws.set_max_message_size(MAX_CLIENT_MESSAGE + 1);
+    let (read, write) = ws.split(tokio::io::split);
+    let mut reader = Reader {
+        ws: read,
+        message: Vec::with_capacity(64),
+        in_fragment: false,
+    };
+    let mut writer = Writer {
+        ws: write,
+        buf: Vec::with_capacity(256),
+        write_timeout: ctx.config.write_timeout,
+        stats: Arc::clone(&ctx.stats),
+    };
+    let span = info_span!("conn", %peer, player = tracing::field::Empty);
+    async move {
+        let name = match timeout(
+            ctx.config.hello_timeout,
+            read_hello(&mut reader, &mut writer),
+        )
+        .await
+        {
+            Ok(Ok(name)) => name,
+            Ok(Err(ReadEnd::Gone)) => return,
+            Ok(Err(ReadEnd::Reason(reason))) => return writer.close(reason).await,
+            Err(_) => return writer.close(DisconnectReason::HelloTimeout).await,
+        };
+        let joined = match join(&ctx, name.clone()).await {
+            Ok(joined) => joined,
+            Err(reason) => return writer.close(reason).await,
+        };
+        tracing::Span::current().record("player", joined.player_id);
+        info!(player_id = joined.player_id, %name, "joined");
+        ctx.stats.joins.fetch_add(1, Relaxed);
+        let welcome = ServerMsg::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            player_id: joined.player_id,
+            tick_hz: ctx.config.tick_hz as u16,
+            snapshot_hz: ctx.config.snapshot_hz as u16,
+            tick: joined.tick,
+        });
+        if writer.message(&welcome).await.is_err() {
+            let _ = ctx
+                .room
+                .cmds
+                .send(RoomCmd::Leave {
+                    player: joined.handle,
+                })
+                .await;
+            return;
+        }
+        play(reader, writer, joined.handle, &ctx).await;
+        let _ = ctx
+            .room
+            .cmds
+            .send(RoomCmd::Leave {
+                player: joined.handle,
+            })
+            .await;
+        info!("left");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn join(ctx: &ConnContext, name: String) -> Result<crate::room::Joined, DisconnectReason> {
+    let (reply, answer) = oneshot::channel();
+    let ask = async {
+        ctx.room
+            .cmds
+            .send(RoomCmd::Join { name, reply })
+            .await
+            .map_err(|_| DisconnectReason::ServerShutdown)?;
+        answer.await.map_err(|_| DisconnectReason::ServerShutdown)?
+    };
+    timeout(ctx.config.hello_timeout, ask)
+        .await
+        .unwrap_or(Err(DisconnectReason::ServerFull))
+}
+
+/// The joined phase: the writer task sends snapshots while this task reads.
+async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &ConnContext) {
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let acked = Arc::new(AtomicU64::new(NO_ACK));
+    let mut writer_task = tokio::spawn(
+        write_loop(
+            writer,
+            control_rx,
+            ctx.room.snapshots.clone(),
+            player,
+            Arc::clone(&acked),
+            Arc::clone(&ctx.config),
+            ctx.shutdown.clone(),
+        )
+        .in_current_span(),
+    );
+    let idle = ctx.config.idle_timeout;
+    let end = loop {
+        let inbound = tokio::select! {
+            read = timeout(idle, reader.next()) => read,
+            _ = &mut writer_task => return, // the writer closed the connection
+        };
+        let inbound = match inbound {
+            Err(_) => break Control::Disconnect(DisconnectReason::IdleTimeout),
+            Ok(Err(ReadEnd::Gone)) => break Control::CloseReply(1000),
+            Ok(Err(ReadEnd::Reason(r))) => break Control::Disconnect(r),
+            Ok(Ok(inbound)) => inbound,
+        };
+        match inbound {
+            Inbound::Binary(bytes) => {
+                ctx.stats.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
+                match codec::decode_client(bytes) {
+                    Ok(ClientMsg::Input(cmd)) => {
+                        if ctx.room.inputs.try_send((player, cmd)).is_err() {
+                            ctx.room.stats.inputs_dropped.fetch_add(1, Relaxed);
+                        }
+                    }
+                    Ok(ClientMsg::Ack(tick)) => acked.store(u64::from(tick.0), Relaxed),
+                    Ok(ClientMsg::Ping(nonce)) => {
+                        let _ = control_tx.try_send(Control::Pong(nonce));
+                    }
+                    Ok(ClientMsg::Hello(_)) => {
+                        break Control::Disconnect(DisconnectReason::UnexpectedMessage);
+                    }
+                    Err(codec::CodecError::TooLarge { .. }) => {
+                        break Control::Disconnect(DisconnectReason::MessageTooLarge);
+                    }
+                    Err(_) => break Control::Disconnect(DisconnectReason::MalformedMessage),
+                }
+            }
+            Inbound::Ping(payload) => {
+                let _ = control_tx.try_send(Control::WsPong(payload));
+            }
+            Inbound::Pong => {}
+            Inbound::Close(code) => break Control::CloseReply(code),
+        }
+    };
+    if let Control::Disconnect(reason) = &end {
+        info!(reason = reason.label(), "disconnecting client");
+    }
+    // The control queue may be full of pongs: the close must get through.
+    if control_tx.send(end).await.is_ok() {
+        let _ = timeout(ctx.config.write_timeout, &mut writer_task).await;
+    }
+    writer_task.abort();
+}
+
+const NO_ACK: u64 = u64::MAX;
+
+/// The writer task: welcome is sent; now snapshots, pongs and the close.
+async fn write_loop(
+    mut writer: Writer,
+    mut control: mpsc::Receiver<Control>,
+    mut snapshots: watch::Receiver<Arc<Published>>,
+    player: PlayerHandle,
+    acked: Arc<AtomicU64>,
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Snapshots this client may hold, oldest first: the candidates for its
+    // next baseline. Shared with every other client (Arc), so the cost per
+    // client is a pointer each.
+    let mut history: VecDeque<Arc<Published>> = VecDeque::with_capacity(config.snapshot_history);
+    let mut delta = SnapshotMsg::default();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_ack = (NO_ACK, Instant::now());
+    snapshots.mark_changed(); // send the current state right away
+    let result: Result<(), WriteFailed> = async {
+        loop {
+            tokio::select! {
+                biased;
+                () = crate::stopped(&mut shutdown) => {
+                    writer.close(DisconnectReason::ServerShutdown).await;
+                    return Ok(());
+                }
+                ctrl = control.recv() => match ctrl {
+                    Some(Control::Pong(nonce)) => {
+                        let tick = snapshots.borrow().state.tick;
+                        writer.message(&ServerMsg::Pong { nonce, tick }).await?;
+                    }
+                    Some(Control::WsPong(payload)) => {
+                        writer.frame(Frame::pong(payload.into())).await?;
+                    }
+                    Some(Control::CloseReply(code)) => {
+                        let code = if code == 1005 || code < 1000 { 1000 } else { code };
+                        let _ = writer.frame(Frame::close(code, b"")).await;
+                        return Ok(());
+                    }
+                    Some(Control::Disconnect(reason)) => {
+                        writer.close(reason).await;
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                },
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        writer.close(DisconnectReason::ServerShutdown).await;
+                        return Ok(());
+                    }
+                    let published = Arc::clone(&snapshots.borrow_and_update());
+                    let ack = acked.load(Relaxed);
+                    if ack != last_ack.0 {
+                        last_ack = (ack, Instant::now());
+                    } else if last_ack.1.elapsed() > config.ack_timeout {
+                        writer.close(DisconnectReason::TooSlow).await;
+                        return Ok(());
+                    }
+                    send_snapshot(&mut writer, &mut history, &mut delta, &published, player, ack, &config).await?;
+                }
+                _ = ping.tick() => {
+                    writer.frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await?;
+                }
+            }
+        }
+    }
+    .await;
+    if result.is_err() {
+        info!(
+            reason = DisconnectReason::TooSlow.label(),
+            "write failed or timed out; dropping client"
+        );
+        writer.stats.count_close(&DisconnectReason::TooSlow);
+    }
+}
+
+async fn send_snapshot(
+    writer: &mut Writer,
+    history: &mut VecDeque<Arc<Published>>,
+    delta: &mut SnapshotMsg,
+    published: &Arc<Published>,
+    player: PlayerHandle,
+    ack: u64,
+    config: &Config,
+) -> Result<(), WriteFailed> {
+    let baseline = (ack != NO_ACK)
+        .then(|| {
+            let tick = Tick(ack as u32);
+            history.iter().rev().find(|p| p.state.tick == tick)
+        })
+        .flatten();
+    snapshot::diff_into(
+        baseline.map(|p| &p.state),
+        &published.state,
+        published.input_ack(player),
+        delta,
+    );
+    if delta.is_full() {
+        writer.stats.full_snapshots.fetch_add(1, Relaxed);
+    }
+    codec::encode_snapshot(delta, &mut writer.buf);
+    writer.flush_buf().await?;
+    writer.stats.snapshots_sent.fetch_add(1, Relaxed);
+    // Baselines older than the one the client acknowledged are never needed
+    // again (acks only move forward); drop them, then cap the history.
+    if let Some(tick) = baseline.map(|p| p.state.tick) {
+        while history.front().is_some_and(|p| p.state.tick != tick) {
+            history.pop_front();
+        }
+    }
+    if history.len() == config.snapshot_history {
+        history.pop_front();
+    }
+    history.push_back(Arc::clone(published));
+    // A full snapshot can leave a large buffer behind; give it back.
+    if writer.buf.capacity() > 64 * 1024 && writer.buf.len() < 16 * 1024 {
+        writer.buf = Vec::with_capacity(16 * 1024);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_name;
+
+    #[test]
+    fn names_are_cleaned_and_bounded() {
+        assert_eq!(sanitize_name("  ana\n\u{7} "), "ana");
+        assert_eq!(sanitize_name(""), "player");
+        assert_eq!(sanitize_name("\u{0}\u{1}"), "player");
+        assert_eq!(sanitize_name(&"x".repeat(100)).chars().count(), 16);
+        assert_eq!(sanitize_name("日本語の名前"), "日本語の名前");
+    }
+}

@@ -1,0 +1,245 @@
+//! Hostile and broken clients get the right close code and typed reason, and
+//! never disturb the players around them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Replica, STEP, TestServer, play_for};
+use fastwebsockets::{Frame, OpCode, Payload};
+use server::Config;
+use shared::codec;
+use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION};
+use tokio::time::{Instant, sleep, timeout};
+
+fn hello_bytes(protocol: u32) -> Vec<u8> {
+    codec::client_bytes(&ClientMsg::Hello(Hello {
+        protocol,
+        name: "x".into(),
+    }))
+}
+
+/// A frame to send: fin bit, opcode, payload.
+type RawFrame = (bool, OpCode, Vec<u8>);
+/// Name, join first?, frames, expected reason, expected close code.
+type Case = (&'static str, bool, Vec<RawFrame>, DisconnectReason, u16);
+
+/// Connects, optionally joins, sends the frames, and returns how the server
+/// closed the connection.
+async fn close_after(
+    addr: std::net::SocketAddr,
+    join_first: bool,
+    frames: Vec<RawFrame>,
+) -> (Option<DisconnectReason>, u16) {
+    let mut c = if join_first {
+        Client::join(addr, "victim").await.0
+    } else {
+        Client::connect(addr).await
+    };
+    for (fin, opcode, payload) in &frames {
+        c.send_frame(Frame::new(*fin, *opcode, None, Payload::Borrowed(payload)))
+            .await;
+    }
+    c.expect_close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_get_the_right_close_code_and_others_keep_playing() {
+    let server = TestServer::start(Config {
+        npcs: 10,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    // A bystander plays throughout.
+    let bystander = tokio::spawn(async move {
+        let (mut c, _) = Client::join(addr, "bystander").await;
+        let mut replica = Replica::default();
+        let n = play_for(&mut c, &mut replica, Duration::from_secs(3)).await;
+        (n, replica.desyncs)
+    });
+
+    let big = vec![0u8; codec::MAX_CLIENT_MESSAGE + 1];
+    let part = vec![0u8; 400];
+    let cases: Vec<Case> = vec![
+        (
+            "oversized frame",
+            true,
+            vec![(true, OpCode::Binary, big.clone())],
+            DisconnectReason::MessageTooLarge,
+            1009,
+        ),
+        (
+            "oversized fragmented message",
+            true,
+            vec![
+                (false, OpCode::Binary, part.clone()),
+                (false, OpCode::Continuation, part.clone()),
+                (true, OpCode::Continuation, part.clone()),
+            ],
+            DisconnectReason::MessageTooLarge,
+            1009,
+        ),
+        (
+            "malformed payload after joining",
+            true,
+            vec![(true, OpCode::Binary, vec![1, 0xff, 0xff, 0xff])],
+            DisconnectReason::MalformedMessage,
+            1002,
+        ),
+        (
+            "binary garbage instead of hello",
+            false,
+            vec![(true, OpCode::Binary, vec![0xde, 0xad, 0xbe, 0xef, 0x00])],
+            DisconnectReason::MalformedMessage,
+            1002,
+        ),
+        (
+            "wrong protocol version",
+            false,
+            vec![(true, OpCode::Binary, hello_bytes(PROTOCOL_VERSION + 98))],
+            DisconnectReason::VersionMismatch {
+                server: PROTOCOL_VERSION,
+                client: PROTOCOL_VERSION + 98,
+            },
+            1002,
+        ),
+        (
+            "text frame",
+            true,
+            vec![(true, OpCode::Text, b"hello".to_vec())],
+            DisconnectReason::UnexpectedMessage,
+            1002,
+        ),
+        (
+            "input before hello",
+            false,
+            vec![(
+                true,
+                OpCode::Binary,
+                codec::client_bytes(&ClientMsg::Input(InputCmd::default())),
+            )],
+            DisconnectReason::UnexpectedMessage,
+            1002,
+        ),
+        (
+            "second hello",
+            true,
+            vec![(true, OpCode::Binary, hello_bytes(PROTOCOL_VERSION))],
+            DisconnectReason::UnexpectedMessage,
+            1002,
+        ),
+        (
+            "continuation without a start",
+            true,
+            vec![(true, OpCode::Continuation, vec![2, 1])],
+            DisconnectReason::MalformedMessage,
+            1002,
+        ),
+    ];
+    for (name, join, frames, reason, code) in cases {
+        let got = close_after(addr, join, frames).await;
+        assert_eq!(got, (Some(reason), code), "{name}");
+    }
+
+    let (snapshots, desyncs) = bystander.await.expect("bystander");
+    assert!(
+        snapshots >= 81,
+        "bystander got only {snapshots} snapshots in 3 s"
+    );
+    assert_eq!(desyncs, 0);
+    // The server is still healthy and counted what it did.
+    let status = server.status().await;
+    assert_eq!(status["server"]["closes"]["message_too_large"], 2);
+    assert_eq!(status["server"]["closes"]["version_mismatch"], 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_at_the_hello_deadline() {
+    let server = TestServer::start(Config {
+        hello_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut c = Client::connect(server.addr).await;
+    let started = Instant::now();
+    assert_eq!(
+        c.expect_close().await,
+        (Some(DisconnectReason::HelloTimeout), 1008)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_slow_the_others() {
+    let server = TestServer::start(Config {
+        // A busy world, so the stalled client's socket buffers fill fast.
+        npcs: 2000,
+        ack_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    // The stalled client joins, then never reads or acks again.
+    let (stalled, _) = Client::join(addr, "stalled").await;
+    let mut players = Vec::new();
+    for i in 0..4 {
+        players.push(tokio::spawn(async move {
+            let (mut c, _) = Client::join(addr, &format!("p{i}")).await;
+            let mut replica = Replica::default();
+            play_for(&mut c, &mut replica, Duration::from_millis(500)).await;
+            let n = play_for(&mut c, &mut replica, Duration::from_secs(3)).await;
+            (n, replica.desyncs)
+        }));
+    }
+    for p in players {
+        let (n, desyncs) = p.await.expect("player");
+        assert!(n >= 81, "a reading client got only {n} snapshots in 3 s");
+        assert_eq!(desyncs, 0);
+    }
+    // The stalled client is dropped as too slow within a bounded time.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let status = server.status().await;
+        if status["server"]["closes"]["too_slow"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stalled client never dropped: {status}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
+    let status = server.status().await;
+    assert_eq!(status["overruns"], 0, "the tick never fell behind");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_every_client_and_returns_in_time() {
+    let server = TestServer::start(Config {
+        shutdown_grace: Duration::from_secs(2),
+        ..Config::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let (mut c, _) = Client::join(server.addr, &format!("p{i}")).await;
+        c.next_snapshot().await;
+        clients.push(c);
+    }
+    let waiters: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { timeout(STEP, c.expect_close()).await }))
+        .collect();
+    let took = server.stop().await;
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    for w in waiters {
+        let closed = w.await.expect("waiter").expect("close arrived in time");
+        assert_eq!(closed, (Some(DisconnectReason::ServerShutdown), 1001));
+    }
+}

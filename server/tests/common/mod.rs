@@ -1,0 +1,309 @@
+//! Test harness: the real server on 127.0.0.1:0 and a raw WebSocket client.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test binary uses a different subset"
+)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use server::Config;
+use shared::Tick;
+use shared::codec;
+use shared::protocol::{ClientMsg, DisconnectReason, Hello, PROTOCOL_VERSION, ServerMsg, Welcome};
+use shared::snapshot::{self, SnapshotMsg, WorldState};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+/// Every wait in these tests is bounded by this.
+pub const STEP: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits for `serve` to return; gives its duration.
+    pub async fn stop(mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        timeout(STEP, &mut self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("serve returns Ok");
+        started.elapsed()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let body = http_get(self.addr, "/status.json").await.1;
+        serde_json::from_slice(&body).expect("status is json")
+    }
+}
+
+struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    timeout(STEP, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body_at = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    (status, buf[body_at..].to_vec())
+}
+
+/// What a client observed.
+#[derive(Debug)]
+pub enum Event {
+    Msg(ServerMsg),
+    Closed { code: u16, reason: String },
+}
+
+pub struct Client {
+    pub ws: WebSocket<TokioIo<Upgraded>>,
+    buf: Vec<u8>,
+}
+
+/// Upgrade response status when the server refuses before upgrading.
+pub async fn try_connect(addr: SocketAddr) -> Result<Client, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let req = Request::builder()
+        .method("GET")
+        .uri(format!("http://{addr}/ws"))
+        .header("Host", addr.to_string())
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::CONNECTION, "upgrade")
+        .header(
+            "Sec-WebSocket-Key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("Sec-WebSocket-Version", "13")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let (ws, _) = timeout(
+        STEP,
+        fastwebsockets::handshake::client(&SpawnExecutor, req, stream),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    Ok(Client {
+        ws,
+        buf: Vec::new(),
+    })
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        try_connect(addr).await.expect("websocket handshake")
+    }
+
+    /// Connects and says hello; returns the welcome.
+    pub async fn join(addr: SocketAddr, name: &str) -> (Self, Welcome) {
+        let mut c = Self::connect(addr).await;
+        c.send(&ClientMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            name: name.into(),
+        }))
+        .await;
+        match c.recv().await {
+            Event::Msg(ServerMsg::Welcome(w)) => (c, w),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        codec::encode_client(msg, &mut self.buf);
+        let buf = std::mem::take(&mut self.buf);
+        self.send_frame(Frame::binary(Payload::Borrowed(&buf)))
+            .await;
+        self.buf = buf;
+    }
+
+    pub async fn send_frame(&mut self, frame: Frame<'_>) {
+        self.ws.write_frame(frame).await.expect("send");
+    }
+
+    /// Next message or the close, within [`STEP`].
+    pub async fn recv(&mut self) -> Event {
+        timeout(STEP, self.next_event())
+            .await
+            .expect("server answered in time")
+    }
+
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let frame = match self.ws.read_frame().await {
+                Ok(f) => f,
+                Err(e) => {
+                    return Event::Closed {
+                        code: 1006,
+                        reason: e.to_string(),
+                    };
+                }
+            };
+            match frame.opcode {
+                OpCode::Binary => {
+                    return Event::Msg(
+                        codec::decode_server(&frame.payload).expect("server bytes decode"),
+                    );
+                }
+                OpCode::Close => {
+                    let p = &frame.payload;
+                    let code = if p.len() >= 2 {
+                        u16::from_be_bytes([p[0], p[1]])
+                    } else {
+                        1005
+                    };
+                    let reason =
+                        String::from_utf8_lossy(p.get(2..).unwrap_or_default()).into_owned();
+                    return Event::Closed { code, reason };
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the typed reason (if one was
+    /// sent) and the close code.
+    pub async fn expect_close(&mut self) -> (Option<DisconnectReason>, u16) {
+        let mut reason = None;
+        loop {
+            match self.recv().await {
+                Event::Msg(ServerMsg::Disconnect(r)) => reason = Some(r),
+                Event::Msg(_) => continue,
+                Event::Closed { code, .. } => return (reason, code),
+            }
+        }
+    }
+
+    pub async fn next_snapshot(&mut self) -> SnapshotMsg {
+        loop {
+            match self.recv().await {
+                Event::Msg(ServerMsg::Snapshot(s)) => return s,
+                Event::Msg(_) => continue,
+                Event::Closed { code, reason } => panic!("closed {code}: {reason}"),
+            }
+        }
+    }
+}
+
+/// A client-side copy of the world rebuilt from deltas, as a real client keeps it.
+#[derive(Default)]
+pub struct Replica {
+    states: VecDeque<WorldState>,
+    pub desyncs: u32,
+    pub applied: u32,
+    pub deltas: u32,
+}
+
+impl Replica {
+    /// Applies a snapshot; returns the tick to acknowledge.
+    pub fn apply(&mut self, msg: &SnapshotMsg) -> Tick {
+        let base_tick = msg.tick.advanced(msg.base_age.wrapping_neg());
+        let base = (!msg.is_full())
+            .then(|| self.states.iter().find(|s| s.tick == base_tick))
+            .flatten();
+        let state = snapshot::apply(base, msg).expect("delta applies to the acked baseline");
+        if snapshot::checksum(&state) != msg.checksum {
+            self.desyncs += 1;
+        }
+        self.applied += 1;
+        if !msg.is_full() {
+            self.deltas += 1;
+        }
+        if self.states.len() == 64 {
+            self.states.pop_front();
+        }
+        self.states.push_back(state);
+        msg.tick
+    }
+
+    pub fn latest(&self) -> &WorldState {
+        self.states.back().expect("a state")
+    }
+}
+
+/// Receives snapshots for `window`, applying and acknowledging each.
+pub async fn play_for(client: &mut Client, replica: &mut Replica, window: Duration) -> u32 {
+    let end = Instant::now() + window;
+    let mut n = 0;
+    while Instant::now() < end {
+        let Ok(event) = timeout(end - Instant::now(), client.next_event()).await else {
+            break;
+        };
+        match event {
+            Event::Msg(ServerMsg::Snapshot(s)) => {
+                let tick = replica.apply(&s);
+                client.send(&ClientMsg::Ack(tick)).await;
+                n += 1;
+            }
+            Event::Msg(_) => {}
+            Event::Closed { code, reason } => panic!("closed {code}: {reason}"),
+        }
+    }
+    n
+}
+
+pub fn boxed<'a, T>(
+    f: impl Future<Output = T> + Send + 'a,
+) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(f)
+}

@@ -1,0 +1,165 @@
+//! Real clients on loopback: joining, snapshot rate, delta correctness, inputs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Event, Replica, TestServer, play_for};
+use glam::IVec2;
+use server::Config;
+use shared::Tick;
+use shared::protocol::{ClientMsg, InputCmd, ServerMsg};
+use shared::rules::{self, TickRules, buttons};
+use shared::snapshot::EntityKind;
+
+fn config() -> Config {
+    Config {
+        npcs: 30,
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_receive_snapshots_at_the_tick_rate_and_rebuild_the_exact_state() {
+    let server = TestServer::start(config()).await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let (mut c, welcome) = Client::join(addr, &format!("p{i}")).await;
+            assert_eq!(welcome.tick_hz, 30);
+            let mut replica = Replica::default();
+            // Warm up, then measure over a 3 s window.
+            play_for(&mut c, &mut replica, Duration::from_millis(500)).await;
+            let received = play_for(&mut c, &mut replica, Duration::from_secs(3)).await;
+            let me = replica
+                .latest()
+                .entities
+                .iter()
+                .find(|e| e.id == welcome.player_id)
+                .copied();
+            (
+                received,
+                replica.desyncs,
+                replica.deltas,
+                replica.applied,
+                me,
+            )
+        }));
+    }
+    for t in tasks {
+        let (received, desyncs, deltas, applied, me) = t.await.expect("client task");
+        // 30 Hz for 3 s = 90 snapshots; allow 10% for scheduling noise.
+        assert!(received >= 81, "only {received} snapshots in 3 s");
+        assert_eq!(desyncs, 0, "rebuilt state differs from the server's");
+        assert!(
+            deltas + 1 >= applied,
+            "after the first, every snapshot is a delta"
+        );
+        assert_eq!(me.map(|e| e.kind), Some(EntityKind::Player));
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_moves_the_player_as_the_shared_rules_say() {
+    let server = TestServer::start(Config {
+        npcs: 0,
+        ..Config::default()
+    })
+    .await;
+    let (mut c, welcome) = Client::join(server.addr, "mover").await;
+    let rules = TickRules::new(u32::from(welcome.tick_hz));
+    let mut replica = Replica::default();
+    let tick = replica.apply(&c.next_snapshot().await);
+    c.send(&ClientMsg::Ack(tick)).await;
+    let me = |r: &Replica| {
+        let e = r
+            .latest()
+            .entities
+            .iter()
+            .find(|e| e.id == welcome.player_id)
+            .copied()
+            .expect("own entity");
+        IVec2::new(e.x, e.y)
+    };
+    let start = me(&replica);
+    let moves = [
+        buttons::RIGHT,
+        buttons::RIGHT,
+        buttons::DOWN | buttons::LEFT,
+        buttons::UP,
+        buttons::UP | buttons::RIGHT,
+    ];
+    for (i, b) in moves.iter().enumerate() {
+        c.send(&ClientMsg::Input(InputCmd {
+            seq: i as u32 + 1,
+            tick: Tick(0),
+            buttons: *b,
+            aim: 0,
+        }))
+        .await;
+    }
+    let expected = moves
+        .iter()
+        .fold(start, |pos, b| rules::move_player(pos, *b, &rules));
+    // Wait for the snapshot that acknowledges the last input.
+    let mut acked = 0;
+    while acked < moves.len() as u32 {
+        let s = c.next_snapshot().await;
+        acked = s.input_ack;
+        let tick = replica.apply(&s);
+        c.send(&ClientMsg::Ack(tick)).await;
+    }
+    assert_eq!(me(&replica), expected);
+    assert_eq!(replica.desyncs, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_answered_and_http_routes_work() {
+    let server = TestServer::start(config()).await;
+    let (mut c, _) = Client::join(server.addr, "pinger").await;
+    c.send(&ClientMsg::Ping(0xfeed)).await;
+    loop {
+        match c.recv().await {
+            Event::Msg(ServerMsg::Pong { nonce, .. }) => {
+                assert_eq!(nonce, 0xfeed);
+                break;
+            }
+            Event::Msg(_) => continue,
+            Event::Closed { code, reason } => panic!("closed {code} {reason}"),
+        }
+    }
+    assert_eq!(common::http_get(server.addr, "/healthz").await.0, 200);
+    let (status, page) = common::http_get(server.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&page).contains("<"),
+        "index.html served"
+    );
+    assert_eq!(common::http_get(server.addr, "/nope").await.0, 404);
+    assert_eq!(common::http_get(server.addr, "/ws").await.0, 426);
+    let status = server.status().await;
+    assert_eq!(status["players"], 1);
+    assert!(status["ticks"].as_u64().unwrap_or(0) > 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_refuses_before_upgrading() {
+    let server = TestServer::start(Config {
+        max_clients: 2,
+        ..config()
+    })
+    .await;
+    let _a = Client::join(server.addr, "a").await;
+    let _b = Client::join(server.addr, "b").await;
+    let refused = common::try_connect(server.addr).await;
+    assert!(
+        refused.as_ref().err().is_some_and(|e| e.contains("503")),
+        "third client: {:?}",
+        refused.err()
+    );
+    server.stop().await;
+}
