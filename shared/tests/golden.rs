@@ -483,6 +483,40 @@ fn snapshot_cases() -> Vec<(&'static str, Option<WorldState>, WorldState, u32)> 
     ]
 }
 
+/// Deltas no `diff` produces but `apply` accepts, with values that only wrap
+/// (u8 hp and angle, i32 positions): the browser must wrap the same way.
+fn handmade_deltas() -> Vec<(&'static str, WorldState, SnapshotMsg)> {
+    let base = WorldState {
+        tick: Tick(50),
+        entities: vec![
+            ent(1, EntityKind::Npc, [i32::MAX, i32::MIN, 7, -7], 200, 200),
+            ent(2, EntityKind::Player, [0, 0, 0, 0], 0, 0),
+        ],
+        players: vec![info(1, "a", 1, 1)].into(),
+    };
+    let mut msg = SnapshotMsg {
+        tick: Tick(52),
+        base_age: 2,
+        input_ack: 1,
+        changed: vec![
+            1 << 4 | fields::POS | fields::ANGLE | fields::HP,
+            fields::VEL | fields::HP,
+        ],
+        values: vec![
+            i32::MAX,
+            i32::MIN,
+            1000,
+            300,
+            i32::MIN,
+            i32::MAX,
+            -1_000_000,
+        ],
+        ..SnapshotMsg::default()
+    };
+    msg.checksum = snapshot::checksum(&snapshot::apply(Some(&base), &msg).expect("applies"));
+    vec![("handmade delta whose values wrap", base, msg)]
+}
+
 /// Deltas that a correct client must refuse: (name, baseline, message).
 fn bad_deltas() -> Vec<(&'static str, WorldState, SnapshotMsg)> {
     let base = WorldState {
@@ -894,8 +928,19 @@ fn golden_document() -> Vec<(&'static str, Value)> {
     doc.push(("disconnect_reasons", Value::Array(reasons)));
 
     let mut snaps = Vec::new();
+    let mut cases = Vec::new();
     for (name, baseline, current, input_ack) in snapshot_cases() {
         let msg = snapshot::diff(baseline.as_ref(), &current, input_ack);
+        let applied = snapshot::apply(baseline.as_ref(), &msg).expect("a correct delta applies");
+        assert_eq!(applied, current, "{name}");
+        cases.push((name, baseline, msg));
+    }
+    cases.extend(
+        handmade_deltas()
+            .into_iter()
+            .map(|(n, b, m)| (n, Some(b), m)),
+    );
+    for (name, baseline, msg) in cases {
         let mut bytes = Vec::new();
         codec::encode_snapshot(&msg, &mut bytes);
         let decoded = match decode_server(&bytes) {
@@ -903,9 +948,7 @@ fn golden_document() -> Vec<(&'static str, Value)> {
             other => panic!("{name}: not a snapshot: {other:?}"),
         };
         assert_eq!(decoded, msg, "{name}");
-        let applied =
-            snapshot::apply(baseline.as_ref(), &decoded).expect("a correct delta applies");
-        assert_eq!(applied, current, "{name}");
+        let applied = snapshot::apply(baseline.as_ref(), &decoded).expect("the delta applies");
         assert_eq!(snapshot::checksum(&applied), msg.checksum, "{name}");
         snaps.push(json!({
             "name": name,

@@ -1,0 +1,102 @@
+// Converts between the browser's message objects and the JSON that serde
+// writes for the Rust types (externally tagged enums, snake_case fields), so
+// the golden vectors can be compared with deepEqual.
+
+import { KIND_NAMES } from '../../web/js/protocol.js';
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * u64 values as golden.rs writes them: a number up to 2^53 - 1, a decimal
+ * string above (JSON numbers are not exact beyond that).
+ * @param {bigint} v
+ */
+function u64(v) {
+  return v > MAX_SAFE ? v.toString() : Number(v);
+}
+
+/** @param {string} hex */
+export function hexToBytes(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** @param {Uint8Array} bytes */
+export function bytesToHex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** @param {any} s a SnapshotMsg */
+function snapshotToSerde(s) {
+  return {
+    tick: s.tick,
+    base_age: s.baseAge,
+    input_ack: s.inputAck,
+    checksum: s.checksum,
+    removed: s.removed,
+    created: s.created.map((c) => ({ ...c, kind: KIND_NAMES[c.kind] })),
+    changed: s.changed,
+    values: s.values,
+    players_removed: s.playersRemoved,
+    players_upserted: s.playersUpserted.map((p) => ({ ...p })),
+  };
+}
+
+/**
+ * The serde JSON form of a decoded ClientMsg or ServerMsg.
+ * @param {any} msg
+ */
+export function toSerde(msg) {
+  switch (msg.type) {
+    case 'Hello':
+      return { Hello: { protocol: msg.protocol, name: msg.name } };
+    case 'Input':
+      return { Input: { seq: msg.seq, tick: msg.tick, buttons: msg.buttons, aim: msg.aim } };
+    case 'Ack':
+      return { Ack: msg.tick };
+    case 'Ping':
+      return { Ping: u64(msg.nonce) };
+    case 'Welcome':
+      return {
+        Welcome: {
+          protocol: msg.protocol,
+          player_id: msg.playerId,
+          tick_hz: msg.tickHz,
+          snapshot_hz: msg.snapshotHz,
+          tick: msg.tick,
+        },
+      };
+    case 'Snapshot':
+      return { Snapshot: snapshotToSerde(msg.snapshot) };
+    case 'Pong':
+      return { Pong: { nonce: u64(msg.nonce), tick: msg.tick } };
+    case 'Disconnect': {
+      const { type, ...fields } = msg.reason;
+      return { Disconnect: Object.keys(fields).length ? { [type]: fields } : type };
+    }
+    default:
+      throw new Error(`unknown message ${msg.type}`);
+  }
+}
+
+/**
+ * A WorldState from its golden JSON form.
+ * @param {any} s
+ */
+export function fromSerdeState(s) {
+  return {
+    tick: s.tick,
+    entities: s.entities.map((e) => ({
+      id: e.id,
+      kind: KIND_NAMES.indexOf(e.kind),
+      x: e.x,
+      y: e.y,
+      vx: e.vx,
+      vy: e.vy,
+      angle: e.angle,
+      hp: e.hp,
+    })),
+    players: s.players.map((p) => ({ id: p.id, name: p.name, score: p.score, deaths: p.deaths })),
+  };
+}

@@ -1,0 +1,351 @@
+// Replicated world state and the delta decoding: a port of
+// `shared/src/snapshot.rs` (`apply` and `checksum`), plus the ring of
+// received states that deltas are applied against.
+//
+// A state is {tick, entities, players}, both lists sorted by id. Entities are
+// plain objects {id, kind, x, y, vx, vy, angle, hp} in integer quanta; the
+// arithmetic wraps like Rust's i32/u8 `wrapping_*` (`| 0`, `Math.imul`,
+// `& 0xff`), and apply refuses exactly the deltas Rust refuses, with the same
+// error kind.
+
+/**
+ * @typedef {{id: number, kind: number, x: number, y: number, vx: number,
+ *   vy: number, angle: number, hp: number}} NetEntity
+ * @typedef {import('./codec.js').PlayerInfo} PlayerInfo
+ * @typedef {import('./codec.js').SnapshotMsg} SnapshotMsg
+ * @typedef {{tick: number, entities: NetEntity[], players: PlayerInfo[]}} WorldState
+ */
+
+/** Largest entity id the delta format can carry. */
+export const MAX_NET_ID = 0xffffffff >>> 4;
+const FIELD_BITS = 4;
+const FIELD_MASK = (1 << FIELD_BITS) - 1;
+
+/** Field groups of a changed entity, in the order their values follow. */
+export const Fields = Object.freeze({ POS: 1, VEL: 2, ANGLE: 4, HP: 8 });
+
+/** Why a delta cannot be applied; `kind` is the Rust DeltaError variant. */
+export class DeltaError extends Error {
+  /**
+   * @param {'BaselineMismatch'|'IdOverflow'|'UnknownEntity'|'DuplicateEntity'|'ValueCount'|'Players'} kind
+   * @param {string} [detail]
+   */
+  constructor(kind, detail) {
+    super(detail ? `${kind}: ${detail}` : kind);
+    this.name = 'DeltaError';
+    this.kind = kind;
+  }
+}
+
+/** @type {WorldState} */
+export const EMPTY_STATE = Object.freeze({ tick: 0, entities: [], players: [] });
+
+const utf8 = new TextEncoder();
+/** UTF-8 bytes of names, cached: names rarely change and are hashed every snapshot. */
+const nameBytes = new Map();
+/** @param {string} name */
+function utf8Bytes(name) {
+  let b = nameBytes.get(name);
+  if (b === undefined) {
+    if (nameBytes.size > 4096) nameBytes.clear();
+    b = utf8.encode(name);
+    nameBytes.set(name, b);
+  }
+  return b;
+}
+
+/**
+ * Checksum of a state: FNV-1a over 32-bit words (entities, then scoreboard),
+ * exactly as shared::snapshot::checksum. Names are hashed as their UTF-8 bytes.
+ * @param {WorldState} state
+ * @returns {number} u32
+ */
+export function checksum(state) {
+  const PRIME = 0x01000193;
+  let h = 0x811c9dc5;
+  const mix = (/** @type {number} */ w) => {
+    h = Math.imul(h ^ w, PRIME);
+  };
+  for (const e of state.entities) {
+    mix(e.id);
+    mix(e.kind);
+    mix(e.x);
+    mix(e.y);
+    mix(e.vx);
+    mix(e.vy);
+    mix(e.angle);
+    mix(e.hp);
+  }
+  for (const p of state.players) {
+    mix(p.id);
+    mix(p.score);
+    mix(p.deaths);
+    const bytes = utf8Bytes(p.name);
+    mix(bytes.length);
+    for (const b of bytes) mix(b);
+  }
+  return h >>> 0;
+}
+
+/** Reads gap-coded ids back: first the id itself, then `id - prev - 1`. */
+function gapReader() {
+  /** @type {number|null} */
+  let prev = null;
+  return (/** @type {number} */ gap) => {
+    const id = prev === null ? gap : prev + 1 + gap;
+    // Numbers are exact here (both < 2^33): checked_add overflow and the id
+    // limit are one comparison.
+    if (id > MAX_NET_ID) throw new DeltaError('IdOverflow');
+    prev = id;
+    return id;
+  };
+}
+
+/**
+ * Applies a changed-entity record to a copy of its baseline entity.
+ * @param {NetEntity} e mutated
+ * @param {number} mask
+ * @param {number} age
+ * @param {{values: number[], at: number}} values
+ */
+function applyChange(e, mask, age, values) {
+  const next = () => {
+    if (values.at >= values.values.length) throw new DeltaError('ValueCount');
+    return values.values[values.at++];
+  };
+  // Dead reckoning first, with the baseline's velocity.
+  e.x = (e.x + Math.imul(e.vx, age)) | 0;
+  e.y = (e.y + Math.imul(e.vy, age)) | 0;
+  if (mask & Fields.POS) {
+    e.x = (e.x + next()) | 0;
+    e.y = (e.y + next()) | 0;
+  }
+  if (mask & Fields.VEL) {
+    e.vx = (e.vx + next()) | 0;
+    e.vy = (e.vy + next()) | 0;
+  }
+  if (mask & Fields.ANGLE) e.angle = (e.angle + next()) & 0xff;
+  if (mask & Fields.HP) e.hp = (e.hp + next()) & 0xff;
+}
+
+/**
+ * Rebuilds the state a delta describes (shared::snapshot::apply).
+ * `baseline` must be the state of tick `msg.tick - msg.baseAge` (ignored for
+ * full snapshots). Throws DeltaError on any inconsistency.
+ * @param {WorldState|null} baseline
+ * @param {SnapshotMsg} msg
+ * @returns {WorldState}
+ */
+export function applyDelta(baseline, msg) {
+  let base = EMPTY_STATE;
+  if (msg.baseAge !== 0) {
+    const needed = (msg.tick - msg.baseAge) >>> 0;
+    if (!baseline || baseline.tick !== needed) {
+      throw new DeltaError(
+        'BaselineMismatch',
+        `delta needs baseline tick ${needed}, have ${baseline ? baseline.tick : 'none'}`,
+      );
+    }
+    base = baseline;
+  }
+  const age = msg.baseAge | 0;
+  /** @type {NetEntity[]} */
+  const out = [];
+
+  const removedId = gapReader();
+  let ri = 0;
+  const nextRemoved = () => (ri < msg.removed.length ? removedId(msg.removed[ri++]) : null);
+  const createdId = gapReader();
+  let ci = 0;
+  /** @returns {NetEntity|null} */
+  const nextCreated = () => {
+    if (ci >= msg.created.length) return null;
+    const c = msg.created[ci++];
+    return { id: createdId(c.gap), kind: c.kind, x: c.x, y: c.y, vx: c.vx, vy: c.vy, angle: c.angle, hp: c.hp };
+  };
+  const changedId = gapReader();
+  let hi = 0;
+  /** @returns {[number, number]|null} [id, mask] */
+  const nextChanged = () => {
+    if (hi >= msg.changed.length) return null;
+    const h = msg.changed[hi++];
+    return [changedId(h >>> FIELD_BITS), h & FIELD_MASK];
+  };
+  const values = { values: msg.values, at: 0 };
+
+  let rem = nextRemoved();
+  let cre = nextCreated();
+  let chg = nextChanged();
+  for (const b of base.entities) {
+    while (cre !== null && cre.id < b.id) {
+      out.push(cre);
+      cre = nextCreated();
+    }
+    if (rem !== null) {
+      if (rem < b.id) throw new DeltaError('UnknownEntity', `entity ${rem} is not in the baseline`);
+      if (rem === b.id) {
+        rem = nextRemoved();
+        if (chg !== null && chg[0] === b.id) {
+          throw new DeltaError('UnknownEntity', `entity ${chg[0]} is not in the baseline`);
+        }
+        continue;
+      }
+    }
+    if (cre !== null && cre.id === b.id) {
+      throw new DeltaError('DuplicateEntity', `entity ${b.id} already exists`);
+    }
+    const e = { ...b };
+    if (chg !== null && chg[0] < b.id) {
+      throw new DeltaError('UnknownEntity', `entity ${chg[0]} is not in the baseline`);
+    } else if (chg !== null && chg[0] === b.id) {
+      applyChange(e, chg[1], age, values);
+      chg = nextChanged();
+    } else {
+      e.x = (e.x + Math.imul(e.vx, age)) | 0;
+      e.y = (e.y + Math.imul(e.vy, age)) | 0;
+    }
+    out.push(e);
+  }
+  if (rem !== null) throw new DeltaError('UnknownEntity', `entity ${rem} is not in the baseline`);
+  if (chg !== null) throw new DeltaError('UnknownEntity', `entity ${chg[0]} is not in the baseline`);
+  while (cre !== null) {
+    out.push(cre);
+    cre = nextCreated();
+  }
+  if (values.at !== msg.values.length) throw new DeltaError('ValueCount');
+
+  return { tick: msg.tick, entities: out, players: applyPlayers(base.players, msg) };
+}
+
+/** @param {number[]} ids */
+function strictlyIncreasing(ids) {
+  for (let i = 1; i < ids.length; i++) if (!(ids[i] > ids[i - 1])) return false;
+  return true;
+}
+
+/**
+ * The scoreboard delta: removed ids, then new or changed entries. An
+ * unchanged scoreboard is the baseline's array itself (shared, never mutated).
+ * @param {PlayerInfo[]} base
+ * @param {SnapshotMsg} msg
+ * @returns {PlayerInfo[]}
+ */
+function applyPlayers(base, msg) {
+  const removed = msg.playersRemoved;
+  const ups = msg.playersUpserted;
+  if (removed.length === 0 && ups.length === 0) return base;
+  if (!strictlyIncreasing(removed) || !strictlyIncreasing(ups.map((u) => u.id))) {
+    throw new DeltaError('Players', 'scoreboard ids are not strictly increasing');
+  }
+  /** @type {PlayerInfo[]} */
+  const out = [];
+  let ri = 0;
+  let ui = 0;
+  for (const b of base) {
+    while (ui < ups.length && ups[ui].id < b.id) out.push(ups[ui++]);
+    if (ri < removed.length && removed[ri] === b.id) {
+      ri++;
+      if (ui < ups.length && ups[ui].id === b.id) {
+        throw new DeltaError('Players', `player ${b.id} both removed and upserted`);
+      }
+      continue;
+    }
+    if (ri < removed.length && removed[ri] < b.id) {
+      throw new DeltaError('Players', `removed player ${removed[ri]} is not in the baseline`);
+    }
+    out.push(ui < ups.length && ups[ui].id === b.id ? ups[ui++] : b);
+  }
+  if (ri < removed.length) {
+    throw new DeltaError('Players', `removed player ${removed[ri]} is not in the baseline`);
+  }
+  while (ui < ups.length) out.push(ups[ui++]);
+  return out;
+}
+
+/**
+ * The states a client holds as baselines for the server's deltas, by tick.
+ * The server encodes against the newest tick the client acknowledged, so a
+ * short ring (64 states, about 2 s at 30 Hz) is plenty.
+ */
+export class SnapshotRing {
+  /** @param {number} capacity */
+  constructor(capacity = 64) {
+    this.capacity = capacity;
+    /** @type {Map<number, WorldState>} insertion order = age order */
+    this.states = new Map();
+  }
+
+  /** @param {number} tick */
+  get(tick) {
+    return this.states.get(tick) ?? null;
+  }
+
+  /** @param {WorldState} state */
+  put(state) {
+    this.states.delete(state.tick);
+    this.states.set(state.tick, state);
+    while (this.states.size > this.capacity) {
+      const oldest = this.states.keys().next().value;
+      this.states.delete(/** @type {number} */ (oldest));
+    }
+  }
+
+  clear() {
+    this.states.clear();
+  }
+}
+
+/**
+ * Receives snapshot messages: finds the baseline, applies, verifies the
+ * checksum, and says which tick to acknowledge.
+ */
+export class SnapshotReceiver {
+  constructor(capacity = 64) {
+    this.ring = new SnapshotRing(capacity);
+    /** @type {WorldState|null} newest good state */
+    this.latest = null;
+    /** Snapshots whose rebuilt state did not match the checksum. */
+    this.desyncs = 0;
+    /** Deltas whose baseline was not in the ring, or that did not apply. */
+    this.missingBaselines = 0;
+    this.badDeltas = 0;
+  }
+
+  reset() {
+    this.ring.clear();
+    this.latest = null;
+  }
+
+  /**
+   * @param {SnapshotMsg} msg
+   * @returns {WorldState|null} the new state (to acknowledge and render), or
+   *   null when the message could not be used: the client then keeps acking
+   *   its last good state and the server's next deltas are against that.
+   */
+  receive(msg) {
+    if (this.latest && ((msg.tick - this.latest.tick) | 0) <= 0) return null; // stale
+    let baseline = null;
+    if (msg.baseAge !== 0) {
+      baseline = this.ring.get((msg.tick - msg.baseAge) >>> 0);
+      if (!baseline) {
+        this.missingBaselines++;
+        return null;
+      }
+    }
+    let state;
+    try {
+      state = applyDelta(baseline, msg);
+    } catch (e) {
+      if (!(e instanceof DeltaError)) throw e;
+      this.badDeltas++;
+      return null;
+    }
+    if (checksum(state) !== msg.checksum) {
+      this.desyncs++;
+      return null;
+    }
+    this.ring.put(state);
+    this.latest = state;
+    return state;
+  }
+}
