@@ -19,8 +19,12 @@ use crate::protocol::{ClientMsg, ServerMsg};
 use crate::snapshot::SnapshotMsg;
 
 /// Largest client message the server accepts, in bytes (1 KiB). A hello with
-/// a maximal name is about 70 bytes and an input about 10; the limit also
+/// a maximal name is about 70 bytes and an input 11 to 15; the limit also
 /// bounds the sum of a fragmented message.
+///
+/// The same number bounds decoding, where bincode charges each value its
+/// in-memory size (4 per `u32`, 8 per length prefix) rather than its wire
+/// bytes: the decoder's budget is never larger than the message.
 pub const MAX_CLIENT_MESSAGE: usize = 1024;
 
 /// Largest server message a client accepts, in bytes (16 MiB): a full

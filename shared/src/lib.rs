@@ -1,5 +1,5 @@
 //! The arena's wire protocol and game rules, shared by the server, the bots and
-//! (through the golden vectors in `client-demo/web/golden.json`) the browser.
+//! (through the golden vectors in `client-demo/js-test/golden.json`) the browser.
 //!
 //! Everything here is pure: no sockets, no clocks, no threads. Time arrives as
 //! [`Tick`]s, bytes arrive as slices. That is what lets the server, the bots and

@@ -21,9 +21,10 @@ pub enum ClientMsg {
     /// One tick of player input.
     Input(InputCmd),
     /// The client holds the snapshot of this tick: the server may use it as the
-    /// baseline of the next deltas. Acks are cumulative: acknowledging tick T
-    /// tells the server nothing about older ticks, and only the newest ack
-    /// matters.
+    /// baseline of the next deltas. Only the newest ack matters: the server
+    /// encodes against the last tick acknowledged and forgets older
+    /// baselines, so a client must keep the state of every tick it acked
+    /// until it acks a newer one.
     Ack(Tick),
     /// Round-trip probe; the server echoes the nonce in [`ServerMsg::Pong`].
     Ping(u64),

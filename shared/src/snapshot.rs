@@ -293,7 +293,8 @@ fn create_record(e: &NetEntity, gap: u32) -> EntityCreate {
 }
 
 /// Encodes `current` as a delta against `baseline` into `out` (cleared
-/// first, allocations reused). `None`, a baseline that is not older than
+/// first, allocations reused). Entity ids must not exceed [`MAX_NET_ID`]
+/// (the server's id allocator guarantees it). `None`, a baseline that is not older than
 /// `current`, or one more than `u32::MAX / 2` ticks old, gives a full snapshot.
 pub fn diff_into(
     baseline: Option<&WorldState>,
@@ -316,6 +317,7 @@ pub fn diff_into(
     let mut created = GapWriter::new();
     let mut changed = GapWriter::new();
     let (bs, cs) = (&base.entities, &current.entities);
+    debug_assert!(cs.last().is_none_or(|e| e.id <= MAX_NET_ID));
     let (mut i, mut j) = (0, 0);
     while i < bs.len() || j < cs.len() {
         let b = bs.get(i);

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// Ticks wrap around at `u32::MAX` (at 128 Hz that is after about a year of
 /// uptime), so they are compared by their wrapping distance: `a < b` when `b`
-/// is less than half the number space ahead of `a`. This is why `Tick` is
+/// is less than half the number space ahead of `a`. Two ticks exactly half the
+/// ring apart are unordered (`partial_cmp` is `None`). This is why `Tick` is
 /// `PartialOrd` but deliberately not `Ord`: the order is not transitive across
 /// the whole ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,7 +39,10 @@ impl Tick {
 
 impl PartialOrd for Tick {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.since(*other).cmp(&0))
+        match self.since(*other) {
+            i32::MIN => None,
+            d => Some(d.cmp(&0)),
+        }
     }
 }
 
@@ -67,6 +71,14 @@ mod tests {
     fn next_wraps_to_zero() {
         assert_eq!(Tick(u32::MAX).next(), Tick(0));
         assert!(Tick(u32::MAX) < Tick(0));
+    }
+
+    #[test]
+    fn ticks_half_the_ring_apart_are_unordered() {
+        let (a, b) = (Tick(0), Tick(1 << 31));
+        assert_eq!(a.partial_cmp(&b), None);
+        assert_eq!(b.partial_cmp(&a), None);
+        assert!(Tick(1) < b, "one closer is ordered again");
     }
 
     #[test]
