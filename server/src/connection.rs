@@ -30,8 +30,8 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
+use crate::metrics::{InputDrop, Metrics};
 use crate::room::{PlayerHandle, Published, RoomCmd, RoomHandle};
-use crate::stats::ServerStats;
 
 type Io = TokioIo<Upgraded>;
 
@@ -55,7 +55,7 @@ const CONTROL_QUEUE: usize = 16;
 pub(crate) struct ConnContext {
     pub(crate) config: Arc<Config>,
     pub(crate) room: RoomHandle,
-    pub(crate) stats: Arc<ServerStats>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -138,7 +138,7 @@ struct Writer {
     ws: WebSocketWrite<WriteHalf<Io>>,
     buf: Vec<u8>,
     write_timeout: Duration,
-    stats: Arc<ServerStats>,
+    metrics: Arc<Metrics>,
 }
 
 /// A write did not complete: the socket is dead or the client stopped reading.
@@ -154,7 +154,7 @@ impl Writer {
         };
         match timeout(self.write_timeout, write).await {
             Ok(Ok(())) => {
-                self.stats.bytes_out.fetch_add(len as u64, Relaxed);
+                self.metrics.bytes_out.inc_by(len as u64);
                 Ok(())
             }
             Ok(Err(_)) | Err(_) => Err(WriteFailed),
@@ -178,7 +178,7 @@ impl Writer {
     /// client may already be gone.
     async fn close(&mut self, reason: DisconnectReason) {
         debug!(reason = reason.label(), "closing connection");
-        self.stats.count_close(&reason);
+        self.metrics.count_kick(&reason);
         if self
             .message(&ServerMsg::Disconnect(reason.clone()))
             .await
@@ -257,7 +257,7 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
         ws: write,
         buf: Vec::with_capacity(256),
         write_timeout: ctx.config.write_timeout,
-        stats: Arc::clone(&ctx.stats),
+        metrics: Arc::clone(&ctx.metrics),
     };
     let span = info_span!("conn", %peer, player = tracing::field::Empty);
     async move {
@@ -278,7 +278,7 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
         };
         tracing::Span::current().record("player", joined.player_id);
         info!(player_id = joined.player_id, %name, "joined");
-        ctx.stats.joins.fetch_add(1, Relaxed);
+        ctx.metrics.joins.inc();
         let welcome = ServerMsg::Welcome(Welcome {
             protocol: PROTOCOL_VERSION,
             player_id: joined.player_id,
@@ -304,6 +304,7 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
                 player: joined.handle,
             })
             .await;
+        ctx.metrics.leaves.inc();
         info!("left");
     }
     .instrument(span)
@@ -355,16 +356,19 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
         };
         match inbound {
             Inbound::Binary(bytes) => {
-                ctx.stats.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
+                ctx.metrics.bytes_in.inc_by(bytes.len() as u64);
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
+                        ctx.metrics.inputs_received.inc();
                         if ctx.room.inputs.try_send((player, cmd)).is_err() {
-                            ctx.room.stats.inputs_dropped.fetch_add(1, Relaxed);
+                            ctx.metrics.count_input_drop(InputDrop::QueueFull);
                         }
                     }
                     Ok(ClientMsg::Ack(tick)) => acked.store(u64::from(tick.0), Relaxed),
                     Ok(ClientMsg::Ping(nonce)) => {
-                        let _ = control_tx.try_send(Control::Pong(nonce));
+                        if control_tx.try_send(Control::Pong(nonce)).is_err() {
+                            ctx.metrics.outbound_drops.inc();
+                        }
                     }
                     Ok(ClientMsg::Hello(_)) => {
                         break Control::Disconnect(DisconnectReason::UnexpectedMessage);
@@ -376,7 +380,9 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
                 }
             }
             Inbound::Ping(payload) => {
-                let _ = control_tx.try_send(Control::WsPong(payload));
+                if control_tx.try_send(Control::WsPong(payload)).is_err() {
+                    ctx.metrics.outbound_drops.inc();
+                }
             }
             Inbound::Pong => {}
             Inbound::Close(code) => break Control::CloseReply(code),
@@ -413,6 +419,7 @@ async fn write_loop(
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_ack = (NO_ACK, Instant::now());
+    let mut last_sent: Option<Tick> = None;
     snapshots.mark_changed(); // send the current state right away
     let result: Result<(), WriteFailed> = async {
         loop {
@@ -454,6 +461,16 @@ async fn write_loop(
                         writer.close(DisconnectReason::TooSlow).await;
                         return Ok(());
                     }
+                    let tick = published.state.tick;
+                    if let Some(prev) = last_sent {
+                        // Snapshots published between the last one written
+                        // and this one were skipped for this client.
+                        let between = (u64::from(tick.since(prev).max(0) as u32)
+                            * u64::from(config.snapshot_hz))
+                            / u64::from(config.tick_hz);
+                        writer.metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
+                    }
+                    last_sent = Some(tick);
                     send_snapshot(&mut writer, &mut history, &mut delta, &published, player, ack, &config).await?;
                 }
                 _ = ping.tick() => {
@@ -468,7 +485,7 @@ async fn write_loop(
             reason = DisconnectReason::TooSlow.label(),
             "write failed or timed out; dropping client"
         );
-        writer.stats.count_close(&DisconnectReason::TooSlow);
+        writer.metrics.count_kick(&DisconnectReason::TooSlow);
     }
 }
 
@@ -481,6 +498,7 @@ async fn send_snapshot(
     ack: u64,
     config: &Config,
 ) -> Result<(), WriteFailed> {
+    let started = std::time::Instant::now();
     let baseline = (ack != NO_ACK)
         .then(|| {
             let tick = Tick(ack as u32);
@@ -493,12 +511,16 @@ async fn send_snapshot(
         published.input_ack(player),
         delta,
     );
-    if delta.is_full() {
-        writer.stats.full_snapshots.fetch_add(1, Relaxed);
-    }
     codec::encode_snapshot(delta, &mut writer.buf);
+    writer
+        .metrics
+        .encode_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if delta.is_full() {
+        writer.metrics.snapshots_full.inc();
+    }
     writer.flush_buf().await?;
-    writer.stats.snapshots_sent.fetch_add(1, Relaxed);
+    writer.metrics.snapshots_sent.inc();
     // Baselines older than the one the client acknowledged are never needed
     // again (acks only move forward); drop them, then cap the history.
     if let Some(tick) = baseline.map(|p| p.state.tick) {

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,8 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, warn};
 
 use crate::connection::{self, ConnContext};
-use crate::room::RoomStats;
-use crate::stats::StatsSnapshot;
+use crate::process::{self, ProcessStats};
+use crate::room::TickReport;
 
 /// The browser demo, compiled into the binary so a fresh clone runs with
 /// cargo alone (`build.rs` makes cargo rebuild when a file changes).
@@ -33,6 +32,8 @@ pub(crate) struct AppState {
     pub(crate) clients: Arc<Semaphore>,
     /// Dropped by each WebSocket task when it ends; shutdown waits for all.
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
+    /// When the server started.
+    pub(crate) started: std::time::Instant,
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -73,49 +74,111 @@ fn static_file(path: &str) -> Response<Body> {
     }
 }
 
-/// What `/status.json` reports.
+/// What `/status.json` reports. The `/status` page renders exactly this.
 #[derive(Serialize)]
 struct Status {
+    version: &'static str,
+    uptime_s: f64,
     tick_hz: u32,
     snapshot_hz: u32,
     max_clients: usize,
-    ticks: u64,
-    overruns: u64,
-    last_tick_us: f64,
-    max_tick_us: f64,
-    players: u64,
-    entities: u64,
-    inputs_applied: u64,
-    inputs_dropped: u64,
-    server: StatsSnapshot,
+    connections: i64,
+    rooms: Vec<RoomView>,
+    /// Totals since start; the page derives rates from two samples.
+    totals: Totals,
+    process: ProcessStats,
 }
 
-fn status(state: &AppState) -> Response<Body> {
-    let room: &RoomStats = &state.conn.room.stats;
-    let status = Status {
-        tick_hz: state.conn.config.tick_hz,
-        snapshot_hz: state.conn.config.snapshot_hz,
-        max_clients: state.conn.config.max_clients,
-        ticks: room.ticks.load(Relaxed),
-        overruns: room.overruns.load(Relaxed),
-        last_tick_us: room.last_tick_ns.load(Relaxed) as f64 / 1e3,
-        max_tick_us: room.max_tick_ns.load(Relaxed) as f64 / 1e3,
-        players: room.players.load(Relaxed),
-        entities: room.entities.load(Relaxed),
-        inputs_applied: room.inputs_applied.load(Relaxed),
-        inputs_dropped: room.inputs_dropped.load(Relaxed),
-        server: state.conn.stats.snapshot(),
-    };
-    match serde_json::to_vec(&status) {
+#[derive(Serialize)]
+struct RoomView {
+    name: String,
+    uptime_s: f64,
+    players: i64,
+    entities: i64,
+    tick_us: TickReport,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    joins: u64,
+    leaves: u64,
+    snapshots_sent: u64,
+    snapshots_full: u64,
+    snapshots_skipped: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    inputs_received: u64,
+    inputs_applied: u64,
+    inputs_dropped: u64,
+    refused_full: u64,
+    kicks: std::collections::BTreeMap<&'static str, u64>,
+}
+
+fn json_response(value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
         Ok(json) => {
             let mut resp = Response::new(Full::new(Bytes::from(json)));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let headers = resp.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n"),
     }
 }
+
+fn status(state: &AppState) -> Response<Body> {
+    let m = &state.conn.metrics;
+    let room = &state.conn.room.status;
+    let ticks = room
+        .ticks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs_f64(),
+        tick_hz: state.conn.config.tick_hz,
+        snapshot_hz: state.conn.config.snapshot_hz,
+        max_clients: state.conn.config.max_clients,
+        connections: m.connections.get(),
+        rooms: vec![RoomView {
+            name: room.name.clone(),
+            uptime_s: room.started.elapsed().as_secs_f64(),
+            players: room.players.get(),
+            entities: room.entities.get(),
+            tick_us: ticks,
+        }],
+        totals: Totals {
+            joins: m.joins.get(),
+            leaves: m.leaves.get(),
+            snapshots_sent: m.snapshots_sent.get(),
+            snapshots_full: m.snapshots_full.get(),
+            snapshots_skipped: m.snapshots_skipped.get(),
+            bytes_out: m.bytes_out.get(),
+            bytes_in: m.bytes_in.get(),
+            inputs_received: m.inputs_received.get(),
+            inputs_applied: m.inputs_applied.get(),
+            inputs_dropped: m.inputs_dropped(),
+            refused_full: m.refused_full.get(),
+            kicks: m.kicks_by_reason().collect(),
+        },
+        process: process::read(),
+    };
+    json_response(&status)
+}
+
+fn metrics(state: &AppState) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(state.conn.metrics.render())));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// The operator's status page: self-contained HTML that polls `/status.json`.
+static STATUS_PAGE: &str = include_str!("status.html");
 
 fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
@@ -123,7 +186,7 @@ fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) 
     }
     // Refuse before the upgrade: a full server costs one HTTP response.
     let Ok(permit) = Arc::clone(&state.clients).try_acquire_owned() else {
-        state.conn.stats.refused_full.fetch_add(1, Relaxed);
+        state.conn.metrics.refused_full.inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "server full\n");
     };
     let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
@@ -144,9 +207,9 @@ fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) 
                 Ok(Err(e)) => return debug!(error = %e, "upgrade failed"),
                 Err(_) => return debug!("upgrade timed out"),
             };
-            ctx.stats.connections.fetch_add(1, Relaxed);
+            ctx.metrics.connections.inc();
             connection::run(ws, peer, ctx.clone()).await;
-            ctx.stats.connections.fetch_sub(1, Relaxed);
+            ctx.metrics.connections.dec();
         }
         .in_current_span(),
     );
@@ -167,6 +230,15 @@ pub(crate) async fn handle(
         "/ws" => upgrade(req, peer, &state),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/status.json" => status(&state),
+        "/status" => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            resp
+        }
+        "/metrics" => metrics(&state),
         _ => static_file(&path),
     })
 }

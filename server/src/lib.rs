@@ -15,8 +15,9 @@ pub mod config;
 mod connection;
 pub mod game;
 mod http;
+pub mod metrics;
+pub mod process;
 pub mod room;
-pub mod stats;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub use config::{Config, ConfigError};
 
 use crate::connection::ConnContext;
 use crate::http::AppState;
-use crate::stats::ServerStats;
+use crate::metrics::Metrics;
 
 /// Runs the server on `listener` until `shutdown` completes, then stops
 /// accepting, closes every client with [`shared::protocol::DisconnectReason::ServerShutdown`],
@@ -44,17 +45,19 @@ pub async fn serve(
     config.validate()?;
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (room, room_task) = room::spawn(&config, stop_rx.clone());
+    let metrics = Arc::new(Metrics::new());
+    let (room, room_task) = room::spawn("main", &config, Arc::clone(&metrics), stop_rx.clone());
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let state = Arc::new(AppState {
         conn: ConnContext {
             config: Arc::clone(&config),
             room,
-            stats: Arc::new(ServerStats::default()),
+            metrics,
             shutdown: stop_rx,
         },
         clients: Arc::new(Semaphore::new(config.max_clients)),
         done: done_tx,
+        started: std::time::Instant::now(),
     });
     let connections = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);

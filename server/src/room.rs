@@ -9,19 +9,23 @@
 //! acknowledged baseline) stays correct.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
 
 use shared::Tick;
 use shared::protocol::{DisconnectReason, InputCmd};
 use shared::snapshot::WorldState;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::config::Config;
 use crate::game::{EntityKey, World, WorldConfig};
+use crate::metrics::{InputDrop, Metrics, Phase};
 
 /// Inputs further ahead of the last applied one than this are refused: no
 /// honest client runs that far ahead.
@@ -74,27 +78,116 @@ impl Published {
     }
 }
 
-/// Counters the room updates every tick, read by status endpoints and tests.
-/// Atomics, so a reader never blocks the tick.
-#[derive(Debug, Default)]
-pub struct RoomStats {
-    /// Ticks simulated.
-    pub ticks: AtomicU64,
-    /// Ticks given up on because the loop fell too far behind.
-    pub overruns: AtomicU64,
-    /// Duration of the last tick, in nanoseconds.
-    pub last_tick_ns: AtomicU64,
-    /// Longest tick so far, in nanoseconds.
-    pub max_tick_ns: AtomicU64,
-    /// Players in the room.
-    pub players: AtomicU64,
-    /// Entities in the world.
-    pub entities: AtomicU64,
-    /// Inputs applied.
-    pub inputs_applied: AtomicU64,
-    /// Inputs dropped: queue full, buffer full, stale, duplicate or too far
-    /// ahead.
-    pub inputs_dropped: AtomicU64,
+/// Tick durations as the room measured them, refreshed once per second.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TickReport {
+    /// Ticks simulated since start.
+    pub ticks: u64,
+    /// Ticks skipped because the loop fell behind.
+    pub overruns: u64,
+    /// The tick budget (1 / tick rate), in microseconds.
+    pub budget_us: f64,
+    /// Median tick duration over the last [`WINDOW_SECS`] seconds, in µs.
+    pub p50_us: f64,
+    /// 99th percentile over the same window, in µs.
+    pub p99_us: f64,
+    /// Longest tick in the same window, in µs.
+    pub max_us: f64,
+    /// One entry per second, oldest first, for the last minute.
+    pub per_second: VecDeque<SecondSample>,
+}
+
+/// Tick durations during one second.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SecondSample {
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// Longest, µs.
+    pub max_us: f64,
+}
+
+/// Seconds of history behind the p50/p99 in [`TickReport`].
+pub const WINDOW_SECS: usize = 10;
+const CHART_SECS: usize = 60;
+
+/// What the status endpoints can read about a room without disturbing it.
+#[derive(Debug)]
+pub struct RoomStatus {
+    /// The room's name.
+    pub name: String,
+    /// When the room started.
+    pub started: std::time::Instant,
+    /// Players now.
+    pub players: Gauge,
+    /// Entities now.
+    pub entities: Gauge,
+    /// Written by the room once per second; held only to copy.
+    pub ticks: Mutex<TickReport>,
+}
+
+/// Per-second tick statistics kept inside the room task (no sharing).
+struct TickClock {
+    current: Histogram<u64>,
+    recent: VecDeque<Histogram<u64>>,
+    ticks_in_second: u32,
+    total_ticks: u64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s at 3 significant digits; cannot fail for these bounds.
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!())
+}
+
+impl TickClock {
+    fn new() -> Self {
+        Self {
+            current: new_histogram(),
+            recent: VecDeque::with_capacity(WINDOW_SECS),
+            ticks_in_second: 0,
+            total_ticks: 0,
+        }
+    }
+
+    /// Records one tick; once per `tick_hz` ticks, folds the second into the
+    /// report.
+    fn record(&mut self, us: u64, tick_hz: u32, status: &RoomStatus, overruns: u64) {
+        self.current.saturating_record(us.max(1));
+        self.ticks_in_second += 1;
+        self.total_ticks += 1;
+        if self.ticks_in_second < tick_hz {
+            return;
+        }
+        self.ticks_in_second = 0;
+        let second = SecondSample {
+            p50_us: self.current.value_at_quantile(0.5) as f64,
+            p99_us: self.current.value_at_quantile(0.99) as f64,
+            max_us: self.current.max() as f64,
+        };
+        let finished = std::mem::replace(&mut self.current, new_histogram());
+        if self.recent.len() == WINDOW_SECS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(finished);
+        let mut window = new_histogram();
+        for h in &self.recent {
+            let _ = window.add(h);
+        }
+        let mut report = status
+            .ticks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.ticks = self.total_ticks;
+        report.overruns = overruns;
+        report.p50_us = window.value_at_quantile(0.5) as f64;
+        report.p99_us = window.value_at_quantile(0.99) as f64;
+        report.max_us = window.max() as f64;
+        if report.per_second.len() == CHART_SECS {
+            report.per_second.pop_front();
+        }
+        report.per_second.push_back(second);
+    }
 }
 
 /// How connection tasks reach a room. Cheap to clone.
@@ -105,7 +198,7 @@ pub(crate) struct RoomHandle {
     /// (counted); a later input supersedes it anyway.
     pub(crate) inputs: mpsc::Sender<(PlayerHandle, InputCmd)>,
     pub(crate) snapshots: watch::Receiver<Arc<Published>>,
-    pub(crate) stats: Arc<RoomStats>,
+    pub(crate) status: Arc<RoomStatus>,
 }
 
 struct Slot {
@@ -123,20 +216,34 @@ struct Room {
     inputs: mpsc::Receiver<(PlayerHandle, InputCmd)>,
     input_budget: usize,
     publish: watch::Sender<Arc<Published>>,
-    stats: Arc<RoomStats>,
+    metrics: Arc<Metrics>,
+    status: Arc<RoomStatus>,
+    clock: TickClock,
 }
 
 /// Starts a room on the current runtime. It runs until `shutdown` turns true,
 /// finishing the tick in progress.
 pub(crate) fn spawn(
+    name: &str,
     config: &Config,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (RoomHandle, tokio::task::JoinHandle<()>) {
     let (cmd_tx, cmds) = mpsc::channel(COMMANDS_PER_TICK);
     let input_capacity = (config.max_clients * 4).max(1024);
     let (input_tx, inputs) = mpsc::channel(input_capacity);
     let (publish, snapshots) = watch::channel(Arc::new(Published::default()));
-    let stats = Arc::new(RoomStats::default());
+    let (players, entities) = metrics.room(name);
+    let status = Arc::new(RoomStatus {
+        name: name.to_owned(),
+        started: std::time::Instant::now(),
+        players,
+        entities,
+        ticks: Mutex::new(TickReport {
+            budget_us: 1e6 / f64::from(config.tick_hz),
+            ..TickReport::default()
+        }),
+    });
     let mut world = World::new(WorldConfig {
         tick_hz: config.tick_hz,
         seed: config.seed,
@@ -157,17 +264,23 @@ pub(crate) fn spawn(
         inputs,
         input_budget: input_capacity,
         publish,
-        stats: Arc::clone(&stats),
+        metrics,
+        status: Arc::clone(&status),
+        clock: TickClock::new(),
     };
     let handle = RoomHandle {
         cmds: cmd_tx,
         inputs: input_tx,
         snapshots,
-        stats,
+        status,
     };
-    let task = tokio::spawn(async move {
-        room.run(&mut shutdown).await;
-    });
+    let span = tracing::info_span!("room", room = name);
+    let task = tokio::spawn(
+        async move {
+            room.run(&mut shutdown).await;
+        }
+        .instrument(span),
+    );
     (handle, task)
 }
 
@@ -192,6 +305,9 @@ impl Room {
             }
             let mut steps = 0;
             while Instant::now() >= next && steps < self.config.max_catchup_ticks {
+                self.metrics
+                    .tick_jitter
+                    .observe((Instant::now() - next).as_secs_f64());
                 self.tick();
                 next += period;
                 steps += 1;
@@ -201,7 +317,7 @@ impl Room {
                 // Still behind after the catch-up budget: skip the missed
                 // ticks rather than spiral.
                 let missed = ((now - next).as_secs_f64() / period.as_secs_f64()) as u64 + 1;
-                self.stats.overruns.fetch_add(missed, Relaxed);
+                self.metrics.tick_overruns.inc_by(missed);
                 warn!(missed, "tick loop overran; skipping ticks");
                 next += period * missed as u32;
             }
@@ -213,24 +329,38 @@ impl Room {
         let started = std::time::Instant::now();
         self.drain_commands();
         self.drain_inputs();
+        let mut applied = 0;
         for slot in self.slots.iter_mut().flatten() {
             if let Some(cmd) = slot.inputs.pop_front() {
                 slot.last_applied = cmd.seq;
                 self.world.set_input(slot.key, cmd);
-                self.stats.inputs_applied.fetch_add(1, Relaxed);
+                applied += 1;
             }
         }
+        self.metrics.inputs_applied.inc_by(applied);
+        let ingested = std::time::Instant::now();
         self.world.step();
+        let simulated = std::time::Instant::now();
         if self.config.snapshot_due(self.world.tick().0) {
             self.publish_snapshot();
         }
-        let ns = started.elapsed().as_nanos() as u64;
-        self.stats.ticks.fetch_add(1, Relaxed);
-        self.stats.last_tick_ns.store(ns, Relaxed);
-        self.stats.max_tick_ns.fetch_max(ns, Relaxed);
-        self.stats
-            .entities
-            .store(self.world.entity_count() as u64, Relaxed);
+        let done = std::time::Instant::now();
+        let m = &self.metrics;
+        m.tick_phase(Phase::Ingest)
+            .observe((ingested - started).as_secs_f64());
+        m.tick_phase(Phase::Simulate)
+            .observe((simulated - ingested).as_secs_f64());
+        m.tick_phase(Phase::Snapshot)
+            .observe((done - simulated).as_secs_f64());
+        let total = done - started;
+        m.tick_phase(Phase::Total).observe(total.as_secs_f64());
+        self.status.entities.set(self.world.entity_count() as i64);
+        self.clock.record(
+            total.as_micros() as u64,
+            self.config.tick_hz,
+            &self.status,
+            m.tick_overruns.get(),
+        );
     }
 
     fn publish_snapshot(&mut self) {
@@ -262,9 +392,9 @@ impl Room {
                 RoomCmd::Leave { player } => self.leave(player),
             }
         }
-        self.stats
+        self.status
             .players
-            .store((self.slots.len() - self.free_slots.len()) as u64, Relaxed);
+            .set((self.slots.len() - self.free_slots.len()) as i64);
     }
 
     fn join(&mut self, name: String) -> Result<Joined, DisconnectReason> {
@@ -307,7 +437,6 @@ impl Room {
 
     fn drain_inputs(&mut self) {
         let cap = self.config.input_buffer;
-        let mut dropped = 0;
         for _ in 0..self.input_budget {
             let Ok((player, cmd)) = self.inputs.try_recv() else {
                 break;
@@ -320,22 +449,24 @@ impl Room {
             else {
                 continue; // from a player who already left
             };
-            if !accept_input(slot, cmd, cap) {
-                dropped += 1;
+            if let Err(reason) = accept_input(slot, cmd, cap) {
+                self.metrics.count_input_drop(reason);
             }
         }
-        self.stats.inputs_dropped.fetch_add(dropped, Relaxed);
     }
 }
 
 /// Files an input into a player's ordered buffer. Refuses stale, duplicate and
 /// far-future sequence numbers, and anything beyond the buffer's capacity.
-fn accept_input(slot: &mut Slot, cmd: InputCmd, cap: usize) -> bool {
-    if cmd.seq <= slot.last_applied
-        || cmd.seq - slot.last_applied > FUTURE_INPUT_WINDOW
-        || slot.inputs.len() >= cap
-    {
-        return false;
+fn accept_input(slot: &mut Slot, cmd: InputCmd, cap: usize) -> Result<(), InputDrop> {
+    if cmd.seq <= slot.last_applied {
+        return Err(InputDrop::Stale);
+    }
+    if cmd.seq - slot.last_applied > FUTURE_INPUT_WINDOW {
+        return Err(InputDrop::Future);
+    }
+    if slot.inputs.len() >= cap {
+        return Err(InputDrop::BufferFull);
     }
     // Inputs arrive in order over TCP; search from the back.
     let at = slot
@@ -344,10 +475,10 @@ fn accept_input(slot: &mut Slot, cmd: InputCmd, cap: usize) -> bool {
         .rposition(|q| q.seq <= cmd.seq)
         .map_or(0, |i| i + 1);
     if at > 0 && slot.inputs[at - 1].seq == cmd.seq {
-        return false;
+        return Err(InputDrop::Stale);
     }
     slot.inputs.insert(at, cmd);
-    true
+    Ok(())
 }
 
 #[cfg(test)]
@@ -373,10 +504,14 @@ mod tests {
     #[test]
     fn inputs_are_ordered_and_deduplicated() {
         let mut s = slot();
-        assert!(accept_input(&mut s, cmd(12), 8));
-        assert!(accept_input(&mut s, cmd(11), 8));
-        assert!(accept_input(&mut s, cmd(13), 8));
-        assert!(!accept_input(&mut s, cmd(12), 8), "duplicate");
+        assert_eq!(accept_input(&mut s, cmd(12), 8), Ok(()));
+        assert_eq!(accept_input(&mut s, cmd(11), 8), Ok(()));
+        assert_eq!(accept_input(&mut s, cmd(13), 8), Ok(()));
+        assert_eq!(
+            accept_input(&mut s, cmd(12), 8),
+            Err(InputDrop::Stale),
+            "duplicate"
+        );
         let seqs: Vec<_> = s.inputs.iter().map(|c| c.seq).collect();
         assert_eq!(seqs, [11, 12, 13]);
     }
@@ -384,12 +519,15 @@ mod tests {
     #[test]
     fn stale_future_and_overflowing_inputs_are_refused() {
         let mut s = slot();
-        assert!(!accept_input(&mut s, cmd(10), 8), "already applied");
-        assert!(!accept_input(&mut s, cmd(3), 8), "replayed");
-        assert!(!accept_input(&mut s, cmd(10 + FUTURE_INPUT_WINDOW + 1), 8));
+        assert_eq!(accept_input(&mut s, cmd(10), 8), Err(InputDrop::Stale));
+        assert_eq!(accept_input(&mut s, cmd(3), 8), Err(InputDrop::Stale));
+        assert_eq!(
+            accept_input(&mut s, cmd(10 + FUTURE_INPUT_WINDOW + 1), 8),
+            Err(InputDrop::Future)
+        );
         for seq in 11..13 {
-            assert!(accept_input(&mut s, cmd(seq), 2));
+            assert_eq!(accept_input(&mut s, cmd(seq), 2), Ok(()));
         }
-        assert!(!accept_input(&mut s, cmd(13), 2), "buffer full");
+        assert_eq!(accept_input(&mut s, cmd(13), 2), Err(InputDrop::BufferFull));
     }
 }

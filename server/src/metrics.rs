@@ -1,0 +1,412 @@
+//! Everything the server counts, in one place, exported at `GET /metrics` in
+//! the Prometheus text format by `prometheus-client` and read back for
+//! `GET /status.json`. Counters and gauges are atomics: hot paths only add.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use shared::protocol::DisconnectReason;
+
+/// Phases of one tick.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Phase {
+    /// Draining joins, leaves and inputs.
+    Ingest,
+    /// `World::step`.
+    Simulate,
+    /// Building and publishing the snapshot.
+    Snapshot,
+    /// The whole tick.
+    Total,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: Phase,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomLabel {
+    room: String,
+}
+
+/// Why an input was not applied.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum InputDrop {
+    /// The room's input queue was full.
+    QueueFull,
+    /// The player's input buffer was full.
+    BufferFull,
+    /// Sequence already applied, or a duplicate.
+    Stale,
+    /// Sequence too far ahead of the last applied one.
+    Future,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabel {
+    reason: InputDrop,
+}
+
+/// Every disconnect reason label, in a fixed order.
+pub const REASONS: [&str; 10] = [
+    "version_mismatch",
+    "server_full",
+    "malformed_message",
+    "message_too_large",
+    "unexpected_message",
+    "hello_timeout",
+    "idle_timeout",
+    "too_slow",
+    "rate_limited",
+    "server_shutdown",
+];
+
+/// The server's metrics. Handles are created once; recording is an atomic
+/// add (histograms: a short uncontended lock).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    tick_phases: [Histogram; 4],
+    /// Ticks skipped because the loop fell behind.
+    pub tick_overruns: Counter,
+    /// How late each tick started against its deadline, in seconds.
+    pub tick_jitter: Histogram,
+    room_players: Family<RoomLabel, Gauge>,
+    room_entities: Family<RoomLabel, Gauge>,
+    /// WebSocket connections open now.
+    pub connections: Gauge,
+    /// Successful joins.
+    pub joins: Counter,
+    /// Players who left (any reason).
+    pub leaves: Counter,
+    kicks: [Counter; REASONS.len()],
+    /// Upgrade requests refused with 503 because the server was full.
+    pub refused_full: Counter,
+    /// Inputs decoded from clients.
+    pub inputs_received: Counter,
+    /// Inputs applied by a tick.
+    pub inputs_applied: Counter,
+    inputs_dropped: [Counter; 4],
+    /// Snapshots written to clients.
+    pub snapshots_sent: Counter,
+    /// Of those, full snapshots (the client had no usable baseline).
+    pub snapshots_full: Counter,
+    /// Published snapshots a client's writer skipped because it was still
+    /// busy writing an older one (the skip-to-newest policy at work).
+    pub snapshots_skipped: Counter,
+    /// Payload bytes written to clients.
+    pub bytes_out: Counter,
+    /// Payload bytes read from joined clients.
+    pub bytes_in: Counter,
+    /// Time to diff and encode one client's snapshot, in seconds.
+    pub encode_seconds: Histogram,
+    /// Control messages (pongs) dropped because a client's outbound control
+    /// queue was full.
+    pub outbound_drops: Counter,
+}
+
+fn drop_index(reason: InputDrop) -> usize {
+    match reason {
+        InputDrop::QueueFull => 0,
+        InputDrop::BufferFull => 1,
+        InputDrop::Stale => 2,
+        InputDrop::Future => 3,
+    }
+}
+
+fn reason_index(reason: &DisconnectReason) -> usize {
+    REASONS
+        .iter()
+        .position(|l| *l == reason.label())
+        .unwrap_or(REASONS.len() - 1)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `arena` prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut root = Registry::with_prefix("arena");
+        // 50 µs .. ~100 ms: a 30 Hz tick has a 33 ms budget.
+        let tick_buckets = || Histogram::new(exponential_buckets(50e-6, 2.0, 12));
+        let tick_family = Family::<PhaseLabel, Histogram>::new_with_constructor(tick_buckets);
+        let phases = [
+            Phase::Ingest,
+            Phase::Simulate,
+            Phase::Snapshot,
+            Phase::Total,
+        ];
+        let tick_phases =
+            phases.map(|phase| tick_family.get_or_create_owned(&PhaseLabel { phase }));
+        root.register_with_unit(
+            "tick_duration",
+            "Duration of one tick, by phase",
+            Unit::Seconds,
+            tick_family,
+        );
+        let tick_overruns = Counter::default();
+        root.register(
+            "tick_overruns",
+            "Ticks skipped because the loop fell behind",
+            tick_overruns.clone(),
+        );
+        let tick_jitter = Histogram::new(exponential_buckets(10e-6, 2.0, 14));
+        root.register_with_unit(
+            "tick_start_lateness",
+            "How late each tick started against its deadline",
+            Unit::Seconds,
+            tick_jitter.clone(),
+        );
+        let room_players = Family::<RoomLabel, Gauge>::default();
+        root.register("room_players", "Players in the room", room_players.clone());
+        let room_entities = Family::<RoomLabel, Gauge>::default();
+        root.register(
+            "room_entities",
+            "Entities in the room's world",
+            room_entities.clone(),
+        );
+
+        let connections = Gauge::default();
+        root.register(
+            "connections",
+            "WebSocket connections open",
+            connections.clone(),
+        );
+        let joins = Counter::default();
+        root.register("joins", "Players joined", joins.clone());
+        let leaves = Counter::default();
+        root.register("leaves", "Players left", leaves.clone());
+        let kick_family = Family::<ReasonLabel, Counter>::default();
+        let kicks = REASONS.map(|reason| kick_family.get_or_create_owned(&ReasonLabel { reason }));
+        root.register(
+            "kicks",
+            "Connections closed by the server, by reason",
+            kick_family,
+        );
+        let refused_full = Counter::default();
+        root.register(
+            "refused_full",
+            "Upgrade requests refused because the server was full",
+            refused_full.clone(),
+        );
+
+        let inputs_received = Counter::default();
+        root.register(
+            "inputs_received",
+            "Inputs received from clients",
+            inputs_received.clone(),
+        );
+        let inputs_applied = Counter::default();
+        root.register(
+            "inputs_applied",
+            "Inputs applied by the simulation",
+            inputs_applied.clone(),
+        );
+        let drop_family = Family::<DropLabel, Counter>::default();
+        let inputs_dropped = [
+            InputDrop::QueueFull,
+            InputDrop::BufferFull,
+            InputDrop::Stale,
+            InputDrop::Future,
+        ]
+        .map(|reason| drop_family.get_or_create_owned(&DropLabel { reason }));
+        root.register(
+            "inputs_dropped",
+            "Inputs not applied, by reason",
+            drop_family,
+        );
+
+        let snapshots_sent = Counter::default();
+        root.register(
+            "snapshots_sent",
+            "Snapshots written to clients",
+            snapshots_sent.clone(),
+        );
+        let snapshots_full = Counter::default();
+        root.register(
+            "snapshots_full",
+            "Full snapshots written (no usable baseline)",
+            snapshots_full.clone(),
+        );
+        let snapshots_skipped = Counter::default();
+        root.register(
+            "snapshots_skipped",
+            "Snapshots skipped for clients that were still writing an older one",
+            snapshots_skipped.clone(),
+        );
+        let bytes_out = Counter::default();
+        root.register_with_unit(
+            "sent",
+            "Payload bytes written to clients",
+            Unit::Bytes,
+            bytes_out.clone(),
+        );
+        let bytes_in = Counter::default();
+        root.register_with_unit(
+            "received",
+            "Payload bytes read from clients",
+            Unit::Bytes,
+            bytes_in.clone(),
+        );
+        let encode_seconds = Histogram::new(exponential_buckets(250e-9, 2.0, 14));
+        root.register_with_unit(
+            "snapshot_encode",
+            "Time to diff and encode one client's snapshot",
+            Unit::Seconds,
+            encode_seconds.clone(),
+        );
+        let outbound_drops = Counter::default();
+        root.register(
+            "outbound_drops",
+            "Control messages dropped because a client's outbound queue was full",
+            outbound_drops.clone(),
+        );
+        Self {
+            registry: root,
+            tick_phases,
+            tick_overruns,
+            tick_jitter,
+            room_players,
+            room_entities,
+            connections,
+            joins,
+            leaves,
+            kicks,
+            refused_full,
+            inputs_received,
+            inputs_applied,
+            inputs_dropped,
+            snapshots_sent,
+            snapshots_full,
+            snapshots_skipped,
+            bytes_out,
+            bytes_in,
+            encode_seconds,
+            outbound_drops,
+        }
+    }
+
+    /// The histogram of one tick phase.
+    #[must_use]
+    pub fn tick_phase(&self, phase: Phase) -> &Histogram {
+        &self.tick_phases[phase as usize]
+    }
+
+    /// Gauges of one room: (players, entities).
+    #[must_use]
+    pub fn room(&self, room: &str) -> (Gauge, Gauge) {
+        let label = RoomLabel {
+            room: room.to_owned(),
+        };
+        (
+            self.room_players.get_or_create_owned(&label),
+            self.room_entities.get_or_create_owned(&label),
+        )
+    }
+
+    /// Counts a connection the server closed, by reason.
+    pub fn count_kick(&self, reason: &DisconnectReason) {
+        self.kicks[reason_index(reason)].inc();
+    }
+
+    /// Connections closed with this reason so far.
+    #[must_use]
+    pub fn kicks(&self, reason: &DisconnectReason) -> u64 {
+        self.kicks[reason_index(reason)].get()
+    }
+
+    /// Every kick counter by label.
+    pub fn kicks_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REASONS.iter().zip(&self.kicks).map(|(l, c)| (*l, c.get()))
+    }
+
+    /// Counts an input that was not applied.
+    pub fn count_input_drop(&self, reason: InputDrop) {
+        self.inputs_dropped[drop_index(reason)].inc();
+    }
+
+    /// Inputs dropped so far, all reasons.
+    #[must_use]
+    pub fn inputs_dropped(&self) -> u64 {
+        self.inputs_dropped.iter().map(Counter::get).sum()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        let all = [
+            DisconnectReason::VersionMismatch {
+                server: 1,
+                client: 2,
+            },
+            DisconnectReason::ServerFull,
+            DisconnectReason::MalformedMessage,
+            DisconnectReason::MessageTooLarge,
+            DisconnectReason::UnexpectedMessage,
+            DisconnectReason::HelloTimeout,
+            DisconnectReason::IdleTimeout,
+            DisconnectReason::TooSlow,
+            DisconnectReason::RateLimited,
+            DisconnectReason::ServerShutdown,
+        ];
+        let m = Metrics::new();
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(reason_index(r), i, "{r:?}");
+            m.count_kick(r);
+        }
+        assert!(m.kicks_by_reason().all(|(_, n)| n == 1));
+    }
+
+    #[test]
+    fn render_names_the_key_series() {
+        let m = Metrics::new();
+        m.tick_phase(Phase::Simulate).observe(0.001);
+        let (players, _) = m.room("main");
+        players.set(3);
+        m.count_input_drop(InputDrop::Stale);
+        let text = m.render();
+        for series in [
+            "arena_tick_duration_seconds_bucket{le=",
+            "phase=\"Simulate\"",
+            "arena_room_players{room=\"main\"} 3",
+            "arena_kicks_total{reason=\"too_slow\"} 0",
+            "arena_inputs_dropped_total{reason=\"Stale\"} 1",
+            "arena_snapshot_encode_seconds_count 0",
+            "arena_sent_bytes_total 0",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `/metrics` and `/status.json` on a server with players: the key series
+//! exist and move.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Replica, TestServer, http_get, play_for};
+use server::Config;
+use shared::Tick;
+use shared::protocol::{ClientMsg, InputCmd};
+
+/// The value of the first sample line starting with `series`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+async fn scrape(server: &TestServer) -> String {
+    let (status, body) = http_get(server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    String::from_utf8(body).expect("utf-8 exposition")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_status_move_while_clients_play() {
+    let server = TestServer::start(Config {
+        npcs: 20,
+        ..Config::default()
+    })
+    .await;
+    let before = scrape(&server).await;
+    let (mut c, _) = Client::join(server.addr, "watcher").await;
+    let mut replica = Replica::default();
+    for seq in 1..=10 {
+        c.send(&ClientMsg::Input(InputCmd {
+            seq,
+            tick: Tick(0),
+            buttons: 8,
+            aim: 0,
+        }))
+        .await;
+    }
+    play_for(&mut c, &mut replica, Duration::from_millis(1500)).await;
+    let after = scrape(&server).await;
+
+    for series in [
+        "arena_tick_duration_seconds_count{phase=\"Total\"}",
+        "arena_tick_duration_seconds_count{phase=\"Simulate\"}",
+        "arena_snapshots_sent_total",
+        "arena_sent_bytes_total",
+        "arena_received_bytes_total",
+        "arena_inputs_received_total",
+        "arena_inputs_applied_total",
+        "arena_joins_total",
+        "arena_snapshot_encode_seconds_count",
+        "arena_tick_start_lateness_seconds_count",
+    ] {
+        assert!(
+            sample(&after, series) > sample(&before, series),
+            "{series} did not move"
+        );
+    }
+    assert_eq!(sample(&after, "arena_connections"), 1.0);
+    assert_eq!(sample(&after, "arena_room_players{room=\"main\"}"), 1.0);
+    assert!(sample(&after, "arena_room_entities{room=\"main\"}") >= 21.0);
+    assert!(after.contains("arena_kicks_total{reason=\"too_slow\"}"));
+    assert!(after.contains("arena_inputs_dropped_total{reason=\"QueueFull\"}"));
+    assert!(after.contains("# EOF"));
+
+    let status = server.status().await;
+    let room = &status["rooms"][0];
+    assert_eq!(room["players"], 1);
+    let ticks = &room["tick_us"];
+    assert!(ticks["ticks"].as_u64() >= Some(30), "{status}");
+    assert!(ticks["p99_us"].as_f64() > Some(0.0));
+    assert!(ticks["p99_us"].as_f64() < ticks["budget_us"].as_f64());
+    assert!(!ticks["per_second"].as_array().expect("chart").is_empty());
+    assert!(status["totals"]["snapshots_sent"].as_u64() >= Some(40));
+    assert!(status["process"]["rss_bytes"].as_u64() > Some(0));
+
+    let (code, page) = http_get(server.addr, "/status").await;
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&page).contains("/status.json"));
+    server.stop().await;
+}
