@@ -1,0 +1,126 @@
+//! `bots`: the headless bot swarm. Parses flags, runs the swarm, prints the
+//! report, writes it as JSON if asked, and exits non-zero when the run was
+//! unhealthy, so CI and pre-launch scripts can gate on it.
+//!
+//! Exit codes: 0 healthy, 1 unhealthy run, 2 the run could not start or the
+//! report could not be written.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use client_demo::conditioner::LinkConfig;
+use client_demo::swarm::{self, SwarmConfig};
+
+/// Headless load clients that verify the netcode and report what players
+/// would feel. Only point it at servers you run.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// WebSocket URL of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Number of bots.
+    #[arg(long, default_value_t = 100)]
+    clients: u32,
+    /// Seconds of play at full load, after the ramp.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Bots started per second.
+    #[arg(long, default_value_t = 100.0)]
+    ramp_per_sec: f64,
+    /// Link conditioner: one-way latency added to everything each bot sends
+    /// and receives, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Link conditioner: uniform jitter (±) around the latency, in
+    /// milliseconds. Order is preserved, as on TCP.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Bot names are this prefix plus a number.
+    #[arg(long, default_value = "bot-")]
+    name_prefix: String,
+    /// Seed of the bots' choices and jitter.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+    /// Seconds between two pings per bot (0: no pings).
+    #[arg(long, default_value_t = 2.0)]
+    ping_interval: f64,
+    /// Do not draw the live progress line.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .with_context(|| format!("--{what} must be a non-negative number of seconds"))
+}
+
+fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
+    let defaults = SwarmConfig::default();
+    let ping = seconds("ping-interval", args.ping_interval)?;
+    Ok(SwarmConfig {
+        url: args.url.clone(),
+        clients: args.clients,
+        duration: seconds("duration", args.duration)?,
+        ramp_per_sec: args.ramp_per_sec,
+        link: LinkConfig {
+            latency: Duration::from_millis(args.latency_ms),
+            jitter: Duration::from_millis(args.jitter_ms),
+        },
+        name_prefix: args.name_prefix.clone(),
+        seed: args.seed,
+        progress: !args.no_progress,
+        bot: client_demo::bot::BotConfig {
+            ping_interval: (!ping.is_zero()).then_some(ping),
+            ..defaults.bot
+        },
+    })
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let config = config(&args)?;
+    let report = swarm::run(config).await?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(report.healthy)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Measurements shared by every bot of a swarm.
+//!
+//! Counters are relaxed atomics: each bot bumps them as things happen and the
+//! progress line reads them while the run goes on. Latency-like samples go
+//! into HDR histograms, but not one set per bot: a histogram with 3
+//! significant digits over a minute of microseconds is tens of KiB, times
+//! thousands of bots. Instead each bot buffers its samples in a small
+//! [`Samples`] and merges them about once a second into the swarm-wide
+//! histograms behind a `std::sync::Mutex` (never held across an `.await`, so
+//! a blocking mutex is the right, cheaper tool).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+/// Highest time a histogram records, in microseconds (60 s); longer samples
+/// are clamped to it.
+const MAX_TIME_US: u64 = 60_000_000;
+/// Highest prediction error recorded, in thousandths of a world unit (the
+/// arena's diagonal is under 3,000 units).
+const MAX_ERROR_MILLIUNITS: u64 = 10_000_000;
+/// Significant digits kept by every histogram (0.1% resolution).
+const SIGFIG: u8 = 3;
+/// How often a bot merges its buffered samples into the shared histograms.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// A relaxed atomic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Replaces the value (for settings the server announces).
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Subtracts one (for gauges).
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// The current value.
+    #[must_use]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The swarm-wide histograms.
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    /// Input sent to first snapshot acknowledging it, in microseconds.
+    pub input_ack_latency_us: Histogram<u64>,
+    /// Time between two snapshots arriving at one bot, in microseconds.
+    pub snapshot_interval_us: Histogram<u64>,
+    /// Prediction error, in thousandths of a world unit.
+    pub prediction_error_milliunits: Histogram<u64>,
+    /// Ping to pong, in microseconds.
+    pub rtt_us: Histogram<u64>,
+    /// How late a bot's tick timer fired, in microseconds: the bot process's
+    /// own saturation, which decides whether the other figures are valid.
+    pub input_send_lateness_us: Histogram<u64>,
+}
+
+fn histogram(high: u64) -> Histogram<u64> {
+    // The bounds are constants that satisfy hdrhistogram's requirements
+    // (low >= 1, high >= 2 * low, sigfig <= 5), so this cannot fail.
+    Histogram::new_with_bounds(1, high, SIGFIG).expect("constant histogram bounds are valid")
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Self {
+            input_ack_latency_us: histogram(MAX_TIME_US),
+            snapshot_interval_us: histogram(MAX_TIME_US),
+            prediction_error_milliunits: histogram(MAX_ERROR_MILLIUNITS),
+            rtt_us: histogram(MAX_TIME_US),
+            input_send_lateness_us: histogram(MAX_TIME_US),
+        }
+    }
+}
+
+/// Everything the bots of one swarm measure together.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Bots connected and welcomed right now (a gauge).
+    pub connected_now: Counter,
+    /// Bots that were ever welcomed.
+    pub connected_total: Counter,
+    /// Snapshots received (including ones that failed to apply).
+    pub snapshots: Counter,
+    /// WebSocket bytes received: payloads plus frame headers.
+    pub bytes_received: Counter,
+    /// WebSocket bytes sent: payloads plus (masked) frame headers.
+    pub bytes_sent: Counter,
+    /// Server messages that did not decode.
+    pub decode_errors: Counter,
+    /// Snapshots whose rebuilt state did not match the server's checksum, or
+    /// that could not be rebuilt at all.
+    pub desyncs: Counter,
+    /// Messages valid in themselves but breaking the protocol's order
+    /// (stale snapshot, regressing input ack, second welcome, text frame).
+    pub protocol_errors: Counter,
+    /// Inputs sent.
+    pub inputs_sent: Counter,
+    /// Inputs acknowledged by a snapshot.
+    pub inputs_acked: Counter,
+    /// Inputs forgotten because the server did not acknowledge them for far
+    /// too long (see [`crate::prediction::MAX_PENDING_INPUTS`]).
+    pub inputs_never_acked: Counter,
+    /// Prediction checks that went into the error histogram.
+    pub prediction_samples: Counter,
+    /// Of those, checks with a non-zero error.
+    pub mispredictions: Counter,
+    /// Corrections caused by a death or respawn (not in the histogram).
+    pub life_event_corrections: Counter,
+    /// Bots that sent a close frame but saw no close frame back in time.
+    pub unclean_closes: Counter,
+    /// Sum over bots of server ticks advanced between their first and last
+    /// snapshot; with `tick_time_us`, the server's real tick rate.
+    pub server_ticks: Counter,
+    /// Sum over bots of the time between their first and last snapshot, in
+    /// microseconds.
+    pub tick_time_us: Counter,
+    /// Sum over bots of the time they were connected and playing (welcome to
+    /// the end of the run or the disconnect), in microseconds.
+    pub play_time_us: Counter,
+    /// Tick rate announced by the server (the last welcome seen).
+    pub tick_hz: Counter,
+    /// Snapshot rate announced by the server (the last welcome seen).
+    pub snapshot_hz: Counter,
+    /// Connection failures by reason label.
+    pub connect_failure_reasons: Mutex<BTreeMap<String, u64>>,
+    /// Unexpected disconnects by reason label.
+    pub disconnect_reasons: Mutex<BTreeMap<String, u64>>,
+    /// The swarm-wide histograms.
+    pub histograms: Mutex<Histograms>,
+}
+
+impl Metrics {
+    /// Counts one occurrence of `label` in `map`.
+    pub fn count_reason(map: &Mutex<BTreeMap<String, u64>>, label: &str) {
+        let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *map.entry(label.to_owned()).or_default() += 1;
+    }
+
+    /// A copy of the histograms as they are now.
+    #[must_use]
+    pub fn histograms(&self) -> Histograms {
+        self.lock_histograms().clone()
+    }
+
+    /// The p99 input-to-ack latency so far, in milliseconds, for the progress
+    /// line (`None` before the first sample).
+    #[must_use]
+    pub fn latency_p99_ms(&self) -> Option<f64> {
+        let h = self.lock_histograms();
+        (!h.input_ack_latency_us.is_empty())
+            .then(|| h.input_ack_latency_us.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
+    fn lock_histograms(&self) -> std::sync::MutexGuard<'_, Histograms> {
+        // A panic while holding the lock cannot leave a histogram half
+        // updated in a way that matters for a report; keep going.
+        self.histograms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One bot's samples waiting to be merged into the shared histograms.
+#[derive(Debug)]
+pub struct Samples {
+    input_ack_latency_us: Vec<u64>,
+    snapshot_interval_us: Vec<u64>,
+    prediction_error_milliunits: Vec<u64>,
+    rtt_us: Vec<u64>,
+    input_send_lateness_us: Vec<u64>,
+    last_flush: Instant,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Samples {
+    /// An empty buffer; `now` starts the flush clock.
+    #[must_use]
+    pub fn new(now: Instant) -> Self {
+        Self {
+            input_ack_latency_us: Vec::new(),
+            snapshot_interval_us: Vec::new(),
+            prediction_error_milliunits: Vec::new(),
+            rtt_us: Vec::new(),
+            input_send_lateness_us: Vec::new(),
+            last_flush: now,
+        }
+    }
+
+    /// An input-to-ack latency.
+    pub fn input_ack_latency(&mut self, d: Duration) {
+        self.input_ack_latency_us.push(micros(d));
+    }
+    /// A gap between two snapshots.
+    pub fn snapshot_interval(&mut self, d: Duration) {
+        self.snapshot_interval_us.push(micros(d));
+    }
+    /// A prediction error in world units.
+    pub fn prediction_error(&mut self, units: f64) {
+        self.prediction_error_milliunits
+            .push((units * 1000.0).round().max(0.0) as u64);
+    }
+    /// A ping round trip.
+    pub fn rtt(&mut self, d: Duration) {
+        self.rtt_us.push(micros(d));
+    }
+    /// How late a tick timer fired.
+    pub fn input_send_lateness(&mut self, d: Duration) {
+        self.input_send_lateness_us.push(micros(d));
+    }
+
+    /// Merges the buffered samples if [`FLUSH_EVERY`] has passed.
+    pub fn flush_if_due(&mut self, metrics: &Metrics, now: Instant) {
+        if now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY {
+            self.flush(metrics, now);
+        }
+    }
+
+    /// Merges the buffered samples into the shared histograms.
+    pub fn flush(&mut self, metrics: &Metrics, now: Instant) {
+        self.last_flush = now;
+        let mut guard = metrics.lock_histograms();
+        let h = &mut *guard;
+        let pairs = [
+            (&mut self.input_ack_latency_us, &mut h.input_ack_latency_us),
+            (&mut self.snapshot_interval_us, &mut h.snapshot_interval_us),
+            (
+                &mut self.prediction_error_milliunits,
+                &mut h.prediction_error_milliunits,
+            ),
+            (&mut self.rtt_us, &mut h.rtt_us),
+            (
+                &mut self.input_send_lateness_us,
+                &mut h.input_send_lateness_us,
+            ),
+        ];
+        for (buffer, histogram) in pairs {
+            for v in buffer.drain(..) {
+                // Values above the bound are clamped to it: an outlier is
+                // still counted as the worst case, never dropped.
+                histogram.saturating_record(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_reach_the_shared_histograms_on_flush() {
+        let metrics = Metrics::default();
+        let t0 = Instant::now();
+        let mut s = Samples::new(t0);
+        for ms in 1..=100u64 {
+            s.input_ack_latency(Duration::from_millis(ms));
+        }
+        s.prediction_error(0.0);
+        s.prediction_error(2.5);
+        s.flush_if_due(&metrics, t0 + Duration::from_millis(10));
+        assert!(metrics.histograms().input_ack_latency_us.is_empty());
+        s.flush_if_due(&metrics, t0 + FLUSH_EVERY);
+        let h = metrics.histograms();
+        assert_eq!(h.input_ack_latency_us.len(), 100);
+        let p99 = metrics.latency_p99_ms().unwrap_or_default();
+        assert!((98.9..=99.1).contains(&p99), "{p99}");
+        assert_eq!(h.prediction_error_milliunits.len(), 2);
+        // hdrhistogram reports the top of the 0.1% bucket holding 2500.
+        assert!(
+            h.prediction_error_milliunits
+                .equivalent(h.prediction_error_milliunits.max(), 2500)
+        );
+        assert_eq!(h.prediction_error_milliunits.min(), 0);
+    }
+
+    #[test]
+    fn outliers_are_clamped_not_lost() {
+        let metrics = Metrics::default();
+        let t0 = Instant::now();
+        let mut s = Samples::new(t0);
+        s.rtt(Duration::from_secs(3600));
+        s.flush(&metrics, t0);
+        let h = metrics.histograms();
+        assert_eq!(h.rtt_us.len(), 1);
+        assert!(h.rtt_us.max() >= MAX_TIME_US);
+    }
+
+    #[test]
+    fn reasons_are_counted_by_label() {
+        let metrics = Metrics::default();
+        Metrics::count_reason(&metrics.disconnect_reasons, "too_slow");
+        Metrics::count_reason(&metrics.disconnect_reasons, "too_slow");
+        Metrics::count_reason(&metrics.disconnect_reasons, "idle_timeout");
+        let map = metrics
+            .disconnect_reasons
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        assert_eq!(map.get("too_slow"), Some(&2));
+        assert_eq!(map.get("idle_timeout"), Some(&1));
+    }
+}

@@ -1,0 +1,583 @@
+//! The run report: the JSON object a CI job or a spreadsheet reads, and the
+//! human summary printed at the end of a run.
+//!
+//! Field names of the first block are a contract (issue 3): scripts parse
+//! them. Times are milliseconds, distances world units, rates per connected
+//! client per second of play.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::metrics::{Histograms, Metrics};
+
+/// Summary of one histogram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// Arithmetic mean (for comparison only: judge by the percentiles).
+    pub mean: f64,
+    /// Number of samples.
+    pub samples: u64,
+}
+
+impl Percentiles {
+    /// Summarises `h`, dividing every value by `scale` (1000 turns
+    /// microseconds into milliseconds and milli-units into units). All zero
+    /// for an empty histogram.
+    #[must_use]
+    pub fn from_histogram(h: &Histogram<u64>, scale: f64) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let q = |q: f64| round3(h.value_at_quantile(q) as f64 / scale);
+        Self {
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            max: round3(h.max() as f64 / scale),
+            mean: round3(h.mean() / scale),
+            samples: h.len(),
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Everything a run measured, in the shape of the JSON report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Bots the run was asked to start.
+    pub clients_requested: u64,
+    /// Bots that completed the handshake and got a welcome.
+    pub clients_connected: u64,
+    /// Bots that never got a welcome (refused, timed out, rejected).
+    pub connect_failures: u64,
+    /// Welcomed bots whose connection ended before the run did.
+    pub disconnects: u64,
+    /// Seconds of play at full load: from the moment the last bot was
+    /// started to the moment the bots were told to leave.
+    pub duration_s: f64,
+    /// Simulation rate the server announced, in Hz.
+    pub tick_hz: u32,
+    /// Snapshots received by all bots together.
+    pub snapshots_received: u64,
+    /// Snapshots per connected bot per second of play.
+    pub snapshots_per_client_per_s: f64,
+    /// WebSocket bytes (payloads and frame headers, not TCP/IP) received per
+    /// connected bot per second of play.
+    pub bytes_received_per_client_per_s: f64,
+    /// WebSocket bytes sent per connected bot per second of play.
+    pub bytes_sent_per_client_per_s: f64,
+    /// Server messages that failed to decode.
+    pub decode_errors: u64,
+    /// Snapshots whose rebuilt world did not match the server's checksum or
+    /// could not be rebuilt.
+    pub desyncs: u64,
+    /// From sending an input to the first snapshot whose `input_ack` covers
+    /// it, including the link conditioner's delays, in milliseconds.
+    pub input_ack_latency_ms: Percentiles,
+    /// Time between two consecutive snapshots at one bot, in milliseconds.
+    pub snapshot_interval_ms: Percentiles,
+    /// Distance between the authoritative and the predicted own position for
+    /// the acknowledged input, in world units (deaths and respawns excluded,
+    /// see `life_event_corrections`).
+    pub prediction_error: Percentiles,
+
+    /// Whether the run passed every health check (`problems` is empty).
+    pub healthy: bool,
+    /// Why the run is unhealthy, one line per failed check.
+    pub problems: Vec<String>,
+    /// Warnings that do not fail the run but qualify its figures.
+    pub warnings: Vec<String>,
+    /// The server URL.
+    pub url: String,
+    /// Seed of every bot's choices and jitter.
+    pub seed: u64,
+    /// Start rate of the ramp, bots per second.
+    pub ramp_per_sec: f64,
+    /// Seconds from the first to the last bot start.
+    pub ramp_s: f64,
+    /// Seconds from the first bot start to the last bot finished.
+    pub wall_s: f64,
+    /// Snapshot rate the server announced, in Hz.
+    pub snapshot_hz: u32,
+    /// Server tick rate as seen from the snapshots' tick numbers over wall
+    /// time; below `tick_hz` means the server could not keep its tick rate.
+    pub server_tick_hz_measured: f64,
+    /// Link conditioner one-way latency, in milliseconds.
+    pub link_latency_ms: f64,
+    /// Link conditioner one-way jitter (uniform ±), in milliseconds.
+    pub link_jitter_ms: f64,
+    /// Messages that broke the protocol's order (stale snapshot, regressing
+    /// input ack, unexpected message).
+    pub protocol_errors: u64,
+    /// Bots whose close frame got no close frame back in time.
+    pub unclean_closes: u64,
+    /// Inputs sent by all bots.
+    pub inputs_sent: u64,
+    /// Inputs acknowledged by a snapshot.
+    pub inputs_acked: u64,
+    /// Inputs the server never acknowledged although far newer ones were
+    /// sent (the bot stopped waiting for them).
+    pub inputs_never_acked: u64,
+    /// Prediction checks in `prediction_error`.
+    pub prediction_samples: u64,
+    /// Prediction checks with a non-zero error.
+    pub mispredictions: u64,
+    /// Position corrections caused by a death or respawn.
+    pub life_event_corrections: u64,
+    /// Ping to pong round trip (transport plus conditioner, no tick wait),
+    /// in milliseconds.
+    pub rtt_ms: Percentiles,
+    /// How late the bots' tick timers fired, in milliseconds: the bot
+    /// process's own health.
+    pub input_send_lateness_ms: Percentiles,
+    /// CPU time of the whole bot process over the run, in percent of one core
+    /// (Linux only).
+    pub bot_cpu_percent: Option<f64>,
+    /// Cores the bot process could use.
+    pub bot_cores: u32,
+    /// Whether the bot process itself was the bottleneck: its tick timers
+    /// fired more than a quarter tick late at p99, or it used more than 90%
+    /// of its cores. When true, latency figures describe the bots, not the
+    /// server.
+    pub bot_cpu_saturated: bool,
+    /// Connection failures by reason.
+    pub connect_failure_reasons: BTreeMap<String, u64>,
+    /// Unexpected disconnects by reason.
+    pub disconnect_reasons: BTreeMap<String, u64>,
+}
+
+/// Facts about a run that the bots do not measure themselves.
+#[derive(Clone, Debug, Default)]
+pub struct RunFacts {
+    /// Bots requested.
+    pub clients_requested: u64,
+    /// Server URL.
+    pub url: String,
+    /// Seed.
+    pub seed: u64,
+    /// Ramp rate, bots per second.
+    pub ramp_per_sec: f64,
+    /// First to last bot start.
+    pub ramp: Duration,
+    /// Last bot start to the stop signal.
+    pub play: Duration,
+    /// First bot start to the last bot finished.
+    pub wall: Duration,
+    /// Conditioner one-way latency.
+    pub link_latency: Duration,
+    /// Conditioner one-way jitter.
+    pub link_jitter: Duration,
+    /// Bots that connected and never got a welcome.
+    pub connect_failures: u64,
+    /// Welcomed bots that ended before the stop signal.
+    pub disconnects: u64,
+    /// Process CPU time used during the run.
+    pub cpu_time: Option<Duration>,
+    /// Cores available to the process.
+    pub cores: u32,
+}
+
+fn per_client_per_s(total: u64, play_time_us: u64) -> f64 {
+    if play_time_us == 0 {
+        return 0.0;
+    }
+    round3(total as f64 / (play_time_us as f64 / 1e6))
+}
+
+impl Report {
+    /// Builds the report from the swarm's metrics and the run's facts, and
+    /// judges its health.
+    #[must_use]
+    pub fn build(facts: &RunFacts, metrics: &Metrics) -> Self {
+        let h: Histograms = metrics.histograms();
+        let play_us = metrics.play_time_us.get();
+        let map = |m: &std::sync::Mutex<BTreeMap<String, u64>>| {
+            m.lock()
+                .map(|m| m.clone())
+                .unwrap_or_else(|p| p.into_inner().clone())
+        };
+        let tick_time_us = metrics.tick_time_us.get();
+        let cpu_percent = facts.cpu_time.and_then(|cpu| {
+            let wall = facts.wall.as_secs_f64();
+            (wall > 0.0).then(|| round3(100.0 * cpu.as_secs_f64() / wall))
+        });
+        let mut report = Self {
+            clients_requested: facts.clients_requested,
+            clients_connected: metrics.connected_total.get(),
+            connect_failures: facts.connect_failures,
+            disconnects: facts.disconnects,
+            duration_s: round3(facts.play.as_secs_f64()),
+            tick_hz: metrics.tick_hz.get() as u32,
+            snapshots_received: metrics.snapshots.get(),
+            snapshots_per_client_per_s: per_client_per_s(metrics.snapshots.get(), play_us),
+            bytes_received_per_client_per_s: per_client_per_s(
+                metrics.bytes_received.get(),
+                play_us,
+            ),
+            bytes_sent_per_client_per_s: per_client_per_s(metrics.bytes_sent.get(), play_us),
+            decode_errors: metrics.decode_errors.get(),
+            desyncs: metrics.desyncs.get(),
+            input_ack_latency_ms: Percentiles::from_histogram(&h.input_ack_latency_us, 1000.0),
+            snapshot_interval_ms: Percentiles::from_histogram(&h.snapshot_interval_us, 1000.0),
+            prediction_error: Percentiles::from_histogram(&h.prediction_error_milliunits, 1000.0),
+            healthy: false,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            url: facts.url.clone(),
+            seed: facts.seed,
+            ramp_per_sec: facts.ramp_per_sec,
+            ramp_s: round3(facts.ramp.as_secs_f64()),
+            wall_s: round3(facts.wall.as_secs_f64()),
+            snapshot_hz: metrics.snapshot_hz.get() as u32,
+            server_tick_hz_measured: if tick_time_us == 0 {
+                0.0
+            } else {
+                round3(metrics.server_ticks.get() as f64 / (tick_time_us as f64 / 1e6))
+            },
+            link_latency_ms: facts.link_latency.as_secs_f64() * 1000.0,
+            link_jitter_ms: facts.link_jitter.as_secs_f64() * 1000.0,
+            protocol_errors: metrics.protocol_errors.get(),
+            unclean_closes: metrics.unclean_closes.get(),
+            inputs_sent: metrics.inputs_sent.get(),
+            inputs_acked: metrics.inputs_acked.get(),
+            inputs_never_acked: metrics.inputs_never_acked.get(),
+            prediction_samples: metrics.prediction_samples.get(),
+            mispredictions: metrics.mispredictions.get(),
+            life_event_corrections: metrics.life_event_corrections.get(),
+            rtt_ms: Percentiles::from_histogram(&h.rtt_us, 1000.0),
+            input_send_lateness_ms: Percentiles::from_histogram(&h.input_send_lateness_us, 1000.0),
+            bot_cpu_percent: cpu_percent,
+            bot_cores: facts.cores,
+            bot_cpu_saturated: false,
+            connect_failure_reasons: map(&metrics.connect_failure_reasons),
+            disconnect_reasons: map(&metrics.disconnect_reasons),
+        };
+        report.judge();
+        report
+    }
+
+    /// Fills `healthy`, `problems`, `warnings` and `bot_cpu_saturated` from
+    /// the figures.
+    pub fn judge(&mut self) {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        if self.clients_connected < self.clients_requested {
+            problems.push(format!(
+                "only {} of {} clients connected",
+                self.clients_connected, self.clients_requested
+            ));
+        }
+        let counts = [
+            (self.connect_failures, "connection failures"),
+            (self.disconnects, "unexpected disconnects"),
+            (self.desyncs, "desyncs"),
+            (self.decode_errors, "decode errors"),
+            (self.protocol_errors, "protocol errors"),
+            (self.inputs_never_acked, "inputs never acknowledged"),
+        ];
+        for (n, what) in counts {
+            if n > 0 {
+                problems.push(format!("{n} {what}"));
+            }
+        }
+        if self.clients_connected > 0 && self.snapshots_received == 0 {
+            problems.push("no snapshot received".into());
+        }
+
+        let tick_ms = if self.tick_hz > 0 {
+            1000.0 / f64::from(self.tick_hz)
+        } else {
+            0.0
+        };
+        let late = tick_ms > 0.0 && self.input_send_lateness_ms.p99 > tick_ms / 4.0;
+        let busy = self
+            .bot_cpu_percent
+            .is_some_and(|cpu| self.bot_cores > 0 && cpu > 90.0 * f64::from(self.bot_cores));
+        self.bot_cpu_saturated = late || busy;
+        if self.bot_cpu_saturated {
+            warnings.push(format!(
+                "the bots could not keep time (timer lateness p99 {:.1} ms, bot CPU {}): \
+                 the machine running them is short of CPU, so latency figures include \
+                 the bots' own delays; run fewer bots per process or spread them over machines",
+                self.input_send_lateness_ms.p99,
+                self.bot_cpu_percent
+                    .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
+            ));
+        }
+        if self.unclean_closes > 0 {
+            warnings.push(format!(
+                "{} bots got no close frame back from the server",
+                self.unclean_closes
+            ));
+        }
+        if self.tick_hz > 0
+            && self.server_tick_hz_measured > 0.0
+            && self.server_tick_hz_measured < 0.95 * f64::from(self.tick_hz)
+        {
+            warnings.push(format!(
+                "the server ticked at {:.1} Hz instead of {} Hz",
+                self.server_tick_hz_measured, self.tick_hz
+            ));
+        }
+        self.healthy = problems.is_empty();
+        self.problems = problems;
+        self.warnings = warnings;
+    }
+}
+
+fn write_percentiles(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    p: &Percentiles,
+    unit: &str,
+) -> fmt::Result {
+    if p.samples == 0 {
+        return writeln!(f, "  {label:<22} no samples");
+    }
+    writeln!(
+        f,
+        "  {label:<22} p50 {:>8.2}  p90 {:>8.2}  p99 {:>8.2}  max {:>8.2} {unit}  ({} samples)",
+        p.p50, p.p90, p.p99, p.max, p.samples
+    )
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.healthy { "HEALTHY" } else { "UNHEALTHY" };
+        writeln!(f, "bot swarm report: {verdict}")?;
+        writeln!(
+            f,
+            "  clients                {} connected of {} requested, {} connect failures, {} disconnects",
+            self.clients_connected, self.clients_requested, self.connect_failures, self.disconnects
+        )?;
+        writeln!(
+            f,
+            "  run                    {:.1} s at full load after a {:.1} s ramp ({:.1} s wall)",
+            self.duration_s, self.ramp_s, self.wall_s
+        )?;
+        writeln!(
+            f,
+            "  server                 tick {} Hz (measured {:.2} Hz), snapshots {} Hz",
+            self.tick_hz, self.server_tick_hz_measured, self.snapshot_hz
+        )?;
+        writeln!(
+            f,
+            "  link conditioner       {} ms ± {} ms each way",
+            self.link_latency_ms, self.link_jitter_ms
+        )?;
+        writeln!(
+            f,
+            "  snapshots              {} received, {:.2} per client per s",
+            self.snapshots_received, self.snapshots_per_client_per_s
+        )?;
+        writeln!(
+            f,
+            "  bandwidth per client   {:.2} kB/s down, {:.2} kB/s up",
+            self.bytes_received_per_client_per_s / 1000.0,
+            self.bytes_sent_per_client_per_s / 1000.0
+        )?;
+        writeln!(
+            f,
+            "  correctness            {} desyncs, {} decode errors, {} protocol errors",
+            self.desyncs, self.decode_errors, self.protocol_errors
+        )?;
+        write_percentiles(f, "input→ack latency", &self.input_ack_latency_ms, "ms")?;
+        write_percentiles(f, "snapshot interval", &self.snapshot_interval_ms, "ms")?;
+        write_percentiles(f, "prediction error", &self.prediction_error, "units")?;
+        write_percentiles(f, "ping rtt", &self.rtt_ms, "ms")?;
+        write_percentiles(f, "bot timer lateness", &self.input_send_lateness_ms, "ms")?;
+        writeln!(
+            f,
+            "  prediction             {} checks, {} mispredicted, {} death/respawn corrections",
+            self.prediction_samples, self.mispredictions, self.life_event_corrections
+        )?;
+        writeln!(
+            f,
+            "  bot process            CPU {} on {} cores, saturated: {}",
+            self.bot_cpu_percent
+                .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
+            self.bot_cores,
+            self.bot_cpu_saturated
+        )?;
+        for (reason, n) in &self.connect_failure_reasons {
+            writeln!(f, "  connect failure        {n} × {reason}")?;
+        }
+        for (reason, n) in &self.disconnect_reasons {
+            writeln!(f, "  disconnect             {n} × {reason}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        for p in &self.problems {
+            writeln!(f, "  problem: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Samples;
+    use tokio::time::Instant;
+
+    fn healthy_metrics() -> Metrics {
+        let m = Metrics::default();
+        m.connected_total.add(2);
+        m.snapshots.add(600);
+        m.bytes_received.add(600_000);
+        m.bytes_sent.add(12_000);
+        m.play_time_us.add(20_000_000);
+        m.tick_hz.add(30);
+        m.snapshot_hz.add(30);
+        m.server_ticks.add(600);
+        m.tick_time_us.add(20_000_000);
+        let t0 = Instant::now();
+        let mut s = Samples::new(t0);
+        for i in 0..1000u64 {
+            s.input_ack_latency(Duration::from_micros(20_000 + i * 10));
+            s.snapshot_interval(Duration::from_micros(33_333));
+            s.input_send_lateness(Duration::from_micros(300));
+        }
+        s.prediction_error(0.0);
+        s.flush(&m, t0);
+        m
+    }
+
+    fn facts() -> RunFacts {
+        RunFacts {
+            clients_requested: 2,
+            url: "ws://127.0.0.1:1/ws".into(),
+            play: Duration::from_secs(10),
+            wall: Duration::from_secs(11),
+            cores: 2,
+            cpu_time: Some(Duration::from_secs(2)),
+            ..RunFacts::default()
+        }
+    }
+
+    #[test]
+    fn json_has_the_contract_field_names() {
+        let report = Report::build(&facts(), &healthy_metrics());
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        for key in [
+            "clients_requested",
+            "clients_connected",
+            "connect_failures",
+            "disconnects",
+            "duration_s",
+            "tick_hz",
+            "snapshots_received",
+            "snapshots_per_client_per_s",
+            "bytes_received_per_client_per_s",
+            "bytes_sent_per_client_per_s",
+            "decode_errors",
+            "desyncs",
+            "input_ack_latency_ms",
+            "snapshot_interval_ms",
+            "prediction_error",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        for key in [
+            "input_ack_latency_ms",
+            "snapshot_interval_ms",
+            "prediction_error",
+        ] {
+            for sub in ["p50", "p99", "max"] {
+                assert!(
+                    json[key].get(sub).is_some_and(|v| v.is_number()),
+                    "{key}.{sub}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rates_are_per_client_second_and_times_in_ms() {
+        let report = Report::build(&facts(), &healthy_metrics());
+        // 600 snapshots over 20 client-seconds.
+        assert_eq!(report.snapshots_per_client_per_s, 30.0);
+        assert_eq!(report.bytes_received_per_client_per_s, 30_000.0);
+        assert_eq!(report.bytes_sent_per_client_per_s, 600.0);
+        assert_eq!(report.server_tick_hz_measured, 30.0);
+        assert!((20.0..=30.1).contains(&report.input_ack_latency_ms.p50));
+        assert!((29.7..=30.1).contains(&report.input_ack_latency_ms.p99));
+        assert_eq!(report.input_ack_latency_ms.samples, 1000);
+        assert!((33.3..=33.4).contains(&report.snapshot_interval_ms.p50));
+        assert_eq!(report.bot_cpu_percent.map(|c| c.round()), Some(18.0));
+        assert!(report.healthy, "{:?}", report.problems);
+        assert!(!report.bot_cpu_saturated);
+    }
+
+    #[test]
+    fn any_failure_count_makes_the_run_unhealthy() {
+        let setters: [fn(&mut Report); 6] = [
+            |r| r.connect_failures = 1,
+            |r| r.disconnects = 1,
+            |r| r.desyncs = 1,
+            |r| r.decode_errors = 1,
+            |r| r.protocol_errors = 1,
+            |r| r.clients_connected = 1,
+        ];
+        for set in setters {
+            let mut report = Report::build(&facts(), &healthy_metrics());
+            set(&mut report);
+            report.judge();
+            assert!(!report.healthy);
+            assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        }
+    }
+
+    #[test]
+    fn late_timers_or_full_cpu_mark_the_bots_saturated() {
+        let mut report = Report::build(&facts(), &healthy_metrics());
+        report.input_send_lateness_ms.p99 = 9.0; // > 33.3 / 4
+        report.judge();
+        assert!(report.bot_cpu_saturated && report.healthy);
+        assert_eq!(report.warnings.len(), 1);
+
+        let mut report = Report::build(&facts(), &healthy_metrics());
+        report.bot_cpu_percent = Some(195.0);
+        report.judge();
+        assert!(report.bot_cpu_saturated);
+    }
+
+    #[test]
+    fn summary_mentions_the_verdict_and_the_figures() {
+        let report = Report::build(&facts(), &healthy_metrics());
+        let text = report.to_string();
+        assert!(text.contains("HEALTHY"));
+        assert!(text.contains("2 connected of 2 requested"));
+        assert!(text.contains("input→ack latency"));
+        let mut bad = report;
+        bad.desyncs = 3;
+        bad.judge();
+        let text = bad.to_string();
+        assert!(text.contains("UNHEALTHY") && text.contains("3 desyncs"));
+    }
+
+    #[test]
+    fn empty_histograms_summarise_to_zero() {
+        let h = Histograms::default();
+        assert_eq!(
+            Percentiles::from_histogram(&h.rtt_us, 1000.0),
+            Percentiles::default()
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! The swarm: starts bots at a steady ramp, lets them play at full load for
+//! the configured duration, tells them all to leave, and turns what they
+//! measured into a [`Report`].
+//!
+//! Time budget of a run: `ramp` (`(clients - 1) / ramp_per_sec`), then
+//! `duration` at full load, then at most the close timeout plus a few seconds
+//! for the close handshakes. Every wait is bounded, so a run always ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::bot::{self, BotConfig, BotOutcome};
+use crate::conditioner::LinkConfig;
+use crate::connection::{Endpoint, UrlError};
+use crate::metrics::Metrics;
+use crate::report::{Report, RunFacts};
+
+/// Settings of a swarm run.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    /// WebSocket URL of the server. Default: `ws://127.0.0.1:8080/ws`.
+    pub url: String,
+    /// Bots to start. Default: 100.
+    pub clients: u32,
+    /// Time at full load, after the last bot started. Default: 20 s.
+    pub duration: Duration,
+    /// Bots started per second during the ramp. Default: 100.
+    pub ramp_per_sec: f64,
+    /// Delay added to each direction of every bot's link. Default: none.
+    pub link: LinkConfig,
+    /// Bot names are this prefix followed by the bot's number. Default:
+    /// `bot-`.
+    pub name_prefix: String,
+    /// Seed of all bots' choices and jitter: the same seed against the same
+    /// server build replays the same inputs. Default: `0x5eed`.
+    pub seed: u64,
+    /// Draw a live progress line on stderr (hidden when stderr is not a
+    /// terminal). Default: false, so library callers and tests stay quiet.
+    pub progress: bool,
+    /// Per-bot timeouts and ping rate; `name`, `seed` and `link` are filled
+    /// in per bot.
+    pub bot: BotConfig,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            url: "ws://127.0.0.1:8080/ws".into(),
+            clients: 100,
+            duration: Duration::from_secs(20),
+            ramp_per_sec: 100.0,
+            link: LinkConfig::default(),
+            name_prefix: "bot-".into(),
+            seed: 0x5eed,
+            progress: false,
+            bot: BotConfig::default(),
+        }
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// The URL is unusable.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+}
+
+/// How often the progress line is refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// Extra time, beyond the bots' close timeout, that the swarm waits for
+/// bots to finish before aborting them.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+
+/// Runs a swarm to completion and reports what it measured.
+pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
+    let endpoint = Arc::new(Endpoint::parse(&config.url)?);
+    if config.clients == 0 {
+        return Err(SwarmError::Config("clients must be at least 1"));
+    }
+    if !(config.ramp_per_sec.is_finite() && config.ramp_per_sec > 0.0) {
+        return Err(SwarmError::Config("ramp_per_sec must be a positive number"));
+    }
+    if config.duration.is_zero() {
+        return Err(SwarmError::Config("duration must be positive"));
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cpu_at_start = process_cpu_time();
+    let start = Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / config.ramp_per_sec);
+    let ramp = gap * (config.clients - 1);
+    let full_load_at = start + ramp;
+    let stop_at = full_load_at + config.duration;
+    let progress = Progress::new(config.progress, ramp + config.duration, config.clients);
+
+    let mut bots = JoinSet::new();
+    let mut tally = Tally::default();
+    let mut launched: u32 = 0;
+    let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
+    loop {
+        let next_launch = start + gap * launched;
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(stop_at) => break,
+            () = tokio::time::sleep_until(next_launch), if launched < config.clients => {
+                let bot_config = BotConfig {
+                    name: format!("{}{}", config.name_prefix, launched + 1),
+                    seed: config.seed.wrapping_add(u64::from(launched)),
+                    link: config.link,
+                    ..config.bot.clone()
+                };
+                bots.spawn(bot::run(
+                    bot_config,
+                    Arc::clone(&endpoint),
+                    Arc::clone(&metrics),
+                    stop_rx.clone(),
+                ));
+                launched += 1;
+            }
+            Some(done) = bots.join_next() => tally.add(done, &metrics),
+            _ = progress_tick.tick() => progress.update(&metrics, start),
+        }
+        if launched == config.clients && bots.is_empty() {
+            // Every bot already ended (typically: the server is not there).
+            break;
+        }
+    }
+    let play_end = Instant::now();
+    // Nobody may be waiting any more: a send error just means no bot is left.
+    let _ = stop_tx.send(true);
+
+    let drain_deadline = Instant::now() + config.bot.close_timeout + DRAIN_MARGIN;
+    while !bots.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = bots.join_next() => tally.add(done, &metrics),
+            () = tokio::time::sleep_until(drain_deadline) => {
+                let stuck = bots.len() as u64;
+                tracing::warn!("{stuck} bots did not finish closing in time; aborting them");
+                metrics.unclean_closes.add(stuck);
+                bots.abort_all();
+                while bots.join_next().await.is_some() {}
+            }
+            _ = progress_tick.tick() => progress.update(&metrics, start),
+        }
+    }
+    let end = Instant::now();
+    progress.finish();
+
+    let facts = RunFacts {
+        clients_requested: u64::from(config.clients),
+        url: config.url.clone(),
+        seed: config.seed,
+        ramp_per_sec: config.ramp_per_sec,
+        ramp,
+        play: play_end.saturating_duration_since(full_load_at),
+        wall: end - start,
+        link_latency: config.link.latency,
+        link_jitter: config.link.jitter,
+        connect_failures: tally.connect_failures,
+        disconnects: tally.disconnects,
+        cpu_time: cpu_at_start
+            .zip(process_cpu_time())
+            .map(|(a, b)| b.saturating_sub(a)),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+    };
+    Ok(Report::build(&facts, &metrics))
+}
+
+/// Outcomes of the bots that ended.
+#[derive(Debug, Default)]
+struct Tally {
+    connect_failures: u64,
+    disconnects: u64,
+}
+
+impl Tally {
+    fn add(&mut self, done: Result<BotOutcome, tokio::task::JoinError>, metrics: &Metrics) {
+        match done {
+            Ok(BotOutcome::Finished) => {}
+            Ok(BotOutcome::ConnectFailed(e)) => {
+                self.connect_failures += 1;
+                tracing::debug!("connect failed: {e}");
+                Metrics::count_reason(&metrics.connect_failure_reasons, &e.label());
+            }
+            Ok(BotOutcome::Disconnected(e)) => {
+                self.disconnects += 1;
+                tracing::debug!("disconnected: {e}");
+                Metrics::count_reason(&metrics.disconnect_reasons, &e.label());
+            }
+            // Aborted at the drain deadline: already counted as unclean.
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                self.disconnects += 1;
+                tracing::error!("bot task failed: {e}");
+                Metrics::count_reason(&metrics.disconnect_reasons, "bot_task_panicked");
+            }
+        }
+    }
+}
+
+/// The live progress line: connected bots, snapshots/s, kB/s and p99
+/// latency so far.
+struct Progress {
+    bar: ProgressBar,
+    clients: u32,
+    /// Counter values and time at the previous refresh, for rates.
+    last: std::sync::Mutex<(u64, u64, Instant)>,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: Duration, clients: u32) -> Self {
+        let target = if enabled {
+            ProgressDrawTarget::stderr_with_hz(4)
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total.as_millis() as u64), target);
+        let style =
+            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:20.cyan/blue}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        Self {
+            bar,
+            clients,
+            last: std::sync::Mutex::new((0, 0, Instant::now())),
+        }
+    }
+
+    fn update(&self, metrics: &Metrics, start: Instant) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let now = Instant::now();
+        let snapshots = metrics.snapshots.get();
+        let bytes = metrics.bytes_received.get();
+        let (snaps_per_s, kb_per_s) = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let dt = (now - last.2).as_secs_f64().max(1e-3);
+            let rates = (
+                (snapshots - last.0) as f64 / dt,
+                (bytes - last.1) as f64 / dt / 1000.0,
+            );
+            *last = (snapshots, bytes, now);
+            rates
+        };
+        let p99 = metrics
+            .latency_p99_ms()
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
+        self.bar.set_position((now - start).as_millis() as u64);
+        self.bar.set_message(format!(
+            "clients {}/{}  snapshots/s {:.0}  down {:.0} kB/s  p99 input→ack {}  desyncs {}",
+            metrics.connected_now.get(),
+            self.clients,
+            snaps_per_s,
+            kb_per_s,
+            p99,
+            metrics.desyncs.get(),
+        ));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// CPU time (user + system) used by this process so far. Linux only: read
+/// from `/proc/self/stat`, whose times are in `USER_HZ` ticks, which the
+/// kernel fixes at 100 per second for userspace on every architecture.
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_time(&stat)
+}
+
+fn parse_cpu_time(stat: &str) -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    // The command name (field 2) may contain spaces and parentheses; the
+    // fields after the last ')' are plain. utime and stime are fields 14
+    // and 15, i.e. the 12th and 13th after the name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat_cpu_times() {
+        let stat = "1234 (bots (x) y) S 1 1234 1234 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_time(stat), Some(Duration::from_secs(3)));
+        assert_eq!(parse_cpu_time("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_configs() {
+        let bad = [
+            SwarmConfig {
+                clients: 0,
+                ..SwarmConfig::default()
+            },
+            SwarmConfig {
+                ramp_per_sec: 0.0,
+                ..SwarmConfig::default()
+            },
+            SwarmConfig {
+                duration: Duration::ZERO,
+                ..SwarmConfig::default()
+            },
+            SwarmConfig {
+                url: "wss://127.0.0.1/ws".into(),
+                ..SwarmConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(run(config).await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn absent_server_is_an_unhealthy_run_that_ends_quickly() {
+        let port = {
+            let Ok(l) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+                return;
+            };
+            l.local_addr().map(|a| a.port()).unwrap_or(1)
+        };
+        let config = SwarmConfig {
+            url: format!("ws://127.0.0.1:{port}/ws"),
+            clients: 5,
+            ramp_per_sec: 1000.0,
+            duration: Duration::from_secs(30),
+            ..SwarmConfig::default()
+        };
+        let started = Instant::now();
+        let report = run(config).await;
+        let Ok(report) = report else {
+            panic!("run failed to start: {report:?}");
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not stop early"
+        );
+        assert!(!report.healthy);
+        assert_eq!(report.connect_failures, 5);
+        assert_eq!(report.clients_connected, 0);
+        assert_eq!(report.connect_failure_reasons.get("tcp_refused"), Some(&5));
+    }
+}
