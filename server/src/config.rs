@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::guard::OriginPolicy;
+
 /// Everything the server can be told. [`Default`] is what `cargo run -p server`
 /// uses.
 #[derive(Clone, Debug)]
@@ -53,6 +55,22 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Seed of the world's random numbers. Default: fixed, so runs repeat.
     pub seed: u64,
+    /// Web origins allowed to open the WebSocket. Default: the page's own
+    /// host and localhost.
+    pub allowed_origins: OriginPolicy,
+    /// Most WebSocket connections from one IP; more get HTTP 429 before the
+    /// upgrade. 0 means unlimited. Default: 16.
+    pub max_clients_per_ip: u32,
+    /// Whether loopback peers are exempt from `max_clients_per_ip` (behind a
+    /// reverse proxy on the same host every player is loopback). Default:
+    /// true.
+    pub per_ip_exempt_loopback: bool,
+    /// Messages per second a client may send beyond one input per tick and
+    /// one ack per snapshot (pings and slack). Default: 10.
+    pub message_rate_slack: u32,
+    /// Consecutive seconds with rate-limited messages before the client is
+    /// disconnected as abusive. Default: 3.
+    pub rate_limit_kick_secs: u32,
 }
 
 impl Default for Config {
@@ -75,6 +93,11 @@ impl Default for Config {
             max_catchup_ticks: 5,
             shutdown_grace: Duration::from_secs(5),
             seed: 0x5eed,
+            allowed_origins: OriginPolicy::default(),
+            max_clients_per_ip: 16,
+            per_ip_exempt_loopback: true,
+            message_rate_slack: 10,
+            rate_limit_kick_secs: 3,
         }
     }
 }
@@ -122,6 +145,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Messages per second a client may send, and the bucket size: one input
+    /// per tick, one ack per snapshot, plus slack; half a second of burst.
+    pub(crate) fn message_rate(&self) -> (f64, f64) {
+        let rate = f64::from(self.tick_hz + self.snapshot_hz + self.message_rate_slack);
+        (rate, (rate / 2.0).max(16.0))
     }
 
     /// Ticks between two snapshots, as a fraction: a snapshot is due on tick

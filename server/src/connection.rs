@@ -30,6 +30,7 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
+use crate::guard::{Admit, RateGuard};
 use crate::metrics::{InputDrop, Metrics};
 use crate::room::{PlayerHandle, Published, RoomCmd, RoomHandle};
 
@@ -343,6 +344,13 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
         .in_current_span(),
     );
     let idle = ctx.config.idle_timeout;
+    let (rate, burst) = ctx.config.message_rate();
+    let mut rate_guard = RateGuard::new(
+        rate,
+        burst,
+        ctx.config.rate_limit_kick_secs,
+        std::time::Instant::now(),
+    );
     let end = loop {
         let inbound = tokio::select! {
             read = timeout(idle, reader.next()) => read,
@@ -357,6 +365,14 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
         match inbound {
             Inbound::Binary(bytes) => {
                 ctx.metrics.bytes_in.inc_by(bytes.len() as u64);
+                match rate_guard.admit(std::time::Instant::now()) {
+                    Admit::Pass => {}
+                    Admit::Drop => {
+                        ctx.metrics.rate_limited.inc();
+                        continue;
+                    }
+                    Admit::Kick => break Control::Disconnect(DisconnectReason::RateLimited),
+                }
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
                         ctx.metrics.inputs_received.inc();

@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, warn};
 
 use crate::connection::{self, ConnContext};
+use crate::guard::PerIpLimiter;
 use crate::process::{self, ProcessStats};
 use crate::room::TickReport;
 
@@ -30,6 +31,8 @@ pub(crate) struct AppState {
     pub(crate) conn: ConnContext,
     /// One permit per connected player; `max_clients` of them.
     pub(crate) clients: Arc<Semaphore>,
+    /// Connections per peer IP.
+    pub(crate) per_ip: Arc<PerIpLimiter>,
     /// Dropped by each WebSocket task when it ends; shutdown waits for all.
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
     /// When the server started.
@@ -111,6 +114,9 @@ struct Totals {
     inputs_applied: u64,
     inputs_dropped: u64,
     refused_full: u64,
+    refused_origin: u64,
+    refused_per_ip: u64,
+    rate_limited: u64,
     kicks: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -161,6 +167,9 @@ fn status(state: &AppState) -> Response<Body> {
             inputs_applied: m.inputs_applied.get(),
             inputs_dropped: m.inputs_dropped(),
             refused_full: m.refused_full.get(),
+            refused_origin: m.refused_origin.get(),
+            refused_per_ip: m.refused_per_ip.get(),
+            rate_limited: m.rate_limited.get(),
             kicks: m.kicks_by_reason().collect(),
         },
         process: process::read(),
@@ -184,7 +193,21 @@ fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) 
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(StatusCode::UPGRADE_REQUIRED, "websocket upgrade required\n");
     }
-    // Refuse before the upgrade: a full server costs one HTTP response.
+    // Refuse before the upgrade: each refusal costs one HTTP response.
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let (origin, host) = (header(hyper::header::ORIGIN), header(hyper::header::HOST));
+    if !state.conn.config.allowed_origins.allows(origin, host) {
+        state.conn.metrics.refused_origin.inc();
+        debug!(%peer, ?origin, "origin not allowed");
+        return text(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
+    let Some(ip_permit) = state.per_ip.try_acquire(peer.ip()) else {
+        state.conn.metrics.refused_per_ip.inc();
+        return text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address\n",
+        );
+    };
     let Ok(permit) = Arc::clone(&state.clients).try_acquire_owned() else {
         state.conn.metrics.refused_full.inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "server full\n");
@@ -201,6 +224,7 @@ fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) 
     tokio::spawn(
         async move {
             let _permit: OwnedSemaphorePermit = permit;
+            let _ip_permit = ip_permit;
             let _done = done;
             let ws = match tokio::time::timeout(ctx.config.hello_timeout, fut).await {
                 Ok(Ok(ws)) => ws,

@@ -14,6 +14,7 @@
 pub mod config;
 mod connection;
 pub mod game;
+pub mod guard;
 mod http;
 pub mod metrics;
 pub mod process;
@@ -56,6 +57,7 @@ pub async fn serve(
             shutdown: stop_rx,
         },
         clients: Arc::new(Semaphore::new(config.max_clients)),
+        per_ip: guard::PerIpLimiter::new(config.max_clients_per_ip, config.per_ip_exempt_loopback),
         done: done_tx,
         started: std::time::Instant::now(),
     });

@@ -93,6 +93,12 @@ pub struct Metrics {
     kicks: [Counter; REASONS.len()],
     /// Upgrade requests refused with 503 because the server was full.
     pub refused_full: Counter,
+    /// Upgrade requests refused with 403 for a disallowed `Origin`.
+    pub refused_origin: Counter,
+    /// Upgrade requests refused with 429: too many connections from the IP.
+    pub refused_per_ip: Counter,
+    /// Messages dropped by a connection's rate limit.
+    pub rate_limited: Counter,
     /// Inputs decoded from clients.
     pub inputs_received: Counter,
     /// Inputs applied by a tick.
@@ -206,6 +212,24 @@ impl Metrics {
             refused_full.clone(),
         );
 
+        let refused_origin = Counter::default();
+        root.register(
+            "refused_origin",
+            "Upgrade requests refused because their Origin is not allowed",
+            refused_origin.clone(),
+        );
+        let refused_per_ip = Counter::default();
+        root.register(
+            "refused_per_ip",
+            "Upgrade requests refused because their IP has too many connections",
+            refused_per_ip.clone(),
+        );
+        let rate_limited = Counter::default();
+        root.register(
+            "messages_rate_limited",
+            "Client messages dropped by the per-connection rate limit",
+            rate_limited.clone(),
+        );
         let inputs_received = Counter::default();
         root.register(
             "inputs_received",
@@ -289,6 +313,9 @@ impl Metrics {
             leaves,
             kicks,
             refused_full,
+            refused_origin,
+            refused_per_ip,
+            rate_limited,
             inputs_received,
             inputs_applied,
             inputs_dropped,

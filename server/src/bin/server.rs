@@ -27,6 +27,18 @@ struct Args {
     /// Most players connected at once; more get HTTP 503.
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
+    /// Most connections from one IP address (0: unlimited). Loopback peers
+    /// are exempt unless --limit-loopback is given.
+    #[arg(long, env = "ARENA_MAX_CLIENTS_PER_IP", default_value_t = Config::default().max_clients_per_ip)]
+    max_clients_per_ip: u32,
+    /// Apply --max-clients-per-ip to loopback peers too.
+    #[arg(long, env = "ARENA_LIMIT_LOOPBACK")]
+    limit_loopback: bool,
+    /// Web origins allowed to open the game's WebSocket, comma-separated
+    /// (`https://play.example.com`). The page's own host and localhost are
+    /// always allowed; `*` allows every origin.
+    #[arg(long, env = "ARENA_ALLOWED_ORIGINS", default_value = "")]
+    allowed_origins: String,
     /// Seconds to wait for clients to close on shutdown.
     #[arg(long, env = "ARENA_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     shutdown_grace_secs: u64,
@@ -84,6 +96,9 @@ async fn main() -> anyhow::Result<()> {
         max_clients: args.max_clients,
         max_connections: args.max_clients + (defaults.max_connections - defaults.max_clients),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        max_clients_per_ip: args.max_clients_per_ip,
+        per_ip_exempt_loopback: !args.limit_loopback,
+        allowed_origins: server::guard::OriginPolicy::parse(&args.allowed_origins),
         ..defaults
     };
     config.validate()?;

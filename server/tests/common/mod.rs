@@ -121,10 +121,22 @@ pub struct Client {
     buf: Vec<u8>,
 }
 
-/// Upgrade response status when the server refuses before upgrading.
+/// Connects to `/ws`; on refusal the error names the HTTP status.
 pub async fn try_connect(addr: SocketAddr) -> Result<Client, String> {
+    try_connect_with(addr, &[]).await
+}
+
+/// [`try_connect`] with extra request headers (e.g. `Origin`).
+pub async fn try_connect_with(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<Client, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let req = Request::builder()
+    let mut req = Request::builder();
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
         .method("GET")
         .uri(format!("http://{addr}/ws"))
         .header("Host", addr.to_string())

@@ -1,0 +1,273 @@
+//! Admission and abuse guards: the origin allowlist, per-IP connection
+//! limits, and per-connection message rate limiting.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Which web origins may open a WebSocket, so another site cannot hijack a
+/// player's browser session (cross-site WebSocket hijacking).
+///
+/// Requests without an `Origin` header are not from a browser page and are
+/// always allowed: the header protects browsers, and any other client can
+/// forge it anyway.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// The page's own host (the request's `Host`), `localhost`, `127.0.0.1`
+    /// and `[::1]` on any port, plus these origins (`scheme://host[:port]`,
+    /// compared case-insensitively). The default, with an empty list.
+    #[default]
+    SameHost,
+    /// Like [`OriginPolicy::SameHost`] plus the listed origins.
+    SameHostAnd(Vec<String>),
+    /// Every origin. Must be asked for explicitly (`--allowed-origins '*'`).
+    Any,
+}
+
+impl OriginPolicy {
+    /// Parses the `--allowed-origins` value: `*`, or a comma-separated list
+    /// (empty means the default).
+    #[must_use]
+    pub fn parse(value: &str) -> Self {
+        let list: Vec<String> = value
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.iter().any(|s| s == "*") {
+            Self::Any
+        } else if list.is_empty() {
+            Self::SameHost
+        } else {
+            Self::SameHostAnd(list)
+        }
+    }
+
+    /// Whether a request with this `Origin` and `Host` may upgrade.
+    #[must_use]
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        if *self == Self::Any {
+            return true;
+        }
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        let Some((_, authority)) = origin.split_once("://") else {
+            return false; // "null" and other opaque origins
+        };
+        if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+            return true;
+        }
+        let hostname = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        if matches!(hostname, "localhost" | "127.0.0.1" | "::1") {
+            return true;
+        }
+        match self {
+            Self::SameHostAnd(list) => list.contains(&origin),
+            Self::SameHost | Self::Any => false,
+        }
+    }
+}
+
+/// Counts WebSocket connections per peer IP.
+#[derive(Debug)]
+pub(crate) struct PerIpLimiter {
+    /// A std mutex: it is held for a hash-map update, never across `.await`.
+    counts: Mutex<HashMap<IpAddr, u32>>,
+    max: u32,
+    exempt_loopback: bool,
+}
+
+/// Holds one of an IP's connection slots; gives it back on drop.
+#[derive(Debug)]
+pub(crate) struct IpPermit {
+    limiter: Arc<PerIpLimiter>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for IpPermit {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut counts = self
+                .limiter
+                .counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl PerIpLimiter {
+    /// `max == 0` means unlimited. Loopback peers are exempt when asked:
+    /// behind a reverse proxy on the same host every player is loopback.
+    pub(crate) fn new(max: u32, exempt_loopback: bool) -> Arc<Self> {
+        Arc::new(Self {
+            counts: Mutex::new(HashMap::new()),
+            max,
+            exempt_loopback,
+        })
+    }
+
+    /// A slot for `ip`, or `None` when it already has `max` connections.
+    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpPermit> {
+        if self.max == 0 || (self.exempt_loopback && ip.is_loopback()) {
+            return Some(IpPermit {
+                limiter: Arc::clone(self),
+                ip: None,
+            });
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpPermit {
+            limiter: Arc::clone(self),
+            ip: Some(ip),
+        })
+    }
+}
+
+/// What to do with one incoming message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Within the rate.
+    Pass,
+    /// Over the rate: drop it and count it.
+    Drop,
+    /// Over the rate for too long: disconnect.
+    Kick,
+}
+
+/// Token bucket per connection, plus the rule for "sustained" abuse: a
+/// client that has messages dropped in `kick_after` consecutive one-second
+/// windows is disconnected.
+#[derive(Debug)]
+pub(crate) struct RateGuard {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+    window_start: Instant,
+    window_drops: u32,
+    abusive_windows: u32,
+    kick_after: u32,
+}
+
+impl RateGuard {
+    /// A bucket refilled at `rate` messages per second holding at most
+    /// `burst`.
+    pub(crate) fn new(rate: f64, burst: f64, kick_after: u32, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            last: now,
+            rate,
+            burst,
+            window_start: now,
+            window_drops: 0,
+            abusive_windows: 0,
+            kick_after,
+        }
+    }
+
+    pub(crate) fn admit(&mut self, now: Instant) -> Admit {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.abusive_windows = if self.window_drops > 0 {
+                self.abusive_windows + 1
+            } else {
+                0
+            };
+            self.window_start = now;
+            self.window_drops = 0;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admit::Pass;
+        }
+        self.window_drops += 1;
+        if self.abusive_windows >= self.kick_after {
+            Admit::Kick
+        } else {
+            Admit::Drop
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn origin_policy() {
+        let default = OriginPolicy::parse("");
+        assert!(default.allows(None, Some("game.example:8080")));
+        assert!(default.allows(Some("https://game.example:8080"), Some("game.example:8080")));
+        assert!(default.allows(Some("http://localhost:3000"), Some("game.example")));
+        assert!(default.allows(Some("http://127.0.0.1:9"), Some("game.example")));
+        assert!(default.allows(Some("http://[::1]:9"), Some("game.example")));
+        assert!(!default.allows(Some("https://evil.example"), Some("game.example")));
+        assert!(!default.allows(Some("null"), Some("game.example")));
+        assert!(!default.allows(Some("https://localhost.evil.example"), Some("game.example")));
+
+        let listed = OriginPolicy::parse("https://Play.Example.com/, https://cdn.example");
+        assert!(listed.allows(Some("https://play.example.com"), Some("api.example")));
+        assert!(!listed.allows(Some("https://other.example"), Some("api.example")));
+
+        assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
+        assert!(OriginPolicy::Any.allows(Some("https://anything"), None));
+    }
+
+    #[test]
+    fn per_ip_limit_counts_and_releases() {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let limiter = PerIpLimiter::new(2, true);
+        let a = limiter.try_acquire(ip);
+        let b = limiter.try_acquire(ip);
+        assert!(a.is_some() && b.is_some());
+        assert!(limiter.try_acquire(ip).is_none());
+        drop(a);
+        assert!(limiter.try_acquire(ip).is_some());
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!((0..10).all(|_| limiter.try_acquire(loopback).is_some()));
+        let strict = PerIpLimiter::new(1, false);
+        let _held = strict.try_acquire(loopback);
+        assert!(strict.try_acquire(loopback).is_none());
+    }
+
+    #[test]
+    fn rate_guard_drops_bursts_then_kicks_sustained_abuse() {
+        let start = Instant::now();
+        let mut g = RateGuard::new(10.0, 5.0, 3, start);
+        let verdicts: Vec<_> = (0..8).map(|_| g.admit(start)).collect();
+        assert_eq!(verdicts.iter().filter(|v| **v == Admit::Pass).count(), 5);
+        assert_eq!(verdicts[7], Admit::Drop);
+        // A polite client refills and passes.
+        assert_eq!(g.admit(start + Duration::from_millis(150)), Admit::Pass);
+        // Flooding through three more windows gets a kick.
+        let mut last = Admit::Pass;
+        for ms in (200..4000).step_by(10) {
+            last = g.admit(start + Duration::from_millis(ms));
+            if last == Admit::Kick {
+                break;
+            }
+        }
+        assert_eq!(last, Admit::Kick);
+    }
+}

@@ -1,0 +1,284 @@
+//! Hostile clients: floods, forged origins, speed and fire-rate cheats,
+//! half-open connections. Real sockets on 127.0.0.1, bounded in count and
+//! time. Figures are printed (`cargo test -p server --test hardening --
+//! --nocapture`) for RELIABILITY.md.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Client, Event, Replica, STEP, TestServer, play_for, try_connect_with};
+use server::Config;
+use shared::Tick;
+use shared::protocol::{ClientMsg, DisconnectReason, InputCmd, ServerMsg};
+use shared::rules::{TickRules, buttons};
+use shared::snapshot::EntityKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, timeout};
+
+/// A player that measures its snapshot rate for `secs` seconds.
+fn bystander(addr: std::net::SocketAddr, secs: u64) -> tokio::task::JoinHandle<(u32, u32)> {
+    tokio::spawn(async move {
+        let (mut c, _) = Client::join(addr, "bystander").await;
+        let mut replica = Replica::default();
+        play_for(&mut c, &mut replica, Duration::from_millis(300)).await;
+        let n = play_for(&mut c, &mut replica, Duration::from_secs(secs)).await;
+        (n, replica.desyncs)
+    })
+}
+
+fn assert_full_rate((n, desyncs): (u32, u32), secs: u32) {
+    let expected = 30 * secs;
+    assert!(
+        n * 10 >= expected * 9,
+        "bystander got {n} of {expected} snapshots"
+    );
+    assert_eq!(desyncs, 0);
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_are_closed_at_the_header_deadline() {
+    const CONNS: usize = 500;
+    let server = TestServer::start(Config {
+        header_read_timeout: Duration::from_secs(1),
+        npcs: 10,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    let fds_before = fd_count();
+    let watch = bystander(addr, 3);
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(CONNS);
+    for _ in 0..CONNS {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        // A request head that never ends.
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        conns.push(s);
+    }
+    let mut closed_at = Vec::with_capacity(CONNS);
+    for mut s in conns {
+        let mut buf = [0u8; 512];
+        // The server answers 408 or just closes; either way EOF follows.
+        let waited = timeout(STEP, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "a half-open connection stayed open");
+        closed_at.push(started.elapsed());
+    }
+    let slowest = closed_at.iter().max().copied().unwrap_or_default();
+    assert_full_rate(watch.await.expect("bystander"), 3);
+    // Give the server a moment to drop its side, then compare descriptors
+    // (this process holds both ends of every connection).
+    sleep(Duration::from_millis(300)).await;
+    let fds_after = fd_count();
+    println!(
+        "half-open: {CONNS} connections, all closed by the server within {slowest:?} \
+         (header timeout 1 s); fds before {fds_before}, after {fds_after}"
+    );
+    assert!(
+        slowest < Duration::from_secs(3),
+        "slowest close after {slowest:?}"
+    );
+    assert!(
+        fds_after <= fds_before + 2,
+        "fds {fds_before} -> {fds_after}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_the_per_ip_limit_is_refused_while_players_play() {
+    let server = TestServer::start(Config {
+        max_clients_per_ip: 3,
+        per_ip_exempt_loopback: false,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    let watch = bystander(addr, 2);
+    let _a = Client::join(addr, "a").await;
+    let _b = Client::join(addr, "b").await;
+    let mut refused = 0;
+    for _ in 0..200 {
+        match common::try_connect(addr).await {
+            Err(e) if e.contains("429") => refused += 1,
+            other => panic!("expected 429, got {:?}", other.err()),
+        }
+    }
+    println!("per-ip flood: 200 attempts beyond the limit of 3, {refused} refused with 429");
+    assert_eq!(refused, 200);
+    assert_full_rate(watch.await.expect("bystander"), 2);
+    // Leaving frees the slot.
+    drop(_a);
+    sleep(Duration::from_millis(300)).await;
+    assert!(common::try_connect(addr).await.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disallowed_origins_are_refused_before_the_upgrade() {
+    let server = TestServer::start(Config::default()).await;
+    let addr = server.addr;
+    let own = format!("http://{addr}");
+    for (origin, allowed) in [
+        ("https://evil.example", false),
+        ("null", false),
+        ("http://localhost.evil.example", false),
+        (own.as_str(), true),
+        ("http://localhost:5173", true),
+    ] {
+        let result = try_connect_with(addr, &[("Origin", origin)]).await;
+        match (allowed, result) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => assert!(e.contains("403"), "{origin}: {e}"),
+            (allowed, r) => panic!("{origin}: allowed={allowed} but got {:?}", r.err()),
+        }
+    }
+    // Non-browser clients send no Origin and are allowed.
+    assert!(common::try_connect(addr).await.is_ok());
+    let status = server.status().await;
+    assert_eq!(status["totals"]["refused_origin"], 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_flood_is_dropped_then_disconnected() {
+    let server = TestServer::start(Config::default()).await;
+    let addr = server.addr;
+    let watch = bystander(addr, 3);
+    let (mut flooder, _) = Client::join(addr, "flooder").await;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    // Pings as fast as the socket takes them, until the server gives up.
+    let reason = loop {
+        flooder.send(&ClientMsg::Ping(sent)).await;
+        sent += 1;
+        if sent % 256 == 0 {
+            // Drain what the server sent so its writes never block.
+            let drained = timeout(Duration::from_millis(5), async {
+                loop {
+                    match flooder.next_event().await {
+                        Event::Msg(ServerMsg::Disconnect(r)) => return Some(r),
+                        Event::Closed { .. } => return None,
+                        Event::Msg(_) => {}
+                    }
+                }
+            })
+            .await;
+            if let Ok(end) = drained {
+                break end;
+            }
+        }
+        assert!(started.elapsed() < STEP, "flooder never disconnected");
+    };
+    let took = started.elapsed();
+    println!("message flood: {sent} messages sent, disconnected after {took:?} with {reason:?}");
+    assert_eq!(reason, Some(DisconnectReason::RateLimited));
+    assert_full_rate(watch.await.expect("bystander"), 3);
+    let status = server.status().await;
+    assert!(status["totals"]["rate_limited"].as_u64() > Some(0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheating_inputs_gain_nothing() {
+    let server = TestServer::start(Config {
+        npcs: 0,
+        ..Config::default()
+    })
+    .await;
+    let (mut c, welcome) = Client::join(server.addr, "cheater").await;
+    let rules = TickRules::new(u32::from(welcome.tick_hz));
+    let mut replica = Replica::default();
+    let first = c.next_snapshot().await;
+    let start_tick = replica.apply(&first);
+    c.send(&ClientMsg::Ack(start_tick)).await;
+    let me = |r: &Replica| {
+        r.latest()
+            .entities
+            .iter()
+            .find(|e| e.id == welcome.player_id)
+            .map(|e| (e.x, e.y))
+            .expect("own entity")
+    };
+    let start = me(&replica);
+    let input = |seq, b| {
+        ClientMsg::Input(InputCmd {
+            seq,
+            tick: Tick(0),
+            buttons: b,
+            aim: 0,
+        })
+    };
+
+    // Speed: four inputs per tick for a second, all moving up and firing.
+    let mut seq = 0;
+    let mut projectiles = HashSet::new();
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        for _ in 0..4 {
+            seq += 1;
+            c.send(&input(seq, buttons::UP | buttons::FIRE)).await;
+        }
+        sleep(Duration::from_millis(33)).await;
+    }
+    // Replayed and far-future inputs trying to move down.
+    for replay in 1..=seq.min(20) {
+        c.send(&input(replay, buttons::DOWN)).await;
+    }
+    c.send(&input(seq + 10_000, buttons::DOWN)).await;
+    // Watch the outcome for a while.
+    let end = Instant::now() + Duration::from_millis(800);
+    let mut last_tick = start_tick;
+    while Instant::now() < end {
+        let s = c.next_snapshot().await;
+        last_tick = replica.apply(&s);
+        c.send(&ClientMsg::Ack(last_tick)).await;
+        for e in &replica.latest().entities {
+            if e.kind == EntityKind::Projectile {
+                projectiles.insert(e.id);
+            }
+        }
+    }
+    let ticks = last_tick.since(start_tick).max(0) as i32;
+    let (x, y) = me(&replica);
+    let moved_up = start.1 - y;
+    println!(
+        "cheater: {seq} inputs in ~1 s ({} ticks); moved {moved_up} quanta (max {}), \
+         {} projectiles (max {}), x drift {}",
+        ticks,
+        ticks * rules.player_step,
+        projectiles.len(),
+        ticks as u32 / rules.fire_cooldown_ticks + 1,
+        x - start.0
+    );
+    // Never faster than one step per tick, and no downward move from the
+    // replayed or future inputs.
+    assert!(
+        moved_up <= ticks * rules.player_step,
+        "moved {moved_up} in {ticks} ticks"
+    );
+    assert!(moved_up >= 0);
+    assert_eq!(x, start.0);
+    // Never more shots than the cooldown allows.
+    assert!(projectiles.len() as u32 <= ticks as u32 / rules.fire_cooldown_ticks + 1);
+    assert_eq!(replica.desyncs, 0);
+    let status = server.status().await;
+    assert!(status["totals"]["inputs_dropped"].as_u64() > Some(0));
+    server.stop().await;
+}
