@@ -1,0 +1,245 @@
+// End to end in a real browser: the real server binary, two headless
+// Chromium pages playing together.
+//
+// Page A holds a movement key for about a second; page B must draw A's
+// player moving; A's stats overlay must show a snapshot rate near the tick
+// rate. Screenshots of both pages land in client-demo/test-artifacts/.
+//
+// Needs /usr/bin/chromium (Debian's `chromium` package) and playwright-core:
+// `npm run setup` (or `npm test`, which runs it first) installs both.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { chromium } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const TICK_HZ = 30;
+const ARENA_WIDTH = 2400 * 4;
+const SERVER_BIN = `${ROOT}target/debug/server`;
+
+/** @type {import('node:child_process').ChildProcess|null} */
+let server = null;
+/** @type {import('playwright-core').Browser|null} */
+let browser = null;
+let baseUrl = '';
+
+/**
+ * Starts the server (on a free port unless given one) and resolves with its URL.
+ * @param {string} [addr]
+ * @returns {Promise<string>}
+ */
+function startServer(addr = '127.0.0.1:0') {
+  return new Promise((resolve, reject) => {
+    const child = spawn(SERVER_BIN, ['--addr', addr, '--tick-hz', String(TICK_HZ), '--npcs', '10'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+    });
+    server = child;
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not report its address in 30 s; stdout: ${out}`)), 30000);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.stderr.on('data', (chunk) => process.stderr.write(chunk));
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (code ${code}, signal ${signal}); stdout: ${out}`));
+    });
+  });
+}
+
+async function stopServer() {
+  const child = server;
+  server = null;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const killed = await Promise.race([exited.then(() => true), sleep(10000).then(() => false)]);
+  if (!killed) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+before(async () => {
+  assert.ok(
+    existsSync(CHROMIUM),
+    `${CHROMIUM} not found: install Debian's chromium package (npm run setup does it)`,
+  );
+  // Debug build: fast enough to play, and shares the cache with `cargo test`.
+  execFileSync('cargo', ['build', '-p', 'server'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
+  baseUrl = await startServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--headless',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+      // Both pages must run at full rate although only one can have focus.
+      '--disable-background-timer-throttling',
+      '--disable-renderer-backgrounding',
+      '--disable-backgrounding-occluded-windows',
+    ],
+  });
+}, { timeout: 15 * 60 * 1000 });
+
+after(async () => {
+  try {
+    await browser?.close();
+  } finally {
+    browser = null;
+    await stopServer();
+  }
+});
+
+/**
+ * Opens the game in a fresh browser context (its own storage and cookies).
+ * @param {string} name
+ */
+async function openPlayer(name) {
+  assert.ok(browser);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`${name}: console: ${m.text()}`);
+  });
+  await page.goto(`${baseUrl}/?name=${encodeURIComponent(name)}&stats=1`);
+  await page.waitForFunction(() => {
+    const v = window.__arena?.view();
+    return v && v.connected && v.own !== null;
+  }, null, { timeout: 20000 });
+  return { page, errors };
+}
+
+/** @param {import('playwright-core').Page} page */
+const view = (page) => page.evaluate(() => window.__arena.view());
+
+test('two browsers see each other move, at the tick rate', { timeout: 120000 }, async () => {
+  const a = await openPlayer('alice');
+  const b = await openPlayer('bob');
+  const idA = (await view(a.page)).playerId;
+  const idB = (await view(b.page)).playerId;
+  assert.notEqual(idA, idB);
+
+  // B draws A (interpolated, by A's id) and knows A's name from the scoreboard.
+  await b.page.waitForFunction(
+    (id) => window.__arena.view().entities.some((e) => e.id === id && e.kind === 'player' && e.name === 'alice'),
+    idA,
+    { timeout: 10000 },
+  );
+  const entityOf = async (/** @type {typeof a} */ p, /** @type {number} */ id) =>
+    (await view(p.page)).entities.find((e) => e.id === id);
+
+  const startA = (await view(a.page)).own;
+  const startInB = await entityOf(b, idA);
+  assert.ok(startA && startInB);
+  // Walk towards the side with more room, so the wall cannot stop A early.
+  const right = startA.x < ARENA_WIDTH / 2;
+  const key = right ? 'KeyD' : 'KeyA';
+  const sign = right ? 1 : -1;
+
+  await a.page.keyboard.down(key);
+  await sleep(1000);
+  await a.page.keyboard.up(key);
+
+  // Prediction: A's own player moved at once, about 240 units/s (960 quanta/s).
+  const movedA = ((await view(a.page)).own.x - startA.x) * sign;
+  assert.ok(movedA > 600, `A's predicted player moved ${movedA} quanta`);
+
+  // Interpolation: B sees A arrive about where A predicted, a little later.
+  let movedInB = 0;
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const e = await entityOf(b, idA);
+    movedInB = e ? (e.x - startInB.x) * sign : 0;
+    if (e && Math.abs(e.x - (await view(a.page)).own.x) < 8 && movedInB > 600) break;
+    await sleep(100);
+  }
+  assert.ok(movedInB > 600, `A moved ${movedInB} quanta in B's view`);
+  const finalA = (await view(a.page)).own;
+  const finalInB = await entityOf(b, idA);
+  assert.ok(finalInB && Math.abs(finalInB.x - finalA.x) < 8, `B sees A at ${finalInB?.x}, A is at ${finalA.x}`);
+
+  // And A sees B, the other way round.
+  assert.ok((await view(a.page)).entities.some((e) => e.id === idB && e.name === 'bob'));
+
+  // The stats overlay, as a player reads it.
+  const statsText = await a.page.locator('#stats').textContent();
+  const rate = Number(/snapshots\/s\s+([\d.]+)/.exec(statsText ?? '')?.[1]);
+  assert.ok(
+    Math.abs(rate - TICK_HZ) <= TICK_HZ * 0.2,
+    `snapshots/s ${rate} not within 20% of ${TICK_HZ}:\n${statsText}`,
+  );
+  assert.match(statsText ?? '', /ping\s+\d+ ms/);
+  const statsA = (await view(a.page)).stats;
+  assert.equal(statsA.desyncs, 0, 'no checksum mismatches');
+
+  // Some action for the screenshot: A aims at B's side and fires a few shots.
+  const box = { x: 640 + (right ? -260 : 260), y: 300 };
+  await a.page.mouse.move(box.x, box.y);
+  for (let i = 0; i < 3; i++) {
+    await a.page.mouse.down();
+    await sleep(120);
+    await a.page.mouse.up();
+    await sleep(180);
+  }
+  await a.page.keyboard.down(right ? 'KeyA' : 'KeyD');
+  await a.page.keyboard.down('KeyS');
+  await sleep(150);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await a.page.screenshot({ path: `${ARTIFACTS}e2e.png` });
+  await a.page.keyboard.up('KeyS');
+  await a.page.keyboard.up(right ? 'KeyA' : 'KeyD');
+  await b.page.screenshot({ path: `${ARTIFACTS}e2e-b.png` });
+
+  assert.deepEqual([...a.errors, ...b.errors], [], 'no page errors');
+});
+
+test('a lost server shows why and the page reconnects when it is back', { timeout: 90000 }, async () => {
+  const p = await openPlayer('carol');
+  const before = (await view(p.page)).playerId;
+  await stopServer();
+  // A graceful shutdown sends ServerShutdown; its text must reach the player
+  // and stay while the page retries.
+  await p.page.waitForSelector('#banner:not([hidden])', { timeout: 10000 });
+  await p.page.waitForFunction(
+    () => /Retrying in/.test(document.getElementById('banner')?.textContent ?? ''),
+    null,
+    { timeout: 10000 },
+  );
+  const text = await p.page.locator('#banner').textContent();
+  assert.match(text ?? '', /Disconnected by the server: server shutting down/);
+  assert.match(text ?? '', /Retrying in \d+ s/);
+  assert.equal(await p.page.locator('#banner-button').textContent(), 'Reconnect now');
+  await p.page.screenshot({ path: `${ARTIFACTS}e2e-disconnected.png` });
+
+  // Same address again: the page's own retries find it.
+  baseUrl = await startServer(new URL(baseUrl).host);
+  await p.page.waitForFunction(() => window.__arena.view().connected, null, { timeout: 30000 });
+  await p.page.waitForSelector('#banner', { state: 'hidden', timeout: 5000 });
+  assert.notEqual((await view(p.page)).status, 'closed');
+  assert.ok(before !== null);
+  // The browser itself logs each refused connection attempt; nothing else.
+  assert.deepEqual(p.errors.filter((e) => !/WebSocket connection to .* failed/.test(e)), []);
+});

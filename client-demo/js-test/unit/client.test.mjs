@@ -1,0 +1,226 @@
+// Prediction, reconciliation, interpolation, the snapshot receiver and the
+// stats windows, driven with simulated time (no browser, no server).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+
+import { decodeServer } from '../../web/js/codec.js';
+import { Interpolator, lerpAngle } from '../../web/js/interpolation.js';
+import { Predictor } from '../../web/js/prediction.js';
+import { Kind } from '../../web/js/protocol.js';
+import { Buttons, aimFromVector, movePlayer, projectileVelocity, replicatedAngle, tickRules } from '../../web/js/rules.js';
+import { SnapshotReceiver, checksum } from '../../web/js/snapshot.js';
+import { RateWindow } from '../../web/js/stats.js';
+import { fromSerdeState, hexToBytes } from './serde-shape.mjs';
+
+const golden = JSON.parse(readFileSync(new URL('../golden.json', import.meta.url), 'utf8'));
+const rules30 = tickRules(30);
+
+/**
+ * A model of the server for one player: inputs arrive after `latency` ticks,
+ * at most one is applied per tick, in seq order, and snapshots carry the
+ * position and the last applied seq back after another `latency` ticks.
+ */
+function simulate({ latencyTicks, ticks, buttonsAt, kill = () => false }) {
+  const p = new Predictor(rules30);
+  const server = { x: 4000, y: 3000, hp: 100, ack: 0 };
+  const toServer = []; // [arriveTick, seq, buttons]
+  const toClient = []; // [arriveTick, {x, y, hp}, ack]
+  const queue = [];
+  p.reconcile({ x: server.x, y: server.y, hp: server.hp }, 0);
+  const predictedAfterStep = [];
+  for (let t = 0; t < ticks; t++) {
+    // Client tick: sample, predict, send.
+    const b = buttonsAt(t);
+    const seq = p.step(b);
+    predictedAfterStep.push([p.x, p.y]);
+    toServer.push([t + latencyTicks, seq, b]);
+    // Server tick: take arrived inputs, apply one.
+    while (toServer.length && toServer[0][0] <= t) queue.push(toServer.shift());
+    const input = queue.shift();
+    if (input) {
+      if (server.hp > 0) [server.x, server.y] = movePlayer(server.x, server.y, input[2], rules30);
+      server.ack = input[1];
+    }
+    if (kill(t)) {
+      server.x += 40; // knocked back by something the client cannot predict
+    }
+    toClient.push([t + latencyTicks, { x: server.x, y: server.y, hp: server.hp }, server.ack]);
+    // Client receives snapshots.
+    while (toClient.length && toClient[0][0] <= t) {
+      const [, own, ack] = toClient.shift();
+      p.reconcile(own, ack);
+    }
+  }
+  return { p, server, predictedAfterStep };
+}
+
+test('prediction moves at once and is never corrected at 100 ms round trip', () => {
+  // 100 ms round trip at 30 Hz: 1.5 ticks each way; use 2 (worse).
+  const held = (t) => (t < 20 ? Buttons.RIGHT : t < 40 ? Buttons.DOWN | Buttons.LEFT : t < 60 ? 0 : Buttons.UP);
+  const { p, server, predictedAfterStep } = simulate({ latencyTicks: 2, ticks: 90, buttonsAt: held });
+  // The very first input already moved the own player a full step.
+  assert.deepEqual(predictedAfterStep[0], [4000 + rules30.playerStep, 3000]);
+  assert.equal(p.corrections, 0);
+  // Once the server has caught up with every input, both agree exactly.
+  let [x, y] = [server.x, server.y];
+  for (const q of p.pending) if (q.seq > server.ack) [x, y] = movePlayer(x, y, q.buttons, rules30);
+  assert.deepEqual([p.x, p.y], [x, y]);
+  assert.ok(p.pending.length <= 6, `${p.pending.length} inputs in flight`);
+});
+
+test('a push the client could not predict is corrected smoothly', () => {
+  const { p } = simulate({
+    latencyTicks: 2,
+    ticks: 30,
+    buttonsAt: () => Buttons.DOWN,
+    kill: (t) => t === 10,
+  });
+  assert.equal(p.corrections, 1);
+  assert.equal(p.lastCorrection, 40);
+  // The drawn position still shows the error, then blends it out.
+  const drawn = p.renderPosition(1);
+  assert.ok(drawn && Math.abs(drawn.x - p.x) > 0 && Math.abs(drawn.x - p.x) <= 40);
+  p.decay(1000);
+  const settled = p.renderPosition(1);
+  assert.deepEqual(settled, { x: p.x, y: p.y });
+});
+
+test('the dead do not move, and a respawn is a snap, not a correction', () => {
+  const p = new Predictor(rules30);
+  p.reconcile({ x: 1000, y: 1000, hp: 0 }, 0);
+  p.step(Buttons.RIGHT);
+  assert.deepEqual([p.x, p.y], [1000, 1000]);
+  p.reconcile({ x: 1000, y: 1000, hp: 0 }, 1);
+  // Respawned far away; the next input is pending.
+  p.step(Buttons.RIGHT);
+  p.reconcile({ x: 8000, y: 5000, hp: 100 }, 1);
+  assert.deepEqual([p.x, p.y], [8000 + rules30.playerStep, 5000]);
+  assert.equal(p.corrections, 0);
+  assert.deepEqual(p.renderPosition(1), { x: 8000 + rules30.playerStep, y: 5000 });
+});
+
+test('acknowledged inputs are dropped and the rest replayed in order', () => {
+  const p = new Predictor(rules30);
+  p.reconcile({ x: 5000, y: 5000, hp: 100 }, 0);
+  const seqs = [Buttons.UP, Buttons.UP, Buttons.LEFT, Buttons.LEFT | Buttons.DOWN].map((b) => p.step(b));
+  assert.deepEqual(seqs, [1, 2, 3, 4]);
+  p.reconcile({ x: 5000, y: 5000 - 2 * rules30.playerStep, hp: 100 }, 2);
+  assert.deepEqual(p.pending.map((q) => q.seq), [3, 4]);
+  assert.deepEqual(
+    [p.x, p.y],
+    [5000 - rules30.playerStep - rules30.playerStepDiag, 5000 - 2 * rules30.playerStep + rules30.playerStepDiag],
+  );
+  assert.equal(p.corrections, 0);
+});
+
+test('the own player is drawn between its last two predicted steps', () => {
+  const p = new Predictor(rules30);
+  p.reconcile({ x: 100, y: 100, hp: 100 }, 0);
+  p.step(Buttons.RIGHT);
+  assert.deepEqual(p.renderPosition(0), { x: 100, y: 100 });
+  assert.deepEqual(p.renderPosition(0.5), { x: 100 + rules30.playerStep / 2, y: 100 });
+  assert.deepEqual(p.renderPosition(1), { x: 100 + rules30.playerStep, y: 100 });
+});
+
+/** A state with one NPC at x = 10 * tick, moving right. */
+function movingState(tick, x = 10 * tick) {
+  return { tick, entities: [{ id: 7, kind: Kind.Npc, x, y: 0, vx: 10, vy: 0, angle: 0, hp: 100 }], players: [] };
+}
+
+test('interpolation draws others ~100 ms behind, smoothly, despite jitter', () => {
+  const tickMs = 1000 / 30;
+  const interp = new Interpolator(30, 30, 100);
+  let jitterSeed = 1;
+  const jitter = () => {
+    jitterSeed = (jitterSeed * 1103515245 + 12345) % 2147483648;
+    return (jitterSeed / 2147483648) * 20; // 0..20 ms late
+  };
+  let next = 0;
+  let lastX = -Infinity;
+  const xs = [];
+  for (let now = 0; now < 3000; now += 1000 / 60) {
+    while (next * tickMs + 40 + jitter() <= now) interp.push(movingState(next), now), next++;
+    const { entities } = interp.sample(now);
+    if (entities.length === 0) continue;
+    const x = entities[0].x;
+    assert.ok(x >= lastX, `never backwards: ${x} after ${lastX}`);
+    lastX = x;
+    if (now > 1000) xs.push([now, x]);
+  }
+  // Steady speed: 10 quanta per tick = 0.3 per ms; frame steps stay close to it.
+  for (let i = 1; i < xs.length; i++) {
+    const speed = (xs[i][1] - xs[i - 1][1]) / (xs[i][0] - xs[i - 1][0]);
+    assert.ok(speed > 0.15 && speed < 0.45, `speed ${speed} at ${xs[i][0]}`);
+  }
+  // Lag behind the newest state: about the delay (100 ms = 3 ticks = 30 quanta).
+  const [now, x] = xs[xs.length - 1];
+  const newestX = 10 * (next - 1);
+  assert.ok(newestX - x > 15 && newestX - x < 60, `lag ${newestX - x} quanta at ${now}`);
+  assert.equal(interp.underruns, 0);
+});
+
+test('interpolation snaps across teleports and extrapolates only briefly', () => {
+  const interp = new Interpolator(30, 30, 100);
+  interp.push(movingState(0, 0), 0);
+  interp.push(movingState(1, 5000), 33);
+  // Between the two: no sweep across the map.
+  const mid = interp.sample(33 + 100 - 16).entities[0].x;
+  assert.ok(mid === 0 || mid === 5000, `teleport drawn at ${mid}`);
+  // Long after the newest state: extrapolated a few ticks, then frozen.
+  const late = interp.sample(5000).entities[0].x;
+  assert.ok(late > 5000 && late <= 5000 + 6 * 10, `extrapolated to ${late}`);
+  assert.ok(interp.underruns > 0);
+});
+
+test('interpolated angles take the short way round', () => {
+  assert.equal(lerpAngle(250, 6, 0.5), 0);
+  assert.equal(lerpAngle(6, 250, 0.5), 0);
+  assert.equal(lerpAngle(10, 20, 0.5), 15);
+});
+
+test('the receiver applies deltas against its ring and counts desyncs', () => {
+  const full = golden.snapshots.find((v) => v.name === 'full snapshot');
+  const delta = golden.snapshots.find((v) => v.name === 'delta: every change kind and field mask');
+  const msgFull = decodeServer(hexToBytes(full.hex)).snapshot;
+  const msgDelta = decodeServer(hexToBytes(delta.hex)).snapshot;
+  const r = new SnapshotReceiver();
+
+  // A delta before its baseline: unusable, nothing to ack.
+  assert.equal(r.receive(msgDelta), null);
+  assert.equal(r.missingBaselines, 1);
+
+  const s0 = r.receive(msgFull);
+  assert.ok(s0);
+  assert.deepEqual(s0.entities, fromSerdeState(full.state).entities);
+  const s1 = r.receive(msgDelta);
+  assert.ok(s1);
+  assert.equal(checksum(s1), delta.checksum);
+  assert.equal(r.latest, s1);
+
+  // A stale snapshot is ignored; a checksum mismatch is a counted desync.
+  assert.equal(r.receive(msgFull), null);
+  const r2 = new SnapshotReceiver();
+  assert.equal(r2.receive({ ...msgFull, checksum: (msgFull.checksum + 1) >>> 0 }), null);
+  assert.equal(r2.desyncs, 1);
+  assert.equal(r2.latest, null);
+});
+
+test('rate windows count the last second', () => {
+  const w = new RateWindow(1000);
+  for (let t = 0; t < 2000; t += 1000 / 30) w.add(t, 100);
+  assert.ok(Math.abs(w.rate(2000) - 3000) <= 100, `${w.rate(2000)}`);
+  assert.equal(w.rate(5000), 0);
+});
+
+test('aim angles map to the replicated angle and the projectile direction', () => {
+  assert.equal(aimFromVector(1, 0), 0);
+  assert.equal(aimFromVector(0, 1), 16384); // clockwise on screen: +y is down
+  assert.equal(aimFromVector(-1, 0), 32768);
+  assert.equal(aimFromVector(0, -1), 49152);
+  assert.equal(replicatedAngle(16384), 64);
+  assert.deepEqual(projectileVelocity(0, rules30), [96, 0]);
+  assert.deepEqual(projectileVelocity(16384, rules30), [0, 96]);
+  assert.deepEqual(projectileVelocity(32768, rules30), [-96, 0]);
+});

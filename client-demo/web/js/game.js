@@ -1,0 +1,436 @@
+// The game client: ties the connection, snapshots, prediction, interpolation,
+// input, effects and rendering together.
+//
+// Two clocks run here. The simulation clock is a fixed-step accumulator at the
+// server's tick rate: every step samples the buttons, sends one input and
+// predicts one move, however fast frames come. The frame clock
+// (requestAnimationFrame) only draws: the own player between its last two
+// predicted steps, everybody else from the interpolation buffer.
+
+import { Kind } from './protocol.js';
+import { Effects } from './effects.js';
+import { Input } from './input.js';
+import { Interpolator } from './interpolation.js';
+import { Connection } from './net.js';
+import { Predictor } from './prediction.js';
+import { Renderer, playerColor } from './render.js';
+import {
+  ARENA_HEIGHT,
+  ARENA_WIDTH,
+  Buttons,
+  aimFromVector,
+  projectileVelocity,
+  tickRules,
+} from './rules.js';
+import { SnapshotReceiver } from './snapshot.js';
+import { NetStats, statsLines } from './stats.js';
+
+/** Most simulation steps run back to back after a stall (a hidden tab). */
+const MAX_CATCHUP_STEPS = 5;
+
+/**
+ * @typedef {import('./codec.js').SnapshotMsg} SnapshotMsg
+ * @typedef {import('./snapshot.js').WorldState} WorldState
+ * @typedef {import('./interpolation.js').RenderEntity} RenderEntity
+ * @typedef {{x: number, y: number, prevX: number, prevY: number, vx: number, vy: number,
+ *   ticksLeft: number, spawnX: number, spawnY: number, born: number,
+ *   serverId: number|null}} LocalShot
+ */
+
+export class Game {
+  /**
+   * @param {{canvas: HTMLCanvasElement, name: string, url: string, ui: import('./ui.js').Ui}} opts
+   */
+  constructor(opts) {
+    this.name = opts.name;
+    this.ui = opts.ui;
+    this.renderer = new Renderer(opts.canvas);
+    this.input = new Input(opts.canvas, { onToggleStats: () => this.ui.toggleStats() });
+    this.effects = new Effects();
+    this.stats = new NetStats();
+    this.receiver = new SnapshotReceiver();
+    /** @type {import('./codec.js').ServerMsg & {type: 'Welcome'} | null} */
+    this.welcome = null;
+    this.rules = tickRules(30);
+    this.predictor = new Predictor(this.rules);
+    this.interp = new Interpolator(30, 30);
+    this.stepMs = 1000 / 30;
+    this.acc = 0;
+    this.lastUpdate = 0;
+    this.lastFrame = 0;
+    /** Newest good snapshot tick and the steps predicted since (the input's `tick`). */
+    this.stepsSinceSnapshot = 0;
+    /** Aim in 1/65536 turns. */
+    this.aim = 0;
+    /** Local fire cooldown in ticks, mirroring the server's. */
+    this.cooldown = 0;
+    /** @type {LocalShot[]} own shots drawn ahead of the server */
+    this.shots = [];
+    /** Server projectile ids drawn as a local shot instead, with when to forget them. */
+    this.hidden = new Map();
+    /** @type {Set<number>} projectile ids of the newest state */
+    this.knownProjectiles = new Set();
+    /** Entity ids -> last rendered {hp, x, y, kind}, to turn changes into effects. */
+    this.lastRendered = new Map();
+    /** @type {{id: number, x: number, y: number, hp: number} | null} own entity in the newest state */
+    this.own = null;
+    this.diedAt = /** @type {number|null} */ (null);
+    this.hurtFlash = 0;
+    /** @type {Map<number, string>} */
+    this.names = new Map();
+    /** @type {import('./codec.js').PlayerInfo[]} */
+    this.players = [];
+    /** @type {RenderEntity[]} what the last frame drew (for the debug hook) */
+    this.rendered = [];
+    /** @type {{x: number, y: number}|null} */
+    this.ownRendered = null;
+    this.lastStatsText = '';
+    this.lastStatsUpdate = 0;
+
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.conn = new Connection({
+      url: opts.url || `${scheme}//${location.host}/ws`,
+      name: () => this.name,
+      onWelcome: (w) => this.onWelcome(w),
+      onSnapshot: (s, bytes) => this.onSnapshot(s, bytes),
+      onBytes: (bytes) => this.stats.messageIn(performance.now(), bytes),
+      onPing: (rtt) => {
+        this.stats.pingMs = rtt;
+      },
+      onStatus: (s) => this.ui.showStatus(s, () => this.conn.connect()),
+    });
+  }
+
+  start() {
+    this.conn.connect();
+    const frame = (/** @type {number} */ now) => {
+      this.frame(now);
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+    // Inputs keep flowing when frames are throttled (a background tab).
+    setInterval(() => this.update(performance.now()), 8);
+  }
+
+  /** @param {import('./codec.js').ServerMsg & {type: 'Welcome'}} w */
+  onWelcome(w) {
+    this.welcome = w;
+    this.rules = tickRules(w.tickHz);
+    this.stepMs = 1000 / this.rules.tickHz;
+    this.predictor = new Predictor(this.rules);
+    this.interp = new Interpolator(this.rules.tickHz, w.snapshotHz || w.tickHz);
+    this.receiver.reset();
+    this.stats.resetConnection();
+    this.acc = 0;
+    this.lastUpdate = performance.now();
+    this.stepsSinceSnapshot = 0;
+    this.cooldown = 0;
+    this.shots = [];
+    this.hidden.clear();
+    this.knownProjectiles.clear();
+    this.lastRendered.clear();
+    this.effects.clear();
+    this.own = null;
+    this.diedAt = null;
+    this.players = [];
+    this.names.clear();
+    this.ui.updateScoreboard([], w.playerId);
+  }
+
+  /** @param {SnapshotMsg} msg @param {number} bytes */
+  onSnapshot(msg, bytes) {
+    const now = performance.now();
+    this.stats.snapshotIn(now, bytes);
+    const state = this.receiver.receive(msg);
+    if (!state) {
+      // Keep acking the last good state: the server's next delta will be
+      // against it (or full, if it is too old).
+      if (this.receiver.latest) this.conn.send({ type: 'Ack', tick: this.receiver.latest.tick });
+      return;
+    }
+    this.conn.send({ type: 'Ack', tick: state.tick });
+    this.stepsSinceSnapshot = 0;
+    this.interp.push(state, now);
+    this.applyOwn(state, msg.inputAck, now);
+    this.matchShots(state, now);
+    if (state.players !== this.players) {
+      this.ui.killFeed(this.players, state.players, this.welcome?.playerId ?? -1);
+      this.players = state.players;
+      this.names = new Map(state.players.map((p) => [p.id, p.name]));
+      this.ui.updateScoreboard(state.players, this.welcome?.playerId ?? -1);
+    }
+  }
+
+  /** @param {WorldState} state @param {number} inputAck @param {number} now */
+  applyOwn(state, inputAck, now) {
+    const id = this.welcome?.playerId;
+    const e = state.entities.find((x) => x.id === id && x.kind === Kind.Player);
+    if (!e) return;
+    const before = this.own;
+    this.own = { id: e.id, x: e.x, y: e.y, hp: e.hp };
+    if (before) {
+      if (e.hp < before.hp) {
+        this.hurtFlash = 1;
+        this.effects.hit(e.x, e.y, before.hp - e.hp, '#ff6b6b');
+      }
+      if (before.hp > 0 && e.hp === 0) {
+        this.diedAt = now;
+        this.effects.death(e.x, e.y, '#4ee1ff');
+      }
+      if (before.hp === 0 && e.hp > 0) {
+        this.diedAt = null;
+        this.effects.spawn(e.x, e.y, '#4ee1ff');
+      }
+    } else if (e.hp === 0) {
+      this.diedAt = now;
+    }
+    this.predictor.reconcile(e, inputAck);
+  }
+
+  /**
+   * Pairs new server projectiles with the local shots that predicted them, so
+   * each shot is drawn once: ahead of the server, from the muzzle, at once.
+   * @param {WorldState} state @param {number} now
+   */
+  matchShots(state, now) {
+    const present = new Set();
+    for (const e of state.entities) {
+      if (e.kind !== Kind.Projectile) continue;
+      present.add(e.id);
+      if (this.knownProjectiles.has(e.id)) continue;
+      const shot = this.shots.find((s) => s.serverId === null && onPath(s, e));
+      if (shot) {
+        shot.serverId = e.id;
+        this.hidden.set(e.id, Infinity);
+      }
+    }
+    this.knownProjectiles = present;
+    for (const [id, until] of this.hidden) {
+      if (present.has(id)) continue;
+      // Gone on the server: forget it once the interpolation delay has passed.
+      if (until === Infinity) this.hidden.set(id, now + 600);
+      else if (until < now) this.hidden.delete(id);
+    }
+    const unmatchedFor = Math.max(400, 2 * (this.stats.pingMs ?? 100) + 250);
+    this.shots = this.shots.filter((s) => {
+      if (s.serverId !== null && !present.has(s.serverId)) {
+        // The server's projectile ended early: it hit something.
+        if (s.ticksLeft > 1) this.effects.impact(s.x, s.y);
+        return false;
+      }
+      // Never confirmed by the server (it was on cooldown, or we were dead).
+      return !(s.serverId === null && now - s.born > unmatchedFor);
+    });
+  }
+
+  /** Runs the fixed simulation steps that are due. @param {number} now */
+  update(now) {
+    if (!this.conn.playing || !this.welcome) {
+      this.lastUpdate = now;
+      this.acc = 0;
+      return;
+    }
+    this.acc += now - this.lastUpdate;
+    this.lastUpdate = now;
+    if (this.acc > MAX_CATCHUP_STEPS * this.stepMs) this.acc = MAX_CATCHUP_STEPS * this.stepMs;
+    while (this.acc >= this.stepMs) {
+      this.acc -= this.stepMs;
+      this.step(now);
+    }
+  }
+
+  /** One tick: sample, send, predict. @param {number} now */
+  step(now) {
+    const buttons = this.input.sampleButtons();
+    this.updateAim();
+    const seq = this.predictor.step(buttons);
+    const latest = this.receiver.latest;
+    this.stepsSinceSnapshot++;
+    const tick = latest ? (latest.tick + this.stepsSinceSnapshot) >>> 0 : (this.welcome?.tick ?? 0);
+    this.conn.send({ type: 'Input', seq, tick, buttons, aim: this.aim });
+
+    for (const s of this.shots) {
+      s.prevX = s.x;
+      s.prevY = s.y;
+      s.x += s.vx;
+      s.y += s.vy;
+      s.ticksLeft--;
+    }
+    this.shots = this.shots.filter((s) => {
+      const inside = s.x >= 0 && s.y >= 0 && s.x <= ARENA_WIDTH && s.y <= ARENA_HEIGHT;
+      if (!inside) this.effects.impact(Math.min(Math.max(s.x, 0), ARENA_WIDTH), Math.min(Math.max(s.y, 0), ARENA_HEIGHT));
+      return inside && s.ticksLeft > 0;
+    });
+
+    // The server fires in the same tick the input moves the player, from the
+    // position after the move, when the cooldown has run out.
+    this.cooldown = Math.max(0, this.cooldown - 1);
+    const p = this.predictor;
+    if (buttons & Buttons.FIRE && this.cooldown === 0 && p.alive && p.x !== null && p.y !== null) {
+      this.cooldown = this.rules.fireCooldownTicks;
+      const [vx, vy] = projectileVelocity(this.aim, this.rules);
+      this.shots.push({
+        x: p.x,
+        y: p.y,
+        prevX: p.x,
+        prevY: p.y,
+        vx,
+        vy,
+        ticksLeft: this.rules.projectileTicks,
+        spawnX: p.x,
+        spawnY: p.y,
+        born: now,
+        serverId: null,
+      });
+      this.effects.muzzle(p.x, p.y, (this.aim / 65536) * Math.PI * 2);
+    }
+  }
+
+  updateAim() {
+    const m = this.input.mouse;
+    const own = this.ownRendered;
+    if (!m || !own) return;
+    const [wx, wy] = this.renderer.toWorld(m.x, m.y);
+    const dx = wx - own.x;
+    const dy = wy - own.y;
+    if (Math.abs(dx) + Math.abs(dy) > 1) this.aim = aimFromVector(dx, dy);
+  }
+
+  /** Draws one frame. @param {number} now */
+  frame(now) {
+    const dt = this.lastFrame ? Math.min(now - this.lastFrame, 250) : 16;
+    this.lastFrame = now;
+    this.update(now);
+    this.stats.frame(now);
+    this.predictor.decay(dt);
+    this.effects.update(dt);
+    this.hurtFlash = Math.max(0, this.hurtFlash - dt / 400);
+
+    const ownId = this.welcome?.playerId ?? -1;
+    const sample = this.welcome ? this.interp.sample(now) : { tick: 0, entities: [] };
+    const entities = sample.entities.filter(
+      (e) => e.id !== ownId && !(e.kind === Kind.Projectile && this.hidden.has(e.id)),
+    );
+    this.spawnEffects(entities);
+    const alpha = this.acc / this.stepMs;
+    const pos = this.predictor.renderPosition(alpha);
+    this.ownRendered = pos;
+    const shots = this.shots.map((s) => ({
+      x: s.prevX + (s.x - s.prevX) * alpha,
+      y: s.prevY + (s.y - s.prevY) * alpha,
+      vx: s.vx,
+      vy: s.vy,
+    }));
+
+    this.renderer.resize();
+    if (pos) this.renderer.follow(pos.x, pos.y);
+    this.rendered = entities;
+    this.renderer.draw({
+      entities,
+      own: pos && this.own ? { id: ownId, x: pos.x, y: pos.y, hp: this.own.hp, aim: this.aim, name: this.names.get(ownId) ?? this.name } : null,
+      shots,
+      names: this.names,
+      effects: this.effects.list,
+      now,
+      hurtFlash: this.hurtFlash,
+    });
+
+    this.ui.showDeath(this.diedAt === null ? null : Math.max(0, this.rules.respawnTicks * this.stepMs - (now - this.diedAt)));
+    if (now - this.lastStatsUpdate > 250) {
+      this.lastStatsUpdate = now;
+      this.ui.updateStats(this.statsLines(now));
+    }
+  }
+
+  /** Effects for what changed since the last frame in the interpolated view. @param {RenderEntity[]} entities */
+  spawnEffects(entities) {
+    const seen = new Map();
+    for (const e of entities) {
+      const before = this.lastRendered.get(e.id);
+      if (e.kind === Kind.Projectile) {
+        if (!before) this.effects.muzzle(e.x, e.y, Math.atan2(e.vy, e.vx));
+      } else if (before && before.kind === e.kind) {
+        const color = e.kind === Kind.Npc ? '#e0894a' : playerColor(e.id);
+        if (e.hp < before.hp) this.effects.hit(e.x, e.y, before.hp - e.hp);
+        if (e.hp === 0 && before.hp > 0) this.effects.death(e.x, e.y, color);
+        if (e.hp > 0 && before.hp === 0) this.effects.spawn(e.x, e.y, color);
+      }
+      seen.set(e.id, { kind: e.kind, hp: e.hp, x: e.x, y: e.y });
+    }
+    for (const [id, b] of this.lastRendered) {
+      if (!seen.has(id) && b.kind === Kind.Projectile) this.effects.impact(b.x, b.y);
+    }
+    this.lastRendered = seen;
+  }
+
+  /** @param {number} now */
+  statsLines(now) {
+    return statsLines({
+      now,
+      net: this.stats,
+      corrections: this.predictor.corrections,
+      lastCorrection: this.predictor.lastCorrection,
+      desyncs: this.receiver.desyncs,
+      badSnapshots: this.receiver.badDeltas + this.receiver.missingBaselines,
+      tickHz: this.rules.tickHz,
+      snapshotHz: this.welcome?.snapshotHz ?? 0,
+      entities: this.receiver.latest?.entities.length ?? 0,
+      pending: this.predictor.pending.length,
+      underruns: this.interp.underruns,
+      interpDelayMs: this.interp.delayTicks * this.interp.tickMs,
+    });
+  }
+
+  /**
+   * A read-only view for tests and the curious (window.__arena.view()): what
+   * the last frame drew, in quanta, and the overlay's numbers.
+   */
+  debugView() {
+    const now = performance.now();
+    const ownId = this.welcome?.playerId ?? null;
+    return {
+      connected: this.conn.playing,
+      status: this.conn.status.state,
+      playerId: ownId,
+      tickHz: this.rules.tickHz,
+      snapshotHz: this.welcome?.snapshotHz ?? null,
+      tick: this.receiver.latest?.tick ?? null,
+      own: this.ownRendered && this.own ? { id: ownId, x: this.ownRendered.x, y: this.ownRendered.y, hp: this.own.hp } : null,
+      entities: this.rendered.map((e) => ({
+        id: e.id,
+        kind: ['player', 'npc', 'projectile'][e.kind],
+        x: e.x,
+        y: e.y,
+        hp: e.hp,
+        name: e.kind === Kind.Npc ? `npc-${e.id}` : (this.names.get(e.id) ?? null),
+      })),
+      players: this.players.map((p) => ({ ...p })),
+      stats: {
+        pingMs: this.stats.pingMs,
+        snapshotsPerSec: this.stats.snapshots.rate(now),
+        kBPerSecIn: this.stats.bytesIn.rate(now) / 1000,
+        lastSnapshotBytes: this.stats.lastSnapshotBytes,
+        corrections: this.predictor.corrections,
+        desyncs: this.receiver.desyncs,
+        fps: this.stats.frames.rate(now),
+      },
+    };
+  }
+}
+
+/**
+ * Whether server projectile `e` is the one local shot `s` predicted: same
+ * velocity (give or take the f32 rounding) and on the shot's line near
+ * where the shot is expected.
+ * @param {LocalShot} s @param {import('./snapshot.js').NetEntity} e
+ */
+function onPath(s, e) {
+  if (Math.abs(s.vx - e.vx) > 1 || Math.abs(s.vy - e.vy) > 1) return false;
+  const v2 = s.vx * s.vx + s.vy * s.vy;
+  if (v2 === 0) return Math.hypot(e.x - s.spawnX, e.y - s.spawnY) < 400;
+  const rx = e.x - s.spawnX;
+  const ry = e.y - s.spawnY;
+  const t = (rx * s.vx + ry * s.vy) / v2; // ticks along the path
+  const off = Math.abs(rx * s.vy - ry * s.vx) / Math.sqrt(v2); // distance from the path
+  return t > -4 && t < 60 && off < 400;
+}

@@ -1,0 +1,88 @@
+// Keyboard and mouse state, sampled once per simulation tick.
+//
+// Keys are tracked by `KeyboardEvent.code` (the physical key), so WASD is
+// the same keys on AZERTY or Dvorak layouts. Everything held is released when
+// the window loses focus: a key released while another window had focus
+// would otherwise stay "held" forever.
+
+import { Buttons } from './rules.js';
+
+const KEY_BUTTONS = new Map([
+  ['KeyW', Buttons.UP],
+  ['ArrowUp', Buttons.UP],
+  ['KeyS', Buttons.DOWN],
+  ['ArrowDown', Buttons.DOWN],
+  ['KeyA', Buttons.LEFT],
+  ['ArrowLeft', Buttons.LEFT],
+  ['KeyD', Buttons.RIGHT],
+  ['ArrowRight', Buttons.RIGHT],
+  ['Space', Buttons.FIRE],
+]);
+
+export class Input {
+  /**
+   * @param {HTMLElement} surface element that receives mouse events (the canvas)
+   * @param {{onToggleStats: () => void}} hooks
+   */
+  constructor(surface, hooks) {
+    /** @type {Set<string>} */
+    this.keys = new Set();
+    this.mouseDown = false;
+    /** Mouse position in CSS pixels relative to the surface, or null before it moved. */
+    this.mouse = /** @type {{x: number, y: number}|null} */ (null);
+    /** Fire presses since the last sample, so a click shorter than a tick still shoots. */
+    this.pendingClicks = 0;
+
+    window.addEventListener('keydown', (e) => {
+      if (e.target instanceof HTMLInputElement) return;
+      if (e.code === 'F3' || (e.code === 'KeyI' && !e.repeat && !e.ctrlKey && !e.metaKey)) {
+        e.preventDefault();
+        if (!e.repeat) hooks.onToggleStats();
+        return;
+      }
+      if (KEY_BUTTONS.has(e.code)) {
+        e.preventDefault(); // arrows and space would scroll the page
+        if (e.code === 'Space' && !this.keys.has('Space')) this.pendingClicks++;
+        this.keys.add(e.code);
+      }
+    });
+    window.addEventListener('keyup', (e) => {
+      this.keys.delete(e.code);
+    });
+    window.addEventListener('blur', () => this.releaseAll());
+    document.addEventListener('visibilitychange', () => {
+      if (document.hidden) this.releaseAll();
+    });
+    surface.addEventListener('pointermove', (e) => {
+      this.mouse = { x: e.offsetX, y: e.offsetY };
+    });
+    surface.addEventListener('pointerdown', (e) => {
+      if (e.button !== 0) return;
+      this.mouse = { x: e.offsetX, y: e.offsetY };
+      this.mouseDown = true;
+      this.pendingClicks++;
+      surface.setPointerCapture?.(e.pointerId);
+    });
+    surface.addEventListener('pointerup', (e) => {
+      if (e.button === 0) this.mouseDown = false;
+    });
+    surface.addEventListener('contextmenu', (e) => e.preventDefault());
+  }
+
+  releaseAll() {
+    this.keys.clear();
+    this.mouseDown = false;
+  }
+
+  /**
+   * The buttons for one tick. Consumes the clicks counted since the last call.
+   * @returns {number}
+   */
+  sampleButtons() {
+    let b = 0;
+    for (const code of this.keys) b |= KEY_BUTTONS.get(code) ?? 0;
+    if (this.mouseDown || this.pendingClicks > 0) b |= Buttons.FIRE;
+    this.pendingClicks = 0;
+    return b;
+  }
+}

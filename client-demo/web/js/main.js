@@ -1,0 +1,50 @@
+// Entry point: picks the player's name and starts the game.
+//
+// The name comes from `?name=`, else from the last visit, else a random
+// two-word name; it is kept for the next visit. `?stats=0|1` forces the stats
+// overlay off or on.
+
+import { Game } from './game.js';
+import { MAX_NAME_CHARS } from './rules.js';
+import { Ui } from './ui.js';
+
+const ADJECTIVES = ['Swift', 'Brave', 'Quiet', 'Lucky', 'Rapid', 'Clever', 'Bold', 'Sly', 'Calm', 'Wild'];
+const ANIMALS = ['Fox', 'Otter', 'Lynx', 'Hawk', 'Wolf', 'Panda', 'Viper', 'Moose', 'Raven', 'Gecko'];
+
+function randomName() {
+  const pick = (/** @type {string[]} */ a) => a[Math.floor(Math.random() * a.length)];
+  return `${pick(ADJECTIVES)}${pick(ANIMALS)}${Math.floor(Math.random() * 90 + 10)}`;
+}
+
+/** @param {string} s */
+function cleanName(s) {
+  // The server strips control characters and cuts at 16 characters too; doing
+  // it here shows the player the name others will see.
+  return Array.from(s.replace(/\p{Cc}/gu, '').trim()).slice(0, MAX_NAME_CHARS).join('');
+}
+
+const params = new URLSearchParams(location.search);
+let name = cleanName(params.get('name') ?? '');
+if (name) {
+  localStorage.setItem('arena.name', name);
+} else {
+  name = cleanName(localStorage.getItem('arena.name') ?? '') || randomName();
+  localStorage.setItem('arena.name', name);
+}
+if (params.has('stats')) localStorage.setItem('arena.stats', params.get('stats') === '0' ? 'off' : 'on');
+
+const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById('game'));
+const ui = new Ui();
+const game = new Game({ canvas, name, url: '', ui });
+const nameEl = document.getElementById('own-name');
+if (nameEl) nameEl.textContent = name;
+
+// A read-only window into the game for tests and the curious.
+Object.defineProperty(window, '__arena', {
+  value: Object.freeze({ view: () => game.debugView() }),
+  writable: false,
+  configurable: false,
+});
+
+game.start();
+canvas.focus();

@@ -1,0 +1,146 @@
+// The HTML parts of the screen: connection banner, stats overlay,
+// scoreboard, kill feed, death notice. Text goes in with textContent only:
+// player names come from other players and are never parsed as HTML.
+
+/** @typedef {import('./codec.js').PlayerInfo} PlayerInfo */
+/** @typedef {import('./net.js').ConnStatus} ConnStatus */
+
+/** @param {string} id */
+function el(id) {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`#${id} missing from index.html`);
+  return e;
+}
+
+export class Ui {
+  constructor() {
+    this.banner = el('banner');
+    this.bannerTitle = el('banner-title');
+    this.bannerText = el('banner-text');
+    this.bannerButton = /** @type {HTMLButtonElement} */ (el('banner-button'));
+    this.stats = el('stats');
+    this.scoreRows = el('score-rows');
+    this.scoreCount = el('score-count');
+    this.feed = el('feed');
+    this.death = el('death');
+    this.deathTime = el('death-time');
+    /** @type {ReturnType<typeof setInterval>|null} */
+    this.countdown = null;
+    this.statsVisible = localStorage.getItem('arena.stats') !== 'off';
+    this.stats.hidden = !this.statsVisible;
+  }
+
+  toggleStats() {
+    this.statsVisible = !this.statsVisible;
+    this.stats.hidden = !this.statsVisible;
+    localStorage.setItem('arena.stats', this.statsVisible ? 'on' : 'off');
+  }
+
+  /** @param {[string, string][]} lines */
+  updateStats(lines) {
+    if (!this.statsVisible) return;
+    const width = Math.max(...lines.map(([k]) => k.length));
+    this.stats.textContent = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+  }
+
+  /**
+   * @param {ConnStatus} s
+   * @param {() => void} reconnect
+   */
+  showStatus(s, reconnect) {
+    if (this.countdown) clearInterval(this.countdown);
+    this.countdown = null;
+    if (s.state === 'playing') {
+      this.banner.hidden = true;
+      return;
+    }
+    this.banner.hidden = false;
+    this.banner.dataset.state = s.state;
+    if (s.state === 'connecting') {
+      this.bannerTitle.textContent = 'Connecting…';
+      this.bannerText.textContent = `Joining the arena at ${location.host}`;
+      this.bannerButton.hidden = true;
+      return;
+    }
+    this.bannerTitle.textContent = s.fatal ? 'Disconnected' : 'Connection lost';
+    this.bannerButton.hidden = false;
+    if (s.fatal) {
+      this.bannerText.textContent = `${s.message}. Reload the page to get the server's current client.`;
+      this.bannerButton.textContent = 'Reload';
+      this.bannerButton.onclick = () => location.reload();
+      return;
+    }
+    this.bannerButton.textContent = 'Reconnect now';
+    this.bannerButton.onclick = reconnect;
+    const retryAt = s.retryAt;
+    const tick = () => {
+      const left = retryAt === null ? 0 : Math.max(0, Math.ceil((retryAt - performance.now()) / 1000));
+      this.bannerText.textContent = `${s.message}. Retrying in ${left} s…`;
+    };
+    tick();
+    this.countdown = setInterval(tick, 250);
+  }
+
+  /**
+   * @param {PlayerInfo[]} players
+   * @param {number} ownId
+   */
+  updateScoreboard(players, ownId) {
+    const sorted = [...players].sort((a, b) => b.score - a.score || a.deaths - b.deaths || a.id - b.id);
+    this.scoreCount.textContent = `${players.length} online`;
+    const rows = sorted.slice(0, 12);
+    const own = sorted.findIndex((p) => p.id === ownId);
+    if (own >= 12) rows.push(sorted[own]);
+    this.scoreRows.replaceChildren(
+      ...rows.map((p) => {
+        const tr = document.createElement('tr');
+        if (p.id === ownId) tr.className = 'own';
+        const rank = sorted.indexOf(p) + 1;
+        for (const text of [`${rank}`, p.name || `player-${p.id}`, `${p.score}`, `${p.deaths}`]) {
+          const td = document.createElement('td');
+          td.textContent = text;
+          tr.append(td);
+        }
+        return tr;
+      }),
+    );
+  }
+
+  /**
+   * Announces kills and deaths by comparing two scoreboards.
+   * @param {PlayerInfo[]} before @param {PlayerInfo[]} after @param {number} ownId
+   */
+  killFeed(before, after, ownId) {
+    if (before.length === 0) return;
+    const old = new Map(before.map((p) => [p.id, p]));
+    const killers = [];
+    const victims = [];
+    for (const p of after) {
+      const o = old.get(p.id);
+      if (!o) continue;
+      if (p.score > o.score) killers.push(p);
+      if (p.deaths > o.deaths) victims.push(p);
+    }
+    const name = (/** @type {PlayerInfo} */ p) => (p.id === ownId ? 'you' : p.name || `player-${p.id}`);
+    const lines = [];
+    if (killers.length === 1 && victims.length === 1) {
+      lines.push(`${name(killers[0])} ✦ ${name(victims[0])}`);
+    } else {
+      for (const k of killers) lines.push(`${name(k)} scored`);
+      for (const v of victims) lines.push(`${name(v)} ${v.id === ownId ? 'were' : 'was'} eliminated`);
+    }
+    for (const text of lines) {
+      const div = document.createElement('div');
+      div.textContent = text;
+      this.feed.prepend(div);
+      setTimeout(() => div.remove(), 5000);
+    }
+    while (this.feed.children.length > 5) this.feed.lastElementChild?.remove();
+  }
+
+  /** @param {number|null} msLeft time to respawn, or null when alive */
+  showDeath(msLeft) {
+    this.death.hidden = msLeft === null;
+    if (msLeft !== null) this.deathTime.textContent = msLeft > 0 ? `Respawning in ${(msLeft / 1000).toFixed(1)} s` : 'Respawning…';
+  }
+}
