@@ -168,7 +168,7 @@ async fn a_message_flood_is_dropped_then_disconnected() {
     let reason = loop {
         flooder.send(&ClientMsg::Ping(sent)).await;
         sent += 1;
-        if sent % 256 == 0 {
+        if sent.is_multiple_of(256) {
             // Drain what the server sent so its writes never block.
             let drained = timeout(Duration::from_millis(5), async {
                 loop {
