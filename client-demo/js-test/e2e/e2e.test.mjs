@@ -113,8 +113,11 @@ after(async () => {
 /**
  * Opens the game in a fresh browser context (its own storage and cookies).
  * @param {string} name
+ * @param {{join?: boolean, rewriteFirstMessage?: (bytes: Buffer) => Buffer}} [opts]
+ *   `rewriteFirstMessage` tampers with what the page sends first (its hello)
+ *   on the way to the real server, to provoke the server's refusals.
  */
-async function openPlayer(name) {
+async function openPlayer(name, opts = {}) {
   assert.ok(browser);
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
   const page = await context.newPage();
@@ -124,12 +127,38 @@ async function openPlayer(name) {
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(`${name}: console: ${m.text()}`);
   });
+  const rewrite = opts.rewriteFirstMessage;
+  if (rewrite) {
+    await page.routeWebSocket(/\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      let first = true;
+      ws.onMessage((m) => {
+        server.send(first && typeof m !== 'string' ? rewrite(m) : m);
+        first = false;
+      });
+    });
+  }
   await page.goto(`${baseUrl}/?name=${encodeURIComponent(name)}&stats=1`);
-  await page.waitForFunction(() => {
-    const v = window.__arena?.view();
-    return v && v.connected && v.own !== null;
-  }, null, { timeout: 20000 });
+  if (opts.join !== false) {
+    await page.waitForFunction(() => {
+      const v = window.__arena?.view();
+      return v && v.connected && v.own !== null;
+    }, null, { timeout: 20000 });
+  }
   return { page, errors };
+}
+
+/**
+ * Waits for the connection banner and returns its text.
+ * @param {import('playwright-core').Page} page @param {RegExp} pattern
+ */
+async function bannerText(page, pattern) {
+  await page.waitForFunction(
+    (src) => new RegExp(src).test(document.getElementById('banner')?.textContent ?? ''),
+    pattern.source,
+    { timeout: 10000 },
+  );
+  return (await page.locator('#banner').textContent()) ?? '';
 }
 
 /** @param {import('playwright-core').Page} page */
@@ -242,4 +271,26 @@ test('a lost server shows why and the page reconnects when it is back', { timeou
   assert.ok(before !== null);
   // The browser itself logs each refused connection attempt; nothing else.
   assert.deepEqual(p.errors.filter((e) => !/WebSocket connection to .* failed/.test(e)), []);
+});
+
+test('a version mismatch and a kick show the server\'s reason and offer a reload', { timeout: 60000 }, async () => {
+  // Hello is [variant 0, protocol varint, name...]: claim protocol 99.
+  const old = await openPlayer('erin', {
+    join: false,
+    rewriteFirstMessage: (b) => Buffer.from([b[0], 99, ...b.subarray(2)]),
+  });
+  const text = await bannerText(old.page, /version mismatch/);
+  assert.match(text, /Disconnected by the server: protocol version mismatch: server speaks 1, client sent 99/);
+  assert.doesNotMatch(text, /Retrying/, 'retrying cannot fix a version mismatch');
+  assert.equal(await old.page.locator('#banner-button').textContent(), 'Reload');
+  await old.page.screenshot({ path: `${ARTIFACTS}e2e-version-mismatch.png` });
+
+  // A hello the server cannot parse gets the player kicked with a reason.
+  const broken = await openPlayer('frank', {
+    join: false,
+    rewriteFirstMessage: () => Buffer.from([0, 1, 0xff]),
+  });
+  const kick = await bannerText(broken.page, /Disconnected/);
+  assert.match(kick, /Disconnected by the server: malformed message/);
+  assert.equal(await broken.page.locator('#banner-button').textContent(), 'Reload');
 });

@@ -126,7 +126,7 @@ export class Ui {
     if (killers.length === 1 && victims.length === 1) {
       lines.push(`${name(killers[0])} ✦ ${name(victims[0])}`);
     } else {
-      for (const k of killers) lines.push(`${name(k)} scored`);
+      for (const k of killers) lines.push(`${name(k)} scored a kill`);
       for (const v of victims) lines.push(`${name(v)} ${v.id === ownId ? 'were' : 'was'} eliminated`);
     }
     for (const text of lines) {
