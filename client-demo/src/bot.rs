@@ -33,6 +33,7 @@ use crate::brain::Brain;
 use crate::conditioner::{Delayed, DelayedRx, LINK_QUEUE, LinkConditioner, LinkConfig};
 use crate::connection::{self, ConnectError, Endpoint, WsReader, WsWriter};
 use crate::metrics::{Metrics, Samples};
+use crate::pacing::Pacer;
 use crate::prediction::Predictor;
 use crate::replica::Replica;
 
@@ -377,6 +378,7 @@ struct Game {
     ping_interval: Option<Duration>,
     replica: Replica,
     predictor: Predictor,
+    pacer: Pacer,
     brain: Brain,
     samples: Samples,
     /// Sequence number of the last input sent.
@@ -418,6 +420,7 @@ impl Game {
             ping_interval: config.ping_interval,
             replica: Replica::new(),
             predictor: Predictor::new(tick_hz),
+            pacer: Pacer::new(tick_hz),
             brain: Brain::new(welcome.player_id, tick_hz, seeds.brain),
             samples: Samples::new(now),
             seq: 0,
@@ -446,14 +449,19 @@ impl Game {
         // sample. The lateness is measured either way.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let far = Duration::from_secs(86_400 * 365);
-        let mut next_ping = start + self.ping_interval.unwrap_or(far);
+        // The first ping goes out at once: input pacing needs a round trip.
+        let mut next_ping = if self.ping_interval.is_some() {
+            start
+        } else {
+            start + far
+        };
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Ok(()),
                 msg = link.inbound.recv() => {
                     let msg = msg.ok_or(BotError::LinkClosed)?;
-                    self.on_message(msg.item, link)?;
+                    self.on_message(msg.item, msg.release, link)?;
                 }
                 scheduled = ticker.tick() => self.on_tick(scheduled, link)?,
                 () = tokio::time::sleep_until(next_ping), if self.ping_interval.is_some() => {
@@ -468,8 +476,17 @@ impl Game {
         }
     }
 
-    fn on_message(&mut self, msg: Inbound, link: &mut Link) -> Result<(), BotError> {
-        let now = Instant::now();
+    /// Handles one server message that the link delivered at `arrived` (its
+    /// release time: when a real client's socket would have had it). Timing
+    /// samples use that moment rather than the time this task got around to
+    /// it, so a busy bot process does not bill its own delays to the server.
+    fn on_message(
+        &mut self,
+        msg: Inbound,
+        arrived: Instant,
+        link: &mut Link,
+    ) -> Result<(), BotError> {
+        let now = arrived;
         match msg {
             Inbound::Binary(bytes) => match codec::decode_server(&bytes) {
                 Ok(ServerMsg::Snapshot(snapshot)) => self.on_snapshot(&snapshot, now, link)?,
@@ -478,6 +495,7 @@ impl Game {
                         && sent_nonce == nonce
                     {
                         self.samples.rtt(now - sent_at);
+                        self.pacer.on_rtt(now - sent_at);
                         self.ping = None;
                     }
                 }
@@ -530,7 +548,7 @@ impl Game {
                     .binary_search_by_key(&self.player_id, |e| e.id)
                     .ok()
                     .and_then(|i| state.entities.get(i).copied());
-                link.send(&ClientMsg::Ack(msg.tick), now)?;
+                link.send(&ClientMsg::Ack(msg.tick), Instant::now())?;
                 self.server_tick = Some((msg.tick, 0));
                 self.first_snapshot.get_or_insert((msg.tick, now));
                 self.newest_snapshot = Some((msg.tick, now));
@@ -554,6 +572,7 @@ impl Game {
         m.inputs_acked.add(r.ack_latencies.len() as u64);
         for latency in r.ack_latencies {
             self.samples.input_ack_latency(latency);
+            self.pacer.on_ack_latency(latency);
         }
         if let Some(error) = r.error_units {
             m.prediction_samples.inc();
@@ -586,6 +605,10 @@ impl Game {
         let (Some(pos), Some(world)) = (self.predictor.predicted(), self.replica.newest()) else {
             return Ok(());
         };
+        if self.pacer.take_skip() {
+            self.metrics.inputs_paced.inc();
+            return Ok(());
+        }
         let decision = self.brain.decide(pos, world);
         let tick = match &mut self.server_tick {
             Some((base, since)) => {

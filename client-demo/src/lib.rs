@@ -11,8 +11,9 @@
 //!
 //! * pure, clock-free and socket-free: [`brain`] (what a bot presses),
 //!   [`prediction`] (client-side prediction and reconciliation), [`replica`]
-//!   (the snapshot ring and checksum verification), [`conditioner`] (the
-//!   latency/jitter model) and [`report`] (histograms and the JSON report);
+//!   (the snapshot ring and checksum verification), [`pacing`] (keeping the
+//!   server's input buffer short), [`conditioner`] (the latency/jitter model)
+//!   and [`report`] (histograms and the JSON report);
 //! * I/O: [`connection`] (WebSocket client handshake), [`bot`] (one bot's
 //!   tasks) and [`swarm`] (ramp-up, progress line, aggregation).
 //!
@@ -24,6 +25,7 @@ pub mod brain;
 pub mod conditioner;
 pub mod connection;
 pub mod metrics;
+pub mod pacing;
 pub mod prediction;
 pub mod replica;
 pub mod report;

@@ -115,6 +115,9 @@ pub struct Metrics {
     pub inputs_sent: Counter,
     /// Inputs acknowledged by a snapshot.
     pub inputs_acked: Counter,
+    /// Ticks on which a bot skipped its input to drain its queue on the
+    /// server (see [`crate::pacing`]).
+    pub inputs_paced: Counter,
     /// Inputs forgotten because the server did not acknowledge them for far
     /// too long (see [`crate::prediction::MAX_PENDING_INPUTS`]).
     pub inputs_never_acked: Counter,

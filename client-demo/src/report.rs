@@ -130,6 +130,10 @@ pub struct Report {
     pub inputs_sent: u64,
     /// Inputs acknowledged by a snapshot.
     pub inputs_acked: u64,
+    /// Inputs skipped because every input of the previous second had waited
+    /// more than a tick in the server's buffer (see `client_demo::pacing`);
+    /// a high count means the server lets input buffers grow.
+    pub inputs_paced: u64,
     /// Inputs the server never acknowledged although far newer ones were
     /// sent (the bot stopped waiting for them).
     pub inputs_never_acked: u64,
@@ -255,6 +259,7 @@ impl Report {
             unclean_closes: metrics.unclean_closes.get(),
             inputs_sent: metrics.inputs_sent.get(),
             inputs_acked: metrics.inputs_acked.get(),
+            inputs_paced: metrics.inputs_paced.get(),
             inputs_never_acked: metrics.inputs_never_acked.get(),
             prediction_samples: metrics.prediction_samples.get(),
             mispredictions: metrics.mispredictions.get(),
@@ -401,6 +406,11 @@ impl fmt::Display for Report {
         write_percentiles(f, "prediction error", &self.prediction_error, "units")?;
         write_percentiles(f, "ping rtt", &self.rtt_ms, "ms")?;
         write_percentiles(f, "bot timer lateness", &self.input_send_lateness_ms, "ms")?;
+        writeln!(
+            f,
+            "  inputs                 {} sent, {} acknowledged, {} skipped to drain the server's buffer",
+            self.inputs_sent, self.inputs_acked, self.inputs_paced
+        )?;
         writeln!(
             f,
             "  prediction             {} checks, {} mispredicted, {} death/respawn corrections",
