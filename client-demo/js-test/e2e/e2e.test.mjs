@@ -8,7 +8,7 @@
 // Needs /usr/bin/chromium (Debian's `chromium` package) and playwright-core:
 // `npm run setup` (or `npm test`, which runs it first) installs both.
 
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -110,16 +110,27 @@ after(async () => {
   }
 });
 
+/** @type {import('playwright-core').BrowserContext[]} */
+const openContexts = [];
+
+// Each test closes its pages: software-rendered pages left running would eat
+// the CPU the next test's server and pages need.
+afterEach(async () => {
+  await Promise.all(openContexts.splice(0).map((c) => c.close()));
+});
+
 /**
  * Opens the game in a fresh browser context (its own storage and cookies).
  * @param {string} name
- * @param {{join?: boolean, rewriteFirstMessage?: (bytes: Buffer) => Buffer}} [opts]
+ * @param {{join?: boolean, rewriteFirstMessage?: (bytes: Buffer) => Buffer, oneWayDelayMs?: number}} [opts]
  *   `rewriteFirstMessage` tampers with what the page sends first (its hello)
- *   on the way to the real server, to provoke the server's refusals.
+ *   on the way to the real server, to provoke the server's refusals;
+ *   `oneWayDelayMs` delays every message in both directions.
  */
 async function openPlayer(name, opts = {}) {
   assert.ok(browser);
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  openContexts.push(context);
   const page = await context.newPage();
   /** @type {string[]} */
   const errors = [];
@@ -127,15 +138,20 @@ async function openPlayer(name, opts = {}) {
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(`${name}: console: ${m.text()}`);
   });
-  const rewrite = opts.rewriteFirstMessage;
-  if (rewrite) {
+  const rewrite = opts.rewriteFirstMessage ?? ((/** @type {Buffer} */ b) => b);
+  const delay = opts.oneWayDelayMs ?? 0;
+  if (opts.rewriteFirstMessage || delay > 0) {
     await page.routeWebSocket(/\/ws$/, (ws) => {
       const server = ws.connectToServer();
       let first = true;
+      // Equal delays keep the order: timers of equal timeout fire in order.
+      const later = (/** @type {() => void} */ f) => (delay > 0 ? setTimeout(f, delay) : f());
       ws.onMessage((m) => {
-        server.send(first && typeof m !== 'string' ? rewrite(m) : m);
+        const out = first && typeof m !== 'string' ? rewrite(m) : m;
         first = false;
+        later(() => server.send(out));
       });
+      if (delay > 0) server.onMessage((m) => later(() => ws.send(m)));
     });
   }
   await page.goto(`${baseUrl}/?name=${encodeURIComponent(name)}&stats=1`);
@@ -293,4 +309,26 @@ test('a version mismatch and a kick show the server\'s reason and offer a reload
   const kick = await bannerText(broken.page, /Disconnected/);
   assert.match(kick, /Disconnected by the server: malformed message/);
   assert.equal(await broken.page.locator('#banner-button').textContent(), 'Reload');
+});
+
+test('at 100 ms round trip the own player moves at once and is never corrected', { timeout: 60000 }, async () => {
+  const p = await openPlayer('gina', { oneWayDelayMs: 50 });
+  await p.page.waitForFunction(() => (window.__arena.view().stats.pingMs ?? 0) >= 100, null, { timeout: 10000 });
+  const start = (await view(p.page)).own;
+  const right = start.x < ARENA_WIDTH / 2;
+  const sign = right ? 1 : -1;
+  const key = right ? 'KeyD' : 'KeyA';
+  await p.page.keyboard.down(key);
+  // Two ticks later (67 ms), well before a round trip, the player has moved.
+  await sleep(70);
+  const early = (await view(p.page)).own;
+  assert.ok((early.x - start.x) * sign >= 32, `moved ${(early.x - start.x) * sign} quanta after 70 ms`);
+  await sleep(900);
+  await p.page.keyboard.up(key);
+  await sleep(600); // every input acknowledged
+  const v = await view(p.page);
+  assert.ok((v.own.x - start.x) * sign > 600, `moved ${(v.own.x - start.x) * sign} quanta`);
+  assert.equal(v.stats.corrections, 0, 'prediction matched the server at every ack');
+  assert.ok(v.stats.pingMs >= 100 && v.stats.pingMs < 250, `ping ${v.stats.pingMs}`);
+  assert.deepEqual(p.errors, []);
 });
