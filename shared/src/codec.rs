@@ -113,7 +113,9 @@ pub fn peek_hello_version(bytes: &[u8]) -> Option<u32> {
 }
 
 /// Borrowing twin of [`ServerMsg`] for the variants the server encodes from
-/// reused buffers. Same variant order, so the same bytes.
+/// reused buffers. Same variant order, so the same bytes. Only the tests use
+/// it now, as the reference [`encode_snapshot`] must match byte for byte.
+#[cfg(test)]
 #[derive(Serialize)]
 enum ServerMsgRef<'a> {
     #[allow(
@@ -122,6 +124,99 @@ enum ServerMsgRef<'a> {
     )]
     Welcome(()),
     Snapshot(&'a SnapshotMsg),
+}
+
+/// Variant index of [`ServerMsg::Snapshot`].
+const SNAPSHOT_VARIANT: u32 = 1;
+
+/// Writes bincode 2 `standard()` values straight into a `Vec`, without
+/// serde's per-value trait calls: the snapshot is the only message sent per
+/// client per tick, and through serde its encoding cost more than the diff.
+/// The bytes are bincode's exactly (tests compare every field type).
+struct Out<'a>(&'a mut Vec<u8>);
+
+impl Out<'_> {
+    /// Unsigned varint: one byte below 251, else a tag and the value LE.
+    #[inline]
+    fn varint(&mut self, v: u64) {
+        if v < 251 {
+            self.0.push(v as u8);
+        } else if v <= u64::from(u16::MAX) {
+            self.0.push(0xfb);
+            self.0.extend_from_slice(&(v as u16).to_le_bytes());
+        } else if v <= u64::from(u32::MAX) {
+            self.0.push(0xfc);
+            self.0.extend_from_slice(&(v as u32).to_le_bytes());
+        } else {
+            self.0.push(0xfd);
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    #[inline]
+    fn u32(&mut self, v: u32) {
+        self.varint(u64::from(v));
+    }
+
+    /// Zigzag, then varint.
+    #[inline]
+    fn i32(&mut self, v: i32) {
+        self.u32(((v << 1) ^ (v >> 31)) as u32);
+    }
+
+    /// A collection or string length (a `u64` in bincode).
+    #[inline]
+    fn len(&mut self, n: usize) {
+        self.varint(n as u64);
+    }
+
+    fn snapshot(&mut self, s: &SnapshotMsg) {
+        // Worst case of the entity lists, so the loops below never grow the
+        // buffer: 5 bytes per u32/i32, 6 u32/i32 plus 2 u8 per creation.
+        self.0.reserve(
+            64 + 5 * (s.removed.len() + s.changed.len() + s.values.len()) + 32 * s.created.len(),
+        );
+        self.u32(SNAPSHOT_VARIANT);
+        self.u32(s.tick.0);
+        self.u32(s.base_age);
+        self.u32(s.input_ack);
+        self.u32(s.checksum);
+        self.len(s.removed.len());
+        for &id in &s.removed {
+            self.u32(id);
+        }
+        self.len(s.created.len());
+        for c in &s.created {
+            self.u32(c.gap);
+            self.u32(c.kind.index());
+            self.i32(c.x);
+            self.i32(c.y);
+            self.i32(c.vx);
+            self.i32(c.vy);
+            self.0.push(c.angle);
+            self.0.push(c.hp);
+        }
+        self.len(s.changed.len());
+        for &head in &s.changed {
+            self.u32(head);
+        }
+        self.len(s.values.len());
+        for &v in &s.values {
+            self.i32(v);
+        }
+        self.len(s.players_removed.len());
+        for &id in &s.players_removed {
+            self.u32(id);
+        }
+        self.len(s.players_upserted.len());
+        for p in &s.players_upserted {
+            self.u32(p.id);
+            self.len(p.name.len());
+            self.0.extend_from_slice(p.name.as_bytes());
+            self.u32(p.score);
+            self.u32(p.deaths);
+        }
+    }
 }
 
 /// Encodes a server message into `out` (cleared first).
@@ -133,7 +228,8 @@ pub fn encode_server(msg: &ServerMsg, out: &mut Vec<u8>) {
 /// (cleared first), so the server can reuse one snapshot buffer per client and
 /// allocate nothing per tick.
 pub fn encode_snapshot(snapshot: &SnapshotMsg, out: &mut Vec<u8>) {
-    encode_into(&ServerMsgRef::Snapshot(snapshot), out);
+    out.clear();
+    Out(out).snapshot(snapshot);
 }
 
 /// Encodes a server message into a new buffer.
@@ -312,7 +408,101 @@ mod tests {
         assert_eq!(peek_hello_version(&client_bytes(&ClientMsg::Ping(1))), None);
     }
 
+    fn arb_kind() -> impl Strategy<Value = EntityKind> {
+        prop_oneof![
+            Just(EntityKind::Player),
+            Just(EntityKind::Npc),
+            Just(EntityKind::Projectile)
+        ]
+    }
+
+    /// Integers spread over every varint width, edges included.
+    fn arb_u32() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            0..300u32,
+            250..252u32,
+            65_530..65_540u32,
+            any::<u32>(),
+            Just(u32::MAX)
+        ]
+    }
+
+    fn arb_i32() -> impl Strategy<Value = i32> {
+        prop_oneof![-300..300i32, any::<i32>(), Just(i32::MIN), Just(i32::MAX)]
+    }
+
+    fn arb_snapshot() -> impl Strategy<Value = SnapshotMsg> {
+        let create = (
+            arb_u32(),
+            arb_kind(),
+            (arb_i32(), arb_i32(), arb_i32(), arb_i32()),
+            any::<u8>(),
+            any::<u8>(),
+        )
+            .prop_map(|(gap, kind, (x, y, vx, vy), angle, hp)| EntityCreate {
+                gap,
+                kind,
+                x,
+                y,
+                vx,
+                vy,
+                angle,
+                hp,
+            });
+        let player =
+            (arb_u32(), ".{0,20}", arb_u32(), arb_u32()).prop_map(|(id, name, score, deaths)| {
+                PlayerInfo {
+                    id,
+                    name,
+                    score,
+                    deaths,
+                }
+            });
+        let list = |s| proptest::collection::vec(s, 0..8);
+        (
+            (arb_u32(), arb_u32(), arb_u32(), arb_u32()),
+            list(arb_u32()),
+            proptest::collection::vec(create, 0..8),
+            list(arb_u32()),
+            proptest::collection::vec(arb_i32(), 0..300),
+            list(arb_u32()),
+            proptest::collection::vec(player, 0..4),
+        )
+            .prop_map(
+                |(
+                    (tick, base_age, input_ack, checksum),
+                    removed,
+                    created,
+                    changed,
+                    values,
+                    players_removed,
+                    players_upserted,
+                )| SnapshotMsg {
+                    tick: Tick(tick),
+                    base_age,
+                    input_ack,
+                    checksum,
+                    removed,
+                    created,
+                    changed,
+                    values,
+                    players_removed,
+                    players_upserted,
+                },
+            )
+    }
+
     proptest! {
+        #[test]
+        fn snapshot_encoder_writes_bincodes_exact_bytes(snap in arb_snapshot()) {
+            let mut fast = vec![0xaa; 3]; // stale content must be cleared
+            encode_snapshot(&snap, &mut fast);
+            let mut reference = Vec::new();
+            encode_into(&ServerMsgRef::Snapshot(&snap), &mut reference);
+            prop_assert_eq!(&fast, &reference);
+            prop_assert_eq!(decode_server(&fast), Ok(ServerMsg::Snapshot(snap)));
+        }
+
         #[test]
         fn any_input_round_trips(seq: u32, tick: u32, buttons: u8, aim: u16) {
             let msg = ClientMsg::Input(InputCmd { seq, tick: Tick(tick), buttons, aim });

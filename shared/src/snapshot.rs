@@ -296,92 +296,61 @@ fn create_record(e: &NetEntity, gap: u32) -> EntityCreate {
 /// first, allocations reused). Entity ids must not exceed [`MAX_NET_ID`]
 /// (the server's id allocator guarantees it). `None`, a baseline that is not older than
 /// `current`, or one more than `u32::MAX / 2` ticks old, gives a full snapshot.
+///
+/// Computes [`checksum`]`(current)`, which walks every entity with a serial
+/// hash and costs about as much as the rest of the diff. A server sending the
+/// same state to many clients should compute it once per state and call
+/// [`diff_into_with_checksum`].
 pub fn diff_into(
     baseline: Option<&WorldState>,
     current: &WorldState,
     input_ack: u32,
     out: &mut SnapshotMsg,
 ) {
-    out.clear();
+    diff_into_with_checksum(baseline, current, checksum(current), input_ack, out);
+}
+
+/// [`diff_into`] with `current_checksum`, which must be
+/// [`checksum`]`(current)`, computed by the caller once for every client.
+///
+/// Allocation-free in steady state: every list of `out` keeps its capacity,
+/// and the scoreboard entries it sends reuse the name buffers of the
+/// entries it sent before (see [`reuse_players`]).
+pub fn diff_into_with_checksum(
+    baseline: Option<&WorldState>,
+    current: &WorldState,
+    current_checksum: u32,
+    input_ack: u32,
+    out: &mut SnapshotMsg,
+) {
+    out.removed.clear();
+    out.created.clear();
+    out.changed.clear();
+    out.values.clear();
+    out.players_removed.clear();
     out.tick = current.tick;
     out.input_ack = input_ack;
-    out.checksum = checksum(current);
-    let empty = WorldState::default();
-    let (base, age) = match baseline {
-        Some(b) if current.tick.since(b.tick) > 0 => (b, current.tick.since(b.tick)),
-        _ => (&empty, 0),
-    };
+    out.checksum = current_checksum;
+    let base = baseline.filter(|b| current.tick.since(b.tick) > 0);
+    let age = base.map_or(0, |b| current.tick.since(b.tick));
     out.base_age = age as u32;
-
-    let mut removed = GapWriter::new();
-    let mut created = GapWriter::new();
-    let mut changed = GapWriter::new();
-    let (bs, cs) = (&base.entities, &current.entities);
-    debug_assert!(cs.last().is_none_or(|e| e.id <= MAX_NET_ID));
-    let (mut i, mut j) = (0, 0);
-    while i < bs.len() || j < cs.len() {
-        let b = bs.get(i);
-        let c = cs.get(j);
-        match (b, c) {
-            (Some(b), Some(c)) if b.id == c.id => {
-                i += 1;
-                j += 1;
-                if b.kind != c.kind {
-                    out.removed.push(removed.gap(b.id));
-                    out.created.push(create_record(c, created.gap(c.id)));
-                    continue;
-                }
-                let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
-                let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
-                let mut mask = 0;
-                let start = out.values.len();
-                if rx != 0 || ry != 0 {
-                    mask |= fields::POS;
-                    out.values.extend_from_slice(&[rx, ry]);
-                }
-                if b.vx != c.vx || b.vy != c.vy {
-                    mask |= fields::VEL;
-                    out.values
-                        .extend_from_slice(&[c.vx.wrapping_sub(b.vx), c.vy.wrapping_sub(b.vy)]);
-                }
-                if b.angle != c.angle {
-                    mask |= fields::ANGLE;
-                    out.values
-                        .push(i32::from(c.angle.wrapping_sub(b.angle) as i8));
-                }
-                if b.hp != c.hp {
-                    mask |= fields::HP;
-                    out.values.push(i32::from(c.hp) - i32::from(b.hp));
-                }
-                debug_assert!(mask != 0 || out.values.len() == start);
-                if mask != 0 {
-                    out.changed.push(changed.gap(c.id) << FIELD_BITS | mask);
-                }
-            }
-            (Some(b), c) if c.is_none_or(|c| b.id < c.id) => {
-                i += 1;
-                out.removed.push(removed.gap(b.id));
-            }
-            (_, Some(c)) => {
-                j += 1;
-                out.created.push(create_record(c, created.gap(c.id)));
-            }
-            (Some(_), None) | (None, None) => unreachable!("loop condition"),
-        }
-    }
+    let base_entities = base.map_or(&[][..], |b| &b.entities[..]);
+    diff_entities(base_entities, &current.entities, age, out);
 
     // Scoreboard: removed ids, then new or changed entries. An unchanged
     // scoreboard is the same allocation as the baseline's: nothing to compare.
-    if Arc::ptr_eq(&base.players, &current.players) {
-        return;
-    }
-    let (bp, cp) = (&base.players, &current.players);
+    let mut upserts = UpsertWriter::new(&mut out.players_upserted);
+    let (bp, cp) = match base {
+        Some(b) if Arc::ptr_eq(&b.players, &current.players) => (&[][..], &[][..]),
+        Some(b) => (&b.players[..], &current.players[..]),
+        None => (&[][..], &current.players[..]),
+    };
     let (mut i, mut j) = (0, 0);
     while i < bp.len() || j < cp.len() {
         match (bp.get(i), cp.get(j)) {
             (Some(b), Some(c)) if b.id == c.id => {
                 if b != c {
-                    out.players_upserted.push(c.clone());
+                    upserts.push(c);
                 }
                 i += 1;
                 j += 1;
@@ -391,11 +360,157 @@ pub fn diff_into(
                 i += 1;
             }
             (_, Some(c)) => {
-                out.players_upserted.push(c.clone());
+                upserts.push(c);
                 j += 1;
             }
             (Some(_), None) | (None, None) => unreachable!("loop condition"),
         }
+    }
+    upserts.finish();
+}
+
+/// The entity part of a delta: one merge walk over both id-sorted lists.
+fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut SnapshotMsg) {
+    debug_assert!(cs.last().is_none_or(|e| e.id <= MAX_NET_ID));
+    let mut removed = GapWriter::new();
+    let mut created = GapWriter::new();
+    let mut changed = GapWriter::new();
+    let (mut i, mut j) = (0, 0);
+    while i < bs.len() && j < cs.len() {
+        let (b, c) = (&bs[i], &cs[j]);
+        if b.id == c.id {
+            i += 1;
+            j += 1;
+            if b.kind != c.kind {
+                out.removed.push(removed.gap(b.id));
+                out.created.push(create_record(c, created.gap(c.id)));
+                continue;
+            }
+            // Every field's change at once, then one well-predicted test:
+            // most entities either fly straight or stand still.
+            let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+            let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+            let dvx = c.vx.wrapping_sub(b.vx);
+            let dvy = c.vy.wrapping_sub(b.vy);
+            let bit = |changed: bool, field: u32| if changed { field } else { 0 };
+            let mask = bit(rx != 0 || ry != 0, fields::POS)
+                | bit(dvx != 0 || dvy != 0, fields::VEL)
+                | bit(b.angle != c.angle, fields::ANGLE)
+                | bit(b.hp != c.hp, fields::HP);
+            if mask == 0 {
+                continue;
+            }
+            out.changed.push((changed.gap(c.id) << FIELD_BITS) | mask);
+            if mask & fields::POS != 0 {
+                out.values.extend_from_slice(&[rx, ry]);
+            }
+            if mask & fields::VEL != 0 {
+                out.values.extend_from_slice(&[dvx, dvy]);
+            }
+            if mask & fields::ANGLE != 0 {
+                out.values
+                    .push(i32::from(c.angle.wrapping_sub(b.angle) as i8));
+            }
+            if mask & fields::HP != 0 {
+                out.values.push(i32::from(c.hp) - i32::from(b.hp));
+            }
+        } else if b.id < c.id {
+            i += 1;
+            out.removed.push(removed.gap(b.id));
+        } else {
+            j += 1;
+            out.created.push(create_record(c, created.gap(c.id)));
+        }
+    }
+    for b in &bs[i..] {
+        out.removed.push(removed.gap(b.id));
+    }
+    for c in &cs[j..] {
+        out.created.push(create_record(c, created.gap(c.id)));
+    }
+}
+
+/// Fills `players_upserted` by overwriting the entries already there
+/// (`String::clone_from` reuses each name's buffer), so a scoreboard that
+/// changes every tick costs no allocation once warm.
+///
+/// Entries beyond the new length are not dropped with their buffers: their
+/// names move to a per-thread pool of spare buffers (see [`reuse_players`])
+/// that later growth takes from first.
+struct UpsertWriter<'a> {
+    list: &'a mut Vec<PlayerInfo>,
+    len: usize,
+}
+
+impl<'a> UpsertWriter<'a> {
+    fn new(list: &'a mut Vec<PlayerInfo>) -> Self {
+        Self { list, len: 0 }
+    }
+
+    fn push(&mut self, p: &PlayerInfo) {
+        match self.list.get_mut(self.len) {
+            Some(slot) => {
+                slot.id = p.id;
+                slot.name.clone_from(&p.name);
+                slot.score = p.score;
+                slot.deaths = p.deaths;
+            }
+            None => {
+                let mut name = reuse_players::take();
+                name.clone_from(&p.name);
+                self.list.push(PlayerInfo {
+                    id: p.id,
+                    name,
+                    score: p.score,
+                    deaths: p.deaths,
+                });
+            }
+        }
+        self.len += 1;
+    }
+
+    fn finish(self) {
+        if self.list.len() > self.len {
+            reuse_players::give(self.list.drain(self.len..).map(|p| p.name));
+        }
+    }
+}
+
+/// A small per-thread pool of name buffers for [`UpsertWriter`].
+///
+/// Without it, a message that sends fewer scoreboard entries than the
+/// previous one drops the surplus names, and the next larger one allocates
+/// them again: one allocation per client per changed entry, every tick the
+/// count goes up. The pool holds at most [`reuse_players::CAP`] buffers per
+/// thread (names are at most 16 characters, so under 8 KiB).
+mod reuse_players {
+    use std::cell::RefCell;
+
+    /// Most spare buffers kept per thread.
+    pub(super) const CAP: usize = 128;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A spare buffer, or an empty string (which allocates on first use).
+    pub(super) fn take() -> String {
+        SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
+
+    /// Keeps up to [`CAP`] buffers for later.
+    pub(super) fn give(names: impl Iterator<Item = String>) {
+        SPARE.with_borrow_mut(|spare| {
+            if spare.capacity() == 0 {
+                spare.reserve_exact(CAP);
+            }
+            for name in names {
+                if spare.len() == CAP {
+                    break;
+                }
+                spare.push(name);
+            }
+        });
     }
 }
 
@@ -457,8 +572,10 @@ pub fn apply_into(
     msg: &SnapshotMsg,
     out: &mut WorldState,
 ) -> Result<(), DeltaError> {
-    let empty = WorldState::default();
+    // Built only for full snapshots: a delta allocates nothing here.
+    let empty;
     let base = if msg.is_full() {
+        empty = WorldState::default();
         &empty
     } else {
         let needed = msg.tick.advanced(msg.base_age.wrapping_neg());
