@@ -1,0 +1,541 @@
+//! Bodies of the fuzz targets, kept in a library so that the seed test
+//! (`tests/seeds.rs`) runs exactly the code the fuzzers run, on stable and
+//! without libFuzzer.
+//!
+//! Each body panics only when it has found a bug: a decoder that panicked, a
+//! value that does not survive re-encoding, or a rebuilt world that breaks
+//! the invariants [`WorldState`] documents.
+
+use std::hint::black_box;
+use std::sync::{Arc, OnceLock};
+
+use arbitrary::Arbitrary;
+use shared::Tick;
+use shared::codec::{self, client_bytes, decode_client, decode_server, peek_hello_version};
+use shared::protocol::{ClientMsg, ServerMsg};
+use shared::snapshot::{
+    self, EntityCreate, EntityKind, MAX_NET_ID, NetEntity, PlayerInfo, SnapshotMsg, WorldState,
+};
+
+/// The fixed baseline of the `delta` target: a real full snapshot of a small
+/// arena (players, NPCs, projectiles in flight, a scoreboard), written by the
+/// seed generator next to the deltas that were encoded against it.
+pub const BASELINE_BYTES: &[u8] = include_bytes!("../seeds/baseline.bin");
+
+/// [`BASELINE_BYTES`] decoded and applied, once per process.
+///
+/// # Panics
+/// If the committed baseline is not a full snapshot that applies: the seeds
+/// are stale, regenerate them (see the README).
+pub fn baseline() -> &'static WorldState {
+    static BASE: OnceLock<WorldState> = OnceLock::new();
+    BASE.get_or_init(|| match decode_server(BASELINE_BYTES) {
+        Ok(ServerMsg::Snapshot(s)) if s.is_full() => match snapshot::apply(None, &s) {
+            Ok(state) => state,
+            Err(e) => panic!("seeds/baseline.bin does not apply: {e}"),
+        },
+        other => panic!("seeds/baseline.bin is not a full snapshot: {other:?}"),
+    })
+}
+
+/// `client_msg` target: what the server runs on every binary message a
+/// client sends.
+///
+/// # Panics
+/// On a bug: a decoder panicked, a decoded message does not round-trip, the
+/// canonical encoding is longer than the input, or the hello peek disagrees
+/// with the full decode.
+pub fn client_msg(data: &[u8]) {
+    let peeked = peek_hello_version(data);
+    let Ok(msg) = decode_client(data) else {
+        return;
+    };
+    // The peek must agree with the full decode whenever the latter succeeds.
+    match &msg {
+        ClientMsg::Hello(h) => assert_eq!(peeked, Some(h.protocol), "peek vs decode"),
+        _ => assert_eq!(peeked, None, "peek found a hello in {msg:?}"),
+    }
+    // Re-encoding gives the shortest form: never longer than what was
+    // accepted (the decoder also takes non-minimal varints, so the bytes
+    // need not be equal), and it must decode to the same value.
+    let bytes = client_bytes(&msg);
+    assert!(bytes.len() <= data.len(), "{msg:?} re-encoded longer");
+    assert_eq!(decode_client(&bytes), Ok(msg), "client message round trip");
+}
+
+/// `delta` target: what a client runs on every binary message the server
+/// sends: decode, then rebuild the world from the snapshot against the fixed
+/// [`baseline`], against the same baseline moved to whatever tick the delta
+/// names (so that random ticks still reach the merge), and with no baseline.
+///
+/// # Panics
+/// On a bug: see [`client_msg`], plus [`check_applied`].
+pub fn delta(data: &[u8]) {
+    let Ok(msg) = decode_server(data) else {
+        return;
+    };
+    let bytes = codec::server_bytes(&msg);
+    assert!(bytes.len() <= data.len(), "{msg:?} re-encoded longer");
+    assert_eq!(
+        decode_server(&bytes).as_ref(),
+        Ok(&msg),
+        "server round trip"
+    );
+    let ServerMsg::Snapshot(s) = msg else {
+        return;
+    };
+    let mut borrowed = Vec::new();
+    codec::encode_snapshot(&s, &mut borrowed);
+    assert_eq!(borrowed, bytes, "encode_snapshot differs from server_bytes");
+
+    let base = baseline();
+    let mut moved = base.clone();
+    moved.tick = s.tick.advanced(s.base_age.wrapping_neg());
+    for b in [Some(base), Some(&moved), None] {
+        if let Ok(out) = snapshot::apply(b, &s) {
+            check_applied(b, &s, &out);
+        }
+    }
+}
+
+/// Checks a world that [`snapshot::apply`] accepted: it must satisfy the
+/// invariants [`WorldState`] documents (entities and scoreboard sorted by
+/// id, ids unique, entity ids at most [`MAX_NET_ID`]), and encoding it again
+/// against the same baseline, through the real codec, must rebuild it.
+///
+/// # Panics
+/// When any of that fails.
+pub fn check_applied(base: Option<&WorldState>, msg: &SnapshotMsg, out: &WorldState) {
+    assert_eq!(out.tick, msg.tick);
+    assert!(
+        out.entities.windows(2).all(|w| w[0].id < w[1].id),
+        "entities not strictly increasing by id"
+    );
+    assert!(
+        out.entities.iter().all(|e| e.id <= MAX_NET_ID),
+        "id > MAX_NET_ID"
+    );
+    assert!(
+        out.players.windows(2).all(|w| w[0].id < w[1].id),
+        "scoreboard not strictly increasing by id"
+    );
+    black_box(snapshot::checksum(out));
+    let again = over_the_wire(&snapshot::diff(base, out, msg.input_ack));
+    match snapshot::apply(base, &again) {
+        Ok(rebuilt) => assert_eq!(&rebuilt, out, "re-diff of an applied state"),
+        Err(e) => panic!("re-diff of an applied state does not apply: {e}"),
+    }
+}
+
+/// Encodes a snapshot and decodes it, as the wire would.
+///
+/// # Panics
+/// If the codec does not give the snapshot back.
+pub fn over_the_wire(msg: &SnapshotMsg) -> SnapshotMsg {
+    let mut bytes = Vec::new();
+    codec::encode_snapshot(msg, &mut bytes);
+    match decode_server(&bytes) {
+        Ok(ServerMsg::Snapshot(s)) => {
+            assert_eq!(&s, msg, "snapshot codec round trip");
+            s
+        }
+        other => panic!("an encoded snapshot decoded as {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Structured input: a baseline, an evolution of it, and a free-form delta.
+// ---------------------------------------------------------------------------
+
+/// Entity kind, as the fuzzer picks it.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum ArbKind {
+    /// [`EntityKind::Player`].
+    Player,
+    /// [`EntityKind::Npc`].
+    Npc,
+    /// [`EntityKind::Projectile`].
+    Projectile,
+}
+
+impl From<ArbKind> for EntityKind {
+    fn from(k: ArbKind) -> Self {
+        match k {
+            ArbKind::Player => Self::Player,
+            ArbKind::Npc => Self::Npc,
+            ArbKind::Projectile => Self::Projectile,
+        }
+    }
+}
+
+/// An entity whose id is a small gap to the previous one, so that worlds
+/// are dense and deltas hit existing ids.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub struct ArbEntity {
+    /// Id gap to the previous entity of the same list.
+    pub gap: u8,
+    /// What it is.
+    pub kind: ArbKind,
+    /// Position and velocity in quanta; any value, wrapping is the contract.
+    pub x: i32,
+    /// See `x`.
+    pub y: i32,
+    /// See `x`.
+    pub vx: i32,
+    /// See `x`.
+    pub vy: i32,
+    /// Facing.
+    pub angle: u8,
+    /// Hit points.
+    pub hp: u8,
+}
+
+/// A scoreboard entry whose id is a small gap to the previous one.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct ArbPlayer {
+    /// Id gap to the previous entry.
+    pub gap: u8,
+    /// Display name (any UTF-8).
+    pub name: String,
+    /// Kills.
+    pub score: u32,
+    /// Deaths.
+    pub deaths: u32,
+}
+
+/// A baseline world.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct ArbWorld {
+    /// Its tick.
+    pub tick: u32,
+    /// Id of the first entity (reduced modulo `MAX_NET_ID + 1`), so that
+    /// worlds near the top of the id space are reached too.
+    pub first_id: u32,
+    /// Entities, gap-coded.
+    pub entities: Vec<ArbEntity>,
+    /// Scoreboard, gap-coded.
+    pub players: Vec<ArbPlayer>,
+}
+
+/// What happens to one baseline entity on the way to the current world.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum EntityOp {
+    /// Keeps moving in a straight line: costs nothing in the delta.
+    Coast,
+    /// Anything may change (added with wrapping).
+    Edit {
+        /// Added to x after coasting.
+        dx: i32,
+        /// Added to y after coasting.
+        dy: i32,
+        /// Added to vx.
+        dvx: i32,
+        /// Added to vy.
+        dvy: i32,
+        /// Added to angle.
+        dangle: u8,
+        /// Added to hp.
+        dhp: u8,
+    },
+    /// Gone.
+    Remove,
+    /// Same id, another life: a different kind and fresh fields.
+    Replace(ArbEntity),
+}
+
+/// What happens to one baseline scoreboard entry.
+#[derive(Arbitrary, Clone, Debug)]
+pub enum PlayerOp {
+    /// Unchanged.
+    Keep,
+    /// New score, deaths, maybe a new name.
+    Edit {
+        /// New kills.
+        score: u32,
+        /// New deaths.
+        deaths: u32,
+        /// New name, if any.
+        name: Option<String>,
+    },
+    /// Gone.
+    Remove,
+}
+
+/// An id gap in a free-form delta: mostly small (hits real ids), sometimes
+/// anything (overflow paths).
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum Gap {
+    /// A small gap.
+    Small(u8),
+    /// Any 32-bit value.
+    Any(u32),
+}
+
+impl Gap {
+    fn get(self) -> u32 {
+        match self {
+            Self::Small(g) => u32::from(g),
+            Self::Any(g) => g,
+        }
+    }
+}
+
+/// A free-form delta: every list the wire has, with gaps the fuzzer picks,
+/// and a tick that always names the baseline so the merge is reached.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct ArbDelta {
+    /// `base_age`; 0 is a full snapshot.
+    pub base_age: u32,
+    /// Removed ids.
+    pub removed: Vec<Gap>,
+    /// Created entities, with the gap of each.
+    pub created: Vec<(Gap, ArbEntity)>,
+    /// Change heads as (id gap, field mask); the mask is cut to 4 bits.
+    pub changed: Vec<(Gap, u8)>,
+    /// Field values.
+    pub values: Vec<i32>,
+    /// Removed scoreboard ids, gap-coded here for density (the wire has
+    /// absolute ids).
+    pub players_removed: Vec<u8>,
+    /// Upserted scoreboard entries (gap-coded here).
+    pub players_upserted: Vec<ArbPlayer>,
+}
+
+/// The `delta_structured` target's input.
+#[derive(Arbitrary, Clone, Debug)]
+pub struct DeltaCase {
+    /// The client's baseline.
+    pub base: ArbWorld,
+    /// Ticks from the baseline to the current world; anything, so that
+    /// wraparound and the full-snapshot fallback are reached.
+    pub age: u32,
+    /// One operation per baseline entity (missing ones coast).
+    pub entity_ops: Vec<EntityOp>,
+    /// Entities that appear (merged in by id; ids already taken are skipped).
+    pub spawned: Vec<ArbEntity>,
+    /// One operation per baseline scoreboard entry (missing ones stay).
+    pub player_ops: Vec<PlayerOp>,
+    /// Scoreboard entries that appear.
+    pub joined: Vec<ArbPlayer>,
+    /// Keep the very same scoreboard allocation (the server's fast path).
+    pub share_roster: bool,
+    /// A delta that did not come from `diff`.
+    pub garbage: ArbDelta,
+}
+
+fn entity(id: u32, e: &ArbEntity) -> NetEntity {
+    NetEntity {
+        id,
+        kind: e.kind.into(),
+        x: e.x,
+        y: e.y,
+        vx: e.vx,
+        vy: e.vy,
+        angle: e.angle,
+        hp: e.hp,
+    }
+}
+
+/// Turns gap-coded ids into absolute ones, stopping at `max`.
+fn ids(first: u32, gaps: impl Iterator<Item = u32>, max: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut prev: Option<u32> = None;
+    for g in gaps {
+        let id = match prev {
+            None => first.checked_add(g),
+            Some(p) => p.checked_add(1).and_then(|n| n.checked_add(g)),
+        };
+        match id {
+            Some(id) if id <= max => {
+                out.push(id);
+                prev = Some(id);
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn players(list: &[ArbPlayer]) -> Vec<PlayerInfo> {
+    let ids = ids(0, list.iter().map(|p| u32::from(p.gap)), u32::MAX);
+    ids.into_iter()
+        .zip(list)
+        .map(|(id, p)| PlayerInfo {
+            id,
+            name: p.name.clone(),
+            score: p.score,
+            deaths: p.deaths,
+        })
+        .collect()
+}
+
+impl ArbWorld {
+    /// The world this describes: sorted, unique, ids within [`MAX_NET_ID`].
+    #[must_use]
+    pub fn build(&self) -> WorldState {
+        let first = self.first_id % (MAX_NET_ID + 1);
+        let ids = ids(
+            first,
+            self.entities.iter().map(|e| u32::from(e.gap)),
+            MAX_NET_ID,
+        );
+        WorldState {
+            tick: Tick(self.tick),
+            entities: ids
+                .into_iter()
+                .zip(&self.entities)
+                .map(|(id, e)| entity(id, e))
+                .collect(),
+            players: Arc::new(players(&self.players)),
+        }
+    }
+}
+
+impl DeltaCase {
+    /// The current world: the baseline evolved by the operations.
+    #[must_use]
+    pub fn current(&self, base: &WorldState) -> WorldState {
+        let age = self.age as i32;
+        let mut entities = Vec::with_capacity(base.entities.len() + self.spawned.len());
+        for (n, b) in base.entities.iter().enumerate() {
+            let mut e = *b;
+            e.x = e.x.wrapping_add(e.vx.wrapping_mul(age));
+            e.y = e.y.wrapping_add(e.vy.wrapping_mul(age));
+            match self.entity_ops.get(n).copied().unwrap_or(EntityOp::Coast) {
+                EntityOp::Coast => {}
+                EntityOp::Edit {
+                    dx,
+                    dy,
+                    dvx,
+                    dvy,
+                    dangle,
+                    dhp,
+                } => {
+                    e.x = e.x.wrapping_add(dx);
+                    e.y = e.y.wrapping_add(dy);
+                    e.vx = e.vx.wrapping_add(dvx);
+                    e.vy = e.vy.wrapping_add(dvy);
+                    e.angle = e.angle.wrapping_add(dangle);
+                    e.hp = e.hp.wrapping_add(dhp);
+                }
+                EntityOp::Remove => continue,
+                EntityOp::Replace(r) => e = entity(b.id, &r),
+            }
+            entities.push(e);
+        }
+        let new_ids = ids(0, self.spawned.iter().map(|e| u32::from(e.gap)), MAX_NET_ID);
+        for (id, s) in new_ids.into_iter().zip(&self.spawned) {
+            if base.entities.binary_search_by_key(&id, |e| e.id).is_err() {
+                entities.push(entity(id, s));
+            }
+        }
+        entities.sort_by_key(|e| e.id);
+
+        let players = if self.share_roster {
+            Arc::clone(&base.players)
+        } else {
+            let mut list = Vec::new();
+            for (n, b) in base.players.iter().enumerate() {
+                match self.player_ops.get(n).cloned().unwrap_or(PlayerOp::Keep) {
+                    PlayerOp::Keep => list.push(b.clone()),
+                    PlayerOp::Edit {
+                        score,
+                        deaths,
+                        name,
+                    } => list.push(PlayerInfo {
+                        id: b.id,
+                        name: name.unwrap_or_else(|| b.name.clone()),
+                        score,
+                        deaths,
+                    }),
+                    PlayerOp::Remove => {}
+                }
+            }
+            for p in players(&self.joined) {
+                if base.players.binary_search_by_key(&p.id, |b| b.id).is_err() {
+                    list.push(p);
+                }
+            }
+            list.sort_by_key(|p| p.id);
+            Arc::new(list)
+        };
+        WorldState {
+            tick: base.tick.advanced(self.age),
+            entities,
+            players,
+        }
+    }
+
+    /// The free-form delta, naming `base`'s tick.
+    #[must_use]
+    pub fn garbage(&self, base: &WorldState) -> SnapshotMsg {
+        let g = &self.garbage;
+        let mut removed_player = 0u32;
+        SnapshotMsg {
+            tick: base.tick.advanced(g.base_age),
+            base_age: g.base_age,
+            input_ack: self.age,
+            checksum: 0,
+            removed: g.removed.iter().map(|r| r.get()).collect(),
+            created: g
+                .created
+                .iter()
+                .map(|(gap, e)| EntityCreate {
+                    gap: gap.get(),
+                    kind: e.kind.into(),
+                    x: e.x,
+                    y: e.y,
+                    vx: e.vx,
+                    vy: e.vy,
+                    angle: e.angle,
+                    hp: e.hp,
+                })
+                .collect(),
+            changed: g
+                .changed
+                .iter()
+                .map(|(gap, mask)| gap.get() << 4 | u32::from(mask & 0xf))
+                .collect(),
+            values: g.values.clone(),
+            players_removed: g
+                .players_removed
+                .iter()
+                .map(|&gap| {
+                    removed_player = removed_player.wrapping_add(u32::from(gap));
+                    removed_player
+                })
+                .collect(),
+            players_upserted: players(&g.players_upserted),
+        }
+    }
+}
+
+/// `delta_structured` target: `diff` then the codec then `apply` must
+/// rebuild any evolution of any baseline exactly, with a matching checksum;
+/// and a free-form delta against the same baseline must either fail with a
+/// `DeltaError` or pass [`check_applied`].
+///
+/// # Panics
+/// On a bug.
+pub fn delta_structured(case: &DeltaCase) {
+    let base = case.base.build();
+    let current = case.current(&base);
+
+    let msg = over_the_wire(&snapshot::diff(Some(&base), &current, 7));
+    assert_eq!(msg.checksum, snapshot::checksum(&current));
+    match snapshot::apply(Some(&base), &msg) {
+        Ok(rebuilt) => assert_eq!(rebuilt, current, "apply(diff) is not the target"),
+        Err(e) => panic!("a correct delta was refused: {e}"),
+    }
+    let full = over_the_wire(&snapshot::diff(None, &current, 7));
+    assert!(full.is_full());
+    match snapshot::apply(None, &full) {
+        Ok(rebuilt) => assert_eq!(rebuilt, current, "apply(full) is not the target"),
+        Err(e) => panic!("a correct full snapshot was refused: {e}"),
+    }
+
+    let garbage = over_the_wire(&case.garbage(&base));
+    if let Ok(out) = snapshot::apply(Some(&base), &garbage) {
+        check_applied(Some(&base), &garbage, &out);
+    }
+}
