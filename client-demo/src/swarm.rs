@@ -101,7 +101,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     let ramp = gap * (config.clients - 1);
     let full_load_at = start + ramp;
     let stop_at = full_load_at + config.duration;
-    let progress = Progress::new(config.progress, ramp + config.duration, config.clients);
+    let mut progress = Progress::new(config.progress, ramp + config.duration, config.clients);
 
     let mut bots = JoinSet::new();
     let mut tally = Tally::default();
@@ -215,7 +215,7 @@ struct Progress {
     bar: ProgressBar,
     clients: u32,
     /// Counter values and time at the previous refresh, for rates.
-    last: std::sync::Mutex<(u64, u64, Instant)>,
+    last: (u64, u64, Instant),
 }
 
 impl Progress {
@@ -227,40 +227,35 @@ impl Progress {
         };
         let bar = ProgressBar::with_draw_target(Some(total.as_millis() as u64), target);
         let style =
-            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:20.cyan/blue}] {msg}")
+            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:16.cyan/blue}] {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
         bar.set_style(style);
         Self {
             bar,
             clients,
-            last: std::sync::Mutex::new((0, 0, Instant::now())),
+            last: (0, 0, Instant::now()),
         }
     }
 
-    fn update(&self, metrics: &Metrics, start: Instant) {
+    fn update(&mut self, metrics: &Metrics, start: Instant) {
         if self.bar.is_hidden() {
             return;
         }
         let now = Instant::now();
         let snapshots = metrics.snapshots.get();
         let bytes = metrics.bytes_received.get();
-        let (snaps_per_s, kb_per_s) = {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            let dt = (now - last.2).as_secs_f64().max(1e-3);
-            let rates = (
-                (snapshots - last.0) as f64 / dt,
-                (bytes - last.1) as f64 / dt / 1000.0,
-            );
-            *last = (snapshots, bytes, now);
-            rates
-        };
+        let (last_snapshots, last_bytes, last_at) = self.last;
+        let dt = (now - last_at).as_secs_f64().max(1e-3);
+        let snaps_per_s = (snapshots - last_snapshots) as f64 / dt;
+        let kb_per_s = (bytes - last_bytes) as f64 / dt / 1000.0;
+        self.last = (snapshots, bytes, now);
         let p99 = metrics
             .latency_p99_ms()
             .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
         self.bar.set_position((now - start).as_millis() as u64);
         self.bar.set_message(format!(
-            "clients {}/{}  snapshots/s {:.0}  down {:.0} kB/s  p99 input→ack {}  desyncs {}",
+            "{}/{} bots | {:.0} snap/s | {:.0} kB/s down | p99 input→ack {} | {} desyncs",
             metrics.connected_now.get(),
             self.clients,
             snaps_per_s,
