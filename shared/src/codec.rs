@@ -132,59 +132,140 @@ const SNAPSHOT_VARIANT: u32 = 1;
 /// Writes bincode 2 `standard()` values straight into a `Vec`, without
 /// serde's per-value trait calls: the snapshot is the only message sent per
 /// client per tick, and through serde its encoding cost more than the diff.
-/// The bytes are bincode's exactly (tests compare every field type).
-struct Out<'a>(&'a mut Vec<u8>);
+/// The bytes are bincode's exactly (a proptest compares them).
+///
+/// Values are staged in a small array on the stack and appended to the
+/// `Vec` a chunk at a time, so each byte costs a store at a position kept in
+/// a register, not a `Vec::push` with its capacity test and length update.
+struct Out<'a> {
+    out: &'a mut Vec<u8>,
+    chunk: [u8; CHUNK],
+    at: usize,
+}
 
-impl Out<'_> {
-    /// Unsigned varint: one byte below 251, else a tag and the value LE.
-    #[inline]
-    fn varint(&mut self, v: u64) {
-        if v < 251 {
-            self.0.push(v as u8);
-        } else if v <= u64::from(u16::MAX) {
-            self.0.push(0xfb);
-            self.0.extend_from_slice(&(v as u16).to_le_bytes());
-        } else if v <= u64::from(u32::MAX) {
-            self.0.push(0xfc);
-            self.0.extend_from_slice(&(v as u32).to_le_bytes());
-        } else {
-            self.0.push(0xfd);
-            self.0.extend_from_slice(&v.to_le_bytes());
+const CHUNK: usize = 256;
+
+/// bincode's signed integer mapping: 0, -1, 1, -2, ... to 0, 1, 2, 3, ...
+#[inline(always)]
+fn zigzag(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+/// Longest single write: a tag and a `u64`.
+const LONGEST: usize = 9;
+
+impl<'a> Out<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Self {
+            out,
+            chunk: [0; CHUNK],
+            at: 0,
         }
     }
 
-    #[inline]
+    /// Appends the staged bytes to the `Vec`.
+    fn flush(&mut self) {
+        self.out.extend_from_slice(&self.chunk[..self.at]);
+        self.at = 0;
+    }
+
+    /// Makes room for one write of up to [`LONGEST`] bytes.
+    #[inline(always)]
+    fn room(&mut self) {
+        if self.at > CHUNK - LONGEST {
+            self.flush();
+        }
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.room();
+        self.chunk[self.at] = b;
+        self.at += 1;
+    }
+
+    /// Unsigned varint: one byte below 251, else a tag and the value LE.
+    #[inline(always)]
+    fn varint(&mut self, v: u64) {
+        self.room();
+        if v < 251 {
+            self.chunk[self.at] = v as u8;
+            self.at += 1;
+        } else {
+            self.at = self.wide(self.at, v);
+        }
+    }
+
+    /// A varint of 3 bytes or more, at `at`; returns the position after it.
+    #[inline(never)]
+    fn wide(&mut self, at: usize, v: u64) -> usize {
+        let c = &mut self.chunk;
+        if v <= u64::from(u16::MAX) {
+            c[at] = 0xfb;
+            c[at + 1..at + 3].copy_from_slice(&(v as u16).to_le_bytes());
+            at + 3
+        } else if v <= u64::from(u32::MAX) {
+            c[at] = 0xfc;
+            c[at + 1..at + 5].copy_from_slice(&(v as u32).to_le_bytes());
+            at + 5
+        } else {
+            c[at] = 0xfd;
+            c[at + 1..at + 9].copy_from_slice(&v.to_le_bytes());
+            at + 9
+        }
+    }
+
+    /// A run of `u32` varints. The position lives in a local, not in
+    /// `self`, so the compiler need not reload it after every byte store.
+    #[inline(always)]
+    fn u32s(&mut self, values: impl Iterator<Item = u32>) {
+        let mut at = self.at;
+        for v in values {
+            if at > CHUNK - LONGEST {
+                self.at = at;
+                self.flush();
+                at = 0;
+            }
+            if v < 251 {
+                self.chunk[at] = v as u8;
+                at += 1;
+            } else {
+                at = self.wide(at, u64::from(v));
+            }
+        }
+        self.at = at;
+    }
+
+    /// Raw bytes of any length (a name).
+    fn bytes(&mut self, b: &[u8]) {
+        self.flush();
+        self.out.extend_from_slice(b);
+    }
+
+    #[inline(always)]
     fn u32(&mut self, v: u32) {
         self.varint(u64::from(v));
     }
 
     /// Zigzag, then varint.
-    #[inline]
+    #[inline(always)]
     fn i32(&mut self, v: i32) {
-        self.u32(((v << 1) ^ (v >> 31)) as u32);
+        self.u32(zigzag(v));
     }
 
     /// A collection or string length (a `u64` in bincode).
-    #[inline]
+    #[inline(always)]
     fn len(&mut self, n: usize) {
         self.varint(n as u64);
     }
 
     fn snapshot(&mut self, s: &SnapshotMsg) {
-        // Worst case of the entity lists, so the loops below never grow the
-        // buffer: 5 bytes per u32/i32, 6 u32/i32 plus 2 u8 per creation.
-        self.0.reserve(
-            64 + 5 * (s.removed.len() + s.changed.len() + s.values.len()) + 32 * s.created.len(),
-        );
         self.u32(SNAPSHOT_VARIANT);
         self.u32(s.tick.0);
         self.u32(s.base_age);
         self.u32(s.input_ack);
         self.u32(s.checksum);
         self.len(s.removed.len());
-        for &id in &s.removed {
-            self.u32(id);
-        }
+        self.u32s(s.removed.iter().copied());
         self.len(s.created.len());
         for c in &s.created {
             self.u32(c.gap);
@@ -193,26 +274,20 @@ impl Out<'_> {
             self.i32(c.y);
             self.i32(c.vx);
             self.i32(c.vy);
-            self.0.push(c.angle);
-            self.0.push(c.hp);
+            self.byte(c.angle);
+            self.byte(c.hp);
         }
         self.len(s.changed.len());
-        for &head in &s.changed {
-            self.u32(head);
-        }
+        self.u32s(s.changed.iter().copied());
         self.len(s.values.len());
-        for &v in &s.values {
-            self.i32(v);
-        }
+        self.u32s(s.values.iter().map(|&v| zigzag(v)));
         self.len(s.players_removed.len());
-        for &id in &s.players_removed {
-            self.u32(id);
-        }
+        self.u32s(s.players_removed.iter().copied());
         self.len(s.players_upserted.len());
         for p in &s.players_upserted {
             self.u32(p.id);
             self.len(p.name.len());
-            self.0.extend_from_slice(p.name.as_bytes());
+            self.bytes(p.name.as_bytes());
             self.u32(p.score);
             self.u32(p.deaths);
         }
@@ -229,7 +304,9 @@ pub fn encode_server(msg: &ServerMsg, out: &mut Vec<u8>) {
 /// allocate nothing per tick.
 pub fn encode_snapshot(snapshot: &SnapshotMsg, out: &mut Vec<u8>) {
     out.clear();
-    Out(out).snapshot(snapshot);
+    let mut w = Out::new(out);
+    w.snapshot(snapshot);
+    w.flush();
 }
 
 /// Encodes a server message into a new buffer.

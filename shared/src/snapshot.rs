@@ -349,7 +349,8 @@ pub fn diff_into_with_checksum(
     while i < bp.len() || j < cp.len() {
         match (bp.get(i), cp.get(j)) {
             (Some(b), Some(c)) if b.id == c.id => {
-                if b != c {
+                // Scores change, names hardly ever: test the cheap fields first.
+                if b.score != c.score || b.deaths != c.deaths || b.name != c.name {
                     upserts.push(c);
                 }
                 i += 1;
@@ -377,49 +378,28 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
     let mut changed = GapWriter::new();
     let (mut i, mut j) = (0, 0);
     while i < bs.len() && j < cs.len() {
-        let (b, c) = (&bs[i], &cs[j]);
-        if b.id == c.id {
-            i += 1;
-            j += 1;
-            if b.kind != c.kind {
+        // Runs of ids present in both lists are the common case: walk them
+        // zipped, without per-element bounds checks.
+        let mut run = 0;
+        for (b, c) in bs[i..].iter().zip(&cs[j..]) {
+            if b.id != c.id {
+                break;
+            }
+            run += 1;
+            diff_entity(b, c, age, &mut removed, &mut created, &mut changed, out);
+        }
+        i += run;
+        j += run;
+        match (bs.get(i), cs.get(j)) {
+            (Some(b), Some(c)) if b.id < c.id => {
+                i += 1;
                 out.removed.push(removed.gap(b.id));
+            }
+            (Some(_), Some(c)) => {
+                j += 1;
                 out.created.push(create_record(c, created.gap(c.id)));
-                continue;
             }
-            // Every field's change at once, then one well-predicted test:
-            // most entities either fly straight or stand still.
-            let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
-            let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
-            let dvx = c.vx.wrapping_sub(b.vx);
-            let dvy = c.vy.wrapping_sub(b.vy);
-            let bit = |changed: bool, field: u32| if changed { field } else { 0 };
-            let mask = bit(rx != 0 || ry != 0, fields::POS)
-                | bit(dvx != 0 || dvy != 0, fields::VEL)
-                | bit(b.angle != c.angle, fields::ANGLE)
-                | bit(b.hp != c.hp, fields::HP);
-            if mask == 0 {
-                continue;
-            }
-            out.changed.push((changed.gap(c.id) << FIELD_BITS) | mask);
-            if mask & fields::POS != 0 {
-                out.values.extend_from_slice(&[rx, ry]);
-            }
-            if mask & fields::VEL != 0 {
-                out.values.extend_from_slice(&[dvx, dvy]);
-            }
-            if mask & fields::ANGLE != 0 {
-                out.values
-                    .push(i32::from(c.angle.wrapping_sub(b.angle) as i8));
-            }
-            if mask & fields::HP != 0 {
-                out.values.push(i32::from(c.hp) - i32::from(b.hp));
-            }
-        } else if b.id < c.id {
-            i += 1;
-            out.removed.push(removed.gap(b.id));
-        } else {
-            j += 1;
-            out.created.push(create_record(c, created.gap(c.id)));
+            _ => break,
         }
     }
     for b in &bs[i..] {
@@ -427,6 +407,53 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
     }
     for c in &cs[j..] {
         out.created.push(create_record(c, created.gap(c.id)));
+    }
+}
+
+/// One entity present in both states (same id).
+#[inline(always)]
+fn diff_entity(
+    b: &NetEntity,
+    c: &NetEntity,
+    age: i32,
+    removed: &mut GapWriter,
+    created: &mut GapWriter,
+    changed: &mut GapWriter,
+    out: &mut SnapshotMsg,
+) {
+    let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+    let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+    let dvx = c.vx.wrapping_sub(b.vx);
+    let dvy = c.vy.wrapping_sub(b.vy);
+    let da = c.angle.wrapping_sub(b.angle);
+    let dh = i32::from(c.hp) - i32::from(b.hp);
+    // One well-predicted test for the common case: most entities either fly
+    // straight or stand still, and cost nothing.
+    if (rx | ry | dvx | dvy | dh) == 0 && da == 0 && b.kind == c.kind {
+        return;
+    }
+    if b.kind != c.kind {
+        out.removed.push(removed.gap(b.id));
+        out.created.push(create_record(c, created.gap(c.id)));
+        return;
+    }
+    let bit = |changed: bool, field: u32| if changed { field } else { 0 };
+    let mask = bit(rx != 0 || ry != 0, fields::POS)
+        | bit(dvx != 0 || dvy != 0, fields::VEL)
+        | bit(da != 0, fields::ANGLE)
+        | bit(dh != 0, fields::HP);
+    out.changed.push((changed.gap(c.id) << FIELD_BITS) | mask);
+    if mask & fields::POS != 0 {
+        out.values.extend_from_slice(&[rx, ry]);
+    }
+    if mask & fields::VEL != 0 {
+        out.values.extend_from_slice(&[dvx, dvy]);
+    }
+    if mask & fields::ANGLE != 0 {
+        out.values.push(i32::from(da as i8));
+    }
+    if mask & fields::HP != 0 {
+        out.values.push(dh);
     }
 }
 
