@@ -311,6 +311,75 @@ pub struct MeanDelta {
     pub bytes: f64,
 }
 
+/// Where the bytes of one encoded delta go, by section.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Breakdown {
+    /// The whole message.
+    pub total: f64,
+    /// Variant, tick, baseline age, input ack, checksum and the six list
+    /// lengths.
+    pub header: f64,
+    /// Removed entity ids.
+    pub removed: f64,
+    /// Created entities.
+    pub created: f64,
+    /// Change heads and field values.
+    pub changed: f64,
+    /// Scoreboard removals and upserts.
+    pub scoreboard: f64,
+}
+
+impl Breakdown {
+    /// Measures each section by encoding the message without it.
+    #[must_use]
+    pub fn of(msg: &SnapshotMsg) -> Self {
+        let size = |m: &SnapshotMsg| {
+            let mut buf = Vec::new();
+            codec::encode_snapshot(m, &mut buf);
+            buf.len() as f64
+        };
+        let total = size(msg);
+        let without = |strip: fn(&mut SnapshotMsg)| {
+            let mut m = msg.clone();
+            strip(&mut m);
+            total - size(&m)
+        };
+        let removed = without(|m| m.removed.clear());
+        let created = without(|m| m.created.clear());
+        let changed = without(|m| {
+            m.changed.clear();
+            m.values.clear();
+        });
+        let scoreboard = without(|m| {
+            m.players_removed.clear();
+            m.players_upserted.clear();
+        });
+        Self {
+            total,
+            header: total - removed - created - changed - scoreboard,
+            removed,
+            created,
+            changed,
+            scoreboard,
+        }
+    }
+
+    /// Averages over many messages.
+    #[must_use]
+    pub fn mean(all: &[Self]) -> Self {
+        let n = all.len().max(1) as f64;
+        let sum = |f: fn(&Self) -> f64| all.iter().map(f).sum::<f64>() / n;
+        Self {
+            total: sum(|b| b.total),
+            header: sum(|b| b.header),
+            removed: sum(|b| b.removed),
+            created: sum(|b| b.created),
+            changed: sum(|b| b.changed),
+            scoreboard: sum(|b| b.scoreboard),
+        }
+    }
+}
+
 /// Pairs `(baseline, current)` of a history for a baseline `age` ticks old,
 /// every current state from `age` on.
 #[must_use]

@@ -1,0 +1,94 @@
+//! Runs one hot path in a loop, for `perf record` or
+//! `valgrind --tool=callgrind` (whose instruction counts ignore the noise of
+//! a shared machine).
+//!
+//! ```text
+//! cargo build --profile bench -p benches --bin profile
+//! valgrind --tool=callgrind target/release/profile diff 5000 3 200
+//! target/release/profile tick 10000 0 300
+//! ```
+//!
+//! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`. The set-up
+//! (building and warming the arena) is outside the loop; the loop's own cost
+//! is what `callgrind_annotate` shows under `profile::run_*`.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+
+use benches::{Arena, pairs};
+use shared::codec;
+use shared::protocol::ServerMsg;
+use shared::snapshot::{self, SnapshotMsg, WorldState};
+
+const HISTORY: usize = 64;
+
+#[inline(never)]
+fn run_tick(arena: &mut Arena, iterations: usize) {
+    for _ in 0..iterations {
+        arena.step();
+    }
+}
+
+#[inline(never)]
+fn run_diff(arena: &mut Arena, age: usize, iterations: usize, checksum_once: bool) {
+    let history = arena.history(HISTORY);
+    let pairs = pairs(&history, age);
+    let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
+    let mut msg = SnapshotMsg::default();
+    let mut buf = Vec::new();
+    for i in 0..iterations {
+        let k = i % pairs.len();
+        let (base, current) = &pairs[k];
+        if checksum_once {
+            snapshot::diff_into_with_checksum(Some(base), current, sums[k], 1, &mut msg);
+        } else {
+            snapshot::diff_into(Some(base), current, 1, &mut msg);
+        }
+        codec::encode_snapshot(&msg, &mut buf);
+        black_box(buf.len());
+    }
+}
+
+#[inline(never)]
+fn run_decode(arena: &mut Arena, age: usize, iterations: usize) {
+    let history = arena.history(HISTORY);
+    let pairs = pairs(&history, age);
+    let encoded: Vec<Vec<u8>> = pairs
+        .iter()
+        .map(|(b, c)| {
+            let mut buf = Vec::new();
+            codec::encode_snapshot(&snapshot::diff(Some(b), c, 1), &mut buf);
+            buf
+        })
+        .collect();
+    let mut out = WorldState::default();
+    for i in 0..iterations {
+        let k = i % pairs.len();
+        let Ok(ServerMsg::Snapshot(msg)) = codec::decode_server(&encoded[k]) else {
+            unreachable!("the bench encoded a snapshot");
+        };
+        if snapshot::apply_into(Some(&pairs[k].0), &msg, &mut out).is_err() {
+            unreachable!("a correct delta applies");
+        }
+        black_box(out.entities.len());
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (entities, age, iterations) = (num(1, 5000), num(2, 3), num(3, 200));
+    let mut arena = Arena::realistic(entities, 42);
+    match args.first().map(String::as_str) {
+        Some("tick") => run_tick(&mut arena, iterations),
+        Some("diff") => run_diff(&mut arena, age, iterations, false),
+        Some("diff-once") => run_diff(&mut arena, age, iterations, true),
+        Some("decode") => run_decode(&mut arena, age, iterations),
+        _ => {
+            eprintln!("usage: profile tick|diff|diff-once|decode ENTITIES AGE ITERATIONS");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
