@@ -309,6 +309,69 @@ pub fn encode_snapshot(snapshot: &SnapshotMsg, out: &mut Vec<u8>) {
     w.flush();
 }
 
+/// A snapshot encoded once and sent to every client whose delta differs
+/// only in [`SnapshotMsg::input_ack`].
+///
+/// Every client sees the whole arena, so two clients that acknowledged the
+/// same baseline get the same delta except for their own input ack. A
+/// server can diff and encode once per distinct baseline (a handful per
+/// tick) instead of once per client, and give each client a copy with its
+/// ack spliced in ([`SharedSnapshot::write_for`]): the per-client cost
+/// becomes a `memcpy`, independent of the number of entities.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedSnapshot {
+    bytes: Vec<u8>,
+    /// Where the `input_ack` varint starts in `bytes`, and its length.
+    ack_at: usize,
+    ack_len: usize,
+}
+
+impl SharedSnapshot {
+    /// Encodes `snapshot` (whatever its `input_ack`) for sharing.
+    #[must_use]
+    pub fn new(snapshot: &SnapshotMsg) -> Self {
+        let mut bytes = Vec::new();
+        encode_snapshot(snapshot, &mut bytes);
+        // The ack follows the variant, the tick and the baseline age.
+        let ack_at = varint_len(SNAPSHOT_VARIANT)
+            + varint_len(snapshot.tick.0)
+            + varint_len(snapshot.base_age);
+        Self {
+            bytes,
+            ack_at,
+            ack_len: varint_len(snapshot.input_ack),
+        }
+    }
+
+    /// Writes the snapshot with `input_ack` into `out` (cleared first):
+    /// exactly the bytes [`encode_snapshot`] gives for the same message with
+    /// that ack.
+    pub fn write_for(&self, input_ack: u32, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.bytes.len() + 5);
+        out.extend_from_slice(&self.bytes[..self.ack_at]);
+        let mut w = Out::new(out);
+        w.u32(input_ack);
+        w.flush();
+        out.extend_from_slice(&self.bytes[self.ack_at + self.ack_len..]);
+    }
+
+    /// Length of the encoding with an ack of `input_ack`, in bytes.
+    #[must_use]
+    pub fn len_for(&self, input_ack: u32) -> usize {
+        self.bytes.len() - self.ack_len + varint_len(input_ack)
+    }
+}
+
+/// Bytes of a `u32` varint.
+fn varint_len(v: u32) -> usize {
+    match v {
+        0..=250 => 1,
+        251..=65_535 => 3,
+        _ => 5,
+    }
+}
+
 /// Encodes a server message into a new buffer.
 #[must_use]
 pub fn server_bytes(msg: &ServerMsg) -> Vec<u8> {
@@ -578,6 +641,22 @@ mod tests {
             encode_into(&ServerMsgRef::Snapshot(&snap), &mut reference);
             prop_assert_eq!(&fast, &reference);
             prop_assert_eq!(decode_server(&fast), Ok(ServerMsg::Snapshot(snap)));
+        }
+
+        #[test]
+        fn shared_snapshot_gives_each_client_its_own_bytes(
+            snap in arb_snapshot(),
+            acks in proptest::collection::vec(arb_u32(), 1..4),
+        ) {
+            let shared = SharedSnapshot::new(&snap);
+            let mut out = vec![1, 2, 3];
+            for ack in acks {
+                shared.write_for(ack, &mut out);
+                let mut own = Vec::new();
+                encode_snapshot(&SnapshotMsg { input_ack: ack, ..snap.clone() }, &mut own);
+                prop_assert_eq!(&out, &own);
+                prop_assert_eq!(shared.len_for(ack), own.len());
+            }
         }
 
         #[test]
