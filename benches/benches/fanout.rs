@@ -4,6 +4,14 @@
 //! the newest published state and encoding a delta against its own
 //! baseline (ages 1 to 8 ticks, spread evenly over the clients). No sockets.
 //!
+//! Three variants, measured in the same run:
+//! * `diff_into`: what the server does today, `diff_into` + `encode_snapshot`
+//!   per client (the state's checksum recomputed by every client);
+//! * `checksum_once`: the same with the checksum computed once per tick
+//!   (`diff_into_with_checksum`);
+//! * `shared_deltas`: one diff + encode per distinct baseline per tick
+//!   (`SharedSnapshot`), each client copying it with its own input ack.
+//!
 //! The world is a fixed arena of about 1,000 entities in the realistic mix,
 //! so the cost per client is the same at every client count and any growth
 //! is the fan-out's own.
@@ -12,12 +20,12 @@ use std::sync::atomic::{
     AtomicUsize,
     Ordering::{AcqRel, Release},
 };
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use benches::{Arena, Census};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shared::codec;
+use shared::codec::{self, SharedSnapshot};
 use shared::snapshot::{self, SnapshotMsg, WorldState};
 use tokio::sync::watch;
 
@@ -27,32 +35,81 @@ const MAX_AGE: usize = 8;
 const CLIENTS: [usize; 3] = [100, 1_000, 5_000];
 const ENTITIES: usize = 1_000;
 
-/// What every client task shares: the published states and their checksums.
-struct Published {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    DiffInto,
+    ChecksumOnce,
+    SharedDeltas,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Self::DiffInto => "diff_into",
+            Self::ChecksumOnce => "checksum_once",
+            Self::SharedDeltas => "shared_deltas",
+        }
+    }
+}
+
+/// The published states and their checksums, shared by every client task.
+struct History {
     states: Vec<Arc<WorldState>>,
     sums: Vec<u32>,
 }
 
-/// One client's writer loop: wait for a tick, diff + encode, report done.
+/// One published tick: its index in the history, and the deltas encoded so
+/// far for it, by baseline age (for `shared_deltas`).
+struct Tick {
+    t: usize,
+    deltas: [OnceLock<SharedSnapshot>; MAX_AGE + 1],
+}
+
+impl Tick {
+    fn new(t: usize) -> Arc<Self> {
+        Arc::new(Self {
+            t,
+            deltas: std::array::from_fn(|_| OnceLock::new()),
+        })
+    }
+}
+
+/// One client's writer loop: wait for a tick, encode its snapshot, report.
 async fn client(
     lag: usize,
-    checksum_once: bool,
-    published: Arc<Published>,
-    mut ticks: watch::Receiver<usize>,
+    variant: Variant,
+    history: Arc<History>,
+    mut ticks: watch::Receiver<Arc<Tick>>,
     pending: Arc<AtomicUsize>,
     done: mpsc::Sender<()>,
 ) {
     let mut msg = SnapshotMsg::default();
     let mut buf = Vec::new();
+    let input_ack = 1000 + lag as u32;
     while ticks.changed().await.is_ok() {
-        let t = *ticks.borrow_and_update();
-        let (base, current) = (&published.states[t - lag], &published.states[t]);
-        if checksum_once {
-            snapshot::diff_into_with_checksum(Some(base), current, published.sums[t], 1, &mut msg);
-        } else {
-            snapshot::diff_into(Some(base), current, 1, &mut msg);
+        let tick = Arc::clone(&ticks.borrow_and_update());
+        let t = tick.t;
+        let (base, current) = (&history.states[t - lag], &history.states[t]);
+        match variant {
+            Variant::DiffInto => {
+                snapshot::diff_into(Some(base), current, input_ack, &mut msg);
+                codec::encode_snapshot(&msg, &mut buf);
+            }
+            Variant::ChecksumOnce => {
+                let sum = history.sums[t];
+                snapshot::diff_into_with_checksum(Some(base), current, sum, input_ack, &mut msg);
+                codec::encode_snapshot(&msg, &mut buf);
+            }
+            Variant::SharedDeltas => {
+                let shared = tick.deltas[lag].get_or_init(|| {
+                    let sum = history.sums[t];
+                    let mut msg = SnapshotMsg::default();
+                    snapshot::diff_into_with_checksum(Some(base), current, sum, 0, &mut msg);
+                    SharedSnapshot::new(&msg)
+                });
+                shared.write_for(input_ack, &mut buf);
+            }
         }
-        codec::encode_snapshot(&msg, &mut buf);
         std::hint::black_box(buf.len());
         if pending.fetch_sub(1, AcqRel) == 1 {
             let _ = done.send(());
@@ -76,7 +133,7 @@ fn fanout(c: &mut Criterion) {
         Census::of(&states[HISTORY - 1])
     );
     let sums = states.iter().map(|s| snapshot::checksum(s)).collect();
-    let published = Arc::new(Published { states, sums });
+    let history = Arc::new(History { states, sums });
 
     let mut group = c.benchmark_group("fanout");
     group
@@ -84,15 +141,19 @@ fn fanout(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     for clients in CLIENTS {
-        for checksum_once in [false, true] {
-            let (tick_tx, tick_rx) = watch::channel(MAX_AGE);
+        for variant in [
+            Variant::DiffInto,
+            Variant::ChecksumOnce,
+            Variant::SharedDeltas,
+        ] {
+            let (tick_tx, tick_rx) = watch::channel(Tick::new(MAX_AGE));
             let pending = Arc::new(AtomicUsize::new(0));
             let (done_tx, done_rx) = mpsc::channel();
             for i in 0..clients {
                 runtime.spawn(client(
                     1 + i % MAX_AGE,
-                    checksum_once,
-                    Arc::clone(&published),
+                    variant,
+                    Arc::clone(&history),
                     tick_rx.clone(),
                     Arc::clone(&pending),
                     done_tx.clone(),
@@ -102,9 +163,10 @@ fn fanout(c: &mut Criterion) {
             let mut t = MAX_AGE;
             let mut one_tick = || {
                 t = if t + 1 < HISTORY { t + 1 } else { MAX_AGE };
+                let tick = Tick::new(t);
                 pending.store(clients, Release);
                 let start = Instant::now();
-                tick_tx.send_replace(t);
+                tick_tx.send_replace(tick);
                 if done_rx.recv().is_err() {
                     unreachable!("client tasks outlive the bench");
                 }
@@ -113,12 +175,7 @@ fn fanout(c: &mut Criterion) {
             // Let every task reach its first await.
             one_tick();
             group.throughput(Throughput::Elements(clients as u64));
-            let name = if checksum_once {
-                "checksum_once"
-            } else {
-                "diff_into"
-            };
-            group.bench_function(BenchmarkId::new(name, clients), |b| {
+            group.bench_function(BenchmarkId::new(variant.name(), clients), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| one_tick()).sum());
             });
             // Dropping the sender ends every client task.
