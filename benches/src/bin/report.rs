@@ -1,0 +1,113 @@
+//! Turns the last `cargo bench -p benches` results (criterion's JSON under
+//! `target/criterion`) into markdown tables: the median time of each
+//! benchmark with its 95% confidence interval, and the median per element
+//! (entity, client, or entity in the delta: whatever the bench's
+//! throughput counts; see each bench's doc comment).
+//!
+//! `cargo run --release -p benches --bin report [GROUP_PREFIX...]`
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+/// Every `new/benchmark.json` below `dir`.
+fn find(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            find(&path, out);
+        } else if path.ends_with("new/benchmark.json") {
+            out.push(path);
+        }
+    }
+}
+
+fn read(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Nanoseconds in the most readable unit.
+fn time(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn main() -> ExitCode {
+    let prefixes: Vec<String> = std::env::args().skip(1).collect();
+    let root = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("criterion");
+    let mut files = Vec::new();
+    find(&root, &mut files);
+    if files.is_empty() {
+        eprintln!(
+            "no results under {}: run `cargo bench -p benches` first",
+            root.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut groups: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for bench in files {
+        let (Some(meta), Some(est)) = (
+            read(&bench),
+            bench.parent().and_then(|d| read(&d.join("estimates.json"))),
+        ) else {
+            continue;
+        };
+        let group = meta["group_id"].as_str().unwrap_or("?").to_owned();
+        if !prefixes.is_empty() && !prefixes.iter().any(|p| group.starts_with(p.as_str())) {
+            continue;
+        }
+        let id = meta["full_id"].as_str().unwrap_or("?").to_owned();
+        let median = &est["median"];
+        let point = median["point_estimate"].as_f64().unwrap_or(f64::NAN);
+        let lo = median["confidence_interval"]["lower_bound"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let hi = median["confidence_interval"]["upper_bound"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let elements = meta["throughput"]["Elements"].as_f64();
+        let per = elements.map_or_else(
+            || "".to_owned(),
+            |n| format!("{} | {}", n, time(point / n.max(1.0))),
+        );
+        let row = format!(
+            "| `{id}` | {} | {} – {} | {per} |",
+            time(point),
+            time(lo),
+            time(hi)
+        );
+        groups.entry(group).or_default().push((id, row));
+    }
+    for (group, mut rows) in groups {
+        rows.sort_by_key(|r| natural(&r.0));
+        println!("\n#### `{group}`\n");
+        println!("| benchmark | median | 95% CI of the median | elements | median per element |");
+        println!("|---|---:|---:|---:|---:|");
+        for (_, row) in rows {
+            println!("{row}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Sort key that orders `…/100/…` before `…/1000/…`.
+fn natural(id: &str) -> Vec<(u64, String)> {
+    id.split('/')
+        .map(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            (digits.parse().unwrap_or(u64::MAX), part.to_owned())
+        })
+        .collect()
+}
