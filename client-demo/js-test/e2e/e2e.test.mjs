@@ -60,6 +60,12 @@ function startServer(addr = '127.0.0.1:0') {
   });
 }
 
+// If this process dies without running the after hook (a hard kill of the
+// test runner), do not leave the server running.
+process.on('exit', () => {
+  if (server && server.exitCode === null) server.kill('SIGKILL');
+});
+
 async function stopServer() {
   const child = server;
   server = null;

@@ -35,7 +35,7 @@ export class Effects {
       this.add({ kind: 'spark', x, y, vx: Math.cos(a) * s, vy: Math.sin(a) * s, life: 350, max: 350, color, size: 2 + Math.random() * 2 });
     }
     this.add({ kind: 'ring', x, y, r0: 20, r1: 120, life: 250, max: 250, color });
-    if (damage > 0) this.add({ kind: 'text', x, y: y - 90, text: `-${damage}`, life: 800, max: 800, color: '#ff6b6b' });
+    if (damage > 0) this.add({ kind: 'text', x: x + 110, y: y - 20, text: `-${damage}`, life: 800, max: 800, color: '#ff6b6b' });
   }
 
   /** A projectile ending against something or the wall. */

@@ -396,6 +396,8 @@ export class Game {
       snapshotHz: this.welcome?.snapshotHz ?? null,
       tick: this.receiver.latest?.tick ?? null,
       own: this.ownRendered && this.own ? { id: ownId, x: this.ownRendered.x, y: this.ownRendered.y, hp: this.own.hp } : null,
+      /** Screen position (CSS pixels) of a world point, as the last frame drew it. */
+      camera: { x: this.renderer.camX, y: this.renderer.camY, scale: this.renderer.scale, width: this.renderer.width, height: this.renderer.height },
       entities: this.rendered.map((e) => ({
         id: e.id,
         kind: ['player', 'npc', 'projectile'][e.kind],
