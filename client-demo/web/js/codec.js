@@ -157,7 +157,10 @@ export class Reader {
     return out;
   }
 
-  /** The variant index of an enum with `count` variants. */
+  /**
+   * The variant index of an enum with `count` variants.
+   * @param {number} count @param {string} what enum name, for the error
+   */
   variant(count, what) {
     const at = this.at;
     const v = this.u32();

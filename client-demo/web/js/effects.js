@@ -22,12 +22,18 @@ export class Effects {
     this.list.push(e);
   }
 
-  /** A muzzle flash where a shot leaves, pointing along `angle` (radians). */
+  /**
+   * A muzzle flash where a shot leaves, pointing along `angle` (radians).
+   * @param {number} x @param {number} y @param {number} angle
+   */
   muzzle(x, y, angle) {
     this.add({ kind: 'flash', x, y, angle, life: 90, max: 90 });
   }
 
-  /** Sparks and a damage number where something was hit. */
+  /**
+   * Sparks and a damage number where something was hit.
+   * @param {number} x @param {number} y @param {number} damage @param {string} [color]
+   */
   hit(x, y, damage, color = '#ffd166') {
     for (let i = 0; i < 10; i++) {
       const a = Math.random() * Math.PI * 2;
@@ -38,7 +44,7 @@ export class Effects {
     if (damage > 0) this.add({ kind: 'text', x: x + 110, y: y - 20, text: `-${damage}`, life: 800, max: 800, color: '#ff6b6b' });
   }
 
-  /** A projectile ending against something or the wall. */
+  /** A projectile ending against something or the wall. @param {number} x @param {number} y */
   impact(x, y) {
     for (let i = 0; i < 5; i++) {
       const a = Math.random() * Math.PI * 2;
@@ -47,7 +53,7 @@ export class Effects {
     }
   }
 
-  /** A burst where someone died. */
+  /** A burst where someone died. @param {number} x @param {number} y @param {string} color */
   death(x, y, color) {
     for (let i = 0; i < 28; i++) {
       const a = Math.random() * Math.PI * 2;
@@ -57,7 +63,7 @@ export class Effects {
     this.add({ kind: 'ring', x, y, r0: 40, r1: 260, life: 500, max: 500, color });
   }
 
-  /** A ring where someone (re)appears. */
+  /** A ring where someone (re)appears. @param {number} x @param {number} y @param {string} color */
   spawn(x, y, color) {
     this.add({ kind: 'ring', x, y, r0: 200, r1: 60, life: 400, max: 400, color });
   }

@@ -168,7 +168,8 @@ export class Connection {
     const nonce = this.nextNonce++;
     this.pings.set(nonce, performance.now());
     // Unanswered pings are forgotten after a while.
-    if (this.pings.size > 30) this.pings.delete(this.pings.keys().next().value);
+    const oldest = this.pings.keys().next().value;
+    if (this.pings.size > 30 && oldest !== undefined) this.pings.delete(oldest);
     this.send({ type: 'Ping', nonce });
   }
 
