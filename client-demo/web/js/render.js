@@ -30,9 +30,15 @@ import {
 const GRID = 80 * QUANTA_PER_UNIT;
 const FONT = '600 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 
-/** A stable, distinct colour per player id. @param {number} id */
+/**
+ * A stable, distinct colour per player id (golden-angle hues), never close
+ * to the own player's cyan, so the own player stays the only cyan body.
+ * @param {number} id @param {number} [light]
+ */
 export function playerColor(id, light = 62) {
-  return `hsl(${Math.round((id * 137.508) % 360)}, 75%, ${light}%)`;
+  let hue = Math.round((id * 137.508) % 360);
+  if (hue >= 160 && hue <= 220) hue = (hue + 90) % 360;
+  return `hsl(${hue}, 75%, ${light}%)`;
 }
 const NPC_COLOR = '#e0894a';
 const OWN_COLOR = '#4ee1ff';
