@@ -457,7 +457,8 @@ fn diff_entity(
     }
 }
 
-/// Fills `players_upserted` by overwriting the entries already there
+/// Fills a scoreboard list (a message's `players_upserted`, or a rebuilt
+/// state's scoreboard) by overwriting the entries already there
 /// (`String::clone_from` reuses each name's buffer), so a scoreboard that
 /// changes every tick costs no allocation once warm.
 ///
@@ -721,6 +722,12 @@ fn apply_players(
         *out = Arc::clone(base);
         return Ok(());
     }
+    // A scoreboard nobody else holds (a recycled state's) is rebuilt in
+    // place, its entries' name buffers reused: a client whose scoreboard
+    // changes every tick then allocates nothing for it.
+    if let Some(players) = Arc::get_mut(out) {
+        return merge_players(base, msg, players);
+    }
     let mut players = Vec::with_capacity(base.len() + msg.players_upserted.len());
     merge_players(base, msg, &mut players)?;
     *out = Arc::new(players);
@@ -737,11 +744,12 @@ fn merge_players(
     {
         return Err(DeltaError::Players);
     }
+    let mut out = UpsertWriter::new(out);
     let mut removed = msg.players_removed.iter().copied().peekable();
     let mut upserts = msg.players_upserted.iter().peekable();
     for b in base {
         while let Some(u) = upserts.next_if(|u| u.id < b.id) {
-            out.push(u.clone());
+            out.push(u);
         }
         if removed.next_if_eq(&b.id).is_some() {
             if upserts.peek().is_some_and(|u| u.id == b.id) {
@@ -753,14 +761,17 @@ fn merge_players(
             return Err(DeltaError::Players);
         }
         match upserts.next_if(|u| u.id == b.id) {
-            Some(u) => out.push(u.clone()),
-            None => out.push(b.clone()),
+            Some(u) => out.push(u),
+            None => out.push(b),
         }
     }
     if removed.next().is_some() {
         return Err(DeltaError::Players);
     }
-    out.extend(upserts.cloned());
+    for u in upserts {
+        out.push(u);
+    }
+    out.finish();
     Ok(())
 }
 

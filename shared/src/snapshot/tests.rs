@@ -366,3 +366,41 @@ proptest! {
         let _ = apply(Some(&base), &msg);
     }
 }
+
+#[test]
+fn apply_into_a_recycled_state_reuses_nothing_stale() {
+    // A recycled output whose scoreboard is larger and different, and owned
+    // by nobody else: it is rebuilt in place and must end up exact.
+    let base = WorldState {
+        tick: Tick(1),
+        entities: vec![entity(1, EntityKind::Player, 0, 0, 0, 0)],
+        players: Arc::new(vec![player(1, "ana", 0), player(4, "bo", 2)]),
+    };
+    let mut current = base.clone();
+    current.tick = Tick(2);
+    current.players = Arc::new(vec![player(1, "ana", 1), player(7, "cy", 0)]);
+    let mut out = WorldState {
+        tick: Tick(99),
+        entities: vec![entity(9, EntityKind::Npc, 5, 5, 5, 5); 3],
+        players: Arc::new((0..6).map(|i| player(i, "stale-name", 9)).collect()),
+    };
+    let msg = over_the_wire(&diff(Some(&base), &current, 0));
+    apply_into(Some(&base), &msg, &mut out).expect("applies");
+    assert_eq!(out, current);
+    // Twice more, with shrinking and growing scoreboards.
+    let smaller = WorldState {
+        tick: Tick(3),
+        players: Arc::new(vec![player(7, "cy", 1)]),
+        ..current.clone()
+    };
+    let msg = over_the_wire(&diff(Some(&current), &smaller, 0));
+    apply_into(Some(&current), &msg, &mut out).expect("applies");
+    assert_eq!(out, smaller);
+    let larger = WorldState {
+        tick: Tick(4),
+        ..base.clone()
+    };
+    let msg = over_the_wire(&diff(Some(&smaller), &larger, 0));
+    apply_into(Some(&smaller), &msg, &mut out).expect("applies");
+    assert_eq!(out, larger);
+}
