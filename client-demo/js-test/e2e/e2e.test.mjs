@@ -335,6 +335,7 @@ test('at 100 ms round trip the own player moves at once and is never corrected',
   const v = await view(p.page);
   assert.ok((v.own.x - start.x) * sign > 600, `moved ${(v.own.x - start.x) * sign} quanta`);
   assert.equal(v.stats.corrections, 0, 'prediction matched the server at every ack');
-  assert.ok(v.stats.pingMs >= 100 && v.stats.pingMs < 250, `ping ${v.stats.pingMs}`);
+  // The delay is really there (no upper bound: a loaded machine adds more).
+  assert.ok(v.stats.pingMs >= 100, `ping ${v.stats.pingMs}`);
   assert.deepEqual(p.errors, []);
 });
