@@ -29,6 +29,9 @@ let server = null;
 /** @type {import('playwright-core').Browser|null} */
 let browser = null;
 let baseUrl = '';
+/** Ticks the server reported skipping (its tick loop overran): inputs that
+ * arrive during such a stall overflow its input buffer and are dropped. */
+let missedTicks = 0;
 
 /**
  * Starts the server (on a free port unless given one) and resolves with its URL.
@@ -52,7 +55,10 @@ function startServer(addr = '127.0.0.1:0') {
         resolve(m[1]);
       }
     });
-    child.stderr.on('data', (chunk) => process.stderr.write(chunk));
+    child.stderr.on('data', (chunk) => {
+      process.stderr.write(chunk);
+      for (const m of String(chunk).matchAll(/overran.*missed=(\d+)/g)) missedTicks += Number(m[1]);
+    });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       reject(new Error(`server exited early (code ${code}, signal ${signal}); stdout: ${out}`));
@@ -181,6 +187,15 @@ async function bannerText(page, pattern) {
     { timeout: 10000 },
   );
   return (await page.locator('#banner').textContent()) ?? '';
+}
+
+/** Inputs the server dropped so far, from its status endpoint. */
+async function inputsDropped() {
+  const res = await fetch(`${baseUrl}/status.json`);
+  assert.equal(res.status, 200, 'GET /status.json');
+  const n = (await res.json())?.totals?.inputs_dropped;
+  assert.equal(typeof n, 'number', '/status.json has totals.inputs_dropped');
+  return n;
 }
 
 /** @param {import('playwright-core').Page} page */
@@ -317,13 +332,16 @@ test('a version mismatch and a kick show the server\'s reason and offer a reload
   assert.equal(await broken.page.locator('#banner-button').textContent(), 'Reload');
 });
 
-test('at 100 ms round trip the own player moves at once and is never corrected', { timeout: 60000 }, async () => {
+test('at 100 ms round trip the own player moves at once and is never corrected', { timeout: 60000 }, async (t) => {
   const p = await openPlayer('gina', { oneWayDelayMs: 50 });
   await p.page.waitForFunction(() => (window.__arena.view().stats.pingMs ?? 0) >= 100, null, { timeout: 10000 });
   const start = (await view(p.page)).own;
   const right = start.x < ARENA_WIDTH / 2;
   const sign = right ? 1 : -1;
   const key = right ? 'KeyD' : 'KeyA';
+  const missedBefore = missedTicks;
+  const droppedBefore = await inputsDropped();
+  const correctionsBefore = (await view(p.page)).stats.corrections;
   await p.page.keyboard.down(key);
   // Two ticks later (67 ms), well before a round trip, the player has moved.
   await sleep(70);
@@ -334,7 +352,17 @@ test('at 100 ms round trip the own player moves at once and is never corrected',
   await sleep(600); // every input acknowledged
   const v = await view(p.page);
   assert.ok((v.own.x - start.x) * sign > 600, `moved ${(v.own.x - start.x) * sign} quanta`);
-  assert.equal(v.stats.corrections, 0, 'prediction matched the server at every ack');
+  const corrections = v.stats.corrections - correctionsBefore;
+  const dropped = (await inputsDropped()) - droppedBefore;
+  if (missedTicks === missedBefore && dropped === 0) {
+    // The server applied every input: the replay must have matched exactly.
+    assert.equal(corrections, 0, 'prediction matched the server at every ack');
+  } else {
+    // An overloaded machine: the server skipped ticks or its input buffer
+    // overflowed, so it did not apply every input and correcting the client
+    // is the right thing to do.
+    t.diagnostic(`server skipped ${missedTicks - missedBefore} ticks, dropped ${dropped} inputs; ${corrections} corrections`);
+  }
   // The delay is really there (no upper bound: a loaded machine adds more).
   assert.ok(v.stats.pingMs >= 100, `ping ${v.stats.pingMs}`);
   assert.deepEqual(p.errors, []);
