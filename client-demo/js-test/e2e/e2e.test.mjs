@@ -367,3 +367,48 @@ test('at 100 ms round trip the own player moves at once and is never corrected',
   assert.ok(v.stats.pingMs >= 100, `ping ${v.stats.pingMs}`);
   assert.deepEqual(p.errors, []);
 });
+
+test('the operator status page shows players, tick times and a live chart', { timeout: 60000 }, async () => {
+  const player = await openPlayer('watched');
+  assert.ok(browser);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  openContexts.push(context);
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${baseUrl}/status`);
+  // Rates need two polls, one second apart.
+  await page.waitForFunction(() => window.__status?.rates != null, null, { timeout: 15000 });
+  const shown = await page.evaluate(() => ({
+    players: document.getElementById('players')?.textContent ?? '',
+    tick: document.getElementById('tick')?.textContent ?? '',
+    budget: document.getElementById('budget')?.textContent ?? '',
+    snaps: document.getElementById('snaps')?.textContent ?? '',
+    rooms: document.getElementById('rooms')?.textContent ?? '',
+    snapsRate: window.__status?.rates?.snaps ?? 0,
+    samples: window.__status?.data?.rooms?.[0]?.tick_us?.per_second?.length ?? 0,
+    // Any non-transparent pixel in the chart: the lines were drawn.
+    chartDrawn: (() => {
+      const c = /** @type {HTMLCanvasElement|null} */ (document.getElementById('chart'));
+      const data = c?.getContext('2d')?.getImageData(0, 0, c.width, c.height).data ?? [];
+      for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
+      return false;
+    })(),
+  }));
+  assert.match(shown.players, /^1 \/ \d+$/, `players card: ${shown.players}`);
+  assert.match(shown.tick, /\d+(\.\d+)? (µs|ms) \/ \d+(\.\d+)? (µs|ms)/, `tick card: ${shown.tick}`);
+  assert.match(shown.budget, /budget 33\.33 ms/);
+  // The card shows the rate derived from two /status.json samples. (Whether
+  // the server keeps the tick rate is the other tests' business; on a loaded
+  // machine it may not during these first seconds.)
+  const rate = Number(/(\d+)\/s/.exec(shown.snaps)?.[1]);
+  assert.ok(rate > 0, `snapshots/s on the status page: ${shown.snaps}`);
+  assert.equal(rate, Math.round(shown.snapsRate), 'the card shows the measured rate');
+  assert.match(shown.rooms, /main/);
+  assert.ok(shown.samples >= 1, 'the chart has per-second samples');
+  assert.ok(shown.chartDrawn, 'the tick chart was drawn');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: `${ARTIFACTS}status.png`, fullPage: true });
+  assert.deepEqual([...errors, ...player.errors], [], 'no page errors');
+});
