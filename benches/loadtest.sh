@@ -13,6 +13,8 @@
 #   PORT      first port; each run uses the next one [18490]
 #   OUT       directory for logs, JSON and the table [target/loadtest]
 #   NO_BUILD  set to skip `cargo build --release`
+#   PERF      set to profile the server with `perf record` during each
+#             window ($OUT/perf-N.txt: the top symbols)
 #
 # Only 127.0.0.1 is used. Every run is bounded in time, and everything the
 # script started is killed when it exits, however it exits. The server is
@@ -22,7 +24,7 @@
 # Figures (the markdown table is printed and written to $OUT/loadtest.md):
 #   server CPU/client/snapshot = delta cpu_seconds / delta snapshots_sent over
 #       the measured window (the whole process: tick, fan-out, sockets)
-#   RSS/client = (RSS loaded - RSS idle) / clients
+#   RSS/client = (RSS loaded - RSS idle) / players connected at the end
 #   tick p50/p99/max = the room's own tick timing over its last 10 s window,
 #       read at the end of the measured window
 #   bots = the swarm's report; when `bot_cpu_saturated` is true, latency
@@ -80,11 +82,11 @@ status() { curl -fsS --max-time 2 "http://127.0.0.1:$1/status.json"; }
 TABLE=$OUT/loadtest.md
 {
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $PINNING."
-    echo "Runs: ${DURATION} s of play after a ramp of ${RAMP} bots/s, ${NPCS} NPCs, 30 Hz ticks and snapshots; measured window ${WINDOW} s, ${SETTLE} s after the last bot joined."
+    echo "Runs: ${DURATION} s of play after a ramp of ${RAMP} bots/s, ${NPCS} NPCs, 30 Hz ticks and snapshots; measured window ${WINDOW} s, from ${SETTLE} s after the ramp. \"players\" is the server's count at the end of the window."
     echo "Load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
-    echo "| clients | connected | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | bytes out/client/s | bot snapshots/client/s | bot KiB/client/s | input→ack p50 / p99 ms | bot CPU % | bots saturated | healthy |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| clients | connected | players | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | bytes out/client/s | bot snapshots/client/s | bot KiB/client/s | input→ack p50 / p99 ms | bot CPU % | bots saturated | healthy |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$TABLE"
 
 for n in "${CLIENTS[@]}"; do
@@ -114,18 +116,29 @@ for n in "${CLIENTS[@]}"; do
     bots_pid=$!
     PIDS+=("$bots_pid")
 
-    # Wait for every bot to join (bounded), let the room settle, measure.
-    deadline=$((SECONDS + ramp_s + 15))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        players=$(status "$port" | jq '.rooms[0].players')
-        [ "$players" -ge "$n" ] && break
-        sleep 0.5
-    done
-    sleep "$SETTLE"
+    # The bots play for DURATION seconds after their ramp: measure inside
+    # that, SETTLE seconds after the ramp ends, ending 3 s before they stop.
+    sleep $((ramp_s + SETTLE))
     a=$(status "$port")
-    sleep "$WINDOW"
+    if [ -n "${PERF:-}" ] && command -v perf >/dev/null; then
+        # Where the server's time goes during the window (software clock:
+        # no hardware counters in this VM).
+        perf record -q -e cpu-clock -F 999 -p "$server_pid" -o "$OUT/perf-$n.data" \
+            -- sleep "$WINDOW" >/dev/null 2>&1 || sleep "$WINDOW"
+    else
+        sleep "$WINDOW"
+    fi
     b=$(status "$port")
 
+    if [ -s "$OUT/perf-$n.data" ]; then
+        {
+            perf report -i "$OUT/perf-$n.data" --no-children --sort dso --stdio 2>/dev/null \
+                | grep -E '^ +[0-9]' | head -6
+            echo
+            perf report -i "$OUT/perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+                | grep -E '^ +[0-9]' | head -40
+        } >"$OUT/perf-$n.txt" || true
+    fi
     wait "$bots_pid" || echo "bots exited with status $? (see $OUT/bots-$n.log)" >&2
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
@@ -142,17 +155,18 @@ for n in "${CLIENTS[@]}"; do
         | $b.rooms[0].tick_us as $t
         | [ $n,
             ($bots.clients_connected // "?"),
+            $b.rooms[0].players,
             (if $snaps > 0 then ($cpu / $snaps * 1e6 | r(2)) else "n/a" end),
             ($cpu / $dt | r(2)),
             ($snaps / $dt | round),
             ($idle.process.rss_bytes | mib),
             ($b.process.rss_bytes | mib),
-            ((($b.process.rss_bytes - $idle.process.rss_bytes) / $n / 1024 | r(1) | tostring) + " KiB"),
+            ((($b.process.rss_bytes - $idle.process.rss_bytes) / ([$b.rooms[0].players, 1] | max) / 1024 | r(1) | tostring) + " KiB"),
             (($t.p50_us | r(0) | tostring) + " µs"),
             (($t.p99_us | r(0) | tostring) + " µs"),
             (($t.max_us | r(0) | tostring) + " µs"),
             (($t.p99_us / $t.budget_us * 100 | r(1) | tostring) + " %"),
-            (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / $n | round),
+            (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / ([$b.rooms[0].players, 1] | max) | round),
             ($bots.snapshots_per_client_per_s // "?" | if type == "number" then r(1) else . end),
             ($bots.bytes_received_per_client_per_s // null | if . == null then "?" else (. / 1024 | r(1)) end),
             (($bots.input_ack_latency_ms.p50 // "?" | tostring) + " / " + ($bots.input_ack_latency_ms.p99 // "?" | tostring)),
