@@ -13,6 +13,7 @@
 #   PORT      first port; each run uses the next one [18490]
 #   OUT       directory for logs, JSON and the table [target/loadtest]
 #   NO_BUILD  set to skip `cargo build --release`
+#   PIN       0 to let server and bots share every core [1: pin them]
 #   PERF      set to profile the server with `perf record` during each
 #             window ($OUT/perf-N.txt: the top symbols)
 #
@@ -69,7 +70,7 @@ BOTS=$ROOT/target/release/bots
 PIN_SERVER=()
 PIN_BOTS=()
 PINNING="not pinned (server and bots share every core)"
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+if [ "${PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     PIN_SERVER=(taskset -c 0)
     PIN_BOTS=(taskset -c 1)
     PINNING="server pinned to core 0, bots to core 1"
