@@ -22,7 +22,9 @@ const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TICK_HZ = 30;
 const ARENA_WIDTH = 2400 * 4;
-const SERVER_BIN = `${ROOT}target/debug/server`;
+// Where `cargo build` puts the binary, honouring CARGO_TARGET_DIR like cargo does.
+const TARGET_DIR = process.env.CARGO_TARGET_DIR || `${ROOT}target`;
+const SERVER_BIN = `${TARGET_DIR}/debug/server`;
 
 /** @type {import('node:child_process').ChildProcess|null} */
 let server = null;
