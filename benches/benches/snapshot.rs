@@ -93,7 +93,7 @@ fn diff_encode(c: &mut Criterion) {
             let allocations = CountingAlloc::count() - before;
             println!(
                 "snapshot/diff_encode/{entities}/age{age}: moving {:.0}, changed {:.0}, \
-                 in delta (changed+created+removed) {:.0}, {:.1} bytes/msg, \
+                 changed+created+removed {:.0}, {:.1} bytes/msg, \
                  {:.2} bytes/moving entity; allocations per client per tick: {} ({allocations} in {iterations})",
                 mean.moving,
                 mean.changed,
