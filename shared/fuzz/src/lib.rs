@@ -261,37 +261,35 @@ pub enum PlayerOp {
     Remove,
 }
 
-/// An id gap in a free-form delta: mostly small (hits real ids), sometimes
-/// anything (overflow paths).
+/// How a free-form delta names an entity id.
 #[derive(Arbitrary, Clone, Copy, Debug)]
-pub enum Gap {
-    /// A small gap.
-    Small(u8),
-    /// Any 32-bit value.
-    Any(u32),
+pub enum IdPick {
+    /// The id of baseline entity `n % len` (the first id if the baseline is
+    /// empty): reaches ids that exist, so deltas get accepted.
+    Base(u8),
+    /// A small step past the previous id: ids that may not exist.
+    Next(u8),
+    /// Any gap at all, written to the wire as is (overflow paths).
+    RawGap(u32),
 }
 
-impl Gap {
-    fn get(self) -> u32 {
-        match self {
-            Self::Small(g) => u32::from(g),
-            Self::Any(g) => g,
-        }
-    }
-}
-
-/// A free-form delta: every list the wire has, with gaps the fuzzer picks,
+/// A free-form delta: every list the wire has, with ids the fuzzer picks,
 /// and a tick that always names the baseline so the merge is reached.
 #[derive(Arbitrary, Clone, Debug)]
 pub struct ArbDelta {
     /// `base_age`; 0 is a full snapshot.
     pub base_age: u32,
+    /// Sort and deduplicate the picked ids of each list before gap-coding,
+    /// as a correct server would.
+    pub sorted: bool,
+    /// Cut or pad `values` to exactly what the change heads ask for.
+    pub values_fit: bool,
     /// Removed ids.
-    pub removed: Vec<Gap>,
-    /// Created entities, with the gap of each.
-    pub created: Vec<(Gap, ArbEntity)>,
-    /// Change heads as (id gap, field mask); the mask is cut to 4 bits.
-    pub changed: Vec<(Gap, u8)>,
+    pub removed: Vec<IdPick>,
+    /// Created entities.
+    pub created: Vec<(IdPick, ArbEntity)>,
+    /// Change heads as (id, field mask); the mask is cut to 4 bits.
+    pub changed: Vec<(IdPick, u8)>,
     /// Field values.
     pub values: Vec<i32>,
     /// Removed scoreboard ids, gap-coded here for density (the wire has
@@ -299,6 +297,52 @@ pub struct ArbDelta {
     pub players_removed: Vec<u8>,
     /// Upserted scoreboard entries (gap-coded here).
     pub players_upserted: Vec<ArbPlayer>,
+}
+
+/// Gap-codes picked ids the way the wire does (first id as is, then
+/// `id - previous - 1`, wrapping so that out-of-order picks become huge
+/// gaps). Returns the gap of each entry, in the (maybe sorted) order, with
+/// the index of the entry it came from.
+fn pick_gaps(base: &WorldState, picks: &[IdPick], sorted: bool) -> Vec<(u32, usize)> {
+    let mut prev: Option<u32> = None;
+    let mut ids: Vec<(Result<u32, u32>, usize)> = picks
+        .iter()
+        .enumerate()
+        .map(|(n, pick)| {
+            let id = match *pick {
+                IdPick::Base(i) => Ok(base
+                    .entities
+                    .get(usize::from(i) % base.entities.len().max(1))
+                    .map_or(0, |e| e.id)),
+                IdPick::Next(step) => Ok(prev.map_or(u32::from(step), |p| {
+                    p.wrapping_add(1).wrapping_add(u32::from(step))
+                })),
+                IdPick::RawGap(g) => Err(g),
+            };
+            if let Ok(id) = id {
+                prev = Some(id);
+            }
+            (id, n)
+        })
+        .collect();
+    if sorted && ids.iter().all(|(id, _)| id.is_ok()) {
+        ids.sort_by_key(|(id, _)| *id);
+        ids.dedup_by_key(|(id, _)| *id);
+    }
+    let mut prev: Option<u32> = None;
+    ids.into_iter()
+        .map(|(id, n)| match id {
+            Ok(id) => {
+                let gap = prev.map_or(id, |p| id.wrapping_sub(p).wrapping_sub(1));
+                prev = Some(id);
+                (gap, n)
+            }
+            Err(gap) => {
+                prev = Some(prev.map_or(gap, |p| p.wrapping_add(1).wrapping_add(gap)));
+                (gap, n)
+            }
+        })
+        .collect()
 }
 
 /// The `delta_structured` target's input.
@@ -470,33 +514,50 @@ impl DeltaCase {
     #[must_use]
     pub fn garbage(&self, base: &WorldState) -> SnapshotMsg {
         let g = &self.garbage;
+        let removed = pick_gaps(base, &g.removed, g.sorted);
+        let created_picks: Vec<IdPick> = g.created.iter().map(|(p, _)| *p).collect();
+        let created = pick_gaps(base, &created_picks, g.sorted);
+        let changed_picks: Vec<IdPick> = g.changed.iter().map(|(p, _)| *p).collect();
+        let changed: Vec<u32> = pick_gaps(base, &changed_picks, g.sorted)
+            .into_iter()
+            .map(|(gap, n)| gap << 4 | u32::from(g.changed[n].1 & 0xf))
+            .collect();
+        let mut values = g.values.clone();
+        if g.values_fit {
+            let needed: usize = changed
+                .iter()
+                .map(|h| {
+                    let m = h & 0xf;
+                    (2 * (m & 1) + 2 * (m >> 1 & 1) + (m >> 2 & 1) + (m >> 3 & 1)) as usize
+                })
+                .sum();
+            values.resize(needed, 0);
+        }
         let mut removed_player = 0u32;
         SnapshotMsg {
             tick: base.tick.advanced(g.base_age),
             base_age: g.base_age,
             input_ack: self.age,
             checksum: 0,
-            removed: g.removed.iter().map(|r| r.get()).collect(),
-            created: g
-                .created
-                .iter()
-                .map(|(gap, e)| EntityCreate {
-                    gap: gap.get(),
-                    kind: e.kind.into(),
-                    x: e.x,
-                    y: e.y,
-                    vx: e.vx,
-                    vy: e.vy,
-                    angle: e.angle,
-                    hp: e.hp,
+            removed: removed.into_iter().map(|(gap, _)| gap).collect(),
+            created: created
+                .into_iter()
+                .map(|(gap, n)| {
+                    let e = &g.created[n].1;
+                    EntityCreate {
+                        gap,
+                        kind: e.kind.into(),
+                        x: e.x,
+                        y: e.y,
+                        vx: e.vx,
+                        vy: e.vy,
+                        angle: e.angle,
+                        hp: e.hp,
+                    }
                 })
                 .collect(),
-            changed: g
-                .changed
-                .iter()
-                .map(|(gap, mask)| gap.get() << 4 | u32::from(mask & 0xf))
-                .collect(),
-            values: g.values.clone(),
+            changed,
+            values,
             players_removed: g
                 .players_removed
                 .iter()
