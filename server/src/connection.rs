@@ -521,18 +521,22 @@ async fn send_snapshot(
             history.iter().rev().find(|p| p.state.tick == tick)
         })
         .flatten();
-    snapshot::diff_into(
-        baseline.map(|p| &p.state),
-        &published.state,
-        published.input_ack(player),
-        delta,
-    );
-    codec::encode_snapshot(delta, &mut writer.buf);
+    let shared = published.shared_delta(baseline.map(|p| p.state.tick), || {
+        snapshot::diff_into_with_checksum(
+            baseline.map(|p| &p.state),
+            &published.state,
+            published.checksum,
+            0,
+            delta,
+        );
+        codec::SharedSnapshot::new(delta)
+    });
+    shared.write_for(published.input_ack(player), &mut writer.buf);
     writer
         .metrics
         .encode_seconds
         .observe(started.elapsed().as_secs_f64());
-    if delta.is_full() {
+    if baseline.is_none() {
         writer.metrics.snapshots_full.inc();
     }
     writer.flush_buf().await?;

@@ -9,7 +9,7 @@
 //! acknowledged baseline) stays correct.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -17,8 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use shared::Tick;
+use shared::codec::SharedSnapshot;
 use shared::protocol::{DisconnectReason, InputCmd};
-use shared::snapshot::WorldState;
+use shared::snapshot::{self, WorldState};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, info, warn};
@@ -68,13 +69,48 @@ pub(crate) enum RoomCmd {
 pub struct Published {
     /// The replicated world.
     pub state: WorldState,
+    /// `snapshot::checksum(&state)`, computed once here instead of once per
+    /// client.
+    pub checksum: u32,
     /// Last applied input sequence by player slot.
     acks: Vec<u32>,
+    /// Deltas already encoded against a baseline tick (`None`: full). Every
+    /// client sees the whole arena, so clients that acknowledged the same
+    /// baseline get the same bytes but for their input ack: the first
+    /// writer to need one encodes it, the others copy it. A std mutex: held
+    /// for a lookup or a push, never across `.await`.
+    deltas: Mutex<Vec<(Option<Tick>, Arc<SharedSnapshot>)>>,
 }
+
+/// Distinct baselines cached per published tick; clients beyond them encode
+/// their own delta.
+const SHARED_DELTAS: usize = 32;
 
 impl Published {
     pub(crate) fn input_ack(&self, player: PlayerHandle) -> u32 {
         self.acks.get(player.slot as usize).copied().unwrap_or(0)
+    }
+
+    /// The delta against `baseline` (a tick this state's writers sent
+    /// before, or `None` for a full snapshot), encoded by `encode` at most
+    /// about once per distinct baseline.
+    pub(crate) fn shared_delta(
+        &self,
+        baseline: Option<Tick>,
+        encode: impl FnOnce() -> SharedSnapshot,
+    ) -> Arc<SharedSnapshot> {
+        let lock = || self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, hit)) = lock().iter().find(|(b, _)| *b == baseline) {
+            return Arc::clone(hit);
+        }
+        // Encode without the lock; two writers may race to encode the same
+        // baseline, which costs one redundant encode and nothing else.
+        let fresh = Arc::new(encode());
+        let mut deltas = lock();
+        if deltas.len() < SHARED_DELTAS && deltas.iter().all(|(b, _)| *b != baseline) {
+            deltas.push((baseline, Arc::clone(&fresh)));
+        }
+        fresh
     }
 }
 
@@ -369,9 +405,12 @@ impl Room {
             .iter()
             .map(|s| s.as_ref().map_or(0, |s| s.last_applied))
             .collect();
+        let state = self.world.snapshot();
         let published = Published {
-            state: self.world.snapshot(),
+            checksum: snapshot::checksum(&state),
+            state,
             acks,
+            deltas: Mutex::default(),
         };
         self.publish.send_replace(Arc::new(published));
     }
@@ -499,6 +538,29 @@ mod tests {
             seq,
             ..InputCmd::default()
         }
+    }
+
+    #[test]
+    fn one_encode_per_distinct_baseline() {
+        let published = Published::default();
+        let encodes = std::cell::Cell::new(0);
+        let encode = || {
+            encodes.set(encodes.get() + 1);
+            SharedSnapshot::default()
+        };
+        let a = published.shared_delta(Some(Tick(5)), encode);
+        let b = published.shared_delta(Some(Tick(5)), encode);
+        let _full = published.shared_delta(None, encode);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(encodes.get(), 2);
+        for t in 0..2 * SHARED_DELTAS as u32 {
+            let _ = published.shared_delta(Some(Tick(100 + t)), encode);
+        }
+        assert_eq!(
+            published.deltas.lock().map(|d| d.len()).unwrap_or(0),
+            SHARED_DELTAS,
+            "the cache is bounded"
+        );
     }
 
     #[test]
