@@ -260,7 +260,8 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
         write_timeout: ctx.config.write_timeout,
         metrics: Arc::clone(&ctx.metrics),
     };
-    let span = info_span!("conn", %peer, player = tracing::field::Empty);
+    let span =
+        info_span!("conn", %peer, room = %ctx.room.status.name, player = tracing::field::Empty);
     async move {
         let name = match timeout(
             ctx.config.hello_timeout,
