@@ -14,6 +14,9 @@
 #   OUT       directory for logs, JSON and the table [target/loadtest]
 #   NO_BUILD  set to skip `cargo build --release`
 #   PIN       0 to let server and bots share every core [1: pin them]
+#   SERVER    server binary to test [target/release/server] (e.g. a build
+#             of a proposed change from another worktree)
+#   BOTS      bots binary [target/release/bots]
 #   PERF      set to profile the server with `perf record` during each
 #             window ($OUT/perf-N.txt: the top symbols)
 #
@@ -64,8 +67,8 @@ trap 'exit 130' INT TERM
 if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release -p server --bin server -p client-demo --bin bots
 fi
-SERVER=$ROOT/target/release/server
-BOTS=$ROOT/target/release/bots
+SERVER=${SERVER:-$ROOT/target/release/server}
+BOTS=${BOTS:-$ROOT/target/release/bots}
 
 PIN_SERVER=()
 PIN_BOTS=()
