@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use benches::{Arena, Census, CountingAlloc, DeltaStats, pairs};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shared::codec;
+use shared::codec::{self, SharedSnapshot};
 use shared::snapshot::{self, SnapshotMsg};
 
 #[global_allocator]
@@ -91,16 +91,44 @@ fn diff_encode(c: &mut Criterion) {
             }
             let iterations = 2 * iterations;
             let allocations = CountingAlloc::count() - before;
+            // The server's path since deltas are shared: one encode per
+            // baseline per tick, then each client's copy with its own ack.
+            let shared: Vec<SharedSnapshot> = pairs
+                .iter()
+                .zip(&sums)
+                .map(|((b, c), &sum)| {
+                    let mut msg = SnapshotMsg::default();
+                    snapshot::diff_into_with_checksum(Some(b), c, sum, 0, &mut msg);
+                    SharedSnapshot::new(&msg)
+                })
+                .collect();
+            let mut k = 0;
+            let mut copy = |buf: &mut Vec<u8>| {
+                shared[k % shared.len()].write_for(1000 + k as u32, buf);
+                black_box(buf.len());
+                k += 1;
+            };
+            for _ in 0..2 * shared.len() {
+                copy(&mut buf);
+            }
+            let copies = 10 * shared.len();
+            let before_copies = CountingAlloc::count();
+            for _ in 0..copies {
+                copy(&mut buf);
+            }
+            let copy_allocations = CountingAlloc::count() - before_copies;
             println!(
                 "snapshot/diff_encode/{entities}/age{age}: moving {:.0}, changed {:.0}, \
                  changed+created+removed {:.0}, {:.1} bytes/msg, \
-                 {:.2} bytes/moving entity; allocations per client per tick: {} ({allocations} in {iterations})",
+                 {:.2} bytes/moving entity; allocations per client per tick: {} ({allocations} in {iterations}); \
+                 shared-delta copies: {} ({copy_allocations} in {copies})",
                 mean.moving,
                 mean.changed,
                 mean.touched,
                 mean.bytes,
                 mean.bytes / mean.moving.max(1.0),
                 allocations as f64 / iterations as f64,
+                copy_allocations as f64 / copies as f64,
             );
             group.throughput(Throughput::Elements(mean.touched.round() as u64));
             group.bench_function(
@@ -110,6 +138,10 @@ fn diff_encode(c: &mut Criterion) {
             group.bench_function(
                 BenchmarkId::new(format!("{entities}"), format!("age{age}_checksum_once")),
                 |b| b.iter(|| one(&mut msg, &mut buf, true)),
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{entities}"), format!("age{age}_shared_copy")),
+                |b| b.iter(|| copy(&mut buf)),
             );
         }
     }

@@ -37,8 +37,10 @@ fn time(ns: f64) -> String {
         format!("{:.2} ms", ns / 1e6)
     } else if ns >= 1e3 {
         format!("{:.2} µs", ns / 1e3)
-    } else {
+    } else if ns >= 10.0 {
         format!("{ns:.1} ns")
+    } else {
+        format!("{ns:.2} ns")
     }
 }
 
