@@ -67,9 +67,12 @@ pub fn client_msg(data: &[u8]) {
 /// sends: decode, then rebuild the world from the snapshot against the fixed
 /// [`baseline`], against the same baseline moved to whatever tick the delta
 /// names (so that random ticks still reach the merge), and with no baseline.
+/// Every decoded snapshot is also encoded by the server's hand-written
+/// encoder and [`codec::SharedSnapshot`], which must give serde's bytes.
 ///
 /// # Panics
-/// On a bug: see [`client_msg`], plus [`check_applied`].
+/// On a bug: see [`client_msg`], plus [`check_shared_snapshot`] and
+/// [`check_applied`].
 pub fn delta(data: &[u8]) {
     let Ok(msg) = decode_server(data) else {
         return;
@@ -84,9 +87,12 @@ pub fn delta(data: &[u8]) {
     let ServerMsg::Snapshot(s) = msg else {
         return;
     };
-    let mut borrowed = Vec::new();
-    codec::encode_snapshot(&s, &mut borrowed);
-    assert_eq!(borrowed, bytes, "encode_snapshot differs from server_bytes");
+    // The server's hand-written snapshot encoder and its ack splicing must
+    // give serde's bytes exactly.
+    let mut direct = Vec::new();
+    codec::encode_snapshot(&s, &mut direct);
+    assert_eq!(direct, bytes, "encode_snapshot differs from server_bytes");
+    check_shared_snapshot(&s);
 
     let base = baseline();
     let mut moved = base.clone();
@@ -127,6 +133,38 @@ pub fn check_applied(base: Option<&WorldState>, msg: &SnapshotMsg, out: &WorldSt
     }
 }
 
+/// Checks [`codec::SharedSnapshot`]: the bytes it writes for any ack are
+/// the bytes [`codec::encode_snapshot`] gives for the message with that ack.
+///
+/// # Panics
+/// When they differ.
+pub fn check_shared_snapshot(s: &SnapshotMsg) {
+    let shared = codec::SharedSnapshot::new(s);
+    let mut with_ack = s.clone();
+    let (mut spliced, mut own) = (Vec::new(), Vec::new());
+    // Every varint width, both ways, and one ack the input chose.
+    for ack in [
+        s.input_ack,
+        0,
+        250,
+        251,
+        65_535,
+        65_536,
+        u32::MAX,
+        s.checksum,
+    ] {
+        shared.write_for(ack, &mut spliced);
+        with_ack.input_ack = ack;
+        codec::encode_snapshot(&with_ack, &mut own);
+        assert_eq!(spliced, own, "SharedSnapshot::write_for({ack})");
+        assert_eq!(
+            shared.len_for(ack),
+            own.len(),
+            "SharedSnapshot::len_for({ack})"
+        );
+    }
+}
+
 /// Encodes a snapshot and decodes it, as the wire would.
 ///
 /// # Panics
@@ -134,6 +172,7 @@ pub fn check_applied(base: Option<&WorldState>, msg: &SnapshotMsg, out: &WorldSt
 pub fn over_the_wire(msg: &SnapshotMsg) -> SnapshotMsg {
     let mut bytes = Vec::new();
     codec::encode_snapshot(msg, &mut bytes);
+    check_shared_snapshot(msg);
     match decode_server(&bytes) {
         Ok(ServerMsg::Snapshot(s)) => {
             assert_eq!(&s, msg, "snapshot codec round trip");
