@@ -20,7 +20,7 @@
 #   PERF      set to profile the server with `perf record` during each
 #             window ($OUT/perf-N.txt: the top symbols)
 #
-# Only 127.0.0.1 is used. Every run is bounded in time, and everything the
+# Needs curl and jq (and taskset, from util-linux, to pin). Only 127.0.0.1 is used. Every run is bounded in time, and everything the
 # script started is killed when it exits, however it exits. The server is
 # pinned to core 0 and the bots to core 1 when the machine has two cores and
 # taskset exists; otherwise both share the machine, and the table says so.
@@ -35,6 +35,10 @@
 #       figures describe the bot process, not the server.
 
 set -euo pipefail
+
+for tool in curl jq; do
+    command -v "$tool" >/dev/null || { echo "loadtest.sh needs $tool" >&2; exit 2; }
+done
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
