@@ -20,8 +20,9 @@
 #   PERF      set to profile the server with `perf record` during each
 #             window ($OUT/perf-N.txt: the top symbols)
 #
-# Needs curl and jq (and taskset, from util-linux, to pin). Only 127.0.0.1 is used. Every run is bounded in time, and everything the
-# script started is killed when it exits, however it exits. The server is
+# Needs curl and jq (and taskset, from util-linux, to pin). Only 127.0.0.1
+# is used. Every run is bounded in time, and everything the script started
+# is killed when it exits, however it exits. The server is
 # pinned to core 0 and the bots to core 1 when the machine has two cores and
 # taskset exists; otherwise both share the machine, and the table says so.
 #
