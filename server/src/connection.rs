@@ -427,11 +427,11 @@ async fn write_loop(
     config: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Snapshots this client may hold, oldest first: the candidates for its
-    // next baseline. Shared with every other client (Arc), so the cost per
-    // client is a pointer each.
-    let mut history: VecDeque<Arc<Published>> = VecDeque::with_capacity(config.snapshot_history);
-    let mut delta = SnapshotMsg::default();
+    let mut view = ClientView {
+        history: VecDeque::with_capacity(config.snapshot_history),
+        delta: SnapshotMsg::default(),
+        full_sent: None,
+    };
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -478,17 +478,19 @@ async fn write_loop(
                         writer.close(DisconnectReason::TooSlow).await;
                         return Ok(());
                     }
-                    let tick = published.state.tick;
-                    if let Some(prev) = last_sent {
-                        // Snapshots published between the last one written
-                        // and this one were skipped for this client.
-                        let between = (u64::from(tick.since(prev).max(0) as u32)
-                            * u64::from(config.snapshot_hz))
-                            / u64::from(config.tick_hz);
-                        writer.metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
+                    if send_snapshot(&mut writer, &mut view, &published, player, ack, &config).await? {
+                        let tick = published.state.tick;
+                        if let Some(prev) = last_sent {
+                            // Snapshots published between the last one
+                            // written and this one were skipped for this
+                            // client.
+                            let between = (u64::from(tick.since(prev).max(0) as u32)
+                                * u64::from(config.snapshot_hz))
+                                / u64::from(config.tick_hz);
+                            writer.metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
+                        }
+                        last_sent = Some(tick);
                     }
-                    last_sent = Some(tick);
-                    send_snapshot(&mut writer, &mut history, &mut delta, &published, player, ack, &config).await?;
                 }
                 _ = ping.tick() => {
                     writer.frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await?;
@@ -506,22 +508,53 @@ async fn write_loop(
     }
 }
 
+/// A client without a usable baseline gets one full snapshot, then nothing
+/// until it acknowledges it (or this long passes): sending a full snapshot
+/// every tick to a client that is behind would bury it deeper.
+const FULL_SNAPSHOT_RESEND: Duration = Duration::from_secs(1);
+
+/// What this client's writer knows about what the client holds.
+struct ClientView {
+    /// Snapshots this client may hold, oldest first: the candidates for its
+    /// next baseline. Shared with every other client (Arc), so the cost per
+    /// client is a pointer each.
+    history: VecDeque<Arc<Published>>,
+    /// Scratch for encoding a delta no other client has needed yet.
+    delta: SnapshotMsg,
+    /// When the last full snapshot went out, while none has been acked since.
+    full_sent: Option<Instant>,
+}
+
+/// Sends this client the published tick, as a delta against its newest
+/// acknowledged snapshot. Returns whether anything was sent.
 async fn send_snapshot(
     writer: &mut Writer,
-    history: &mut VecDeque<Arc<Published>>,
-    delta: &mut SnapshotMsg,
+    view: &mut ClientView,
     published: &Arc<Published>,
     player: PlayerHandle,
     ack: u64,
     config: &Config,
-) -> Result<(), WriteFailed> {
+) -> Result<bool, WriteFailed> {
     let started = std::time::Instant::now();
+    let history = &mut view.history;
     let baseline = (ack != NO_ACK)
         .then(|| {
             let tick = Tick(ack as u32);
             history.iter().rev().find(|p| p.state.tick == tick)
         })
         .flatten();
+    if baseline.is_some() {
+        view.full_sent = None;
+    } else if view
+        .full_sent
+        .is_some_and(|at| at.elapsed() < FULL_SNAPSHOT_RESEND)
+    {
+        writer.metrics.snapshots_skipped.inc();
+        return Ok(false);
+    } else {
+        view.full_sent = Some(Instant::now());
+    }
+    let delta = &mut view.delta;
     let shared = published.shared_delta(baseline.map(|p| p.state.tick), || {
         snapshot::diff_into_with_checksum(
             baseline.map(|p| &p.state),
@@ -557,7 +590,7 @@ async fn send_snapshot(
     if writer.buf.capacity() > 64 * 1024 && writer.buf.len() < 16 * 1024 {
         writer.buf = Vec::with_capacity(16 * 1024);
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -163,3 +163,34 @@ async fn a_full_server_refuses_before_upgrading() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_acks_gets_one_full_snapshot_per_second_not_one_per_tick() {
+    let server = TestServer::start(config()).await;
+    let (mut c, _) = Client::join(server.addr, "silent").await;
+    let end = tokio::time::Instant::now() + Duration::from_millis(2500);
+    let mut fulls = 0;
+    let mut last = None;
+    while let Ok(event) = tokio::time::timeout_at(end, c.next_event()).await {
+        match event {
+            Event::Msg(ServerMsg::Snapshot(s)) => {
+                assert!(s.is_full(), "no ack, so no baseline: only full snapshots");
+                fulls += 1;
+                last = Some(s);
+            }
+            Event::Msg(_) => {}
+            Event::Closed { code, reason } => panic!("closed {code}: {reason}"),
+        }
+    }
+    // 2.5 s at 30 Hz would be 75 full snapshots; one per second is 3.
+    assert!((2..=4).contains(&fulls), "{fulls} full snapshots in 2.5 s");
+    // Acknowledging the one it holds turns the stream back into deltas at
+    // the tick rate.
+    let mut replica = Replica::default();
+    let tick = replica.apply(&last.expect("a full snapshot"));
+    c.send(&ClientMsg::Ack(tick)).await;
+    let n = play_for(&mut c, &mut replica, Duration::from_secs(1)).await;
+    assert!(n >= 25, "{n} snapshots in the second after acking");
+    assert!(replica.deltas + 1 >= replica.applied);
+    server.stop().await;
+}
