@@ -68,11 +68,12 @@ pub fn client_msg(data: &[u8]) {
 /// [`baseline`], against the same baseline moved to whatever tick the delta
 /// names (so that random ticks still reach the merge), and with no baseline.
 /// Every decoded snapshot is also encoded by the server's hand-written
-/// encoder and [`codec::SharedSnapshot`], which must give serde's bytes.
+/// encoder and [`codec::SharedSnapshot`], which must give serde's bytes, and
+/// applied into a recycled state as well as a fresh one ([`apply_both`]).
 ///
 /// # Panics
-/// On a bug: see [`client_msg`], plus [`check_shared_snapshot`] and
-/// [`check_applied`].
+/// On a bug: see [`client_msg`], plus [`check_shared_snapshot`],
+/// [`apply_both`] and [`check_applied`].
 pub fn delta(data: &[u8]) {
     let Ok(msg) = decode_server(data) else {
         return;
@@ -97,11 +98,63 @@ pub fn delta(data: &[u8]) {
     let base = baseline();
     let mut moved = base.clone();
     moved.tick = s.tick.advanced(s.base_age.wrapping_neg());
+    let stale = stale_state(base);
     for b in [Some(base), Some(&moved), None] {
-        if let Ok(out) = snapshot::apply(b, &s) {
+        if let Ok(out) = apply_both(b, &s, &stale) {
             check_applied(b, &s, &out);
         }
     }
+}
+
+/// A state full of data no delta here describes: the baseline's entities
+/// shifted, and a longer scoreboard with long names. What a client that
+/// recycles its states hands [`snapshot::apply_into`].
+fn stale_state(base: &WorldState) -> WorldState {
+    let mut players: Vec<PlayerInfo> = base.players.iter().cloned().collect();
+    players.extend((0..24).map(|n| PlayerInfo {
+        id: 1000 + n,
+        name: "stale".repeat(n as usize),
+        score: n,
+        deaths: n,
+    }));
+    WorldState {
+        tick: base.tick.advanced(1),
+        entities: base
+            .entities
+            .iter()
+            .map(|e| NetEntity {
+                id: e.id.wrapping_add(1),
+                x: e.x ^ 0x55,
+                ..*e
+            })
+            .collect(),
+        players: Arc::new(players),
+    }
+}
+
+/// [`snapshot::apply`] into a fresh state, and [`snapshot::apply_into`]
+/// into a deep copy of `stale` (its scoreboard held by no one else, so it
+/// is rebuilt in place): both must agree, on the state or on the error.
+///
+/// # Panics
+/// When they differ.
+pub fn apply_both(
+    base: Option<&WorldState>,
+    msg: &SnapshotMsg,
+    stale: &WorldState,
+) -> Result<WorldState, snapshot::DeltaError> {
+    let fresh = snapshot::apply(base, msg);
+    let mut recycled = WorldState {
+        players: Arc::new(stale.players.to_vec()),
+        ..stale.clone()
+    };
+    let into = snapshot::apply_into(base, msg, &mut recycled);
+    match (&fresh, into) {
+        (Ok(f), Ok(())) => assert_eq!(&recycled, f, "apply_into a recycled state"),
+        (Err(a), Err(b)) => assert_eq!(a, &b, "apply_into a recycled state"),
+        (a, b) => panic!("apply gave {a:?}, apply_into a recycled state {b:?}"),
+    }
+    fresh
 }
 
 /// Checks a world that [`snapshot::apply`] accepted: it must satisfy the
@@ -613,7 +666,8 @@ impl DeltaCase {
 /// `delta_structured` target: `diff` then the codec then `apply` must
 /// rebuild any evolution of any baseline exactly, with a matching checksum;
 /// and a free-form delta against the same baseline must either fail with a
-/// `DeltaError` or pass [`check_applied`].
+/// `DeltaError` or pass [`check_applied`]. Every apply also runs into a
+/// recycled state holding another world ([`apply_both`]).
 ///
 /// # Panics
 /// On a bug.
@@ -623,19 +677,19 @@ pub fn delta_structured(case: &DeltaCase) {
 
     let msg = over_the_wire(&snapshot::diff(Some(&base), &current, 7));
     assert_eq!(msg.checksum, snapshot::checksum(&current));
-    match snapshot::apply(Some(&base), &msg) {
+    match apply_both(Some(&base), &msg, &current) {
         Ok(rebuilt) => assert_eq!(rebuilt, current, "apply(diff) is not the target"),
         Err(e) => panic!("a correct delta was refused: {e}"),
     }
     let full = over_the_wire(&snapshot::diff(None, &current, 7));
     assert!(full.is_full());
-    match snapshot::apply(None, &full) {
+    match apply_both(None, &full, &base) {
         Ok(rebuilt) => assert_eq!(rebuilt, current, "apply(full) is not the target"),
         Err(e) => panic!("a correct full snapshot was refused: {e}"),
     }
 
     let garbage = over_the_wire(&case.garbage(&base));
-    if let Ok(out) = snapshot::apply(Some(&base), &garbage) {
+    if let Ok(out) = apply_both(Some(&base), &garbage, &current) {
         check_applied(Some(&base), &garbage, &out);
     }
 }
