@@ -39,14 +39,25 @@ pub(crate) struct AppState {
     pub(crate) started: std::time::Instant,
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// A response with a body, its content type, and optionally a cache policy.
+fn respond(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+    cache: Option<&'static str>,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(cache) = cache {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    }
     resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    respond(status, body, "text/plain; charset=utf-8", None)
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -66,13 +77,12 @@ fn static_file(path: &str) -> Response<Body> {
     let path = path.trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     match WEB.get_file(path) {
-        Some(file) => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(file.contents())));
-            let headers = resp.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            resp
-        }
+        Some(file) => respond(
+            StatusCode::OK,
+            file.contents(),
+            content_type(path),
+            Some("no-cache"),
+        ),
         None => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -122,13 +132,7 @@ struct Totals {
 
 fn json_response(value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
-        Ok(json) => {
-            let mut resp = Response::new(Full::new(Bytes::from(json)));
-            let headers = resp.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        Ok(json) => respond(StatusCode::OK, json, "application/json", Some("no-store")),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n"),
     }
 }
@@ -178,12 +182,12 @@ fn status(state: &AppState) -> Response<Body> {
 }
 
 fn metrics(state: &AppState) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(state.conn.metrics.render())));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    resp
+    respond(
+        StatusCode::OK,
+        state.conn.metrics.render(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        None,
+    )
 }
 
 /// The operator's status page: self-contained HTML that polls `/status.json`.
@@ -254,14 +258,12 @@ pub(crate) async fn handle(
         "/ws" => upgrade(req, peer, &state),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/status.json" => status(&state),
-        "/status" => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            resp
-        }
+        "/status" => respond(
+            StatusCode::OK,
+            STATUS_PAGE,
+            "text/html; charset=utf-8",
+            None,
+        ),
         "/metrics" => metrics(&state),
         _ => static_file(&path),
     })
