@@ -58,19 +58,8 @@ struct DropLabel {
     reason: InputDrop,
 }
 
-/// Every disconnect reason label, in a fixed order.
-pub const REASONS: [&str; 10] = [
-    "version_mismatch",
-    "server_full",
-    "malformed_message",
-    "message_too_large",
-    "unexpected_message",
-    "hello_timeout",
-    "idle_timeout",
-    "too_slow",
-    "rate_limited",
-    "server_shutdown",
-];
+/// Every disconnect reason label, indexed by [`DisconnectReason::index`].
+pub const REASONS: [&str; 10] = DisconnectReason::LABELS;
 
 /// The server's metrics. Handles are created once; recording is an atomic
 /// add (histograms: a short uncontended lock).
@@ -129,13 +118,6 @@ fn drop_index(reason: InputDrop) -> usize {
         InputDrop::Stale => 2,
         InputDrop::Future => 3,
     }
-}
-
-fn reason_index(reason: &DisconnectReason) -> usize {
-    REASONS
-        .iter()
-        .position(|l| *l == reason.label())
-        .unwrap_or(REASONS.len() - 1)
 }
 
 impl Default for Metrics {
@@ -349,13 +331,13 @@ impl Metrics {
 
     /// Counts a connection the server closed, by reason.
     pub fn count_kick(&self, reason: &DisconnectReason) {
-        self.kicks[reason_index(reason)].inc();
+        self.kicks[reason.index()].inc();
     }
 
     /// Connections closed with this reason so far.
     #[must_use]
     pub fn kicks(&self, reason: &DisconnectReason) -> u64 {
-        self.kicks[reason_index(reason)].get()
+        self.kicks[reason.index()].get()
     }
 
     /// Every kick counter by label.
@@ -410,7 +392,8 @@ mod tests {
         ];
         let m = Metrics::new();
         for (i, r) in all.iter().enumerate() {
-            assert_eq!(reason_index(r), i, "{r:?}");
+            assert_eq!(r.index(), i, "{r:?}");
+            assert_eq!(REASONS[i], r.label());
             m.count_kick(r);
         }
         assert!(m.kicks_by_reason().all(|(_, n)| n == 1));

@@ -478,6 +478,33 @@ mod tests {
     }
 
     #[test]
+    fn reason_index_is_its_wire_variant_and_labels_match() {
+        let every = [
+            DisconnectReason::VersionMismatch {
+                server: 1,
+                client: 2,
+            },
+            DisconnectReason::ServerFull,
+            DisconnectReason::MalformedMessage,
+            DisconnectReason::MessageTooLarge,
+            DisconnectReason::UnexpectedMessage,
+            DisconnectReason::HelloTimeout,
+            DisconnectReason::IdleTimeout,
+            DisconnectReason::TooSlow,
+            DisconnectReason::RateLimited,
+            DisconnectReason::ServerShutdown,
+        ];
+        assert_eq!(every.len(), DisconnectReason::LABELS.len());
+        for (i, r) in every.iter().enumerate() {
+            // ServerMsg::Disconnect is variant 3, then the reason's variant.
+            let bytes = server_bytes(&ServerMsg::Disconnect(r.clone()));
+            assert_eq!((bytes[0], usize::from(bytes[1])), (3, i), "{r:?}");
+            assert_eq!(r.index(), i);
+            assert_eq!(r.label(), DisconnectReason::LABELS[i]);
+        }
+    }
+
+    #[test]
     fn small_values_encode_as_single_bytes() {
         // Ack of tick 5: variant 2, then 5.
         assert_eq!(client_bytes(&ClientMsg::Ack(Tick(5))), [2, 5]);

@@ -145,20 +145,41 @@ impl DisconnectReason {
         }
     }
 
+    /// Every reason's [`label`](Self::label), by [`index`](Self::index).
+    pub const LABELS: [&'static str; 10] = [
+        "version_mismatch",
+        "server_full",
+        "malformed_message",
+        "message_too_large",
+        "unexpected_message",
+        "hello_timeout",
+        "idle_timeout",
+        "too_slow",
+        "rate_limited",
+        "server_shutdown",
+    ];
+
+    /// Position of this reason in declaration order (its wire variant
+    /// index), for tables keyed by reason such as per-reason counters.
+    #[must_use]
+    pub fn index(&self) -> usize {
+        match self {
+            Self::VersionMismatch { .. } => 0,
+            Self::ServerFull => 1,
+            Self::MalformedMessage => 2,
+            Self::MessageTooLarge => 3,
+            Self::UnexpectedMessage => 4,
+            Self::HelloTimeout => 5,
+            Self::IdleTimeout => 6,
+            Self::TooSlow => 7,
+            Self::RateLimited => 8,
+            Self::ServerShutdown => 9,
+        }
+    }
+
     /// A short stable label, used in logs and metrics.
     #[must_use]
     pub fn label(&self) -> &'static str {
-        match self {
-            Self::VersionMismatch { .. } => "version_mismatch",
-            Self::ServerFull => "server_full",
-            Self::MalformedMessage => "malformed_message",
-            Self::MessageTooLarge => "message_too_large",
-            Self::UnexpectedMessage => "unexpected_message",
-            Self::HelloTimeout => "hello_timeout",
-            Self::IdleTimeout => "idle_timeout",
-            Self::TooSlow => "too_slow",
-            Self::RateLimited => "rate_limited",
-            Self::ServerShutdown => "server_shutdown",
-        }
+        Self::LABELS[self.index()]
     }
 }
