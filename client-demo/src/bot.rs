@@ -338,6 +338,9 @@ async fn hello(
     let hello = ClientMsg::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         name: config.name.clone(),
+        room: shared::protocol::RoomRequest::Matchmake,
+        auth: None,
+        resume: None,
     });
     link.send(&hello, Instant::now())?;
     let deadline = Instant::now() + config.welcome_timeout;

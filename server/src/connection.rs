@@ -287,6 +287,10 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
             tick_hz: ctx.config.tick_hz as u16,
             snapshot_hz: ctx.config.snapshot_hz as u16,
             tick: joined.tick,
+            room: ctx.room.status.name.clone(),
+            session: shared::protocol::SessionToken::default(),
+            resumed: false,
+            input_seq: 0,
         });
         if writer.message(&welcome).await.is_err() {
             let _ = ctx
@@ -390,6 +394,7 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
                     Ok(ClientMsg::Hello(_)) => {
                         break Control::Disconnect(DisconnectReason::UnexpectedMessage);
                     }
+                    Ok(ClientMsg::Leave) => break Control::Disconnect(DisconnectReason::Left),
                     Err(codec::CodecError::TooLarge { .. }) => {
                         break Control::Disconnect(DisconnectReason::MessageTooLarge);
                     }

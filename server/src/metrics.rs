@@ -59,7 +59,7 @@ struct DropLabel {
 }
 
 /// Every disconnect reason label, indexed by [`DisconnectReason::index`].
-pub const REASONS: [&str; 10] = DisconnectReason::LABELS;
+pub const REASONS: [&str; DisconnectReason::LABELS.len()] = DisconnectReason::LABELS;
 
 /// The server's metrics. Handles are created once; recording is an atomic
 /// add (histograms: a short uncontended lock).

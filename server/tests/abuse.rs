@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep, timeout};
 fn hello_bytes(protocol: u32) -> Vec<u8> {
     codec::client_bytes(&ClientMsg::Hello(Hello {
         protocol,
-        name: "x".into(),
+        ..Hello::new("x")
     }))
 }
 

@@ -389,7 +389,10 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, CodecError> {
 mod tests {
     use super::*;
     use crate::Tick;
-    use crate::protocol::{DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, Welcome};
+    use crate::protocol::{
+        AuthToken, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest, SessionToken,
+        Welcome,
+    };
     use crate::snapshot::{EntityCreate, EntityKind, PlayerInfo};
     use proptest::prelude::*;
 
@@ -397,6 +400,9 @@ mod tests {
         ClientMsg::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             name: name.into(),
+            room: RoomRequest::Matchmake,
+            auth: None,
+            resume: None,
         })
     }
 
@@ -404,6 +410,14 @@ mod tests {
     fn client_messages_round_trip() {
         let msgs = [
             hello("ana"),
+            ClientMsg::Hello(Hello {
+                protocol: PROTOCOL_VERSION,
+                name: String::new(),
+                room: RoomRequest::Named("duel-7".into()),
+                auth: Some(AuthToken("alice.1700000000.abcd".into())),
+                resume: Some(SessionToken([0xa5; 16])),
+            }),
+            ClientMsg::Leave,
             ClientMsg::Input(InputCmd {
                 seq: 7,
                 tick: Tick(1234),
@@ -427,6 +441,10 @@ mod tests {
                 tick_hz: 30,
                 snapshot_hz: 30,
                 tick: Tick(99),
+                room: "public-1".into(),
+                session: SessionToken([7; 16]),
+                resumed: true,
+                input_seq: 1234,
             }),
             ServerMsg::Pong {
                 nonce: 5,
@@ -493,6 +511,15 @@ mod tests {
             DisconnectReason::TooSlow,
             DisconnectReason::RateLimited,
             DisconnectReason::ServerShutdown,
+            DisconnectReason::RoomFull,
+            DisconnectReason::InvalidRoomName,
+            DisconnectReason::SessionExpired,
+            DisconnectReason::SessionWrongRoom,
+            DisconnectReason::SessionReplaced,
+            DisconnectReason::AuthRequired,
+            DisconnectReason::AuthInvalid,
+            DisconnectReason::AuthExpired,
+            DisconnectReason::Left,
         ];
         assert_eq!(every.len(), DisconnectReason::LABELS.len());
         for (i, r) in every.iter().enumerate() {
@@ -568,6 +595,9 @@ mod tests {
         let mut bytes = client_bytes(&ClientMsg::Hello(Hello {
             protocol: 77,
             name: "n".into(),
+            room: RoomRequest::Matchmake,
+            auth: None,
+            resume: None,
         }));
         bytes.extend_from_slice(&[1, 2, 3]); // fields a future version added
         assert!(decode_client(&bytes).is_err());

@@ -11,7 +11,7 @@ use crate::snapshot::SnapshotMsg;
 
 /// Version of this protocol. A client sends it in [`Hello`]; the server
 /// answers a mismatch with [`DisconnectReason::VersionMismatch`] and closes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Client to server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +28,11 @@ pub enum ClientMsg {
     Ack(Tick),
     /// Round-trip probe; the server echoes the nonce in [`ServerMsg::Pong`].
     Ping(u64),
+    /// A deliberate leave: the server removes the player at once and answers
+    /// with [`DisconnectReason::Left`]. Any other end of the connection (a
+    /// close frame, a reset, a timeout) keeps the player's entity for the
+    /// resume grace period, so the session can be resumed.
+    Leave,
 }
 
 /// Join request.
@@ -37,8 +42,87 @@ pub struct Hello {
     /// even from a future client whose other fields it cannot parse.
     pub protocol: u32,
     /// Display name; the server strips control characters and keeps at most
-    /// [`crate::rules::MAX_NAME_CHARS`] characters.
+    /// [`crate::rules::MAX_NAME_CHARS`] characters. Ignored on a resume.
     pub name: String,
+    /// Which room to join.
+    pub room: RoomRequest,
+    /// Credential for the server's authentication hook, at most
+    /// [`MAX_AUTH_TOKEN_BYTES`]. `None` when the server runs without one.
+    /// Not needed to resume: the session token is the credential then.
+    pub auth: Option<AuthToken>,
+    /// The [`Welcome::session`] of an earlier connection, to take back that
+    /// player. The server refuses an unknown, expired or other room's token
+    /// with a typed [`DisconnectReason`].
+    pub resume: Option<SessionToken>,
+}
+
+impl Hello {
+    /// A hello of this protocol version asking for matchmaking, without
+    /// tokens; set the other fields with struct update syntax.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            protocol: PROTOCOL_VERSION,
+            name: name.into(),
+            room: RoomRequest::Matchmake,
+            auth: None,
+            resume: None,
+        }
+    }
+}
+
+/// Where a [`Hello`] asks to play.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomRequest {
+    /// Any public room: the server picks the fullest one with a free seat and
+    /// opens a new one when all are full. With a resume: the session's room.
+    Matchmake,
+    /// The room of this exact name (a private match), created if it does not
+    /// exist. The name must pass [`is_valid_room_name`]. With a resume: the
+    /// room the session must belong to.
+    Named(String),
+}
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_NAME_BYTES: usize = 32;
+
+/// Room names are 1 to [`MAX_ROOM_NAME_BYTES`] ASCII letters, digits, `-` and
+/// `_`: safe in URLs, logs and metric labels.
+#[must_use]
+pub fn is_valid_room_name(name: &str) -> bool {
+    (1..=MAX_ROOM_NAME_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Longest accepted [`AuthToken`], in bytes.
+pub const MAX_AUTH_TOKEN_BYTES: usize = 512;
+
+/// An authentication token, opaque to the protocol. Its `Debug` output is
+/// redacted so the token cannot leak into logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthToken(pub String);
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthToken(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// Length of a [`SessionToken`], in bytes.
+pub const SESSION_TOKEN_BYTES: usize = 16;
+
+/// Proof of a session, issued in [`Welcome::session`]. Opaque to clients: 16
+/// bytes, at least 96 of them random, on the wire as 16 raw bytes. Its
+/// `Debug` output is redacted.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct SessionToken(pub [u8; SESSION_TOKEN_BYTES]);
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
 }
 
 /// One tick of input.
@@ -88,6 +172,19 @@ pub struct Welcome {
     pub snapshot_hz: u16,
     /// The server's tick at the moment of joining.
     pub tick: Tick,
+    /// The room the client is playing in.
+    pub room: String,
+    /// Present it in [`Hello::resume`] to take this player back after a
+    /// dropped connection, within the server's resume grace period.
+    pub session: SessionToken,
+    /// True when this welcome resumes an earlier session: the player, its
+    /// score and its input numbering continue.
+    pub resumed: bool,
+    /// The highest input sequence number the server has received from this
+    /// player (0 for a new one). A resuming client resends its inputs after
+    /// this one and numbers new inputs on from its own counter; the server
+    /// applies each sequence number at most once.
+    pub input_seq: u32,
 }
 
 /// Why the server closed a connection. Sent as [`ServerMsg::Disconnect`] and,
@@ -130,6 +227,34 @@ pub enum DisconnectReason {
     /// The server is shutting down.
     #[error("server shutting down")]
     ServerShutdown,
+    /// The requested room has no free seat.
+    #[error("room full")]
+    RoomFull,
+    /// The requested room name breaks [`is_valid_room_name`].
+    #[error("invalid room name")]
+    InvalidRoomName,
+    /// The session token is unknown, or its grace period is over.
+    #[error("session expired")]
+    SessionExpired,
+    /// The session token belongs to another room than the one requested.
+    #[error("session belongs to another room")]
+    SessionWrongRoom,
+    /// A newer connection resumed this session.
+    #[error("session resumed elsewhere")]
+    SessionReplaced,
+    /// The server requires an authentication token and none was sent.
+    #[error("authentication required")]
+    AuthRequired,
+    /// The authentication token is invalid (bad format or signature) or the
+    /// server's hook refused it.
+    #[error("authentication failed")]
+    AuthInvalid,
+    /// The authentication token has expired.
+    #[error("authentication token expired")]
+    AuthExpired,
+    /// Answer to [`ClientMsg::Leave`].
+    #[error("left")]
+    Left,
 }
 
 impl DisconnectReason {
@@ -141,12 +266,23 @@ impl DisconnectReason {
             Self::MessageTooLarge => 1009,
             Self::ServerFull => 1013,
             Self::ServerShutdown => 1001,
-            Self::HelloTimeout | Self::IdleTimeout | Self::TooSlow | Self::RateLimited => 1008,
+            Self::HelloTimeout
+            | Self::IdleTimeout
+            | Self::TooSlow
+            | Self::RateLimited
+            | Self::InvalidRoomName
+            | Self::SessionExpired
+            | Self::SessionWrongRoom
+            | Self::AuthRequired
+            | Self::AuthInvalid
+            | Self::AuthExpired => 1008,
+            Self::RoomFull => 1013,
+            Self::SessionReplaced | Self::Left => 1000,
         }
     }
 
     /// Every reason's [`label`](Self::label), by [`index`](Self::index).
-    pub const LABELS: [&'static str; 10] = [
+    pub const LABELS: [&'static str; 19] = [
         "version_mismatch",
         "server_full",
         "malformed_message",
@@ -157,6 +293,15 @@ impl DisconnectReason {
         "too_slow",
         "rate_limited",
         "server_shutdown",
+        "room_full",
+        "invalid_room_name",
+        "session_expired",
+        "session_wrong_room",
+        "session_replaced",
+        "auth_required",
+        "auth_invalid",
+        "auth_expired",
+        "left",
     ];
 
     /// Position of this reason in declaration order (its wire variant
@@ -174,12 +319,104 @@ impl DisconnectReason {
             Self::TooSlow => 7,
             Self::RateLimited => 8,
             Self::ServerShutdown => 9,
+            Self::RoomFull => 10,
+            Self::InvalidRoomName => 11,
+            Self::SessionExpired => 12,
+            Self::SessionWrongRoom => 13,
+            Self::SessionReplaced => 14,
+            Self::AuthRequired => 15,
+            Self::AuthInvalid => 16,
+            Self::AuthExpired => 17,
+            Self::Left => 18,
         }
+    }
+
+    /// Whether the server kept the player's session after closing with this
+    /// reason, so the client may resume it within the grace period: true for
+    /// network trouble (idle, too slow), false for rule breaking, refusals,
+    /// a deliberate leave and shutdown.
+    #[must_use]
+    pub fn session_kept(&self) -> bool {
+        matches!(self, Self::IdleTimeout | Self::TooSlow)
     }
 
     /// A short stable label, used in logs and metrics.
     #[must_use]
     pub fn label(&self) -> &'static str {
         Self::LABELS[self.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{client_bytes, decode_client};
+
+    #[test]
+    fn room_names_are_short_url_safe_ascii() {
+        for ok in ["a", "duel-7", "Team_Blue", &"x".repeat(MAX_ROOM_NAME_BYTES)] {
+            assert!(is_valid_room_name(ok), "{ok}");
+        }
+        let too_long = "x".repeat(MAX_ROOM_NAME_BYTES + 1);
+        for bad in ["", "a b", "a/b", "é", "a\n", "<script>", too_long.as_str()] {
+            assert!(!is_valid_room_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            name: "ana".into(),
+            room: RoomRequest::Matchmake,
+            auth: Some(AuthToken("alice.99.deadbeef".into())),
+            resume: Some(SessionToken([0xab; SESSION_TOKEN_BYTES])),
+        };
+        let shown = format!("{hello:?}");
+        assert!(
+            !shown.contains("deadbeef") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("171") && !shown.contains("ab, ab"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn session_token_is_sixteen_raw_bytes_on_the_wire() {
+        let with = |resume| {
+            client_bytes(&ClientMsg::Hello(Hello {
+                protocol: PROTOCOL_VERSION,
+                name: String::new(),
+                room: RoomRequest::Matchmake,
+                auth: None,
+                resume,
+            }))
+        };
+        let token = SessionToken([0xff; SESSION_TOKEN_BYTES]);
+        let (without, with_token) = (with(None), with(Some(token)));
+        // The option tag (1) and the bytes, with no length prefix.
+        assert_eq!(with_token.len(), without.len() + SESSION_TOKEN_BYTES);
+        assert_eq!(&with_token[with_token.len() - 16..], &[0xff; 16]);
+        assert!(matches!(
+            decode_client(&with_token),
+            Ok(ClientMsg::Hello(Hello { resume: Some(t), .. })) if t == token
+        ));
+    }
+
+    #[test]
+    fn only_network_trouble_keeps_the_session() {
+        assert!(DisconnectReason::IdleTimeout.session_kept());
+        assert!(DisconnectReason::TooSlow.session_kept());
+        for r in [
+            DisconnectReason::RateLimited,
+            DisconnectReason::MalformedMessage,
+            DisconnectReason::Left,
+            DisconnectReason::SessionReplaced,
+            DisconnectReason::ServerShutdown,
+        ] {
+            assert!(!r.session_kept(), "{r:?}");
+        }
     }
 }

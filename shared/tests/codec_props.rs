@@ -10,12 +10,16 @@ use shared::codec::{
     CodecError, MAX_CLIENT_MESSAGE, MAX_SERVER_MESSAGE, client_bytes, decode_client, decode_server,
     encode_client, encode_snapshot, peek_hello_version, server_bytes,
 };
-use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg, Welcome};
+use shared::protocol::{
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, SESSION_TOKEN_BYTES,
+    ServerMsg, SessionToken, Welcome,
+};
 use shared::snapshot::{EntityCreate, EntityKind, PlayerInfo, SnapshotMsg};
 
 /// Longest hello name, in UTF-8 bytes, that fits the client decode budget
-/// (PROTOCOL.md section 1: 1024 - 4 variant - 4 protocol - 8 length).
-const MAX_HELLO_NAME_BYTES: usize = 1008;
+/// with matchmaking and no tokens (PROTOCOL.md section 1: 1024 - 4 variant -
+/// 4 protocol - 8 length - 4 room variant - 1 and 1 option tags).
+const MAX_HELLO_NAME_BYTES: usize = 1002;
 
 /// Bytes of a `u32`/`u64` varint (PROTOCOL.md section 2.2).
 fn varint_len(v: u64) -> usize {
@@ -27,8 +31,28 @@ fn varint_len(v: u64) -> usize {
     }
 }
 
+fn arb_room() -> impl Strategy<Value = RoomRequest> {
+    prop_oneof![
+        Just(RoomRequest::Matchmake),
+        "[A-Za-z0-9_-]{0,40}".prop_map(RoomRequest::Named),
+    ]
+}
+
 fn arb_hello() -> impl Strategy<Value = Hello> {
-    (any::<u32>(), ".{0,40}").prop_map(|(protocol, name)| Hello { protocol, name })
+    (
+        any::<u32>(),
+        ".{0,40}",
+        arb_room(),
+        proptest::option::of(".{0,80}".prop_map(AuthToken)),
+        proptest::option::of(any::<[u8; SESSION_TOKEN_BYTES]>().prop_map(SessionToken)),
+    )
+        .prop_map(|(protocol, name, room, auth, resume)| Hello {
+            protocol,
+            name,
+            room,
+            auth,
+            resume,
+        })
 }
 
 fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
@@ -44,6 +68,7 @@ fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
         ),
         any::<u32>().prop_map(|t| ClientMsg::Ack(Tick(t))),
         any::<u64>().prop_map(ClientMsg::Ping),
+        Just(ClientMsg::Leave),
     ]
 }
 
@@ -136,6 +161,15 @@ fn arb_reason() -> impl Strategy<Value = DisconnectReason> {
         Just(DisconnectReason::TooSlow),
         Just(DisconnectReason::RateLimited),
         Just(DisconnectReason::ServerShutdown),
+        Just(DisconnectReason::RoomFull),
+        Just(DisconnectReason::InvalidRoomName),
+        Just(DisconnectReason::SessionExpired),
+        Just(DisconnectReason::SessionWrongRoom),
+        Just(DisconnectReason::SessionReplaced),
+        Just(DisconnectReason::AuthRequired),
+        Just(DisconnectReason::AuthInvalid),
+        Just(DisconnectReason::AuthExpired),
+        Just(DisconnectReason::Left),
     ]
 }
 
@@ -146,17 +180,37 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
             any::<u32>(),
             any::<u16>(),
             any::<u16>(),
-            any::<u32>()
+            any::<u32>(),
+            "[a-z0-9-]{1,32}",
+            any::<[u8; SESSION_TOKEN_BYTES]>(),
+            any::<bool>(),
+            any::<u32>(),
         )
-            .prop_map(|(protocol, player_id, tick_hz, snapshot_hz, tick)| {
-                ServerMsg::Welcome(Welcome {
+            .prop_map(
+                |(
                     protocol,
                     player_id,
                     tick_hz,
                     snapshot_hz,
-                    tick: Tick(tick),
-                })
-            }),
+                    tick,
+                    room,
+                    session,
+                    resumed,
+                    input_seq,
+                )| {
+                    ServerMsg::Welcome(Welcome {
+                        protocol,
+                        player_id,
+                        tick_hz,
+                        snapshot_hz,
+                        tick: Tick(tick),
+                        room,
+                        session: SessionToken(session),
+                        resumed,
+                        input_seq,
+                    })
+                },
+            ),
         arb_snapshot().prop_map(ServerMsg::Snapshot),
         (any::<u64>(), any::<u32>()).prop_map(|(nonce, tick)| ServerMsg::Pong {
             nonce,
@@ -207,10 +261,10 @@ proptest! {
     }
 
     /// The budget rule of PROTOCOL.md section 1, exactly: a hello name of up
-    /// to 1008 UTF-8 bytes is accepted and anything longer is `TooLarge`,
+    /// to 1002 UTF-8 bytes is accepted and anything longer is `TooLarge`,
     /// whatever the characters.
     #[test]
-    fn hello_name_budget_is_exactly_1008_bytes(
+    fn hello_name_budget_is_exactly_1002_bytes(
         filler in "[a-zé☃🎮]{0,4}",
         target in 990..1030usize,
         protocol: u32,
@@ -223,7 +277,13 @@ proptest! {
                 name.push_str(&filler);
             }
         }
-        let msg = ClientMsg::Hello(Hello { protocol, name: name.clone() });
+        let msg = ClientMsg::Hello(Hello {
+            protocol,
+            name: name.clone(),
+            room: RoomRequest::Matchmake,
+            auth: None,
+            resume: None,
+        });
         let decoded = decode_client(&client_bytes(&msg));
         if name.len() <= MAX_HELLO_NAME_BYTES {
             prop_assert_eq!(decoded, Ok(msg));

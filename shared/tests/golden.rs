@@ -26,7 +26,8 @@ use shared::codec::{
     server_bytes,
 };
 use shared::protocol::{
-    ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, ServerMsg, Welcome,
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest,
+    ServerMsg, SessionToken, Welcome,
 };
 use shared::rules::{self, TickRules, buttons, move_player};
 use shared::snapshot::{
@@ -156,6 +157,15 @@ fn every_disconnect_reason() -> Vec<DisconnectReason> {
         DisconnectReason::TooSlow,
         DisconnectReason::RateLimited,
         DisconnectReason::ServerShutdown,
+        DisconnectReason::RoomFull,
+        DisconnectReason::InvalidRoomName,
+        DisconnectReason::SessionExpired,
+        DisconnectReason::SessionWrongRoom,
+        DisconnectReason::SessionReplaced,
+        DisconnectReason::AuthRequired,
+        DisconnectReason::AuthInvalid,
+        DisconnectReason::AuthExpired,
+        DisconnectReason::Left,
     ]
 }
 
@@ -164,6 +174,9 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
         ClientMsg::Hello(Hello {
             protocol,
             name: name.into(),
+            room: RoomRequest::Matchmake,
+            auth: None,
+            resume: None,
         })
     };
     let input = |seq, tick, buttons, aim| {
@@ -183,6 +196,27 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
         ("hello name starting with BOM", hello("\u{feff}bom", 1)),
         ("hello 250 byte name", hello(&"n".repeat(250), 1)),
         ("hello 251 byte name", hello(&"m".repeat(251), 1)),
+        (
+            "hello named room with auth",
+            ClientMsg::Hello(Hello {
+                protocol: PROTOCOL_VERSION,
+                name: "bo".into(),
+                room: RoomRequest::Named("duel-7".into()),
+                auth: Some(AuthToken("alice.1700000000.c0ffee".into())),
+                resume: None,
+            }),
+        ),
+        (
+            "hello resume",
+            ClientMsg::Hello(Hello {
+                protocol: PROTOCOL_VERSION,
+                name: String::new(),
+                room: RoomRequest::Named("public-1".into()),
+                auth: None,
+                resume: Some(SessionToken(std::array::from_fn(|i| (i * 17) as u8))),
+            }),
+        ),
+        ("leave", ClientMsg::Leave),
         ("input zero", input(0, 0, 0, 0)),
         (
             "input typical",
@@ -213,6 +247,10 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
                 tick_hz: 30,
                 snapshot_hz: 30,
                 tick: Tick(99),
+                room: "public-1".into(),
+                session: SessionToken(std::array::from_fn(|i| (255 - i) as u8)),
+                resumed: false,
+                input_seq: 0,
             }),
         ),
         (
@@ -223,6 +261,10 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
                 tick_hz: u16::MAX,
                 snapshot_hz: 251,
                 tick: Tick(u32::MAX),
+                room: "Team_Blue-42".into(),
+                session: SessionToken([0xff; 16]),
+                resumed: true,
+                input_seq: u32::MAX,
             }),
         ),
         (
@@ -687,11 +729,14 @@ fn malformed_client() -> Vec<(&'static str, Vec<u8>)> {
     let mut oversized = client_bytes(&ClientMsg::Hello(Hello {
         protocol: 1,
         name: "o".repeat(MAX_CLIENT_MESSAGE),
+        room: RoomRequest::Matchmake,
+        auth: None,
+        resume: None,
     }));
     oversized.truncate(MAX_CLIENT_MESSAGE + 1);
     vec![
         ("empty", vec![]),
-        ("unknown variant", vec![4]),
+        ("unknown variant", vec![5]),
         (
             "variant index as u64 varint",
             vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -756,8 +801,8 @@ fn malformed_server() -> Vec<(&'static str, Vec<u8>)> {
     bad_kind[8] = 3;
     vec![
         ("empty", vec![]),
-        ("unknown variant", vec![4]),
-        ("unknown disconnect reason", vec![3, 10]),
+        ("unknown variant", vec![5]),
+        ("unknown disconnect reason", vec![3, 19]),
         ("version mismatch truncated", vec![3, 0, 1]),
         ("trailing byte", trailing),
         ("truncated snapshot", truncated),

@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use server::Config;
 use shared::Tick;
 use shared::codec;
-use shared::protocol::{ClientMsg, DisconnectReason, Hello, PROTOCOL_VERSION, ServerMsg, Welcome};
+use shared::protocol::{ClientMsg, DisconnectReason, Hello, ServerMsg, Welcome};
 use shared::snapshot::{self, SnapshotMsg, WorldState};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -170,11 +170,7 @@ impl Client {
     /// Connects and says hello; returns the welcome.
     pub async fn join(addr: SocketAddr, name: &str) -> (Self, Welcome) {
         let mut c = Self::connect(addr).await;
-        c.send(&ClientMsg::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-            name: name.into(),
-        }))
-        .await;
+        c.send(&ClientMsg::Hello(Hello::new(name))).await;
         match c.recv().await {
             Event::Msg(ServerMsg::Welcome(w)) => (c, w),
             other => panic!("expected welcome, got {other:?}"),

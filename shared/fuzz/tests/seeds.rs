@@ -27,7 +27,8 @@ use server::game::{EntityKey, World, WorldConfig};
 use shared::Tick;
 use shared::codec::{client_bytes, decode_server, encode_snapshot, server_bytes};
 use shared::protocol::{
-    ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, ServerMsg, Welcome,
+    ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest, ServerMsg,
+    SessionToken, Welcome,
 };
 use shared::rules::buttons;
 use shared::snapshot::{self, WorldState};
@@ -129,6 +130,9 @@ fn hello(protocol: u32, name: &str) -> ClientMsg {
     ClientMsg::Hello(Hello {
         protocol,
         name: name.into(),
+        room: RoomRequest::Matchmake,
+        auth: None,
+        resume: None,
     })
 }
 
@@ -150,13 +154,24 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
         ),
         (
             "hello_max_budget_name",
-            hello(PROTOCOL_VERSION, &"x".repeat(1008)),
+            hello(PROTOCOL_VERSION, &"x".repeat(1002)),
         ),
         (
             "hello_over_budget_name",
-            hello(PROTOCOL_VERSION, &"x".repeat(1009)),
+            hello(PROTOCOL_VERSION, &"x".repeat(1003)),
         ),
         ("hello_old_version", hello(0, "old")),
+        (
+            "hello_named_room_auth_resume",
+            ClientMsg::Hello(Hello {
+                protocol: PROTOCOL_VERSION,
+                name: "bo".into(),
+                room: RoomRequest::Named("duel-7".into()),
+                auth: Some(shared::protocol::AuthToken("alice.1700000000.c0ffee".into())),
+                resume: Some(SessionToken([0x33; 16])),
+            }),
+        ),
+        ("leave", ClientMsg::Leave),
         ("ack_0", ClientMsg::Ack(Tick(0))),
         ("ack_250", ClientMsg::Ack(Tick(250))),
         ("ack_251", ClientMsg::Ack(Tick(251))),
@@ -249,6 +264,10 @@ fn delta_seeds(m: &Match, seeds: &mut Seeds) {
         tick_hz: 30,
         snapshot_hz: 30,
         tick: Tick(0),
+        room: "public-1".into(),
+        session: SessionToken([0x5a; 16]),
+        resumed: false,
+        input_seq: 0,
     });
     add("welcome".into(), server_bytes(&welcome));
     add(
@@ -272,6 +291,10 @@ fn delta_seeds(m: &Match, seeds: &mut Seeds) {
         DisconnectReason::TooSlow,
         DisconnectReason::RateLimited,
         DisconnectReason::ServerShutdown,
+        DisconnectReason::RoomFull,
+        DisconnectReason::SessionExpired,
+        DisconnectReason::AuthInvalid,
+        DisconnectReason::Left,
     ] {
         add(
             format!("disconnect_{}", reason.label()),
