@@ -10,8 +10,10 @@
 //! * [`snapshot`] holds the replicated world state and the delta encoding
 //!   (`diff` / `apply`) against a baseline the client acknowledged.
 //! * [`rules`] holds the movement and combat rules both sides must agree on.
+//! * [`auth`] holds the signed, expiring join tokens.
 //! * [`tick`] holds the wrapping [`Tick`] counter.
 
+pub mod auth;
 pub mod codec;
 pub mod protocol;
 pub mod rules;
