@@ -1,8 +1,10 @@
 //! Server configuration. The binary fills it from flags and environment; tests
 //! and embedders build it directly. Every limit has a safe default.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Authenticator;
 use crate::guard::OriginPolicy;
 
 /// Everything the server can be told. [`Default`] is what `cargo run -p server`
@@ -13,8 +15,27 @@ pub struct Config {
     pub tick_hz: u32,
     /// Snapshots per second, 1..=`tick_hz`. Default: 30 (one per tick).
     pub snapshot_hz: u32,
-    /// Server-driven wandering NPCs in the arena. Default: 8.
+    /// Server-driven wandering NPCs in each room's arena. Default: 8.
     pub npcs: u32,
+    /// Players per room, counting players whose session waits for a resume.
+    /// Matchmaking opens a new room when every public one is full; a named
+    /// room refuses the next with `RoomFull`. Default: 16.
+    pub room_capacity: usize,
+    /// Most rooms at once, each with its own simulation thread; a join that
+    /// would open one more is refused with `ServerFull`. Default: 256.
+    pub max_rooms: usize,
+    /// How long an empty room lives before it is disposed, so a quick rematch
+    /// or a resume finds it. Default: 30 s.
+    pub empty_room_grace: Duration,
+    /// How long a player whose connection dropped keeps its entity, waiting
+    /// for a resume with its session token. Default: 10 s.
+    pub resume_grace: Duration,
+    /// Rooms created at start and never disposed, even when empty: a lobby,
+    /// or a room with its own NPC count. Default: none.
+    pub persistent_rooms: Vec<RoomSpec>,
+    /// Checks the token in each hello before the player joins; `None` lets
+    /// everyone in. See [`crate::auth`]. Default: `None`.
+    pub auth: Option<Arc<dyn Authenticator>>,
     /// Most players connected at once; the next upgrade request gets HTTP 503
     /// before any WebSocket is set up. Default: 1000.
     pub max_clients: usize,
@@ -80,6 +101,12 @@ impl Default for Config {
             tick_hz: 30,
             snapshot_hz: 30,
             npcs: 8,
+            room_capacity: 16,
+            max_rooms: 256,
+            empty_room_grace: Duration::from_secs(30),
+            resume_grace: Duration::from_secs(10),
+            persistent_rooms: Vec::new(),
+            auth: None,
             max_clients,
             max_connections: max_clients + 256,
             header_read_timeout: Duration::from_secs(5),
@@ -119,6 +146,46 @@ pub enum ConfigError {
     /// A count that must be at least one is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// A persistent room's name breaks the room name rule.
+    #[error("invalid room name {0:?}: use 1 to 32 of A-Z a-z 0-9 - _")]
+    RoomName(String),
+    /// More persistent rooms than `max_rooms`, or one named twice.
+    #[error("persistent rooms must be distinct and at most max_rooms")]
+    PersistentRooms,
+}
+
+/// A room the server opens at start and keeps open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomSpec {
+    /// The room's name, as clients ask for it in `RoomRequest::Named`.
+    pub name: String,
+    /// NPCs in this room's arena (instead of [`Config::npcs`]).
+    pub npcs: u32,
+}
+
+impl std::str::FromStr for RoomSpec {
+    type Err = ConfigError;
+
+    /// `NAME` or `NAME:NPCS`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, npcs) = match s.split_once(':') {
+            Some((name, npcs)) => (
+                name,
+                Some(
+                    npcs.parse()
+                        .map_err(|_| ConfigError::RoomName(s.to_owned()))?,
+                ),
+            ),
+            None => (s, None),
+        };
+        if !shared::protocol::is_valid_room_name(name) {
+            return Err(ConfigError::RoomName(name.to_owned()));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            npcs: npcs.unwrap_or(Config::default().npcs),
+        })
+    }
 }
 
 impl Config {
@@ -139,10 +206,24 @@ impl Config {
             ("snapshot_history", self.snapshot_history),
             ("input_buffer", self.input_buffer),
             ("max_catchup_ticks", self.max_catchup_ticks as usize),
+            ("room_capacity", self.room_capacity),
+            ("max_rooms", self.max_rooms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        let mut names = std::collections::HashSet::new();
+        for room in &self.persistent_rooms {
+            if !shared::protocol::is_valid_room_name(&room.name) {
+                return Err(ConfigError::RoomName(room.name.clone()));
+            }
+            if !names.insert(&room.name) {
+                return Err(ConfigError::PersistentRooms);
+            }
+        }
+        if self.persistent_rooms.len() > self.max_rooms {
+            return Err(ConfigError::PersistentRooms);
         }
         Ok(())
     }
@@ -185,6 +266,32 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(c.validate(), Err(ConfigError::SnapshotHz { .. })));
+    }
+
+    #[test]
+    fn room_specs_parse_and_validate() {
+        assert_eq!(
+            "lobby".parse::<RoomSpec>().ok(),
+            Some(RoomSpec {
+                name: "lobby".into(),
+                npcs: 8
+            })
+        );
+        assert_eq!(
+            "big-1:500".parse::<RoomSpec>().ok().map(|r| r.npcs),
+            Some(500)
+        );
+        for bad in ["", "a b", "x:", "x:-1", "x:y"] {
+            assert!(bad.parse::<RoomSpec>().is_err(), "{bad}");
+        }
+        let twice = Config {
+            persistent_rooms: vec!["a".parse().expect("valid"), "a".parse().expect("valid")],
+            ..Config::default()
+        };
+        assert!(matches!(
+            twice.validate(),
+            Err(ConfigError::PersistentRooms)
+        ));
     }
 
     #[test]

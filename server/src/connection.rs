@@ -20,7 +20,9 @@ use fastwebsockets::{
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use shared::codec::{self, MAX_CLIENT_MESSAGE};
-use shared::protocol::{ClientMsg, DisconnectReason, PROTOCOL_VERSION, ServerMsg, Welcome};
+use shared::protocol::{
+    ClientMsg, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION, ServerMsg, Welcome,
+};
 use shared::rules::MAX_NAME_CHARS;
 use shared::snapshot::SnapshotMsg;
 use shared::{Tick, snapshot};
@@ -32,7 +34,8 @@ use tracing::{Instrument, debug, info, info_span};
 use crate::config::Config;
 use crate::guard::{Admit, RateGuard};
 use crate::metrics::{InputDrop, Metrics};
-use crate::room::{PlayerHandle, Published, RoomCmd, RoomHandle};
+use crate::registry::Registry;
+use crate::room::{NO_ACK, PlayerHandle, Published, RoomCmd, RoomHandle, Seat};
 
 type Io = TokioIo<Upgraded>;
 
@@ -55,7 +58,7 @@ const CONTROL_QUEUE: usize = 16;
 #[derive(Clone, Debug)]
 pub(crate) struct ConnContext {
     pub(crate) config: Arc<Config>,
-    pub(crate) room: RoomHandle,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -209,7 +212,7 @@ fn sanitize_name(name: &str) -> String {
 }
 
 /// Reads the hello and checks it. Pings before the hello are answered.
-async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<String, ReadEnd> {
+async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, ReadEnd> {
     loop {
         let bytes = match reader.next().await? {
             Inbound::Binary(bytes) => bytes,
@@ -232,7 +235,7 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<String, 
             }));
         }
         return match codec::decode_client(bytes) {
-            Ok(ClientMsg::Hello(hello)) => Ok(sanitize_name(&hello.name)),
+            Ok(ClientMsg::Hello(hello)) => Ok(hello),
             Ok(_) => Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
             Err(codec::CodecError::TooLarge { .. }) => {
                 Err(ReadEnd::Reason(DisconnectReason::MessageTooLarge))
@@ -260,89 +263,153 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
         write_timeout: ctx.config.write_timeout,
         metrics: Arc::clone(&ctx.metrics),
     };
-    let span =
-        info_span!("conn", %peer, room = %ctx.room.status.name, player = tracing::field::Empty);
+    let span = info_span!(
+        "conn",
+        %peer,
+        room = tracing::field::Empty,
+        player = tracing::field::Empty,
+        user = tracing::field::Empty
+    );
     async move {
-        let name = match timeout(
+        let hello = match timeout(
             ctx.config.hello_timeout,
             read_hello(&mut reader, &mut writer),
         )
         .await
         {
-            Ok(Ok(name)) => name,
+            Ok(Ok(hello)) => hello,
             Ok(Err(ReadEnd::Gone)) => return,
             Ok(Err(ReadEnd::Reason(reason))) => return writer.close(reason).await,
             Err(_) => return writer.close(DisconnectReason::HelloTimeout).await,
         };
-        let joined = match join(&ctx, name.clone()).await {
-            Ok(joined) => joined,
-            Err(reason) => return writer.close(reason).await,
+        let name = sanitize_name(&hello.name);
+        let (room, seat) = match timeout(ctx.config.hello_timeout, enter(&ctx, hello, &name)).await
+        {
+            Ok(Ok(entered)) => entered,
+            Ok(Err(reason)) => return writer.close(reason).await,
+            Err(_) => return writer.close(DisconnectReason::ServerFull).await,
         };
-        tracing::Span::current().record("player", joined.player_id);
-        info!(player_id = joined.player_id, %name, "joined");
-        ctx.metrics.joins.inc();
+        let span = tracing::Span::current();
+        span.record("room", room.status.name.as_str());
+        span.record("player", seat.player_id);
+        if seat.resumed {
+            info!(
+                player_id = seat.player_id,
+                input_seq = seat.input_seq,
+                "resumed"
+            );
+        } else {
+            info!(player_id = seat.player_id, %name, "joined");
+            ctx.metrics.joins.inc();
+        }
         let welcome = ServerMsg::Welcome(Welcome {
             protocol: PROTOCOL_VERSION,
-            player_id: joined.player_id,
+            player_id: seat.player_id,
             tick_hz: ctx.config.tick_hz as u16,
             snapshot_hz: ctx.config.snapshot_hz as u16,
-            tick: joined.tick,
-            room: ctx.room.status.name.clone(),
-            session: shared::protocol::SessionToken::default(),
-            resumed: false,
-            input_seq: 0,
+            tick: seat.tick,
+            room: room.status.name.clone(),
+            session: seat.session,
+            resumed: seat.resumed,
+            input_seq: seat.input_seq,
         });
-        if writer.message(&welcome).await.is_err() {
-            let _ = ctx
-                .room
-                .cmds
-                .send(RoomCmd::Leave {
-                    player: joined.handle,
-                })
-                .await;
-            return;
-        }
-        play(reader, writer, joined.handle, &ctx).await;
-        let _ = ctx
-            .room
+        let (player, epoch) = (seat.handle, seat.epoch);
+        let forfeit = if writer.message(&welcome).await.is_err() {
+            false
+        } else {
+            play(reader, writer, &room, seat, &ctx).await
+        };
+        let _ = room
             .cmds
-            .send(RoomCmd::Leave {
-                player: joined.handle,
+            .send(RoomCmd::Disconnected {
+                player,
+                epoch,
+                forfeit,
             })
             .await;
-        ctx.metrics.leaves.inc();
-        info!("left");
+        info!(forfeit, "connection ended");
     }
     .instrument(span)
     .await;
 }
 
-async fn join(ctx: &ConnContext, name: String) -> Result<crate::room::Joined, DisconnectReason> {
+/// Authenticates a new player and seats it, or hands a resumed session its
+/// seat back.
+async fn enter(
+    ctx: &ConnContext,
+    hello: Hello,
+    name: &str,
+) -> Result<(RoomHandle, Seat), DisconnectReason> {
     let (reply, answer) = oneshot::channel();
-    let ask = async {
-        ctx.room
-            .cmds
-            .send(RoomCmd::Join { name, reply })
+    if let Some(token) = hello.resume {
+        // The session token is the credential: it was issued after auth.
+        let room = ctx.registry.find_session(&hello.room, &token)?;
+        room.cmds
+            .send(RoomCmd::Resume { token, reply })
             .await
-            .map_err(|_| DisconnectReason::ServerShutdown)?;
-        answer.await.map_err(|_| DisconnectReason::ServerShutdown)?
+            .map_err(|_| DisconnectReason::SessionExpired)?;
+        let seat = answer
+            .await
+            .map_err(|_| DisconnectReason::SessionExpired)??;
+        return Ok((room, seat));
+    }
+    if let Some(auth) = &ctx.config.auth {
+        let token = hello.auth.as_ref().map(|t| t.0.as_str());
+        if token.is_some_and(|t| t.len() > MAX_AUTH_TOKEN_BYTES) {
+            return Err(DisconnectReason::AuthInvalid);
+        }
+        let identity = auth.authenticate(token).await.map_err(|refusal| {
+            info!(%refusal, "authentication refused");
+            DisconnectReason::from(refusal)
+        })?;
+        tracing::Span::current().record("user", identity.user.as_str());
+    }
+    let room = ctx.registry.reserve(&hello.room)?;
+    let join = RoomCmd::Join {
+        name: name.to_owned(),
+        reply,
     };
-    timeout(ctx.config.hello_timeout, ask)
+    if room.cmds.send(join).await.is_err() {
+        ctx.registry.unreserve(&room);
+        return Err(DisconnectReason::ServerShutdown);
+    }
+    let seat = answer
         .await
-        .unwrap_or(Err(DisconnectReason::ServerFull))
+        .map_err(|_| DisconnectReason::ServerShutdown)??;
+    Ok((room, seat))
 }
 
 /// The joined phase: the writer task sends snapshots while this task reads.
-async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &ConnContext) {
+/// Returns whether the player gave up the seat (left, or broke a rule)
+/// rather than lost the connection, which keeps the session for a resume.
+async fn play(
+    mut reader: Reader,
+    writer: Writer,
+    room: &RoomHandle,
+    seat: Seat,
+    ctx: &ConnContext,
+) -> bool {
+    let Seat {
+        handle: player,
+        acked,
+        kicked,
+        baseline,
+        tick: joined,
+        ..
+    } = seat;
+    let mut kicked = Some(kicked);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let acked = Arc::new(AtomicU64::new(NO_ACK));
     let mut writer_task = tokio::spawn(
         write_loop(
             writer,
             control_rx,
-            ctx.room.snapshots.clone(),
-            player,
-            Arc::clone(&acked),
+            Feed {
+                snapshots: room.snapshots.clone(),
+                player,
+                acked: Arc::clone(&acked),
+                baseline,
+                joined,
+            },
             Arc::clone(&ctx.config),
             ctx.shutdown.clone(),
         )
@@ -359,7 +426,21 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
     let end = loop {
         let inbound = tokio::select! {
             read = timeout(idle, reader.next()) => read,
-            _ = &mut writer_task => return, // the writer closed the connection
+            _ = &mut writer_task => return false, // the writer closed the connection
+            kick = async {
+                match kicked.as_mut() {
+                    Some(kicked) => kicked.await,
+                    None => std::future::pending().await,
+                }
+            } => match kick {
+                Ok(reason) => break Control::Disconnect(reason),
+                // The room dropped the sender (it stopped): the writer
+                // reports that; stop watching.
+                Err(_) => {
+                    kicked = None;
+                    continue;
+                }
+            },
         };
         let inbound = match inbound {
             Err(_) => break Control::Disconnect(DisconnectReason::IdleTimeout),
@@ -381,7 +462,7 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
                         ctx.metrics.inputs_received.inc();
-                        if ctx.room.inputs.try_send((player, cmd)).is_err() {
+                        if room.inputs.try_send((player, cmd)).is_err() {
                             ctx.metrics.count_input_drop(InputDrop::QueueFull);
                         }
                     }
@@ -410,30 +491,52 @@ async fn play(mut reader: Reader, writer: Writer, player: PlayerHandle, ctx: &Co
             Inbound::Close(code) => break Control::CloseReply(code),
         }
     };
-    if let Control::Disconnect(reason) = &end {
-        info!(reason = reason.label(), "disconnecting client");
-    }
+    let forfeit = match &end {
+        Control::Disconnect(reason) => {
+            info!(reason = reason.label(), "disconnecting client");
+            !reason.session_kept()
+        }
+        _ => false,
+    };
     // The control queue may be full of pongs: the close must get through.
     if control_tx.send(end).await.is_ok() {
         let _ = timeout(ctx.config.write_timeout, &mut writer_task).await;
     }
     writer_task.abort();
+    forfeit
 }
 
-const NO_ACK: u64 = u64::MAX;
+/// What a writer sends from: the room's snapshots, for one seat.
+struct Feed {
+    snapshots: watch::Receiver<Arc<Published>>,
+    player: PlayerHandle,
+    /// The newest tick the client acknowledged (the reader stores it).
+    acked: Arc<AtomicU64>,
+    /// On a resume, the snapshot the client last acknowledged.
+    baseline: Option<Arc<Published>>,
+    /// The tick the player was seated on; earlier snapshots lack them.
+    joined: Tick,
+}
 
 /// The writer task: welcome is sent; now snapshots, pongs and the close.
 async fn write_loop(
     mut writer: Writer,
     mut control: mpsc::Receiver<Control>,
-    mut snapshots: watch::Receiver<Arc<Published>>,
-    player: PlayerHandle,
-    acked: Arc<AtomicU64>,
+    feed: Feed,
     config: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Feed {
+        mut snapshots,
+        player,
+        acked,
+        baseline,
+        joined,
+    } = feed;
+    let mut history = VecDeque::with_capacity(config.snapshot_history);
+    history.extend(baseline);
     let mut view = ClientView {
-        history: VecDeque::with_capacity(config.snapshot_history),
+        history,
         delta: SnapshotMsg::default(),
         full_sent: None,
     };
@@ -476,6 +579,11 @@ async fn write_loop(
                         return Ok(());
                     }
                     let published = Arc::clone(&snapshots.borrow_and_update());
+                    if published.state.tick.since(joined) <= 0 {
+                        // Published before the tick that seated this
+                        // player: it would show a world without them.
+                        continue;
+                    }
                     let ack = acked.load(Relaxed);
                     if ack != last_ack.0 {
                         last_ack = (ack, Instant::now());

@@ -96,6 +96,11 @@ struct Status {
     snapshot_hz: u32,
     max_clients: usize,
     connections: i64,
+    /// The tick report of the room with the worst p99 (all zeros but the
+    /// budget when no room is open): the headline and the chart.
+    tick_us: TickReport,
+    /// The room `tick_us` belongs to.
+    worst_room: Option<String>,
     rooms: Vec<RoomView>,
     /// Totals since start; the page derives rates from two samples.
     totals: Totals,
@@ -105,16 +110,63 @@ struct Status {
 #[derive(Serialize)]
 struct RoomView {
     name: String,
+    public: bool,
+    capacity: usize,
     uptime_s: f64,
     players: i64,
     entities: i64,
     tick_us: TickReport,
 }
 
+/// One room in `GET /rooms`: what a lobby or a matchmaker needs.
+#[derive(Serialize)]
+struct RoomSummary {
+    id: String,
+    /// Whether matchmaking places players here; private rooms are joined
+    /// by name.
+    public: bool,
+    /// Connected players now.
+    players: i64,
+    /// Seats taken, counting players whose session waits for a resume.
+    seats_taken: usize,
+    capacity: usize,
+    tick_hz: u32,
+    uptime_secs: f64,
+}
+
+fn rooms(state: &AppState) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Rooms {
+        rooms: Vec<RoomSummary>,
+    }
+    let rooms = state
+        .conn
+        .registry
+        .rooms()
+        .into_iter()
+        .map(|h| RoomSummary {
+            id: h.status.name.clone(),
+            public: h.status.public,
+            players: h.status.players.get(),
+            seats_taken: h
+                .status
+                .occupancy
+                .load(std::sync::atomic::Ordering::Relaxed),
+            capacity: h.status.capacity,
+            tick_hz: state.conn.config.tick_hz,
+            uptime_secs: h.status.started.elapsed().as_secs_f64(),
+        })
+        .collect();
+    json_response(&Rooms { rooms })
+}
+
 #[derive(Serialize)]
 struct Totals {
     joins: u64,
     leaves: u64,
+    resumes: u64,
+    sessions_expired: u64,
+    rooms_created: u64,
     snapshots_sent: u64,
     snapshots_full: u64,
     snapshots_skipped: u64,
@@ -139,12 +191,39 @@ fn json_response(value: &impl Serialize) -> Response<Body> {
 
 fn status(state: &AppState) -> Response<Body> {
     let m = &state.conn.metrics;
-    let room = &state.conn.room.status;
-    let ticks = room
-        .ticks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let rooms: Vec<RoomView> = state
+        .conn
+        .registry
+        .rooms()
+        .into_iter()
+        .map(|h| {
+            let room = &h.status;
+            RoomView {
+                name: room.name.clone(),
+                public: room.public,
+                capacity: room.capacity,
+                uptime_s: room.started.elapsed().as_secs_f64(),
+                players: room.players.get(),
+                entities: room.entities.get(),
+                tick_us: room
+                    .ticks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            }
+        })
+        .collect();
+    let worst = rooms
+        .iter()
+        .max_by(|a, b| a.tick_us.p99_us.total_cmp(&b.tick_us.p99_us));
+    let tick_us = worst.map_or_else(
+        || TickReport {
+            budget_us: 1e6 / f64::from(state.conn.config.tick_hz),
+            ..TickReport::default()
+        },
+        |r| r.tick_us.clone(),
+    );
+    let worst_room = worst.map(|r| r.name.clone());
     let status = Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs_f64(),
@@ -152,16 +231,15 @@ fn status(state: &AppState) -> Response<Body> {
         snapshot_hz: state.conn.config.snapshot_hz,
         max_clients: state.conn.config.max_clients,
         connections: m.connections.get(),
-        rooms: vec![RoomView {
-            name: room.name.clone(),
-            uptime_s: room.started.elapsed().as_secs_f64(),
-            players: room.players.get(),
-            entities: room.entities.get(),
-            tick_us: ticks,
-        }],
+        tick_us,
+        worst_room,
+        rooms,
         totals: Totals {
             joins: m.joins.get(),
             leaves: m.leaves.get(),
+            resumes: m.resumes.get(),
+            sessions_expired: m.sessions_expired.get(),
+            rooms_created: m.rooms_created.get(),
             snapshots_sent: m.snapshots_sent.get(),
             snapshots_full: m.snapshots_full.get(),
             snapshots_skipped: m.snapshots_skipped.get(),
@@ -258,6 +336,7 @@ pub(crate) async fn handle(
         "/ws" => upgrade(req, peer, &state),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/status.json" => status(&state),
+        "/rooms" => rooms(&state),
         "/status" => respond(
             StatusCode::OK,
             STATUS_PAGE,

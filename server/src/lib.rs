@@ -11,6 +11,7 @@
 //!
 //! [`serve`] is the whole server; `src/bin/server.rs` only parses flags.
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod game;
@@ -18,6 +19,7 @@ pub mod guard;
 mod http;
 pub mod metrics;
 pub mod process;
+mod registry;
 pub mod room;
 
 use std::future::Future;
@@ -28,11 +30,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, RoomSpec};
 
 use crate::connection::ConnContext;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 
 /// Runs the server on `listener` until `shutdown` completes, then stops
 /// accepting, closes every client with [`shared::protocol::DisconnectReason::ServerShutdown`],
@@ -47,12 +50,21 @@ pub async fn serve(
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
-    let (room, room_task) = room::spawn("main", &config, Arc::clone(&metrics), stop_rx.clone());
+    let (rooms_alive, mut rooms_done) = mpsc::channel::<()>(1);
+    let registry = Registry::new(
+        Arc::clone(&config),
+        Arc::clone(&metrics),
+        stop_rx.clone(),
+        rooms_alive,
+    );
+    registry
+        .open_persistent()
+        .map_err(|reason| anyhow::anyhow!("could not open the persistent rooms: {reason}"))?;
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let state = Arc::new(AppState {
         conn: ConnContext {
             config: Arc::clone(&config),
-            room,
+            registry: Arc::clone(&registry),
             metrics,
             shutdown: stop_rx,
         },
@@ -96,6 +108,7 @@ pub async fn serve(
     }
     info!("shutting down: closing connections");
     drop(listener);
+    registry.close();
     let _ = stop_tx.send(true);
     drop(state);
     // Every WebSocket task holds a `done` sender; recv() returns None once
@@ -106,8 +119,13 @@ pub async fn serve(
     {
         warn!("shutdown grace elapsed with connections still open");
     }
-    if let Err(e) = room_task.await {
-        error!(error = %e, "room task failed");
+    // Rooms finish the tick in progress; each thread drops its `alive`
+    // sender as it ends.
+    if tokio::time::timeout(config.shutdown_grace, rooms_done.recv())
+        .await
+        .is_err()
+    {
+        error!("rooms did not stop within the shutdown grace");
     }
     info!("shutdown complete");
     Ok(())

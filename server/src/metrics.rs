@@ -79,6 +79,14 @@ pub struct Metrics {
     pub joins: Counter,
     /// Players who left (any reason).
     pub leaves: Counter,
+    /// Sessions taken back by a new connection with their token.
+    pub resumes: Counter,
+    /// Sessions whose resume grace ran out; their players were removed.
+    pub sessions_expired: Counter,
+    /// Rooms open now.
+    pub rooms: Gauge,
+    /// Rooms created since start.
+    pub rooms_created: Counter,
     kicks: [Counter; REASONS.len()],
     /// Upgrade requests refused with 503 because the server was full.
     pub refused_full: Counter,
@@ -180,6 +188,26 @@ impl Metrics {
         root.register("joins", "Players joined", joins.clone());
         let leaves = Counter::default();
         root.register("leaves", "Players left", leaves.clone());
+        let resumes = Counter::default();
+        root.register(
+            "resumes",
+            "Sessions resumed by a new connection within the grace period",
+            resumes.clone(),
+        );
+        let sessions_expired = Counter::default();
+        root.register(
+            "sessions_expired",
+            "Dropped sessions not resumed within the grace period",
+            sessions_expired.clone(),
+        );
+        let rooms = Gauge::default();
+        root.register("rooms", "Rooms open", rooms.clone());
+        let rooms_created = Counter::default();
+        root.register(
+            "rooms_created",
+            "Rooms created since start",
+            rooms_created.clone(),
+        );
         let kick_family = Family::<ReasonLabel, Counter>::default();
         let kicks = REASONS.map(|reason| kick_family.get_or_create_owned(&ReasonLabel { reason }));
         root.register(
@@ -293,6 +321,10 @@ impl Metrics {
             connections,
             joins,
             leaves,
+            resumes,
+            sessions_expired,
+            rooms,
+            rooms_created,
             kicks,
             refused_full,
             refused_origin,
@@ -315,6 +347,16 @@ impl Metrics {
     #[must_use]
     pub fn tick_phase(&self, phase: Phase) -> &Histogram {
         &self.tick_phases[phase as usize]
+    }
+
+    /// Drops a disposed room's series, so room churn does not grow the
+    /// scrape forever.
+    pub fn remove_room(&self, room: &str) {
+        let label = RoomLabel {
+            room: room.to_owned(),
+        };
+        self.room_players.remove(&label);
+        self.room_entities.remove(&label);
     }
 
     /// Gauges of one room: (players, entities).
@@ -375,21 +417,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_its_own_counter() {
-        let all = [
-            DisconnectReason::VersionMismatch {
-                server: 1,
-                client: 2,
-            },
-            DisconnectReason::ServerFull,
-            DisconnectReason::MalformedMessage,
-            DisconnectReason::MessageTooLarge,
-            DisconnectReason::UnexpectedMessage,
-            DisconnectReason::HelloTimeout,
-            DisconnectReason::IdleTimeout,
-            DisconnectReason::TooSlow,
-            DisconnectReason::RateLimited,
-            DisconnectReason::ServerShutdown,
-        ];
+        let all = DisconnectReason::every();
         let m = Metrics::new();
         for (i, r) in all.iter().enumerate() {
             assert_eq!(r.index(), i, "{r:?}");

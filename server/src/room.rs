@@ -1,14 +1,25 @@
-//! The room task: the fixed-rate loop that alone owns a [`World`].
+//! A room: the fixed-rate loop that alone owns a [`World`], on its own thread.
 //!
-//! Connection tasks never touch the world. They send joins and leaves on a
-//! small command queue and inputs on a bounded input queue; the room drains
-//! both at the start of each tick, steps the world, and publishes one
-//! immutable [`Published`] snapshot through a `watch` channel. `watch` keeps
-//! only the newest value, which is exactly the policy a slow client needs:
-//! it skips to the newest snapshot, and its delta (against its own last
-//! acknowledged baseline) stays correct.
+//! Connection tasks never touch the world. They send joins, resumes and
+//! disconnects on a small command queue and inputs on a bounded input queue;
+//! the room drains both at the start of each tick, steps the world, and
+//! publishes one immutable [`Published`] snapshot through a `watch` channel.
+//! `watch` keeps only the newest value, which is exactly the policy a slow
+//! client needs: it skips to the newest snapshot, and its delta (against its
+//! own last acknowledged baseline) stays correct.
+//!
+//! Each room runs on its own OS thread (with a single-threaded tokio runtime
+//! for its timer), so the kernel schedules rooms preemptively: a room whose
+//! tick runs long delays only itself, never another room's tick or the
+//! connection tasks on the I/O runtime.
+//!
+//! A player's seat is a *session*: when the connection drops without a
+//! deliberate leave, the entity stays for [`Config::resume_grace`], and a new
+//! connection presenting the session token takes it back, with its input
+//! numbering and (if still held) its last acknowledged snapshot.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,21 +29,25 @@ use serde::Serialize;
 
 use shared::Tick;
 use shared::codec::SharedSnapshot;
-use shared::protocol::{DisconnectReason, InputCmd};
+use shared::protocol::{DisconnectReason, InputCmd, SESSION_TOKEN_BYTES, SessionToken};
 use shared::snapshot::{self, WorldState};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
-use tracing::{Instrument, debug, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::game::{EntityKey, World, WorldConfig};
 use crate::metrics::{InputDrop, Metrics, Phase};
+use crate::registry::Registry;
 
 /// Inputs further ahead of the last applied one than this are refused: no
 /// honest client runs that far ahead.
 const FUTURE_INPUT_WINDOW: u32 = 64;
-/// Joins and leaves handled per tick at most; the rest wait for the next one.
+/// Joins, resumes and disconnects handled per tick at most; the rest wait
+/// for the next one.
 const COMMANDS_PER_TICK: usize = 256;
+/// The "nothing acknowledged yet" value of an ack cell.
+pub(crate) const NO_ACK: u64 = u64::MAX;
 
 /// A player's seat in the room: the slot index plus the entity key, whose
 /// generation makes a handle from a departed player useless even after the
@@ -43,23 +58,50 @@ pub(crate) struct PlayerHandle {
     slot: u32,
 }
 
-/// What a successful join returns to the connection.
+/// What a successful join or resume hands the connection.
 #[derive(Debug)]
-pub(crate) struct Joined {
+pub(crate) struct Seat {
     pub(crate) handle: PlayerHandle,
+    /// Which connection of this session this is; a disconnect from an older
+    /// one is ignored.
+    pub(crate) epoch: u32,
     pub(crate) player_id: u32,
     pub(crate) tick: Tick,
+    pub(crate) session: SessionToken,
+    pub(crate) resumed: bool,
+    /// Highest input sequence number received for this player.
+    pub(crate) input_seq: u32,
+    /// This connection's ack cell (the reader stores, the writer loads),
+    /// seeded with the session's last ack on a resume.
+    pub(crate) acked: Arc<AtomicU64>,
+    /// Fires when the room ends this connection: another one resumed the
+    /// session.
+    pub(crate) kicked: oneshot::Receiver<DisconnectReason>,
+    /// On a resume, the snapshot the client last acknowledged, if the room
+    /// still holds it: the first delta is encoded against it.
+    pub(crate) baseline: Option<Arc<Published>>,
 }
 
 /// Requests to the room that must not be lost (unlike inputs).
 #[derive(Debug)]
 pub(crate) enum RoomCmd {
+    /// A new player; its seat was reserved in the registry.
     Join {
         name: String,
-        reply: oneshot::Sender<Result<Joined, DisconnectReason>>,
+        reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
     },
-    Leave {
+    /// A new connection for an existing session.
+    Resume {
+        token: SessionToken,
+        reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
+    },
+    /// A connection ended. `forfeit`: the player left on purpose or was
+    /// kicked for breaking rules, so the seat goes now; otherwise the
+    /// session waits for a resume.
+    Disconnected {
         player: PlayerHandle,
+        epoch: u32,
+        forfeit: bool,
     },
 }
 
@@ -129,6 +171,12 @@ pub struct TickReport {
     pub p99_us: f64,
     /// Longest tick in the same window, in µs.
     pub max_us: f64,
+    /// Median of how late ticks started against their deadline, over the
+    /// same window, in µs: what another room or a stalled thread cost this
+    /// room's schedule.
+    pub late_p50_us: f64,
+    /// 99th percentile of the same, in µs.
+    pub late_p99_us: f64,
     /// One entry per second, oldest first, for the last minute.
     pub per_second: VecDeque<SecondSample>,
 }
@@ -153,6 +201,16 @@ const CHART_SECS: usize = 60;
 pub struct RoomStatus {
     /// The room's name.
     pub name: String,
+    /// Whether matchmaking may place players here (else: joined by name).
+    pub public: bool,
+    /// Kept open when empty.
+    pub persistent: bool,
+    /// Seats, counting sessions waiting for a resume.
+    pub capacity: usize,
+    /// Seats taken or reserved now. Incremented only by the registry under
+    /// its lock (so disposal can check it race-free), decremented by the
+    /// room when a seat frees up.
+    pub occupancy: AtomicUsize,
     /// When the room started.
     pub started: std::time::Instant,
     /// Players now.
@@ -167,6 +225,8 @@ pub struct RoomStatus {
 struct TickClock {
     current: Histogram<u64>,
     recent: VecDeque<Histogram<u64>>,
+    late_current: Histogram<u64>,
+    late_recent: VecDeque<Histogram<u64>>,
     ticks_in_second: u32,
     total_ticks: u64,
 }
@@ -181,6 +241,8 @@ impl TickClock {
         Self {
             current: new_histogram(),
             recent: VecDeque::with_capacity(WINDOW_SECS),
+            late_current: new_histogram(),
+            late_recent: VecDeque::with_capacity(WINDOW_SECS),
             ticks_in_second: 0,
             total_ticks: 0,
         }
@@ -188,8 +250,9 @@ impl TickClock {
 
     /// Records one tick; once per `tick_hz` ticks, folds the second into the
     /// report.
-    fn record(&mut self, us: u64, tick_hz: u32, status: &RoomStatus, overruns: u64) {
+    fn record(&mut self, us: u64, late_us: u64, tick_hz: u32, status: &RoomStatus, overruns: u64) {
         self.current.saturating_record(us.max(1));
+        self.late_current.saturating_record(late_us.max(1));
         self.ticks_in_second += 1;
         self.total_ticks += 1;
         if self.ticks_in_second < tick_hz {
@@ -210,6 +273,15 @@ impl TickClock {
         for h in &self.recent {
             let _ = window.add(h);
         }
+        let late = std::mem::replace(&mut self.late_current, new_histogram());
+        if self.late_recent.len() == WINDOW_SECS {
+            self.late_recent.pop_front();
+        }
+        self.late_recent.push_back(late);
+        let mut late_window = new_histogram();
+        for h in &self.late_recent {
+            let _ = late_window.add(h);
+        }
         let mut report = status
             .ticks
             .lock()
@@ -219,6 +291,8 @@ impl TickClock {
         report.p50_us = window.value_at_quantile(0.5) as f64;
         report.p99_us = window.value_at_quantile(0.99) as f64;
         report.max_us = window.max() as f64;
+        report.late_p50_us = late_window.value_at_quantile(0.5) as f64;
+        report.late_p99_us = late_window.value_at_quantile(0.99) as f64;
         if report.per_second.len() == CHART_SECS {
             report.per_second.pop_front();
         }
@@ -237,41 +311,102 @@ pub(crate) struct RoomHandle {
     pub(crate) status: Arc<RoomStatus>,
 }
 
+/// The room serial a session token carries in its first four bytes; the
+/// other twelve are random.
+pub(crate) fn token_serial(token: &SessionToken) -> u32 {
+    let b = token.0;
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn new_token(serial: u32) -> SessionToken {
+    let mut bytes = [0u8; SESSION_TOKEN_BYTES];
+    bytes[..4].copy_from_slice(&serial.to_le_bytes());
+    if getrandom::fill(&mut bytes[4..]).is_err() {
+        // No OS randomness: fall back to a fresh random seed per token
+        // rather than refuse to serve. fastrand seeds from the clock and
+        // address space; weaker, so say so.
+        warn!("OS randomness unavailable; session token from fastrand");
+        for b in &mut bytes[4..] {
+            *b = fastrand::u8(..);
+        }
+    }
+    SessionToken(bytes)
+}
+
+/// One player's session.
 struct Slot {
     key: EntityKey,
+    player_id: u32,
     inputs: VecDeque<InputCmd>,
     last_applied: u32,
+    /// Highest sequence number accepted into `inputs` (or applied).
+    last_received: u32,
+    token: SessionToken,
+    epoch: u32,
+    acked: Arc<AtomicU64>,
+    /// Ends the attached connection; `None` while parked.
+    kick: Option<oneshot::Sender<DisconnectReason>>,
+    /// While the session waits for a resume: when it gives up.
+    parked_until: Option<Instant>,
+}
+
+/// How a room is started.
+pub(crate) struct RoomSetup {
+    pub(crate) name: String,
+    pub(crate) serial: u32,
+    pub(crate) public: bool,
+    pub(crate) persistent: bool,
+    pub(crate) npcs: u32,
 }
 
 struct Room {
-    config: Config,
+    config: Arc<Config>,
     world: World,
     slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
+    tokens: HashMap<SessionToken, u32>,
+    parked: usize,
     cmds: mpsc::Receiver<RoomCmd>,
     inputs: mpsc::Receiver<(PlayerHandle, InputCmd)>,
     input_budget: usize,
     publish: watch::Sender<Arc<Published>>,
+    /// The last published snapshots, newest last: a resuming client's
+    /// baseline is looked up here.
+    recent: VecDeque<Arc<Published>>,
     metrics: Arc<Metrics>,
     status: Arc<RoomStatus>,
+    registry: Arc<Registry>,
+    serial: u32,
     clock: TickClock,
+    /// Start lateness of the last tick, for the clock.
+    late_us: u64,
+    /// Ticks this room skipped (the metric counts every room's).
+    overruns: u64,
 }
 
-/// Starts a room on the current runtime. It runs until `shutdown` turns true,
-/// finishing the tick in progress.
+/// Starts a room on a thread of its own. It runs until `shutdown` turns
+/// true (finishing the tick in progress) or until it has been empty for
+/// [`Config::empty_room_grace`] and the registry agrees to dispose of it.
+/// Called by the registry under its lock; `Err` if no thread could start.
 pub(crate) fn spawn(
-    name: &str,
-    config: &Config,
+    setup: RoomSetup,
+    config: &Arc<Config>,
     metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
     mut shutdown: watch::Receiver<bool>,
-) -> (RoomHandle, tokio::task::JoinHandle<()>) {
+    alive: mpsc::Sender<()>,
+) -> std::io::Result<RoomHandle> {
     let (cmd_tx, cmds) = mpsc::channel(COMMANDS_PER_TICK);
-    let input_capacity = (config.max_clients * 4).max(1024);
+    let input_capacity = (config.room_capacity * 4 * config.input_buffer).clamp(64, 1 << 16);
     let (input_tx, inputs) = mpsc::channel(input_capacity);
     let (publish, snapshots) = watch::channel(Arc::new(Published::default()));
-    let (players, entities) = metrics.room(name);
+    let (players, entities) = metrics.room(&setup.name);
     let status = Arc::new(RoomStatus {
-        name: name.to_owned(),
+        name: setup.name.clone(),
+        public: setup.public,
+        persistent: setup.persistent,
+        capacity: config.room_capacity,
+        occupancy: AtomicUsize::new(0),
         started: std::time::Instant::now(),
         players,
         entities,
@@ -280,44 +415,65 @@ pub(crate) fn spawn(
             ..TickReport::default()
         }),
     });
-    let mut world = World::new(WorldConfig {
-        tick_hz: config.tick_hz,
-        seed: config.seed,
-        // Ids stay unused well past the longest baseline a client may hold.
-        id_quarantine_ticks: (config.snapshot_history as u32)
-            .saturating_mul(config.tick_hz.div_ceil(config.snapshot_hz))
-            .saturating_add(config.tick_hz),
-    });
-    for _ in 0..config.npcs {
-        world.spawn_npc();
-    }
-    let mut room = Room {
-        config: config.clone(),
-        world,
-        slots: Vec::new(),
-        free_slots: Vec::new(),
-        cmds,
-        inputs,
-        input_budget: input_capacity,
-        publish,
-        metrics,
-        status: Arc::clone(&status),
-        clock: TickClock::new(),
-    };
     let handle = RoomHandle {
         cmds: cmd_tx,
         inputs: input_tx,
         snapshots,
-        status,
+        status: Arc::clone(&status),
     };
-    let span = tracing::info_span!("room", room = name);
-    let task = tokio::spawn(
-        async move {
-            room.run(&mut shutdown).await;
-        }
-        .instrument(span),
-    );
-    (handle, task)
+    let config = Arc::clone(config);
+    let span = tracing::info_span!("room", room = %setup.name);
+    std::thread::Builder::new()
+        .name(format!("room-{}", setup.name))
+        .spawn(move || {
+            let _alive = alive;
+            let _entered = span.enter();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "room runtime failed to start");
+                    registry.forget(setup.serial);
+                    return;
+                }
+            };
+            let mut world = World::new(WorldConfig {
+                tick_hz: config.tick_hz,
+                seed: config.seed ^ u64::from(setup.serial),
+                // Ids stay unused well past the longest baseline a client
+                // may hold.
+                id_quarantine_ticks: (config.snapshot_history as u32)
+                    .saturating_mul(config.tick_hz.div_ceil(config.snapshot_hz))
+                    .saturating_add(config.tick_hz),
+            });
+            for _ in 0..setup.npcs {
+                world.spawn_npc();
+            }
+            let mut room = Room {
+                config: Arc::clone(&config),
+                world,
+                slots: Vec::new(),
+                free_slots: Vec::new(),
+                tokens: HashMap::new(),
+                parked: 0,
+                cmds,
+                inputs,
+                input_budget: input_capacity,
+                publish,
+                recent: VecDeque::with_capacity(config.snapshot_history),
+                metrics,
+                status,
+                registry,
+                serial: setup.serial,
+                clock: TickClock::new(),
+                late_us: 0,
+                overruns: 0,
+            };
+            runtime.block_on(room.run(&mut shutdown));
+        })?;
+    Ok(handle)
 }
 
 impl Room {
@@ -326,10 +482,12 @@ impl Room {
         info!(
             tick_hz = self.config.tick_hz,
             snapshot_hz = self.config.snapshot_hz,
-            npcs = self.config.npcs,
+            npcs = self.world.entity_count(),
+            public = self.status.public,
             "room running"
         );
         self.publish_snapshot();
+        let mut empty_since: Option<Instant> = None;
         // Deadlines, not sleep(period): the schedule never drifts, whatever
         // each tick costs.
         let mut next = Instant::now() + period;
@@ -341,9 +499,9 @@ impl Room {
             }
             let mut steps = 0;
             while Instant::now() >= next && steps < self.config.max_catchup_ticks {
-                self.metrics
-                    .tick_jitter
-                    .observe((Instant::now() - next).as_secs_f64());
+                let late = Instant::now() - next;
+                self.metrics.tick_jitter.observe(late.as_secs_f64());
+                self.late_us = late.as_micros() as u64;
                 self.tick();
                 next += period;
                 steps += 1;
@@ -354,8 +512,17 @@ impl Room {
                 // ticks rather than spiral.
                 let missed = ((now - next).as_secs_f64() / period.as_secs_f64()) as u64 + 1;
                 self.metrics.tick_overruns.inc_by(missed);
+                self.overruns += missed;
                 warn!(missed, "tick loop overran; skipping ticks");
                 next += period * missed as u32;
+            }
+            if self.status.persistent || self.status.occupancy.load(Ordering::Acquire) > 0 {
+                empty_since = None;
+            } else if empty_since.get_or_insert(now).elapsed() >= self.config.empty_room_grace
+                && self.registry.dispose_if_empty(self.serial)
+            {
+                info!("room empty for its grace period; disposed");
+                break;
             }
         }
         info!("room stopped");
@@ -365,6 +532,9 @@ impl Room {
         let started = std::time::Instant::now();
         self.drain_commands();
         self.drain_inputs();
+        if self.parked > 0 {
+            self.expire_parked();
+        }
         let mut applied = 0;
         for slot in self.slots.iter_mut().flatten() {
             if let Some(cmd) = slot.inputs.pop_front() {
@@ -393,9 +563,10 @@ impl Room {
         self.status.entities.set(self.world.entity_count() as i64);
         self.clock.record(
             total.as_micros() as u64,
+            self.late_us,
             self.config.tick_hz,
             &self.status,
-            m.tick_overruns.get(),
+            self.overruns,
         );
     }
 
@@ -406,13 +577,17 @@ impl Room {
             .map(|s| s.as_ref().map_or(0, |s| s.last_applied))
             .collect();
         let state = self.world.snapshot();
-        let published = Published {
+        let published = Arc::new(Published {
             checksum: snapshot::checksum(&state),
             state,
             acks,
             deltas: Mutex::default(),
-        };
-        self.publish.send_replace(Arc::new(published));
+        });
+        if self.recent.len() == self.config.snapshot_history {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Arc::clone(&published));
+        self.publish.send_replace(published);
     }
 
     fn drain_commands(&mut self) {
@@ -423,28 +598,100 @@ impl Room {
             match cmd {
                 RoomCmd::Join { name, reply } => {
                     let joined = self.join(name);
-                    if let Err(Ok(joined)) = reply.send(joined) {
+                    if joined.is_err() {
+                        self.free_seat();
+                    }
+                    if let Err(Ok(seat)) = reply.send(joined) {
                         // The connection gave up waiting: undo the join.
-                        self.leave(joined.handle);
+                        self.remove(seat.handle);
                     }
                 }
-                RoomCmd::Leave { player } => self.leave(player),
+                RoomCmd::Resume { token, reply } => {
+                    let resumed = self.resume(token);
+                    if let Err(Ok(seat)) = reply.send(resumed) {
+                        // Gave up waiting: the session stays parked.
+                        self.disconnected(seat.handle, seat.epoch, false);
+                    }
+                }
+                RoomCmd::Disconnected {
+                    player,
+                    epoch,
+                    forfeit,
+                } => self.disconnected(player, epoch, forfeit),
             }
         }
-        self.status
-            .players
-            .set((self.slots.len() - self.free_slots.len()) as i64);
+        let players = self.slots.len() - self.free_slots.len() - self.parked;
+        self.status.players.set(players as i64);
     }
 
-    fn join(&mut self, name: String) -> Result<Joined, DisconnectReason> {
+    /// One seat freed: the registry may now give it to someone else.
+    fn free_seat(&self) {
+        self.status.occupancy.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn slot_mut(&mut self, player: PlayerHandle) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(player.slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.key == player.key)
+    }
+
+    fn seat(&mut self, index: u32, resumed: bool) -> Option<Seat> {
+        let tick = self.world.tick();
+        let slot = self.slots.get_mut(index as usize)?.as_mut()?;
+        let ack = slot.acked.load(Ordering::Relaxed);
+        let acked = Arc::new(AtomicU64::new(ack));
+        slot.acked = Arc::clone(&acked);
+        let (kick, kicked) = oneshot::channel();
+        slot.kick = Some(kick);
+        let baseline = (ack != NO_ACK)
+            .then(|| {
+                self.recent
+                    .iter()
+                    .rev()
+                    .find(|p| u64::from(p.state.tick.0) == ack)
+            })
+            .flatten()
+            .cloned();
+        Some(Seat {
+            handle: PlayerHandle {
+                key: slot.key,
+                slot: index,
+            },
+            epoch: slot.epoch,
+            player_id: slot.player_id,
+            tick,
+            session: slot.token,
+            resumed,
+            input_seq: slot.last_received,
+            acked,
+            kicked,
+            baseline,
+        })
+    }
+
+    fn join(&mut self, name: String) -> Result<Seat, DisconnectReason> {
         let (key, player_id) = self
             .world
             .spawn_player(name)
             .ok_or(DisconnectReason::ServerFull)?;
+        let token = loop {
+            let token = new_token(self.serial);
+            if !self.tokens.contains_key(&token) {
+                break token;
+            }
+        };
         let slot = Slot {
             key,
+            player_id,
             inputs: VecDeque::with_capacity(self.config.input_buffer),
             last_applied: 0,
+            last_received: 0,
+            token,
+            epoch: 0,
+            acked: Arc::new(AtomicU64::new(NO_ACK)),
+            kick: None,
+            parked_until: None,
         };
         let index = match self.free_slots.pop() {
             Some(i) => {
@@ -456,20 +703,91 @@ impl Room {
                 (self.slots.len() - 1) as u32
             }
         };
+        self.tokens.insert(token, index);
         debug!(player_id, slot = index, "player joined");
-        Ok(Joined {
-            handle: PlayerHandle { key, slot: index },
-            player_id,
-            tick: self.world.tick(),
-        })
+        self.seat(index, false).ok_or(DisconnectReason::ServerFull)
     }
 
-    fn leave(&mut self, player: PlayerHandle) {
+    fn resume(&mut self, token: SessionToken) -> Result<Seat, DisconnectReason> {
+        let index = *self
+            .tokens
+            .get(&token)
+            .ok_or(DisconnectReason::SessionExpired)?;
+        let slot = self.slots[index as usize]
+            .as_mut()
+            .ok_or(DisconnectReason::SessionExpired)?;
+        if let Some(kick) = slot.kick.take() {
+            // The old connection is still attached (its peer may not know
+            // yet that it is dead): the newer one wins.
+            let _ = kick.send(DisconnectReason::SessionReplaced);
+        }
+        if slot.parked_until.take().is_some() {
+            self.parked -= 1;
+        }
+        slot.epoch = slot.epoch.wrapping_add(1);
+        let player_id = slot.player_id;
+        self.metrics.resumes.inc();
+        debug!(player_id, "session resumed");
+        self.seat(index, true)
+            .ok_or(DisconnectReason::SessionExpired)
+    }
+
+    fn disconnected(&mut self, player: PlayerHandle, epoch: u32, forfeit: bool) {
+        let grace = self.config.resume_grace;
+        let Some(slot) = self.slot_mut(player) else {
+            return;
+        };
+        if slot.epoch != epoch {
+            return; // an older connection of a resumed session
+        }
+        if forfeit || grace.is_zero() {
+            self.remove(player);
+            return;
+        }
+        slot.kick = None;
+        if slot.parked_until.is_none() {
+            slot.parked_until = Some(Instant::now() + grace);
+            debug!(player_id = slot.player_id, "session parked for resume");
+            self.parked += 1;
+        }
+    }
+
+    fn expire_parked(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PlayerHandle> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                s.parked_until.filter(|&t| t <= now).map(|_| PlayerHandle {
+                    key: s.key,
+                    slot: i as u32,
+                })
+            })
+            .collect();
+        for player in expired {
+            debug!(slot = player.slot, "resume grace over; player removed");
+            self.metrics.sessions_expired.inc();
+            self.remove(player);
+        }
+    }
+
+    /// Frees a seat for good: the entity, the token, the slot.
+    fn remove(&mut self, player: PlayerHandle) {
         let i = player.slot as usize;
-        if self.slots.get(i).and_then(Option::as_ref).map(|s| s.key) == Some(player.key) {
-            self.slots[i] = None;
+        if self.slots.get(i).and_then(Option::as_ref).map(|s| s.key) != Some(player.key) {
+            return;
+        }
+        if let Some(slot) = self.slots[i].take() {
+            if slot.parked_until.is_some() {
+                self.parked -= 1;
+            }
+            self.tokens.remove(&slot.token);
             self.free_slots.push(player.slot);
             self.world.remove(player.key);
+            self.free_seat();
+            self.metrics.leaves.inc();
             debug!(slot = player.slot, "player left");
         }
     }
@@ -480,12 +798,7 @@ impl Room {
             let Ok((player, cmd)) = self.inputs.try_recv() else {
                 break;
             };
-            let Some(slot) = self
-                .slots
-                .get_mut(player.slot as usize)
-                .and_then(Option::as_mut)
-                .filter(|s| s.key == player.key)
-            else {
+            let Some(slot) = self.slot_mut(player) else {
                 continue; // from a player who already left
             };
             if let Err(reason) = accept_input(slot, cmd, cap) {
@@ -517,6 +830,7 @@ fn accept_input(slot: &mut Slot, cmd: InputCmd, cap: usize) -> Result<(), InputD
         return Err(InputDrop::Stale);
     }
     slot.inputs.insert(at, cmd);
+    slot.last_received = slot.last_received.max(cmd.seq);
     Ok(())
 }
 
@@ -528,8 +842,15 @@ mod tests {
         let mut keys: slotmap::SlotMap<EntityKey, ()> = slotmap::SlotMap::with_key();
         Slot {
             key: keys.insert(()),
+            player_id: 1,
             inputs: VecDeque::new(),
             last_applied: 10,
+            last_received: 10,
+            token: SessionToken::default(),
+            epoch: 0,
+            acked: Arc::new(AtomicU64::new(NO_ACK)),
+            kick: None,
+            parked_until: None,
         }
     }
 

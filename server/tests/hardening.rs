@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{Client, Event, Replica, STEP, TestServer, play_for, try_connect_with};
 use server::Config;
 use shared::Tick;
-use shared::protocol::{ClientMsg, DisconnectReason, InputCmd, ServerMsg};
+use shared::protocol::{AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg};
 use shared::rules::{TickRules, buttons};
 use shared::snapshot::EntityKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -280,5 +280,79 @@ async fn cheating_inputs_gain_nothing() {
     assert_eq!(replica.desyncs, 0);
     let status = server.status().await;
     assert!(status["totals"]["inputs_dropped"].as_u64() > Some(0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_on_only_valid_unexpired_tokens_join() {
+    const SECRET: &[u8] = b"test secret";
+    let server = TestServer::start(Config {
+        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
+        ..Config::default()
+    })
+    .await;
+    let now = server::auth::unix_now();
+    let token = |secret: &[u8], expires| {
+        let t = shared::auth::mint(secret, "alice", expires).expect("valid user");
+        Some(AuthToken(t))
+    };
+    let attempt = |auth| {
+        Client::hello(
+            server.addr,
+            Hello {
+                auth,
+                ..Hello::new("alice")
+            },
+        )
+    };
+    let refusal = |r: Result<_, _>| r.err();
+    let cases = [
+        ("no token", None, DisconnectReason::AuthRequired),
+        (
+            "another secret",
+            token(b"guessed", now + 60),
+            DisconnectReason::AuthInvalid,
+        ),
+        (
+            "expired",
+            token(SECRET, now.saturating_sub(1)),
+            DisconnectReason::AuthExpired,
+        ),
+        (
+            "garbage",
+            Some(AuthToken("alice.99999999999.00".into())),
+            DisconnectReason::AuthInvalid,
+        ),
+        (
+            "over 512 bytes",
+            Some(AuthToken("a".repeat(600))),
+            DisconnectReason::AuthInvalid,
+        ),
+    ];
+    for (what, auth, reason) in cases {
+        assert_eq!(
+            refusal(attempt(auth).await),
+            Some((Some(reason), 1008)),
+            "{what}"
+        );
+    }
+    let (c, welcome) = attempt(token(SECRET, now + 60))
+        .await
+        .expect("a valid token joins");
+    // A resume needs no token: the session token is the credential.
+    c.kill();
+    let (_c, resumed) = Client::resume(server.addr, &welcome)
+        .await
+        .expect("resume without an auth token");
+    assert_eq!(resumed.player_id, welcome.player_id);
+
+    let status = server.status().await;
+    for (label, n) in [
+        ("auth_required", 1),
+        ("auth_invalid", 3),
+        ("auth_expired", 1),
+    ] {
+        assert_eq!(status["totals"]["kicks"][label], n, "{label}");
+    }
     server.stop().await;
 }

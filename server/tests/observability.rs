@@ -33,7 +33,7 @@ async fn metrics_and_status_move_while_clients_play() {
     })
     .await;
     let before = scrape(&server).await;
-    let (mut c, _) = Client::join(server.addr, "watcher").await;
+    let (mut c, welcome) = Client::join(server.addr, "watcher").await;
     let mut replica = Replica::default();
     for seq in 1..=10 {
         c.send(&ClientMsg::Input(InputCmd {
@@ -65,8 +65,14 @@ async fn metrics_and_status_move_while_clients_play() {
         );
     }
     assert_eq!(sample(&after, "arena_connections"), 1.0);
-    assert_eq!(sample(&after, "arena_room_players{room=\"main\"}"), 1.0);
-    assert!(sample(&after, "arena_room_entities{room=\"main\"}") >= 21.0);
+    let room = &welcome.room;
+    assert_eq!(
+        sample(&after, &format!("arena_room_players{{room=\"{room}\"}}")),
+        1.0
+    );
+    assert!(sample(&after, &format!("arena_room_entities{{room=\"{room}\"}}")) >= 21.0);
+    assert_eq!(sample(&after, "arena_rooms "), 1.0);
+    assert_eq!(sample(&after, "arena_rooms_created_total"), 1.0);
     assert!(after.contains("arena_kicks_total{reason=\"too_slow\"}"));
     assert!(after.contains("arena_inputs_dropped_total{reason=\"QueueFull\"}"));
     assert!(after.contains("# EOF"));
@@ -74,6 +80,8 @@ async fn metrics_and_status_move_while_clients_play() {
     let status = server.status().await;
     let room = &status["rooms"][0];
     assert_eq!(room["players"], 1);
+    assert_eq!(room["name"], welcome.room.as_str());
+    assert_eq!(status["worst_room"], welcome.room.as_str());
     let ticks = &room["tick_us"];
     assert!(ticks["ticks"].as_u64() >= Some(30), "{status}");
     assert!(ticks["p99_us"].as_f64() > Some(0.0));
@@ -81,6 +89,17 @@ async fn metrics_and_status_move_while_clients_play() {
     assert!(!ticks["per_second"].as_array().expect("chart").is_empty());
     assert!(status["totals"]["snapshots_sent"].as_u64() >= Some(40));
     assert!(status["process"]["rss_bytes"].as_u64() > Some(0));
+
+    // A dropped connection resumed: the resume counter moves.
+    let resumes = sample(&after, "arena_resumes_total");
+    c.kill();
+    let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
+    assert!(resumed.resumed);
+    play_for(&mut c, &mut replica, Duration::from_millis(200)).await;
+    assert_eq!(
+        sample(&scrape(&server).await, "arena_resumes_total"),
+        resumes + 1.0
+    );
 
     let (code, page) = http_get(server.addr, "/status").await;
     assert_eq!(code, 200);

@@ -497,30 +497,7 @@ mod tests {
 
     #[test]
     fn reason_index_is_its_wire_variant_and_labels_match() {
-        let every = [
-            DisconnectReason::VersionMismatch {
-                server: 1,
-                client: 2,
-            },
-            DisconnectReason::ServerFull,
-            DisconnectReason::MalformedMessage,
-            DisconnectReason::MessageTooLarge,
-            DisconnectReason::UnexpectedMessage,
-            DisconnectReason::HelloTimeout,
-            DisconnectReason::IdleTimeout,
-            DisconnectReason::TooSlow,
-            DisconnectReason::RateLimited,
-            DisconnectReason::ServerShutdown,
-            DisconnectReason::RoomFull,
-            DisconnectReason::InvalidRoomName,
-            DisconnectReason::SessionExpired,
-            DisconnectReason::SessionWrongRoom,
-            DisconnectReason::SessionReplaced,
-            DisconnectReason::AuthRequired,
-            DisconnectReason::AuthInvalid,
-            DisconnectReason::AuthExpired,
-            DisconnectReason::Left,
-        ];
+        let every = DisconnectReason::every();
         assert_eq!(every.len(), DisconnectReason::LABELS.len());
         for (i, r) in every.iter().enumerate() {
             // ServerMsg::Disconnect is variant 3, then the reason's variant.

@@ -304,6 +304,37 @@ impl DisconnectReason {
         "left",
     ];
 
+    /// One value of every reason, in wire order (`VersionMismatch` with
+    /// this version and 0): for tables keyed by reason, and tests that must
+    /// cover them all.
+    #[must_use]
+    pub fn every() -> [Self; Self::LABELS.len()] {
+        [
+            Self::VersionMismatch {
+                server: PROTOCOL_VERSION,
+                client: 0,
+            },
+            Self::ServerFull,
+            Self::MalformedMessage,
+            Self::MessageTooLarge,
+            Self::UnexpectedMessage,
+            Self::HelloTimeout,
+            Self::IdleTimeout,
+            Self::TooSlow,
+            Self::RateLimited,
+            Self::ServerShutdown,
+            Self::RoomFull,
+            Self::InvalidRoomName,
+            Self::SessionExpired,
+            Self::SessionWrongRoom,
+            Self::SessionReplaced,
+            Self::AuthRequired,
+            Self::AuthInvalid,
+            Self::AuthExpired,
+            Self::Left,
+        ]
+    }
+
     /// Position of this reason in declaration order (its wire variant
     /// index), for tables keyed by reason such as per-reason counters.
     #[must_use]

@@ -152,24 +152,7 @@ fn arb_reason() -> impl Strategy<Value = DisconnectReason> {
     prop_oneof![
         (any::<u32>(), any::<u32>())
             .prop_map(|(server, client)| DisconnectReason::VersionMismatch { server, client }),
-        Just(DisconnectReason::ServerFull),
-        Just(DisconnectReason::MalformedMessage),
-        Just(DisconnectReason::MessageTooLarge),
-        Just(DisconnectReason::UnexpectedMessage),
-        Just(DisconnectReason::HelloTimeout),
-        Just(DisconnectReason::IdleTimeout),
-        Just(DisconnectReason::TooSlow),
-        Just(DisconnectReason::RateLimited),
-        Just(DisconnectReason::ServerShutdown),
-        Just(DisconnectReason::RoomFull),
-        Just(DisconnectReason::InvalidRoomName),
-        Just(DisconnectReason::SessionExpired),
-        Just(DisconnectReason::SessionWrongRoom),
-        Just(DisconnectReason::SessionReplaced),
-        Just(DisconnectReason::AuthRequired),
-        Just(DisconnectReason::AuthInvalid),
-        Just(DisconnectReason::AuthExpired),
-        Just(DisconnectReason::Left),
+        proptest::sample::select(DisconnectReason::every().to_vec()),
     ]
 }
 

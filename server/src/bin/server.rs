@@ -1,17 +1,20 @@
 //! `cargo run --release -p server`: parses flags, sets up logging, serves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use server::Config;
+use server::{Config, RoomSpec};
 use tracing_subscriber::EnvFilter;
 
 /// Authoritative arena game server. Open http://ADDR/ to play.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "ARENA_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -21,9 +24,30 @@ struct Args {
     /// Snapshots per second (1..=tick rate). Default: the tick rate.
     #[arg(long, env = "ARENA_SNAPSHOT_HZ")]
     snapshot_hz: Option<u32>,
-    /// Server-driven wandering NPCs.
+    /// Server-driven wandering NPCs per room.
     #[arg(long, env = "ARENA_NPCS", default_value_t = Config::default().npcs)]
     npcs: u32,
+    /// Players per room, counting those whose session awaits a resume.
+    #[arg(long, env = "ARENA_ROOM_CAPACITY", default_value_t = Config::default().room_capacity)]
+    room_capacity: usize,
+    /// Most rooms at once (each runs on its own thread).
+    #[arg(long, env = "ARENA_MAX_ROOMS", default_value_t = Config::default().max_rooms)]
+    max_rooms: usize,
+    /// Seconds a dropped player's entity waits for its session to resume.
+    #[arg(long, env = "ARENA_RESUME_GRACE_SECS", default_value_t = Config::default().resume_grace.as_secs())]
+    resume_grace_secs: u64,
+    /// Seconds an empty room stays open before it is disposed.
+    #[arg(long, env = "ARENA_EMPTY_ROOM_GRACE_SECS", default_value_t = Config::default().empty_room_grace.as_secs())]
+    empty_room_grace_secs: u64,
+    /// A room to open at start and keep open, as NAME or NAME:NPCS.
+    /// Repeat the flag for more (env: comma-separated).
+    #[arg(long = "room", env = "ARENA_ROOMS", value_delimiter = ',')]
+    rooms: Vec<RoomSpec>,
+    /// Require joins to carry a token signed with this secret (HMAC-SHA256,
+    /// see `server mint-token`). Prefer the environment variable: command
+    /// lines are visible to every user of the machine.
+    #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: Option<String>,
     /// Most players connected at once; more get HTTP 503.
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
@@ -45,6 +69,23 @@ struct Args {
     /// Log format.
     #[arg(long, env = "ARENA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print a join token for --auth-secret (what a game backend issues
+    /// after login), then exit.
+    MintToken {
+        /// The account id the token names: 1 to 64 of A-Z a-z 0-9 - _.
+        #[arg(long)]
+        user: String,
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// The server's secret.
+        #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true)]
+        auth_secret: String,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -77,6 +118,18 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::MintToken {
+        user,
+        ttl_secs,
+        auth_secret,
+    }) = &args.command
+    {
+        let expires = server::auth::unix_now().saturating_add(*ttl_secs);
+        let token = shared::auth::mint(auth_secret.as_bytes(), user, expires)
+            .context("the user id must be 1 to 64 of A-Z a-z 0-9 - _")?;
+        println!("{token}");
+        return Ok(());
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr (colour only on a terminal); stdout carries just the
     // `listening on` line that scripts parse.
@@ -93,6 +146,15 @@ async fn main() -> anyhow::Result<()> {
         tick_hz: args.tick_hz,
         snapshot_hz: args.snapshot_hz.unwrap_or(args.tick_hz),
         npcs: args.npcs,
+        room_capacity: args.room_capacity,
+        max_rooms: args.max_rooms,
+        resume_grace: Duration::from_secs(args.resume_grace_secs),
+        empty_room_grace: Duration::from_secs(args.empty_room_grace_secs),
+        persistent_rooms: args.rooms.clone(),
+        auth: args.auth_secret.as_ref().map(|secret| {
+            Arc::new(server::auth::HmacTokens::new(secret.as_bytes()))
+                as Arc<dyn server::auth::Authenticator>
+        }),
         max_clients: args.max_clients,
         max_connections: args.max_clients + (defaults.max_connections - defaults.max_clients),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),

@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use server::Config;
 use shared::Tick;
 use shared::codec;
-use shared::protocol::{ClientMsg, DisconnectReason, Hello, ServerMsg, Welcome};
+use shared::protocol::{ClientMsg, DisconnectReason, Hello, RoomRequest, ServerMsg, Welcome};
 use shared::snapshot::{self, SnapshotMsg, WorldState};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -68,8 +68,22 @@ impl TestServer {
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        let body = http_get(self.addr, "/status.json").await.1;
-        serde_json::from_slice(&body).expect("status is json")
+        self.json("/status.json").await
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let body = http_get(self.addr, path).await.1;
+        serde_json::from_slice(&body).expect("json body")
+    }
+
+    /// The value of the first `/metrics` sample line starting with `series`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = String::from_utf8(http_get(self.addr, "/metrics").await.1).expect("utf-8");
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
     }
 }
 
@@ -169,12 +183,63 @@ impl Client {
 
     /// Connects and says hello; returns the welcome.
     pub async fn join(addr: SocketAddr, name: &str) -> (Self, Welcome) {
+        Self::hello(addr, Hello::new(name))
+            .await
+            .unwrap_or_else(|refused| panic!("expected welcome, got {refused:?}"))
+    }
+
+    /// Connects and joins the named room.
+    pub async fn join_room(addr: SocketAddr, name: &str, room: &str) -> (Self, Welcome) {
+        Self::hello(
+            addr,
+            Hello {
+                room: RoomRequest::Named(room.into()),
+                ..Hello::new(name)
+            },
+        )
+        .await
+        .unwrap_or_else(|refused| panic!("expected welcome, got {refused:?}"))
+    }
+
+    /// Connects and sends `hello`: the welcome, or the refusal's typed
+    /// reason and close code.
+    pub async fn hello(
+        addr: SocketAddr,
+        hello: Hello,
+    ) -> Result<(Self, Welcome), (Option<DisconnectReason>, u16)> {
         let mut c = Self::connect(addr).await;
-        c.send(&ClientMsg::Hello(Hello::new(name))).await;
+        c.send(&ClientMsg::Hello(hello)).await;
         match c.recv().await {
-            Event::Msg(ServerMsg::Welcome(w)) => (c, w),
-            other => panic!("expected welcome, got {other:?}"),
+            Event::Msg(ServerMsg::Welcome(w)) => Ok((c, w)),
+            Event::Msg(ServerMsg::Disconnect(r)) => {
+                let (_, code) = c.expect_close().await;
+                Err((Some(r), code))
+            }
+            Event::Closed { code, .. } => Err((None, code)),
+            other => panic!("expected welcome or refusal, got {other:?}"),
         }
+    }
+
+    /// Resumes the session of `welcome` in its room.
+    pub async fn resume(
+        addr: SocketAddr,
+        welcome: &Welcome,
+    ) -> Result<(Self, Welcome), (Option<DisconnectReason>, u16)> {
+        Self::hello(
+            addr,
+            Hello {
+                room: RoomRequest::Named(welcome.room.clone()),
+                resume: Some(welcome.session),
+                ..Hello::new("")
+            },
+        )
+        .await
+    }
+
+    /// Drops the TCP connection without a close frame, as a network failure
+    /// or a killed process would.
+    pub fn kill(self) {
+        drop(self);
     }
 
     pub async fn send(&mut self, msg: &ClientMsg) {

@@ -1,0 +1,256 @@
+//! The room registry: which rooms exist, where a join goes, and when an
+//! empty room may go away.
+//!
+//! Connection tasks consult it once per hello, under one short `std` mutex
+//! (never held across `.await`, never touched by a tick). Seats are
+//! *reserved* here, under that lock, before the join reaches the room, so
+//! matchmaking never overfills a room and a room is never disposed while a
+//! join is on its way to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use shared::protocol::{DisconnectReason, RoomRequest, SessionToken, is_valid_room_name};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::room::{self, RoomHandle, RoomSetup};
+
+/// Every room of the server.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// By name; a `BTreeMap` so listings come out sorted.
+    rooms: BTreeMap<String, RoomHandle>,
+    /// Room name by serial, to route resumes.
+    serials: HashMap<u32, String>,
+    next_serial: u32,
+    /// Each room thread holds a clone; shutdown waits until all are gone.
+    /// `None` once the registry is closed: no room may start after that.
+    alive: Option<mpsc::Sender<()>>,
+}
+
+impl Registry {
+    /// An empty registry; `alive` is cloned into every room thread.
+    pub(crate) fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            metrics,
+            shutdown,
+            inner: Mutex::new(Inner {
+                rooms: BTreeMap::new(),
+                serials: HashMap::new(),
+                next_serial: 1,
+                alive: Some(alive),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens the configured persistent rooms.
+    pub(crate) fn open_persistent(self: &Arc<Self>) -> Result<(), DisconnectReason> {
+        let mut inner = self.lock();
+        for spec in &self.config.persistent_rooms {
+            self.create(&mut inner, spec.name.clone(), false, true, spec.npcs)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a room; the caller holds the lock.
+    fn create(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        name: String,
+        public: bool,
+        persistent: bool,
+        npcs: u32,
+    ) -> Result<RoomHandle, DisconnectReason> {
+        let Some(alive) = inner.alive.clone() else {
+            return Err(DisconnectReason::ServerShutdown);
+        };
+        if inner.rooms.len() >= self.config.max_rooms {
+            warn!(rooms = inner.rooms.len(), "room limit reached");
+            return Err(DisconnectReason::ServerFull);
+        }
+        let serial = inner.next_serial;
+        inner.next_serial = inner.next_serial.wrapping_add(1).max(1);
+        let setup = RoomSetup {
+            name: name.clone(),
+            serial,
+            public,
+            persistent,
+            npcs,
+        };
+        let handle = room::spawn(
+            setup,
+            &self.config,
+            Arc::clone(&self.metrics),
+            Arc::clone(self),
+            self.shutdown.clone(),
+            alive,
+        )
+        .map_err(|e| {
+            warn!(error = %e, "could not start a room thread");
+            DisconnectReason::ServerFull
+        })?;
+        info!(room = %name, public, persistent, "room created");
+        self.metrics.rooms_created.inc();
+        self.metrics.rooms.inc();
+        inner.serials.insert(serial, name.clone());
+        inner.rooms.insert(name, handle.clone());
+        Ok(handle)
+    }
+
+    /// Takes a seat for a new player, in the room the hello asked for
+    /// (created if needed). The seat counts against the room's capacity
+    /// until the room frees it (or [`Self::unreserve`] if the join never
+    /// reached the room).
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        request: &RoomRequest,
+    ) -> Result<RoomHandle, DisconnectReason> {
+        let capacity = self.config.room_capacity;
+        let mut inner = self.lock();
+        if inner.alive.is_none() {
+            return Err(DisconnectReason::ServerShutdown);
+        }
+        let handle = match request {
+            RoomRequest::Named(name) => {
+                if !is_valid_room_name(name) {
+                    return Err(DisconnectReason::InvalidRoomName);
+                }
+                match inner.rooms.get(name) {
+                    Some(handle) => {
+                        if handle.status.occupancy.load(Ordering::Acquire) >= capacity {
+                            return Err(DisconnectReason::RoomFull);
+                        }
+                        handle.clone()
+                    }
+                    None => {
+                        let npcs = self.config.npcs;
+                        self.create(&mut inner, name.clone(), false, false, npcs)?
+                    }
+                }
+            }
+            RoomRequest::Matchmake => {
+                // The fullest public room with a free seat: players meet
+                // players, and near-empty rooms drain away.
+                let best = inner
+                    .rooms
+                    .values()
+                    .filter(|h| h.status.public)
+                    .map(|h| (h.status.occupancy.load(Ordering::Acquire), h))
+                    .filter(|(n, _)| *n < capacity)
+                    .max_by_key(|(n, _)| *n)
+                    .map(|(_, h)| h.clone());
+                match best {
+                    Some(handle) => handle,
+                    None => {
+                        let name = (1..)
+                            .map(|n| format!("public-{n}"))
+                            .find(|name| !inner.rooms.contains_key(name))
+                            .unwrap_or_else(|| unreachable!("names are unbounded"));
+                        let npcs = self.config.npcs;
+                        self.create(&mut inner, name, true, false, npcs)?
+                    }
+                }
+            }
+        };
+        handle.status.occupancy.fetch_add(1, Ordering::AcqRel);
+        Ok(handle)
+    }
+
+    /// Gives back a seat whose join never reached the room.
+    pub(crate) fn unreserve(&self, handle: &RoomHandle) {
+        handle.status.occupancy.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The room a session token belongs to, if it still exists and matches
+    /// the request.
+    pub(crate) fn find_session(
+        &self,
+        request: &RoomRequest,
+        token: &SessionToken,
+    ) -> Result<RoomHandle, DisconnectReason> {
+        let inner = self.lock();
+        if inner.alive.is_none() {
+            return Err(DisconnectReason::ServerShutdown);
+        }
+        let owner = inner
+            .serials
+            .get(&room::token_serial(token))
+            .and_then(|name| inner.rooms.get(name));
+        match (request, owner) {
+            (RoomRequest::Named(name), Some(owner)) if *name != owner.status.name => {
+                Err(DisconnectReason::SessionWrongRoom)
+            }
+            (RoomRequest::Named(name), None) if inner.rooms.contains_key(name) => {
+                // The named room exists but never issued this token (or
+                // issued it before a restart of that name): expired.
+                Err(DisconnectReason::SessionExpired)
+            }
+            (_, Some(owner)) => Ok(owner.clone()),
+            (_, None) => Err(DisconnectReason::SessionExpired),
+        }
+    }
+
+    /// Called by a room that has been empty for its grace period: removes it
+    /// if no seat was reserved meanwhile. `true`: the room must stop.
+    pub(crate) fn dispose_if_empty(&self, serial: u32) -> bool {
+        let mut inner = self.lock();
+        let Some(name) = inner.serials.get(&serial).cloned() else {
+            return true;
+        };
+        let empty = inner
+            .rooms
+            .get(&name)
+            .is_none_or(|h| h.status.occupancy.load(Ordering::Acquire) == 0);
+        if empty {
+            Self::unlist(&self.metrics, &mut inner, serial);
+        }
+        empty
+    }
+
+    /// Removes a room whose thread failed to start.
+    pub(crate) fn forget(&self, serial: u32) {
+        let mut inner = self.lock();
+        Self::unlist(&self.metrics, &mut inner, serial);
+    }
+
+    fn unlist(metrics: &Metrics, inner: &mut Inner, serial: u32) {
+        if let Some(name) = inner.serials.remove(&serial) {
+            inner.rooms.remove(&name);
+            metrics.remove_room(&name);
+            metrics.rooms.dec();
+        }
+    }
+
+    /// Every room now, sorted by name.
+    pub(crate) fn rooms(&self) -> Vec<RoomHandle> {
+        self.lock().rooms.values().cloned().collect()
+    }
+
+    /// Refuses every further join and room; rooms stop on the shutdown
+    /// signal and drop their `alive` senders as their threads end.
+    pub(crate) fn close(&self) {
+        self.lock().alive = None;
+    }
+}

@@ -1,0 +1,400 @@
+//! Rooms, matchmaking and session resume, over real sockets on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Event, Replica, STEP, TestServer, play_for};
+use glam::IVec2;
+use server::{Config, RoomSpec};
+use shared::Tick;
+use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg};
+use shared::rules::{self, TickRules, buttons};
+use shared::snapshot::EntityKind;
+use tokio::time::{Instant, sleep, timeout};
+
+fn ids(replica: &Replica) -> Vec<u32> {
+    replica.latest().players.iter().map(|p| p.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_rooms_are_isolated_from_each_other() {
+    let server = TestServer::start(Config {
+        npcs: 2,
+        ..Config::default()
+    })
+    .await;
+    let (mut a, wa) = Client::join_room(server.addr, "ana", "alpha").await;
+    let (mut b, wb) = Client::join_room(server.addr, "bo", "alpha").await;
+    let (mut c, wc) = Client::join_room(server.addr, "cy", "beta").await;
+    assert_eq!((wa.room.as_str(), wb.room.as_str()), ("alpha", "alpha"));
+    assert_eq!(wc.room, "beta");
+
+    let (mut ra, mut rb, mut rc) = (Replica::default(), Replica::default(), Replica::default());
+    let window = Duration::from_millis(600);
+    let (na, nb, nc) = tokio::join!(
+        play_for(&mut a, &mut ra, window),
+        play_for(&mut b, &mut rb, window),
+        play_for(&mut c, &mut rc, window),
+    );
+    assert!(
+        na > 5 && nb > 5 && nc > 5,
+        "each room ticks: {na} {nb} {nc}"
+    );
+    let (mut alpha, mut beta) = (ids(&ra), ids(&rc));
+    alpha.sort_unstable();
+    beta.sort_unstable();
+    let mut both = vec![wa.player_id, wb.player_id];
+    both.sort_unstable();
+    assert_eq!(alpha, both, "alpha sees its two players");
+    assert_eq!(ids(&rb).len(), 2);
+    assert_eq!(beta, vec![wc.player_id], "beta sees only its own player");
+    // Each room has its own world: 2 NPCs + its players, no one else's.
+    let bodies = |r: &Replica| {
+        r.latest()
+            .entities
+            .iter()
+            .filter(|e| e.kind != EntityKind::Projectile)
+            .count()
+    };
+    assert_eq!(bodies(&ra), 4);
+    assert_eq!(bodies(&rc), 3);
+
+    let rooms = server.json("/rooms").await;
+    let rooms = rooms["rooms"].as_array().expect("room list");
+    let find = |id: &str| rooms.iter().find(|r| r["id"] == id).expect("listed");
+    assert_eq!(find("alpha")["players"], 2);
+    assert_eq!(find("beta")["players"], 1);
+    assert_eq!(find("alpha")["public"], false);
+    assert_eq!(find("alpha")["capacity"], 16);
+    assert_eq!(find("alpha")["tick_hz"], 30);
+    assert!(find("beta")["uptime_secs"].as_f64() > Some(0.0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matchmaking_fills_a_room_to_capacity_then_opens_the_next() {
+    let server = TestServer::start(Config {
+        room_capacity: 3,
+        npcs: 0,
+        ..Config::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        clients.push(Client::join(server.addr, &format!("p{i}")).await);
+    }
+    let rooms: Vec<&str> = clients.iter().map(|(_, w)| w.room.as_str()).collect();
+    assert_eq!(rooms, ["public-1", "public-1", "public-1", "public-2"]);
+
+    // A named room refuses the player beyond its capacity.
+    let mut named = Vec::new();
+    for i in 0..3 {
+        named.push(Client::join_room(server.addr, &format!("n{i}"), "squad").await);
+    }
+    let refused = Client::hello(
+        server.addr,
+        Hello {
+            room: RoomRequest::Named("squad".into()),
+            ..Hello::new("late")
+        },
+    )
+    .await
+    .err();
+    assert_eq!(refused, Some((Some(DisconnectReason::RoomFull), 1013)));
+    let refused = Client::hello(
+        server.addr,
+        Hello {
+            room: RoomRequest::Named("no spaces!".into()),
+            ..Hello::new("x")
+        },
+    )
+    .await
+    .err();
+    assert_eq!(
+        refused,
+        Some((Some(DisconnectReason::InvalidRoomName), 1008))
+    );
+
+    // A deliberate leave frees the seat at once, and matchmaking refills
+    // the fullest room with space first.
+    let (mut leaver, _) = clients.remove(0);
+    leaver.send(&ClientMsg::Leave).await;
+    assert_eq!(
+        leaver.expect_close().await,
+        (Some(DisconnectReason::Left), 1000)
+    );
+    let deadline = Instant::now() + STEP;
+    loop {
+        let rooms = server.json("/rooms").await;
+        let public1 = rooms["rooms"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["id"] == "public-1").cloned())
+            .expect("public-1 listed");
+        if public1["seats_taken"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the seat was not freed: {rooms}");
+        sleep(Duration::from_millis(20)).await;
+    }
+    let (_c, w) = Client::join(server.addr, "refill").await;
+    assert_eq!(w.room, "public-1");
+    let status = server.status().await;
+    assert_eq!(status["totals"]["rooms_created"], 3);
+    server.stop().await;
+}
+
+/// An input that moves the player; varied so a lost or repeated input
+/// changes where the player ends up.
+fn input(seq: u32) -> InputCmd {
+    const PATTERN: [u8; 5] = [
+        buttons::RIGHT,
+        buttons::RIGHT | buttons::DOWN,
+        buttons::DOWN,
+        buttons::LEFT | buttons::UP,
+        buttons::UP,
+    ];
+    InputCmd {
+        seq,
+        tick: Tick(0),
+        buttons: PATTERN[seq as usize % PATTERN.len()],
+        aim: 0,
+    }
+}
+
+/// Sends input `seq`, then applies and acknowledges one snapshot: about one
+/// input per tick, as a real client paces them.
+async fn step(c: &mut Client, replica: &mut Replica, seq: u32) -> u32 {
+    c.send(&ClientMsg::Input(input(seq))).await;
+    let snap = c.next_snapshot().await;
+    let tick = replica.apply(&snap);
+    c.send(&ClientMsg::Ack(tick)).await;
+    snap.input_ack
+}
+
+fn position(replica: &Replica, id: u32) -> IVec2 {
+    replica
+        .latest()
+        .entities
+        .iter()
+        .find(|e| e.id == id)
+        .map(|e| IVec2::new(e.x, e.y))
+        .expect("own entity")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_within_grace_keeps_the_entity_and_applies_every_input_once() {
+    let server = TestServer::start(Config {
+        npcs: 0,
+        ..Config::default()
+    })
+    .await;
+    let (mut c, welcome) = Client::join(server.addr, "runner").await;
+    let rules = TickRules::new(u32::from(welcome.tick_hz));
+    let mut replica = Replica::default();
+    let first = c.next_snapshot().await;
+    c.send(&ClientMsg::Ack(replica.apply(&first))).await;
+    let start = position(&replica, welcome.player_id);
+
+    // Play 30 inputs, then send 6 more without waiting, and kill the
+    // connection with those in flight.
+    let mut acked = 0;
+    for seq in 1..=30 {
+        acked = step(&mut c, &mut replica, seq).await;
+    }
+    for seq in 31..=36 {
+        c.send(&ClientMsg::Input(input(seq))).await;
+    }
+    c.kill();
+
+    let (mut c, resumed) = Client::resume(server.addr, &welcome)
+        .await
+        .expect("resume within grace");
+    assert!(resumed.resumed);
+    assert_eq!(resumed.player_id, welcome.player_id, "same entity");
+    assert_eq!(resumed.room, welcome.room);
+    assert_eq!(resumed.session, welcome.session);
+    assert!(
+        (acked..=36).contains(&resumed.input_seq),
+        "the server received at least every input it acknowledged ({acked}): {}",
+        resumed.input_seq
+    );
+    // Resend what the server did not receive, and one it did (a client
+    // cannot always know): each applies once.
+    for seq in resumed.input_seq..=36 {
+        c.send(&ClientMsg::Input(input(seq))).await;
+    }
+    // The first snapshot continues from the baseline acked before the drop.
+    let caught_up = c.next_snapshot().await;
+    assert!(!caught_up.is_full(), "caught up with a delta");
+    c.send(&ClientMsg::Ack(replica.apply(&caught_up))).await;
+    for seq in 37..=50 {
+        step(&mut c, &mut replica, seq).await;
+    }
+    let deadline = Instant::now() + STEP;
+    loop {
+        let snap = c.next_snapshot().await;
+        c.send(&ClientMsg::Ack(replica.apply(&snap))).await;
+        if snap.input_ack == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "input 50 never acknowledged");
+    }
+    assert_eq!(replica.desyncs, 0);
+    let expected = (1..=50).fold(start, |pos, seq| {
+        rules::move_player(pos, input(seq).buttons, &rules)
+    });
+    assert_eq!(
+        position(&replica, welcome.player_id),
+        expected,
+        "every input applied exactly once, in order"
+    );
+    assert_eq!(server.metric("arena_inputs_applied_total").await, 50.0);
+    assert_eq!(server.metric("arena_resumes_total").await, 1.0);
+    assert_eq!(server.metric("arena_joins_total").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_grace_or_for_another_room_is_refused_with_a_reason() {
+    let server = TestServer::start(Config {
+        npcs: 0,
+        resume_grace: Duration::from_millis(500),
+        ..Config::default()
+    })
+    .await;
+    let (mut watcher, _) = Client::join_room(server.addr, "watcher", "arena-1").await;
+    let (c, welcome) = Client::join_room(server.addr, "gone", "arena-1").await;
+    let (_other, _) = Client::join_room(server.addr, "other", "arena-2").await;
+
+    // Another room's name with this token.
+    let wrong = Client::hello(
+        server.addr,
+        Hello {
+            room: RoomRequest::Named("arena-2".into()),
+            resume: Some(welcome.session),
+            ..Hello::new("")
+        },
+    )
+    .await
+    .err();
+    assert_eq!(
+        wrong,
+        Some((Some(DisconnectReason::SessionWrongRoom), 1008))
+    );
+
+    c.kill();
+    // The entity waits out the grace period, then goes.
+    let mut replica = Replica::default();
+    play_for(&mut watcher, &mut replica, Duration::from_millis(200)).await;
+    assert!(
+        ids(&replica).contains(&welcome.player_id),
+        "parked, not gone"
+    );
+    play_for(&mut watcher, &mut replica, Duration::from_millis(900)).await;
+    assert!(
+        !ids(&replica).contains(&welcome.player_id),
+        "removed after grace"
+    );
+
+    let expired = Client::resume(server.addr, &welcome).await.err();
+    assert_eq!(
+        expired,
+        Some((Some(DisconnectReason::SessionExpired), 1008))
+    );
+    // A forged token for a live room: the same answer, nothing learned.
+    let mut forged = welcome.clone();
+    forged.session.0[8] ^= 1;
+    let forged = Client::resume(server.addr, &forged).await.err();
+    assert_eq!(forged, Some((Some(DisconnectReason::SessionExpired), 1008)));
+    assert_eq!(server.metric("arena_sessions_expired_total").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_connection_takes_over_and_a_leave_ends_the_session() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut old, welcome) = Client::join(server.addr, "twice").await;
+    let (mut new, resumed) = Client::resume(server.addr, &welcome)
+        .await
+        .expect("resume while the old connection is open");
+    assert_eq!(resumed.player_id, welcome.player_id);
+    assert_eq!(
+        old.expect_close().await,
+        (Some(DisconnectReason::SessionReplaced), 1000)
+    );
+    // The old connection's end must not park or remove the session.
+    let mut replica = Replica::default();
+    play_for(&mut new, &mut replica, Duration::from_millis(300)).await;
+    assert!(ids(&replica).contains(&welcome.player_id));
+
+    new.send(&ClientMsg::Leave).await;
+    assert_eq!(
+        new.expect_close().await,
+        (Some(DisconnectReason::Left), 1000)
+    );
+    let after_leave = Client::resume(server.addr, &welcome).await.err();
+    assert_eq!(
+        after_leave,
+        Some((Some(DisconnectReason::SessionExpired), 1008))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_room_is_disposed_after_its_grace_but_a_persistent_one_stays() {
+    let server = TestServer::start(Config {
+        empty_room_grace: Duration::from_millis(300),
+        resume_grace: Duration::ZERO,
+        persistent_rooms: vec!["lobby".parse::<RoomSpec>().expect("valid")],
+        ..Config::default()
+    })
+    .await;
+    let (mut c, w) = Client::join_room(server.addr, "solo", "brief").await;
+    assert_eq!(w.room, "brief");
+    c.send(&ClientMsg::Leave).await;
+    c.expect_close().await;
+    let deadline = Instant::now() + STEP;
+    loop {
+        let rooms = server.json("/rooms").await;
+        let names: Vec<&str> = rooms["rooms"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        if names == ["lobby"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "brief never disposed: {names:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.metric("arena_rooms ").await, 1.0);
+    // Its per-room series went with it.
+    let (_, text) = common::http_get(server.addr, "/metrics").await;
+    assert!(!String::from_utf8_lossy(&text).contains("room=\"brief\""));
+    // The name can be used again: a new room.
+    let (_c, w) = Client::join_room(server.addr, "again", "brief").await;
+    assert_eq!(w.room, "brief");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_before_any_ack_gets_a_full_snapshot() {
+    let server = TestServer::start(Config::default()).await;
+    let (c, welcome) = Client::join(server.addr, "fresh").await;
+    c.kill();
+    let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
+    assert_eq!(resumed.input_seq, 0);
+    let first = timeout(STEP, async {
+        loop {
+            if let Event::Msg(ServerMsg::Snapshot(s)) = c.recv().await {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("snapshot");
+    assert!(first.is_full(), "nothing acked: nothing to delta against");
+    server.stop().await;
+}
