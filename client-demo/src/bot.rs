@@ -24,7 +24,9 @@ use std::time::Duration;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
 use shared::Tick;
 use shared::codec;
-use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, ServerMsg};
+use shared::protocol::{
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg,
+};
 use shared::snapshot::{NetEntity, SnapshotMsg};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -56,6 +58,12 @@ pub struct BotConfig {
     /// trip without the tick wait, which separates transport latency from
     /// simulation latency. Default: 2 s.
     pub ping_interval: Option<Duration>,
+    /// The room asked for in the hello. Default: matchmaking (a public
+    /// room the server picks).
+    pub room: RoomRequest,
+    /// Join token for servers that require one (its `Debug` output is
+    /// redacted). Default: none.
+    pub auth: Option<AuthToken>,
 }
 
 impl Default for BotConfig {
@@ -68,6 +76,8 @@ impl Default for BotConfig {
             welcome_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(3),
             ping_interval: Some(Duration::from_secs(2)),
+            room: RoomRequest::Matchmake,
+            auth: None,
         }
     }
 }
@@ -336,11 +346,9 @@ async fn hello(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<shared::protocol::Welcome, BotError> {
     let hello = ClientMsg::Hello(Hello {
-        protocol: PROTOCOL_VERSION,
-        name: config.name.clone(),
-        room: shared::protocol::RoomRequest::Matchmake,
-        auth: None,
-        resume: None,
+        room: config.room.clone(),
+        auth: config.auth.clone(),
+        ..Hello::new(config.name.as_str())
     });
     link.send(&hello, Instant::now())?;
     let deadline = Instant::now() + config.welcome_timeout;
@@ -416,6 +424,7 @@ impl Game {
         metrics.connected_total.inc();
         metrics.tick_hz.set(u64::from(tick_hz));
         metrics.snapshot_hz.set(u64::from(welcome.snapshot_hz));
+        metrics.saw_room(&welcome.room);
         Self {
             player_id: welcome.player_id,
             period,

@@ -9,7 +9,7 @@
 //! histograms behind a `std::sync::Mutex` (never held across an `.await`, so
 //! a blocking mutex is the right, cheaper tool).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -142,6 +142,8 @@ pub struct Metrics {
     pub tick_hz: Counter,
     /// Snapshot rate announced by the server (the last welcome seen).
     pub snapshot_hz: Counter,
+    /// Rooms the server placed bots in, by name.
+    pub rooms: Mutex<BTreeSet<String>>,
     /// Connection failures by reason label.
     pub connect_failure_reasons: Mutex<BTreeMap<String, u64>>,
     /// Unexpected disconnects by reason label.
@@ -155,6 +157,27 @@ impl Metrics {
     pub fn count_reason(map: &Mutex<BTreeMap<String, u64>>, label: &str) {
         let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *map.entry(label.to_owned()).or_default() += 1;
+    }
+
+    /// Notes the room a welcome placed a bot in.
+    pub fn saw_room(&self, room: &str) {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !rooms.contains(room) {
+            rooms.insert(room.to_owned());
+        }
+    }
+
+    /// Number of distinct rooms bots were placed in so far.
+    #[must_use]
+    pub fn room_count(&self) -> u64 {
+        let rooms = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        rooms.len() as u64
     }
 
     /// A copy of the histograms as they are now.

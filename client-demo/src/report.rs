@@ -104,6 +104,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The server URL.
     pub url: String,
+    /// Distinct rooms the server placed the bots in (matchmaking spreads
+    /// them over public rooms of `--room-capacity` seats; `--room` puts them
+    /// all in one).
+    pub rooms: u64,
     /// Seed of every bot's choices and jitter.
     pub seed: u64,
     /// Start rate of the ramp, bots per second.
@@ -243,6 +247,7 @@ impl Report {
             problems: Vec::new(),
             warnings: Vec::new(),
             url: facts.url.clone(),
+            rooms: metrics.room_count(),
             seed: facts.seed,
             ramp_per_sec: facts.ramp_per_sec,
             ramp_s: round3(facts.ramp.as_secs_f64()),
@@ -370,6 +375,7 @@ impl fmt::Display for Report {
             "  clients                {} connected of {} requested, {} connect failures, {} disconnects",
             self.clients_connected, self.clients_requested, self.connect_failures, self.disconnects
         )?;
+        writeln!(f, "  rooms                  {} distinct", self.rooms)?;
         writeln!(
             f,
             "  run                    {:.1} s at full load after a {:.1} s ramp ({:.1} s wall)",

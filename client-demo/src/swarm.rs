@@ -7,9 +7,10 @@
 //! for the close handshakes. Every wait is bounded, so a run always ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::protocol::{AuthToken, RoomRequest, is_valid_room_name};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -42,9 +43,44 @@ pub struct SwarmConfig {
     /// Draw a live progress line on stderr (hidden when stderr is not a
     /// terminal). Default: false, so library callers and tests stay quiet.
     pub progress: bool,
-    /// Per-bot timeouts and ping rate; `name`, `seed` and `link` are filled
-    /// in per bot.
+    /// The private room every bot joins (created by the first one); `None`
+    /// lets the server matchmake each bot into a public room. Default:
+    /// `None`.
+    pub room: Option<String>,
+    /// Secret of the server's join tokens (its `--auth-secret`). When set,
+    /// each bot mints its own token for user `bot-<n>`, valid for
+    /// [`TOKEN_LIFETIME`]. Default: `None` (no token sent).
+    pub auth_secret: Option<AuthSecret>,
+    /// Per-bot timeouts and ping rate; `name`, `seed`, `link`, `room` and
+    /// `auth` are filled in per bot.
     pub bot: BotConfig,
+}
+
+/// The secret join tokens are signed with. Its `Debug` output is redacted,
+/// so printing a config never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for AuthSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthSecret(<redacted>)")
+    }
+}
+
+/// How long a bot's join token stays valid: 1 h, longer than any run.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Mints bot `n`'s join token (user `bot-<n>`), valid until
+/// [`TOKEN_LIFETIME`] after `now_unix` (Unix seconds).
+fn bot_token(secret: &AuthSecret, n: u32, now_unix: u64) -> Option<AuthToken> {
+    let user = format!("bot-{n}");
+    shared::auth::mint(&secret.0, &user, now_unix + TOKEN_LIFETIME.as_secs()).map(AuthToken)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Default for SwarmConfig {
@@ -58,6 +94,8 @@ impl Default for SwarmConfig {
             name_prefix: "bot-".into(),
             seed: 0x5eed,
             progress: false,
+            room: None,
+            auth_secret: None,
             bot: BotConfig::default(),
         }
     }
@@ -92,6 +130,19 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     if config.duration.is_zero() {
         return Err(SwarmError::Config("duration must be positive"));
     }
+    if config
+        .room
+        .as_deref()
+        .is_some_and(|r| !is_valid_room_name(r))
+    {
+        return Err(SwarmError::Config(
+            "room names are 1 to 32 ASCII letters, digits, '-' or '_'",
+        ));
+    }
+    let room = config
+        .room
+        .clone()
+        .map_or(RoomRequest::Matchmake, RoomRequest::Named);
 
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,10 +164,16 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
             biased;
             () = tokio::time::sleep_until(stop_at) => break,
             () = tokio::time::sleep_until(next_launch), if launched < config.clients => {
+                let n = launched + 1;
                 let bot_config = BotConfig {
-                    name: format!("{}{}", config.name_prefix, launched + 1),
+                    name: format!("{}{n}", config.name_prefix),
                     seed: config.seed.wrapping_add(u64::from(launched)),
                     link: config.link,
+                    room: room.clone(),
+                    auth: config
+                        .auth_secret
+                        .as_ref()
+                        .and_then(|secret| bot_token(secret, n, unix_now())),
                     ..config.bot.clone()
                 };
                 bots.spawn(bot::run(
@@ -301,6 +358,27 @@ mod tests {
         assert_eq!(parse_cpu_time("garbage"), None);
     }
 
+    #[test]
+    fn each_bot_mints_its_own_token_and_the_secret_stays_hidden() {
+        let secret = AuthSecret(b"s3cret-value".to_vec());
+        let now = 1_700_000_000;
+        let token = bot_token(&secret, 7, now).map(|t| t.0).unwrap_or_default();
+        let claims = shared::auth::verify(&secret.0, &token, now + 3599);
+        assert_eq!(
+            claims.map(|c| (c.user, c.expires)),
+            Ok(("bot-7".to_owned(), now + 3600))
+        );
+        assert_eq!(
+            shared::auth::verify(&secret.0, &token, now + 3600),
+            Err(shared::auth::TokenError::Expired)
+        );
+        let config = SwarmConfig {
+            auth_secret: Some(secret),
+            ..SwarmConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
     #[tokio::test]
     async fn rejects_bad_configs() {
         let bad = [
@@ -318,6 +396,10 @@ mod tests {
             },
             SwarmConfig {
                 url: "wss://127.0.0.1/ws".into(),
+                ..SwarmConfig::default()
+            },
+            SwarmConfig {
+                room: Some("no spaces".into()),
                 ..SwarmConfig::default()
             },
         ];

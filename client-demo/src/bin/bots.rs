@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use client_demo::conditioner::LinkConfig;
-use client_demo::swarm::{self, SwarmConfig};
+use client_demo::swarm::{self, AuthSecret, SwarmConfig};
 
 /// Headless load clients that verify the netcode and report what players
 /// would feel. Only point it at servers you run.
@@ -54,6 +54,24 @@ struct Args {
     /// Do not draw the live progress line.
     #[arg(long)]
     no_progress: bool,
+    /// Put every bot in this private room (created by the first bot)
+    /// instead of letting the server matchmake them into public rooms.
+    #[arg(long)]
+    room: Option<String>,
+    /// Secret of the server's join tokens (the server's --auth-secret):
+    /// each bot mints its own token, user bot-<n>, valid for an hour.
+    /// Tokens are never printed.
+    #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true, value_parser = secret)]
+    auth_secret: Option<AuthSecret>,
+}
+
+/// Parses the auth secret into a type whose `Debug` output is redacted, so
+/// not even a debug print of the arguments shows it.
+fn secret(s: &str) -> Result<AuthSecret, String> {
+    if s.is_empty() {
+        return Err("the secret must not be empty".into());
+    }
+    Ok(AuthSecret(s.as_bytes().to_vec()))
 }
 
 fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
@@ -76,6 +94,8 @@ fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
         name_prefix: args.name_prefix.clone(),
         seed: args.seed,
         progress: !args.no_progress,
+        room: args.room.clone(),
+        auth_secret: args.auth_secret.clone(),
         bot: client_demo::bot::BotConfig {
             ping_interval: (!ping.is_zero()).then_some(ping),
             ..defaults.bot
