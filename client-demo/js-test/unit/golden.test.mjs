@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 
 import {
   CodecError,
+  DISCONNECT_VARIANTS,
   MAX_CLIENT_MESSAGE,
   MAX_SERVER_MESSAGE,
   decodeClient,
@@ -19,7 +20,7 @@ import {
 import { KIND_NAMES, PROTOCOL_VERSION, reasonCloseCode, reasonLabel, reasonText } from '../../web/js/protocol.js';
 import * as rules from '../../web/js/rules.js';
 import { DeltaError, Fields, MAX_NET_ID, applyDelta, checksum } from '../../web/js/snapshot.js';
-import { fromSerdeState, hexToBytes, bytesToHex, toSerde } from './serde-shape.mjs';
+import { fromSerde, fromSerdeState, hexToBytes, bytesToHex, toSerde } from './serde-shape.mjs';
 
 const golden = JSON.parse(readFileSync(new URL('../golden.json', import.meta.url), 'utf8'));
 
@@ -55,16 +56,27 @@ test('constants match the Rust crate', () => {
   }
 });
 
+/** The variant name of a serde-shaped enum value: a unit variant is a bare string. */
+const variantOf = (/** @type {any} */ value) => (typeof value === 'string' ? value : Object.keys(value)[0]);
+
 test('client messages decode to the Rust value and re-encode to the same bytes', () => {
-  assert.ok(golden.client_messages.length >= 4);
+  assert.ok(golden.client_messages.length >= 5);
   for (const v of golden.client_messages) {
     const bytes = hexToBytes(v.hex);
     const msg = decodeClient(bytes);
     assert.deepEqual(toSerde(msg), v.value, v.name);
     assert.equal(bytesToHex(encodeClient(msg)), v.hex, v.name);
+    // The encoder alone, from the value as the game builds it, gives the bytes too.
+    assert.equal(bytesToHex(encodeClient(fromSerde(v.value))), v.hex, `${v.name} (encoded from the Rust value)`);
   }
-  const seen = new Set(golden.client_messages.map((v) => Object.keys(v.value)[0]));
-  assert.deepEqual([...seen].sort(), ['Ack', 'Hello', 'Input', 'Ping']);
+  const seen = new Set(golden.client_messages.map((v) => variantOf(v.value)));
+  assert.deepEqual([...seen].sort(), ['Ack', 'Hello', 'Input', 'Leave', 'Ping']);
+  // Every field of the hello is exercised: both room requests, both tokens.
+  const hellos = golden.client_messages.filter((v) => variantOf(v.value) === 'Hello').map((v) => v.value.Hello);
+  assert.ok(hellos.some((h) => h.room === 'Matchmake'));
+  assert.ok(hellos.some((h) => typeof h.room === 'object' && h.room.Named));
+  assert.ok(hellos.some((h) => h.auth !== null));
+  assert.ok(hellos.some((h) => h.resume !== null));
 });
 
 test('non-canonical varints decode like bincode and re-encode canonically', () => {
@@ -81,9 +93,14 @@ test('server messages decode to the Rust value and re-encode to the same bytes',
     const msg = decodeServer(hexToBytes(v.hex));
     assert.deepEqual(toSerde(msg), v.value, v.name);
     assert.equal(bytesToHex(encodeServer(msg)), v.hex, v.name);
+    if (msg.type !== 'Snapshot') {
+      assert.equal(bytesToHex(encodeServer(fromSerde(v.value))), v.hex, `${v.name} (encoded from the Rust value)`);
+    }
   }
-  const seen = new Set(all.map((v) => Object.keys(v.value)[0]));
+  const seen = new Set(all.map((v) => variantOf(v.value)));
   assert.deepEqual([...seen].sort(), ['Disconnect', 'Pong', 'Snapshot', 'Welcome']);
+  const welcomes = golden.server_messages.filter((v) => variantOf(v.value) === 'Welcome').map((v) => v.value.Welcome);
+  assert.deepEqual(new Set(welcomes.map((w) => w.resumed)), new Set([true, false]), 'both values of resumed');
 });
 
 test('every disconnect reason has the server text, label and close code', () => {
@@ -98,7 +115,8 @@ test('every disconnect reason has the server text, label and close code', () => 
     assert.equal(reasonCloseCode(msg.reason), r.close_code);
     variants.add(msg.reason.type);
   }
-  assert.equal(variants.size, 10);
+  assert.deepEqual([...variants], DISCONNECT_VARIANTS, 'every variant, in wire order');
+  assert.equal(variants.size, 19);
 });
 
 /** @param {any} v serde form of a DisconnectReason */

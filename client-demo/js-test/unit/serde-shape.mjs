@@ -50,7 +50,17 @@ function snapshotToSerde(s) {
 export function toSerde(msg) {
   switch (msg.type) {
     case 'Hello':
-      return { Hello: { protocol: msg.protocol, name: msg.name } };
+      return {
+        Hello: {
+          protocol: msg.protocol,
+          name: msg.name,
+          room: msg.room === null ? 'Matchmake' : { Named: msg.room },
+          auth: msg.auth,
+          resume: msg.resume === null ? null : Array.from(msg.resume),
+        },
+      };
+    case 'Leave':
+      return 'Leave';
     case 'Input':
       return { Input: { seq: msg.seq, tick: msg.tick, buttons: msg.buttons, aim: msg.aim } };
     case 'Ack':
@@ -65,6 +75,10 @@ export function toSerde(msg) {
           tick_hz: msg.tickHz,
           snapshot_hz: msg.snapshotHz,
           tick: msg.tick,
+          room: msg.room,
+          session: Array.from(msg.session),
+          resumed: msg.resumed,
+          input_seq: msg.inputSeq,
         },
       };
     case 'Snapshot':
@@ -77,6 +91,54 @@ export function toSerde(msg) {
     }
     default:
       throw new Error(`unknown message ${msg.type}`);
+  }
+}
+
+/**
+ * The browser's message object from the serde JSON form of a ClientMsg or
+ * ServerMsg (the inverse of toSerde, for the messages without snapshots).
+ * @param {any} v
+ */
+export function fromSerde(v) {
+  if (typeof v === 'string') return { type: v };
+  const [type, f] = Object.entries(v)[0];
+  const bytes = (/** @type {number[]} */ a) => Uint8Array.from(a);
+  const big = (/** @type {number|string} */ n) => BigInt(n);
+  switch (type) {
+    case 'Hello':
+      return {
+        type,
+        protocol: f.protocol,
+        name: f.name,
+        room: f.room === 'Matchmake' ? null : f.room.Named,
+        auth: f.auth,
+        resume: f.resume === null ? null : bytes(f.resume),
+      };
+    case 'Input':
+      return { type, seq: f.seq, tick: f.tick, buttons: f.buttons, aim: f.aim };
+    case 'Ack':
+      return { type, tick: f };
+    case 'Ping':
+      return { type, nonce: big(f) };
+    case 'Welcome':
+      return {
+        type,
+        protocol: f.protocol,
+        playerId: f.player_id,
+        tickHz: f.tick_hz,
+        snapshotHz: f.snapshot_hz,
+        tick: f.tick,
+        room: f.room,
+        session: bytes(f.session),
+        resumed: f.resumed,
+        inputSeq: f.input_seq,
+      };
+    case 'Pong':
+      return { type, nonce: big(f.nonce), tick: f.tick };
+    case 'Disconnect':
+      return { type, reason: typeof f === 'string' ? { type: f } : { type: Object.keys(f)[0], ...Object.values(f)[0] } };
+    default:
+      throw new Error(`fromSerde: unsupported ${type}`);
   }
 }
 

@@ -7,7 +7,9 @@
 //   value as u16/u32/u64 little endian. A marker too wide for the type is an
 //   error (bincode refuses 253 for a u32), a narrower one is accepted.
 // * signed integers are zigzag-mapped to unsigned first (0, -1, 1, -2 ...).
-// * u8 is one raw byte, never a varint.
+// * u8 is one raw byte, never a varint; a bool is one byte, 0 or 1.
+// * Option: one raw tag byte, 0 (None) or 1 (Some), then the value.
+// * fixed-size arrays ([u8; 16], the session token): the items, no length.
 // * enums: the variant index as a u32 varint, then the variant's fields.
 // * String and Vec: the length as a u64 varint, then the items (UTF-8 bytes).
 //
@@ -65,6 +67,35 @@ export class Reader {
   u8() {
     this.need(1);
     return this.bytes[this.at++];
+  }
+
+  /** A bool: one byte, 0 or 1 (bincode refuses anything else). @returns {boolean} */
+  bool() {
+    const at = this.at;
+    const b = this.u8();
+    if (b > 1) throw new CodecError(`invalid bool ${b} at byte ${at}`);
+    return b === 1;
+  }
+
+  /**
+   * An Option: a tag byte (0 None, 1 Some), then the value.
+   * @template T
+   * @param {() => T} item
+   * @returns {T|null}
+   */
+  option(item) {
+    const at = this.at;
+    const tag = this.u8();
+    if (tag > 1) throw new CodecError(`invalid Option tag ${tag} at byte ${at}`);
+    return tag === 1 ? item() : null;
+  }
+
+  /** `n` raw bytes (a fixed-size array), copied. @param {number} n */
+  fixedBytes(n) {
+    this.need(n);
+    const out = this.bytes.slice(this.at, this.at + n);
+    this.at += n;
+    return out;
   }
 
   /**
@@ -202,6 +233,34 @@ export class Writer {
     this.bytes[this.at++] = v;
   }
 
+  /** @param {boolean} v */
+  bool(v) {
+    if (typeof v !== 'boolean') throw new TypeError(`bool expected, got ${typeof v}`);
+    this.u8(v ? 1 : 0);
+  }
+
+  /**
+   * @template T
+   * @param {T|null|undefined} v null or undefined is None
+   * @param {(v: T) => void} write
+   */
+  option(v, write) {
+    if (v === null || v === undefined) {
+      this.u8(0);
+    } else {
+      this.u8(1);
+      write(v);
+    }
+  }
+
+  /** Raw bytes of a fixed-size array. @param {Uint8Array} b @param {number} n the array's size */
+  fixedBytes(b, n) {
+    if (!(b instanceof Uint8Array) || b.length !== n) throw new RangeError(`expected ${n} bytes`);
+    this.reserve(n);
+    this.bytes.set(b, this.at);
+    this.at += n;
+  }
+
   /** @param {number|bigint} v @param {2|4|8} width */
   varint(v, width) {
     if (width === 8) {
@@ -294,14 +353,38 @@ function toBytes(/** @type {ArrayBuffer|Uint8Array} */ data) {
 // ---------------------------------------------------------------------------
 // Client messages (shared::protocol::ClientMsg), variant order = wire order.
 
+/** Length of a session token, in bytes (shared::protocol::SESSION_TOKEN_BYTES). */
+export const SESSION_TOKEN_BYTES = 16;
+/** Longest room name, in bytes (shared::protocol::MAX_ROOM_NAME_BYTES). */
+export const MAX_ROOM_NAME_BYTES = 32;
+/** Longest auth token, in bytes (shared::protocol::MAX_AUTH_TOKEN_BYTES). */
+export const MAX_AUTH_TOKEN_BYTES = 512;
+
 /**
- * @typedef {{type: 'Hello', protocol: number, name: string}
+ * Whether the server accepts this room name (shared::protocol::is_valid_room_name):
+ * 1 to 32 ASCII letters, digits, `-` and `_`.
+ * @param {string} name
+ */
+export function isValidRoomName(name) {
+  return /^[A-Za-z0-9_-]{1,32}$/.test(name);
+}
+
+/**
+ * `room` is the RoomRequest: null asks for matchmaking (`Matchmake`), a
+ * string for the room of that name (`Named`). `auth` is the AuthToken's
+ * string, `resume` a SessionToken's 16 bytes; null is None for both.
+ * @typedef {{type: 'Hello', protocol: number, name: string, room: string|null,
+ *     auth: string|null, resume: Uint8Array|null}
  *   | {type: 'Input', seq: number, tick: number, buttons: number, aim: number}
  *   | {type: 'Ack', tick: number}
- *   | {type: 'Ping', nonce: bigint}} ClientMsg
+ *   | {type: 'Ping', nonce: bigint}
+ *   | {type: 'Leave'}} ClientMsg
  */
 
-const CLIENT_VARIANTS = ['Hello', 'Input', 'Ack', 'Ping'];
+const CLIENT_VARIANTS = ['Hello', 'Input', 'Ack', 'Ping', 'Leave'];
+/** RoomRequest variants. */
+const ROOM_MATCHMAKE = 0;
+const ROOM_NAMED = 1;
 
 /**
  * Encodes one client message.
@@ -317,6 +400,14 @@ export function encodeClient(msg) {
     case 'Hello':
       w.u32(msg.protocol);
       w.string(msg.name);
+      if (msg.room === null || msg.room === undefined) {
+        w.u32(ROOM_MATCHMAKE);
+      } else {
+        w.u32(ROOM_NAMED);
+        w.string(msg.room);
+      }
+      w.option(msg.auth, (a) => w.string(a));
+      w.option(msg.resume, (t) => w.fixedBytes(t, SESSION_TOKEN_BYTES));
       break;
     case 'Input':
       w.u32(msg.seq);
@@ -329,6 +420,8 @@ export function encodeClient(msg) {
       break;
     case 'Ping':
       w.u64(msg.nonce);
+      break;
+    case 'Leave':
       break;
   }
   return w.finish();
@@ -348,17 +441,26 @@ export function decodeClient(data) {
   /** @type {ClientMsg} */
   let msg;
   switch (r.variant(CLIENT_VARIANTS.length, 'ClientMsg')) {
-    case 0:
-      msg = { type: 'Hello', protocol: r.u32(), name: r.string() };
+    case 0: {
+      const protocol = r.u32();
+      const name = r.string();
+      const room = r.variant(2, 'RoomRequest') === ROOM_NAMED ? r.string() : null;
+      const auth = r.option(() => r.string());
+      const resume = r.option(() => r.fixedBytes(SESSION_TOKEN_BYTES));
+      msg = { type: 'Hello', protocol, name, room, auth, resume };
       break;
+    }
     case 1:
       msg = { type: 'Input', seq: r.u32(), tick: r.u32(), buttons: r.u8(), aim: r.u16() };
       break;
     case 2:
       msg = { type: 'Ack', tick: r.u32() };
       break;
-    default:
+    case 3:
       msg = { type: 'Ping', nonce: r.u64() };
+      break;
+    default:
+      msg = { type: 'Leave' };
       break;
   }
   r.finish();
@@ -377,9 +479,12 @@ export function decodeClient(data) {
  *   playersRemoved: number[], playersUpserted: PlayerInfo[]}} SnapshotMsg
  * @typedef {{type: 'VersionMismatch', server: number, client: number}
  *   | {type: 'ServerFull'|'MalformedMessage'|'MessageTooLarge'|'UnexpectedMessage'
- *      |'HelloTimeout'|'IdleTimeout'|'TooSlow'|'RateLimited'|'ServerShutdown'}} DisconnectReason
+ *      |'HelloTimeout'|'IdleTimeout'|'TooSlow'|'RateLimited'|'ServerShutdown'
+ *      |'RoomFull'|'InvalidRoomName'|'SessionExpired'|'SessionWrongRoom'
+ *      |'SessionReplaced'|'AuthRequired'|'AuthInvalid'|'AuthExpired'|'Left'}} DisconnectReason
  * @typedef {{type: 'Welcome', protocol: number, playerId: number, tickHz: number,
- *     snapshotHz: number, tick: number}
+ *     snapshotHz: number, tick: number, room: string, session: Uint8Array,
+ *     resumed: boolean, inputSeq: number}
  *   | {type: 'Snapshot', snapshot: SnapshotMsg}
  *   | {type: 'Pong', nonce: bigint, tick: number}
  *   | {type: 'Disconnect', reason: DisconnectReason}} ServerMsg
@@ -399,6 +504,15 @@ export const DISCONNECT_VARIANTS = [
   'TooSlow',
   'RateLimited',
   'ServerShutdown',
+  'RoomFull',
+  'InvalidRoomName',
+  'SessionExpired',
+  'SessionWrongRoom',
+  'SessionReplaced',
+  'AuthRequired',
+  'AuthInvalid',
+  'AuthExpired',
+  'Left',
 ];
 
 /** @param {Reader} r @returns {PlayerInfo} */
@@ -458,6 +572,10 @@ export function decodeServer(data) {
         tickHz: r.u16(),
         snapshotHz: r.u16(),
         tick: r.u32(),
+        room: r.string(),
+        session: r.fixedBytes(SESSION_TOKEN_BYTES),
+        resumed: r.bool(),
+        inputSeq: r.u32(),
       };
       break;
     case 1:
@@ -499,6 +617,10 @@ export function encodeServer(msg) {
       w.u16(msg.tickHz);
       w.u16(msg.snapshotHz);
       w.u32(msg.tick);
+      w.string(msg.room);
+      w.fixedBytes(msg.session, SESSION_TOKEN_BYTES);
+      w.bool(msg.resumed);
+      w.u32(msg.inputSeq);
       break;
     case 'Snapshot': {
       const s = msg.snapshot;
