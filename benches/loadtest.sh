@@ -1,39 +1,63 @@
 #!/usr/bin/env bash
 # End-to-end load benchmark on loopback: the release server against the bot
-# swarm, for several client counts, measured from the server's own
-# accounting (GET /status.json) and the bots' JSON report.
+# swarm, for several client counts and two room layouts, measured from the
+# server's own accounting (GET /status.json) and the bots' JSON report.
 #
-#   benches/loadtest.sh                 # 200, 1000 and 2000 clients
+#   benches/loadtest.sh                 # 200, 1000 and 2000 clients, both layouts
 #   benches/loadtest.sh 50 100          # other client counts
+#   LAYOUTS=single benches/loadtest.sh 1000
+#
+# Layouts (LAYOUTS, space-separated, run in this order for each count):
+#   single  one room holding every client: server `--room bench:$NPCS
+#           --room-capacity N`, bots `--room bench`. Every client sees every
+#           other, as before the server had rooms: the figures compare with
+#           the old ones and are the worst case per client.
+#   rooms   the default deployment: matchmaking fills public rooms of
+#           $ROOM_CAPACITY players with $ROOM_NPCS NPCs each, one OS thread
+#           per room.
 #
 # Environment (defaults in brackets):
-#   DURATION  seconds of play per run after the ramp [20]
-#   RAMP      bots started per second [200]
-#   NPCS      server NPCs [100]
-#   PORT      first port; each run uses the next one [18490]
-#   OUT       directory for logs, JSON and the table [target/loadtest]
-#   NO_BUILD  set to skip `cargo build --release`
-#   PIN       0 to let server and bots share every core [1: pin them]
-#   SERVER    server binary to test [target/release/server] (e.g. a build
-#             of a proposed change from another worktree)
-#   BOTS      bots binary [target/release/bots]
-#   PERF      set to profile the server with `perf record` during each
-#             window ($OUT/perf-N.txt: the top symbols)
+#   LAYOUTS        layouts to run ["single rooms"]
+#   DURATION       seconds of play per run after the ramp [20]
+#   RAMP           bots started per second [200]
+#   NPCS           NPCs of the single room [100]
+#   ROOM_CAPACITY  players per room in the rooms layout [16, the server's]
+#   ROOM_NPCS      NPCs per room in the rooms layout [8, the server's]
+#   LIGHT          auto: pass --light to the bots when they have it (light
+#                  bots decode only snapshot headers and ack, so one core
+#                  drives thousands); 1: require it; 0: full bots [auto]
+#   PORT           first port; each run uses the next one [18490]
+#   OUT            directory for logs, JSON and the table [target/loadtest]
+#   NO_BUILD       set to skip `cargo build --release`
+#   PIN            0 to let server and bots share every core [1: pin them]
+#   SERVER         server binary to test [target/release/server] (e.g. a
+#                  build of a proposed change from another worktree)
+#   BOTS           bots binary [target/release/bots]
+#   PERF           1: profile the server with `perf record` during each
+#                  window ($OUT/perf-LAYOUT-N.txt: the top binaries and
+#                  symbols); callgraph: the same with call graphs (-g), and
+#                  the kernel's share split by system call
 #
-# Needs curl and jq (and taskset, from util-linux, to pin). Only 127.0.0.1
-# is used. Every run is bounded in time, and everything the script started
-# is killed when it exits, however it exits. The server is
-# pinned to core 0 and the bots to core 1 when the machine has two cores and
-# taskset exists; otherwise both share the machine, and the table says so.
+# Needs curl and jq (and taskset, from util-linux, to pin; perf, from
+# Debian's linux-perf, for PERF). Only 127.0.0.1 is used. Every run is
+# bounded in time, and everything the script started is killed when it
+# exits, however it exits. The server is pinned to core 0 and the bots to
+# core 1 when the machine has two cores and taskset exists; otherwise both
+# share the machine, and the table says so.
 #
-# Figures (the markdown table is printed and written to $OUT/loadtest.md):
+# Figures (markdown tables printed and written to $OUT/loadtest.md):
+#   players = the sum over rooms of each room's players at the end of the
+#       window; rooms = rooms open (the bots' own count of rooms they were
+#       placed in is in the bots table)
 #   server CPU/client/snapshot = delta cpu_seconds / delta snapshots_sent over
-#       the measured window (the whole process: tick, fan-out, sockets)
-#   RSS/client = (RSS loaded - RSS idle) / players connected at the end
-#   tick p50/p99/max = the room's own tick timing over its last 10 s window,
-#       read at the end of the measured window
-#   bots = the swarm's report; when `bot_cpu_saturated` is true, latency
-#       figures describe the bot process, not the server.
+#       the measured window (the whole process: ticks, fan-out, sockets)
+#   RSS/client = (RSS loaded - RSS idle) / players at the end
+#   tick p50/p99/max = the worst room's (highest p99) own tick timing over
+#       its last 10 s, read at the end of the window (`tick_us`); late p99 =
+#       the highest 99th percentile over rooms of how late a tick started
+#   bots = the swarm's report, full or light bots as the table says; when
+#       `bot_cpu_saturated` is true the bot process was the bottleneck and
+#       the row is not a valid measurement of the server.
 
 set -euo pipefail
 
@@ -43,9 +67,13 @@ done
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+LAYOUTS=${LAYOUTS:-single rooms}
 DURATION=${DURATION:-20}
 RAMP=${RAMP:-200}
 NPCS=${NPCS:-100}
+ROOM_CAPACITY=${ROOM_CAPACITY:-16}
+ROOM_NPCS=${ROOM_NPCS:-8}
+LIGHT=${LIGHT:-auto}
 PORT=${PORT:-18490}
 OUT=${OUT:-$ROOT/target/loadtest}
 SETTLE=3
@@ -55,6 +83,12 @@ if [ "$WINDOW" -lt 5 ]; then
     echo "DURATION must be at least $((SETTLE + 8)) seconds" >&2
     exit 2
 fi
+for layout in $LAYOUTS; do
+    case $layout in
+        single | rooms) ;;
+        *) echo "unknown layout $layout (single or rooms)" >&2; exit 2 ;;
+    esac
+done
 
 mkdir -p "$OUT"
 PIDS=()
@@ -75,6 +109,22 @@ fi
 SERVER=${SERVER:-$ROOT/target/release/server}
 BOTS=${BOTS:-$ROOT/target/release/bots}
 
+BOT_FLAGS=()
+BOT_KIND=full
+case $LIGHT in
+    0) ;;
+    auto | 1)
+        if "$BOTS" --help 2>/dev/null | grep -q -- '--light'; then
+            BOT_FLAGS=(--light)
+            BOT_KIND=light
+        elif [ "$LIGHT" = 1 ]; then
+            echo "LIGHT=1 but $BOTS has no --light" >&2
+            exit 2
+        fi
+        ;;
+    *) echo "LIGHT must be auto, 1 or 0" >&2; exit 2 ;;
+esac
+
 PIN_SERVER=()
 PIN_BOTS=()
 PINNING="not pinned (server and bots share every core)"
@@ -86,105 +136,159 @@ fi
 # Two sockets per client on this machine, plus slack.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-status() { curl -fsS --max-time 2 "http://127.0.0.1:$1/status.json"; }
+status() { curl -fsS --max-time 5 "http://127.0.0.1:$1/status.json"; }
 
 TABLE=$OUT/loadtest.md
-{
-    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $PINNING."
-    echo "Runs: ${DURATION} s of play after a ramp of ${RAMP} bots/s, ${NPCS} NPCs, 30 Hz ticks and snapshots; measured window ${WINDOW} s, from ${SETTLE} s after the ramp. \"players\" is the server's count at the end of the window."
-    echo "Load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo
-    echo "| clients | connected | players | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | bytes out/client/s | bot snapshots/client/s | bot KiB/client/s | input→ack p50 / p99 ms | bot CPU % | bots saturated | healthy |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-} >"$TABLE"
+SERVER_ROWS=$OUT/server-rows.md
+BOT_ROWS=$OUT/bot-rows.md
+: >"$SERVER_ROWS"
+: >"$BOT_ROWS"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 for n in "${CLIENTS[@]}"; do
-    port=$PORT
-    PORT=$((PORT + 1))
-    log=$OUT/server-$n.log
-    json=$OUT/bots-$n.json
-    rm -f "$json"
-    echo "== $n clients on 127.0.0.1:$port" >&2
-    "${PIN_SERVER[@]}" "$SERVER" --addr "127.0.0.1:$port" --tick-hz 30 \
-        --npcs "$NPCS" --max-clients $((n + 16)) >"$log" 2>&1 &
-    server_pid=$!
-    PIDS+=("$server_pid")
-    for _ in $(seq 100); do
-        grep -q "listening on" "$log" && break
-        sleep 0.1
+    for layout in $LAYOUTS; do
+        port=$PORT
+        PORT=$((PORT + 1))
+        tag=$layout-$n
+        log=$OUT/server-$tag.log
+        json=$OUT/bots-$tag.json
+        rm -f "$json" "$OUT/perf-$tag.data" "$OUT/perf-$tag.txt"
+        if [ "$layout" = single ]; then
+            server_flags=(--room "bench:$NPCS" --room-capacity "$n")
+            room_flags=(--room bench)
+        else
+            server_flags=(--npcs "$ROOM_NPCS" --room-capacity "$ROOM_CAPACITY"
+                --max-rooms $(((n + ROOM_CAPACITY - 1) / ROOM_CAPACITY + 16)))
+            room_flags=()
+        fi
+        echo "== $n $BOT_KIND bots, layout $layout, on 127.0.0.1:$port" >&2
+        "${PIN_SERVER[@]}" "$SERVER" --addr "127.0.0.1:$port" --tick-hz 30 \
+            --max-clients $((n + 16)) "${server_flags[@]}" >"$log" 2>&1 &
+        server_pid=$!
+        PIDS+=("$server_pid")
+        for _ in $(seq 100); do
+            grep -q "listening on" "$log" && break
+            sleep 0.1
+        done
+        grep -q "listening on" "$log" || { echo "server did not start; see $log" >&2; exit 1; }
+        sleep 2
+        idle=$(status "$port")
+
+        ramp_s=$(((n + RAMP - 1) / RAMP))
+        timeout $((ramp_s + DURATION + 60)) "${PIN_BOTS[@]}" "$BOTS" \
+            --url "ws://127.0.0.1:$port/ws" --clients "$n" --duration "$DURATION" \
+            --ramp-per-sec "$RAMP" --json "$json" --no-progress \
+            "${room_flags[@]}" "${BOT_FLAGS[@]}" >"$OUT/bots-$tag.log" 2>&1 &
+        bots_pid=$!
+        PIDS+=("$bots_pid")
+
+        # The bots play for DURATION seconds after their ramp: measure inside
+        # that, SETTLE seconds after the ramp ends, ending 3 s before they
+        # stop.
+        sleep $((ramp_s + SETTLE))
+        a=$(status "$port")
+        if [ -n "${PERF:-}" ] && command -v perf >/dev/null; then
+            # Where the server's time goes during the window (software clock:
+            # no hardware counters in this VM).
+            graph=()
+            [ "$PERF" = callgraph ] && graph=(-g)
+            perf record -q -e cpu-clock -F 999 "${graph[@]}" -p "$server_pid" \
+                -o "$OUT/perf-$tag.data" -- sleep "$WINDOW" >/dev/null 2>&1 || sleep "$WINDOW"
+        else
+            sleep "$WINDOW"
+        fi
+        b=$(status "$port")
+
+        if [ -s "$OUT/perf-$tag.data" ]; then
+            {
+                perf report -i "$OUT/perf-$tag.data" --no-children --sort dso --stdio 2>/dev/null \
+                    | grep -E '^ +[0-9]' | head -6
+                echo
+                perf report -i "$OUT/perf-$tag.data" --no-children --sort dso,symbol --stdio \
+                    -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
+                if [ "$PERF" = callgraph ]; then
+                    # Inclusive time under each system call's entry point, and
+                    # under the kernel's softirq (loopback delivers a packet
+                    # to the receiver inside the sender's system call).
+                    echo
+                    perf report -i "$OUT/perf-$tag.data" --children --sort symbol --stdio \
+                        -g none 2>/dev/null \
+                        | grep -E '^ +[0-9].*\[k\] (__x64_sys_|do_softirq|__do_softirq|handle_softirqs|net_rx_action|tcp_v4_rcv|tcp_sendmsg|tcp_recvmsg|ep_poll|schedule$|__schedule)' \
+                        | head -30
+                fi
+            } >"$OUT/perf-$tag.txt" || true
+        fi
+        wait "$bots_pid" || echo "bots exited with status $? (see $OUT/bots-$tag.log)" >&2
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+
+        bots_report='{}'
+        [ -s "$json" ] && bots_report=$(cat "$json")
+        jq -rn --arg layout "$layout" --argjson n "$n" --argjson idle "$idle" \
+            --argjson a "$a" --argjson b "$b" '
+            def r(p): (. * pow(10; p) | round) / pow(10; p);
+            def mib: . / 1048576 | r(1) | tostring + " MiB";
+            def us: r(0) | tostring + " µs";
+            ($b.totals.snapshots_sent - $a.totals.snapshots_sent) as $snaps
+            | ($b.process.cpu_seconds - $a.process.cpu_seconds) as $cpu
+            | ($b.uptime_s - $a.uptime_s) as $dt
+            | ($b.rooms | map(.players) | add // 0) as $players
+            | ([$players, 1] | max) as $per
+            | $b.tick_us as $t
+            | [ $layout, $n, $players,
+                ($b.rooms | length),
+                ($b.rooms | map(.entities) | max // 0),
+                (if $snaps > 0 then ($cpu / $snaps * 1e6 | r(2)) else "n/a" end),
+                ($cpu / $dt | r(2)),
+                ($snaps / $dt | round),
+                ($idle.process.rss_bytes | mib),
+                ($b.process.rss_bytes | mib),
+                ((($b.process.rss_bytes - $idle.process.rss_bytes) / $per / 1024 | r(1) | tostring) + " KiB"),
+                ($t.p50_us | us), ($t.p99_us | us), ($t.max_us | us),
+                (($t.p99_us / $t.budget_us * 100 | r(1) | tostring) + " %"),
+                ($b.rooms | map(.tick_us.late_p99_us) | max // 0 | us),
+                (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / $per | round),
+                (($b.totals.snapshots_full - $a.totals.snapshots_full) / $dt | r(1))
+              ] | map(tostring) | "| " + join(" | ") + " |"' >>"$SERVER_ROWS"
+        jq -rn --arg layout "$layout" --argjson n "$n" --arg kind "$BOT_KIND" \
+            --argjson bots "$bots_report" '
+            def r(p): (. * pow(10; p) | round) / pow(10; p);
+            def num(p): if type == "number" then r(p) else "?" end;
+            $bots
+            | [ $layout, $n, $kind,
+                (.clients_connected // "?"),
+                (.rooms // "?"),
+                (.disconnects // "?"),
+                (.snapshots_per_client_per_s | num(1)),
+                (.bytes_received_per_client_per_s // null | if . == null then "?" else (. / 1024 | r(1)) end),
+                ((.input_ack_latency_ms.p50 | num(1) | tostring) + " / "
+                    + (.input_ack_latency_ms.p99 | num(1) | tostring)),
+                (.rtt_ms.p99 | num(1)),
+                (.desyncs // "?"),
+                (.bot_cpu_percent | num(0)),
+                (if has("bot_cpu_saturated") then .bot_cpu_saturated else "?" end),
+                (if has("healthy") then .healthy else "?" end)
+              ] | map(tostring) | "| " + join(" | ") + " |"' >>"$BOT_ROWS"
+        tail -n1 "$SERVER_ROWS" >&2
+        tail -n1 "$BOT_ROWS" >&2
     done
-    grep -q "listening on" "$log" || { echo "server did not start; see $log" >&2; exit 1; }
-    sleep 2
-    idle=$(status "$port")
-
-    ramp_s=$(((n + RAMP - 1) / RAMP))
-    timeout $((ramp_s + DURATION + 60)) "${PIN_BOTS[@]}" "$BOTS" \
-        --url "ws://127.0.0.1:$port/ws" --clients "$n" --duration "$DURATION" \
-        --ramp-per-sec "$RAMP" --json "$json" --no-progress \
-        >"$OUT/bots-$n.log" 2>&1 &
-    bots_pid=$!
-    PIDS+=("$bots_pid")
-
-    # The bots play for DURATION seconds after their ramp: measure inside
-    # that, SETTLE seconds after the ramp ends, ending 3 s before they stop.
-    sleep $((ramp_s + SETTLE))
-    a=$(status "$port")
-    if [ -n "${PERF:-}" ] && command -v perf >/dev/null; then
-        # Where the server's time goes during the window (software clock:
-        # no hardware counters in this VM).
-        perf record -q -e cpu-clock -F 999 -p "$server_pid" -o "$OUT/perf-$n.data" \
-            -- sleep "$WINDOW" >/dev/null 2>&1 || sleep "$WINDOW"
-    else
-        sleep "$WINDOW"
-    fi
-    b=$(status "$port")
-
-    if [ -s "$OUT/perf-$n.data" ]; then
-        {
-            perf report -i "$OUT/perf-$n.data" --no-children --sort dso --stdio 2>/dev/null \
-                | grep -E '^ +[0-9]' | head -6
-            echo
-            perf report -i "$OUT/perf-$n.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-                | grep -E '^ +[0-9]' | head -40
-        } >"$OUT/perf-$n.txt" || true
-    fi
-    wait "$bots_pid" || echo "bots exited with status $? (see $OUT/bots-$n.log)" >&2
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-
-    bots_report='{}'
-    [ -s "$json" ] && bots_report=$(cat "$json")
-    jq -rn --argjson n "$n" --argjson idle "$idle" --argjson a "$a" --argjson b "$b" \
-        --argjson bots "$bots_report" '
-        def r(p): (. * pow(10; p) | round) / pow(10; p);
-        def mib: . / 1048576 | r(1) | tostring + " MiB";
-        ($b.totals.snapshots_sent - $a.totals.snapshots_sent) as $snaps
-        | ($b.process.cpu_seconds - $a.process.cpu_seconds) as $cpu
-        | ($b.uptime_s - $a.uptime_s) as $dt
-        | $b.rooms[0].tick_us as $t
-        | [ $n,
-            ($bots.clients_connected // "?"),
-            $b.rooms[0].players,
-            (if $snaps > 0 then ($cpu / $snaps * 1e6 | r(2)) else "n/a" end),
-            ($cpu / $dt | r(2)),
-            ($snaps / $dt | round),
-            ($idle.process.rss_bytes | mib),
-            ($b.process.rss_bytes | mib),
-            ((($b.process.rss_bytes - $idle.process.rss_bytes) / ([$b.rooms[0].players, 1] | max) / 1024 | r(1) | tostring) + " KiB"),
-            (($t.p50_us | r(0) | tostring) + " µs"),
-            (($t.p99_us | r(0) | tostring) + " µs"),
-            (($t.max_us | r(0) | tostring) + " µs"),
-            (($t.p99_us / $t.budget_us * 100 | r(1) | tostring) + " %"),
-            (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / ([$b.rooms[0].players, 1] | max) | round),
-            ($bots.snapshots_per_client_per_s // "?" | if type == "number" then r(1) else . end),
-            ($bots.bytes_received_per_client_per_s // null | if . == null then "?" else (. / 1024 | r(1)) end),
-            (($bots.input_ack_latency_ms.p50 // "?" | tostring) + " / " + ($bots.input_ack_latency_ms.p99 // "?" | tostring)),
-            ($bots.bot_cpu_percent // "?" | if type == "number" then r(0) else . end),
-            ($bots | if has("bot_cpu_saturated") then .bot_cpu_saturated else "?" end),
-            ($bots | if has("healthy") then .healthy else "?" end)
-          ] | map(tostring) | "| " + join(" | ") + " |"' >>"$TABLE"
-    tail -n1 "$TABLE" >&2
 done
 
-echo "Load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)." >>"$TABLE"
+{
+    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $PINNING; $BOT_KIND bots."
+    echo "Runs: ${DURATION} s of play after a ramp of ${RAMP} bots/s, 30 Hz ticks and snapshots; measured window ${WINDOW} s, from ${SETTLE} s after the ramp. Layouts: single = one room of every client with ${NPCS} NPCs; rooms = matchmaking into rooms of ${ROOM_CAPACITY} players with ${ROOM_NPCS} NPCs each."
+    echo "Load average before the runs: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+    echo "Server (its own /status.json over the window; players summed over rooms, tick from the worst room):"
+    echo
+    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | late p99 | bytes out/client/s | full snapshots/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    cat "$SERVER_ROWS"
+    echo
+    echo "Bots (the swarm's report):"
+    echo
+    echo "| layout | clients | bots | connected | rooms seen | disconnects | snapshots/client/s | KiB/client/s | input→ack p50 / p99 ms | rtt p99 ms | desyncs | bot CPU % | bots saturated | healthy |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    cat "$BOT_ROWS"
+} >"$TABLE"
 cat "$TABLE"
