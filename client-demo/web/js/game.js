@@ -12,6 +12,7 @@ import { Effects } from './effects.js';
 import { Input } from './input.js';
 import { Interpolator } from './interpolation.js';
 import { Connection } from './net.js';
+import { InputPacer } from './pacing.js';
 import { Predictor } from './prediction.js';
 import { Renderer, playerColor } from './render.js';
 import {
@@ -22,6 +23,7 @@ import {
   projectileVelocity,
   tickRules,
 } from './rules.js';
+import { inputsToResend } from './session.js';
 import { SnapshotReceiver } from './snapshot.js';
 import { NetStats, statsLines } from './stats.js';
 
@@ -39,10 +41,16 @@ const MAX_CATCHUP_STEPS = 5;
 
 export class Game {
   /**
-   * @param {{canvas: HTMLCanvasElement, name: string, url: string, ui: import('./ui.js').Ui}} opts
+   * @param {{canvas: HTMLCanvasElement, name: string, url: string, ui: import('./ui.js').Ui,
+   *   room: string|null, auth: string|null,
+   *   storage: Pick<Storage, 'getItem'|'setItem'|'removeItem'>|null}} opts
+   *   `room`: the room to join (null: matchmaking); `auth`: the token for
+   *   the server's authentication, if it wants one; `storage`: where the
+   *   session is kept for a reload (sessionStorage).
    */
   constructor(opts) {
     this.name = opts.name;
+    this.requestedRoom = opts.room;
     this.ui = opts.ui;
     this.renderer = new Renderer(opts.canvas);
     this.input = new Input(opts.canvas, { onToggleStats: () => this.ui.toggleStats() });
@@ -53,6 +61,14 @@ export class Game {
     this.welcome = null;
     this.rules = tickRules(30);
     this.predictor = new Predictor(this.rules);
+    this.pacer = new InputPacer(30, 30);
+    /** input_ack of the newest snapshot: with the last sent seq, the inputs in flight. */
+    this.inputAck = 0;
+    /** Inputs sent again after resumes, and given up (more than the server buffers). */
+    this.resent = 0;
+    this.resendDropped = 0;
+    /** Sessions resumed on this page. */
+    this.resumes = 0;
     this.interp = new Interpolator(30, 30);
     this.stepMs = 1000 / 30;
     this.acc = 0;
@@ -91,13 +107,21 @@ export class Game {
     this.conn = new Connection({
       url: opts.url || `${scheme}//${location.host}/ws`,
       name: () => this.name,
+      room: opts.room,
+      auth: opts.auth,
+      storage: opts.storage,
       onWelcome: (w) => this.onWelcome(w),
       onSnapshot: (s, bytes) => this.onSnapshot(s, bytes),
       onBytes: (bytes) => this.stats.messageIn(performance.now(), bytes),
       onPing: (rtt) => {
         this.stats.pingMs = rtt;
+        this.pacer.onRtt(rtt);
       },
-      onStatus: (s) => this.ui.showStatus(s, () => this.conn.connect()),
+      onStatus: (s) =>
+        this.ui.showStatus(s, {
+          reconnect: () => this.conn.connect(),
+          rejoin: () => this.conn.rejoin(),
+        }),
     });
   }
 
@@ -114,10 +138,17 @@ export class Game {
 
   /** @param {import('./codec.js').ServerMsg & {type: 'Welcome'}} w */
   onWelcome(w) {
+    const same = this.welcome !== null && w.resumed && w.playerId === this.welcome.playerId && w.tickHz === this.rules.tickHz;
     this.welcome = w;
+    this.ui.showRoom(w.room, this.requestedRoom !== null);
+    if (same) {
+      this.resume(w);
+      return;
+    }
     this.rules = tickRules(w.tickHz);
     this.stepMs = 1000 / this.rules.tickHz;
     this.predictor = new Predictor(this.rules);
+    this.pacer = new InputPacer(this.rules.tickHz, w.snapshotHz || w.tickHz);
     this.interp = new Interpolator(this.rules.tickHz, w.snapshotHz || w.tickHz);
     this.receiver.reset();
     this.stats.resetConnection();
@@ -135,6 +166,35 @@ export class Game {
     this.players = [];
     this.names.clear();
     this.ui.updateScoreboard([], w.playerId);
+    // A session resumed by a reloaded page: a new client, an old player.
+    // Its inputs went up to input_seq; number on from there.
+    this.inputAck = w.inputSeq;
+    if (w.resumed) {
+      this.resumes++;
+      this.predictor.resume(w.inputSeq, []);
+    }
+  }
+
+  /**
+   * The same player, back on a new connection: send again what the server
+   * never received, and carry on.
+   * @param {import('./codec.js').ServerMsg & {type: 'Welcome'}} w
+   */
+  resume(w) {
+    this.resumes++;
+    const { resend, dropped } = inputsToResend(this.predictor.pending, w.inputSeq);
+    this.predictor.resume(w.inputSeq, dropped);
+    for (const p of resend) this.conn.send({ type: 'Input', seq: p.seq, tick: p.tick, buttons: p.buttons, aim: p.aim });
+    this.resent += resend.length;
+    this.resendDropped += dropped.length;
+    // The receiver keeps its states: the server's next snapshot is a delta
+    // against the newest one it saw acknowledged, which is among them. (Acking
+    // our newest again would not help: if that ack was lost with the old
+    // connection, the server no longer holds that state, and would have to
+    // send a full snapshot instead.)
+    this.acc = 0;
+    this.lastUpdate = performance.now();
+    this.stats.pingMs = null;
   }
 
   /** @param {SnapshotMsg} msg @param {number} bytes */
@@ -149,6 +209,8 @@ export class Game {
       return;
     }
     this.conn.send({ type: 'Ack', tick: state.tick });
+    this.inputAck = msg.inputAck;
+    this.pacer.onSnapshot(this.predictor.nextSeq - 1 - msg.inputAck);
     this.stepsSinceSnapshot = 0;
     this.interp.push(state, now);
     this.applyOwn(state, msg.inputAck, now);
@@ -243,11 +305,19 @@ export class Game {
   step(now) {
     const buttons = this.input.sampleButtons();
     this.updateAim();
-    const seq = this.predictor.step(buttons);
     const latest = this.receiver.latest;
     this.stepsSinceSnapshot++;
-    const tick = latest ? (latest.tick + this.stepsSinceSnapshot) >>> 0 : (this.welcome?.tick ?? 0);
-    this.conn.send({ type: 'Input', seq, tick, buttons, aim: this.aim });
+    // The server holds a backlog of our inputs, or takes none: this tick
+    // sends nothing and predicts nothing (the server will not move us
+    // either); the rest of the world goes on.
+    const skipped = this.pacer.skip(this.predictor.nextSeq - 1 - this.inputAck);
+    if (!skipped) {
+      const tick = latest ? (latest.tick + this.stepsSinceSnapshot) >>> 0 : (this.welcome?.tick ?? 0);
+      const seq = this.predictor.step(buttons, { tick, aim: this.aim });
+      this.conn.send({ type: 'Input', seq, tick, buttons, aim: this.aim });
+    } else {
+      this.predictor.idle();
+    }
 
     for (const s of this.shots) {
       s.prevX = s.x;
@@ -266,7 +336,7 @@ export class Game {
     // position after the move, when the cooldown has run out.
     this.cooldown = Math.max(0, this.cooldown - 1);
     const p = this.predictor;
-    if (buttons & Buttons.FIRE && this.cooldown === 0 && p.alive && p.x !== null && p.y !== null) {
+    if (!skipped && buttons & Buttons.FIRE && this.cooldown === 0 && p.alive && p.x !== null && p.y !== null) {
       this.cooldown = this.rules.fireCooldownTicks;
       const [vx, vy] = projectileVelocity(this.aim, this.rules);
       this.shots.push({
@@ -367,6 +437,9 @@ export class Game {
   statsLines(now) {
     return statsLines({
       now,
+      room: this.welcome?.room ?? null,
+      resumes: this.resumes,
+      paced: this.pacer.paced,
       net: this.stats,
       corrections: this.predictor.corrections,
       lastCorrection: this.predictor.lastCorrection,
@@ -392,6 +465,14 @@ export class Game {
       connected: this.conn.playing,
       status: this.conn.status.state,
       playerId: ownId,
+      room: this.welcome?.room ?? null,
+      resumed: this.welcome?.resumed ?? null,
+      resumes: this.resumes,
+      inputsResent: this.resent,
+      inputsResendDropped: this.resendDropped,
+      inputsPaced: this.pacer.paced,
+      inputsStalled: this.pacer.stalled,
+      pendingInputs: this.predictor.pending.length,
       tickHz: this.rules.tickHz,
       snapshotHz: this.welcome?.snapshotHz ?? null,
       tick: this.receiver.latest?.tick ?? null,

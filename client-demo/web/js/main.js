@@ -1,8 +1,11 @@
-// Entry point: picks the player's name and starts the game.
+// Entry point: picks the player's name and room and starts the game.
 //
 // The name comes from `?name=`, else from the last visit, else a random
 // two-word name; it is kept for the next visit. `?stats=0|1` forces the stats
-// overlay off or on.
+// overlay off or on. `?room=NAME` plays in the private room NAME (created on
+// first use); without it the server matchmakes into a public room.
+// `?token=...` is sent as the hello's authentication token, for servers that
+// want one; it is never logged or shown.
 
 import { Game } from './game.js';
 import { MAX_NAME_CHARS } from './rules.js';
@@ -33,11 +36,27 @@ if (name) {
 }
 if (params.has('stats')) localStorage.setItem('arena.stats', params.get('stats') === '0' ? 'off' : 'on');
 
+// An empty `?room=` is matchmaking. Anything else goes to the server as is:
+// it answers a bad name with InvalidRoomName, which the page shows.
+const room = params.get('room') || null;
+const auth = params.get('token') || null;
+
+/** sessionStorage, if this browser lets the page use it. */
+function sessionStore() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return null;
+  }
+}
+
 const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById('game'));
 const ui = new Ui();
-const game = new Game({ canvas, name, url: '', ui });
+const game = new Game({ canvas, name, url: '', ui, room, auth, storage: sessionStore() });
 const nameEl = document.getElementById('own-name');
 if (nameEl) nameEl.textContent = name;
+const leaveEl = document.getElementById('leave');
+if (leaveEl) leaveEl.onclick = () => game.conn.leave();
 
 // A read-only window into the game for tests and the curious.
 Object.defineProperty(window, '__arena', {

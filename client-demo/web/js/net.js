@@ -1,43 +1,91 @@
 // The WebSocket connection: hello/welcome handshake, message dispatch,
-// pings, and reconnecting with exponential backoff.
+// pings, session resume, and reconnecting with exponential backoff.
 //
 // The server answers a refused hello, a kick or a shutdown with a
 // ServerMsg::Disconnect and then a close frame whose reason is the same text;
 // the decoded reason wins, the close frame's text is the fallback, and a
-// connection that just dies is "connection lost". Reasons that retrying cannot
-// fix (a protocol version mismatch, a message the server refused) stop the
-// automatic retries; the player gets a button instead.
+// connection that just dies is "connection lost". What happens next depends
+// on the reason (protocol.js, session.js): a lost connection reconnects and
+// presents the session token to get the same player back; an expired token
+// joins as a new player at once; a reason that retrying cannot fix (an
+// out-of-date page, a broken rule, bad credentials, a deliberate leave,
+// another tab that took the session) stops, and the player gets a button.
+//
+// A connection can die without a close (a laptop lid, a dead Wi-Fi): the
+// browser may not notice for minutes. Snapshots arrive many times a second
+// and pongs every second, so a silent server means a dead link: after
+// SILENCE_TIMEOUT_MS the socket is abandoned and the session resumed.
 
 import { CodecError, decodeServer, encodeClient } from './codec.js';
-import { PROTOCOL_VERSION, reasonRetries, reasonText } from './protocol.js';
+import { reasonText } from './protocol.js';
+import { SessionStore, helloFor, nextStep } from './session.js';
 
 /** First retry delay (ms); doubles per failed attempt up to MAX_BACKOFF_MS. */
 const FIRST_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 15000;
+/** Retry cap while a session may still be resumed: the server's grace period
+ * is short (10 s by default), so try often enough to make it. */
+const MAX_RESUME_BACKOFF_MS = 2000;
 /** Time from opening the socket to the welcome before we give up (ms). */
 const HANDSHAKE_TIMEOUT_MS = 8000;
 const PING_INTERVAL_MS = 1000;
+/** WebSocket.readyState of an open socket (CONNECTING is 0). */
+const OPEN = 1;
+/** Nothing at all from the server for this long while playing: the link is dead (ms). */
+const SILENCE_TIMEOUT_MS = 5000;
 
 /**
  * @typedef {import('./codec.js').ServerMsg} ServerMsg
  * @typedef {import('./codec.js').ClientMsg} ClientMsg
+ * @typedef {import('./codec.js').DisconnectReason} DisconnectReason
  * @typedef {Extract<ServerMsg, {type: 'Welcome'}>} Welcome
  * @typedef {import('./codec.js').SnapshotMsg} SnapshotMsg
- * @typedef {{state: 'connecting'} | {state: 'playing'}
- *   | {state: 'closed', message: string, retryAt: number|null, fatal: boolean}} ConnStatus
+ * @typedef {import('./session.js').NextStep} NextStep
+ * @typedef {{state: 'connecting', resuming: boolean, note: string}
+ *   | {state: 'playing', resumed: boolean, room: string}
+ *   | {state: 'closed', message: string, retryAt: number|null, fatal: boolean,
+ *      resuming: boolean, hint: string, button: 'reconnect'|'reload'|'rejoin'}} ConnStatus
+ *   `resuming`: the next hello presents a session token. `hint` and `button`
+ *   tell a player who is not reconnected automatically what can help.
  */
+
+/**
+ * What a player can do after the server stopped the game for good.
+ * @param {DisconnectReason|null} reason
+ * @returns {{hint: string, button: 'reload'|'rejoin'}}
+ */
+export function stopAdvice(reason) {
+  switch (reason?.type) {
+    case 'Left':
+      return { hint: 'Your seat is free for someone else.', button: 'rejoin' };
+    case 'SessionReplaced':
+      return { hint: 'Your game continues in another tab or window.', button: 'rejoin' };
+    case 'AuthRequired':
+    case 'AuthInvalid':
+    case 'AuthExpired':
+      return { hint: 'This server needs a valid token in the address (?token=…).', button: 'reload' };
+    case 'InvalidRoomName':
+      return { hint: 'Room names are 1 to 32 letters, digits, - and _ (?room=…).', button: 'reload' };
+    default:
+      return { hint: "Reload the page to get the server's current client.", button: 'reload' };
+  }
+}
 
 export class Connection {
   /**
    * @param {{
    *   url: string,
    *   name: () => string,
+   *   room: string|null,
+   *   auth: string|null,
+   *   storage: Pick<Storage, 'getItem'|'setItem'|'removeItem'>|null,
    *   onWelcome: (w: Welcome) => void,
    *   onSnapshot: (s: SnapshotMsg, bytes: number) => void,
    *   onBytes: (bytes: number) => void,
    *   onPing: (rttMs: number) => void,
    *   onStatus: (s: ConnStatus) => void,
-   * }} opts
+   *   WebSocket?: typeof WebSocket,
+   * }} opts `WebSocket` replaces the browser's, for tests.
    */
   constructor(opts) {
     this.opts = opts;
@@ -57,7 +105,22 @@ export class Connection {
     /** @type {Map<bigint, number>} nonce -> send time */
     this.pings = new Map();
     /** @type {ConnStatus} */
-    this.status = { state: 'connecting' };
+    this.status = { state: 'connecting', resuming: false, note: '' };
+    this.store = new SessionStore(opts.storage);
+    /** The session to resume, if any; only one of the room this page asks for. */
+    this.session = this.store.load();
+    if (this.session && this.session.requested !== opts.room) {
+      this.session = null;
+      this.store.clear();
+    }
+    /** Whether the hello of the current connection presents a session token. */
+    this.resuming = false;
+    /** When the last message of any kind arrived (performance.now()). */
+    this.lastMessageAt = 0;
+    /** @type {ReturnType<typeof setInterval>|null} */
+    this.silenceTimer = null;
+    /** Whether this page sent Leave: the Left that follows is expected. */
+    this.leaving = false;
     /** Why the last game session ended; kept while the retries fail, so the
      * player still sees the server's reason rather than "could not connect". */
     this.lostMessage = /** @type {string|null} */ (null);
@@ -69,19 +132,25 @@ export class Connection {
     this.opts.onStatus(s);
   }
 
-  /** Opens a connection now (cancelling a scheduled retry). */
-  connect() {
+  /**
+   * Opens a connection now (cancelling a scheduled retry).
+   * @param {string} [note] why, for the player, when it is not obvious
+   */
+  connect(note = '') {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.teardown();
     this.welcomed = false;
     this.serverReason = null;
-    this.setStatus({ state: 'connecting' });
+    this.leaving = false;
+    const hello = helloFor({ name: this.opts.name(), room: this.opts.room, auth: this.opts.auth, session: this.session });
+    this.resuming = hello.resume !== null;
+    this.setStatus({ state: 'connecting', resuming: this.resuming, note });
     let ws;
     try {
-      ws = new WebSocket(this.opts.url);
+      ws = new (this.opts.WebSocket ?? WebSocket)(this.opts.url);
     } catch (e) {
-      this.closed(`cannot open ${this.opts.url}: ${e}`, true);
+      this.closed(`cannot open ${this.opts.url}: ${e}`, 'stop');
       return;
     }
     ws.binaryType = 'arraybuffer';
@@ -90,14 +159,16 @@ export class Connection {
       if (this.ws === ws && !this.welcomed) {
         this.serverReason = null;
         ws.close(4000, 'handshake timeout');
-        this.closed('the server did not answer the hello in time', true);
+        this.closed('The server did not answer the hello in time', 'resume');
       }
     }, HANDSHAKE_TIMEOUT_MS);
     ws.onopen = () => {
-      this.send({ type: 'Hello', protocol: PROTOCOL_VERSION, name: this.opts.name() });
+      // The hello may hold an auth token: it goes to the socket and nowhere else.
+      this.send(hello);
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws || !(ev.data instanceof ArrayBuffer)) return;
+      this.lastMessageAt = performance.now();
       this.opts.onBytes(ev.data.byteLength);
       let msg;
       try {
@@ -105,8 +176,10 @@ export class Connection {
       } catch (e) {
         if (!(e instanceof CodecError)) throw e;
         // A message we cannot read means we no longer understand the server.
+        // Retry, as before sessions existed: the session is kept (our close
+        // is no leave), and a server that was mid-upgrade may be fine again.
         ws.close(1002, 'malformed server message');
-        this.closed(`could not read a server message (${e.message})`, true);
+        this.closed(`Could not read a server message (${e.message})`, 'resume');
         return;
       }
       this.dispatch(msg, ev.data.byteLength);
@@ -114,10 +187,11 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       let message;
-      let retry = true;
-      if (this.serverReason) {
+      const step = nextStep(this.serverReason);
+      if (this.serverReason?.type === 'Left' && this.leaving) {
+        message = 'You left the game';
+      } else if (this.serverReason) {
         message = `Disconnected by the server: ${reasonText(this.serverReason)}`;
-        retry = reasonRetries(this.serverReason);
       } else if (ev.reason) {
         message = `Disconnected by the server: ${ev.reason} (code ${ev.code})`;
       } else if (!this.welcomed) {
@@ -125,7 +199,7 @@ export class Connection {
       } else {
         message = 'Connection lost';
       }
-      this.closed(message, retry);
+      this.closed(message, step);
     };
     ws.onerror = () => {
       // Always followed by a close event, which reports it.
@@ -141,10 +215,13 @@ export class Connection {
         this.welcomed = true;
         this.attempt = 0;
         this.lostMessage = null;
-        this.setStatus({ state: 'playing' });
+        this.session = { requested: this.opts.room, room: msg.room, token: msg.session, playerId: msg.playerId };
+        this.store.save(this.session);
+        this.setStatus({ state: 'playing', resumed: msg.resumed, room: msg.room });
         this.opts.onWelcome(msg);
         this.ping();
         this.pingTimer = setInterval(() => this.ping(), PING_INTERVAL_MS);
+        this.silenceTimer = setInterval(() => this.checkSilence(), 1000);
         break;
       case 'Snapshot':
         if (this.welcomed) this.opts.onSnapshot(msg.snapshot, bytes);
@@ -175,47 +252,102 @@ export class Connection {
 
   /** @param {ClientMsg} msg */
   send(msg) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeClient(msg));
+    if (this.ws && this.ws.readyState === OPEN) this.ws.send(encodeClient(msg));
+  }
+
+  /**
+   * Gives up a socket the server has gone silent on, without waiting for the
+   * browser to notice, and resumes the session on a new one.
+   */
+  checkSilence() {
+    const silent = performance.now() - this.lastMessageAt;
+    if (this.welcomed && silent > SILENCE_TIMEOUT_MS) {
+      this.closed(`Connection lost (nothing from the server for ${Math.round(silent / 1000)} s)`, 'resume');
+    }
+  }
+
+  /** Leaves the game for good: the server frees the seat and answers Left. */
+  leave() {
+    if (!this.playing) return;
+    this.leaving = true;
+    this.send({ type: 'Leave' });
+  }
+
+  /** Joins as a new player, giving up any session this tab holds. */
+  rejoin() {
+    this.forgetSession();
+    this.attempt = 0;
+    this.lostMessage = null;
+    this.connect();
+  }
+
+  forgetSession() {
+    this.session = null;
+    this.store.clear();
   }
 
   /** Whether the handshake is done and messages can flow. */
   get playing() {
-    return this.welcomed && this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+    return this.welcomed && this.ws !== null && this.ws.readyState === OPEN;
   }
 
   teardown() {
     if (this.pingTimer) clearInterval(this.pingTimer);
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
     this.pingTimer = null;
     this.handshakeTimer = null;
+    this.silenceTimer = null;
     this.pings.clear();
     const ws = this.ws;
     this.ws = null;
-    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, 'bye');
+    if (ws && ws.readyState <= OPEN) ws.close(1000, 'bye');
   }
 
   /**
-   * The connection is over: report it and schedule a retry if one can help.
+   * The connection is over: report it, and reconnect if that can help.
    * @param {string} message
-   * @param {boolean} retry
+   * @param {NextStep} step
    */
-  closed(message, retry) {
+  closed(message, step) {
     const sessionEnded = this.welcomed;
+    const wasResuming = this.resuming;
+    const reason = this.serverReason;
     this.teardown();
     this.welcomed = false;
-    if (sessionEnded || this.lostMessage === null || !retry) {
+    if (step !== 'resume') this.forgetSession();
+    if (step === 'fresh' && !wasResuming) step = 'rejoin'; // no token was refused: never loop
+    if (sessionEnded || this.lostMessage === null || step === 'stop') {
       this.lostMessage = message;
-    } else {
+    } else if (step !== 'fresh') {
       message = `${this.lostMessage} (reconnect attempt ${this.attempt} failed)`;
     }
-    if (!retry) {
-      this.setStatus({ state: 'closed', message, retryAt: null, fatal: true });
+    if (step === 'stop') {
+      const { hint, button } = stopAdvice(reason);
+      this.setStatus({ state: 'closed', message, retryAt: null, fatal: true, resuming: false, hint, button });
       return;
     }
-    const base = Math.min(FIRST_BACKOFF_MS * 2 ** this.attempt, MAX_BACKOFF_MS);
+    if (step === 'fresh') {
+      // The session is gone (its grace period ran out, or the server
+      // restarted): join as a new player now.
+      const note = `${message}: joining as a new player`;
+      this.retryTimer = setTimeout(() => this.connect(note), 0);
+      this.setStatus({ state: 'connecting', resuming: false, note });
+      return;
+    }
+    const cap = this.session ? MAX_RESUME_BACKOFF_MS : MAX_BACKOFF_MS;
+    const base = Math.min(FIRST_BACKOFF_MS * 2 ** this.attempt, cap);
     const delay = Math.round(base * (0.8 + 0.4 * Math.random()));
     this.attempt++;
     this.retryTimer = setTimeout(() => this.connect(), delay);
-    this.setStatus({ state: 'closed', message, retryAt: performance.now() + delay, fatal: false });
+    this.setStatus({
+      state: 'closed',
+      message,
+      retryAt: performance.now() + delay,
+      fatal: false,
+      resuming: this.session !== null,
+      hint: '',
+      button: 'reconnect',
+    });
   }
 }

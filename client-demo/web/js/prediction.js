@@ -28,7 +28,11 @@ export class Predictor {
   /** @param {TickRules} rules */
   constructor(rules) {
     this.rules = rules;
-    /** @type {{seq: number, buttons: number, x: number, y: number}[]} inputs not yet acknowledged, with the position predicted after each */
+    /**
+     * Inputs not yet acknowledged, with the position predicted after each,
+     * and what was sent (tick, aim) so they can be sent again after a resume.
+     * @type {{seq: number, tick: number, buttons: number, aim: number, x: number, y: number}[]}
+     */
     this.pending = [];
     this.nextSeq = 1;
     /** Predicted position after the newest input; null until the server told us where we are. */
@@ -51,18 +55,45 @@ export class Predictor {
   /**
    * Applies one tick of local input and returns its sequence number.
    * @param {number} buttons
+   * @param {{tick?: number, aim?: number}} [sent] the rest of the input as sent
    * @returns {number} seq
    */
-  step(buttons) {
+  step(buttons, sent = {}) {
     const seq = this.nextSeq++;
     if (this.x !== null && this.y !== null) {
       this.prevX = this.x;
       this.prevY = this.y;
       if (this.alive) [this.x, this.y] = movePlayer(this.x, this.y, buttons, this.rules);
     }
-    this.pending.push({ seq, buttons, x: this.x ?? 0, y: this.y ?? 0 });
+    this.pending.push({ seq, tick: sent.tick ?? 0, buttons, aim: sent.aim ?? 0, x: this.x ?? 0, y: this.y ?? 0 });
     if (this.pending.length > MAX_PENDING) this.pending.shift();
     return seq;
+  }
+
+  /**
+   * A tick without an input: the server does not move the player either, so
+   * the drawn position rests where the last step ended.
+   */
+  idle() {
+    if (this.x === null || this.y === null) return;
+    this.prevX = this.x;
+    this.prevY = this.y;
+  }
+
+  /**
+   * After a resumed session: the server has received every input up to
+   * `inputSeq`. Numbering goes on above it (a reloaded page starts from 1 and
+   * must not send seqs the server already had), and the inputs in `lost` are
+   * forgotten: the server will never apply them, so prediction must not
+   * replay them. The next snapshot's reconciliation corrects for them.
+   * @param {number} inputSeq Welcome.input_seq
+   * @param {{seq: number}[]} lost
+   */
+  resume(inputSeq, lost) {
+    this.nextSeq = Math.max(this.nextSeq, inputSeq + 1);
+    if (lost.length === 0) return;
+    const gone = new Set(lost.map((p) => p.seq));
+    this.pending = this.pending.filter((p) => !gone.has(p.seq));
   }
 
   /**

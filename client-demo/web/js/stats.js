@@ -86,7 +86,8 @@ export class NetStats {
 
 /**
  * The overlay's lines, label and value.
- * @param {{now: number, net: NetStats, corrections: number, lastCorrection: number,
+ * @param {{now: number, room: string|null, resumes: number, paced: number,
+ *   net: NetStats, corrections: number, lastCorrection: number,
  *   desyncs: number, badSnapshots: number, tickHz: number, snapshotHz: number,
  *   entities: number, pending: number, underruns: number, interpDelayMs: number}} s
  * @returns {[string, string][]}
@@ -94,6 +95,7 @@ export class NetStats {
 export function statsLines(s) {
   const { now, net } = s;
   return [
+    ['room', s.room ?? '–'],
     ['ping', net.pingMs === null ? '–' : `${Math.round(net.pingMs)} ms`],
     ['snapshots/s', net.snapshots.rate(now).toFixed(1)],
     ['kB/s in', (net.bytesIn.rate(now) / 1000).toFixed(2)],
@@ -105,5 +107,6 @@ export function statsLines(s) {
     ['entities', String(s.entities)],
     ['unacked inputs', String(s.pending)],
     ['interp delay', `${Math.round(s.interpDelayMs)} ms (${s.underruns} underruns)`],
+    ['resumed / paced', `${s.resumes} / ${s.paced}`],
   ];
 }

@@ -24,6 +24,11 @@ export class Ui {
     this.feed = el('feed');
     this.death = el('death');
     this.deathTime = el('death-time');
+    this.roomName = el('room-name');
+    this.roomLink = /** @type {HTMLAnchorElement} */ (el('room-link'));
+    this.toast = el('toast');
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.toastTimer = null;
     /** @type {ReturnType<typeof setInterval>|null} */
     this.countdown = null;
     this.statsVisible = localStorage.getItem('arena.stats') !== 'off';
@@ -44,34 +49,69 @@ export class Ui {
   }
 
   /**
-   * @param {ConnStatus} s
-   * @param {() => void} reconnect
+   * The room in the footer. A private room gets a link to it, to share: the
+   * link holds the room and nothing else (no name, no token).
+   * @param {string} room @param {boolean} isPrivate
    */
-  showStatus(s, reconnect) {
+  showRoom(room, isPrivate) {
+    this.roomName.textContent = room;
+    this.roomLink.hidden = !isPrivate;
+    if (isPrivate) {
+      const url = new URL(location.pathname, location.origin);
+      url.searchParams.set('room', room);
+      this.roomLink.href = url.href;
+      this.roomLink.title = 'Link to this room, to share';
+      this.roomLink.textContent = `invite: ?room=${room}`;
+    }
+  }
+
+  /** A short note at the top of the screen. @param {string} text @param {number} ms */
+  flash(text, ms = 2500) {
+    if (this.toastTimer) clearTimeout(this.toastTimer);
+    this.toast.textContent = text;
+    this.toast.hidden = false;
+    this.toastTimer = setTimeout(() => {
+      this.toast.hidden = true;
+      this.toastTimer = null;
+    }, ms);
+  }
+
+  /**
+   * @param {ConnStatus} s
+   * @param {{reconnect: () => void, rejoin: () => void}} actions
+   */
+  showStatus(s, actions) {
     if (this.countdown) clearInterval(this.countdown);
     this.countdown = null;
     if (s.state === 'playing') {
       this.banner.hidden = true;
+      if (s.resumed) this.flash('Reconnected: your game resumed');
       return;
     }
     this.banner.hidden = false;
     this.banner.dataset.state = s.state;
     if (s.state === 'connecting') {
-      this.bannerTitle.textContent = 'Connecting…';
-      this.bannerText.textContent = `Joining the arena at ${location.host}`;
+      this.bannerTitle.textContent = s.resuming ? 'Reconnecting…' : 'Connecting…';
+      this.bannerText.textContent =
+        s.note || (s.resuming ? 'Resuming your game' : `Joining the arena at ${location.host}`);
       this.bannerButton.hidden = true;
       return;
     }
-    this.bannerTitle.textContent = s.fatal ? 'Disconnected' : 'Connection lost';
+    this.bannerTitle.textContent = s.fatal ? 'Disconnected' : s.resuming ? 'Reconnecting…' : 'Connection lost';
     this.bannerButton.hidden = false;
     if (s.fatal) {
-      this.bannerText.textContent = `${s.message}. Reload the page to get the server's current client.`;
-      this.bannerButton.textContent = 'Reload';
-      this.bannerButton.onclick = () => location.reload();
+      this.bannerText.textContent = `${s.message}. ${s.hint}`;
+      if (s.button === 'rejoin') {
+        this.bannerButton.textContent = 'Play again';
+        this.bannerButton.onclick = actions.rejoin;
+      } else {
+        this.bannerButton.textContent = 'Reload';
+        this.bannerButton.onclick = () => location.reload();
+      }
       return;
     }
     this.bannerButton.textContent = 'Reconnect now';
-    this.bannerButton.onclick = reconnect;
+    this.bannerButton.onclick = actions.reconnect;
     const retryAt = s.retryAt;
     const tick = () => {
       const left = retryAt === null ? 0 : Math.max(0, Math.ceil((retryAt - performance.now()) / 1000));
