@@ -3,7 +3,9 @@
 //
 // Page A holds a movement key for about a second; page B must draw A's
 // player moving; A's stats overlay must show a snapshot rate near the tick
-// rate. Screenshots of both pages land in client-demo/test-artifacts/.
+// rate. Rooms keep players apart; a connection that dies without a close, and
+// a reload, take the same player back. Screenshots land in
+// client-demo/test-artifacts/.
 //
 // Needs /usr/bin/chromium (Debian's `chromium` package) and playwright-core:
 // `npm run setup` (or `npm test`, which runs it first) installs both.
@@ -136,10 +138,13 @@ afterEach(async () => {
 /**
  * Opens the game in a fresh browser context (its own storage and cookies).
  * @param {string} name
- * @param {{join?: boolean, rewriteFirstMessage?: (bytes: Buffer) => Buffer, oneWayDelayMs?: number}} [opts]
+ * @param {{join?: boolean, rewriteFirstMessage?: (bytes: Buffer) => Buffer, oneWayDelayMs?: number,
+ *   room?: string, proxy?: boolean}} [opts]
  *   `rewriteFirstMessage` tampers with what the page sends first (its hello)
  *   on the way to the real server, to provoke the server's refusals;
- *   `oneWayDelayMs` delays every message in both directions.
+ *   `oneWayDelayMs` delays every message in both directions; `room` adds
+ *   `?room=`; `proxy` routes the socket through the test even without the
+ *   others, so `cut()` can black-hole it.
  */
 async function openPlayer(name, opts = {}) {
   assert.ok(browser);
@@ -154,28 +159,52 @@ async function openPlayer(name, opts = {}) {
   });
   const rewrite = opts.rewriteFirstMessage ?? ((/** @type {Buffer} */ b) => b);
   const delay = opts.oneWayDelayMs ?? 0;
-  if (opts.rewriteFirstMessage || delay > 0) {
+  /** Per routed socket: whether the test black-holed it. */
+  const links = /** @type {{cut: boolean}[]} */ ([]);
+  if (opts.rewriteFirstMessage || delay > 0 || opts.proxy) {
     await page.routeWebSocket(/\/ws$/, (ws) => {
       const server = ws.connectToServer();
+      const link = { cut: false };
+      links.push(link);
       let first = true;
       // Equal delays keep the order: timers of equal timeout fire in order.
       const later = (/** @type {() => void} */ f) => (delay > 0 ? setTimeout(f, delay) : f());
       ws.onMessage((m) => {
+        if (link.cut) return;
         const out = first && typeof m !== 'string' ? rewrite(m) : m;
         first = false;
         later(() => server.send(out));
       });
-      if (delay > 0) server.onMessage((m) => later(() => ws.send(m)));
+      server.onMessage((m) => {
+        if (!link.cut) later(() => ws.send(m));
+      });
+      // A cut link passes no close either way: both ends only go silent.
+      // (1005 and 1006 mean "no code" and cannot be sent.)
+      const closeWith = (/** @type {number|undefined} */ code, /** @type {string|undefined} */ reason) =>
+        code && code !== 1005 && code !== 1006 ? { code, reason } : {};
+      ws.onClose((code, reason) => {
+        if (!link.cut) server.close(closeWith(code, reason));
+      });
+      server.onClose((code, reason) => {
+        if (!link.cut) ws.close(closeWith(code, reason));
+      });
     });
   }
-  await page.goto(`${baseUrl}/?name=${encodeURIComponent(name)}&stats=1`);
+  const query = new URLSearchParams({ name, stats: '1' });
+  if (opts.room !== undefined) query.set('room', opts.room);
+  await page.goto(`${baseUrl}/?${query}`);
   if (opts.join !== false) {
     await page.waitForFunction(() => {
       const v = window.__arena?.view();
       return v && v.connected && v.own !== null;
     }, null, { timeout: 20000 });
   }
-  return { page, errors };
+  /** Black-holes the page's current connection: nothing passes, nothing closes. */
+  const cut = () => {
+    assert.ok(links.length > 0, 'cut() needs opts.proxy');
+    for (const l of links) l.cut = true;
+  };
+  return { page, errors, cut, links };
 }
 
 /**
@@ -319,15 +348,16 @@ test('a version mismatch and a kick show the server\'s reason and offer a reload
     rewriteFirstMessage: (b) => Buffer.from([b[0], 99, ...b.subarray(2)]),
   });
   const text = await bannerText(old.page, /version mismatch/);
-  assert.match(text, /Disconnected by the server: protocol version mismatch: server speaks 1, client sent 99/);
+  assert.match(text, /Disconnected by the server: protocol version mismatch: server speaks 2, client sent 99/);
   assert.doesNotMatch(text, /Retrying/, 'retrying cannot fix a version mismatch');
   assert.equal(await old.page.locator('#banner-button').textContent(), 'Reload');
   await old.page.screenshot({ path: `${ARTIFACTS}e2e-version-mismatch.png` });
 
-  // A hello the server cannot parse gets the player kicked with a reason.
+  // A hello the server cannot parse gets the player kicked with a reason
+  // (the right version, then a name length with a reserved varint marker).
   const broken = await openPlayer('frank', {
     join: false,
-    rewriteFirstMessage: () => Buffer.from([0, 1, 0xff]),
+    rewriteFirstMessage: () => Buffer.from([0, 2, 0xff]),
   });
   const kick = await bannerText(broken.page, /Disconnected/);
   assert.match(kick, /Disconnected by the server: malformed message/);
