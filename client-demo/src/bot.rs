@@ -1,42 +1,49 @@
-//! One bot: connects, says hello, plays, verifies, measures, and leaves with a
-//! close frame.
+//! One bot: connects, says hello, plays, verifies, measures, resumes its
+//! session when its connection is lost, and leaves.
 //!
-//! A bot is three tokio tasks and no thread:
+//! A bot is three tokio tasks and no thread: the reader and writer of its
+//! current connection (see [`crate::link`]) and the *core* (the task that
+//! called [`run`]), which owns all the game state: the [`Replica`], the
+//! [`Predictor`], the [`Brain`]. The core waits on the tick timer, the
+//! released inbound messages and the stop signal, and never on a socket, so
+//! its tick timer measures the bot process's own lateness.
 //!
-//! * the *reader* owns the socket's read half. It blocks on the next frame
-//!   (fastwebsockets' `read_frame` is not cancel-safe, so it must never sit
-//!   in a `select!`), stamps each message with its release time from the
-//!   inbound [`LinkConditioner`] and hands it over a bounded channel;
-//! * the *writer* owns the write half and writes each outgoing message at its
-//!   release time;
-//! * the *core* (the task that called [`run`]) owns all the game state: the
-//!   [`Replica`], the [`Predictor`], the [`Brain`]. It waits on the tick
-//!   timer, the released inbound messages and the stop signal, and never on
-//!   a socket, so its tick timer measures the bot process's own lateness.
+//! **Resume.** When the connection is lost (the server closes it with a
+//! reason that keeps the session, or it just breaks), or when the bot drops
+//! it on purpose (`resume_chance`), the core keeps its game state, opens a
+//! new connection and presents its session token. It then verifies the
+//! resume: the same player, an input sequence the server received that is
+//! neither ahead of what the bot sent nor behind what was acknowledged. It
+//! resends the inputs the server never received, and goes on: the replica
+//! keeps its acknowledged states, so the first snapshot (a delta against the
+//! last one the server saw acknowledged, or a full one) is checked against
+//! the server's checksum like any other.
 //!
 //! Memory per bot is a few KiB of buffers plus one round trip's worth of
 //! world states (see [`crate::replica`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
 use shared::Tick;
 use shared::codec;
 use shared::protocol::{
-    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg,
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg, SessionToken,
+    Welcome,
 };
 use shared::snapshot::{NetEntity, SnapshotMsg};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::brain::Brain;
-use crate::conditioner::{Delayed, DelayedRx, LINK_QUEUE, LinkConditioner, LinkConfig};
-use crate::connection::{self, ConnectError, Endpoint, WsReader, WsWriter};
+use crate::conditioner::{LINK_QUEUE, LinkConfig};
+use crate::connection::{ConnectError, Endpoint};
+use crate::link::{Inbound, Link};
 use crate::metrics::{Metrics, Samples};
 use crate::pacing::Pacer;
-use crate::prediction::Predictor;
+use crate::prediction::{MAX_PENDING_INPUTS, Predictor};
 use crate::replica::Replica;
 
 /// Settings of one bot.
@@ -52,7 +59,8 @@ pub struct BotConfig {
     pub connect_timeout: Duration,
     /// Longest wait for the welcome after the hello. Default: 10 s.
     pub welcome_timeout: Duration,
-    /// Longest wait for the server's close frame after ours. Default: 3 s.
+    /// Longest wait for the server's close frame after our leave. Default:
+    /// 3 s.
     pub close_timeout: Duration,
     /// Time between two pings (`None`: no pings). Pings measure the round
     /// trip without the tick wait, which separates transport latency from
@@ -62,8 +70,20 @@ pub struct BotConfig {
     /// room the server picks).
     pub room: RoomRequest,
     /// Join token for servers that require one (its `Debug` output is
-    /// redacted). Default: none.
+    /// redacted). Sent in the first hello only: a resume presents the
+    /// session token instead. Default: none.
     pub auth: Option<AuthToken>,
+    /// Probability, per second of play, that the bot drops its connection
+    /// on purpose (the socket is closed with no leave and no close frame)
+    /// and resumes its session on a new one. A bot does this only after
+    /// its current connection delivered a snapshot, so every resume is
+    /// verified by at least one snapshot. Default: 0 (never).
+    pub resume_chance: f64,
+    /// How long a bot keeps trying to reconnect after losing its connection:
+    /// attempts that fail on the transport (refused, timed out) are retried
+    /// with backoff until then; a refusal by the server ends the attempt at
+    /// once. Default: 10 s, the server's default resume grace.
+    pub resume_window: Duration,
 }
 
 impl Default for BotConfig {
@@ -78,6 +98,8 @@ impl Default for BotConfig {
             ping_interval: Some(Duration::from_secs(2)),
             room: RoomRequest::Matchmake,
             auth: None,
+            resume_chance: 0.0,
+            resume_window: Duration::from_secs(10),
         }
     }
 }
@@ -120,6 +142,9 @@ pub enum BotError {
     /// The reader or writer task is gone.
     #[error("link tasks ended")]
     LinkClosed,
+    /// The connection was lost and the session could not be resumed.
+    #[error("session resume failed: {0}")]
+    ResumeFailed(String),
 }
 
 impl BotError {
@@ -140,6 +165,22 @@ impl BotError {
             Self::WebSocket(_) => "websocket_error".into(),
             Self::SendQueueFull => "send_queue_full".into(),
             Self::LinkClosed => "link_closed".into(),
+            Self::ResumeFailed(reason) => format!("resume_failed_{reason}"),
+        }
+    }
+
+    /// When the connection ended in a way that leaves the session on the
+    /// server, the label of that cause, for the report's resume triggers:
+    /// a close whose reason [keeps the session](DisconnectReason::session_kept),
+    /// or a connection that just broke. `None` when the session is gone
+    /// (rule breaking, shutdown, replaced) or the bot itself is at fault.
+    #[must_use]
+    pub fn resume_trigger(&self) -> Option<String> {
+        match self {
+            Self::Disconnected(r) if r.session_kept() => Some(format!("server_{}", r.label())),
+            Self::Closed { .. } => Some("closed_without_reason".into()),
+            Self::WebSocket(_) | Self::LinkClosed => Some("connection_lost".into()),
+            _ => None,
         }
     }
 }
@@ -147,40 +188,18 @@ impl BotError {
 /// How a bot's run ended.
 #[derive(Debug)]
 pub enum BotOutcome {
-    /// Played until told to stop, then left with a close frame.
+    /// Played until told to stop, then left.
     Finished,
     /// Never got a welcome.
     ConnectFailed(BotError),
-    /// Was welcomed, then lost the connection before the end of the run.
+    /// Was welcomed, then lost the connection before the end of the run and
+    /// could not resume.
     Disconnected(BotError),
 }
 
-/// A message from the reader to the core.
-#[derive(Debug)]
-enum Inbound {
-    /// A binary message: one server message.
-    Binary(Vec<u8>),
-    /// A text message: never sent by a correct server.
-    Text,
-    /// The server's close frame.
-    Closed { code: Option<u16>, reason: String },
-    /// Reading failed; nothing more will come.
-    Failed(String),
-}
-
-/// A message from the core (or the reader's protocol obligations) to the
-/// writer.
-#[derive(Debug)]
-enum Outbound {
-    /// One client message.
-    Binary(Vec<u8>),
-    /// Answer to a ping frame.
-    Pong(Vec<u8>),
-    /// Our close frame, code 1000; the last thing written.
-    Close,
-    /// Echo of the server's close frame; the last thing written.
-    CloseEcho(Vec<u8>),
-}
+/// Label of the deliberate drops of [`BotConfig::resume_chance`] among the
+/// resume triggers.
+pub const CHAOS_TRIGGER: &str = "chaos";
 
 /// Warnings logged per process before they go to debug level, so a broken
 /// server cannot flood the terminal of a 2,000-bot run.
@@ -195,8 +214,8 @@ fn warn_limited(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Runs one bot until `stop` turns true (or its sender is dropped), or the
-/// connection ends. Counts everything it sees into `metrics`.
+/// Runs one bot until `stop` turns true (or its sender is dropped), or its
+/// connection ends for good. Counts everything it sees into `metrics`.
 pub async fn run(
     config: BotConfig,
     endpoint: Arc<Endpoint>,
@@ -206,56 +225,62 @@ pub async fn run(
     if *stop.borrow() {
         return BotOutcome::ConnectFailed(BotError::StoppedBeforeWelcome);
     }
-    let (reader, writer, _local) =
-        match connection::connect(&endpoint, config.connect_timeout).await {
-            Ok(parts) => parts,
-            Err(e) => return BotOutcome::ConnectFailed(e.into()),
-        };
     let seeds = Seeds::new(config.seed);
-    let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
-    let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
-    let writer_task = tokio::spawn(write_loop(writer, out_rx, Arc::clone(&metrics)));
-    let reader_task = tokio::spawn(read_loop(
-        reader,
-        in_tx,
-        LinkConditioner::new(config.link, seeds.link_in),
-        out_tx.clone(),
-        Arc::clone(&metrics),
-    ));
-    let mut link = Link {
-        tx: out_tx,
-        conditioner: LinkConditioner::new(config.link, seeds.link_out),
-        inbound: DelayedRx::new(in_rx),
+    let mut link = match Link::open(
+        &endpoint,
+        config.connect_timeout,
+        config.link,
+        seeds.link(0),
+        &metrics,
+    )
+    .await
+    {
+        Ok(link) => link,
+        Err(e) => return BotOutcome::ConnectFailed(e.into()),
+    };
+    let hello = Hello {
+        room: config.room.clone(),
+        auth: config.auth.clone(),
+        ..Hello::new(config.name.as_str())
+    };
+    let welcome = match exchange_hello(hello, config.welcome_timeout, &mut link, &mut stop).await {
+        Ok(welcome) => welcome,
+        Err(e) => {
+            link.finish().await;
+            return BotOutcome::ConnectFailed(e);
+        }
     };
 
-    let outcome = match hello(&config, &mut link, &mut stop).await {
-        Err(e) => BotOutcome::ConnectFailed(e),
-        Ok(welcome) => {
-            let mut game = Game::new(welcome, &config, &seeds, Arc::clone(&metrics));
-            let result = game.play(&mut link, &mut stop).await;
-            game.finish();
-            match result {
-                Ok(()) => {
-                    if !link.close(config.close_timeout).await {
-                        metrics.unclean_closes.inc();
-                    }
-                    BotOutcome::Finished
+    let mut game = Game::new(welcome, &config, &seeds, Arc::clone(&metrics));
+    let outcome = loop {
+        let trigger = match game.play(&mut link, &mut stop).await {
+            Ok(PlayEnd::Stopped) => {
+                if !link.leave(config.close_timeout).await {
+                    metrics.unclean_closes.inc();
                 }
-                Err(e) => BotOutcome::Disconnected(e),
+                break BotOutcome::Finished;
             }
+            Ok(PlayEnd::Cut) => CHAOS_TRIGGER.to_owned(),
+            Err(e) => match e.resume_trigger() {
+                Some(trigger) => {
+                    tracing::debug!("player {}: connection lost: {e}", game.player_id);
+                    trigger
+                }
+                None => break BotOutcome::Disconnected(e),
+            },
+        };
+        // On purpose, this is the drop being tested; otherwise the socket is
+        // dead already and this only reaps its tasks.
+        link.cut();
+        game.link_lost(Instant::now());
+        match resume(&mut game, &trigger, &config, &endpoint, &seeds, &mut stop).await {
+            Ok(new_link) => link = new_link,
+            Err(ResumeEnd::Stopped) => break BotOutcome::Finished,
+            Err(ResumeEnd::Failed(e)) => break BotOutcome::Disconnected(e),
         }
     };
-    drop(link);
-    // The writer ends after a close frame or when its channel closes; the
-    // reader ends at the server's close frame or when the socket does. Give
-    // both a moment, then cut them loose so the run always ends.
-    let grace = Duration::from_secs(1);
-    for task in [writer_task, reader_task] {
-        let abort = task.abort_handle();
-        if tokio::time::timeout(grace, task).await.is_err() {
-            abort.abort();
-        }
-    }
+    game.finish();
+    link.finish().await;
     outcome
 }
 
@@ -265,6 +290,7 @@ struct Seeds {
     link_in: u64,
     link_out: u64,
     phase: u64,
+    chaos: u64,
 }
 
 impl Seeds {
@@ -283,80 +309,32 @@ impl Seeds {
             link_in: next(),
             link_out: next(),
             phase: next(),
+            chaos: next(),
         }
     }
-}
 
-/// The core's side of the link.
-struct Link {
-    tx: mpsc::Sender<Delayed<Outbound>>,
-    conditioner: LinkConditioner,
-    inbound: DelayedRx<Inbound>,
-}
-
-impl Link {
-    /// Queues a client message for sending through the conditioner.
-    fn send(&mut self, msg: &ClientMsg, now: Instant) -> Result<(), BotError> {
-        let bytes = codec::client_bytes(msg);
-        let release = self.conditioner.release_at(now);
-        self.tx
-            .try_send(Delayed {
-                release,
-                item: Outbound::Binary(bytes),
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => BotError::SendQueueFull,
-                mpsc::error::TrySendError::Closed(_) => BotError::LinkClosed,
-            })
-    }
-
-    /// Sends our close frame and waits for the server's. `true` when the
-    /// close handshake completed in time.
-    async fn close(&mut self, timeout: Duration) -> bool {
-        let release = self.conditioner.release_at(Instant::now());
-        let queued = self
-            .tx
-            .try_send(Delayed {
-                release,
-                item: Outbound::Close,
-            })
-            .is_ok();
-        if !queued {
-            return false;
-        }
-        let wait = async {
-            while let Some(msg) = self.inbound.recv().await {
-                match msg.item {
-                    Inbound::Closed { .. } => return true,
-                    Inbound::Failed(_) => return false,
-                    // Snapshots still in flight: no longer played.
-                    Inbound::Binary(_) | Inbound::Text => {}
-                }
-            }
-            false
-        };
-        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    /// Jitter seeds (inbound, outbound) of the bot's `n`th connection, so a
+    /// reconnection does not replay the first connection's delays.
+    fn link(&self, n: u64) -> (u64, u64) {
+        let salt = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (self.link_in ^ salt, self.link_out ^ salt)
     }
 }
 
-/// Sends the hello and waits for the welcome.
-async fn hello(
-    config: &BotConfig,
+/// Sends `hello` and waits for the welcome.
+async fn exchange_hello(
+    hello: Hello,
+    timeout: Duration,
     link: &mut Link,
     stop: &mut watch::Receiver<bool>,
-) -> Result<shared::protocol::Welcome, BotError> {
-    let hello = ClientMsg::Hello(Hello {
-        room: config.room.clone(),
-        auth: config.auth.clone(),
-        ..Hello::new(config.name.as_str())
-    });
-    link.send(&hello, Instant::now())?;
-    let deadline = Instant::now() + config.welcome_timeout;
+) -> Result<Welcome, BotError> {
+    link.send(&ClientMsg::Hello(hello), Instant::now())?;
+    let deadline = Instant::now() + timeout;
     let msg = tokio::select! {
         biased;
         _ = stop.changed() => return Err(BotError::StoppedBeforeWelcome),
         () = tokio::time::sleep_until(deadline) => {
-            return Err(BotError::WelcomeTimeout(config.welcome_timeout));
+            return Err(BotError::WelcomeTimeout(timeout));
         }
         msg = link.inbound.recv() => msg.ok_or(BotError::LinkClosed)?.item,
     };
@@ -375,10 +353,146 @@ async fn hello(
     }
 }
 
-/// The state of a welcomed bot.
+/// Why [`resume`] gave up.
+enum ResumeEnd {
+    /// The run ended first.
+    Stopped,
+    /// The session is lost.
+    Failed(BotError),
+}
+
+/// First wait before retrying a reconnection that failed on the transport;
+/// it doubles up to [`RESUME_BACKOFF_MAX`].
+const RESUME_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two reconnection attempts.
+const RESUME_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Reconnects and resumes `game`'s session after its connection was lost
+/// because of `trigger`, and returns the new connection, with the inputs
+/// the server never received sent again.
+async fn resume(
+    game: &mut Game,
+    trigger: &str,
+    config: &BotConfig,
+    endpoint: &Endpoint,
+    seeds: &Seeds,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Link, ResumeEnd> {
+    let metrics = Arc::clone(&game.metrics);
+    metrics.resumes_attempted.inc();
+    Metrics::count_reason(&metrics.resume_triggers, trigger);
+    let lost_at = Instant::now();
+    let deadline = lost_at + config.resume_window;
+    let player_id = game.player_id;
+    let fail = |reason: &str| {
+        metrics.resumes_failed.inc();
+        Metrics::count_reason(&metrics.resume_failure_reasons, reason);
+        warn_limited(format_args!(
+            "player {player_id}: resume after {trigger} failed: {reason}"
+        ));
+        Err(ResumeEnd::Failed(BotError::ResumeFailed(reason.to_owned())))
+    };
+    let stopped = || {
+        metrics.resumes_interrupted.inc();
+        Err(ResumeEnd::Stopped)
+    };
+    let mut backoff = RESUME_BACKOFF_FIRST;
+    loop {
+        if *stop.borrow() {
+            return stopped();
+        }
+        game.connections += 1;
+        let opened = tokio::select! {
+            biased;
+            _ = stop.changed() => return stopped(),
+            opened = Link::open(
+                endpoint,
+                config.connect_timeout,
+                config.link,
+                seeds.link(game.connections),
+                &metrics,
+            ) => opened,
+        };
+        let attempt = match opened {
+            Ok(mut link) => {
+                let hello = Hello {
+                    room: RoomRequest::Named(game.room.clone()),
+                    resume: Some(game.session),
+                    ..Hello::new(config.name.as_str())
+                };
+                match exchange_hello(hello, config.welcome_timeout, &mut link, stop).await {
+                    Ok(welcome) => Ok((link, welcome)),
+                    Err(e) => {
+                        link.cut();
+                        link.finish().await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(BotError::Connect(e)),
+        };
+        match attempt {
+            Ok((mut link, welcome)) => {
+                if let Err(reason) = game.check_resume(&welcome) {
+                    // Whatever the server gave us, it is not our session:
+                    // hand it back at once.
+                    link.leave(config.close_timeout).await;
+                    link.finish().await;
+                    return fail(reason);
+                }
+                let now = Instant::now();
+                if let Err(e) = game.resumed(welcome, &mut link, now) {
+                    link.cut();
+                    link.finish().await;
+                    return fail(&e.label());
+                }
+                metrics.resumes_succeeded.inc();
+                metrics.resume_time(now - lost_at);
+                return Ok(link);
+            }
+            Err(BotError::StoppedBeforeWelcome) => return stopped(),
+            Err(BotError::Rejected(reason)) => return fail(reason.label()),
+            Err(e) => {
+                let now = Instant::now();
+                if now + backoff >= deadline {
+                    return fail(&e.label());
+                }
+                tracing::debug!("player {player_id}: reconnect failed, retrying: {e}");
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => return stopped(),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RESUME_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// How [`Game::play`] ended without an error.
+enum PlayEnd {
+    /// The run is over.
+    Stopped,
+    /// The bot decided to drop its connection (see
+    /// [`BotConfig::resume_chance`]).
+    Cut,
+}
+
+/// Prediction checks after a resume that are booked as the resume's own
+/// (about one second of snapshots at 30 Hz).
+const RESUME_CHECKS: u32 = 30;
+
+/// The state of a welcomed bot. It outlives its connections: a resume
+/// hands it a new [`Link`] and it carries on.
 struct Game {
     metrics: Arc<Metrics>,
     player_id: u32,
+    /// The room the server placed the bot in, and the session token to take
+    /// the player back after a lost connection.
+    room: String,
+    session: SessionToken,
+    /// Connections opened after the first one.
+    connections: u64,
     period: Duration,
     /// Offset of this bot's input clock within a tick. The welcome is sent
     /// at a server tick, so without it every bot would sample its input just
@@ -394,6 +508,10 @@ struct Game {
     samples: Samples,
     /// Sequence number of the last input sent.
     seq: u32,
+    /// The inputs sent and not yet acknowledged, in sequence order: what a
+    /// resume sends again when the server never received them. Bounded like
+    /// the predictor's list.
+    unacked: VecDeque<InputCmd>,
     /// Newest applied snapshot's tick and the inputs sent since it arrived:
     /// the bot's estimate of the server's tick for [`InputCmd::tick`].
     server_tick: Option<(Tick, u32)>,
@@ -407,16 +525,22 @@ struct Game {
     next_nonce: u64,
     /// Set by a `Disconnect` message; the close frame follows.
     server_reason: Option<DisconnectReason>,
-    welcomed_at: Instant,
+    /// Start of the current connection's play; `None` while reconnecting.
+    /// Play time only counts connected time, so per-second rates are per
+    /// connected second.
+    connected_since: Option<Instant>,
+    /// Whether the current connection delivered a snapshot yet.
+    snapshot_on_this_link: bool,
+    /// After a resume: whether the first snapshot is still awaited, and how
+    /// many prediction checks are still booked as the resume's.
+    resume_first_pending: bool,
+    resume_checks_left: u32,
+    resume_chance: f64,
+    chaos: fastrand::Rng,
 }
 
 impl Game {
-    fn new(
-        welcome: shared::protocol::Welcome,
-        config: &BotConfig,
-        seeds: &Seeds,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    fn new(welcome: Welcome, config: &BotConfig, seeds: &Seeds, metrics: Arc<Metrics>) -> Self {
         let tick_hz = u32::from(welcome.tick_hz).max(1);
         let period = Duration::from_secs_f64(1.0 / f64::from(tick_hz));
         let now = Instant::now();
@@ -427,6 +551,9 @@ impl Game {
         metrics.saw_room(&welcome.room);
         Self {
             player_id: welcome.player_id,
+            room: welcome.room,
+            session: welcome.session,
+            connections: 0,
             period,
             phase: period.mul_f64(fastrand::Rng::with_seed(seeds.phase).f64()),
             ping_interval: config.ping_interval,
@@ -436,6 +563,7 @@ impl Game {
             brain: Brain::new(welcome.player_id, tick_hz, seeds.brain),
             samples: Samples::new(now),
             seq: 0,
+            unacked: VecDeque::new(),
             server_tick: None,
             last_snapshot_at: None,
             first_snapshot: None,
@@ -443,17 +571,23 @@ impl Game {
             ping: None,
             next_nonce: 1,
             server_reason: None,
-            welcomed_at: now,
+            connected_since: Some(now),
+            snapshot_on_this_link: false,
+            resume_first_pending: false,
+            resume_checks_left: 0,
+            resume_chance: config.resume_chance,
+            chaos: fastrand::Rng::with_seed(seeds.chaos),
             metrics,
         }
     }
 
-    /// Plays until the stop signal (`Ok`) or the end of the connection.
+    /// Plays on `link` until the stop signal, a deliberate drop, or the end
+    /// of the connection.
     async fn play(
         &mut self,
         link: &mut Link,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<(), BotError> {
+    ) -> Result<PlayEnd, BotError> {
         let start = Instant::now();
         let mut ticker = tokio::time::interval_at(start + self.phase, self.period);
         // A bot that falls behind skips inputs rather than bursting them:
@@ -467,10 +601,15 @@ impl Game {
         } else {
             start + far
         };
+        // The resume chance is drawn once a second, at a random phase.
+        let chaos_on = self.resume_chance > 0.0;
+        let second = Duration::from_secs(1);
+        let mut chaos = tokio::time::interval_at(start + second.mul_f64(self.chaos.f64()), second);
+        chaos.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                _ = stop.changed() => return Ok(()),
+                _ = stop.changed() => return Ok(PlayEnd::Stopped),
                 msg = link.inbound.recv() => {
                     let msg = msg.ok_or(BotError::LinkClosed)?;
                     self.on_message(msg.item, msg.release, link)?;
@@ -483,6 +622,13 @@ impl Game {
                     self.next_nonce += 1;
                     self.ping = Some((nonce, now));
                     link.send(&ClientMsg::Ping(nonce), now)?;
+                }
+                _ = chaos.tick(), if chaos_on => {
+                    // Only once this connection showed a snapshot, so the
+                    // previous resume (if any) was verified by one.
+                    if self.snapshot_on_this_link && self.chaos.f64() < self.resume_chance {
+                        return Ok(PlayEnd::Cut);
+                    }
                 }
             }
         }
@@ -553,6 +699,13 @@ impl Game {
         if let Some(prev) = self.last_snapshot_at.replace(now) {
             self.samples.snapshot_interval(now - prev);
         }
+        if std::mem::take(&mut self.resume_first_pending) {
+            if msg.is_full() {
+                m.resume_first_full.inc();
+            } else {
+                m.resume_first_deltas.inc();
+            }
+        }
         let own: Option<NetEntity> = match self.replica.apply(msg) {
             Ok(state) => {
                 let own = state
@@ -564,6 +717,7 @@ impl Game {
                 self.server_tick = Some((msg.tick, 0));
                 self.first_snapshot.get_or_insert((msg.tick, now));
                 self.newest_snapshot = Some((msg.tick, now));
+                self.snapshot_on_this_link = true;
                 own
             }
             Err(e) if e.is_desync() => {
@@ -580,8 +734,19 @@ impl Game {
                 None
             }
         };
-        let r = self.predictor.on_snapshot(msg.input_ack, own.as_ref(), now);
-        m.inputs_acked.add(r.ack_latencies.len() as u64);
+        self.reconcile(msg.input_ack, own.as_ref(), now);
+        Ok(())
+    }
+
+    /// Books what a snapshot acknowledging `input_ack` and showing the
+    /// player as `own` taught the predictor.
+    fn reconcile(&mut self, input_ack: u32, own: Option<&NetEntity>, now: Instant) {
+        let m = &self.metrics;
+        let r = self.predictor.on_snapshot(input_ack, own, now);
+        while self.unacked.front().is_some_and(|i| i.seq <= input_ack) {
+            self.unacked.pop_front();
+        }
+        m.inputs_acked.add(u64::from(r.acked));
         for latency in r.ack_latencies {
             self.samples.input_ack_latency(latency);
             self.pacer.on_ack_latency(latency);
@@ -592,6 +757,13 @@ impl Game {
                 m.mispredictions.inc();
             }
             self.samples.prediction_error(error);
+            if self.resume_checks_left > 0 {
+                self.resume_checks_left -= 1;
+                m.resume_prediction_checks.inc();
+                if error > 0.0 {
+                    m.resume_mispredictions.inc();
+                }
+            }
         }
         if r.life_event {
             m.life_event_corrections.inc();
@@ -599,12 +771,11 @@ impl Game {
         if r.ack_regressed {
             m.protocol_errors.inc();
             warn_limited(format_args!(
-                "player {}: input ack went back to {}",
-                self.player_id, msg.input_ack
+                "player {}: input ack went back to {input_ack}",
+                self.player_id
             ));
         }
         m.inputs_never_acked.add(u64::from(r.dropped_unacked));
-        Ok(())
     }
 
     fn on_tick(&mut self, scheduled: Instant, link: &mut Link) -> Result<(), BotError> {
@@ -638,17 +809,73 @@ impl Game {
         };
         link.send(&ClientMsg::Input(input), now)?;
         self.predictor.on_input(self.seq, decision.buttons, now);
+        if self.unacked.len() == MAX_PENDING_INPUTS {
+            self.unacked.pop_front();
+        }
+        self.unacked.push_back(input);
         self.metrics.inputs_sent.inc();
+        Ok(())
+    }
+
+    /// The connection is gone; the game state is kept for a resume.
+    fn link_lost(&mut self, now: Instant) {
+        if let Some(since) = self.connected_since.take() {
+            self.metrics.connected_now.dec();
+            self.metrics
+                .play_time_us
+                .add((now - since).as_micros() as u64);
+        }
+        self.samples.flush(&self.metrics, now);
+        self.server_reason = None;
+        self.ping = None;
+        // The gap is the resume's, not a snapshot interval.
+        self.last_snapshot_at = None;
+        self.snapshot_on_this_link = false;
+    }
+
+    /// Whether `welcome` resumes this bot's session consistently: the same
+    /// player in the same room, and an input sequence received by the server
+    /// that the bot did send and is not older than what was acknowledged.
+    /// The failure's label otherwise.
+    fn check_resume(&self, welcome: &Welcome) -> Result<(), &'static str> {
+        if !welcome.resumed {
+            Err("not_resumed")
+        } else if welcome.player_id != self.player_id {
+            Err("player_changed")
+        } else if welcome.room != self.room {
+            Err("room_changed")
+        } else if welcome.input_seq > self.seq {
+            Err("input_seq_ahead")
+        } else if welcome.input_seq < self.predictor.acked_seq() {
+            Err("input_seq_behind")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Carries on after a verified resume on `link`: sends again the inputs
+    /// the server never received, under their own sequence numbers.
+    fn resumed(&mut self, welcome: Welcome, link: &mut Link, now: Instant) -> Result<(), BotError> {
+        self.session = welcome.session;
+        self.predictor.forget_send_times();
+        let mut resent = 0;
+        for input in self.unacked.iter().filter(|i| i.seq > welcome.input_seq) {
+            link.send(&ClientMsg::Input(*input), now)?;
+            resent += 1;
+        }
+        self.metrics.inputs_resent.add(resent);
+        self.metrics.connected_now.inc();
+        self.connected_since = Some(now);
+        self.resume_first_pending = true;
+        self.resume_checks_left = RESUME_CHECKS;
         Ok(())
     }
 
     /// Books the bot's totals; called once, however the game ended.
     fn finish(&mut self) {
         let now = Instant::now();
+        self.link_lost(now);
         let m = &self.metrics;
-        m.connected_now.dec();
-        m.play_time_us
-            .add((now - self.welcomed_at).as_micros() as u64);
         if let (Some((t0, at0)), Some((t1, at1))) = (self.first_snapshot, self.newest_snapshot) {
             let ticks = t1.since(t0);
             if ticks > 0 {
@@ -656,121 +883,117 @@ impl Game {
                 m.tick_time_us.add((at1 - at0).as_micros() as u64);
             }
         }
-        self.samples.flush(m, now);
     }
 }
 
-/// The reader task: socket to core, through the inbound conditioner.
-async fn read_loop(
-    mut reader: WsReader,
-    inbound: mpsc::Sender<Delayed<Inbound>>,
-    mut conditioner: LinkConditioner,
-    writer: mpsc::Sender<Delayed<Outbound>>,
-    metrics: Arc<Metrics>,
-) {
-    // Control frames the protocol obliges us to answer (pong, close echo) go
-    // to the writer. Once our own close is written the writer is gone and
-    // the obligation is moot, so a failed send is not an error.
-    let mut obligations = |frame: Frame<'_>| {
-        let out = match frame.opcode {
-            OpCode::Pong => Some(Outbound::Pong(frame.payload.to_vec())),
-            OpCode::Close => Some(Outbound::CloseEcho(frame.payload.to_vec())),
-            _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn welcome() -> Welcome {
+        Welcome {
+            protocol: shared::protocol::PROTOCOL_VERSION,
+            player_id: 7,
+            tick_hz: 30,
+            snapshot_hz: 30,
+            tick: Tick(100),
+            room: "public-1".into(),
+            session: SessionToken([9; 16]),
+            resumed: false,
+            input_seq: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resume_must_continue_the_same_session() {
+        let mut game = Game::new(
+            welcome(),
+            &BotConfig::default(),
+            &Seeds::new(1),
+            Arc::new(Metrics::default()),
+        );
+        let t0 = Instant::now();
+        for seq in 1..=10 {
+            game.predictor.on_input(seq, 0, t0);
+        }
+        game.seq = 10;
+        game.predictor.on_snapshot(6, None, t0);
+        let good = Welcome {
+            resumed: true,
+            input_seq: 8,
+            ..welcome()
         };
-        let writer = writer.clone();
-        async move {
-            if let Some(item) = out {
-                let release = Instant::now();
-                let _ = writer.send(Delayed { release, item }).await;
-            }
-            Ok::<(), std::convert::Infallible>(())
+        assert_eq!(game.check_resume(&good), Ok(()));
+        // Everything acknowledged and nothing more is fine too.
+        for input_seq in [6, 10] {
+            let w = Welcome {
+                input_seq,
+                ..good.clone()
+            };
+            assert_eq!(game.check_resume(&w), Ok(()));
         }
-    };
-    loop {
-        let result = reader.read_frame(&mut obligations).await;
-        let now = Instant::now();
-        let (item, last) = match result {
-            Ok(frame) => match frame.opcode {
-                OpCode::Binary => {
-                    let len = frame.payload.len();
-                    metrics
-                        .bytes_received
-                        .add((len + connection::frame_header_len(len, false)) as u64);
-                    (Inbound::Binary(Vec::from(frame.payload)), false)
-                }
-                OpCode::Text => (Inbound::Text, false),
-                OpCode::Close => {
-                    let p: &[u8] = &frame.payload;
-                    let code = p.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    let reason = String::from_utf8_lossy(p.get(2..).unwrap_or_default()).into();
-                    (Inbound::Closed { code, reason }, true)
-                }
-                _ => continue,
-            },
-            Err(e) => (Inbound::Failed(describe(&e)), true),
-        };
-        let release = conditioner.release_at(now);
-        if inbound.send(Delayed { release, item }).await.is_err() || last {
-            return;
-        }
-    }
-}
-
-fn describe(e: &WebSocketError) -> String {
-    match e {
-        WebSocketError::UnexpectedEOF => "connection closed without a close frame".into(),
-        other => other.to_string(),
-    }
-}
-
-/// The writer task: core to socket, each message at its release time.
-///
-/// When writing fails the task ends and drops its receiver, so the core's
-/// next send fails with [`BotError::LinkClosed`]; the reader sees the broken
-/// socket on its side and reports the cause.
-async fn write_loop(
-    writer: WsWriter,
-    rx: mpsc::Receiver<Delayed<Outbound>>,
-    metrics: Arc<Metrics>,
-) {
-    if let Err(e) = write_messages(writer, rx, &metrics).await {
-        tracing::debug!("writer ended: {e}");
-    }
-}
-
-async fn write_messages(
-    mut writer: WsWriter,
-    rx: mpsc::Receiver<Delayed<Outbound>>,
-    metrics: &Metrics,
-) -> Result<(), WebSocketError> {
-    let mut rx = DelayedRx::new(rx);
-    while let Some(msg) = rx.recv().await {
-        match msg.item {
-            Outbound::Binary(bytes) => {
-                let len = bytes.len();
-                writer
-                    .write_frame(Frame::binary(Payload::from(bytes)))
-                    .await?;
-                metrics
-                    .bytes_sent
-                    .add((len + connection::frame_header_len(len, true)) as u64);
-            }
-            Outbound::Pong(payload) => {
-                writer
-                    .write_frame(Frame::pong(Payload::from(payload)))
-                    .await?;
-            }
-            Outbound::Close => {
-                writer.write_frame(Frame::close(1000, b"")).await?;
-                return Ok(());
-            }
-            Outbound::CloseEcho(payload) => {
-                writer
-                    .write_frame(Frame::close_raw(Payload::from(payload)))
-                    .await?;
-                return Ok(());
-            }
+        let bad = [
+            (
+                Welcome {
+                    resumed: false,
+                    ..good.clone()
+                },
+                "not_resumed",
+            ),
+            (
+                Welcome {
+                    player_id: 8,
+                    ..good.clone()
+                },
+                "player_changed",
+            ),
+            (
+                Welcome {
+                    room: "public-2".into(),
+                    ..good.clone()
+                },
+                "room_changed",
+            ),
+            (
+                Welcome {
+                    input_seq: 11,
+                    ..good.clone()
+                },
+                "input_seq_ahead",
+            ),
+            (
+                Welcome {
+                    input_seq: 5,
+                    ..good.clone()
+                },
+                "input_seq_behind",
+            ),
+        ];
+        for (w, label) in bad {
+            assert_eq!(game.check_resume(&w), Err(label));
         }
     }
-    Ok(())
+
+    #[test]
+    fn only_losses_that_keep_the_session_trigger_a_resume() {
+        let kept = BotError::Disconnected(DisconnectReason::IdleTimeout);
+        assert_eq!(
+            kept.resume_trigger().as_deref(),
+            Some("server_idle_timeout")
+        );
+        assert_eq!(
+            BotError::WebSocket("eof".into())
+                .resume_trigger()
+                .as_deref(),
+            Some("connection_lost")
+        );
+        for gone in [
+            BotError::Disconnected(DisconnectReason::RateLimited),
+            BotError::Disconnected(DisconnectReason::ServerShutdown),
+            BotError::Disconnected(DisconnectReason::SessionReplaced),
+            BotError::SendQueueFull,
+        ] {
+            assert_eq!(gone.resume_trigger(), None, "{gone:?}");
+        }
+    }
 }

@@ -14,8 +14,9 @@
 //!   (the snapshot ring and checksum verification), [`pacing`] (keeping the
 //!   server's input buffer short), [`conditioner`] (the latency/jitter model)
 //!   and [`report`] (histograms and the JSON report);
-//! * I/O: [`connection`] (WebSocket client handshake), [`bot`] (one bot's
-//!   tasks) and [`swarm`] (ramp-up, progress line, aggregation).
+//! * I/O: [`connection`] (WebSocket client handshake), `link` (one
+//!   connection's reader and writer tasks), [`bot`] (one bot's game, across
+//!   reconnections) and [`swarm`] (ramp-up, progress line, aggregation).
 //!
 //! The `bots` binary only parses flags into a [`swarm::SwarmConfig`] and calls
 //! [`swarm::run`].
@@ -24,6 +25,7 @@ pub mod bot;
 pub mod brain;
 pub mod conditioner;
 pub mod connection;
+mod link;
 pub mod metrics;
 pub mod pacing;
 pub mod prediction;

@@ -70,6 +70,9 @@ pub struct Histograms {
     /// How late a bot's tick timer fired, in microseconds: the bot process's
     /// own saturation, which decides whether the other figures are valid.
     pub input_send_lateness_us: Histogram<u64>,
+    /// From losing a connection to the welcome that resumed its session, in
+    /// microseconds.
+    pub resume_time_us: Histogram<u64>,
 }
 
 fn histogram(high: u64) -> Histogram<u64> {
@@ -86,6 +89,7 @@ impl Default for Histograms {
             prediction_error_milliunits: histogram(MAX_ERROR_MILLIUNITS),
             rtt_us: histogram(MAX_TIME_US),
             input_send_lateness_us: histogram(MAX_TIME_US),
+            resume_time_us: histogram(MAX_TIME_US),
         }
     }
 }
@@ -138,6 +142,28 @@ pub struct Metrics {
     /// Sum over bots of the time they were connected and playing (welcome to
     /// the end of the run or the disconnect), in microseconds.
     pub play_time_us: Counter,
+    /// Sessions the bots tried to resume after losing a connection (on
+    /// purpose or not).
+    pub resumes_attempted: Counter,
+    /// Of those, resumed and verified: same player, input numbering in line
+    /// with what the bot sent and had acknowledged.
+    pub resumes_succeeded: Counter,
+    /// Of those, refused by the server or failing verification.
+    pub resumes_failed: Counter,
+    /// Of those, cut short by the end of the run.
+    pub resumes_interrupted: Counter,
+    /// Inputs sent again after a resume because the server had not received
+    /// them (sequence number above `Welcome::input_seq`).
+    pub inputs_resent: Counter,
+    /// First snapshots after a resume that were deltas (against a baseline
+    /// acknowledged on the lost connection).
+    pub resume_first_deltas: Counter,
+    /// First snapshots after a resume that were full.
+    pub resume_first_full: Counter,
+    /// Prediction checks in the first second after a resume.
+    pub resume_prediction_checks: Counter,
+    /// Of those, checks with a non-zero error.
+    pub resume_mispredictions: Counter,
     /// Tick rate announced by the server (the last welcome seen).
     pub tick_hz: Counter,
     /// Snapshot rate announced by the server (the last welcome seen).
@@ -148,6 +174,11 @@ pub struct Metrics {
     pub connect_failure_reasons: Mutex<BTreeMap<String, u64>>,
     /// Unexpected disconnects by reason label.
     pub disconnect_reasons: Mutex<BTreeMap<String, u64>>,
+    /// Why connections were lost and resumed: `chaos` for the deliberate
+    /// drops of `resume_chance`, else what ended the connection.
+    pub resume_triggers: Mutex<BTreeMap<String, u64>>,
+    /// Failed resumes by reason label.
+    pub resume_failure_reasons: Mutex<BTreeMap<String, u64>>,
     /// The swarm-wide histograms.
     pub histograms: Mutex<Histograms>,
 }
@@ -178,6 +209,13 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         rooms.len() as u64
+    }
+
+    /// Records the time one resume took.
+    pub fn resume_time(&self, d: Duration) {
+        self.lock_histograms()
+            .resume_time_us
+            .saturating_record(micros(d));
     }
 
     /// A copy of the histograms as they are now.

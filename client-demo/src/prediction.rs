@@ -39,7 +39,10 @@ pub const MAX_PENDING_INPUTS: usize = 512;
 struct Pending {
     seq: u32,
     buttons: u8,
-    sent_at: Instant,
+    /// When it was sent; `None` once a reconnection made its latency a
+    /// measure of the outage rather than of the server (see
+    /// [`Predictor::forget_send_times`]).
+    sent_at: Option<Instant>,
     /// Predicted position after this input.
     pos_after: IVec2,
 }
@@ -47,8 +50,10 @@ struct Pending {
 /// What one snapshot taught the predictor.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reconciliation {
-    /// Latency of every input this snapshot acknowledged for the first time:
-    /// from the moment it was sent to now.
+    /// Inputs this snapshot acknowledged for the first time.
+    pub acked: u32,
+    /// Latency of those of them sent on the current connection: from the
+    /// moment each was sent to now.
     pub ack_latencies: Vec<Duration>,
     /// Distance in world units between the authoritative position and the
     /// prediction for the acknowledged input, when it is a fair measure
@@ -128,9 +133,25 @@ impl Predictor {
         self.pending.push_back(Pending {
             seq,
             buttons,
-            sent_at,
+            sent_at: Some(sent_at),
             pos_after,
         });
+    }
+
+    /// The newest acknowledged input sequence number (0: none yet).
+    #[must_use]
+    pub fn acked_seq(&self) -> u32 {
+        self.acked.0
+    }
+
+    /// Stops timing the inputs sent so far. Called when a session is
+    /// resumed on a new connection: their acknowledgement now waits for the
+    /// reconnection, which the resume time measures, and counting it as
+    /// input latency would bill the outage to the server.
+    pub fn forget_send_times(&mut self) {
+        for p in &mut self.pending {
+            p.sent_at = None;
+        }
     }
 
     /// Reconciles with a snapshot received at `now` that acknowledges input
@@ -167,8 +188,11 @@ impl Predictor {
                 break;
             }
             self.pending.pop_front();
-            out.ack_latencies
-                .push(now.saturating_duration_since(p.sent_at));
+            out.acked += 1;
+            if let Some(sent_at) = p.sent_at {
+                out.ack_latencies
+                    .push(now.saturating_duration_since(sent_at));
+            }
             if p.seq == input_ack && had_position {
                 predicted_for_ack = Some(p.pos_after);
             }
@@ -380,6 +404,24 @@ mod tests {
         let r = p.on_snapshot(n, Some(&me(IVec2::new(400, 400), 100)), t0);
         assert_eq!(r.dropped_unacked, 10);
         assert_eq!(r.ack_latencies.len(), MAX_PENDING_INPUTS);
+    }
+
+    #[test]
+    fn inputs_sent_before_a_reconnection_are_acked_but_not_timed() {
+        let t0 = Instant::now();
+        let start = IVec2::new(400, 400);
+        let mut p = Predictor::new(30);
+        p.on_snapshot(0, Some(&me(start, 100)), t0);
+        p.on_input(1, buttons::RIGHT, t0);
+        p.on_input(2, buttons::RIGHT, t0);
+        p.forget_send_times();
+        p.on_input(3, buttons::RIGHT, t0 + ms(500));
+        let r = p.on_snapshot(3, Some(&me(start + IVec2::new(96, 0), 100)), t0 + ms(520));
+        assert_eq!(r.acked, 3);
+        assert_eq!(r.ack_latencies, vec![ms(20)]);
+        // Prediction is untouched by the reconnection.
+        assert_eq!(r.error_units, Some(0.0));
+        assert_eq!(p.acked_seq(), 3);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::bot::CHAOS_TRIGGER;
 use crate::metrics::{Histograms, Metrics};
 
 /// Summary of one histogram.
@@ -167,6 +168,45 @@ pub struct Report {
     pub connect_failure_reasons: BTreeMap<String, u64>,
     /// Unexpected disconnects by reason.
     pub disconnect_reasons: BTreeMap<String, u64>,
+
+    /// Probability per bot per second of a deliberate connection drop
+    /// followed by a session resume (`--resume-chance`).
+    pub resume_chance: f64,
+    /// Connections lost (deliberately or not) whose session the bots tried
+    /// to resume.
+    pub resumes_attempted: u64,
+    /// Of those, resumed and verified: the same player, in the same room,
+    /// and an `input_seq` neither ahead of the inputs sent nor behind the
+    /// inputs acknowledged.
+    pub resumes_succeeded: u64,
+    /// Of those, refused by the server or failing verification (see
+    /// `resume_failure_reasons`).
+    pub resumes_failed: u64,
+    /// Of those, cut short by the end of the run (neither success nor
+    /// failure).
+    pub resumes_interrupted: u64,
+    /// What ended the connections that were resumed: `chaos` for the
+    /// deliberate drops, anything else was not planned.
+    pub resume_triggers: BTreeMap<String, u64>,
+    /// Failed resumes by reason: a server refusal (`session_expired`, ...),
+    /// a failed check (`not_resumed`, `player_changed`, `room_changed`,
+    /// `input_seq_ahead`, `input_seq_behind`) or the transport.
+    pub resume_failure_reasons: BTreeMap<String, u64>,
+    /// From losing the connection to the welcome that resumed the session,
+    /// in milliseconds.
+    pub resume_time_ms: Percentiles,
+    /// Inputs sent again after a resume because the server had not
+    /// received them.
+    pub inputs_resent: u64,
+    /// First snapshots after a resume that were deltas against a baseline
+    /// acknowledged on the lost connection.
+    pub resume_first_snapshot_deltas: u64,
+    /// First snapshots after a resume that were full.
+    pub resume_first_snapshot_full: u64,
+    /// Prediction checks in the first second after each resume.
+    pub resume_prediction_checks: u64,
+    /// Of those, checks with a non-zero error.
+    pub resume_mispredictions: u64,
 }
 
 /// Facts about a run that the bots do not measure themselves.
@@ -198,6 +238,8 @@ pub struct RunFacts {
     pub cpu_time: Option<Duration>,
     /// Cores available to the process.
     pub cores: u32,
+    /// Deliberate drops per bot per second.
+    pub resume_chance: f64,
 }
 
 fn per_client_per_s(total: u64, play_time_us: u64) -> f64 {
@@ -276,6 +318,19 @@ impl Report {
             bot_cpu_saturated: false,
             connect_failure_reasons: map(&metrics.connect_failure_reasons),
             disconnect_reasons: map(&metrics.disconnect_reasons),
+            resume_chance: facts.resume_chance,
+            resumes_attempted: metrics.resumes_attempted.get(),
+            resumes_succeeded: metrics.resumes_succeeded.get(),
+            resumes_failed: metrics.resumes_failed.get(),
+            resumes_interrupted: metrics.resumes_interrupted.get(),
+            resume_triggers: map(&metrics.resume_triggers),
+            resume_failure_reasons: map(&metrics.resume_failure_reasons),
+            resume_time_ms: Percentiles::from_histogram(&h.resume_time_us, 1000.0),
+            inputs_resent: metrics.inputs_resent.get(),
+            resume_first_snapshot_deltas: metrics.resume_first_deltas.get(),
+            resume_first_snapshot_full: metrics.resume_first_full.get(),
+            resume_prediction_checks: metrics.resume_prediction_checks.get(),
+            resume_mispredictions: metrics.resume_mispredictions.get(),
         };
         report.judge();
         report
@@ -299,6 +354,7 @@ impl Report {
             (self.decode_errors, "decode errors"),
             (self.protocol_errors, "protocol errors"),
             (self.inputs_never_acked, "inputs never acknowledged"),
+            (self.resumes_failed, "failed session resumes"),
         ];
         for (n, what) in counts {
             if n > 0 {
@@ -327,6 +383,24 @@ impl Report {
                 self.input_send_lateness_ms.p99,
                 self.bot_cpu_percent
                     .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
+            ));
+        }
+        let unplanned: u64 = self
+            .resume_triggers
+            .iter()
+            .filter(|(trigger, _)| trigger.as_str() != CHAOS_TRIGGER)
+            .map(|(_, n)| n)
+            .sum();
+        if unplanned > 0 {
+            warnings.push(format!(
+                "{unplanned} connections were lost without the bots dropping them and had \
+                 to be resumed (see resume_triggers)"
+            ));
+        }
+        if self.resume_mispredictions > 0 {
+            warnings.push(format!(
+                "{} of {} prediction checks right after a resume were off",
+                self.resume_mispredictions, self.resume_prediction_checks
             ));
         }
         if self.unclean_closes > 0 {
@@ -430,6 +504,35 @@ impl fmt::Display for Report {
             self.bot_cores,
             self.bot_cpu_saturated
         )?;
+        if self.resumes_attempted > 0 || self.resume_chance > 0.0 {
+            writeln!(
+                f,
+                "  resumes                {} attempted, {} succeeded, {} failed, {} cut short by the end \
+                 (chance {} per bot per s)",
+                self.resumes_attempted,
+                self.resumes_succeeded,
+                self.resumes_failed,
+                self.resumes_interrupted,
+                self.resume_chance
+            )?;
+            writeln!(
+                f,
+                "  after resumes          {} inputs resent, first snapshot {} deltas / {} full, \
+                 {} of {} prediction checks off",
+                self.inputs_resent,
+                self.resume_first_snapshot_deltas,
+                self.resume_first_snapshot_full,
+                self.resume_mispredictions,
+                self.resume_prediction_checks
+            )?;
+            write_percentiles(f, "time to resume", &self.resume_time_ms, "ms")?;
+            for (trigger, n) in &self.resume_triggers {
+                writeln!(f, "  resume trigger         {n} × {trigger}")?;
+            }
+            for (reason, n) in &self.resume_failure_reasons {
+                writeln!(f, "  resume failure         {n} × {reason}")?;
+            }
+        }
         for (reason, n) in &self.connect_failure_reasons {
             writeln!(f, "  connect failure        {n} × {reason}")?;
         }
@@ -543,7 +646,8 @@ mod tests {
 
     #[test]
     fn any_failure_count_makes_the_run_unhealthy() {
-        let setters: [fn(&mut Report); 6] = [
+        let setters: [fn(&mut Report); 7] = [
+            |r| r.resumes_failed = 1,
             |r| r.connect_failures = 1,
             |r| r.disconnects = 1,
             |r| r.desyncs = 1,
@@ -586,6 +690,37 @@ mod tests {
         bad.judge();
         let text = bad.to_string();
         assert!(text.contains("UNHEALTHY") && text.contains("3 desyncs"));
+    }
+
+    #[test]
+    fn resumes_are_reported_and_unplanned_ones_warned_about() {
+        let m = healthy_metrics();
+        m.resumes_attempted.add(5);
+        m.resumes_succeeded.add(5);
+        Metrics::count_reason(&m.resume_triggers, CHAOS_TRIGGER);
+        m.resume_time(Duration::from_millis(3));
+        let report = Report::build(&facts(), &m);
+        assert!(report.healthy && report.warnings.is_empty(), "{report:?}");
+        assert_eq!(report.resume_time_ms.samples, 1);
+        let text = report.to_string();
+        assert!(
+            text.contains("5 attempted, 5 succeeded, 0 failed"),
+            "{text}"
+        );
+        assert!(text.contains("time to resume"), "{text}");
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        for key in [
+            "resumes_attempted",
+            "resume_failure_reasons",
+            "resume_time_ms",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+
+        Metrics::count_reason(&m.resume_triggers, "connection_lost");
+        let report = Report::build(&facts(), &m);
+        assert!(report.healthy);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     }
 
     #[test]

@@ -130,6 +130,12 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     if config.duration.is_zero() {
         return Err(SwarmError::Config("duration must be positive"));
     }
+    let chance = config.bot.resume_chance;
+    if !(0.0..=1.0).contains(&chance) {
+        return Err(SwarmError::Config(
+            "resume_chance must be a probability between 0 and 1",
+        ));
+    }
     if config
         .room
         .as_deref()
@@ -230,6 +236,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
             .zip(process_cpu_time())
             .map(|(a, b)| b.saturating_sub(a)),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        resume_chance: config.bot.resume_chance,
     };
     Ok(Report::build(&facts, &metrics))
 }
@@ -400,6 +407,13 @@ mod tests {
             },
             SwarmConfig {
                 room: Some("no spaces".into()),
+                ..SwarmConfig::default()
+            },
+            SwarmConfig {
+                bot: BotConfig {
+                    resume_chance: 1.5,
+                    ..BotConfig::default()
+                },
                 ..SwarmConfig::default()
             },
         ];

@@ -63,6 +63,11 @@ struct Args {
     /// Tokens are never printed.
     #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true, value_parser = secret)]
     auth_secret: Option<AuthSecret>,
+    /// Probability per bot per second of dropping its connection on purpose
+    /// (no leave, no close frame) and resuming the session on a new one;
+    /// every resume is verified and reported. 0 never drops.
+    #[arg(long, default_value_t = 0.0)]
+    resume_chance: f64,
 }
 
 /// Parses the auth secret into a type whose `Debug` output is redacted, so
@@ -98,6 +103,7 @@ fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
         auth_secret: args.auth_secret.clone(),
         bot: client_demo::bot::BotConfig {
             ping_interval: (!ping.is_zero()).then_some(ping),
+            resume_chance: args.resume_chance,
             ..defaults.bot
         },
     })
