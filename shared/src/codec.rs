@@ -385,6 +385,23 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, CodecError> {
     decode(bytes, DECODE_SERVER, MAX_SERVER_MESSAGE)
 }
 
+/// Reads the header of a [`ServerMsg::Snapshot`]: its `tick`, `base_age`
+/// and `input_ack` (`PROTOCOL.md` 5.2, fields 1 to 3), without decoding the
+/// rest. `None` when the bytes are not a snapshot or end inside the header.
+///
+/// For load generators that acknowledge and time snapshots without
+/// rebuilding the world: the rest of the message is not checked, so a
+/// caller that needs a valid snapshot must use [`decode_server`].
+#[must_use]
+pub fn peek_snapshot_header(bytes: &[u8]) -> Option<(crate::Tick, u32, u32)> {
+    // bincode itself reads the variant index and the three varints, so this
+    // agrees with `decode_server` byte for byte (non-minimal varints, wide
+    // tags out of range for a u32, ...).
+    let ((variant, tick, base_age, input_ack), _): ((u32, crate::Tick, u32, u32), usize) =
+        bincode::serde::decode_from_slice(bytes, DECODE_SERVER).ok()?;
+    (variant == SNAPSHOT_VARIANT).then_some((tick, base_age, input_ack))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +599,58 @@ mod tests {
         assert_eq!(peek_hello_version(&client_bytes(&ClientMsg::Ping(1))), None);
     }
 
+    #[test]
+    fn snapshot_header_is_readable_without_decoding_the_rest() {
+        let snap = SnapshotMsg {
+            tick: Tick(70_000),
+            base_age: 3,
+            input_ack: 300,
+            checksum: 0xdead_beef,
+            ..SnapshotMsg::default()
+        };
+        let bytes = server_bytes(&ServerMsg::Snapshot(snap.clone()));
+        // 01, then 70,000 as fc + u32 LE, 3 as one byte, 300 as fb + u16 LE.
+        assert_eq!(
+            &bytes[..9],
+            &[1, 0xfc, 0x70, 0x11, 0x01, 0x00, 3, 0xfb, 0x2c]
+        );
+        assert_eq!(peek_snapshot_header(&bytes), Some((Tick(70_000), 3, 300)));
+        // The rest is not looked at.
+        assert_eq!(
+            peek_snapshot_header(&bytes[..10]),
+            Some((Tick(70_000), 3, 300))
+        );
+        assert_eq!(peek_snapshot_header(&bytes[..9]), None);
+        assert_eq!(peek_snapshot_header(&[]), None);
+        // Each client's spliced copy carries its own ack.
+        let mut out = Vec::new();
+        SharedSnapshot::new(&snap).write_for(7, &mut out);
+        assert_eq!(peek_snapshot_header(&out), Some((Tick(70_000), 3, 7)));
+        // Other messages are not snapshots, even when they are long enough.
+        let pong = server_bytes(&ServerMsg::Pong {
+            nonce: 1 << 40,
+            tick: Tick(5),
+        });
+        assert_eq!(peek_snapshot_header(&pong), None);
+        let welcome = server_bytes(&ServerMsg::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            player_id: 1,
+            tick_hz: 30,
+            snapshot_hz: 30,
+            tick: Tick(9),
+            room: "public-1".into(),
+            session: SessionToken([0; 16]),
+            resumed: false,
+            input_seq: 0,
+        }));
+        assert_eq!(peek_snapshot_header(&welcome), None);
+        // Tags bincode refuses for a u32 (u64 and u128 widths, 255).
+        for tag in [0xfd, 0xfe, 0xff] {
+            let forged = [1, tag, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            assert_eq!(peek_snapshot_header(&forged), None, "tag {tag:#x}");
+        }
+    }
+
     fn arb_kind() -> impl Strategy<Value = EntityKind> {
         prop_oneof![
             Just(EntityKind::Player),
@@ -690,6 +759,35 @@ mod tests {
                 encode_snapshot(&SnapshotMsg { input_ack: ack, ..snap.clone() }, &mut own);
                 prop_assert_eq!(&out, &own);
                 prop_assert_eq!(shared.len_for(ack), own.len());
+            }
+        }
+
+        #[test]
+        fn snapshot_header_peek_agrees_with_the_full_decoder(
+            snap in arb_snapshot(),
+            ack in arb_u32(),
+        ) {
+            let mut bytes = Vec::new();
+            SharedSnapshot::new(&snap).write_for(ack, &mut bytes);
+            prop_assert_eq!(
+                peek_snapshot_header(&bytes),
+                Some((snap.tick, snap.base_age, ack))
+            );
+        }
+
+        #[test]
+        fn snapshot_header_peek_never_contradicts_the_decoder(
+            bytes in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            // Whenever the full decoder reads a snapshot, the peek reads the
+            // same header; whenever the peek fails, so does the decoder.
+            let peeked = peek_snapshot_header(&bytes);
+            match decode_server(&bytes) {
+                Ok(ServerMsg::Snapshot(s)) => {
+                    prop_assert_eq!(peeked, Some((s.tick, s.base_age, s.input_ack)));
+                }
+                Ok(_) => prop_assert_eq!(peeked, None),
+                Err(_) => {}
             }
         }
 
