@@ -84,6 +84,12 @@ pub struct BotConfig {
     /// with backoff until then; a refusal by the server ends the attempt at
     /// once. Default: 10 s, the server's default resume grace.
     pub resume_window: Duration,
+    /// Light mode, for load tests: the bot reads only each snapshot's header
+    /// (tick, base age, input ack), acknowledges it, and sends inputs,
+    /// pings and acks as a full bot does, but keeps no replica and does no
+    /// prediction, so desyncs and prediction errors are not checked. Its
+    /// inputs come from [`Brain::decide_blind`]. Default: false.
+    pub light: bool,
 }
 
 impl Default for BotConfig {
@@ -100,6 +106,7 @@ impl Default for BotConfig {
             auth: None,
             resume_chance: 0.0,
             resume_window: Duration::from_secs(10),
+            light: false,
         }
     }
 }
@@ -537,6 +544,8 @@ struct Game {
     resume_checks_left: u32,
     resume_chance: f64,
     chaos: fastrand::Rng,
+    /// See [`BotConfig::light`].
+    light: bool,
 }
 
 impl Game {
@@ -577,6 +586,7 @@ impl Game {
             resume_checks_left: 0,
             resume_chance: config.resume_chance,
             chaos: fastrand::Rng::with_seed(seeds.chaos),
+            light: config.light,
             metrics,
         }
     }
@@ -646,30 +656,16 @@ impl Game {
     ) -> Result<(), BotError> {
         let now = arrived;
         match msg {
+            Inbound::Binary(bytes) if self.light => {
+                if let Some((tick, base_age, input_ack)) = codec::peek_snapshot_header(&bytes) {
+                    self.on_snapshot_header(tick, base_age, input_ack, now, link)?;
+                } else {
+                    self.on_other(codec::decode_server(&bytes), bytes.len(), now);
+                }
+            }
             Inbound::Binary(bytes) => match codec::decode_server(&bytes) {
                 Ok(ServerMsg::Snapshot(snapshot)) => self.on_snapshot(&snapshot, now, link)?,
-                Ok(ServerMsg::Pong { nonce, .. }) => {
-                    if let Some((sent_nonce, sent_at)) = self.ping
-                        && sent_nonce == nonce
-                    {
-                        self.samples.rtt(now - sent_at);
-                        self.pacer.on_rtt(now - sent_at);
-                        self.ping = None;
-                    }
-                }
-                Ok(ServerMsg::Disconnect(reason)) => self.server_reason = Some(reason),
-                Ok(ServerMsg::Welcome(_)) => {
-                    self.metrics.protocol_errors.inc();
-                    warn_limited(format_args!("player {}: second welcome", self.player_id));
-                }
-                Err(e) => {
-                    self.metrics.decode_errors.inc();
-                    warn_limited(format_args!(
-                        "player {}: undecodable server message ({} bytes): {e}",
-                        self.player_id,
-                        bytes.len()
-                    ));
-                }
+                other => self.on_other(other, bytes.len(), now),
             },
             Inbound::Text => self.metrics.protocol_errors.inc(),
             Inbound::Closed { code, reason } => {
@@ -688,24 +684,102 @@ impl Game {
         Ok(())
     }
 
-    fn on_snapshot(
-        &mut self,
-        msg: &SnapshotMsg,
-        now: Instant,
-        link: &mut Link,
-    ) -> Result<(), BotError> {
+    /// Handles a decoded server message of `len` bytes that is not a
+    /// snapshot to play (or that did not decode).
+    fn on_other(&mut self, msg: Result<ServerMsg, codec::CodecError>, len: usize, now: Instant) {
+        match msg {
+            Ok(ServerMsg::Pong { nonce, .. }) => {
+                if let Some((sent_nonce, sent_at)) = self.ping
+                    && sent_nonce == nonce
+                {
+                    self.samples.rtt(now - sent_at);
+                    self.pacer.on_rtt(now - sent_at);
+                    self.ping = None;
+                }
+            }
+            Ok(ServerMsg::Disconnect(reason)) => self.server_reason = Some(reason),
+            Ok(ServerMsg::Welcome(_)) => {
+                self.metrics.protocol_errors.inc();
+                warn_limited(format_args!("player {}: second welcome", self.player_id));
+            }
+            // Only reached by a light bot whose header peek failed: then the
+            // full decoder fails too (the peek agrees with it), so this is
+            // unreachable in practice and counted as a protocol error.
+            Ok(ServerMsg::Snapshot(_)) => self.metrics.protocol_errors.inc(),
+            Err(e) => {
+                self.metrics.decode_errors.inc();
+                warn_limited(format_args!(
+                    "player {}: undecodable server message ({len} bytes): {e}",
+                    self.player_id,
+                ));
+            }
+        }
+    }
+
+    /// Bookkeeping shared by full and light snapshots, on arrival.
+    fn snapshot_arrived(&mut self, full: bool, now: Instant) {
         let m = &self.metrics;
         m.snapshots.inc();
         if let Some(prev) = self.last_snapshot_at.replace(now) {
             self.samples.snapshot_interval(now - prev);
         }
         if std::mem::take(&mut self.resume_first_pending) {
-            if msg.is_full() {
+            if full {
                 m.resume_first_full.inc();
             } else {
                 m.resume_first_deltas.inc();
             }
         }
+    }
+
+    /// Acknowledges the snapshot of `tick` (held, or in light mode merely
+    /// seen) and takes it as the newest.
+    fn accept_snapshot(
+        &mut self,
+        tick: Tick,
+        now: Instant,
+        link: &mut Link,
+    ) -> Result<(), BotError> {
+        link.send(&ClientMsg::Ack(tick), Instant::now())?;
+        self.server_tick = Some((tick, 0));
+        self.first_snapshot.get_or_insert((tick, now));
+        self.newest_snapshot = Some((tick, now));
+        self.snapshot_on_this_link = true;
+        Ok(())
+    }
+
+    /// A light bot's snapshot: only the header was read.
+    fn on_snapshot_header(
+        &mut self,
+        tick: Tick,
+        base_age: u32,
+        input_ack: u32,
+        now: Instant,
+        link: &mut Link,
+    ) -> Result<(), BotError> {
+        self.snapshot_arrived(base_age == 0, now);
+        match self.newest_snapshot {
+            Some((newest, _)) if tick.since(newest) <= 0 => {
+                self.metrics.protocol_errors.inc();
+                warn_limited(format_args!(
+                    "player {}: snapshot tick {tick} is not after {newest}",
+                    self.player_id
+                ));
+            }
+            _ => self.accept_snapshot(tick, now, link)?,
+        }
+        self.reconcile(input_ack, None, now);
+        Ok(())
+    }
+
+    fn on_snapshot(
+        &mut self,
+        msg: &SnapshotMsg,
+        now: Instant,
+        link: &mut Link,
+    ) -> Result<(), BotError> {
+        self.snapshot_arrived(msg.is_full(), now);
+        let m = Arc::clone(&self.metrics);
         let own: Option<NetEntity> = match self.replica.apply(msg) {
             Ok(state) => {
                 let own = state
@@ -713,11 +787,7 @@ impl Game {
                     .binary_search_by_key(&self.player_id, |e| e.id)
                     .ok()
                     .and_then(|i| state.entities.get(i).copied());
-                link.send(&ClientMsg::Ack(msg.tick), Instant::now())?;
-                self.server_tick = Some((msg.tick, 0));
-                self.first_snapshot.get_or_insert((msg.tick, now));
-                self.newest_snapshot = Some((msg.tick, now));
-                self.snapshot_on_this_link = true;
+                self.accept_snapshot(msg.tick, now, link)?;
                 own
             }
             Err(e) if e.is_desync() => {
@@ -784,15 +854,28 @@ impl Game {
             .input_send_lateness(now.saturating_duration_since(scheduled));
         self.samples.flush_if_due(&self.metrics, now);
         // Nothing to predict from before a snapshot showed the player: a
-        // real client shows a loading screen and sends nothing either.
-        let (Some(pos), Some(world)) = (self.predictor.predicted(), self.replica.newest()) else {
-            return Ok(());
+        // real client shows a loading screen and sends nothing either. A
+        // light bot waits for its first snapshot.
+        let decision = if self.light {
+            if self.server_tick.is_none() {
+                return Ok(());
+            }
+            None
+        } else {
+            let (Some(pos), Some(world)) = (self.predictor.predicted(), self.replica.newest())
+            else {
+                return Ok(());
+            };
+            Some((pos, world))
         };
         if self.pacer.take_skip() {
             self.metrics.inputs_paced.inc();
             return Ok(());
         }
-        let decision = self.brain.decide(pos, world);
+        let decision = match decision {
+            Some((pos, world)) => self.brain.decide(pos, world),
+            None => self.brain.decide_blind(),
+        };
         let tick = match &mut self.server_tick {
             Some((base, since)) => {
                 *since += 1;

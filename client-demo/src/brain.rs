@@ -92,19 +92,37 @@ impl Brain {
     /// The buttons and aim for the next tick. `own` is the bot's predicted
     /// position (quanta), `world` its newest verified replica.
     pub fn decide(&mut self, own: IVec2, world: &WorldState) -> Decision {
+        self.next_heading();
+        self.heading = steer_off_walls(own, self.heading);
+        let target = nearest_target(own, world, self.own_id);
+        self.act(target.map(|t| aim_at(own, t)), target.is_some())
+    }
+
+    /// The buttons and aim for the next tick of a bot that knows neither its
+    /// position nor the world (a light load-test bot): it changes heading
+    /// like [`decide`](Self::decide) but does not steer off walls (the
+    /// server keeps it inside), looks where it runs, and fires bursts as if
+    /// a target were always in sight, so the server still simulates
+    /// projectiles and hits.
+    pub fn decide_blind(&mut self) -> Decision {
+        self.next_heading();
+        self.act(None, true)
+    }
+
+    fn next_heading(&mut self) {
         if self.turn_in == 0 {
             self.heading = HEADINGS[self.rng.usize(..HEADINGS.len())];
             self.turn_in = self.turn_interval();
         }
         self.turn_in -= 1;
-        self.heading = steer_off_walls(own, self.heading);
+    }
 
-        let target = nearest_target(own, world, self.own_id);
-        if let Some(target) = target {
+    /// Aims (at `target_aim` with a shaking hand, else where the bot runs)
+    /// and fires now and then when `may_fire`.
+    fn act(&mut self, target_aim: Option<u16>, may_fire: bool) -> Decision {
+        if let Some(aim) = target_aim {
             let shake = self.rng.u16(..=2 * AIM_SHAKE);
-            self.aim = aim_at(own, target)
-                .wrapping_add(shake)
-                .wrapping_sub(AIM_SHAKE);
+            self.aim = aim.wrapping_add(shake).wrapping_sub(AIM_SHAKE);
         } else if self.heading != 0 {
             // Nothing in sight: look where we run.
             self.aim = aim_at(IVec2::ZERO, rules::move_axes(self.heading));
@@ -112,7 +130,7 @@ impl Brain {
 
         // A burst every ~2.5 s on average while a target is in sight, 0.2 to
         // 0.6 s long: with the 250 ms cooldown that is one to three shots.
-        if self.burst_left == 0 && target.is_some() && self.rng.u32(..self.tick_hz * 5 / 2) == 0 {
+        if self.burst_left == 0 && may_fire && self.rng.u32(..self.tick_hz * 5 / 2) == 0 {
             self.burst_left = self.rng.u32(self.tick_hz / 5..=self.tick_hz * 3 / 5).max(1);
         }
         let fire = if self.burst_left > 0 {
@@ -306,6 +324,26 @@ mod tests {
                 assert!(axes.y == 0 || axes.y == inward.y, "{axes} at {corner}");
             }
         }
+    }
+
+    #[test]
+    fn a_blind_brain_moves_and_fires_now_and_then() {
+        let mut brain = Brain::new(1, 30, 5);
+        let ticks = 30 * 60;
+        let decisions: Vec<Decision> = (0..ticks).map(|_| brain.decide_blind()).collect();
+        let fired = decisions
+            .iter()
+            .filter(|d| d.buttons & buttons::FIRE != 0)
+            .count();
+        let moving = decisions
+            .iter()
+            .filter(|d| d.buttons & !buttons::FIRE != 0)
+            .count();
+        assert!(
+            fired > ticks / 30 && fired < ticks / 3,
+            "fired {fired} of {ticks} ticks"
+        );
+        assert!(moving > ticks / 2, "moved on {moving} of {ticks} ticks");
     }
 
     #[test]

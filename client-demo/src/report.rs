@@ -103,6 +103,12 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Warnings that do not fail the run but qualify its figures.
     pub warnings: Vec<String>,
+    /// Light mode (`--light`): the bots read only each snapshot's header,
+    /// so `desyncs` and the prediction figures are not measured and stay 0.
+    pub light_mode: bool,
+    /// Whether every snapshot was rebuilt and checked against the server's
+    /// checksum (false in light mode).
+    pub desync_checking: bool,
     /// The server URL.
     pub url: String,
     /// Distinct rooms the server placed the bots in (matchmaking spreads
@@ -240,6 +246,8 @@ pub struct RunFacts {
     pub cores: u32,
     /// Deliberate drops per bot per second.
     pub resume_chance: f64,
+    /// The bots ran in light mode.
+    pub light: bool,
 }
 
 fn per_client_per_s(total: u64, play_time_us: u64) -> f64 {
@@ -288,6 +296,8 @@ impl Report {
             healthy: false,
             problems: Vec::new(),
             warnings: Vec::new(),
+            light_mode: facts.light,
+            desync_checking: !facts.light,
             url: facts.url.clone(),
             rooms: metrics.room_count(),
             seed: facts.seed,
@@ -385,6 +395,13 @@ impl Report {
                     .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
             ));
         }
+        if self.light_mode {
+            warnings.push(
+                "light mode: snapshots were acknowledged from their header only; desyncs, \
+                 snapshot bodies and prediction were NOT checked"
+                    .into(),
+            );
+        }
         let unplanned: u64 = self
             .resume_triggers
             .iter()
@@ -476,11 +493,20 @@ impl fmt::Display for Report {
             self.bytes_received_per_client_per_s / 1000.0,
             self.bytes_sent_per_client_per_s / 1000.0
         )?;
-        writeln!(
-            f,
-            "  correctness            {} desyncs, {} decode errors, {} protocol errors",
-            self.desyncs, self.decode_errors, self.protocol_errors
-        )?;
+        if self.desync_checking {
+            writeln!(
+                f,
+                "  correctness            {} desyncs, {} decode errors, {} protocol errors",
+                self.desyncs, self.decode_errors, self.protocol_errors
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  correctness            desync checking OFF (light mode), {} decode errors, \
+                 {} protocol errors",
+                self.decode_errors, self.protocol_errors
+            )?;
+        }
         write_percentiles(f, "input→ack latency", &self.input_ack_latency_ms, "ms")?;
         write_percentiles(f, "snapshot interval", &self.snapshot_interval_ms, "ms")?;
         write_percentiles(f, "prediction error", &self.prediction_error, "units")?;
@@ -721,6 +747,27 @@ mod tests {
         let report = Report::build(&facts(), &m);
         assert!(report.healthy);
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn light_mode_says_that_desyncs_were_not_checked() {
+        let report = Report::build(
+            &RunFacts {
+                light: true,
+                ..facts()
+            },
+            &healthy_metrics(),
+        );
+        assert!(report.light_mode && !report.desync_checking);
+        assert!(report.healthy);
+        assert!(
+            report.warnings.iter().any(|w| w.contains("NOT checked")),
+            "{:?}",
+            report.warnings
+        );
+        assert!(report.to_string().contains("desync checking OFF"));
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        assert_eq!(json["desync_checking"], serde_json::Value::Bool(false));
     }
 
     #[test]

@@ -237,6 +237,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
             .map(|(a, b)| b.saturating_sub(a)),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         resume_chance: config.bot.resume_chance,
+        light: config.bot.light,
     };
     Ok(Report::build(&facts, &metrics))
 }

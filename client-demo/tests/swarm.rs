@@ -237,3 +237,35 @@ async fn bots_that_drop_their_connections_resume_their_sessions() {
     assert!(report.resume_prediction_checks > 0);
     assert_eq!(report.resume_mispredictions, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_bots_ack_snapshots_from_their_headers() {
+    let _one = ONE_SWARM_AT_A_TIME.lock().await;
+    let clients = 20;
+    let report = run_against_local_server(SwarmConfig {
+        clients,
+        duration: Duration::from_secs(3),
+        ramp_per_sec: 50.0,
+        seed: 4,
+        bot: BotConfig {
+            light: true,
+            ..BotConfig::default()
+        },
+        ..SwarmConfig::default()
+    })
+    .await;
+    assert!(report.light_mode && !report.desync_checking);
+    assert_eq!(report.clients_connected, u64::from(clients));
+    assert_eq!(report.disconnects, 0, "{:?}", report.disconnect_reasons);
+    assert_eq!(report.decode_errors + report.protocol_errors, 0);
+    assert!(report.healthy, "{:?}", report.problems);
+    // Nothing rebuilt, nothing predicted...
+    assert_eq!(report.prediction_samples, 0);
+    // ... but the snapshots were acknowledged, so the server kept sending
+    // deltas, and inputs flowed and were acknowledged.
+    let min = report.clients_connected * u64::from(TICK_HZ);
+    assert!(report.snapshots_received > min);
+    assert!(report.inputs_acked > min);
+    assert!(report.input_ack_latency_ms.samples > min);
+    assert!(report.bytes_received_per_client_per_s > 0.0);
+}

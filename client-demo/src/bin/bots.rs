@@ -68,6 +68,11 @@ struct Args {
     /// every resume is verified and reported. 0 never drops.
     #[arg(long, default_value_t = 0.0)]
     resume_chance: f64,
+    /// Light bots for load tests: read only each snapshot's header, ack it,
+    /// send inputs and pings as usual, and measure bandwidth and latency,
+    /// with no replica and no prediction. Desyncs are NOT checked.
+    #[arg(long)]
+    light: bool,
 }
 
 /// Parses the auth secret into a type whose `Debug` output is redacted, so
@@ -104,6 +109,7 @@ fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
         bot: client_demo::bot::BotConfig {
             ping_interval: (!ping.is_zero()).then_some(ping),
             resume_chance: args.resume_chance,
+            light: args.light,
             ..defaults.bot
         },
     })
