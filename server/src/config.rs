@@ -61,9 +61,9 @@ pub struct Config {
     /// A client that acknowledges no snapshot for this long while snapshots
     /// are being sent is disconnected as too slow. Default: 10 s.
     pub ack_timeout: Duration,
-    /// Snapshots each client's writer keeps as possible baselines. A client
-    /// whose newest ack is older gets a full snapshot. Default: 64 (about 2 s
-    /// at 30 Hz).
+    /// Snapshots each client's writer keeps as possible baselines, and each
+    /// room keeps for resuming clients. A client whose newest ack is older
+    /// gets a full snapshot. Default: 64 (about 2 s at 30 Hz).
     pub snapshot_history: usize,
     /// Inputs buffered per player ahead of the tick that applies them; an
     /// input arriving at a full buffer is dropped and counted. Default: 8.

@@ -287,6 +287,9 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
         {
             Ok(Ok(entered)) => entered,
             Ok(Err(reason)) => return writer.close(reason).await,
+            // The room or the auth hook did not answer within the hello
+            // timeout: the server is overloaded, and `ServerFull` (1013)
+            // tells the client to try again later.
             Err(_) => return writer.close(DisconnectReason::ServerFull).await,
         };
         let span = tracing::Span::current();

@@ -55,7 +55,9 @@ impl Registry {
             inner: Mutex::new(Inner {
                 rooms: BTreeMap::new(),
                 serials: HashMap::new(),
-                next_serial: 1,
+                // Tokens carry the serial: a random start makes a token from
+                // before a restart unlikely to name a live room.
+                next_serial: fastrand::u32(1..),
                 alive: Some(alive),
             }),
         })

@@ -14,7 +14,8 @@
 //! connection tasks on the I/O runtime.
 //!
 //! A player's seat is a *session*: when the connection drops without a
-//! deliberate leave, the entity stays for [`Config::resume_grace`], and a new
+//! deliberate leave or a kick for breaking the rules, the entity stays for
+//! [`Config::resume_grace`], and a new
 //! connection presenting the session token takes it back, with its input
 //! numbering and (if still held) its last acknowledged snapshot.
 

@@ -18,9 +18,11 @@ use serde::de::DeserializeOwned;
 use crate::protocol::{ClientMsg, ServerMsg};
 use crate::snapshot::SnapshotMsg;
 
-/// Largest client message the server accepts, in bytes (1 KiB). A hello with
-/// a maximal name is about 70 bytes and an input 11 to 15; the limit also
-/// bounds the sum of a fragmented message.
+/// Largest client message the server accepts, in bytes (1 KiB). A hello is
+/// about 10 bytes plus its name (at most 64 bytes after the server cuts it),
+/// room name and tokens (up to about 600 bytes with a 512-byte auth token);
+/// an input is 11 to 15. The limit also bounds the sum of a fragmented
+/// message.
 ///
 /// The same number bounds decoding, where bincode charges each value its
 /// in-memory size (4 per `u32`, 8 per length prefix) rather than its wire

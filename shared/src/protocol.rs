@@ -21,17 +21,19 @@ pub enum ClientMsg {
     /// One tick of player input.
     Input(InputCmd),
     /// The client holds the snapshot of this tick: the server may use it as the
-    /// baseline of the next deltas. Only the newest ack matters: the server
-    /// encodes against the last tick acknowledged and forgets older
-    /// baselines, so a client must keep the state of every tick it acked
-    /// until it acks a newer one.
+    /// baseline of the next deltas. The server encodes against the newest
+    /// ack it has read, which may lag the newest one sent (and, across a
+    /// resume, is whatever it read before the drop): a client keeps every
+    /// state it acked from the baseline of the newest delta it received on
+    /// (PROTOCOL.md section 5.7).
     Ack(Tick),
     /// Round-trip probe; the server echoes the nonce in [`ServerMsg::Pong`].
     Ping(u64),
     /// A deliberate leave: the server removes the player at once and answers
-    /// with [`DisconnectReason::Left`]. Any other end of the connection (a
-    /// close frame, a reset, a timeout) keeps the player's entity for the
-    /// resume grace period, so the session can be resumed.
+    /// with [`DisconnectReason::Left`]. A connection that ends otherwise (a
+    /// close frame, a reset, or a reason whose
+    /// [`DisconnectReason::session_kept`] is true) keeps the player's entity
+    /// for the resume grace period; a kick for breaking the rules does not.
     Leave,
 }
 
@@ -180,10 +182,11 @@ pub struct Welcome {
     /// True when this welcome resumes an earlier session: the player, its
     /// score and its input numbering continue.
     pub resumed: bool,
-    /// The highest input sequence number the server has received from this
-    /// player (0 for a new one). A resuming client resends its inputs after
-    /// this one and numbers new inputs on from its own counter; the server
-    /// applies each sequence number at most once.
+    /// The highest input sequence number the room has accepted from this
+    /// player (0 for a new one); inputs it dropped or had not yet read when
+    /// the resume arrived do not count. A resuming client resends its inputs
+    /// after this one and numbers new inputs on from its own counter; the
+    /// server applies each sequence number at most once.
     pub input_seq: u32,
 }
 
