@@ -25,7 +25,9 @@ import { InputPacer, MAX_BACKLOG, MAX_UNACKED } from '../../web/js/pacing.js';
 import { Predictor } from '../../web/js/prediction.js';
 import { PROTOCOL_VERSION, reasonNext, reasonSessionKept } from '../../web/js/protocol.js';
 import { Buttons, movePlayer, tickRules } from '../../web/js/rules.js';
-import { MAX_RESEND, SESSION_KEY, SessionStore, helloFor, inputsToResend, nextStep } from '../../web/js/session.js';
+import { MAX_RESEND, SESSION_KEY, STATE_KEY, SessionStore, helloFor, inputsToResend, nextStep } from '../../web/js/session.js';
+import { SnapshotReceiver } from '../../web/js/snapshot.js';
+import { fromSerdeState, hexToBytes } from './serde-shape.mjs';
 import { bytesToHex } from './serde-shape.mjs';
 
 const rules30 = tickRules(30);
@@ -224,6 +226,32 @@ test('the session record survives a reload and tolerates garbage', () => {
   b.save(s);
   b.clear();
   assert.equal(new SessionStore(null).load(), null);
+});
+
+test('a reloaded page keeps the acknowledged state and applies the next delta against it', () => {
+  const golden = JSON.parse(readFileSync(new URL('../golden.json', import.meta.url), 'utf8'));
+  const delta = golden.snapshots.find((v) => v.name === 'delta: every change kind and field mask');
+  const baseline = fromSerdeState(delta.baseline);
+  const storage = memoryStorage();
+  const store = new SessionStore(storage);
+  store.saveState(baseline);
+  // The next page: the state comes back exactly, once.
+  const kept = new SessionStore(storage).takeState();
+  assert.deepEqual(kept, baseline);
+  assert.equal(store.takeState(), null, 'used once');
+  const r = new SnapshotReceiver();
+  r.seed(/** @type {any} */ (kept));
+  const state = r.receive(decodeServer(hexToBytes(delta.hex)).snapshot);
+  assert.ok(state, 'the delta applied and its checksum matched');
+  assert.equal(r.desyncs + r.missingBaselines + r.badDeltas, 0);
+  // Clearing the session drops the state too; garbage is no state.
+  store.saveState(baseline);
+  store.clear();
+  assert.equal(store.takeState(), null);
+  for (const junk of ['{', '[]', '{"tick":1,"entities":[[1,2]],"players":[]}', '{"tick":1,"entities":[],"players":[[1,2,3,4]]}']) {
+    storage.setItem(STATE_KEY, junk);
+    assert.equal(store.takeState(), null, junk);
+  }
 });
 
 test('a resumed predictor replays only what the server will apply, and numbers on', () => {

@@ -167,12 +167,23 @@ export class Game {
     this.names.clear();
     this.ui.updateScoreboard([], w.playerId);
     // A session resumed by a reloaded page: a new client, an old player.
-    // Its inputs went up to input_seq; number on from there.
+    // Its inputs went up to input_seq; number on from there. The state the
+    // old page acknowledged last is probably the server's baseline.
     this.inputAck = w.inputSeq;
+    const kept = this.conn.store.takeState();
     if (w.resumed) {
       this.resumes++;
       this.predictor.resume(w.inputSeq, []);
+      if (kept) this.receiver.seed(kept);
     }
+  }
+
+  /**
+   * The page is going away (a reload, perhaps): keep the newest acknowledged
+   * state with the session, for the next page to resume from.
+   */
+  stash() {
+    if (this.conn.session && this.receiver.latest) this.conn.store.saveState(this.receiver.latest);
   }
 
   /**
@@ -495,6 +506,7 @@ export class Game {
         lastSnapshotBytes: this.stats.lastSnapshotBytes,
         corrections: this.predictor.corrections,
         desyncs: this.receiver.desyncs,
+        unusableSnapshots: this.receiver.missingBaselines + this.receiver.badDeltas,
         fps: this.stats.frames.rate(now),
       },
     };

@@ -55,6 +55,9 @@ const ui = new Ui();
 const game = new Game({ canvas, name, url: '', ui, room, auth, storage: sessionStore() });
 const nameEl = document.getElementById('own-name');
 if (nameEl) nameEl.textContent = name;
+// A reload within the server's grace period resumes this player; the state
+// kept here lets the first snapshot after it be a delta.
+addEventListener('pagehide', () => game.stash());
 const leaveEl = document.getElementById('leave');
 if (leaveEl) leaveEl.onclick = () => game.conn.leave();
 

@@ -17,6 +17,14 @@ import { PROTOCOL_VERSION, reasonNext } from './protocol.js';
 
 /** sessionStorage key of the session record. Per tab: a second tab is a second player. */
 export const SESSION_KEY = 'arena.session';
+/**
+ * sessionStorage key of the newest acknowledged world state, written when the
+ * page goes away. The server's first snapshot after a resume is a delta
+ * against the state it saw acknowledged last; a reloaded page that kept it
+ * can apply that delta at once, instead of waiting until the server no
+ * longer holds that state and sends a full snapshot (about 2 s).
+ */
+export const STATE_KEY = 'arena.state';
 
 /**
  * Inputs the server buffers per player (its `--input-buffer`, default 8).
@@ -27,6 +35,7 @@ export const MAX_RESEND = 8;
 /**
  * @typedef {import('./codec.js').DisconnectReason} DisconnectReason
  * @typedef {import('./codec.js').ClientMsg} ClientMsg
+ * @typedef {import('./snapshot.js').WorldState} WorldState
  * @typedef {{requested: string|null, room: string, token: Uint8Array, playerId: number}} Session
  *   `requested` is what the page asked for (null: matchmaking), `room` the
  *   room the Welcome named.
@@ -130,8 +139,57 @@ export class SessionStore {
   clear() {
     try {
       this.storage?.removeItem(SESSION_KEY);
+      this.storage?.removeItem(STATE_KEY);
     } catch {
       // As above.
+    }
+  }
+
+  /**
+   * Keeps a world state for the next page, compactly (a full arena fits:
+   * about 40 bytes per entity).
+   * @param {WorldState} state
+   */
+  saveState(state) {
+    try {
+      const entities = state.entities.map((e) => [e.id, e.kind, e.x, e.y, e.vx, e.vy, e.angle, e.hp]);
+      const players = state.players.map((p) => [p.id, p.name, p.score, p.deaths]);
+      this.storage?.setItem(STATE_KEY, JSON.stringify({ tick: state.tick, entities, players }));
+    } catch {
+      // Too big or no storage: the reloaded page waits for a full snapshot.
+    }
+  }
+
+  /**
+   * Takes the kept world state (it is used once), or null if there is none
+   * or it does not have the shape of one. A state that has the shape but not
+   * the content can only fail the next snapshot's checksum, which the
+   * receiver handles like any mismatch.
+   * @returns {WorldState|null}
+   */
+  takeState() {
+    let raw = null;
+    try {
+      raw = this.storage?.getItem(STATE_KEY) ?? null;
+      this.storage?.removeItem(STATE_KEY);
+    } catch {
+      return null;
+    }
+    try {
+      const v = JSON.parse(raw ?? 'null');
+      const int = (/** @type {unknown} */ n) => Number.isInteger(n);
+      if (!v || !int(v.tick) || !Array.isArray(v.entities) || !Array.isArray(v.players)) return null;
+      if (!v.entities.every((/** @type {unknown} */ e) => Array.isArray(e) && e.length === 8 && e.every(int))) return null;
+      const playerOk = (/** @type {any} */ p) =>
+        Array.isArray(p) && p.length === 4 && int(p[0]) && typeof p[1] === 'string' && int(p[2]) && int(p[3]);
+      if (!v.players.every(playerOk)) return null;
+      return {
+        tick: v.tick,
+        entities: v.entities.map((/** @type {number[]} */ [id, kind, x, y, vx, vy, angle, hp]) => ({ id, kind, x, y, vx, vy, angle, hp })),
+        players: v.players.map((/** @type {any[]} */ [id, name, score, deaths]) => ({ id, name, score, deaths })),
+      };
+    } catch {
+      return null;
     }
   }
 }

@@ -317,6 +317,16 @@ export class SnapshotReceiver {
   }
 
   /**
+   * Starts from a state kept by an earlier page of the same session, as if
+   * it had just been received and acknowledged.
+   * @param {WorldState} state
+   */
+  seed(state) {
+    this.ring.put(state);
+    this.latest = state;
+  }
+
+  /**
    * @param {SnapshotMsg} msg
    * @returns {WorldState|null} the new state (to acknowledge and render), or
    *   null when the message could not be used: the client then keeps acking
