@@ -38,20 +38,20 @@ let baseUrl = '';
 let missedTicks = 0;
 
 /**
- * Starts the server (on a free port unless given one) and resolves with its URL.
- * @param {string} [addr]
- * @returns {Promise<string>}
+ * Spawns a server binary (on a free port unless given one).
+ * @param {string} addr
+ * @param {{args?: string[], env?: Record<string, string>}} [extra]
+ * @returns {{child: import('node:child_process').ChildProcess, url: Promise<string>}}
  */
-function startServer(addr = '127.0.0.1:0') {
-  return new Promise((resolve, reject) => {
-    const child = spawn(SERVER_BIN, ['--addr', addr, '--tick-hz', String(TICK_HZ), '--npcs', '10'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
-    });
-    server = child;
+function spawnServer(addr, extra = {}) {
+  const child = spawn(SERVER_BIN, ['--addr', addr, '--tick-hz', String(TICK_HZ), '--npcs', '10', ...(extra.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', ...extra.env },
+  });
+  const url = new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not report its address in 30 s; stdout: ${out}`)), 30000);
-    child.stdout.on('data', (chunk) => {
+    child.stdout?.on('data', (chunk) => {
       out += chunk;
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) {
@@ -59,7 +59,7 @@ function startServer(addr = '127.0.0.1:0') {
         resolve(m[1]);
       }
     });
-    child.stderr.on('data', (chunk) => {
+    child.stderr?.on('data', (chunk) => {
       process.stderr.write(chunk);
       for (const m of String(chunk).matchAll(/overran.*missed=(\d+)/g)) missedTicks += Number(m[1]);
     });
@@ -68,17 +68,36 @@ function startServer(addr = '127.0.0.1:0') {
       reject(new Error(`server exited early (code ${code}, signal ${signal}); stdout: ${out}`));
     });
   });
+  return { child, url };
+}
+
+/**
+ * Starts the server (on a free port unless given one) and resolves with its URL.
+ * @param {string} [addr]
+ * @returns {Promise<string>}
+ */
+function startServer(addr = '127.0.0.1:0') {
+  const { child, url } = spawnServer(addr);
+  server = child;
+  return url;
 }
 
 // If this process dies without running the after hook (a hard kill of the
 // test runner), do not leave the server running.
+/** Servers started by single tests, stopped by them (or at exit). */
+const extraServers = new Set();
 process.on('exit', () => {
-  if (server && server.exitCode === null) server.kill('SIGKILL');
+  for (const child of [server, ...extraServers]) if (child && child.exitCode === null) child.kill('SIGKILL');
 });
 
 async function stopServer() {
   const child = server;
   server = null;
+  await stopChild(child);
+}
+
+/** @param {import('node:child_process').ChildProcess|null} child */
+async function stopChild(child) {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
@@ -142,9 +161,10 @@ afterEach(async () => {
  *   room?: string, proxy?: boolean}} [opts]
  *   `rewriteFirstMessage` tampers with what the page sends first (its hello)
  *   on the way to the real server, to provoke the server's refusals;
- *   `oneWayDelayMs` delays every message in both directions; `room` adds
- *   `?room=`; `proxy` routes the socket through the test even without the
- *   others, so `cut()` can black-hole it.
+ *   `oneWayDelayMs` delays every message in both directions; `room` and
+ *   `token` add `?room=` and `?token=`; `proxy` routes the socket through the
+ *   test even without the others, so `cut()` can black-hole it; `base` is
+ *   another server's URL.
  */
 async function openPlayer(name, opts = {}) {
   assert.ok(browser);
@@ -154,7 +174,10 @@ async function openPlayer(name, opts = {}) {
   /** @type {string[]} */
   const errors = [];
   page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+  /** @type {string[]} */
+  const consoleText = [];
   page.on('console', (m) => {
+    consoleText.push(m.text());
     if (m.type() === 'error') errors.push(`${name}: console: ${m.text()}`);
   });
   const rewrite = opts.rewriteFirstMessage ?? ((/** @type {Buffer} */ b) => b);
@@ -192,7 +215,8 @@ async function openPlayer(name, opts = {}) {
   }
   const query = new URLSearchParams({ name, stats: '1' });
   if (opts.room !== undefined) query.set('room', opts.room);
-  await page.goto(`${baseUrl}/?${query}`);
+  if (opts.token !== undefined) query.set('token', opts.token);
+  await page.goto(`${opts.base ?? baseUrl}/?${query}`);
   if (opts.join !== false) {
     await page.waitForFunction(() => {
       const v = window.__arena?.view();
@@ -204,7 +228,8 @@ async function openPlayer(name, opts = {}) {
     assert.ok(links.length > 0, 'cut() needs opts.proxy');
     for (const l of links) l.cut = true;
   };
-  return { page, errors, cut, links };
+  /** Console output of the page, to check that no secret reaches it. */
+  return { page, errors, cut, links, console: consoleText };
 }
 
 /**
@@ -437,10 +462,257 @@ test('the operator status page shows players, tick times and a live chart', { ti
   const rate = Number(/(\d+)\/s/.exec(shown.snaps)?.[1]);
   assert.ok(rate > 0, `snapshots/s on the status page: ${shown.snaps}`);
   assert.equal(rate, Math.round(shown.snapsRate), 'the card shows the measured rate');
-  assert.match(shown.rooms, /main/);
+  // The room the player was matched into is listed.
+  assert.match(shown.rooms, new RegExp((await view(player.page)).room));
   assert.ok(shown.samples >= 1, 'the chart has per-second samples');
   assert.ok(shown.chartDrawn, 'the tick chart was drawn');
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: `${ARTIFACTS}status.png`, fullPage: true });
   assert.deepEqual([...errors, ...player.errors], [], 'no page errors');
+});
+
+/** The server's rooms, from GET /rooms, by name. */
+async function rooms() {
+  const res = await fetch(`${baseUrl}/rooms`);
+  assert.equal(res.status, 200, 'GET /rooms');
+  /** @type {{id: string, public: boolean, players: number, capacity: number}[]} */
+  const list = (await res.json()).rooms;
+  return new Map(list.map((r) => [r.id, r]));
+}
+
+/** Names on a page's scoreboard, sorted. @param {import('playwright-core').Page} page */
+const scoreboardNames = async (page) => (await view(page)).players.map((p) => p.name).sort();
+
+/** A room name no other test (or earlier run against the same server) uses. @param {string} what */
+const freshRoom = (what) => `${what}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
+
+test('rooms keep players apart, and one room name brings them together', { timeout: 90000 }, async () => {
+  const red = freshRoom('red');
+  const blue = freshRoom('blue');
+  const ann = await openPlayer('ann', { room: red });
+  const ben = await openPlayer('ben', { room: blue });
+  assert.equal((await view(ann.page)).room, red);
+  assert.equal((await view(ben.page)).room, blue);
+
+  // The footer names the room and offers a link to it, with nothing else in it.
+  assert.equal(await ann.page.locator('#room-name').textContent(), red);
+  const invite = new URL((await ann.page.locator('#room-link').getAttribute('href')) ?? '');
+  assert.deepEqual([...invite.searchParams], [['room', red]]);
+  assert.match((await ann.page.locator('#stats').textContent()) ?? '', new RegExp(`room\\s+${red}`));
+
+  // Long enough for a scoreboard to show another player if it could.
+  await sleep(1500);
+  assert.deepEqual(await scoreboardNames(ann.page), ['ann']);
+  assert.deepEqual(await scoreboardNames(ben.page), ['ben']);
+  assert.ok(!(await view(ann.page)).entities.some((e) => e.kind === 'player'), 'ann draws no other player');
+
+  // A third player with ann's room name joins ann, and only ann.
+  const cid = await openPlayer('cid', { room: red });
+  const draws = (/** @type {string} */ n) => window.__arena.view().entities.some((e) => e.kind === 'player' && e.name === n);
+  await ann.page.waitForFunction(draws, 'cid', { timeout: 10000 });
+  await cid.page.waitForFunction(draws, 'ann', { timeout: 10000 });
+  assert.deepEqual(await scoreboardNames(ann.page), ['ann', 'cid']);
+  assert.deepEqual(await scoreboardNames(ben.page), ['ben']);
+
+  const listed = await rooms();
+  assert.equal(listed.get(red)?.players, 2, `room ${red}: ${JSON.stringify(listed.get(red))}`);
+  assert.equal(listed.get(red)?.public, false);
+  assert.equal(listed.get(blue)?.players, 1);
+  assert.deepEqual([...ann.errors, ...ben.errors, ...cid.errors], [], 'no page errors');
+});
+
+test('a connection that dies without a close resumes the same player', { timeout: 90000 }, async () => {
+  const room = freshRoom('resume');
+  const p = await openPlayer('hana', { room, proxy: true });
+  // Let the stats settle so the pacer and prediction run as in play.
+  await p.page.waitForFunction(() => window.__arena.view().stats.pingMs !== null, null, { timeout: 10000 });
+  const before = await view(p.page);
+  const right = before.own.x < ARENA_WIDTH / 2;
+  const key = right ? 'KeyD' : 'KeyA';
+  const sign = right ? 1 : -1;
+
+  // Walk, and lose the link mid-stride: nothing passes either way, and
+  // neither end sees a close. The page has inputs in flight.
+  await p.page.keyboard.down(key);
+  await sleep(300);
+  p.cut();
+  const cutAt = Date.now();
+  await sleep(500);
+  await p.page.keyboard.up(key);
+
+  // The page notices the silence, says so, and comes back as the same player.
+  await bannerText(p.page, /Reconnecting|Connection lost/).catch(async () => {
+    throw new Error(`no reconnecting banner; view: ${JSON.stringify(await view(p.page))}`);
+  });
+  await p.page.waitForFunction(
+    (id) => {
+      const v = window.__arena.view();
+      return v.connected && v.resumes === 1 && v.playerId === id && v.own !== null;
+    },
+    before.playerId,
+    { timeout: 20000 },
+  );
+  const back = Date.now() - cutAt;
+  const v = await view(p.page);
+  assert.equal(v.resumed, true);
+  assert.equal(v.room, room);
+  assert.match((await p.page.locator('#toast').textContent()) ?? '', /resumed/);
+  await p.page.waitForSelector('#banner', { state: 'hidden', timeout: 5000 });
+
+  // The game goes on: new snapshots apply and verify, and the player moves.
+  await p.page.waitForFunction((t) => window.__arena.view().tick > t + 30, v.tick, { timeout: 10000 });
+  const start = (await view(p.page)).own;
+  await p.page.keyboard.down(right ? 'KeyA' : 'KeyD');
+  await sleep(700);
+  await p.page.keyboard.up(right ? 'KeyA' : 'KeyD');
+  await sleep(400);
+  const end = await view(p.page);
+  assert.ok((start.x - end.own.x) * sign > 400, `moved ${(start.x - end.own.x) * sign} quanta after the resume`);
+  assert.equal(end.stats.desyncs, 0, 'no checksum mismatches');
+  assert.equal(end.playerId, before.playerId);
+
+  // One player on the server: the old connection was replaced, not doubled.
+  const listed = await rooms();
+  assert.equal(listed.get(room)?.players, 1, JSON.stringify(listed.get(room)));
+  assert.deepEqual(await scoreboardNames(p.page), ['hana']);
+  assert.deepEqual(p.errors, []);
+  // The silence detection (5 s) plus a retry; bounded so that a regression to
+  // waiting for the browser's own timeout shows.
+  assert.ok(back < 12000, `back after ${back} ms`);
+});
+
+test('a reload within the grace period resumes the same player', { timeout: 60000 }, async (t) => {
+  const room = freshRoom('reload');
+  const p = await openPlayer('ivy', { room });
+  const before = await view(p.page);
+  const reloadAt = Date.now();
+  await p.page.reload();
+  await p.page.waitForFunction(() => {
+    const v = window.__arena?.view();
+    return v && v.connected && v.own !== null;
+  }, null, { timeout: 20000 });
+  const playing = Date.now() - reloadAt;
+  const after = await view(p.page);
+  t.diagnostic(`playing again ${playing} ms after the reload; ${after.stats.unusableSnapshots} unusable snapshots`);
+  // The old page kept the state it acknowledged last, so the server's first
+  // delta applies (without it, every delta for ~2 s would be unusable). One
+  // may miss: the old page's last ack can be lost with its socket.
+  assert.ok(after.stats.unusableSnapshots <= 2, `${after.stats.unusableSnapshots} unusable snapshots`);
+  assert.equal(after.playerId, before.playerId);
+  assert.equal(after.resumed, true);
+  assert.equal(after.room, room);
+  await p.page.waitForFunction((tick) => window.__arena.view().tick > tick + 15, after.tick, { timeout: 10000 });
+  assert.equal((await view(p.page)).stats.desyncs, 0);
+  assert.equal((await rooms()).get(room)?.players, 1);
+  assert.deepEqual(p.errors, []);
+});
+
+test('leaving frees the seat at once, and Play again joins as a new player', { timeout: 60000 }, async () => {
+  const room = freshRoom('leave');
+  const p = await openPlayer('jo', { room });
+  const before = await view(p.page);
+  await p.page.click('#leave');
+  const text = await bannerText(p.page, /You left the game/);
+  assert.doesNotMatch(text, /Retrying/);
+  assert.equal(await p.page.locator('#banner-button').textContent(), 'Play again');
+  assert.equal(await p.page.evaluate(() => sessionStorage.getItem('arena.session')), null, 'the session is forgotten');
+  // No grace period for a leave: the seat is free now.
+  const deadline = Date.now() + 3000;
+  let seat;
+  while (Date.now() < deadline) {
+    seat = (await rooms()).get(room);
+    if (!seat || seat.players === 0) break;
+    await sleep(100);
+  }
+  assert.ok(!seat || seat.players === 0, `room after the leave: ${JSON.stringify(seat)}`);
+  // Nothing reconnects on its own.
+  await sleep(1500);
+  assert.equal((await view(p.page)).status, 'closed');
+
+  await p.page.click('#banner-button');
+  await p.page.waitForFunction(() => {
+    const v = window.__arena.view();
+    return v.connected && v.own !== null;
+  }, null, { timeout: 10000 });
+  const again = await view(p.page);
+  assert.equal(again.resumed, false);
+  assert.equal(again.room, room);
+  assert.notEqual(before.playerId, null);
+  assert.deepEqual(p.errors, []);
+});
+
+test('a server that wants a token refuses pages without one and plays with one', { timeout: 90000 }, async () => {
+  const secret = `e2e-secret-${Math.random().toString(36).slice(2)}`;
+  const env = { ARENA_AUTH_SECRET: secret };
+  const mint = (/** @type {string} */ user) =>
+    execFileSync(SERVER_BIN, ['mint-token', '--user', user, '--ttl-secs', '600'], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    }).trim();
+  const { child, url } = spawnServer('127.0.0.1:0', { env });
+  extraServers.add(child);
+  try {
+    const base = await url;
+    const none = await openPlayer('kim', { base, join: false });
+    const refused = await bannerText(none.page, /Disconnected/);
+    assert.match(refused, /Disconnected by the server: authentication required/);
+    assert.equal(await none.page.locator('#banner-button').textContent(), 'Reload');
+
+    const token = mint('kim');
+    const forged = `${token.slice(0, -1)}${token.endsWith('0') ? '1' : '0'}`;
+    const bad = await openPlayer('kim', { base, join: false, token: forged });
+    assert.match(await bannerText(bad.page, /Disconnected/), /authentication failed/);
+    // Refusals are final: no retry loop against the server.
+    await sleep(1500);
+    assert.doesNotMatch((await bad.page.locator('#banner').textContent()) ?? '', /Retrying/);
+
+    const ok = await openPlayer('kim', { base, token });
+    assert.equal((await view(ok.page)).connected, true);
+    // The token goes to the server and nowhere else on the page.
+    for (const p of [bad, ok]) {
+      assert.ok(!p.console.some((line) => line.includes(token) || line.includes(forged)), 'token in the console');
+      assert.ok(!JSON.stringify(await view(p.page)).includes(secret));
+      const stored = await p.page.evaluate(() => JSON.stringify({ ...sessionStorage, ...localStorage }));
+      assert.ok(!stored.includes(token) && !stored.includes(forged), `token stored: ${stored}`);
+    }
+    assert.deepEqual(ok.errors, []);
+  } finally {
+    extraServers.delete(child);
+    await stopChild(child);
+  }
+});
+
+test('coming back after the grace period joins as a new player', { timeout: 60000 }, async () => {
+  const { child, url } = spawnServer('127.0.0.1:0', { args: ['--resume-grace-secs', '1'] });
+  extraServers.add(child);
+  try {
+    const base = await url;
+    const room = freshRoom('late');
+    const p = await openPlayer('lou', { base, room });
+    const session = () => p.page.evaluate(() => JSON.parse(sessionStorage.getItem('arena.session') ?? 'null'));
+    const first = await session();
+    assert.ok(first?.token, 'a session is kept');
+    // Away (the socket closes: the seat is parked), for longer than the grace.
+    await p.page.goto('about:blank');
+    await sleep(2500);
+    await p.page.goto(`${base}/?name=lou&room=${room}`);
+    // The page presents its token, hears SessionExpired, and joins afresh.
+    await p.page.waitForFunction(() => {
+      const v = window.__arena?.view();
+      return v && v.connected && v.own !== null;
+    }, null, { timeout: 15000 });
+    const v = await view(p.page);
+    assert.equal(v.resumed, false);
+    assert.equal(v.room, room);
+    const second = await session();
+    assert.notEqual(second?.token, first.token, 'a new session');
+    // The server did refuse a resume on the way (not a page that never tried).
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const refused = Number(/arena_kicks_total\{reason="session_expired"\} (\d+)/.exec(metrics)?.[1]);
+    assert.equal(refused, 1, metrics.split('\n').filter((l) => l.includes('session')).join('\n'));
+    assert.deepEqual(p.errors, []);
+  } finally {
+    extraServers.delete(child);
+    await stopChild(child);
+  }
 });
