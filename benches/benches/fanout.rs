@@ -5,12 +5,14 @@
 //! baseline (ages 1 to 8 ticks, spread evenly over the clients). No sockets.
 //!
 //! Three variants, measured in the same run:
-//! * `diff_into`: what the server does today, `diff_into` + `encode_snapshot`
-//!   per client (the state's checksum recomputed by every client);
+//! * `diff_into`: the server's path until commit 875f6cd, `diff_into` +
+//!   `encode_snapshot` per client (the state's checksum recomputed by every
+//!   client);
 //! * `checksum_once`: the same with the checksum computed once per tick
 //!   (`diff_into_with_checksum`);
 //! * `shared_deltas`: one diff + encode per distinct baseline per tick
-//!   (`SharedSnapshot`), each client copying it with its own input ack.
+//!   (`SharedSnapshot`), each client copying it with its own input ack: what
+//!   the server does now, in every room.
 //!
 //! The world is a fixed arena of about 1,000 entities in the realistic mix,
 //! so the cost per client is the same at every client count and any growth
