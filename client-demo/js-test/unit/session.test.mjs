@@ -150,11 +150,12 @@ test('which reasons resume, rejoin, join fresh or stop', () => {
 
 test('the hello resumes only a session of the room this page asks for', () => {
   const session = { requested: null, room: 'public-3', token: token(7), playerId: 4 };
-  // Matchmade session, matchmaking page: resume in the session's room, no auth.
+  // Matchmade session, matchmaking page: resume in the session's room, no
+  // auth, no name (ignored on a resume).
   assert.deepEqual(helloFor({ name: 'ana', room: null, auth: 'secret', session }), {
     type: 'Hello',
     protocol: PROTOCOL_VERSION,
-    name: 'ana',
+    name: '',
     room: 'public-3',
     auth: null,
     resume: session.token,
@@ -465,7 +466,7 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
     assert.deepEqual(c.last().hello, {
       type: 'Hello',
       protocol: 2,
-      name: 'ana',
+      name: '',
       room: 'public-1',
       auth: null,
       resume: token(0x42),

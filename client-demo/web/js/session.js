@@ -56,13 +56,14 @@ export function nextStep(reason) {
 /**
  * The hello to send: a resume of `session` when it belongs to the room this
  * page asks for, else a fresh join. A resume names the session's room and
- * carries no auth token: the session token is the credential.
+ * carries no name (the player keeps its own) and no auth token (the session
+ * token is the credential), as PROTOCOL.md 3.4 recommends.
  * @param {{name: string, room: string|null, auth: string|null, session: Session|null}} p
  * @returns {ClientMsg & {type: 'Hello'}}
  */
 export function helloFor({ name, room, auth, session }) {
   if (session && session.requested === room) {
-    return { type: 'Hello', protocol: PROTOCOL_VERSION, name, room: session.room, auth: null, resume: session.token };
+    return { type: 'Hello', protocol: PROTOCOL_VERSION, name: '', room: session.room, auth: null, resume: session.token };
   }
   return { type: 'Hello', protocol: PROTOCOL_VERSION, name, room, auth, resume: null };
 }
