@@ -922,6 +922,9 @@ fn golden_document() -> Vec<(&'static str, Value)> {
             "MAX_HP": rules::MAX_HP,
             "PROJECTILE_DAMAGE": rules::PROJECTILE_DAMAGE,
             "MAX_NAME_CHARS": rules::MAX_NAME_CHARS,
+            "SESSION_TOKEN_BYTES": shared::protocol::SESSION_TOKEN_BYTES,
+            "MAX_ROOM_NAME_BYTES": shared::protocol::MAX_ROOM_NAME_BYTES,
+            "MAX_AUTH_TOKEN_BYTES": shared::protocol::MAX_AUTH_TOKEN_BYTES,
             "BUTTON_UP": buttons::UP,
             "BUTTON_DOWN": buttons::DOWN,
             "BUTTON_LEFT": buttons::LEFT,
@@ -967,6 +970,7 @@ fn golden_document() -> Vec<(&'static str, Value)> {
                 "text": r.to_string(),
                 "label": r.label(),
                 "close_code": r.close_code(),
+                "session_kept": r.session_kept(),
             })
         })
         .collect();

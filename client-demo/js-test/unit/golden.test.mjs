@@ -17,7 +17,7 @@ import {
   encodeClient,
   encodeServer,
 } from '../../web/js/codec.js';
-import { KIND_NAMES, PROTOCOL_VERSION, reasonCloseCode, reasonLabel, reasonText } from '../../web/js/protocol.js';
+import { KIND_NAMES, PROTOCOL_VERSION, reasonCloseCode, reasonLabel, reasonSessionKept, reasonText } from '../../web/js/protocol.js';
 import * as rules from '../../web/js/rules.js';
 import { DeltaError, Fields, MAX_NET_ID, applyDelta, checksum } from '../../web/js/snapshot.js';
 import { fromSerde, fromSerdeState, hexToBytes, bytesToHex, toSerde } from './serde-shape.mjs';
@@ -113,6 +113,7 @@ test('every disconnect reason has the server text, label and close code', () => 
     assert.equal(reasonText(msg.reason), r.text);
     assert.equal(reasonLabel(msg.reason), r.label);
     assert.equal(reasonCloseCode(msg.reason), r.close_code);
+    assert.equal(reasonSessionKept(msg.reason), r.session_kept, r.label);
     variants.add(msg.reason.type);
   }
   assert.deepEqual([...variants], DISCONNECT_VARIANTS, 'every variant, in wire order');
