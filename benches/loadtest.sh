@@ -35,8 +35,10 @@
 #   BOTS           bots binary [target/release/bots]
 #   PERF           1: profile the server with `perf record` during each
 #                  window ($OUT/perf-LAYOUT-N.txt: the top binaries and
-#                  symbols); callgraph: the same with call graphs (-g), and
-#                  the kernel's share split by system call
+#                  symbols, and the server's system calls per snapshot sent,
+#                  counted by `perf stat`); callgraph: the same with call
+#                  graphs (-g), and the time split by kind of work and by
+#                  system call (benches/perf-split.py, needs python3)
 #
 # Needs curl and jq (and taskset, from util-linux, to pin; perf, from
 # Debian's linux-perf, for PERF). Only 127.0.0.1 is used. Every run is
@@ -56,7 +58,10 @@
 #       its last 10 s, read at the end of the window (`tick_us`); late p99 =
 #       the highest 99th percentile over rooms of how late a tick started
 #   bots = the swarm's report, full or light bots as the table says; when
-#       `bot_cpu_saturated` is true the bot process was the bottleneck and
+#       `bot_cpu_saturated` is true (bot CPU over 90% of its cores, or its
+#       timers late by more than a quarter tick at p99) the bots could not
+#       keep time: their latency figures include their own delays, and if
+#       they also fell behind (snapshots/client/s under 30, full snapshots)
 #       the row is not a valid measurement of the server.
 
 set -euo pipefail
@@ -136,7 +141,9 @@ fi
 # Two sockets per client on this machine, plus slack.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-status() { curl -fsS --max-time 5 "http://127.0.0.1:$1/status.json"; }
+# Saves the server's /status.json as $OUT/status-$tag-$2.json (with 100+
+# rooms it is too large for a command-line argument).
+status() { curl -fsS --max-time 5 -o "$OUT/status-$tag-$2.json" "http://127.0.0.1:$1/status.json"; }
 
 TABLE=$OUT/loadtest.md
 SERVER_ROWS=$OUT/server-rows.md
@@ -152,7 +159,7 @@ for n in "${CLIENTS[@]}"; do
         tag=$layout-$n
         log=$OUT/server-$tag.log
         json=$OUT/bots-$tag.json
-        rm -f "$json" "$OUT/perf-$tag.data" "$OUT/perf-$tag.txt"
+        rm -f "$json" "$OUT/perf-$tag.data" "$OUT/perf-$tag.txt" "$OUT"/status-"$tag"-*.json
         if [ "$layout" = single ]; then
             server_flags=(--room "bench:$NPCS" --room-capacity "$n")
             room_flags=(--room bench)
@@ -172,7 +179,7 @@ for n in "${CLIENTS[@]}"; do
         done
         grep -q "listening on" "$log" || { echo "server did not start; see $log" >&2; exit 1; }
         sleep 2
-        idle=$(status "$port")
+        status "$port" idle
 
         ramp_s=$(((n + RAMP - 1) / RAMP))
         timeout $((ramp_s + DURATION + 60)) "${PIN_BOTS[@]}" "$BOTS" \
@@ -186,18 +193,26 @@ for n in "${CLIENTS[@]}"; do
         # that, SETTLE seconds after the ramp ends, ending 3 s before they
         # stop.
         sleep $((ramp_s + SETTLE))
-        a=$(status "$port")
+        status "$port" a
         if [ -n "${PERF:-}" ] && command -v perf >/dev/null; then
             # Where the server's time goes during the window (software clock:
             # no hardware counters in this VM).
             graph=()
             [ "$PERF" = callgraph ] && graph=(-g)
+            # System calls by kind, counted (tracepoints) over the same window.
+            perf stat -x, -o "$OUT/syscalls-$tag.csv" -p "$server_pid" \
+                -e syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_write \
+                -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_read \
+                -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex \
+                -- sleep "$WINDOW" >/dev/null 2>&1 &
+            stat_pid=$!
             perf record -q -e cpu-clock -F 999 "${graph[@]}" -p "$server_pid" \
                 -o "$OUT/perf-$tag.data" -- sleep "$WINDOW" >/dev/null 2>&1 || sleep "$WINDOW"
+            wait "$stat_pid" || true
         else
             sleep "$WINDOW"
         fi
-        b=$(status "$port")
+        status "$port" b
 
         if [ -s "$OUT/perf-$tag.data" ]; then
             {
@@ -206,15 +221,24 @@ for n in "${CLIENTS[@]}"; do
                 echo
                 perf report -i "$OUT/perf-$tag.data" --no-children --sort dso,symbol --stdio \
                     -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
-                if [ "$PERF" = callgraph ]; then
-                    # Inclusive time under each system call's entry point, and
-                    # under the kernel's softirq (loopback delivers a packet
-                    # to the receiver inside the sender's system call).
+                if [ -s "$OUT/syscalls-$tag.csv" ]; then
                     echo
-                    perf report -i "$OUT/perf-$tag.data" --children --sort symbol --stdio \
-                        -g none 2>/dev/null \
-                        | grep -E '^ +[0-9].*\[k\] (__x64_sys_|do_softirq|__do_softirq|handle_softirqs|net_rx_action|tcp_v4_rcv|tcp_sendmsg|tcp_recvmsg|ep_poll|schedule$|__schedule)' \
-                        | head -30
+                    # perf stat counted for WINDOW seconds; the status samples
+                    # bracket it with some slack: scale their rate.
+                    snaps=$(jq -n --argjson w "$WINDOW" --slurpfile a "$OUT/status-$tag-a.json" \
+                        --slurpfile b "$OUT/status-$tag-b.json" '
+                        ($b[0].totals.snapshots_sent - $a[0].totals.snapshots_sent)
+                        / ($b[0].uptime_s - $a[0].uptime_s) * $w | round')
+                    echo "System calls per snapshot sent (about $snaps snapshots in the $WINDOW s counted):"
+                    awk -F, -v snaps="$snaps" '$3 ~ /sys_enter_/ && snaps > 0 {
+                        sub(/.*sys_enter_/, "", $3)
+                        printf "  %-10s %8.3f\n", $3, $1 / snaps }' "$OUT/syscalls-$tag.csv"
+                fi
+                if [ "$PERF" = callgraph ] && command -v python3 >/dev/null; then
+                    # By kind of work, and the kernel by system call, with the
+                    # part that is the loopback peer's receive (softirq).
+                    echo
+                    perf script -i "$OUT/perf-$tag.data" 2>/dev/null | python3 benches/perf-split.py
                 fi
             } >"$OUT/perf-$tag.txt" || true
         fi
@@ -222,14 +246,15 @@ for n in "${CLIENTS[@]}"; do
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
 
-        bots_report='{}'
-        [ -s "$json" ] && bots_report=$(cat "$json")
-        jq -rn --arg layout "$layout" --argjson n "$n" --argjson idle "$idle" \
-            --argjson a "$a" --argjson b "$b" '
+        [ -s "$json" ] || echo '{}' >"$json"
+        jq -rn --arg layout "$layout" --argjson n "$n" \
+            --slurpfile idle "$OUT/status-$tag-idle.json" \
+            --slurpfile a "$OUT/status-$tag-a.json" --slurpfile b "$OUT/status-$tag-b.json" '
             def r(p): (. * pow(10; p) | round) / pow(10; p);
             def mib: . / 1048576 | r(1) | tostring + " MiB";
             def us: r(0) | tostring + " µs";
-            ($b.totals.snapshots_sent - $a.totals.snapshots_sent) as $snaps
+            $idle[0] as $idle | $a[0] as $a | $b[0] as $b
+            | ($b.totals.snapshots_sent - $a.totals.snapshots_sent) as $snaps
             | ($b.process.cpu_seconds - $a.process.cpu_seconds) as $cpu
             | ($b.uptime_s - $a.uptime_s) as $dt
             | ($b.rooms | map(.players) | add // 0) as $players
@@ -251,10 +276,10 @@ for n in "${CLIENTS[@]}"; do
                 (($b.totals.snapshots_full - $a.totals.snapshots_full) / $dt | r(1))
               ] | map(tostring) | "| " + join(" | ") + " |"' >>"$SERVER_ROWS"
         jq -rn --arg layout "$layout" --argjson n "$n" --arg kind "$BOT_KIND" \
-            --argjson bots "$bots_report" '
+            --slurpfile bots "$json" '
             def r(p): (. * pow(10; p) | round) / pow(10; p);
             def num(p): if type == "number" then r(p) else "?" end;
-            $bots
+            $bots[0]
             | [ $layout, $n, $kind,
                 (.clients_connected // "?"),
                 (.rooms // "?"),
@@ -264,8 +289,9 @@ for n in "${CLIENTS[@]}"; do
                 ((.input_ack_latency_ms.p50 | num(1) | tostring) + " / "
                     + (.input_ack_latency_ms.p99 | num(1) | tostring)),
                 (.rtt_ms.p99 | num(1)),
-                (.desyncs // "?"),
+                (if .light_mode == true then "not checked" else (.desyncs // "?") end),
                 (.bot_cpu_percent | num(0)),
+                (.input_send_lateness_ms.p99 | num(1)),
                 (if has("bot_cpu_saturated") then .bot_cpu_saturated else "?" end),
                 (if has("healthy") then .healthy else "?" end)
               ] | map(tostring) | "| " + join(" | ") + " |"' >>"$BOT_ROWS"
@@ -287,8 +313,8 @@ done
     echo
     echo "Bots (the swarm's report):"
     echo
-    echo "| layout | clients | bots | connected | rooms seen | disconnects | snapshots/client/s | KiB/client/s | input→ack p50 / p99 ms | rtt p99 ms | desyncs | bot CPU % | bots saturated | healthy |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| layout | clients | bots | connected | rooms seen | disconnects | snapshots/client/s | KiB/client/s | input→ack p50 / p99 ms | rtt p99 ms | desyncs | bot CPU % | bot timer lateness p99 ms | bots saturated | healthy |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     cat "$BOT_ROWS"
 } >"$TABLE"
 cat "$TABLE"
