@@ -166,7 +166,11 @@ async fn a_message_flood_is_dropped_then_disconnected() {
     let mut sent = 0u64;
     // Pings as fast as the socket takes them, until the server gives up.
     let reason = loop {
-        flooder.send(&ClientMsg::Ping(sent)).await;
+        if flooder.try_send(&ClientMsg::Ping(sent)).await.is_err() {
+            // The server closed the socket between two drains: its reason
+            // is already in our receive buffer.
+            break flooder.expect_close().await.0;
+        }
         sent += 1;
         if sent.is_multiple_of(256) {
             // Drain what the server sent so its writes never block.
@@ -188,10 +192,16 @@ async fn a_message_flood_is_dropped_then_disconnected() {
     };
     let took = started.elapsed();
     println!("message flood: {sent} messages sent, disconnected after {took:?} with {reason:?}");
-    assert_eq!(reason, Some(DisconnectReason::RateLimited));
+    // `None`: our writes hit the closed socket and the reset discarded the
+    // unread reason; the server's own count below says why it closed.
+    assert!(
+        matches!(reason, Some(DisconnectReason::RateLimited) | None),
+        "{reason:?}"
+    );
     assert_full_rate(watch.await.expect("bystander"), 3);
     let status = server.status().await;
     assert!(status["totals"]["rate_limited"].as_u64() > Some(0));
+    assert_eq!(status["totals"]["kicks"]["rate_limited"], 1);
     server.stop().await;
 }
 

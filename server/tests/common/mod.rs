@@ -254,6 +254,21 @@ impl Client {
         self.ws.write_frame(frame).await.expect("send");
     }
 
+    /// [`Self::send`] that reports a closed socket instead of panicking.
+    pub async fn try_send(
+        &mut self,
+        msg: &ClientMsg,
+    ) -> Result<(), fastwebsockets::WebSocketError> {
+        codec::encode_client(msg, &mut self.buf);
+        let buf = std::mem::take(&mut self.buf);
+        let sent = self
+            .ws
+            .write_frame(Frame::binary(Payload::Borrowed(&buf)))
+            .await;
+        self.buf = buf;
+        sent
+    }
+
     /// Next message or the close, within [`STEP`].
     pub async fn recv(&mut self) -> Event {
         timeout(STEP, self.next_event())
