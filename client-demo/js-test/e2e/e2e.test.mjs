@@ -561,13 +561,21 @@ test('a connection that dies without a close resumes the same player', { timeout
 
   // The game goes on: new snapshots apply and verify, and the player moves.
   await p.page.waitForFunction((t) => window.__arena.view().tick > t + 30, v.tick, { timeout: 10000 });
-  const start = (await view(p.page)).own;
-  await p.page.keyboard.down(right ? 'KeyA' : 'KeyD');
-  await sleep(700);
-  await p.page.keyboard.up(right ? 'KeyA' : 'KeyD');
-  await sleep(400);
-  const end = await view(p.page);
-  assert.ok((start.x - end.own.x) * sign > 400, `moved ${(start.x - end.own.x) * sign} quanta after the resume`);
+  // NPCs shoot: a player shot dead mid-stride stands still until it
+  // respawns, so walk while alive, and try again if it died on the way.
+  let moved = 0;
+  let end = await view(p.page);
+  for (let attempt = 0; attempt < 4 && moved <= 400; attempt++) {
+    await p.page.waitForFunction(() => (window.__arena.view().own?.hp ?? 0) > 0, null, { timeout: 10000 });
+    const start = (await view(p.page)).own;
+    await p.page.keyboard.down(right ? 'KeyA' : 'KeyD');
+    await sleep(700);
+    await p.page.keyboard.up(right ? 'KeyA' : 'KeyD');
+    await sleep(400);
+    end = await view(p.page);
+    moved = start && end.own ? (start.x - end.own.x) * sign : 0;
+  }
+  assert.ok(moved > 400, `moved ${moved} quanta after the resume; view: ${JSON.stringify(end)}`);
   assert.equal(end.stats.desyncs, 0, 'no checksum mismatches');
   assert.equal(end.playerId, before.playerId);
 
