@@ -55,8 +55,12 @@
 #       the measured window (the whole process: ticks, fan-out, sockets)
 #   RSS/client = (RSS loaded - RSS idle) / players at the end
 #   tick p50/p99/max = the worst room's (highest p99) own tick timing over
-#       its last 10 s, read at the end of the window (`tick_us`); late p99 =
-#       the highest 99th percentile over rooms of how late a tick started
+#       its last 10 s, read at the end of the window (`tick_us`); tick
+#       phases = mean over the window and over every room of the tick's
+#       phases (GET /metrics, arena_tick_duration_seconds): inputs in, world
+#       step, snapshot built and published (which wakes every writer);
+#       late p99 = the highest 99th percentile over rooms of how late a tick
+#       started
 #   bots = the swarm's report, full or light bots as the table says; when
 #       `bot_cpu_saturated` is true (bot CPU over 90% of its cores, or its
 #       timers late by more than a quarter tick at p99) the bots could not
@@ -143,7 +147,28 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # Saves the server's /status.json as $OUT/status-$tag-$2.json (with 100+
 # rooms it is too large for a command-line argument).
-status() { curl -fsS --max-time 5 -o "$OUT/status-$tag-$2.json" "http://127.0.0.1:$1/status.json"; }
+status() {
+    curl -fsS --max-time 5 -o "$OUT/status-$tag-$2.json" "http://127.0.0.1:$1/status.json"
+    curl -fsS --max-time 5 -o "$OUT/metrics-$tag-$2.txt" "http://127.0.0.1:$1/metrics" || true
+}
+# Mean duration of each tick phase over the window, in µs, from the
+# Prometheus histograms' _sum and _count (every room together):
+# "ingest / simulate / snapshot".
+phases() {
+    awk '
+        /^arena_tick_duration_seconds_(sum|count)\{phase="(Ingest|Simulate|Snapshot)"\}/ {
+            split($1, k, "\""); kind = ($1 ~ /_sum/) ? "sum" : "count"
+            v[FILENAME == ARGV[1] ? "a" : "b", kind, k[2]] = $2
+        }
+        END {
+            n = split("Ingest Simulate Snapshot", ps, " ")
+            for (i = 1; i <= n; i++) {
+                c = v["b", "count", ps[i]] - v["a", "count", ps[i]]
+                out = out (i > 1 ? " / " : "") (c > 0 ? sprintf("%.0f", (v["b", "sum", ps[i]] - v["a", "sum", ps[i]]) / c * 1e6) : "?")
+            }
+            print out
+        }' "$OUT/metrics-$tag-a.txt" "$OUT/metrics-$tag-b.txt" 2>/dev/null || echo "?"
+}
 
 TABLE=$OUT/loadtest.md
 SERVER_ROWS=$OUT/server-rows.md
@@ -159,7 +184,8 @@ for n in "${CLIENTS[@]}"; do
         tag=$layout-$n
         log=$OUT/server-$tag.log
         json=$OUT/bots-$tag.json
-        rm -f "$json" "$OUT/perf-$tag.data" "$OUT/perf-$tag.txt" "$OUT"/status-"$tag"-*.json
+        rm -f "$json" "$OUT/perf-$tag.data" "$OUT/perf-$tag.txt" "$OUT"/status-"$tag"-*.json \
+            "$OUT"/metrics-"$tag"-*.txt
         if [ "$layout" = single ]; then
             server_flags=(--room "bench:$NPCS" --room-capacity "$n")
             room_flags=(--room bench)
@@ -247,7 +273,7 @@ for n in "${CLIENTS[@]}"; do
         wait "$server_pid" 2>/dev/null || true
 
         [ -s "$json" ] || echo '{}' >"$json"
-        jq -rn --arg layout "$layout" --argjson n "$n" \
+        jq -rn --arg layout "$layout" --argjson n "$n" --arg phases "$(phases)" \
             --slurpfile idle "$OUT/status-$tag-idle.json" \
             --slurpfile a "$OUT/status-$tag-a.json" --slurpfile b "$OUT/status-$tag-b.json" '
             def r(p): (. * pow(10; p) | round) / pow(10; p);
@@ -271,6 +297,7 @@ for n in "${CLIENTS[@]}"; do
                 ((($b.process.rss_bytes - $idle.process.rss_bytes) / $per / 1024 | r(1) | tostring) + " KiB"),
                 ($t.p50_us | us), ($t.p99_us | us), ($t.max_us | us),
                 (($t.p99_us / $t.budget_us * 100 | r(1) | tostring) + " %"),
+                $phases,
                 ($b.rooms | map(.tick_us.late_p99_us) | max // 0 | us),
                 (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / $per | round),
                 (($b.totals.snapshots_full - $a.totals.snapshots_full) / $dt | r(1))
@@ -307,8 +334,8 @@ done
     echo
     echo "Server (its own /status.json over the window; players summed over rooms, tick from the worst room):"
     echo
-    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | late p99 | bytes out/client/s | full snapshots/s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | tick phases, mean µs: ingest / simulate / snapshot | late p99 | bytes out/client/s | full snapshots/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$SERVER_ROWS"
     echo
     echo "Bots (the swarm's report):"

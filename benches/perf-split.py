@@ -24,21 +24,25 @@ import re
 import sys
 from collections import Counter
 
+# Leaf functions by crate or library, first match wins. Matched against the
+# symbol without a leading `<`, `&` or `mut ` (trait impls print as
+# `<tokio::... as Future>::poll`).
 USER_BUCKETS = [
-    ("tokio: scheduler, tasks, wakers", r"^tokio::runtime::(scheduler|task|context|park|driver|blocking)|^tokio::runtime::.*(Context|Worker|Handle)|^tokio::task"),
-    ("tokio: I/O readiness, sockets", r"^tokio::(runtime::io|net|io)|^mio::"),
-    ("tokio: channels, notify, timers", r"^tokio::(sync|time|runtime::time)"),
-    ("WebSocket framing, HTTP (fastwebsockets, hyper)", r"fastwebsockets|^hyper|^http::|server::http"),
-    ("tracing spans", r"^tracing|<tracing"),
-    ("connection reader/writer (server::connection)", r"server::connection"),
-    ("room tick, game (server::room, server::game)", r"server::(room|game)"),
-    ("snapshots: diff, encode, checksum (shared)", r"^shared::|<shared::"),
-    ("other server code", r"^server::|<server::"),
-    ("bytes, Arc, alloc, other Rust", r"^bytes::|^alloc::|^core::|^std::|<alloc|<core|<std|<bytes"),
+    ("tracing spans (Instrumented::poll, subscriber enter/exit)", r"^tracing"),
+    ("WebSocket framing, HTTP (fastwebsockets, hyper)", r"^(fastwebsockets|hyper|http)::|^server::http"),
+    ("connection reader/writer (server::connection)", r"^server::connection"),
+    ("room tick, game (server::room, server::game)", r"^server::(room|game)"),
+    ("snapshots: diff, encode, checksum (shared)", r"^shared::"),
+    ("other server code", r"^server::"),
+    ("tokio: timers (timeout, sleep, wheel)", r"^tokio::(time|runtime::time)"),
+    ("tokio: channels, notify (mpsc, watch, oneshot)", r"^tokio::sync"),
+    ("tokio: I/O readiness, socket reads and writes", r"^tokio::(runtime::io|net|io)|^mio::"),
+    ("tokio: scheduler, tasks, wakers", r"^tokio::"),
+    ("bytes, Arc, Vec, futures glue (core, alloc, std)", r"^(bytes|alloc|core|std|F as core)::|^F as "),
     ("malloc/free", r"^(malloc|free|cfree|_int_\w+|__libc_malloc|__libc_free|realloc|tcache\w*)(@.*)?$"),
     ("memcpy/memmove/memset", r"mem(cpy|move|set|cmp)"),
     ("clock_gettime (vDSO)", r"clock_gettime|__vdso"),
-    ("libc syscall stubs", r"^(__libc_recv|__send|__libc_send|syscall|__GI_|epoll_wait|writev|__writev|read|write)"),
+    ("libc system call stubs", r"^(__libc_recv|__send|__libc_send|syscall|__GI_|epoll_wait|writev|__writev|read|write)"),
 ]
 
 # The system call a kernel sample is under, from the first user-space frame
@@ -84,8 +88,9 @@ def classify(frames):
         if any(sym in SOFTIRQ for sym, _ in frames):
             return where + ": loopback delivery to the peer (softirq)"
         return where + ": own socket"
+    plain = re.sub(r"^(<|&|mut )+", "", leaf_sym)
     for name, pattern in USER_BUCKETS:
-        if re.search(pattern, leaf_sym):
+        if re.search(pattern, plain):
             return "user: " + name
     return "user: other (%s)" % leaf_dso.rsplit("/", 1)[-1]
 
