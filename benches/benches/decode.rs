@@ -1,5 +1,8 @@
 //! `decode`: the client side of a snapshot, as the bots and the browser run
 //! it: decode the bytes, then apply the delta to the acknowledged baseline.
+//! `…_header_only` is what a light bot (`bots --light`) does instead: read
+//! the tick, base age and input ack from the header
+//! (`codec::peek_snapshot_header`) to acknowledge it.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -61,6 +64,16 @@ fn decode(c: &mut Criterion) {
                 |b| {
                     b.iter(|| {
                         black_box(codec::decode_server(black_box(&encoded[i])).is_ok());
+                        i = (i + 1) % pairs.len();
+                    });
+                },
+            );
+            let mut i = 0;
+            group.bench_function(
+                BenchmarkId::new(format!("{entities}"), format!("age{age}_header_only")),
+                |b| {
+                    b.iter(|| {
+                        black_box(codec::peek_snapshot_header(black_box(&encoded[i])));
                         i = (i + 1) % pairs.len();
                     });
                 },
