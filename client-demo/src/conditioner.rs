@@ -140,7 +140,13 @@ impl<T> DelayedRx<T> {
         if self.held.is_none() {
             self.held = Some(self.rx.recv().await?);
         }
-        if let Some(held) = &self.held {
+        if let Some(held) = &self.held
+            && held.release > Instant::now()
+        {
+            // Only when the message is really due later: a sleep until a
+            // time already past still goes through the timer wheel and
+            // reschedules the task, which on a transparent link would be
+            // paid for every message of every bot.
             tokio::time::sleep_until(held.release).await;
         }
         self.held.take()
