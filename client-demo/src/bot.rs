@@ -238,6 +238,7 @@ pub async fn run(
         config.connect_timeout,
         config.link,
         seeds.link(0),
+        config.light,
         &metrics,
     )
     .await
@@ -355,6 +356,7 @@ async fn exchange_hello(
             Err(_) => Err(BotError::NoWelcome("undecodable bytes")),
         },
         Inbound::Text => Err(BotError::NoWelcome("a text frame")),
+        Inbound::SnapshotHeader { .. } => Err(BotError::NoWelcome("a snapshot")),
         Inbound::Closed { code, reason } => Err(BotError::Closed { code, reason }),
         Inbound::Failed(e) => Err(BotError::WebSocket(e)),
     }
@@ -417,6 +419,7 @@ async fn resume(
                 config.connect_timeout,
                 config.link,
                 seeds.link(game.connections),
+                config.light,
                 &metrics,
             ) => opened,
         };
@@ -656,13 +659,12 @@ impl Game {
     ) -> Result<(), BotError> {
         let now = arrived;
         match msg {
-            Inbound::Binary(bytes) if self.light => {
-                if let Some((tick, base_age, input_ack)) = codec::peek_snapshot_header(&bytes) {
-                    self.on_snapshot_header(tick, base_age, input_ack, now, link)?;
-                } else {
-                    self.on_other(codec::decode_server(&bytes), bytes.len(), now);
-                }
-            }
+            // Light links read the header in the reader task.
+            Inbound::SnapshotHeader {
+                tick,
+                base_age,
+                input_ack,
+            } => self.on_snapshot_header(tick, base_age, input_ack, now, link)?,
             Inbound::Binary(bytes) => match codec::decode_server(&bytes) {
                 Ok(ServerMsg::Snapshot(snapshot)) => self.on_snapshot(&snapshot, now, link)?,
                 other => self.on_other(other, bytes.len(), now),
@@ -702,10 +704,8 @@ impl Game {
                 self.metrics.protocol_errors.inc();
                 warn_limited(format_args!("player {}: second welcome", self.player_id));
             }
-            // Only reached by a light bot whose header peek failed: then the
-            // full decoder fails too (the peek agrees with it), so this is
-            // unreachable in practice and counted as a protocol error.
-            Ok(ServerMsg::Snapshot(_)) => self.metrics.protocol_errors.inc(),
+            // Callers handle snapshots before this; nothing to do.
+            Ok(ServerMsg::Snapshot(_)) => {}
             Err(e) => {
                 self.metrics.decode_errors.inc();
                 warn_limited(format_args!(

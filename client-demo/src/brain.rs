@@ -63,6 +63,9 @@ pub struct Brain {
     aim: u16,
     /// Player id of the bot itself, so it does not aim at itself.
     own_id: u32,
+    /// Where a blind brain pretends its target is (see
+    /// [`Brain::decide_blind`]).
+    bearing: u16,
 }
 
 impl Brain {
@@ -80,6 +83,7 @@ impl Brain {
             burst_left: 0,
             aim,
             own_id,
+            bearing: aim,
         }
     }
 
@@ -99,14 +103,20 @@ impl Brain {
     }
 
     /// The buttons and aim for the next tick of a bot that knows neither its
-    /// position nor the world (a light load-test bot): it changes heading
-    /// like [`decide`](Self::decide) but does not steer off walls (the
-    /// server keeps it inside), looks where it runs, and fires bursts as if
-    /// a target were always in sight, so the server still simulates
-    /// projectiles and hits.
+    /// position nor the world (a light load-test bot). It behaves as if a
+    /// target were always in sight, because in a crowded arena one nearly
+    /// always is: it changes heading like [`decide`](Self::decide) (but
+    /// cannot steer off walls; the server keeps it inside), aims with the
+    /// same shaking hand at a bearing it picks anew with each heading, and
+    /// fires in the same bursts. So the server simulates as many
+    /// projectiles, and its deltas carry as many aim changes, as with full
+    /// bots.
     pub fn decide_blind(&mut self) -> Decision {
+        if self.turn_in == 0 {
+            self.bearing = self.rng.u16(..);
+        }
         self.next_heading();
-        self.act(None, true)
+        self.act(Some(self.bearing), true)
     }
 
     fn next_heading(&mut self) {
@@ -344,6 +354,12 @@ mod tests {
             "fired {fired} of {ticks} ticks"
         );
         assert!(moving > ticks / 2, "moved on {moving} of {ticks} ticks");
+        // The hand shakes, as when aiming at a target.
+        let aim_changes = decisions
+            .windows(2)
+            .filter(|w| w[0].aim != w[1].aim)
+            .count();
+        assert!(aim_changes > ticks * 9 / 10, "{aim_changes} aim changes");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use shared::Tick;
 use shared::codec;
 use shared::protocol::ClientMsg;
 use tokio::sync::mpsc;
@@ -32,6 +33,13 @@ use crate::metrics::Metrics;
 pub(crate) enum Inbound {
     /// A binary message: one server message.
     Binary(Vec<u8>),
+    /// The header of a snapshot, read by the reader of a light link (see
+    /// [`Link::open`]) instead of handing the whole message over.
+    SnapshotHeader {
+        tick: Tick,
+        base_age: u32,
+        input_ack: u32,
+    },
     /// A text message: never sent by a correct server.
     Text,
     /// The server's close frame.
@@ -71,12 +79,15 @@ pub(crate) struct Link {
 impl Link {
     /// Opens a WebSocket to `endpoint` within `timeout` and starts its
     /// reader and writer, each direction delayed by `link` with jitter drawn
-    /// from its seed of `seeds` (inbound, outbound).
+    /// from its seed of `seeds` (inbound, outbound). On a `light` link the
+    /// reader passes snapshots on as [`Inbound::SnapshotHeader`]: no copy of
+    /// the message, no allocation.
     pub(crate) async fn open(
         endpoint: &Endpoint,
         timeout: Duration,
         link: LinkConfig,
         seeds: (u64, u64),
+        light: bool,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, ConnectError> {
         let (reader, writer, _local) = connection::connect(endpoint, timeout).await?;
@@ -87,6 +98,7 @@ impl Link {
             reader,
             in_tx,
             LinkConditioner::new(link, seeds.0),
+            light,
             out_tx.clone(),
             Arc::clone(metrics),
         ));
@@ -129,7 +141,7 @@ impl Link {
                     Inbound::Failed(_) => return false,
                     // Snapshots still in flight and the `Left` reason: no
                     // longer played.
-                    Inbound::Binary(_) | Inbound::Text => {}
+                    Inbound::Binary(_) | Inbound::SnapshotHeader { .. } | Inbound::Text => {}
                 }
             }
             false
@@ -175,6 +187,7 @@ async fn read_loop(
     mut reader: WsReader,
     inbound: mpsc::Sender<Delayed<Inbound>>,
     mut conditioner: LinkConditioner,
+    light: bool,
     writer: mpsc::Sender<Delayed<Outbound>>,
     metrics: Arc<Metrics>,
 ) {
@@ -206,7 +219,20 @@ async fn read_loop(
                     metrics
                         .bytes_received
                         .add((len + connection::frame_header_len(len, false)) as u64);
-                    (Inbound::Binary(Vec::from(frame.payload)), false)
+                    let header = if light {
+                        codec::peek_snapshot_header(&frame.payload)
+                    } else {
+                        None
+                    };
+                    let item = match header {
+                        Some((tick, base_age, input_ack)) => Inbound::SnapshotHeader {
+                            tick,
+                            base_age,
+                            input_ack,
+                        },
+                        None => Inbound::Binary(Vec::from(frame.payload)),
+                    };
+                    (item, false)
                 }
                 OpCode::Text => (Inbound::Text, false),
                 OpCode::Close => {
