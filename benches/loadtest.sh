@@ -243,10 +243,10 @@ for n in "${CLIENTS[@]}"; do
         if [ -s "$OUT/perf-$tag.data" ]; then
             {
                 perf report -i "$OUT/perf-$tag.data" --no-children --sort dso --stdio 2>/dev/null \
-                    | grep -E '^ +[0-9]' | head -6
+                    | grep -E '^ +[0-9.]+%' | head -6
                 echo
                 perf report -i "$OUT/perf-$tag.data" --no-children --sort dso,symbol --stdio \
-                    -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
+                    -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40
                 if [ -s "$OUT/syscalls-$tag.csv" ]; then
                     echo
                     # perf stat counted for WINDOW seconds; the status samples
