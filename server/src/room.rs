@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
@@ -222,28 +221,36 @@ pub struct RoomStatus {
     pub ticks: Mutex<TickReport>,
 }
 
-/// Per-second tick statistics kept inside the room task (no sharing).
+/// Per-second tick statistics kept inside the room task (no sharing): the
+/// raw samples of the last [`WINDOW_SECS`] seconds in two rings, so the
+/// percentiles are exact and a room costs a few KiB, not a histogram each
+/// second.
 struct TickClock {
-    current: Histogram<u64>,
-    recent: VecDeque<Histogram<u64>>,
-    late_current: Histogram<u64>,
-    late_recent: VecDeque<Histogram<u64>>,
+    /// Tick durations, µs, newest last; at most `WINDOW_SECS * tick_hz`.
+    durations: VecDeque<u32>,
+    /// Start lateness, µs, same shape.
+    lateness: VecDeque<u32>,
+    /// Scratch for selecting percentiles.
+    scratch: Vec<u32>,
     ticks_in_second: u32,
     total_ticks: u64,
 }
 
-fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s at 3 significant digits; cannot fail for these bounds.
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!())
+/// The `q` quantile of `samples` (nearest rank), reordering `samples`.
+fn quantile(samples: &mut [u32], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+    f64::from(*samples.select_nth_unstable(rank).1)
 }
 
 impl TickClock {
     fn new() -> Self {
         Self {
-            current: new_histogram(),
-            recent: VecDeque::with_capacity(WINDOW_SECS),
-            late_current: new_histogram(),
-            late_recent: VecDeque::with_capacity(WINDOW_SECS),
+            durations: VecDeque::new(),
+            lateness: VecDeque::new(),
+            scratch: Vec::new(),
             ticks_in_second: 0,
             total_ticks: 0,
         }
@@ -252,48 +259,49 @@ impl TickClock {
     /// Records one tick; once per `tick_hz` ticks, folds the second into the
     /// report.
     fn record(&mut self, us: u64, late_us: u64, tick_hz: u32, status: &RoomStatus, overruns: u64) {
-        self.current.saturating_record(us.max(1));
-        self.late_current.saturating_record(late_us.max(1));
+        let cap = WINDOW_SECS * tick_hz as usize;
+        for (ring, v) in [(&mut self.durations, us), (&mut self.lateness, late_us)] {
+            if ring.len() >= cap {
+                ring.pop_front();
+            }
+            ring.push_back(u32::try_from(v).unwrap_or(u32::MAX));
+        }
         self.ticks_in_second += 1;
         self.total_ticks += 1;
         if self.ticks_in_second < tick_hz {
             return;
         }
+        let last = self.ticks_in_second as usize;
         self.ticks_in_second = 0;
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        scratch.extend(self.durations.iter().rev().take(last));
         let second = SecondSample {
-            p50_us: self.current.value_at_quantile(0.5) as f64,
-            p99_us: self.current.value_at_quantile(0.99) as f64,
-            max_us: self.current.max() as f64,
+            p50_us: quantile(scratch, 0.5),
+            p99_us: quantile(scratch, 0.99),
+            max_us: f64::from(scratch.iter().copied().max().unwrap_or(0)),
         };
-        let finished = std::mem::replace(&mut self.current, new_histogram());
-        if self.recent.len() == WINDOW_SECS {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(finished);
-        let mut window = new_histogram();
-        for h in &self.recent {
-            let _ = window.add(h);
-        }
-        let late = std::mem::replace(&mut self.late_current, new_histogram());
-        if self.late_recent.len() == WINDOW_SECS {
-            self.late_recent.pop_front();
-        }
-        self.late_recent.push_back(late);
-        let mut late_window = new_histogram();
-        for h in &self.late_recent {
-            let _ = late_window.add(h);
-        }
+        scratch.clear();
+        scratch.extend(self.durations.iter());
+        let (p50, p99, max) = (
+            quantile(scratch, 0.5),
+            quantile(scratch, 0.99),
+            f64::from(scratch.iter().copied().max().unwrap_or(0)),
+        );
+        scratch.clear();
+        scratch.extend(self.lateness.iter());
+        let (late_p50, late_p99) = (quantile(scratch, 0.5), quantile(scratch, 0.99));
         let mut report = status
             .ticks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         report.ticks = self.total_ticks;
         report.overruns = overruns;
-        report.p50_us = window.value_at_quantile(0.5) as f64;
-        report.p99_us = window.value_at_quantile(0.99) as f64;
-        report.max_us = window.max() as f64;
-        report.late_p50_us = late_window.value_at_quantile(0.5) as f64;
-        report.late_p99_us = late_window.value_at_quantile(0.99) as f64;
+        report.p50_us = p50;
+        report.p99_us = p99;
+        report.max_us = max;
+        report.late_p50_us = late_p50;
+        report.late_p99_us = late_p99;
         if report.per_second.len() == CHART_SECS {
             report.per_second.pop_front();
         }
@@ -860,6 +868,50 @@ mod tests {
             seq,
             ..InputCmd::default()
         }
+    }
+
+    #[test]
+    fn quantiles_are_exact_nearest_rank() {
+        let mut samples: Vec<u32> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut samples, 0.5), 50.0);
+        assert_eq!(quantile(&mut samples, 0.99), 99.0);
+        assert_eq!(quantile(&mut samples, 1.0), 100.0);
+        assert_eq!(quantile(&mut [7], 0.99), 7.0);
+        assert_eq!(quantile(&mut [], 0.5), 0.0);
+    }
+
+    #[test]
+    fn the_tick_report_covers_the_last_window_only() {
+        let status = RoomStatus {
+            name: "t".into(),
+            public: false,
+            persistent: false,
+            capacity: 1,
+            occupancy: AtomicUsize::new(0),
+            started: std::time::Instant::now(),
+            players: Gauge::default(),
+            entities: Gauge::default(),
+            ticks: Mutex::default(),
+        };
+        let mut clock = TickClock::new();
+        let hz = 10;
+        // One slow second, then WINDOW_SECS fast ones: the slow one ages out
+        // of the p99 but stays in the chart.
+        for _ in 0..hz {
+            clock.record(9_000, 0, hz, &status, 0);
+        }
+        for _ in 0..WINDOW_SECS as u32 * hz {
+            clock.record(100, 5, hz, &status, 0);
+        }
+        let report = status.ticks.lock().expect("report").clone();
+        assert_eq!(report.ticks, u64::from(hz) * (WINDOW_SECS as u64 + 1));
+        assert_eq!(
+            (report.p50_us, report.p99_us, report.max_us),
+            (100.0, 100.0, 100.0)
+        );
+        assert_eq!(report.late_p99_us, 5.0);
+        assert_eq!(report.per_second.front().map(|s| s.max_us), Some(9_000.0));
+        assert_eq!(report.per_second.len(), WINDOW_SECS + 1);
     }
 
     #[test]
