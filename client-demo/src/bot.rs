@@ -80,9 +80,10 @@ pub struct BotConfig {
     /// verified by at least one snapshot. Default: 0 (never).
     pub resume_chance: f64,
     /// How long a bot keeps trying to reconnect after losing its connection:
-    /// attempts that fail on the transport (refused, timed out) are retried
-    /// with backoff until then; a refusal by the server ends the attempt at
-    /// once. Default: 10 s, the server's default resume grace.
+    /// attempts that fail on the transport (refused, timed out) or are
+    /// refused with `ServerFull` or `HelloTimeout` are retried with backoff
+    /// until then; any other refusal ends the attempt at once. Default:
+    /// 10 s, the server's default resume grace.
     pub resume_window: Duration,
     /// Light mode, for load tests: the bot reads only each snapshot's header
     /// (tick, base age, input ack), acknowledges it, and sends inputs,
@@ -425,10 +426,12 @@ async fn resume(
         };
         let attempt = match opened {
             Ok(mut link) => {
+                // PROTOCOL.md 3.4: the name is ignored on a resume (send
+                // ""), and no auth: the session token is the credential.
                 let hello = Hello {
                     room: RoomRequest::Named(game.room.clone()),
                     resume: Some(game.session),
-                    ..Hello::new(config.name.as_str())
+                    ..Hello::new("")
                 };
                 match exchange_hello(hello, config.welcome_timeout, &mut link, stop).await {
                     Ok(welcome) => Ok((link, welcome)),
@@ -461,7 +464,16 @@ async fn resume(
                 return Ok(link);
             }
             Err(BotError::StoppedBeforeWelcome) => return stopped(),
-            Err(BotError::Rejected(reason)) => return fail(reason.label()),
+            // A refusal ends the attempt, except the two that PROTOCOL.md
+            // 3.4 says to retry as a resume while the grace lasts.
+            Err(BotError::Rejected(reason))
+                if !matches!(
+                    reason,
+                    DisconnectReason::ServerFull | DisconnectReason::HelloTimeout
+                ) =>
+            {
+                return fail(reason.label());
+            }
             Err(e) => {
                 let now = Instant::now();
                 if now + backoff >= deadline {
@@ -917,7 +929,8 @@ impl Game {
     }
 
     /// Whether `welcome` resumes this bot's session consistently: the same
-    /// player in the same room, and an input sequence received by the server
+    /// player in the same room under the same session token (it lasts as
+    /// long as the session), and an input sequence received by the server
     /// that the bot did send and is not older than what was acknowledged.
     /// The failure's label otherwise.
     fn check_resume(&self, welcome: &Welcome) -> Result<(), &'static str> {
@@ -927,6 +940,8 @@ impl Game {
             Err("player_changed")
         } else if welcome.room != self.room {
             Err("room_changed")
+        } else if welcome.session != self.session {
+            Err("session_changed")
         } else if welcome.input_seq > self.seq {
             Err("input_seq_ahead")
         } else if welcome.input_seq < self.predictor.acked_seq() {
@@ -939,7 +954,6 @@ impl Game {
     /// Carries on after a verified resume on `link`: sends again the inputs
     /// the server never received, under their own sequence numbers.
     fn resumed(&mut self, welcome: Welcome, link: &mut Link, now: Instant) -> Result<(), BotError> {
-        self.session = welcome.session;
         self.predictor.forget_send_times();
         let mut resent = 0;
         for input in self.unacked.iter().filter(|i| i.seq > welcome.input_seq) {
@@ -1036,6 +1050,13 @@ mod tests {
                     ..good.clone()
                 },
                 "room_changed",
+            ),
+            (
+                Welcome {
+                    session: SessionToken([8; 16]),
+                    ..good.clone()
+                },
+                "session_changed",
             ),
             (
                 Welcome {

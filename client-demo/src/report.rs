@@ -196,7 +196,8 @@ pub struct Report {
     pub resume_triggers: BTreeMap<String, u64>,
     /// Failed resumes by reason: a server refusal (`session_expired`, ...),
     /// a failed check (`not_resumed`, `player_changed`, `room_changed`,
-    /// `input_seq_ahead`, `input_seq_behind`) or the transport.
+    /// `session_changed`, `input_seq_ahead`, `input_seq_behind`) or the
+    /// transport.
     pub resume_failure_reasons: BTreeMap<String, u64>,
     /// From losing the connection to the welcome that resumed the session,
     /// in milliseconds.
