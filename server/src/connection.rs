@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::guard::{Admit, RateGuard};
 use crate::metrics::{InputDrop, Metrics};
 use crate::registry::Registry;
-use crate::room::{NO_ACK, PlayerHandle, Published, RoomCmd, RoomHandle, Seat};
+use crate::room::{self, NO_ACK, PlayerHandle, Published, RoomCmd, RoomHandle, Seat};
 
 type Io = TokioIo<Upgraded>;
 
@@ -653,12 +653,7 @@ async fn send_snapshot(
 ) -> Result<bool, WriteFailed> {
     let started = std::time::Instant::now();
     let history = &mut view.history;
-    let baseline = (ack != NO_ACK)
-        .then(|| {
-            let tick = Tick(ack as u32);
-            history.iter().rev().find(|p| p.state.tick == tick)
-        })
-        .flatten();
+    let baseline = room::acked_snapshot(history, ack);
     if baseline.is_some() {
         view.full_sent = None;
     } else if view

@@ -152,7 +152,7 @@ fn rooms(state: &AppState) -> Response<Body> {
                 .status
                 .occupancy
                 .load(std::sync::atomic::Ordering::Relaxed),
-            capacity: h.status.capacity,
+            capacity: state.conn.config.room_capacity,
             tick_hz: state.conn.config.tick_hz,
             uptime_secs: h.status.started.elapsed().as_secs_f64(),
         })
@@ -201,7 +201,7 @@ fn status(state: &AppState) -> Response<Body> {
             RoomView {
                 name: room.name.clone(),
                 public: room.public,
-                capacity: room.capacity,
+                capacity: state.conn.config.room_capacity,
                 uptime_s: room.started.elapsed().as_secs_f64(),
                 players: room.players.get(),
                 entities: room.entities.get(),

@@ -182,7 +182,7 @@ impl Registry {
 
     /// Gives back a seat whose join never reached the room.
     pub(crate) fn unreserve(&self, handle: &RoomHandle) {
-        handle.status.occupancy.fetch_sub(1, Ordering::AcqRel);
+        handle.status.release_seat();
     }
 
     /// The room a session token belongs to, if it still exists and matches

@@ -205,9 +205,7 @@ pub struct RoomStatus {
     pub public: bool,
     /// Kept open when empty.
     pub persistent: bool,
-    /// Seats, counting sessions waiting for a resume.
-    pub capacity: usize,
-    /// Seats taken or reserved now. Incremented only by the registry under
+    /// Seats taken or reserved now (the limit is [`Config::room_capacity`]). Incremented only by the registry under
     /// its lock (so disposal can check it race-free), decremented by the
     /// room when a seat frees up.
     pub occupancy: AtomicUsize,
@@ -219,6 +217,26 @@ pub struct RoomStatus {
     pub entities: Gauge,
     /// Written by the room once per second; held only to copy.
     pub ticks: Mutex<TickReport>,
+}
+
+impl RoomStatus {
+    /// Gives a seat back: the registry may hand it to someone else.
+    pub(crate) fn release_seat(&self) {
+        self.occupancy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The snapshot of the acknowledged tick `ack` (an ack cell's value) among
+/// `history`, searched from the newest: the baseline of the next delta.
+pub(crate) fn acked_snapshot(
+    history: &VecDeque<Arc<Published>>,
+    ack: u64,
+) -> Option<&Arc<Published>> {
+    if ack == NO_ACK {
+        return None;
+    }
+    let tick = Tick(ack as u32);
+    history.iter().rev().find(|p| p.state.tick == tick)
 }
 
 /// Per-second tick statistics kept inside the room task (no sharing): the
@@ -414,7 +432,6 @@ pub(crate) fn spawn(
         name: setup.name.clone(),
         public: setup.public,
         persistent: setup.persistent,
-        capacity: config.room_capacity,
         occupancy: AtomicUsize::new(0),
         started: std::time::Instant::now(),
         players,
@@ -608,7 +625,7 @@ impl Room {
                 RoomCmd::Join { name, reply } => {
                     let joined = self.join(name);
                     if joined.is_err() {
-                        self.free_seat();
+                        self.status.release_seat();
                     }
                     if let Err(Ok(seat)) = reply.send(joined) {
                         // The connection gave up waiting: undo the join.
@@ -633,11 +650,6 @@ impl Room {
         self.status.players.set(players as i64);
     }
 
-    /// One seat freed: the registry may now give it to someone else.
-    fn free_seat(&self) {
-        self.status.occupancy.fetch_sub(1, Ordering::AcqRel);
-    }
-
     fn slot_mut(&mut self, player: PlayerHandle) -> Option<&mut Slot> {
         self.slots
             .get_mut(player.slot as usize)
@@ -653,15 +665,7 @@ impl Room {
         slot.acked = Arc::clone(&acked);
         let (kick, kicked) = oneshot::channel();
         slot.kick = Some(kick);
-        let baseline = (ack != NO_ACK)
-            .then(|| {
-                self.recent
-                    .iter()
-                    .rev()
-                    .find(|p| u64::from(p.state.tick.0) == ack)
-            })
-            .flatten()
-            .cloned();
+        let baseline = acked_snapshot(&self.recent, ack).cloned();
         Some(Seat {
             handle: PlayerHandle {
                 key: slot.key,
@@ -795,7 +799,7 @@ impl Room {
             self.tokens.remove(&slot.token);
             self.free_slots.push(player.slot);
             self.world.remove(player.key);
-            self.free_seat();
+            self.status.release_seat();
             self.metrics.leaves.inc();
             debug!(slot = player.slot, "player left");
         }
@@ -886,7 +890,6 @@ mod tests {
             name: "t".into(),
             public: false,
             persistent: false,
-            capacity: 1,
             occupancy: AtomicUsize::new(0),
             started: std::time::Instant::now(),
             players: Gauge::default(),
