@@ -138,8 +138,9 @@ fn info(id: u32, name: &str, score: u32, deaths: u32) -> PlayerInfo {
     }
 }
 
+/// Every reason, with `VersionMismatch` at two widths of its fields.
 fn every_disconnect_reason() -> Vec<DisconnectReason> {
-    vec![
+    let mismatches = [
         DisconnectReason::VersionMismatch {
             server: PROTOCOL_VERSION,
             client: 7,
@@ -148,25 +149,12 @@ fn every_disconnect_reason() -> Vec<DisconnectReason> {
             server: 70_000,
             client: u32::MAX,
         },
-        DisconnectReason::ServerFull,
-        DisconnectReason::MalformedMessage,
-        DisconnectReason::MessageTooLarge,
-        DisconnectReason::UnexpectedMessage,
-        DisconnectReason::HelloTimeout,
-        DisconnectReason::IdleTimeout,
-        DisconnectReason::TooSlow,
-        DisconnectReason::RateLimited,
-        DisconnectReason::ServerShutdown,
-        DisconnectReason::RoomFull,
-        DisconnectReason::InvalidRoomName,
-        DisconnectReason::SessionExpired,
-        DisconnectReason::SessionWrongRoom,
-        DisconnectReason::SessionReplaced,
-        DisconnectReason::AuthRequired,
-        DisconnectReason::AuthInvalid,
-        DisconnectReason::AuthExpired,
-        DisconnectReason::Left,
-    ]
+    ];
+    // `every()` starts with its own VersionMismatch; the two above replace it.
+    mismatches
+        .into_iter()
+        .chain(DisconnectReason::every().into_iter().skip(1))
+        .collect()
 }
 
 fn client_messages() -> Vec<(&'static str, ClientMsg)> {

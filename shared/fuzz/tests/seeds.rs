@@ -167,7 +167,9 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
                 protocol: PROTOCOL_VERSION,
                 name: "bo".into(),
                 room: RoomRequest::Named("duel-7".into()),
-                auth: Some(shared::protocol::AuthToken("alice.1700000000.c0ffee".into())),
+                auth: Some(shared::protocol::AuthToken(
+                    "alice.1700000000.c0ffee".into(),
+                )),
                 resume: Some(SessionToken([0x33; 16])),
             }),
         ),
@@ -277,25 +279,12 @@ fn delta_seeds(m: &Match, seeds: &mut Seeds) {
             tick: Tick(MATCH_TICKS),
         }),
     );
-    for reason in [
-        DisconnectReason::VersionMismatch {
-            server: PROTOCOL_VERSION,
-            client: 77,
-        },
-        DisconnectReason::ServerFull,
-        DisconnectReason::MalformedMessage,
-        DisconnectReason::MessageTooLarge,
-        DisconnectReason::UnexpectedMessage,
-        DisconnectReason::HelloTimeout,
-        DisconnectReason::IdleTimeout,
-        DisconnectReason::TooSlow,
-        DisconnectReason::RateLimited,
-        DisconnectReason::ServerShutdown,
-        DisconnectReason::RoomFull,
-        DisconnectReason::SessionExpired,
-        DisconnectReason::AuthInvalid,
-        DisconnectReason::Left,
-    ] {
+    // Every reason; `every()`'s VersionMismatch has client 0, this one 77.
+    let mismatch = DisconnectReason::VersionMismatch {
+        server: PROTOCOL_VERSION,
+        client: 77,
+    };
+    for reason in std::iter::once(mismatch).chain(DisconnectReason::every().into_iter().skip(1)) {
         add(
             format!("disconnect_{}", reason.label()),
             server_bytes(&ServerMsg::Disconnect(reason)),
