@@ -190,6 +190,7 @@ impl Arena {
                 InputCmd {
                     seq: bot.seq,
                     tick,
+                    ack: tick,
                     buttons: bot.buttons,
                     aim: bot.aim,
                 },

@@ -537,6 +537,13 @@ struct Game {
     /// Newest applied snapshot's tick and the inputs sent since it arrived:
     /// the bot's estimate of the server's tick for [`InputCmd::tick`].
     server_tick: Option<(Tick, u32)>,
+    /// The newest snapshot tick held, to acknowledge with the next input
+    /// (`InputCmd::ack`); before any snapshot, the welcome's tick, which no
+    /// snapshot carries.
+    ack: Tick,
+    /// Whether `ack` is newer than anything sent: on a tick that sends no
+    /// input, a standalone `Ack` carries it instead.
+    ack_pending: bool,
     last_snapshot_at: Option<Instant>,
     /// First and newest applied snapshot (tick, arrival): the server's real
     /// tick rate.
@@ -589,6 +596,8 @@ impl Game {
             seq: 0,
             unacked: VecDeque::new(),
             server_tick: None,
+            ack: welcome.tick,
+            ack_pending: false,
             last_snapshot_at: None,
             first_snapshot: None,
             newest_snapshot: None,
@@ -637,7 +646,7 @@ impl Game {
                 _ = stop.changed() => return Ok(PlayEnd::Stopped),
                 msg = link.inbound.recv() => {
                     let msg = msg.ok_or(BotError::LinkClosed)?;
-                    self.on_message(msg.item, msg.release, link)?;
+                    self.on_message(msg.item, msg.release)?;
                 }
                 scheduled = ticker.tick() => self.on_tick(scheduled, link)?,
                 () = tokio::time::sleep_until(next_ping), if self.ping_interval.is_some() => {
@@ -663,12 +672,7 @@ impl Game {
     /// release time: when a real client's socket would have had it). Timing
     /// samples use that moment rather than the time this task got around to
     /// it, so a busy bot process does not bill its own delays to the server.
-    fn on_message(
-        &mut self,
-        msg: Inbound,
-        arrived: Instant,
-        link: &mut Link,
-    ) -> Result<(), BotError> {
+    fn on_message(&mut self, msg: Inbound, arrived: Instant) -> Result<(), BotError> {
         let now = arrived;
         match msg {
             // Light links read the header in the reader task.
@@ -676,9 +680,9 @@ impl Game {
                 tick,
                 base_age,
                 input_ack,
-            } => self.on_snapshot_header(tick, base_age, input_ack, now, link)?,
+            } => self.on_snapshot_header(tick, base_age, input_ack, now),
             Inbound::Binary(bytes) => match codec::decode_server(&bytes) {
-                Ok(ServerMsg::Snapshot(snapshot)) => self.on_snapshot(&snapshot, now, link)?,
+                Ok(ServerMsg::Snapshot(snapshot)) => self.on_snapshot(&snapshot, now),
                 other => self.on_other(other, bytes.len(), now),
             },
             Inbound::Text => self.metrics.protocol_errors.inc(),
@@ -744,31 +748,30 @@ impl Game {
         }
     }
 
-    /// Acknowledges the snapshot of `tick` (held, or in light mode merely
-    /// seen) and takes it as the newest.
-    fn accept_snapshot(
-        &mut self,
-        tick: Tick,
-        now: Instant,
-        link: &mut Link,
-    ) -> Result<(), BotError> {
-        link.send(&ClientMsg::Ack(tick), Instant::now())?;
+    /// Takes the snapshot of `tick` (held, or in light mode merely seen) as
+    /// the newest; the next input acknowledges it, as a browser does, so
+    /// that a playing bot sends one message per tick.
+    fn accept_snapshot(&mut self, tick: Tick, now: Instant) {
+        self.ack = tick;
+        self.ack_pending = true;
         self.server_tick = Some((tick, 0));
         self.first_snapshot.get_or_insert((tick, now));
         self.newest_snapshot = Some((tick, now));
         self.snapshot_on_this_link = true;
+    }
+
+    /// On a tick that sends no input: acknowledges the newest snapshot on
+    /// its own, so the server's baseline keeps moving (and its ack timeout
+    /// does not take a dead or paced player for a stuck one).
+    fn ack_without_input(&mut self, now: Instant, link: &mut Link) -> Result<(), BotError> {
+        if std::mem::take(&mut self.ack_pending) {
+            link.send(&ClientMsg::Ack(self.ack), now)?;
+        }
         Ok(())
     }
 
     /// A light bot's snapshot: only the header was read.
-    fn on_snapshot_header(
-        &mut self,
-        tick: Tick,
-        base_age: u32,
-        input_ack: u32,
-        now: Instant,
-        link: &mut Link,
-    ) -> Result<(), BotError> {
+    fn on_snapshot_header(&mut self, tick: Tick, base_age: u32, input_ack: u32, now: Instant) {
         self.snapshot_arrived(base_age == 0, now);
         match self.newest_snapshot {
             Some((newest, _)) if tick.since(newest) <= 0 => {
@@ -778,18 +781,12 @@ impl Game {
                     self.player_id
                 ));
             }
-            _ => self.accept_snapshot(tick, now, link)?,
+            _ => self.accept_snapshot(tick, now),
         }
         self.reconcile(input_ack, None, now);
-        Ok(())
     }
 
-    fn on_snapshot(
-        &mut self,
-        msg: &SnapshotMsg,
-        now: Instant,
-        link: &mut Link,
-    ) -> Result<(), BotError> {
+    fn on_snapshot(&mut self, msg: &SnapshotMsg, now: Instant) {
         self.snapshot_arrived(msg.is_full(), now);
         let m = Arc::clone(&self.metrics);
         let own: Option<NetEntity> = match self.replica.apply(msg) {
@@ -799,7 +796,7 @@ impl Game {
                     .binary_search_by_key(&self.player_id, |e| e.id)
                     .ok()
                     .and_then(|i| state.entities.get(i).copied());
-                self.accept_snapshot(msg.tick, now, link)?;
+                self.accept_snapshot(msg.tick, now);
                 own
             }
             Err(e) if e.is_desync() => {
@@ -817,7 +814,6 @@ impl Game {
             }
         };
         self.reconcile(msg.input_ack, own.as_ref(), now);
-        Ok(())
     }
 
     /// Books what a snapshot acknowledging `input_ack` and showing the
@@ -876,13 +872,13 @@ impl Game {
         } else {
             let (Some(pos), Some(world)) = (self.predictor.predicted(), self.replica.newest())
             else {
-                return Ok(());
+                return self.ack_without_input(now, link);
             };
             Some((pos, world))
         };
         if self.pacer.take_skip() {
             self.metrics.inputs_paced.inc();
-            return Ok(());
+            return self.ack_without_input(now, link);
         }
         let decision = match decision {
             Some((pos, world)) => self.brain.decide(pos, world),
@@ -899,10 +895,12 @@ impl Game {
         let input = InputCmd {
             seq: self.seq,
             tick,
+            ack: self.ack,
             buttons: decision.buttons,
             aim: decision.aim,
         };
         link.send(&ClientMsg::Input(input), now)?;
+        self.ack_pending = false;
         self.predictor.on_input(self.seq, decision.buttons, now);
         if self.unacked.len() == MAX_PENDING_INPUTS {
             self.unacked.pop_front();
@@ -957,7 +955,13 @@ impl Game {
         self.predictor.forget_send_times();
         let mut resent = 0;
         for input in self.unacked.iter().filter(|i| i.seq > welcome.input_seq) {
-            link.send(&ClientMsg::Input(*input), now)?;
+            // Acknowledge what is held now, not what was held when the
+            // input was first sent.
+            let input = InputCmd {
+                ack: self.ack,
+                ..*input
+            };
+            link.send(&ClientMsg::Input(input), now)?;
             resent += 1;
         }
         self.metrics.inputs_resent.add(resent);

@@ -420,6 +420,7 @@ async fn play(
     );
     let idle = ctx.config.idle_timeout;
     let (rate, burst) = ctx.config.message_rate();
+    let mut acks = AckCell::new(acked);
     let mut rate_guard = RateGuard::new(
         rate,
         burst,
@@ -464,12 +465,13 @@ async fn play(
                 }
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
+                        acks.offer(cmd.ack);
                         ctx.metrics.inputs_received.inc();
                         if room.inputs.try_send((player, cmd)).is_err() {
                             ctx.metrics.count_input_drop(InputDrop::QueueFull);
                         }
                     }
-                    Ok(ClientMsg::Ack(tick)) => acked.store(u64::from(tick.0), Relaxed),
+                    Ok(ClientMsg::Ack(tick)) => acks.offer(tick),
                     Ok(ClientMsg::Ping(nonce)) => {
                         if control_tx.try_send(Control::Pong(nonce)).is_err() {
                             ctx.metrics.outbound_drops.inc();
@@ -509,6 +511,33 @@ async fn play(
     forfeit
 }
 
+/// The reader's side of the seat's ack cell: keeps the acknowledged tick
+/// moving forward only. Acks come inside every input as well as alone, and
+/// an input resent after a resume may carry an older one; a client only
+/// keeps states from the baseline of the newest delta on, so a baseline
+/// must never move back.
+struct AckCell {
+    cell: Arc<AtomicU64>,
+    newest: Option<Tick>,
+}
+
+impl AckCell {
+    fn new(cell: Arc<AtomicU64>) -> Self {
+        let newest = match cell.load(Relaxed) {
+            NO_ACK => None,
+            tick => Some(Tick(tick as u32)),
+        };
+        Self { cell, newest }
+    }
+
+    fn offer(&mut self, tick: Tick) {
+        if self.newest.is_none_or(|newest| tick.since(newest) > 0) {
+            self.newest = Some(tick);
+            self.cell.store(u64::from(tick.0), Relaxed);
+        }
+    }
+}
+
 /// What a writer sends from: the room's snapshots, for one seat.
 struct Feed {
     snapshots: watch::Receiver<Arc<Published>>,
@@ -536,12 +565,16 @@ async fn write_loop(
         baseline,
         joined,
     } = feed;
+    let last_baseline = baseline
+        .as_ref()
+        .map_or(NO_ACK, |p| u64::from(p.state.tick.0));
     let mut history = VecDeque::with_capacity(config.snapshot_history);
     history.extend(baseline);
     let mut view = ClientView {
         history,
         delta: SnapshotMsg::default(),
         full_sent: None,
+        last_baseline,
     };
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
@@ -639,6 +672,11 @@ struct ClientView {
     delta: SnapshotMsg,
     /// When the last full snapshot went out, while none has been acked since.
     full_sent: Option<Instant>,
+    /// The baseline of the last delta sent. An ack of a tick this writer
+    /// never sent (the welcome's tick before the first snapshot, or after a
+    /// resume a snapshot of the previous connection newer than the last ack
+    /// it read) names no baseline; the client still holds this one.
+    last_baseline: u64,
 }
 
 /// Sends this client the published tick, as a delta against its newest
@@ -653,7 +691,13 @@ async fn send_snapshot(
 ) -> Result<bool, WriteFailed> {
     let started = std::time::Instant::now();
     let history = &mut view.history;
-    let baseline = room::acked_snapshot(history, ack);
+    let baseline = match room::acked_snapshot(history, ack) {
+        Some(found) => {
+            view.last_baseline = ack;
+            Some(found)
+        }
+        None => room::acked_snapshot(history, view.last_baseline),
+    };
     if baseline.is_some() {
         view.full_sent = None;
     } else if view
@@ -706,7 +750,25 @@ async fn send_snapshot(
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize_name;
+    use super::*;
+
+    #[test]
+    fn acks_only_move_forward_across_wraparound() {
+        let cell = Arc::new(AtomicU64::new(NO_ACK));
+        let mut acks = AckCell::new(Arc::clone(&cell));
+        acks.offer(Tick(10));
+        acks.offer(Tick(7)); // an input resent after a resume
+        assert_eq!(cell.load(Relaxed), 10);
+        acks.offer(Tick(11));
+        assert_eq!(cell.load(Relaxed), 11);
+        // A resumed seat starts from the session's ack; ticks wrap.
+        let cell = Arc::new(AtomicU64::new(u64::from(u32::MAX - 1)));
+        let mut acks = AckCell::new(Arc::clone(&cell));
+        acks.offer(Tick(u32::MAX - 5));
+        assert_eq!(cell.load(Relaxed), u64::from(u32::MAX - 1));
+        acks.offer(Tick(3));
+        assert_eq!(cell.load(Relaxed), 3);
+    }
 
     #[test]
     fn names_are_cleaned_and_bounded() {

@@ -95,6 +95,7 @@ async fn an_input_moves_the_player_as_the_shared_rules_say() {
         c.send(&ClientMsg::Input(InputCmd {
             seq: i as u32 + 1,
             tick: Tick(0),
+            ack: Tick(0),
             buttons: *b,
             aim: 0,
         }))
@@ -192,5 +193,67 @@ async fn a_client_that_never_acks_gets_one_full_snapshot_per_second_not_one_per_
     let n = play_for(&mut c, &mut replica, Duration::from_secs(1)).await;
     assert!(n >= 25, "{n} snapshots in the second after acking");
     assert!(replica.deltas + 1 >= replica.applied);
+    server.stop().await;
+}
+
+/// The one-message-per-tick client of PROTOCOL.md: it never sends `Ack`, only
+/// inputs whose `ack` names the newest snapshot it holds. It gets deltas,
+/// and an input carrying an older ack (as one resent after a resume does)
+/// never moves its baseline back: the client may have dropped older states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_carried_by_inputs_move_the_baseline_forward_only() {
+    let server = TestServer::start(config()).await;
+    let (mut c, welcome) = Client::join(server.addr, "acks-in-inputs").await;
+    let mut replica = Replica::default();
+    let mut held = Vec::new();
+    let mut newest_baseline = None;
+    // The welcome's tick is what a client that holds nothing acknowledges.
+    let input = |seq, ack| {
+        ClientMsg::Input(InputCmd {
+            seq,
+            tick: ack,
+            ack,
+            buttons: buttons::RIGHT,
+            aim: 0,
+        })
+    };
+    c.send(&input(1, welcome.tick)).await;
+    let mut seq = 1;
+    let end = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(event) = tokio::time::timeout_at(end, c.next_event()).await {
+        let s = match event {
+            Event::Msg(ServerMsg::Snapshot(s)) => s,
+            Event::Msg(_) => continue,
+            Event::Closed { code, reason } => panic!("closed {code}: {reason}"),
+        };
+        if !s.is_full() {
+            let baseline = s.tick.advanced(s.base_age.wrapping_neg());
+            if let Some(newest) = newest_baseline {
+                assert!(
+                    baseline.since(newest) >= 0,
+                    "baseline went back from {newest} to {baseline}"
+                );
+            }
+            newest_baseline = Some(baseline);
+        }
+        held.push(replica.apply(&s));
+        seq += 1;
+        // Every fourth input acknowledges a snapshot 3 back instead.
+        let back = if seq % 4 == 0 { 4 } else { 1 };
+        let ack = held[held.len().saturating_sub(back)];
+        c.send(&input(seq, ack)).await;
+    }
+    assert_eq!(replica.desyncs, 0);
+    assert!(
+        replica.applied >= 40,
+        "{} snapshots in 2 s",
+        replica.applied
+    );
+    assert!(
+        replica.deltas + 1 >= replica.applied,
+        "{} of {} snapshots were deltas: the inputs' acks were not taken",
+        replica.deltas,
+        replica.applied
+    );
     server.stop().await;
 }

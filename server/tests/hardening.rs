@@ -231,6 +231,7 @@ async fn cheating_inputs_gain_nothing() {
         ClientMsg::Input(InputCmd {
             seq,
             tick: Tick(0),
+            ack: Tick(0),
             buttons: b,
             aim: 0,
         })

@@ -39,6 +39,7 @@ async fn metrics_and_status_move_while_clients_play() {
         c.send(&ClientMsg::Input(InputCmd {
             seq,
             tick: Tick(0),
+            ack: Tick(0),
             buttons: 8,
             aim: 0,
         }))

@@ -157,6 +157,7 @@ fn input(seq: u32) -> InputCmd {
     InputCmd {
         seq,
         tick: Tick(0),
+        ack: Tick(0),
         buttons: PATTERN[seq as usize % PATTERN.len()],
         aim: 0,
     }

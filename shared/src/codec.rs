@@ -440,6 +440,7 @@ mod tests {
             ClientMsg::Input(InputCmd {
                 seq: 7,
                 tick: Tick(1234),
+                ack: Tick(1232),
                 buttons: 0b1_0101,
                 aim: 40_000,
             }),
@@ -794,8 +795,8 @@ mod tests {
         }
 
         #[test]
-        fn any_input_round_trips(seq: u32, tick: u32, buttons: u8, aim: u16) {
-            let msg = ClientMsg::Input(InputCmd { seq, tick: Tick(tick), buttons, aim });
+        fn any_input_round_trips(seq: u32, tick: u32, ack: u32, buttons: u8, aim: u16) {
+            let msg = ClientMsg::Input(InputCmd { seq, tick: Tick(tick), ack: Tick(ack), buttons, aim });
             prop_assert_eq!(decode_client(&client_bytes(&msg)), Ok(msg));
         }
 

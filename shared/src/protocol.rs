@@ -11,7 +11,7 @@ use crate::snapshot::SnapshotMsg;
 
 /// Version of this protocol. A client sends it in [`Hello`]; the server
 /// answers a mismatch with [`DisconnectReason::VersionMismatch`] and closes.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Client to server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +21,9 @@ pub enum ClientMsg {
     /// One tick of player input.
     Input(InputCmd),
     /// The client holds the snapshot of this tick: the server may use it as the
-    /// baseline of the next deltas. The server encodes against the newest
+    /// baseline of the next deltas. A playing client acknowledges inside
+    /// each [`InputCmd::ack`] instead; this message is for a tick on which
+    /// it sends no input but holds a newer snapshot. The server encodes against the newest
     /// ack it has read, which may lag the newest one sent (and, across a
     /// resume, is whatever it read before the drop): a client keeps every
     /// state it acked from the baseline of the newest delta it received on
@@ -137,6 +139,13 @@ pub struct InputCmd {
     /// The server tick the client believed it was at when it sampled the
     /// input (newest snapshot tick plus the ticks it predicted since).
     pub tick: Tick,
+    /// The newest snapshot tick the client holds, acknowledged with the
+    /// input so that a playing client sends one message per tick, not an
+    /// input and an [`ClientMsg::Ack`] (each message costs both ends a read,
+    /// a wake-up and a TCP segment). Means the same as `Ack(ack)`. A client
+    /// that holds no snapshot yet sends [`Welcome::tick`], which no snapshot
+    /// carries; the server ignores acks of ticks it did not send.
+    pub ack: Tick,
     /// Bits of [`crate::rules::buttons`].
     pub buttons: u8,
     /// Aim angle in 1/65536 turns, clockwise from +x.

@@ -58,14 +58,20 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
 fn arb_client_msg() -> impl Strategy<Value = ClientMsg> {
     prop_oneof![
         arb_hello().prop_map(ClientMsg::Hello),
-        (any::<u32>(), any::<u32>(), any::<u8>(), any::<u16>()).prop_map(
-            |(seq, tick, buttons, aim)| ClientMsg::Input(InputCmd {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u16>()
+        )
+            .prop_map(|(seq, tick, ack, buttons, aim)| ClientMsg::Input(InputCmd {
                 seq,
                 tick: Tick(tick),
+                ack: Tick(ack),
                 buttons,
                 aim,
-            })
-        ),
+            })),
         any::<u32>().prop_map(|t| ClientMsg::Ack(Tick(t))),
         any::<u64>().prop_map(ClientMsg::Ping),
         Just(ClientMsg::Leave),
@@ -326,13 +332,17 @@ proptest! {
     /// PROTOCOL.md section 2.2: 1, 3, 5 or 9 bytes by value, always the
     /// shortest form; the enum variant index is a one-byte varint here.
     #[test]
-    fn varint_sizes_follow_the_protocol(t: u32, nonce: u64, seq: u32, tick: u32, aim: u16) {
+    fn varint_sizes_follow_the_protocol(t: u32, nonce: u64, seq: u32, tick: u32, ack: u32, aim: u16) {
         prop_assert_eq!(client_bytes(&ClientMsg::Ack(Tick(t))).len(), 1 + varint_len(t.into()));
         prop_assert_eq!(client_bytes(&ClientMsg::Ping(nonce)).len(), 1 + varint_len(nonce));
-        let input = ClientMsg::Input(InputCmd { seq, tick: Tick(tick), buttons: 0, aim });
+        let input = ClientMsg::Input(InputCmd { seq, tick: Tick(tick), ack: Tick(ack), buttons: 0, aim });
         prop_assert_eq!(
             client_bytes(&input).len(),
-            1 + varint_len(seq.into()) + varint_len(tick.into()) + 1 + varint_len(aim.into())
+            1 + varint_len(seq.into())
+                + varint_len(tick.into())
+                + varint_len(ack.into())
+                + 1
+                + varint_len(aim.into())
         );
     }
 

@@ -167,10 +167,11 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
             resume: None,
         })
     };
-    let input = |seq, tick, buttons, aim| {
+    let input = |seq, tick, ack, buttons, aim| {
         ClientMsg::Input(InputCmd {
             seq,
             tick: Tick(tick),
+            ack: Tick(ack),
             buttons,
             aim,
         })
@@ -205,14 +206,20 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
             }),
         ),
         ("leave", ClientMsg::Leave),
-        ("input zero", input(0, 0, 0, 0)),
+        ("input zero", input(0, 0, 0, 0, 0)),
         (
             "input typical",
-            input(1, 1234, buttons::UP | buttons::FIRE, 40_000),
+            input(1, 1234, 1232, buttons::UP | buttons::FIRE, 40_000),
         ),
-        ("input all buttons", input(250, 250, buttons::ALL, 250)),
-        ("input varint thresholds", input(251, 65_535, 0xff, 251)),
-        ("input u32 varint", input(65_536, u32::MAX, 0x80, u16::MAX)),
+        ("input all buttons", input(250, 250, 249, buttons::ALL, 250)),
+        (
+            "input varint thresholds",
+            input(251, 65_535, 65_536, 0xff, 251),
+        ),
+        (
+            "input u32 varint",
+            input(65_536, u32::MAX, u32::MAX - 1, 0x80, u16::MAX),
+        ),
         ("ack small", ClientMsg::Ack(Tick(5))),
         ("ack 250", ClientMsg::Ack(Tick(250))),
         ("ack 251", ClientMsg::Ack(Tick(251))),

@@ -108,6 +108,7 @@ fn play() -> Match {
             let cmd = InputCmd {
                 seq: *seq,
                 tick: world.tick(),
+                ack: world.tick(),
                 buttons: moves | buttons::FIRE,
                 aim: aim_at(positions[n], target),
             };
@@ -188,6 +189,7 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
             ClientMsg::Input(InputCmd {
                 seq: 70_000,
                 tick: Tick(5_000_000),
+                ack: Tick(4_999_990),
                 buttons: buttons::ALL,
                 aim: 65_535,
             }),
@@ -197,6 +199,7 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
             ClientMsg::Input(InputCmd {
                 seq: 1,
                 tick: Tick(1),
+                ack: Tick(0),
                 buttons: 0xff,
                 aim: 0,
             }),

@@ -15,6 +15,7 @@ fn input(seq: u32, buttons: u8, aim: u16) -> InputCmd {
     InputCmd {
         seq,
         tick: Tick(0),
+        ack: Tick(0),
         buttons,
         aim,
     }
