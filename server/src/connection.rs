@@ -143,6 +143,8 @@ struct Writer {
     buf: Vec<u8>,
     write_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The connection's span, named as the parent of the writer's events.
+    span: tracing::Span,
 }
 
 /// A write did not complete: the socket is dead or the client stopped reading.
@@ -181,7 +183,7 @@ impl Writer {
     /// Tells the client why, then sends the close frame. Best effort: the
     /// client may already be gone.
     async fn close(&mut self, reason: DisconnectReason) {
-        debug!(reason = reason.label(), "closing connection");
+        debug!(parent: &self.span, reason = reason.label(), "closing connection");
         self.metrics.count_kick(&reason);
         if self
             .message(&ServerMsg::Disconnect(reason.clone()))
@@ -246,12 +248,24 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
 }
 
 /// Serves one upgraded WebSocket until it closes.
+///
+/// The connection's tracing span (peer, room, player) covers the handshake
+/// and the events of the play loop, but the play loop is not instrumented:
+/// entering and leaving a span on every poll cost 3% of the server's CPU
+/// at 1,000 clients (BENCHMARKS.md section 7).
 pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContext) {
     ws.set_auto_close(false);
     ws.set_auto_pong(false);
     // fastwebsockets refuses frames of `max` bytes or more.
     ws.set_max_message_size(MAX_CLIENT_MESSAGE + 1);
     let (read, write) = ws.split(tokio::io::split);
+    let span = info_span!(
+        "conn",
+        %peer,
+        room = tracing::field::Empty,
+        player = tracing::field::Empty,
+        user = tracing::field::Empty
+    );
     let mut reader = Reader {
         ws: read,
         message: Vec::with_capacity(64),
@@ -262,78 +276,99 @@ pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContex
         buf: Vec::with_capacity(256),
         write_timeout: ctx.config.write_timeout,
         metrics: Arc::clone(&ctx.metrics),
+        span: span.clone(),
     };
-    let span = info_span!(
-        "conn",
-        %peer,
-        room = tracing::field::Empty,
-        player = tracing::field::Empty,
-        user = tracing::field::Empty
-    );
-    async move {
-        let hello = match timeout(
-            ctx.config.hello_timeout,
-            read_hello(&mut reader, &mut writer),
-        )
+    let Some((room, seat)) = handshake(&mut reader, &mut writer, &ctx)
+        .instrument(span.clone())
         .await
-        {
-            Ok(Ok(hello)) => hello,
-            Ok(Err(ReadEnd::Gone)) => return,
-            Ok(Err(ReadEnd::Reason(reason))) => return writer.close(reason).await,
-            Err(_) => return writer.close(DisconnectReason::HelloTimeout).await,
-        };
-        let name = sanitize_name(&hello.name);
-        let (room, seat) = match timeout(ctx.config.hello_timeout, enter(&ctx, hello, &name)).await
-        {
-            Ok(Ok(entered)) => entered,
-            Ok(Err(reason)) => return writer.close(reason).await,
-            // The room or the auth hook did not answer within the hello
-            // timeout: the server is overloaded, and `ServerFull` (1013)
-            // tells the client to try again later.
-            Err(_) => return writer.close(DisconnectReason::ServerFull).await,
-        };
-        let span = tracing::Span::current();
-        span.record("room", room.status.name.as_str());
-        span.record("player", seat.player_id);
-        if seat.resumed {
-            info!(
-                player_id = seat.player_id,
-                input_seq = seat.input_seq,
-                "resumed"
-            );
-        } else {
-            info!(player_id = seat.player_id, %name, "joined");
-            ctx.metrics.joins.inc();
+    else {
+        return;
+    };
+    let (player, epoch) = (seat.handle, seat.epoch);
+    let forfeit = play(reader, writer, &room, seat, &ctx, &span).await;
+    let _ = room
+        .cmds
+        .send(RoomCmd::Disconnected {
+            player,
+            epoch,
+            forfeit,
+        })
+        .await;
+    info!(parent: &span, forfeit, "connection ended");
+}
+
+/// Reads the hello, seats the player and sends the welcome. `None` when the
+/// connection ended (the client was told why, when there was a why).
+async fn handshake(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    ctx: &ConnContext,
+) -> Option<(RoomHandle, Seat)> {
+    let hello = match timeout(ctx.config.hello_timeout, read_hello(reader, writer)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(ReadEnd::Gone)) => return None,
+        Ok(Err(ReadEnd::Reason(reason))) => {
+            writer.close(reason).await;
+            return None;
         }
-        let welcome = ServerMsg::Welcome(Welcome {
-            protocol: PROTOCOL_VERSION,
-            player_id: seat.player_id,
-            tick_hz: ctx.config.tick_hz as u16,
-            snapshot_hz: ctx.config.snapshot_hz as u16,
-            tick: seat.tick,
-            room: room.status.name.clone(),
-            session: seat.session,
-            resumed: seat.resumed,
-            input_seq: seat.input_seq,
-        });
+        Err(_) => {
+            writer.close(DisconnectReason::HelloTimeout).await;
+            return None;
+        }
+    };
+    let name = sanitize_name(&hello.name);
+    let (room, seat) = match timeout(ctx.config.hello_timeout, enter(ctx, hello, &name)).await {
+        Ok(Ok(entered)) => entered,
+        Ok(Err(reason)) => {
+            writer.close(reason).await;
+            return None;
+        }
+        // The room or the auth hook did not answer within the hello
+        // timeout: the server is overloaded, and `ServerFull` (1013)
+        // tells the client to try again later.
+        Err(_) => {
+            writer.close(DisconnectReason::ServerFull).await;
+            return None;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("room", room.status.name.as_str());
+    span.record("player", seat.player_id);
+    if seat.resumed {
+        info!(
+            player_id = seat.player_id,
+            input_seq = seat.input_seq,
+            "resumed"
+        );
+    } else {
+        info!(player_id = seat.player_id, %name, "joined");
+        ctx.metrics.joins.inc();
+    }
+    let welcome = ServerMsg::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        player_id: seat.player_id,
+        tick_hz: ctx.config.tick_hz as u16,
+        snapshot_hz: ctx.config.snapshot_hz as u16,
+        tick: seat.tick,
+        room: room.status.name.clone(),
+        session: seat.session,
+        resumed: seat.resumed,
+        input_seq: seat.input_seq,
+    });
+    if writer.message(&welcome).await.is_err() {
+        // The seat is taken: hand it back as a lost connection would.
         let (player, epoch) = (seat.handle, seat.epoch);
-        let forfeit = if writer.message(&welcome).await.is_err() {
-            false
-        } else {
-            play(reader, writer, &room, seat, &ctx).await
-        };
         let _ = room
             .cmds
             .send(RoomCmd::Disconnected {
                 player,
                 epoch,
-                forfeit,
+                forfeit: false,
             })
             .await;
-        info!(forfeit, "connection ended");
+        return None;
     }
-    .instrument(span)
-    .await;
+    Some((room, seat))
 }
 
 /// Authenticates a new player and seats it, or hands a resumed session its
@@ -391,6 +426,7 @@ async fn play(
     room: &RoomHandle,
     seat: Seat,
     ctx: &ConnContext,
+    span: &tracing::Span,
 ) -> bool {
     let Seat {
         handle: player,
@@ -401,24 +437,22 @@ async fn play(
         ..
     } = seat;
     let mut kicked = Some(kicked);
+    let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let mut writer_task = tokio::spawn(
-        write_loop(
-            writer,
-            control_rx,
-            Feed {
-                snapshots: room.snapshots.clone(),
-                player,
-                acked: Arc::clone(&acked),
-                baseline,
-                joined,
-            },
-            Arc::clone(&ctx.config),
-            ctx.shutdown.clone(),
-        )
-        .in_current_span(),
-    );
-    let idle = ctx.config.idle_timeout;
+    let mut writer_task = tokio::spawn(write_loop(
+        writer,
+        control_rx,
+        Feed {
+            snapshots: room.snapshots.clone(),
+            player,
+            acked: Arc::clone(&acked),
+            baseline,
+            joined,
+            heard: Arc::clone(&heard),
+        },
+        Arc::clone(&ctx.config),
+        ctx.shutdown.clone(),
+    ));
     let (rate, burst) = ctx.config.message_rate();
     let mut acks = AckCell::new(acked);
     let mut rate_guard = RateGuard::new(
@@ -428,8 +462,11 @@ async fn play(
         std::time::Instant::now(),
     );
     let end = loop {
+        // The read comes first: in steady state it is the only branch
+        // polled (the others are polled when it has to wait).
         let inbound = tokio::select! {
-            read = timeout(idle, reader.next()) => read,
+            biased;
+            read = reader.next() => read,
             _ = &mut writer_task => return false, // the writer closed the connection
             kick = async {
                 match kicked.as_mut() {
@@ -447,15 +484,16 @@ async fn play(
             },
         };
         let inbound = match inbound {
-            Err(_) => break Control::Disconnect(DisconnectReason::IdleTimeout),
-            Ok(Err(ReadEnd::Gone)) => break Control::CloseReply(1000),
-            Ok(Err(ReadEnd::Reason(r))) => break Control::Disconnect(r),
-            Ok(Ok(inbound)) => inbound,
+            Err(ReadEnd::Gone) => break Control::CloseReply(1000),
+            Err(ReadEnd::Reason(r)) => break Control::Disconnect(r),
+            Ok(inbound) => inbound,
         };
+        let now = std::time::Instant::now();
+        heard.hear(now);
         match inbound {
             Inbound::Binary(bytes) => {
                 ctx.metrics.bytes_in.inc_by(bytes.len() as u64);
-                match rate_guard.admit(std::time::Instant::now()) {
+                match rate_guard.admit(now) {
                     Admit::Pass => {}
                     Admit::Drop => {
                         ctx.metrics.rate_limited.inc();
@@ -498,7 +536,7 @@ async fn play(
     };
     let forfeit = match &end {
         Control::Disconnect(reason) => {
-            info!(reason = reason.label(), "disconnecting client");
+            info!(parent: span, reason = reason.label(), "disconnecting client");
             !reason.session_kept()
         }
         _ => false,
@@ -548,6 +586,38 @@ struct Feed {
     baseline: Option<Arc<Published>>,
     /// The tick the player was seated on; earlier snapshots lack them.
     joined: Tick,
+    /// When the reader last heard from the client.
+    heard: Arc<Heard>,
+}
+
+/// When a connection last received a message, for the idle timeout. The
+/// reader stores it (one relaxed store per message) and the writer, which
+/// wakes for every snapshot and ping anyway, checks it: a timer per read
+/// was 3% of the server's CPU at 1,000 clients (BENCHMARKS.md section 7).
+struct Heard {
+    since: std::time::Instant,
+    /// Milliseconds after `since`.
+    at_ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn hear(&self, now: std::time::Instant) {
+        let ms = now.saturating_duration_since(self.since).as_millis();
+        self.at_ms.store(ms as u64, Relaxed);
+    }
+
+    /// Time since the last message (or since the seat was taken).
+    fn silence(&self, now: std::time::Instant) -> Duration {
+        let at = self.since + Duration::from_millis(self.at_ms.load(Relaxed));
+        now.saturating_duration_since(at)
+    }
 }
 
 /// The writer task: welcome is sent; now snapshots, pongs and the close.
@@ -564,6 +634,7 @@ async fn write_loop(
         acked,
         baseline,
         joined,
+        heard,
     } = feed;
     let last_baseline = baseline
         .as_ref()
@@ -614,6 +685,10 @@ async fn write_loop(
                         writer.close(DisconnectReason::ServerShutdown).await;
                         return Ok(());
                     }
+                    if heard.silence(std::time::Instant::now()) > config.idle_timeout {
+                        writer.close(DisconnectReason::IdleTimeout).await;
+                        return Ok(());
+                    }
                     let published = Arc::clone(&snapshots.borrow_and_update());
                     if published.state.tick.since(joined) <= 0 {
                         // Published before the tick that seated this
@@ -642,6 +717,10 @@ async fn write_loop(
                     }
                 }
                 _ = ping.tick() => {
+                    if heard.silence(std::time::Instant::now()) > config.idle_timeout {
+                        writer.close(DisconnectReason::IdleTimeout).await;
+                        return Ok(());
+                    }
                     writer.frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await?;
                 }
             }
@@ -650,6 +729,7 @@ async fn write_loop(
     .await;
     if result.is_err() {
         info!(
+            parent: &writer.span,
             reason = DisconnectReason::TooSlow.label(),
             "write failed or timed out; dropping client"
         );

@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{Instrument, debug, warn};
+use tracing::{debug, warn};
 
 use crate::connection::{self, ConnContext};
 use crate::guard::PerIpLimiter;
@@ -303,22 +303,19 @@ fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) 
     };
     let ctx = state.conn.clone();
     let done = state.done.clone();
-    tokio::spawn(
-        async move {
-            let _permit: OwnedSemaphorePermit = permit;
-            let _ip_permit = ip_permit;
-            let _done = done;
-            let ws = match tokio::time::timeout(ctx.config.hello_timeout, fut).await {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => return debug!(error = %e, "upgrade failed"),
-                Err(_) => return debug!("upgrade timed out"),
-            };
-            ctx.metrics.connections.inc();
-            connection::run(ws, peer, ctx.clone()).await;
-            ctx.metrics.connections.dec();
-        }
-        .in_current_span(),
-    );
+    tokio::spawn(async move {
+        let _permit: OwnedSemaphorePermit = permit;
+        let _ip_permit = ip_permit;
+        let _done = done;
+        let ws = match tokio::time::timeout(ctx.config.hello_timeout, fut).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return debug!(error = %e, "upgrade failed"),
+            Err(_) => return debug!("upgrade timed out"),
+        };
+        ctx.metrics.connections.inc();
+        connection::run(ws, peer, ctx.clone()).await;
+        ctx.metrics.connections.dec();
+    });
     response.map(|_| Full::new(Bytes::new()))
 }
 

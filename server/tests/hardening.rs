@@ -367,3 +367,47 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
     }
     server.stop().await;
 }
+
+/// A seated client that goes silent (it still reads) is closed with the
+/// typed reason: `IdleTimeout` when nothing at all arrives, `TooSlow` when
+/// it keeps pinging but acknowledges no snapshot. Both keep the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
+    let server = TestServer::start(Config {
+        idle_timeout: Duration::from_millis(800),
+        ack_timeout: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    let (mut silent, _) = Client::join(server.addr, "silent").await;
+    let started = Instant::now();
+    let (reason, code) = timeout(Duration::from_secs(5), silent.expect_close())
+        .await
+        .expect("closed within 5 s");
+    assert_eq!(reason, Some(DisconnectReason::IdleTimeout));
+    assert_eq!(code, DisconnectReason::IdleTimeout.close_code());
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    server.stop().await;
+
+    let server = TestServer::start(Config {
+        idle_timeout: Duration::from_secs(60),
+        ack_timeout: Duration::from_millis(800),
+        ..Config::default()
+    })
+    .await;
+    let (mut pinger, _) = Client::join(server.addr, "pinger").await;
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut nonce = 0;
+    // A ping for every message received: never idle, never acking.
+    let closed = loop {
+        nonce += 1;
+        pinger.send(&ClientMsg::Ping(nonce)).await;
+        match tokio::time::timeout_at(end, pinger.next_event()).await {
+            Ok(Event::Msg(ServerMsg::Disconnect(reason))) => break Some(reason),
+            Ok(Event::Msg(_)) => {}
+            Ok(Event::Closed { .. }) | Err(_) => break None,
+        }
+    };
+    assert_eq!(closed, Some(DisconnectReason::TooSlow));
+    server.stop().await;
+}
