@@ -79,6 +79,30 @@ test('client messages decode to the Rust value and re-encode to the same bytes',
   assert.ok(hellos.some((h) => h.resume !== null));
 });
 
+test('an input carries its ack as a u32 varint between tick and buttons (protocol 3)', () => {
+  const inputs = golden.client_messages.filter((v) => variantOf(v.value) === 'Input');
+  assert.ok(inputs.length >= 5);
+  /** Bytes of a u32 varint (PROTOCOL.md 2.2). @param {number} n */
+  const varintLen = (n) => (n < 251 ? 1 : n <= 0xffff ? 3 : 5);
+  const acks = new Set();
+  for (const v of inputs) {
+    const { seq, tick, ack, buttons, aim } = v.value.Input;
+    assert.equal(typeof ack, 'number', `${v.name}: the Rust value has an ack`);
+    const bytes = hexToBytes(v.hex);
+    const msg = decodeClient(bytes);
+    assert.equal(msg.type, 'Input');
+    assert.equal(/** @type {any} */ (msg).ack, ack, v.name);
+    // variant, seq, tick, ack, buttons (raw byte), aim: nothing else.
+    const at = 1 + varintLen(seq) + varintLen(tick);
+    const ackBytes = bytesToHex(encodeClient({ type: 'Ack', tick: ack }).subarray(1));
+    assert.equal(bytesToHex(bytes.subarray(at, at + varintLen(ack))), ackBytes, `${v.name}: ack at byte ${at}`);
+    assert.equal(bytes[at + varintLen(ack)], buttons, `${v.name}: buttons right after the ack`);
+    assert.equal(bytes.length, at + varintLen(ack) + 1 + varintLen(aim), v.name);
+    acks.add(varintLen(ack));
+  }
+  assert.deepEqual([...acks].sort(), [1, 3, 5], 'acks of every varint width');
+});
+
 test('non-canonical varints decode like bincode and re-encode canonically', () => {
   for (const v of golden.noncanonical_client_messages) {
     const msg = decodeClient(hexToBytes(v.hex));
@@ -234,8 +258,11 @@ test('random bytes either decode or throw CodecError, never anything else', () =
 test('the encoder refuses values its type cannot hold', () => {
   assert.throws(() => encodeClient({ type: 'Ack', tick: -1 }), RangeError);
   assert.throws(() => encodeClient({ type: 'Ack', tick: 2 ** 32 }), RangeError);
-  assert.throws(() => encodeClient({ type: 'Input', seq: 1, tick: 1, buttons: 256, aim: 0 }), RangeError);
-  assert.throws(() => encodeClient({ type: 'Input', seq: 1, tick: 1, buttons: 0, aim: 65536 }), RangeError);
+  assert.throws(() => encodeClient({ type: 'Input', seq: 1, tick: 1, ack: 0, buttons: 256, aim: 0 }), RangeError);
+  assert.throws(() => encodeClient({ type: 'Input', seq: 1, tick: 1, ack: 0, buttons: 0, aim: 65536 }), RangeError);
+  assert.throws(() => encodeClient({ type: 'Input', seq: 1, tick: 1, ack: 2 ** 32, buttons: 0, aim: 0 }), RangeError);
+  // An input without its ack is a bug in the caller, not a zero on the wire.
+  assert.throws(() => encodeClient(/** @type {any} */ ({ type: 'Input', seq: 1, tick: 1, buttons: 0, aim: 0 })), RangeError);
   assert.throws(() => encodeClient({ type: 'Ping', nonce: 2n ** 64n }), RangeError);
   assert.throws(() => encodeClient({ type: 'Ack', tick: 1.5 }), RangeError);
 });

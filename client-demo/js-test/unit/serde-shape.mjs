@@ -62,7 +62,7 @@ export function toSerde(msg) {
     case 'Leave':
       return 'Leave';
     case 'Input':
-      return { Input: { seq: msg.seq, tick: msg.tick, buttons: msg.buttons, aim: msg.aim } };
+      return { Input: { seq: msg.seq, tick: msg.tick, ack: msg.ack, buttons: msg.buttons, aim: msg.aim } };
     case 'Ack':
       return { Ack: msg.tick };
     case 'Ping':
@@ -115,7 +115,7 @@ export function fromSerde(v) {
         resume: f.resume === null ? null : bytes(f.resume),
       };
     case 'Input':
-      return { type, seq: f.seq, tick: f.tick, buttons: f.buttons, aim: f.aim };
+      return { type, seq: f.seq, tick: f.tick, ack: f.ack, buttons: f.buttons, aim: f.aim };
     case 'Ack':
       return { type, tick: f };
     case 'Ping':

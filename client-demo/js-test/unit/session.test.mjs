@@ -1,4 +1,4 @@
-// Protocol v2 on the browser's side: the new hello and welcome fields, what
+// Protocol v2 and v3 on the browser's side: the hello and welcome fields, what
 // the client does after each disconnect reason, session resume (which hello,
 // which inputs again, the sessionStorage record), the connection's reconnect
 // logic against a scripted fake socket, and input pacing. No browser, no
@@ -68,16 +68,16 @@ test('every hello shape round-trips, and the token is 16 raw bytes', () => {
 });
 
 test('bad option tags and bools are refused, as bincode refuses them', () => {
-  const hello = encodeClient({ type: 'Hello', protocol: 2, name: '', room: null, auth: null, resume: null });
-  // [0, 2, 0 (name), 0 (Matchmake), auth tag, resume tag]
-  assert.deepEqual([...hello], [0, 2, 0, 0, 0, 0]);
-  assert.throws(() => decodeClient(Uint8Array.from([0, 2, 0, 0, 2, 0])), CodecError, 'auth tag 2');
-  assert.throws(() => decodeClient(Uint8Array.from([0, 2, 0, 0, 0, 2])), CodecError, 'resume tag 2');
-  assert.throws(() => decodeClient(Uint8Array.from([0, 2, 0, 2, 0, 0])), CodecError, 'room variant 2');
-  assert.throws(() => decodeClient(Uint8Array.from([0, 2, 0, 0, 0, 1, 1, 2, 3])), CodecError, 'short token');
+  const hello = encodeClient({ type: 'Hello', protocol: 3, name: '', room: null, auth: null, resume: null });
+  // [0, 3, 0 (name), 0 (Matchmake), auth tag, resume tag]
+  assert.deepEqual([...hello], [0, 3, 0, 0, 0, 0]);
+  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 0, 2, 0])), CodecError, 'auth tag 2');
+  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 0, 0, 2])), CodecError, 'resume tag 2');
+  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 2, 0, 0])), CodecError, 'room variant 2');
+  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 0, 0, 1, 1, 2, 3])), CodecError, 'short token');
   const welcome = encodeServer({
     type: 'Welcome',
-    protocol: 2,
+    protocol: 3,
     playerId: 1,
     tickHz: 30,
     snapshotHz: 30,
@@ -100,10 +100,10 @@ test('bad option tags and bools are refused, as bincode refuses them', () => {
 });
 
 test('the encoder refuses a session token of the wrong size and a non-bool', () => {
-  const hello = { type: 'Hello', protocol: 2, name: '', room: null, auth: null };
+  const hello = { type: 'Hello', protocol: 3, name: '', room: null, auth: null };
   assert.throws(() => encodeClient({ ...hello, resume: new Uint8Array(15) }), RangeError);
   assert.throws(() => encodeClient({ ...hello, resume: /** @type {any} */ ([1, 2]) }), RangeError);
-  const welcome = { type: 'Welcome', protocol: 2, playerId: 1, tickHz: 30, snapshotHz: 30, tick: 5, room: 'r', inputSeq: 0 };
+  const welcome = { type: 'Welcome', protocol: 3, playerId: 1, tickHz: 30, snapshotHz: 30, tick: 5, room: 'r', inputSeq: 0 };
   assert.throws(() => encodeServer({ ...welcome, session: token(0), resumed: /** @type {any} */ (1) }), TypeError);
   assert.throws(() => encodeServer({ ...welcome, session: new Uint8Array(17), resumed: false }), RangeError);
 });
@@ -448,7 +448,7 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
     const c = connection({ auth: 'tok' });
     c.conn.connect();
     c.last().open();
-    assert.deepEqual(c.last().hello, { type: 'Hello', protocol: 2, name: 'ana', room: null, auth: 'tok', resume: null });
+    assert.deepEqual(c.last().hello, { type: 'Hello', protocol: PROTOCOL_VERSION, name: 'ana', room: null, auth: 'tok', resume: null });
     c.last().receive(welcome());
     assert.equal(c.status().state, 'playing');
     assert.ok(c.storage.getItem(SESSION_KEY), 'the session is kept for a reload');
@@ -463,7 +463,7 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
     c.last().open();
     assert.deepEqual(c.last().hello, {
       type: 'Hello',
-      protocol: 2,
+      protocol: PROTOCOL_VERSION,
       name: '',
       room: 'public-1',
       auth: null,
@@ -496,7 +496,7 @@ test('an expired or foreign session falls back to a fresh join at once', () => {
       clock.advance(0);
       assert.equal(FakeSocket.all.length, 2, `${type}: reconnected without waiting`);
       c.last().open();
-      assert.deepEqual(c.last().hello, { type: 'Hello', protocol: 2, name: 'ana', room: 'duel', auth: 'tok', resume: null });
+      assert.deepEqual(c.last().hello, { type: 'Hello', protocol: PROTOCOL_VERSION, name: 'ana', room: 'duel', auth: 'tok', resume: null });
       // A fresh join refused the same way (it cannot be) does not loop at once.
       c.last().kick({ type });
       clock.advance(0);
@@ -576,7 +576,7 @@ test('leaving ends the game for good, and "Play again" joins as a new player', (
     assert.equal(c.status().button, 'rejoin');
     c.conn.rejoin();
     c.last().open();
-    assert.deepEqual(c.last().hello, { type: 'Hello', protocol: 2, name: 'ana', room: 'duel', auth: null, resume: null });
+    assert.deepEqual(c.last().hello, { type: 'Hello', protocol: PROTOCOL_VERSION, name: 'ana', room: 'duel', auth: null, resume: null });
     c.conn.teardown();
   } finally {
     clock.restore();

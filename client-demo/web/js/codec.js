@@ -373,9 +373,12 @@ export function isValidRoomName(name) {
  * `room` is the RoomRequest: null asks for matchmaking (`Matchmake`), a
  * string for the room of that name (`Named`). `auth` is the AuthToken's
  * string, `resume` a SessionToken's 16 bytes; null is None for both.
+ * An Input's `ack` is the newest snapshot tick the client holds (protocol 3:
+ * the input carries the ack, so a playing client sends one message per
+ * tick); before any snapshot, Welcome.tick, which no snapshot carries.
  * @typedef {{type: 'Hello', protocol: number, name: string, room: string|null,
  *     auth: string|null, resume: Uint8Array|null}
- *   | {type: 'Input', seq: number, tick: number, buttons: number, aim: number}
+ *   | {type: 'Input', seq: number, tick: number, ack: number, buttons: number, aim: number}
  *   | {type: 'Ack', tick: number}
  *   | {type: 'Ping', nonce: bigint}
  *   | {type: 'Leave'}} ClientMsg
@@ -412,6 +415,7 @@ export function encodeClient(msg) {
     case 'Input':
       w.u32(msg.seq);
       w.u32(msg.tick);
+      w.u32(msg.ack);
       w.u8(msg.buttons);
       w.u16(msg.aim);
       break;
@@ -451,7 +455,7 @@ export function decodeClient(data) {
       break;
     }
     case 1:
-      msg = { type: 'Input', seq: r.u32(), tick: r.u32(), buttons: r.u8(), aim: r.u16() };
+      msg = { type: 'Input', seq: r.u32(), tick: r.u32(), ack: r.u32(), buttons: r.u8(), aim: r.u16() };
       break;
     case 2:
       msg = { type: 'Ack', tick: r.u32() };

@@ -2,12 +2,14 @@
 // input, effects and rendering together.
 //
 // Two clocks run here. The simulation clock is a fixed-step accumulator at the
-// server's tick rate: every step samples the buttons, sends one input and
-// predicts one move, however fast frames come. The frame clock
+// server's tick rate: every step samples the buttons, sends one input (which
+// also acknowledges the newest snapshot held: one message per tick, see
+// acks.js) and predicts one move, however fast frames come. The frame clock
 // (requestAnimationFrame) only draws: the own player between its last two
 // predicted steps, everybody else from the interpolation buffer.
 
 import { Kind } from './protocol.js';
+import { Acker } from './acks.js';
 import { Effects } from './effects.js';
 import { Input } from './input.js';
 import { Interpolator } from './interpolation.js';
@@ -57,6 +59,8 @@ export class Game {
     this.effects = new Effects();
     this.stats = new NetStats();
     this.receiver = new SnapshotReceiver();
+    /** Acknowledges snapshots: inside each input, alone only when no input goes. */
+    this.acks = new Acker((msg) => this.conn.send(msg));
     /** @type {import('./codec.js').ServerMsg & {type: 'Welcome'} | null} */
     this.welcome = null;
     this.rules = tickRules(30);
@@ -171,19 +175,30 @@ export class Game {
     // old page acknowledged last is probably the server's baseline.
     this.inputAck = w.inputSeq;
     const kept = this.conn.store.takeState();
+    const seeded = w.resumed && kept !== null;
     if (w.resumed) {
       this.resumes++;
       this.predictor.resume(w.inputSeq, []);
       if (kept) this.receiver.seed(kept);
     }
+    // Holding no snapshot yet, the inputs acknowledge Welcome.tick, which no
+    // snapshot carries; a kept state is held, as if just received.
+    this.acks.reset(seeded && kept ? kept.tick : w.tick, seeded, this.lastUpdate);
   }
 
   /**
    * The page is going away (a reload, perhaps): keep the newest acknowledged
-   * state with the session, for the next page to resume from.
+   * state with the session, for the next page to resume from. The newest
+   * held state is acknowledged now if no input has carried it yet (the
+   * server reads that Ack before the close), so the server's baseline for
+   * the resume is most likely the state kept.
    */
   stash() {
-    if (this.conn.session && this.receiver.latest) this.conn.store.saveState(this.receiver.latest);
+    if (!this.conn.session) return;
+    this.acks.flush();
+    const tick = this.acks.acked;
+    const state = tick === null ? null : this.receiver.ring.get(tick);
+    if (state) this.conn.store.saveState(state);
   }
 
   /**
@@ -193,18 +208,22 @@ export class Game {
    */
   resume(w) {
     this.resumes++;
+    const now = performance.now();
     const { resend, dropped } = inputsToResend(this.predictor.pending, w.inputSeq);
     this.predictor.resume(w.inputSeq, dropped);
-    for (const p of resend) this.conn.send({ type: 'Input', seq: p.seq, tick: p.tick, buttons: p.buttons, aim: p.aim });
+    // The resent inputs acknowledge the newest state held now, not what was
+    // held when they were first sent.
+    this.acks.reconnected(w.tick, now);
+    this.acks.resend(resend);
     this.resent += resend.length;
     this.resendDropped += dropped.length;
     // The receiver keeps its states: the server's next snapshot is a delta
-    // against the newest one it saw acknowledged, which is among them. (Acking
-    // our newest again would not help: if that ack was lost with the old
-    // connection, the server no longer holds that state, and would have to
-    // send a full snapshot instead.)
+    // against the newest one it read acknowledged, which is among them. An
+    // ack of a state it never sent on this connection (one whose ack was
+    // lost with the old one) does not move its baseline, so acking our
+    // newest is safe.
     this.acc = 0;
-    this.lastUpdate = performance.now();
+    this.lastUpdate = now;
     this.stats.pingMs = null;
   }
 
@@ -213,13 +232,11 @@ export class Game {
     const now = performance.now();
     this.stats.snapshotIn(now, bytes);
     const state = this.receiver.receive(msg);
-    if (!state) {
-      // Keep acking the last good state: the server's next delta will be
-      // against it (or full, if it is too old).
-      if (this.receiver.latest) this.conn.send({ type: 'Ack', tick: this.receiver.latest.tick });
-      return;
-    }
-    this.conn.send({ type: 'Ack', tick: state.tick });
+    // Unusable: nothing new to acknowledge. The server keeps encoding against
+    // the last state it read acknowledged (or sends a full snapshot once
+    // that is too old).
+    if (!state) return;
+    this.acks.held(state.tick, now);
     this.inputAck = msg.inputAck;
     this.pacer.onSnapshot(this.predictor.nextSeq - 1 - msg.inputAck);
     this.stepsSinceSnapshot = 0;
@@ -325,9 +342,12 @@ export class Game {
     if (!skipped) {
       const tick = latest ? (latest.tick + this.stepsSinceSnapshot) >>> 0 : (this.welcome?.tick ?? 0);
       const seq = this.predictor.step(buttons, { tick, aim: this.aim });
-      this.conn.send({ type: 'Input', seq, tick, buttons, aim: this.aim });
+      this.acks.input({ seq, tick, buttons, aim: this.aim }, now);
     } else {
       this.predictor.idle();
+      // No input carries the ack this tick: it goes alone, if there is a
+      // newer snapshot to acknowledge.
+      this.acks.tickWithoutInput(now);
     }
 
     for (const s of this.shots) {
@@ -483,6 +503,9 @@ export class Game {
       inputsResendDropped: this.resendDropped,
       inputsPaced: this.pacer.paced,
       inputsStalled: this.pacer.stalled,
+      /** Standalone Acks (every other ack rode in an input), and those sent because the loop had stalled. */
+      acksAlone: this.acks.alone,
+      acksAloneStalled: this.acks.aloneStalled,
       pendingInputs: this.predictor.pending.length,
       tickHz: this.rules.tickHz,
       snapshotHz: this.welcome?.snapshotHz ?? null,

@@ -250,9 +250,15 @@ export class Connection {
     this.send({ type: 'Ping', nonce });
   }
 
-  /** @param {ClientMsg} msg */
+  /**
+   * Sends one message if the socket is open.
+   * @param {ClientMsg} msg
+   * @returns {boolean} whether it went out (false: not connected)
+   */
   send(msg) {
-    if (this.ws && this.ws.readyState === OPEN) this.ws.send(encodeClient(msg));
+    if (!this.ws || this.ws.readyState !== OPEN) return false;
+    this.ws.send(encodeClient(msg));
+    return true;
   }
 
   /**
