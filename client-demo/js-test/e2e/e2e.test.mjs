@@ -19,6 +19,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { chromium } from 'playwright-core';
 
+import { decodeClient } from '../../web/js/codec.js';
+import { PROTOCOL_VERSION } from '../../web/js/protocol.js';
+
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -182,17 +185,24 @@ async function openPlayer(name, opts = {}) {
   });
   const rewrite = opts.rewriteFirstMessage ?? ((/** @type {Buffer} */ b) => b);
   const delay = opts.oneWayDelayMs ?? 0;
-  /** Per routed socket: whether the test black-holed it. */
-  const links = /** @type {{cut: boolean}[]} */ ([]);
+  /** Per routed socket: whether the test black-holed it, and what the page sent on it (decoded). */
+  const links = /** @type {{cut: boolean, fromPage: {at: number, msg: any}[]}[]} */ ([]);
   if (opts.rewriteFirstMessage || delay > 0 || opts.proxy) {
     await page.routeWebSocket(/\/ws$/, (ws) => {
       const server = ws.connectToServer();
-      const link = { cut: false };
+      const link = { cut: false, fromPage: /** @type {{at: number, msg: any}[]} */ ([]) };
       links.push(link);
       let first = true;
       // Equal delays keep the order: timers of equal timeout fire in order.
       const later = (/** @type {() => void} */ f) => (delay > 0 ? setTimeout(f, delay) : f());
       ws.onMessage((m) => {
+        if (typeof m !== 'string') {
+          try {
+            link.fromPage.push({ at: Date.now(), msg: decodeClient(new Uint8Array(m)) });
+          } catch {
+            // A tampered or broken message: the server judges it.
+          }
+        }
         if (link.cut) return;
         const out = first && typeof m !== 'string' ? rewrite(m) : m;
         first = false;
@@ -338,6 +348,52 @@ test('two browsers see each other move, at the tick rate', { timeout: 120000 }, 
   assert.deepEqual([...a.errors, ...b.errors], [], 'no page errors');
 });
 
+test('a playing page sends one message per tick: each input acknowledges a snapshot it holds', { timeout: 60000 }, async (t) => {
+  const room = freshRoom('acks');
+  const p = await openPlayer('kai', { room, proxy: true });
+  await p.page.waitForFunction(() => window.__arena.view().stats.pingMs !== null, null, { timeout: 10000 });
+  const link = p.links[0];
+  // Before any snapshot the inputs acknowledged the welcome's tick, which is
+  // older than every snapshot.
+  const firstInput = link.fromPage.find((m) => m.msg.type === 'Input')?.msg;
+  assert.ok(firstInput, 'the page sent inputs');
+  const before = await view(p.page);
+  const from = link.fromPage.length;
+  const start = before.own;
+  const key = start.x < ARENA_WIDTH / 2 ? 'KeyD' : 'KeyA';
+  await p.page.keyboard.down(key);
+  await sleep(1500);
+  await p.page.keyboard.up(key);
+  await sleep(500);
+  // What the page sent, then what it holds: no ack can name a newer tick.
+  const window_ = link.fromPage.slice(from).map((m) => m.msg);
+  const after = await view(p.page);
+  const inputs = window_.filter((m) => m.type === 'Input');
+  const acks = window_.filter((m) => m.type === 'Ack');
+  const ticks = after.tick - before.tick;
+  t.diagnostic(`${ticks} ticks: ${inputs.length} inputs, ${acks.length} standalone acks, ${after.acksAloneStalled - before.acksAloneStalled} after a stalled loop, ${after.inputsPaced - before.inputsPaced} paced`);
+  assert.ok(inputs.length >= ticks * 0.8, `${inputs.length} inputs in ${ticks} ticks`);
+  // Every input carries an ack: increasing, and a tick the page held.
+  for (let i = 0; i < inputs.length; i++) {
+    assert.ok(inputs[i].ack > firstInput.ack, `input ${inputs[i].seq} acknowledges ${inputs[i].ack}`);
+    if (i > 0) assert.ok(inputs[i].ack >= inputs[i - 1].ack, `acks go back at input ${inputs[i].seq}`);
+  }
+  // About the newest (one tick behind, plus what arrived since the slice).
+  assert.ok(inputs.at(-1).ack <= after.tick && inputs.at(-1).ack >= after.tick - 10, `last ack ${inputs.at(-1).ack}, newest held ${after.tick}`);
+  // No Ack of its own while inputs flow: what the page counted is what the
+  // wire carried, and each one is explained by a tick without input or a
+  // loop that did not run (a loaded machine).
+  assert.equal(acks.length, after.acksAlone - before.acksAlone, 'standalone Acks counted by the page');
+  const skippedTicks = after.inputsPaced - before.inputsPaced + (after.inputsStalled - before.inputsStalled);
+  const stalled = after.acksAloneStalled - before.acksAloneStalled;
+  assert.ok(acks.length <= skippedTicks + stalled, `${acks.length} Acks, ${skippedTicks} ticks without input, ${stalled} stalls`);
+  assert.ok(acks.length <= Math.max(3, inputs.length / 10), `${acks.length} standalone Acks beside ${inputs.length} inputs`);
+  // Deltas against those acks apply: no missing baseline, no desync.
+  assert.equal(after.stats.desyncs, 0);
+  assert.equal(after.stats.unusableSnapshots, 0);
+  assert.deepEqual(p.errors, []);
+});
+
 test('a lost server shows why and the page reconnects when it is back', { timeout: 90000 }, async () => {
   const p = await openPlayer('carol');
   const before = (await view(p.page)).playerId;
@@ -373,7 +429,10 @@ test('a version mismatch and a kick show the server\'s reason and offer a reload
     rewriteFirstMessage: (b) => Buffer.from([b[0], 99, ...b.subarray(2)]),
   });
   const text = await bannerText(old.page, /version mismatch/);
-  assert.match(text, /Disconnected by the server: protocol version mismatch: server speaks 2, client sent 99/);
+  assert.match(
+    text,
+    new RegExp(`Disconnected by the server: protocol version mismatch: server speaks ${PROTOCOL_VERSION}, client sent 99`),
+  );
   assert.doesNotMatch(text, /Retrying/, 'retrying cannot fix a version mismatch');
   assert.equal(await old.page.locator('#banner-button').textContent(), 'Reload');
   await old.page.screenshot({ path: `${ARTIFACTS}e2e-version-mismatch.png` });
@@ -382,7 +441,7 @@ test('a version mismatch and a kick show the server\'s reason and offer a reload
   // (the right version, then a name length with a reserved varint marker).
   const broken = await openPlayer('frank', {
     join: false,
-    rewriteFirstMessage: () => Buffer.from([0, 2, 0xff]),
+    rewriteFirstMessage: () => Buffer.from([0, PROTOCOL_VERSION, 0xff]),
   });
   const kick = await bannerText(broken.page, /Disconnected/);
   assert.match(kick, /Disconnected by the server: malformed message/);
@@ -554,6 +613,17 @@ test('a connection that dies without a close resumes the same player', { timeout
   );
   const back = Date.now() - cutAt;
   const v = await view(p.page);
+  // The inputs resent on the new link acknowledge the newest state held
+  // (nothing arrived during the cut: the last ack the page sent), first
+  // thing after the hello.
+  const oldInputs = p.links[0].fromPage.filter((m) => m.msg.type === 'Input').map((m) => m.msg);
+  const lastSeq = Math.max(...oldInputs.map((m) => m.seq));
+  const lastAck = Math.max(...p.links[0].fromPage.map((m) => (m.msg.type === 'Input' ? m.msg.ack : m.msg.type === 'Ack' ? m.msg.tick : 0)));
+  const onNew = p.links.at(-1)?.fromPage.map((m) => m.msg) ?? [];
+  const resent = onNew.filter((m) => m.type === 'Input' && m.seq <= lastSeq);
+  assert.ok(resent.length > 0, `inputs resent (old link up to seq ${lastSeq}); new link: ${JSON.stringify(onNew.slice(0, 4))}`);
+  for (const r of resent) assert.equal(r.ack, lastAck, `resent input ${r.seq} acknowledges the newest held state`);
+  assert.equal(onNew[0].type, 'Hello');
   assert.equal(v.resumed, true);
   assert.equal(v.room, room);
   assert.match((await p.page.locator('#toast').textContent()) ?? '', /resumed/);
