@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use fastwebsockets::{
-    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
+    Frame, OpCode, Payload, Role, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -26,7 +26,12 @@ use shared::protocol::{
 use shared::rules::MAX_NAME_CHARS;
 use shared::snapshot::SnapshotMsg;
 use shared::{Tick, snapshot};
-use tokio::io::{ReadHalf, WriteHalf};
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{Instrument, debug, info, info_span};
@@ -37,7 +42,58 @@ use crate::metrics::{InputDrop, Metrics};
 use crate::registry::Registry;
 use crate::room::{self, NO_ACK, PlayerHandle, Published, RoomCmd, RoomHandle, Seat};
 
-type Io = TokioIo<Upgraded>;
+/// What the HTTP server upgrades: hyper's type-erased stream over the TCP
+/// stream it was given.
+type Upgrade = TokioIo<Upgraded>;
+
+/// The read side of a connection: the TCP stream's own half, after the bytes
+/// hyper read past the upgrade request (none from a client that waits for
+/// the 101, as RFC 6455 section 4.1 asks).
+///
+/// The connection runs on the `TcpStream` itself rather than on hyper's
+/// `Upgraded`, split into owned halves: no mutex taken by every read and
+/// write (`tokio::io::split`), no boxed stream, no adapter between hyper's
+/// and tokio's I/O traits on each call.
+struct ReadSide {
+    early: bytes::Bytes,
+    half: OwnedReadHalf,
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.early.is_empty() {
+            let n = self.early.len().min(buf.remaining());
+            buf.put_slice(&self.early.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.half).poll_read(cx, buf)
+    }
+}
+
+/// Takes the TCP stream back from hyper, as the WebSocket's two halves,
+/// configured. `None` if the upgraded stream is not a `TcpStream`, which
+/// the server never serves.
+fn into_tcp(
+    ws: WebSocket<Upgrade>,
+) -> Option<(WebSocketRead<ReadSide>, WebSocketWrite<OwnedWriteHalf>)> {
+    let upgraded = ws.into_inner().into_inner();
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    let (half, write) = parts.io.into_inner().into_split();
+    let read = ReadSide {
+        early: parts.read_buf,
+        half,
+    };
+    let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
+    read.set_auto_close(false);
+    read.set_auto_pong(false);
+    // fastwebsockets refuses frames of `max` bytes or more.
+    read.set_max_message_size(MAX_CLIENT_MESSAGE + 1);
+    Some((read, write))
+}
 
 /// Messages the reader (or shutdown) hands to the writer. The queue is small
 /// (16): a client that floods pings beyond it simply loses the extra pongs.
@@ -81,7 +137,7 @@ enum Inbound<'a> {
 /// Frame reader that reassembles fragmented messages under the same size cap
 /// as single frames (fastwebsockets only caps each frame).
 struct Reader {
-    ws: WebSocketRead<ReadHalf<Io>>,
+    ws: WebSocketRead<ReadSide>,
     message: Vec<u8>,
     in_fragment: bool,
 }
@@ -139,7 +195,7 @@ impl Reader {
 
 /// Frame writer: one reusable encode buffer, every write under a deadline.
 struct Writer {
-    ws: WebSocketWrite<WriteHalf<Io>>,
+    ws: WebSocketWrite<OwnedWriteHalf>,
     buf: Vec<u8>,
     write_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -253,12 +309,10 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
 /// and the events of the play loop, but the play loop is not instrumented:
 /// entering and leaving a span on every poll cost 3% of the server's CPU
 /// at 1,000 clients (BENCHMARKS.md section 7).
-pub(crate) async fn run(mut ws: WebSocket<Io>, peer: SocketAddr, ctx: ConnContext) {
-    ws.set_auto_close(false);
-    ws.set_auto_pong(false);
-    // fastwebsockets refuses frames of `max` bytes or more.
-    ws.set_max_message_size(MAX_CLIENT_MESSAGE + 1);
-    let (read, write) = ws.split(tokio::io::split);
+pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnContext) {
+    let Some((read, write)) = into_tcp(ws) else {
+        return tracing::error!(%peer, "upgraded stream is not a TcpStream; closing");
+    };
     let span = info_span!(
         "conn",
         %peer,
