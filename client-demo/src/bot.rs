@@ -953,6 +953,10 @@ impl Game {
     /// the server never received, under their own sequence numbers.
     fn resumed(&mut self, welcome: Welcome, link: &mut Link, now: Instant) -> Result<(), BotError> {
         self.predictor.forget_send_times();
+        if self.newest_snapshot.is_none() {
+            // Nothing held: say so with this connection's welcome tick.
+            self.ack = welcome.tick;
+        }
         let mut resent = 0;
         for input in self.unacked.iter().filter(|i| i.seq > welcome.input_seq) {
             // Acknowledge what is held now, not what was held when the
@@ -962,6 +966,7 @@ impl Game {
                 ..*input
             };
             link.send(&ClientMsg::Input(input), now)?;
+            self.ack_pending = false;
             resent += 1;
         }
         self.metrics.inputs_resent.add(resent);

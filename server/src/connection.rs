@@ -491,6 +491,7 @@ async fn play(
         ..
     } = seat;
     let mut kicked = Some(kicked);
+    let mut acks = AckCell::new();
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let mut writer_task = tokio::spawn(write_loop(
@@ -499,7 +500,8 @@ async fn play(
         Feed {
             snapshots: room.snapshots.clone(),
             player,
-            acked: Arc::clone(&acked),
+            acked: Arc::clone(&acks.cell),
+            confirmed: acked,
             baseline,
             joined,
             heard: Arc::clone(&heard),
@@ -508,7 +510,6 @@ async fn play(
         ctx.shutdown.clone(),
     ));
     let (rate, burst) = ctx.config.message_rate();
-    let mut acks = AckCell::new(acked);
     let mut rate_guard = RateGuard::new(
         rate,
         burst,
@@ -603,23 +604,22 @@ async fn play(
     forfeit
 }
 
-/// The reader's side of the seat's ack cell: keeps the acknowledged tick
-/// moving forward only. Acks come inside every input as well as alone, and
-/// an input resent after a resume may carry an older one; a client only
-/// keeps states from the baseline of the newest delta on, so a baseline
-/// must never move back.
+/// The acks this connection read, newest first: the reader stores, the
+/// writer loads. Kept moving forward only: acks come inside every input as
+/// well as alone, and an input resent after a resume may carry an older one;
+/// a client only keeps states from the baseline of the newest delta on, so
+/// a baseline must never move back.
 struct AckCell {
     cell: Arc<AtomicU64>,
     newest: Option<Tick>,
 }
 
 impl AckCell {
-    fn new(cell: Arc<AtomicU64>) -> Self {
-        let newest = match cell.load(Relaxed) {
-            NO_ACK => None,
-            tick => Some(Tick(tick as u32)),
-        };
-        Self { cell, newest }
+    fn new() -> Self {
+        Self {
+            cell: Arc::new(AtomicU64::new(NO_ACK)),
+            newest: None,
+        }
     }
 
     fn offer(&mut self, tick: Tick) {
@@ -636,6 +636,11 @@ struct Feed {
     player: PlayerHandle,
     /// The newest tick the client acknowledged (the reader stores it).
     acked: Arc<AtomicU64>,
+    /// The session's ack, which a resume takes its baseline from: only
+    /// ticks this writer found among the snapshots it sent (or resumed
+    /// from), so a client that acknowledged a tick it never received (the
+    /// welcome's) never gets a delta against it after a resume.
+    confirmed: Arc<AtomicU64>,
     /// On a resume, the snapshot the client last acknowledged.
     baseline: Option<Arc<Published>>,
     /// The tick the player was seated on; earlier snapshots lack them.
@@ -686,6 +691,7 @@ async fn write_loop(
         mut snapshots,
         player,
         acked,
+        confirmed,
         baseline,
         joined,
         heard,
@@ -700,6 +706,8 @@ async fn write_loop(
         delta: SnapshotMsg::default(),
         full_sent: None,
         last_baseline,
+        joined,
+        confirmed,
     };
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
@@ -811,6 +819,30 @@ struct ClientView {
     /// resume a snapshot of the previous connection newer than the last ack
     /// it read) names no baseline; the client still holds this one.
     last_baseline: u64,
+    /// The welcome's tick. No snapshot carries it, so a client acknowledging
+    /// it says it holds nothing (it has not received a snapshot yet, or it
+    /// resumed without its states, like a reloaded page).
+    joined: Tick,
+    /// See [`Feed::confirmed`].
+    confirmed: Arc<AtomicU64>,
+}
+
+impl ClientView {
+    /// The baseline of the next delta for a client whose newest ack is
+    /// `ack`: that snapshot if this writer has it, else the last baseline
+    /// used (which the client still holds), else none (a full snapshot).
+    fn baseline(&mut self, ack: u64) -> Option<&Arc<Published>> {
+        if ack == u64::from(self.joined.0) {
+            self.last_baseline = NO_ACK;
+            self.confirmed.store(NO_ACK, Relaxed);
+            return None;
+        }
+        if room::acked_snapshot(&self.history, ack).is_some() {
+            self.last_baseline = ack;
+            self.confirmed.store(ack, Relaxed);
+        }
+        room::acked_snapshot(&self.history, self.last_baseline)
+    }
 }
 
 /// Sends this client the published tick, as a delta against its newest
@@ -824,14 +856,9 @@ async fn send_snapshot(
     config: &Config,
 ) -> Result<bool, WriteFailed> {
     let started = std::time::Instant::now();
+    let baseline = view.baseline(ack).cloned();
+    let baseline = baseline.as_ref();
     let history = &mut view.history;
-    let baseline = match room::acked_snapshot(history, ack) {
-        Some(found) => {
-            view.last_baseline = ack;
-            Some(found)
-        }
-        None => room::acked_snapshot(history, view.last_baseline),
-    };
     if baseline.is_some() {
         view.full_sent = None;
     } else if view
@@ -888,20 +915,22 @@ mod tests {
 
     #[test]
     fn acks_only_move_forward_across_wraparound() {
-        let cell = Arc::new(AtomicU64::new(NO_ACK));
-        let mut acks = AckCell::new(Arc::clone(&cell));
+        let mut acks = AckCell::new();
+        let cell = Arc::clone(&acks.cell);
+        assert_eq!(cell.load(Relaxed), NO_ACK);
         acks.offer(Tick(10));
         acks.offer(Tick(7)); // an input resent after a resume
         assert_eq!(cell.load(Relaxed), 10);
         acks.offer(Tick(11));
         assert_eq!(cell.load(Relaxed), 11);
-        // A resumed seat starts from the session's ack; ticks wrap.
-        let cell = Arc::new(AtomicU64::new(u64::from(u32::MAX - 1)));
-        let mut acks = AckCell::new(Arc::clone(&cell));
+        acks.offer(Tick(u32::MAX - 1));
+        assert_eq!(cell.load(Relaxed), 11, "2^32 - 12 ticks ahead is behind");
+        let mut acks = AckCell::new();
+        acks.offer(Tick(u32::MAX - 1));
         acks.offer(Tick(u32::MAX - 5));
-        assert_eq!(cell.load(Relaxed), u64::from(u32::MAX - 1));
+        assert_eq!(acks.cell.load(Relaxed), u64::from(u32::MAX - 1));
         acks.offer(Tick(3));
-        assert_eq!(cell.load(Relaxed), 3);
+        assert_eq!(acks.cell.load(Relaxed), 3, "ticks wrap");
     }
 
     #[test]

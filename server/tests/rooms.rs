@@ -10,7 +10,7 @@ use server::{Config, RoomSpec};
 use shared::Tick;
 use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg};
 use shared::rules::{self, TickRules, buttons};
-use shared::snapshot::EntityKind;
+use shared::snapshot::{EntityKind, SnapshotMsg};
 use tokio::time::{Instant, sleep, timeout};
 
 fn ids(replica: &Replica) -> Vec<u32> {
@@ -380,14 +380,8 @@ async fn an_empty_room_is_disposed_after_its_grace_but_a_persistent_one_stays() 
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resume_before_any_ack_gets_a_full_snapshot() {
-    let server = TestServer::start(Config::default()).await;
-    let (c, welcome) = Client::join(server.addr, "fresh").await;
-    c.kill();
-    let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
-    assert_eq!(resumed.input_seq, 0);
-    let first = timeout(STEP, async {
+async fn next_snapshot(c: &mut Client) -> SnapshotMsg {
+    timeout(STEP, async {
         loop {
             if let Event::Msg(ServerMsg::Snapshot(s)) = c.recv().await {
                 return s;
@@ -395,7 +389,60 @@ async fn a_resume_before_any_ack_gets_a_full_snapshot() {
         }
     })
     .await
-    .expect("snapshot");
-    assert!(first.is_full(), "nothing acked: nothing to delta against");
+    .expect("snapshot")
+}
+
+/// A client that holds nothing acknowledges its welcome's tick (PROTOCOL.md
+/// section 3.2), which no snapshot carries. Whether it never received a
+/// snapshot or resumed without its states (a reloaded page), it gets a full
+/// snapshot, never a delta against a state it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
+    let server = TestServer::start(Config::default()).await;
+    // Acknowledged only the welcome's tick, then dropped.
+    let (mut c, welcome) = Client::join(server.addr, "fresh").await;
+    c.send(&ClientMsg::Input(InputCmd {
+        ack: welcome.tick,
+        ..input(1)
+    }))
+    .await;
+    sleep(Duration::from_millis(200)).await;
+    c.kill();
+    let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
+    assert_eq!(resumed.input_seq, 1);
+    let first = next_snapshot(&mut c).await;
+    assert!(first.is_full(), "nothing held: nothing to delta against");
+
+    // Played and acknowledged, dropped, and resumed without its states: it
+    // says so by acknowledging the new welcome's tick.
+    let mut replica = Replica::default();
+    let mut seq = 2;
+    replica.apply(&first);
+    for _ in 0..10 {
+        let tick = replica.apply(&next_snapshot(&mut c).await);
+        c.send(&ClientMsg::Input(InputCmd {
+            ack: tick,
+            ..input(seq)
+        }))
+        .await;
+        seq += 1;
+    }
+    sleep(Duration::from_millis(200)).await;
+    c.kill();
+    let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
+    assert!(
+        !next_snapshot(&mut c).await.is_full(),
+        "states were acknowledged: the resume starts with a delta"
+    );
+    c.send(&ClientMsg::Input(InputCmd {
+        ack: resumed.tick,
+        ..input(seq)
+    }))
+    .await;
+    let mut deltas_after = 0;
+    while !next_snapshot(&mut c).await.is_full() {
+        deltas_after += 1;
+        assert!(deltas_after < 10, "still deltas after {deltas_after} snapshots");
+    }
     server.stop().await;
 }
