@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fastwebsockets::{
     Frame, OpCode, Payload, Role, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
@@ -510,12 +510,8 @@ async fn play(
         ctx.shutdown.clone(),
     ));
     let (rate, burst) = ctx.config.message_rate();
-    let mut rate_guard = RateGuard::new(
-        rate,
-        burst,
-        ctx.config.rate_limit_kick_secs,
-        std::time::Instant::now(),
-    );
+    let mut rate_guard =
+        RateGuard::new(rate, burst, ctx.config.rate_limit_kick_secs, Instant::now());
     let end = loop {
         // The read comes first: in steady state it is the only branch
         // polled (the others are polled when it has to wait).
@@ -543,7 +539,7 @@ async fn play(
             Err(ReadEnd::Reason(r)) => break Control::Disconnect(r),
             Ok(inbound) => inbound,
         };
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         heard.hear(now);
         match inbound {
             Inbound::Binary(bytes) => {
@@ -654,7 +650,7 @@ struct Feed {
 /// wakes for every snapshot and ping anyway, checks it: a timer per read
 /// was 3% of the server's CPU at 1,000 clients (BENCHMARKS.md section 7).
 struct Heard {
-    since: std::time::Instant,
+    since: Instant,
     /// Milliseconds after `since`.
     at_ms: AtomicU64,
 }
@@ -662,18 +658,18 @@ struct Heard {
 impl Heard {
     fn new() -> Self {
         Self {
-            since: std::time::Instant::now(),
+            since: Instant::now(),
             at_ms: AtomicU64::new(0),
         }
     }
 
-    fn hear(&self, now: std::time::Instant) {
+    fn hear(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.since).as_millis();
         self.at_ms.store(ms as u64, Relaxed);
     }
 
     /// Time since the last message (or since the seat was taken).
-    fn silence(&self, now: std::time::Instant) -> Duration {
+    fn silence(&self, now: Instant) -> Duration {
         let at = self.since + Duration::from_millis(self.at_ms.load(Relaxed));
         now.saturating_duration_since(at)
     }
@@ -709,17 +705,22 @@ async fn write_loop(
         joined,
         confirmed,
     };
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The writer wakes for every published snapshot, so it needs no timers
+    // of its own: the WebSocket ping and the idle check ride those wake-ups.
+    // Likewise the shutdown future lives across iterations, registered
+    // once, instead of being re-created (and its waiter re-queued under the
+    // watch's lock) for every snapshot.
+    let mut next_ping = Instant::now() + config.ping_interval;
     let mut last_ack = (NO_ACK, Instant::now());
     let mut last_sent: Option<Tick> = None;
+    let stop = crate::stopped(&mut shutdown);
+    tokio::pin!(stop);
     snapshots.mark_changed(); // send the current state right away
     let result: Result<(), WriteFailed> = async {
         loop {
             tokio::select! {
                 biased;
-                () = crate::stopped(&mut shutdown) => {
+                () = &mut stop => {
                     writer.close(DisconnectReason::ServerShutdown).await;
                     return Ok(());
                 }
@@ -747,9 +748,14 @@ async fn write_loop(
                         writer.close(DisconnectReason::ServerShutdown).await;
                         return Ok(());
                     }
-                    if heard.silence(std::time::Instant::now()) > config.idle_timeout {
+                    let now = Instant::now();
+                    if heard.silence(now) > config.idle_timeout {
                         writer.close(DisconnectReason::IdleTimeout).await;
                         return Ok(());
+                    }
+                    if now >= next_ping {
+                        next_ping = now + config.ping_interval;
+                        writer.frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await?;
                     }
                     let published = Arc::clone(&snapshots.borrow_and_update());
                     if published.state.tick.since(joined) <= 0 {
@@ -759,12 +765,12 @@ async fn write_loop(
                     }
                     let ack = acked.load(Relaxed);
                     if ack != last_ack.0 {
-                        last_ack = (ack, Instant::now());
-                    } else if last_ack.1.elapsed() > config.ack_timeout {
+                        last_ack = (ack, now);
+                    } else if now.saturating_duration_since(last_ack.1) > config.ack_timeout {
                         writer.close(DisconnectReason::TooSlow).await;
                         return Ok(());
                     }
-                    if send_snapshot(&mut writer, &mut view, &published, player, ack, &config).await? {
+                    if send_snapshot(&mut writer, &mut view, &published, player, ack, now, &config).await? {
                         let tick = published.state.tick;
                         if let Some(prev) = last_sent {
                             // Snapshots published between the last one
@@ -777,13 +783,6 @@ async fn write_loop(
                         }
                         last_sent = Some(tick);
                     }
-                }
-                _ = ping.tick() => {
-                    if heard.silence(std::time::Instant::now()) > config.idle_timeout {
-                        writer.close(DisconnectReason::IdleTimeout).await;
-                        return Ok(());
-                    }
-                    writer.frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await?;
                 }
             }
         }
@@ -837,7 +836,7 @@ impl ClientView {
             self.confirmed.store(NO_ACK, Relaxed);
             return None;
         }
-        if room::acked_snapshot(&self.history, ack).is_some() {
+        if ack != self.last_baseline && room::acked_snapshot(&self.history, ack).is_some() {
             self.last_baseline = ack;
             self.confirmed.store(ack, Relaxed);
         }
@@ -853,9 +852,9 @@ async fn send_snapshot(
     published: &Arc<Published>,
     player: PlayerHandle,
     ack: u64,
+    started: Instant,
     config: &Config,
 ) -> Result<bool, WriteFailed> {
-    let started = std::time::Instant::now();
     let baseline = view.baseline(ack).cloned();
     let baseline = baseline.as_ref();
     let history = &mut view.history;
@@ -863,12 +862,12 @@ async fn send_snapshot(
         view.full_sent = None;
     } else if view
         .full_sent
-        .is_some_and(|at| at.elapsed() < FULL_SNAPSHOT_RESEND)
+        .is_some_and(|at| started.saturating_duration_since(at) < FULL_SNAPSHOT_RESEND)
     {
         writer.metrics.snapshots_skipped.inc();
         return Ok(false);
     } else {
-        view.full_sent = Some(Instant::now());
+        view.full_sent = Some(started);
     }
     let delta = &mut view.delta;
     let shared = published.shared_delta(baseline.map(|p| p.state.tick), || {

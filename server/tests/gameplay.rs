@@ -119,8 +119,16 @@ async fn an_input_moves_the_player_as_the_shared_rules_say() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_are_answered_and_http_routes_work() {
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(Config {
+        ping_interval: Duration::from_millis(100),
+        ..config()
+    })
+    .await;
     let (mut c, _) = Client::join(server.addr, "pinger").await;
+    // The server's WebSocket pings (they ride the snapshot wake-ups).
+    let mut replica = Replica::default();
+    play_for(&mut c, &mut replica, Duration::from_millis(550)).await;
+    assert!((3..=7).contains(&c.pings), "{} pings in 0.55 s", c.pings);
     c.send(&ClientMsg::Ping(0xfeed)).await;
     loop {
         match c.recv().await {
@@ -281,7 +289,9 @@ async fn a_hello_sent_with_the_upgrade_request_is_read() {
     request.extend([0x82, 0x80 | hello.len() as u8]);
     request.extend(mask);
     request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.expect("connects");
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connects");
     s.write_all(&request).await.expect("writes");
     let mut got = Vec::new();
     let welcome = tokio::time::timeout(Duration::from_secs(5), async {
@@ -306,9 +316,6 @@ async fn a_hello_sent_with_the_upgrade_request_is_read() {
     })
     .await
     .expect("welcomed within 5 s");
-    assert!(
-        matches!(welcome, ServerMsg::Welcome(_)),
-        "got {welcome:?}"
-    );
+    assert!(matches!(welcome, ServerMsg::Welcome(_)), "got {welcome:?}");
     server.stop().await;
 }

@@ -133,6 +133,8 @@ pub enum Event {
 pub struct Client {
     pub ws: WebSocket<TokioIo<Upgraded>>,
     buf: Vec<u8>,
+    /// WebSocket ping frames received (fastwebsockets answers them).
+    pub pings: u32,
 }
 
 /// Connects to `/ws`; on refusal the error names the HTTP status.
@@ -170,9 +172,13 @@ pub async fn try_connect_with(
     .await
     .map_err(|_| "handshake timed out".to_owned())?
     .map_err(|e| e.to_string())?;
+    // Pings reach the test (counted in `pings`); the server needs no pongs.
+    let mut ws = ws;
+    ws.set_auto_pong(false);
     Ok(Client {
         ws,
         buf: Vec::new(),
+        pings: 0,
     })
 }
 
@@ -304,6 +310,7 @@ impl Client {
                         String::from_utf8_lossy(p.get(2..).unwrap_or_default()).into_owned();
                     return Event::Closed { code, reason };
                 }
+                OpCode::Ping => self.pings += 1,
                 _ => continue,
             }
         }
