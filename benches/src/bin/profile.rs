@@ -8,12 +8,14 @@
 //! target/release/profile tick 10000 0 300
 //! ```
 //!
-//! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`. The set-up
+//! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`, or
+//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check. The set-up
 //! (building and warming the arena) is outside the loop; the loop's own cost
 //! is what `callgrind_annotate` shows under `profile::run_*`.
 
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use benches::{Arena, pairs};
 use shared::codec;
@@ -47,6 +49,35 @@ fn run_diff(arena: &mut Arena, age: usize, iterations: usize, checksum_once: boo
         codec::encode_snapshot(&msg, &mut buf);
         black_box(buf.len());
     }
+}
+
+/// Times `diff-once` on this machine: the median and the fastest of
+/// `rounds` passes over every pair, in ns per message. A quick A/B check
+/// between two builds; criterion gives the figures that are quoted.
+fn time_diff(arena: &mut Arena, age: usize, rounds: usize) {
+    let history = arena.history(HISTORY);
+    let pairs = pairs(&history, age);
+    let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
+    let mut msg = SnapshotMsg::default();
+    let mut buf = Vec::new();
+    let mut pass = || {
+        let start = Instant::now();
+        for ((base, current), &sum) in pairs.iter().zip(&sums) {
+            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, &mut msg);
+            codec::encode_snapshot(&msg, &mut buf);
+            black_box(buf.len());
+        }
+        start.elapsed().as_nanos() as f64 / pairs.len() as f64
+    };
+    pass();
+    let mut ns: Vec<f64> = (0..rounds.max(1)).map(|_| pass()).collect();
+    ns.sort_by(f64::total_cmp);
+    println!(
+        "diff-once {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message",
+        arena.world.entity_count(),
+        ns[ns.len() / 2],
+        ns[0]
+    );
 }
 
 #[inline(never)]
@@ -85,8 +116,11 @@ fn main() -> ExitCode {
         Some("diff") => run_diff(&mut arena, age, iterations, false),
         Some("diff-once") => run_diff(&mut arena, age, iterations, true),
         Some("decode") => run_decode(&mut arena, age, iterations),
+        Some("time-diff-once") => time_diff(&mut arena, age, iterations),
         _ => {
-            eprintln!("usage: profile tick|diff|diff-once|decode ENTITIES AGE ITERATIONS");
+            eprintln!(
+                "usage: profile tick|diff|diff-once|decode|time-diff-once ENTITIES AGE ITERATIONS"
+            );
             return ExitCode::FAILURE;
         }
     }
