@@ -442,7 +442,10 @@ async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
     let mut deltas_after = 0;
     while !next_snapshot(&mut c).await.is_full() {
         deltas_after += 1;
-        assert!(deltas_after < 10, "still deltas after {deltas_after} snapshots");
+        assert!(
+            deltas_after < 10,
+            "still deltas after {deltas_after} snapshots"
+        );
     }
     server.stop().await;
 }
