@@ -68,6 +68,10 @@ impl AsyncRead for ReadSide {
         if !self.early.is_empty() {
             let n = self.early.len().min(buf.remaining());
             buf.put_slice(&self.early.split_to(n));
+            if self.early.is_empty() {
+                // An empty slice still holds hyper's read buffer.
+                self.early = bytes::Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.half).poll_read(cx, buf)
@@ -83,10 +87,14 @@ fn into_tcp(
     let upgraded = ws.into_inner().into_inner();
     let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
     let (half, write) = parts.io.into_inner().into_split();
-    let read = ReadSide {
-        early: parts.read_buf,
-        half,
+    // Even empty, the leftover is a slice of hyper's read buffer (up to
+    // 16 KiB): keep it only while it has bytes to give.
+    let early = if parts.read_buf.is_empty() {
+        bytes::Bytes::new()
+    } else {
+        parts.read_buf
     };
+    let read = ReadSide { early, half };
     let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
     read.set_auto_close(false);
     read.set_auto_pong(false);
