@@ -499,7 +499,7 @@ async fn play(
         ..
     } = seat;
     let mut kicked = Some(kicked);
-    let mut acks = AckCell::new();
+    let mut acks = AckCell::new(acked, joined);
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let mut writer_task = tokio::spawn(write_loop(
@@ -509,7 +509,6 @@ async fn play(
             snapshots: room.snapshots.clone(),
             player,
             acked: Arc::clone(&acks.cell),
-            confirmed: acked,
             baseline,
             joined,
             heard: Arc::clone(&heard),
@@ -608,28 +607,45 @@ async fn play(
     forfeit
 }
 
-/// The acks this connection read, newest first: the reader stores, the
-/// writer loads. Kept moving forward only: acks come inside every input as
-/// well as alone, and an input resent after a resume may carry an older one;
-/// a client only keeps states from the baseline of the newest delta on, so
-/// a baseline must never move back.
+/// The acks this connection read: the reader stores, the writer loads.
+/// Kept moving forward only: acks come inside every input as well as alone,
+/// and an input resent after a resume may carry an older one; a client only
+/// keeps states from the baseline of the newest delta on, so a baseline must
+/// never move back.
 struct AckCell {
+    /// The newest ack read on this connection, for this connection's writer.
     cell: Arc<AtomicU64>,
+    /// The session's ack, which a resume takes its baseline from. Only ticks
+    /// this connection delivered go there: a tick after `joined` (the
+    /// client cannot hold one from anywhere else). An ack of `joined`, the
+    /// welcome's tick, which no snapshot carries, says the client holds
+    /// nothing, and clears it; an older tick (a snapshot of a previous
+    /// connection) leaves it as it is.
+    session: Arc<AtomicU64>,
+    joined: Tick,
     newest: Option<Tick>,
 }
 
 impl AckCell {
-    fn new() -> Self {
+    fn new(session: Arc<AtomicU64>, joined: Tick) -> Self {
         Self {
             cell: Arc::new(AtomicU64::new(NO_ACK)),
+            session,
+            joined,
             newest: None,
         }
     }
 
     fn offer(&mut self, tick: Tick) {
-        if self.newest.is_none_or(|newest| tick.since(newest) > 0) {
-            self.newest = Some(tick);
-            self.cell.store(u64::from(tick.0), Relaxed);
+        if self.newest.is_some_and(|newest| tick.since(newest) <= 0) {
+            return;
+        }
+        self.newest = Some(tick);
+        self.cell.store(u64::from(tick.0), Relaxed);
+        match tick.since(self.joined) {
+            0 => self.session.store(NO_ACK, Relaxed),
+            since if since > 0 => self.session.store(u64::from(tick.0), Relaxed),
+            _ => {}
         }
     }
 }
@@ -640,11 +656,6 @@ struct Feed {
     player: PlayerHandle,
     /// The newest tick the client acknowledged (the reader stores it).
     acked: Arc<AtomicU64>,
-    /// The session's ack, which a resume takes its baseline from: only
-    /// ticks this writer found among the snapshots it sent (or resumed
-    /// from), so a client that acknowledged a tick it never received (the
-    /// welcome's) never gets a delta against it after a resume.
-    confirmed: Arc<AtomicU64>,
     /// On a resume, the snapshot the client last acknowledged.
     baseline: Option<Arc<Published>>,
     /// The tick the player was seated on; earlier snapshots lack them.
@@ -695,7 +706,6 @@ async fn write_loop(
         mut snapshots,
         player,
         acked,
-        confirmed,
         baseline,
         joined,
         heard,
@@ -711,7 +721,6 @@ async fn write_loop(
         full_sent: None,
         last_baseline,
         joined,
-        confirmed,
     };
     // The writer wakes for every published snapshot, so it needs no timers
     // of its own: the WebSocket ping and the idle check ride those wake-ups.
@@ -830,8 +839,6 @@ struct ClientView {
     /// it says it holds nothing (it has not received a snapshot yet, or it
     /// resumed without its states, like a reloaded page).
     joined: Tick,
-    /// See [`Feed::confirmed`].
-    confirmed: Arc<AtomicU64>,
 }
 
 impl ClientView {
@@ -841,12 +848,10 @@ impl ClientView {
     fn baseline(&mut self, ack: u64) -> Option<&Arc<Published>> {
         if ack == u64::from(self.joined.0) {
             self.last_baseline = NO_ACK;
-            self.confirmed.store(NO_ACK, Relaxed);
             return None;
         }
         if ack != self.last_baseline && room::acked_snapshot(&self.history, ack).is_some() {
             self.last_baseline = ack;
-            self.confirmed.store(ack, Relaxed);
         }
         room::acked_snapshot(&self.history, self.last_baseline)
     }
@@ -922,7 +927,8 @@ mod tests {
 
     #[test]
     fn acks_only_move_forward_across_wraparound() {
-        let mut acks = AckCell::new();
+        let session = Arc::new(AtomicU64::new(NO_ACK));
+        let mut acks = AckCell::new(Arc::clone(&session), Tick(5));
         let cell = Arc::clone(&acks.cell);
         assert_eq!(cell.load(Relaxed), NO_ACK);
         acks.offer(Tick(10));
@@ -932,12 +938,33 @@ mod tests {
         assert_eq!(cell.load(Relaxed), 11);
         acks.offer(Tick(u32::MAX - 1));
         assert_eq!(cell.load(Relaxed), 11, "2^32 - 12 ticks ahead is behind");
-        let mut acks = AckCell::new();
+        assert_eq!(session.load(Relaxed), 11);
+        let session = Arc::new(AtomicU64::new(NO_ACK));
+        let mut acks = AckCell::new(Arc::clone(&session), Tick(u32::MAX - 9));
         acks.offer(Tick(u32::MAX - 1));
         acks.offer(Tick(u32::MAX - 5));
         assert_eq!(acks.cell.load(Relaxed), u64::from(u32::MAX - 1));
         acks.offer(Tick(3));
         assert_eq!(acks.cell.load(Relaxed), 3, "ticks wrap");
+        assert_eq!(session.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn the_session_keeps_only_acks_of_ticks_this_connection_delivered() {
+        // A resumed seat: the session's baseline is tick 90 of the old
+        // connection; this one was welcomed at tick 100.
+        let session = Arc::new(AtomicU64::new(90));
+        let mut acks = AckCell::new(Arc::clone(&session), Tick(100));
+        acks.offer(Tick(95)); // held from the old connection: not sent here
+        assert_eq!(session.load(Relaxed), 90);
+        assert_eq!(acks.cell.load(Relaxed), 95, "the writer falls back itself");
+        acks.offer(Tick(103));
+        assert_eq!(session.load(Relaxed), 103);
+        // A client that holds nothing acknowledges the welcome's tick.
+        let session = Arc::new(AtomicU64::new(90));
+        let mut acks = AckCell::new(Arc::clone(&session), Tick(100));
+        acks.offer(Tick(100));
+        assert_eq!(session.load(Relaxed), NO_ACK);
     }
 
     #[test]

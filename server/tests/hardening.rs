@@ -386,7 +386,9 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
         .expect("closed within 5 s");
     assert_eq!(reason, Some(DisconnectReason::IdleTimeout));
     assert_eq!(code, DisconnectReason::IdleTimeout.close_code());
-    assert!(started.elapsed() >= Duration::from_millis(800));
+    // Counted from when the seat was taken, a little before the welcome
+    // reached the test: not early, but not to the millisecond.
+    assert!(started.elapsed() >= Duration::from_millis(700));
     server.stop().await;
 
     let server = TestServer::start(Config {

@@ -449,3 +449,43 @@ async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
     }
     server.stop().await;
 }
+
+/// A reloaded page keeps one state: the newest it acknowledged. The server
+/// may read that ack and lose the connection before writing another
+/// snapshot; the resume must still start from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_starts_from_the_last_ack_read_even_if_no_snapshot_followed() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(Config::default()).await;
+    let (mut c, welcome) = Client::join(server.addr, "reloader").await;
+    let mut replica = Replica::default();
+    let mut held = welcome.tick;
+    for seq in 1..=10 {
+        c.send(&ClientMsg::Input(InputCmd {
+            ack: held,
+            ..input(seq)
+        }))
+        .await;
+        held = replica.apply(&next_snapshot(&mut c).await);
+    }
+    // Acknowledge the newest at once and end the connection (a FIN after the
+    // data, so the server reads the ack first), as a page unloading does.
+    c.send(&ClientMsg::Input(InputCmd {
+        ack: held,
+        ..input(11)
+    }))
+    .await;
+    let mut io = c.ws.into_inner();
+    io.shutdown().await.expect("shutdown");
+    sleep(Duration::from_millis(100)).await;
+    let (mut c, _) = Client::resume(server.addr, &welcome).await.expect("resume");
+    let first = next_snapshot(&mut c).await;
+    assert!(!first.is_full());
+    assert_eq!(
+        first.tick.advanced(first.base_age.wrapping_neg()),
+        held,
+        "the delta is against the newest acknowledged state"
+    );
+    drop(io);
+    server.stop().await;
+}
