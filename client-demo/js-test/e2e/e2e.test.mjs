@@ -351,7 +351,13 @@ test('two browsers see each other move, at the tick rate', { timeout: 120000 }, 
 test('a playing page sends one message per tick: each input acknowledges a snapshot it holds', { timeout: 60000 }, async (t) => {
   const room = freshRoom('acks');
   const p = await openPlayer('kai', { room, proxy: true });
-  await p.page.waitForFunction(() => window.__arena.view().stats.pingMs !== null, null, { timeout: 10000 });
+  // Playing: a round trip measured and a snapshot held (a pong can come
+  // before the first snapshot on a loaded machine, and inputs sent until
+  // then still acknowledge the welcome's tick).
+  await p.page.waitForFunction(() => {
+    const v = window.__arena.view();
+    return v.stats.pingMs !== null && v.tick !== null;
+  }, null, { timeout: 10000 });
   const link = p.links[0];
   // Before any snapshot the inputs acknowledged the welcome's tick, which is
   // older than every snapshot.
