@@ -15,9 +15,10 @@
 //   as too slow.
 //
 // Before any snapshot is held the ack is `Welcome.tick`, which no snapshot
-// carries: the server ignores an ack of a tick it never sent (it keeps its
-// last baseline), and it ignores acks older than the newest it has read, so
-// an input resent after a resume may carry the current ack without harm.
+// carries: it tells the server this page holds nothing, and the server
+// answers with a full snapshot (also after a resume without kept states).
+// The server ignores acks older than the newest it has read, so an input
+// resent after a resume may carry the current ack without harm.
 //
 // Pure: the socket is a send function, times arrive as arguments.
 
