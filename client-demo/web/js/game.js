@@ -509,6 +509,8 @@ export class Game {
       pendingInputs: this.predictor.pending.length,
       tickHz: this.rules.tickHz,
       snapshotHz: this.welcome?.snapshotHz ?? null,
+      /** The current connection's Welcome.tick: what an ack names while nothing is held. */
+      welcomeTick: this.welcome?.tick ?? null,
       tick: this.receiver.latest?.tick ?? null,
       own: this.ownRendered && this.own ? { id: ownId, x: this.ownRendered.x, y: this.ownRendered.y, hp: this.own.hp } : null,
       /** Screen position (CSS pixels) of a world point, as the last frame drew it. */
