@@ -71,8 +71,10 @@ pub(crate) struct Seat {
     pub(crate) resumed: bool,
     /// Highest input sequence number received for this player.
     pub(crate) input_seq: u32,
-    /// This connection's ack cell (the reader stores, the writer loads),
-    /// seeded with the session's last ack on a resume.
+    /// The session's ack as this connection sees it: seeded with the last
+    /// one on a resume; the reader stores the acks of snapshots this
+    /// connection delivered; the room reads it for the next resume's
+    /// baseline. (The writer follows the reader's own cell instead.)
     pub(crate) acked: Arc<AtomicU64>,
     /// Fires when the room ends this connection: another one resumed the
     /// session.
@@ -370,6 +372,7 @@ struct Slot {
     last_received: u32,
     token: SessionToken,
     epoch: u32,
+    /// The current connection's [`Seat::acked`].
     acked: Arc<AtomicU64>,
     /// Ends the attached connection; `None` while parked.
     kick: Option<oneshot::Sender<DisconnectReason>>,

@@ -4,14 +4,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Event, Replica, STEP, TestServer, play_for};
+use common::{Client, Replica, STEP, TestServer, play_for};
 use glam::IVec2;
 use server::{Config, RoomSpec};
 use shared::Tick;
-use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg};
+use shared::protocol::{ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest};
 use shared::rules::{self, TickRules, buttons};
-use shared::snapshot::{EntityKind, SnapshotMsg};
-use tokio::time::{Instant, sleep, timeout};
+use shared::snapshot::EntityKind;
+use tokio::time::{Instant, sleep};
 
 fn ids(replica: &Replica) -> Vec<u32> {
     replica.latest().players.iter().map(|p| p.id).collect()
@@ -380,18 +380,6 @@ async fn an_empty_room_is_disposed_after_its_grace_but_a_persistent_one_stays() 
     server.stop().await;
 }
 
-async fn next_snapshot(c: &mut Client) -> SnapshotMsg {
-    timeout(STEP, async {
-        loop {
-            if let Event::Msg(ServerMsg::Snapshot(s)) = c.recv().await {
-                return s;
-            }
-        }
-    })
-    .await
-    .expect("snapshot")
-}
-
 /// A client that holds nothing acknowledges its welcome's tick (PROTOCOL.md
 /// section 3.2), which no snapshot carries. Whether it never received a
 /// snapshot or resumed without its states (a reloaded page), it gets a full
@@ -410,7 +398,7 @@ async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
     c.kill();
     let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
     assert_eq!(resumed.input_seq, 1);
-    let first = next_snapshot(&mut c).await;
+    let first = c.next_snapshot().await;
     assert!(first.is_full(), "nothing held: nothing to delta against");
 
     // Played and acknowledged, dropped, and resumed without its states: it
@@ -419,7 +407,7 @@ async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
     let mut seq = 2;
     replica.apply(&first);
     for _ in 0..10 {
-        let tick = replica.apply(&next_snapshot(&mut c).await);
+        let tick = replica.apply(&c.next_snapshot().await);
         c.send(&ClientMsg::Input(InputCmd {
             ack: tick,
             ..input(seq)
@@ -431,7 +419,7 @@ async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
     c.kill();
     let (mut c, resumed) = Client::resume(server.addr, &welcome).await.expect("resume");
     assert!(
-        !next_snapshot(&mut c).await.is_full(),
+        !c.next_snapshot().await.is_full(),
         "states were acknowledged: the resume starts with a delta"
     );
     c.send(&ClientMsg::Input(InputCmd {
@@ -440,7 +428,7 @@ async fn a_client_that_holds_nothing_gets_a_full_snapshot_after_a_resume() {
     }))
     .await;
     let mut deltas_after = 0;
-    while !next_snapshot(&mut c).await.is_full() {
+    while !c.next_snapshot().await.is_full() {
         deltas_after += 1;
         assert!(
             deltas_after < 10,
@@ -466,7 +454,7 @@ async fn a_resume_starts_from_the_last_ack_read_even_if_no_snapshot_followed() {
             ..input(seq)
         }))
         .await;
-        held = replica.apply(&next_snapshot(&mut c).await);
+        held = replica.apply(&c.next_snapshot().await);
     }
     // Acknowledge the newest at once and end the connection (a FIN after the
     // data, so the server reads the ack first), as a page unloading does.
@@ -479,7 +467,7 @@ async fn a_resume_starts_from_the_last_ack_read_even_if_no_snapshot_followed() {
     io.shutdown().await.expect("shutdown");
     sleep(Duration::from_millis(100)).await;
     let (mut c, _) = Client::resume(server.addr, &welcome).await.expect("resume");
-    let first = next_snapshot(&mut c).await;
+    let first = c.next_snapshot().await;
     assert!(!first.is_full());
     assert_eq!(
         first.tick.advanced(first.base_age.wrapping_neg()),
