@@ -297,6 +297,20 @@ test('inputs the server will never get are given up, with one correction', () =>
 // The connection, against a scripted socket and a fake clock
 
 /** Timers and performance.now() on a clock that moves only when told. */
+/**
+ * Runs `fn` with timers and `performance.now` faked, restoring them however
+ * it ends.
+ * @param {(clock: ReturnType<typeof fakeClock>) => void} fn
+ */
+function withFakeClock(fn) {
+  const clock = fakeClock();
+  try {
+    fn(clock);
+  } finally {
+    clock.restore();
+  }
+}
+
 function fakeClock() {
   let now = 0;
   let nextId = 1;
@@ -443,8 +457,7 @@ function welcome(w = {}) {
 }
 
 test('a dropped connection resumes the session with the welcome\'s token and room', () => {
-  const clock = fakeClock();
-  try {
+  withFakeClock((clock) => {
     const c = connection({ auth: 'tok' });
     c.conn.connect();
     c.last().open();
@@ -473,15 +486,12 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
     assert.deepEqual(c.status(), { state: 'playing', resumed: true, room: 'public-1' });
     assert.equal(c.welcomes[1].inputSeq, 33);
     c.conn.teardown();
-  } finally {
-    clock.restore();
-  }
+  });
 });
 
 test('an expired or foreign session falls back to a fresh join at once', () => {
   for (const type of ['SessionExpired', 'SessionWrongRoom']) {
-    const clock = fakeClock();
-    try {
+    withFakeClock((clock) => {
       const storage = memoryStorage();
       new SessionStore(storage).save({ requested: 'duel', room: 'duel', token: token(9), playerId: 3 });
       const c = connection({ room: 'duel', auth: 'tok', storage });
@@ -504,9 +514,7 @@ test('an expired or foreign session falls back to a fresh join at once', () => {
       assert.equal(c.status().state, 'closed');
       c.conn.teardown();
       if (c.conn.retryTimer) clearTimeout(c.conn.retryTimer);
-    } finally {
-      clock.restore();
-    }
+    });
   }
 });
 
@@ -522,8 +530,7 @@ test('no reconnect after a replaced session, a leave, bad auth or a broken rule'
     { type: 'InvalidRoomName' },
   ];
   for (const reason of stops) {
-    const clock = fakeClock();
-    try {
+    withFakeClock((clock) => {
       const c = connection();
       c.conn.connect();
       c.last().open();
@@ -537,14 +544,11 @@ test('no reconnect after a replaced session, a leave, bad auth or a broken rule'
       assert.equal(c.storage.getItem(SESSION_KEY), null, `${reason.type} forgets the session`);
       clock.advance(60000);
       assert.equal(FakeSocket.all.length, 1, `${reason.type}: never reconnects`);
-    } finally {
-      clock.restore();
-    }
+    });
   }
   // Network trouble the server names keeps the session.
   for (const type of ['IdleTimeout', 'TooSlow']) {
-    const clock = fakeClock();
-    try {
+    withFakeClock((clock) => {
       const c = connection();
       c.conn.connect();
       c.last().open();
@@ -555,15 +559,12 @@ test('no reconnect after a replaced session, a leave, bad auth or a broken rule'
       c.last().open();
       assert.deepEqual(c.last().hello.resume, token(0x42), type);
       c.conn.teardown();
-    } finally {
-      clock.restore();
-    }
+    });
   }
 });
 
 test('leaving ends the game for good, and "Play again" joins as a new player', () => {
-  const clock = fakeClock();
-  try {
+  withFakeClock((clock) => {
     const c = connection({ room: 'duel' });
     c.conn.connect();
     c.last().open();
@@ -578,14 +579,11 @@ test('leaving ends the game for good, and "Play again" joins as a new player', (
     c.last().open();
     assert.deepEqual(c.last().hello, { type: 'Hello', protocol: PROTOCOL_VERSION, name: 'ana', room: 'duel', auth: null, resume: null });
     c.conn.teardown();
-  } finally {
-    clock.restore();
-  }
+  });
 });
 
 test('a server gone silent is given up and the session resumed', () => {
-  const clock = fakeClock();
-  try {
+  withFakeClock((clock) => {
     const c = connection();
     c.conn.connect();
     c.last().open();
@@ -611,9 +609,7 @@ test('a server gone silent is given up and the session resumed', () => {
     first.die();
     assert.equal(c.status().state, 'connecting');
     c.conn.teardown();
-  } finally {
-    clock.restore();
-  }
+  });
 });
 
 test('a stored session of another room is not used and is dropped', () => {
