@@ -104,9 +104,24 @@ fn measure(clients: usize, bytes: usize, inbound: usize, pin: bool) -> std::io::
     Ok(spent as f64 / 1000.0 / (clients * ROUNDS) as f64)
 }
 
+/// Wall time of one null system call (`getppid`), ns: the part of the floor
+/// that batching system calls could save.
+fn null_syscall_ns() -> f64 {
+    const CALLS: u32 = 1_000_000;
+    let start = Instant::now();
+    for _ in 0..CALLS {
+        std::hint::black_box(std::os::unix::process::parent_id());
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+}
+
 fn main() -> std::io::Result<()> {
     let pin = std::thread::available_parallelism().map_or(1, usize::from) >= 2;
     let started = Instant::now();
+    println!(
+        "A null system call (getppid): {:.0} ns.\n",
+        null_syscall_ns()
+    );
     println!(
         "Server-thread CPU per client per snapshot, µs: median (min–max) of {REPEATS} runs of \
          {ROUNDS} snapshots per client; threads {}.\n",
