@@ -344,7 +344,8 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         .instrument(span.clone())
         .await
     else {
-        return;
+        drop(writer);
+        return linger(&mut reader).await;
     };
     let (player, epoch) = (seat.handle, seat.epoch);
     let forfeit = play(reader, writer, &room, seat, &ctx, &span).await;
@@ -521,29 +522,29 @@ async fn play(
         RateGuard::new(rate, burst, ctx.config.rate_limit_kick_secs, Instant::now());
     let end = loop {
         // The read comes first: in steady state it is the only branch
-        // polled (the others are polled when it has to wait).
+        // polled (the others are polled when it has to wait). Only branches
+        // that end the loop may complete: a frame read is not cancel-safe
+        // once it has consumed a header.
         let inbound = tokio::select! {
             biased;
             read = reader.next() => read,
-            _ = &mut writer_task => return false, // the writer closed the connection
-            kick = async {
-                match kicked.as_mut() {
-                    Some(kicked) => kicked.await,
-                    None => std::future::pending().await,
-                }
-            } => match kick {
-                Ok(reason) => break Control::Disconnect(reason),
-                // The room dropped the sender (it stopped): the writer
-                // reports that; stop watching.
-                Err(_) => {
+            // The writer closed the connection.
+            _ = &mut writer_task => break None,
+            reason = async {
+                if let Some(receiver) = kicked.as_mut() {
+                    if let Ok(reason) = receiver.await {
+                        return reason;
+                    }
+                    // The room dropped the sender (it stopped): the writer
+                    // reports that; stop watching.
                     kicked = None;
-                    continue;
                 }
-            },
+                std::future::pending().await
+            } => break Some(Control::Disconnect(reason)),
         };
         let inbound = match inbound {
-            Err(ReadEnd::Gone) => break Control::CloseReply(1000),
-            Err(ReadEnd::Reason(r)) => break Control::Disconnect(r),
+            Err(ReadEnd::Gone) => break Some(Control::CloseReply(1000)),
+            Err(ReadEnd::Reason(r)) => break Some(Control::Disconnect(r)),
             Ok(inbound) => inbound,
         };
         let now = Instant::now();
@@ -557,7 +558,7 @@ async fn play(
                         ctx.metrics.rate_limited.inc();
                         continue;
                     }
-                    Admit::Kick => break Control::Disconnect(DisconnectReason::RateLimited),
+                    Admit::Kick => break Some(Control::Disconnect(DisconnectReason::RateLimited)),
                 }
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
@@ -574,13 +575,15 @@ async fn play(
                         }
                     }
                     Ok(ClientMsg::Hello(_)) => {
-                        break Control::Disconnect(DisconnectReason::UnexpectedMessage);
+                        break Some(Control::Disconnect(DisconnectReason::UnexpectedMessage));
                     }
-                    Ok(ClientMsg::Leave) => break Control::Disconnect(DisconnectReason::Left),
+                    Ok(ClientMsg::Leave) => {
+                        break Some(Control::Disconnect(DisconnectReason::Left));
+                    }
                     Err(codec::CodecError::TooLarge { .. }) => {
-                        break Control::Disconnect(DisconnectReason::MessageTooLarge);
+                        break Some(Control::Disconnect(DisconnectReason::MessageTooLarge));
                     }
-                    Err(_) => break Control::Disconnect(DisconnectReason::MalformedMessage),
+                    Err(_) => break Some(Control::Disconnect(DisconnectReason::MalformedMessage)),
                 }
             }
             Inbound::Ping(payload) => {
@@ -589,22 +592,49 @@ async fn play(
                 }
             }
             Inbound::Pong => {}
-            Inbound::Close(code) => break Control::CloseReply(code),
+            Inbound::Close(code) => break Some(Control::CloseReply(code)),
         }
     };
     let forfeit = match &end {
-        Control::Disconnect(reason) => {
+        Some(Control::Disconnect(reason)) => {
             info!(parent: span, reason = reason.label(), "disconnecting client");
             !reason.session_kept()
         }
         _ => false,
     };
     // The control queue may be full of pongs: the close must get through.
-    if control_tx.send(end).await.is_ok() {
+    if let Some(end) = end
+        && control_tx.send(end).await.is_ok()
+    {
         let _ = timeout(ctx.config.write_timeout, &mut writer_task).await;
     }
+    // The write half is dropped with the writer task (after the close
+    // frame, if it got out): that sends the FIN.
     writer_task.abort();
+    linger(&mut reader).await;
     forfeit
+}
+
+/// How long a closed connection keeps reading, for the client's close frame
+/// or end of stream.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and discards what the client still sends after the server's close
+/// frame and FIN, until its close frame, the end of the stream or
+/// [`CLOSE_LINGER`]. Closing a socket with unread bytes makes the kernel
+/// answer with a reset, which cuts the client's read of the close frame
+/// (the page sees 1006 instead of the reason's code): a game keeps sending
+/// inputs until it reads the close. Bounded in time, and in bytes by the
+/// read's own limits.
+async fn linger(reader: &mut Reader) {
+    let _ = timeout(CLOSE_LINGER, async {
+        while let Ok(inbound) = reader.next().await {
+            if let Inbound::Close(_) = inbound {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The acks this connection read: the reader stores, the writer loads.
