@@ -746,7 +746,7 @@ mod tests {
             (arb_u32(), ".{0,20}", arb_u32(), arb_u32()).prop_map(|(id, name, score, deaths)| {
                 PlayerInfo {
                     id,
-                    name,
+                    name: name.into(),
                     score,
                     deaths,
                 }

@@ -69,8 +69,14 @@ pub struct NetEntity {
 pub struct PlayerInfo {
     /// The player's entity id.
     pub id: u32,
-    /// Display name.
-    pub name: String,
+    /// Display name. Shared, not owned: a server hands the same allocation
+    /// to every scoreboard it builds for the player's whole life, so an
+    /// unchanged entry is recognized by its pointer ([`Arc::ptr_eq`])
+    /// without reading the name's bytes (a cache miss per entry when
+    /// every roster owned its names), and copying an entry into a message
+    /// or a rebuilt state allocates nothing. Encoded as a plain string
+    /// (serde's `rc` feature), the same bytes as a `String`.
+    pub name: Arc<str>,
     /// Kills.
     pub score: u32,
     /// Deaths.
@@ -315,8 +321,7 @@ pub fn diff_into(
 /// [`checksum`]`(current)`, computed by the caller once for every client.
 ///
 /// Allocation-free in steady state: every list of `out` keeps its capacity,
-/// and the scoreboard entries it sends reuse the name buffers of the
-/// entries it sent before (see [`reuse_players`]).
+/// and the scoreboard entries it sends share their names with `current`.
 pub fn diff_into_with_checksum(
     baseline: Option<&WorldState>,
     current: &WorldState,
@@ -385,12 +390,16 @@ pub fn diff_into_with_checksum(
 /// Whether two scoreboard entries of the same id are equal.
 ///
 /// Scores change, names hardly ever: the cheap fields are tested first.
-/// Names are short (at most 16 bytes from the server), so they are compared
-/// as one or two words where they can be, rather than through a `memcmp`
-/// call per entry.
+/// A server's rosters share each player's name allocation, so an equal name
+/// is nearly always the same pointer, and its bytes (elsewhere on the heap,
+/// a likely cache miss) are not read. Other names are short (at most 16
+/// bytes from the server), so they are compared as one or two words where
+/// they can be, rather than through a `memcmp` call per entry.
 #[inline(always)]
 fn same_player(b: &PlayerInfo, c: &PlayerInfo) -> bool {
-    b.score == c.score && b.deaths == c.deaths && same_bytes(b.name.as_bytes(), c.name.as_bytes())
+    b.score == c.score
+        && b.deaths == c.deaths
+        && (Arc::ptr_eq(&b.name, &c.name) || same_bytes(b.name.as_bytes(), c.name.as_bytes()))
 }
 
 /// `a == b`, without a call for slices of 4 to 16 bytes: their first and
@@ -620,13 +629,10 @@ impl Staged {
 }
 
 /// Fills a scoreboard list (a message's `players_upserted`, or a rebuilt
-/// state's scoreboard) by overwriting the entries already there
-/// (`String::clone_from` reuses each name's buffer), so a scoreboard that
-/// changes every tick costs no allocation once warm.
-///
-/// Entries beyond the new length are not dropped with their buffers: their
-/// names move to a per-thread pool of spare buffers (see [`reuse_players`])
-/// that later growth takes from first.
+/// state's scoreboard) by overwriting the entries already there, so a
+/// scoreboard that changes every tick costs no allocation once the list has
+/// grown to its largest: names are shared (`Arc::clone`, skipped when the
+/// slot already holds the same name), never copied.
 struct UpsertWriter<'a> {
     list: &'a mut Vec<PlayerInfo>,
     len: usize,
@@ -641,66 +647,19 @@ impl<'a> UpsertWriter<'a> {
         match self.list.get_mut(self.len) {
             Some(slot) => {
                 slot.id = p.id;
-                slot.name.clone_from(&p.name);
+                if !Arc::ptr_eq(&slot.name, &p.name) {
+                    slot.name = Arc::clone(&p.name);
+                }
                 slot.score = p.score;
                 slot.deaths = p.deaths;
             }
-            None => {
-                let mut name = reuse_players::take();
-                name.clone_from(&p.name);
-                self.list.push(PlayerInfo {
-                    id: p.id,
-                    name,
-                    score: p.score,
-                    deaths: p.deaths,
-                });
-            }
+            None => self.list.push(p.clone()),
         }
         self.len += 1;
     }
 
     fn finish(self) {
-        if self.list.len() > self.len {
-            reuse_players::give(self.list.drain(self.len..).map(|p| p.name));
-        }
-    }
-}
-
-/// A small per-thread pool of name buffers for [`UpsertWriter`].
-///
-/// Without it, a message that sends fewer scoreboard entries than the
-/// previous one drops the surplus names, and the next larger one allocates
-/// them again: one allocation per client per changed entry, every tick the
-/// count goes up. The pool holds at most [`reuse_players::CAP`] buffers per
-/// thread (names are at most 16 characters, so under 8 KiB).
-mod reuse_players {
-    use std::cell::RefCell;
-
-    /// Most spare buffers kept per thread.
-    pub(super) const CAP: usize = 128;
-
-    thread_local! {
-        static SPARE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// A spare buffer, or an empty string (which allocates on first use).
-    pub(super) fn take() -> String {
-        SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
-    }
-
-    /// Keeps up to [`CAP`] buffers for later.
-    pub(super) fn give(names: impl Iterator<Item = String>) {
-        SPARE.with_borrow_mut(|spare| {
-            if spare.capacity() == 0 {
-                spare.reserve_exact(CAP);
-            }
-            for name in names {
-                if spare.len() == CAP {
-                    break;
-                }
-                spare.push(name);
-            }
-        });
+        self.list.truncate(self.len);
     }
 }
 
@@ -885,8 +844,9 @@ fn apply_players(
         return Ok(());
     }
     // A scoreboard nobody else holds (a recycled state's) is rebuilt in
-    // place, its entries' name buffers reused: a client whose scoreboard
-    // changes every tick then allocates nothing for it.
+    // place, its list reused and its names shared with the baseline and
+    // the message: a client whose scoreboard changes every tick then
+    // allocates nothing for it.
     if let Some(players) = Arc::get_mut(out) {
         return merge_players(base, msg, players);
     }
@@ -1068,12 +1028,13 @@ mod reference {
                 _ => self.below(300) as i32 - 150,
             }
         }
-        fn name(&mut self) -> String {
+        fn name(&mut self) -> Arc<str> {
             // Few letters, so that equal lengths and near misses are common.
             let len = self.below(25) as usize;
             (0..len)
                 .map(|_| char::from(b'a' + self.below(3) as u8))
-                .collect()
+                .collect::<String>()
+                .into()
         }
     }
 
@@ -1162,11 +1123,15 @@ mod reference {
                 4 => c.name = rng.name(),
                 5 if !c.name.is_empty() => {
                     // Same length, one byte different.
-                    let mut bytes = c.name.into_bytes();
+                    let mut bytes = c.name.as_bytes().to_vec();
                     let at = rng.below(bytes.len() as u64) as usize;
                     bytes[at] = if bytes[at] == b'z' { b'y' } else { b'z' };
-                    c.name = String::from_utf8(bytes).unwrap_or_default();
+                    c.name = String::from_utf8(bytes).unwrap_or_default().into();
                 }
+                // The same name in another allocation, as when an id is
+                // reused by a namesake: equal, although not the same
+                // pointer.
+                6 => c.name = Arc::from(&*c.name),
                 _ => {}
             }
             bp.push(b);

@@ -110,7 +110,7 @@ fn arb_player() -> impl Strategy<Value = PlayerInfo> {
     (any::<u32>(), ".{0,20}", any::<u32>(), any::<u32>()).prop_map(|(id, name, score, deaths)| {
         PlayerInfo {
             id,
-            name,
+            name: name.into(),
             score,
             deaths,
         }

@@ -68,7 +68,9 @@ impl Fighter {
 #[derive(Clone, Debug)]
 enum Body {
     Player {
-        name: String,
+        /// Allocated once at spawn; every roster the world builds shares
+        /// it, so diffs recognize an unchanged name by its pointer.
+        name: Arc<str>,
         /// The input to apply at the next step, set by the room.
         pending: Option<InputCmd>,
         fighter: Fighter,
@@ -214,7 +216,7 @@ impl World {
     pub fn spawn_player(&mut self, name: String) -> Option<(EntityKey, u32)> {
         let pos = self.spawn_point();
         let body = Body::Player {
-            name,
+            name: name.into(),
             pending: None,
             fighter: Fighter::new(),
         };
@@ -450,7 +452,7 @@ impl World {
                     match &e.body {
                         Body::Player { name, fighter, .. } => Some(PlayerInfo {
                             id: e.net_id,
-                            name: name.clone(),
+                            name: Arc::clone(name),
                             score: fighter.score,
                             deaths: fighter.deaths,
                         }),

@@ -113,7 +113,7 @@ fn stale_state(base: &WorldState) -> WorldState {
     let mut players: Vec<PlayerInfo> = base.players.iter().cloned().collect();
     players.extend((0..24).map(|n| PlayerInfo {
         id: 1000 + n,
-        name: "stale".repeat(n as usize),
+        name: "stale".repeat(n as usize).into(),
         score: n,
         deaths: n,
     }));
@@ -498,7 +498,7 @@ fn players(list: &[ArbPlayer]) -> Vec<PlayerInfo> {
         .zip(list)
         .map(|(id, p)| PlayerInfo {
             id,
-            name: p.name.clone(),
+            name: p.name.as_str().into(),
             score: p.score,
             deaths: p.deaths,
         })
@@ -580,7 +580,7 @@ impl DeltaCase {
                         name,
                     } => list.push(PlayerInfo {
                         id: b.id,
-                        name: name.unwrap_or_else(|| b.name.clone()),
+                        name: name.map_or_else(|| b.name.clone(), Into::into),
                         score,
                         deaths,
                     }),

@@ -219,7 +219,7 @@ fn checksum_sees_every_field() {
         |s| s.entities[0].angle += 1,
         |s| s.entities[0].hp += 1,
         |s| Arc::make_mut(&mut s.players)[0].score += 1,
-        |s| Arc::make_mut(&mut s.players)[0].name.push('c'),
+        |s| Arc::make_mut(&mut s.players)[0].name = format!("{}c", s.players[0].name).into(),
     ];
     for mutate in mutations {
         let mut s = state.clone();

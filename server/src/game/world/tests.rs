@@ -91,13 +91,13 @@ fn projectiles_damage_and_kill_and_score() {
         if snap
             .players
             .iter()
-            .any(|p| p.name == "shooter" && p.score == 1)
+            .any(|p| &*p.name == "shooter" && p.score == 1)
         {
             kills_seen = true;
             let target = snap
                 .players
                 .iter()
-                .find(|p| p.name == "target")
+                .find(|p| &*p.name == "target")
                 .expect("target");
             assert_eq!(target.deaths, 1);
             break;
