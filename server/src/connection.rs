@@ -1,46 +1,45 @@
 //! One WebSocket connection: a reader (this task) and a writer (its own task).
 //!
 //! The reader decodes client messages and forwards them: inputs to the room's
-//! bounded input queue, acks into an atomic the writer reads, pings and close
-//! replies to the writer's small control queue. The writer sends the welcome,
-//! then for every published tick encodes this client's delta against the
-//! newest snapshot it acknowledged, and writes it with a deadline. Neither
-//! task ever touches the world, and the room never waits for either.
+//! bounded input queue, acks into an atomic the room's fan-out reads, pings
+//! and close replies to the writer's small control queue. The fan-out
+//! ([`crate::fanout`]) writes the snapshots: for every published tick, this
+//! client's delta against the newest snapshot it acknowledged. The writer
+//! task sends the welcome, pongs and the close, and finishes any snapshot
+//! the socket did not take at once, with a deadline. Neither task ever
+//! touches the world, and the room never waits for either.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use fastwebsockets::{
-    Frame, OpCode, Payload, Role, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
-};
+use fastwebsockets::{Frame, OpCode, Role, WebSocket, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use shared::Tick;
 use shared::codec::{self, MAX_CLIENT_MESSAGE};
 use shared::protocol::{
     ClientMsg, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION, ServerMsg, Welcome,
 };
 use shared::rules::MAX_NAME_CHARS;
-use shared::snapshot::SnapshotMsg;
-use shared::{Tick, snapshot};
 use std::pin::Pin;
 use std::task::Poll;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
+use crate::fanout::Subscriber;
 use crate::guard::{Admit, RateGuard};
 use crate::metrics::{InputDrop, Metrics};
+use crate::outbox::{Outbox, WriteFailed, put_frame};
 use crate::registry::Registry;
-use crate::room::{self, NO_ACK, PlayerHandle, Published, RoomCmd, RoomHandle, Seat};
+use crate::room::{NO_ACK, Published, RoomCmd, RoomHandle, Seat};
 
 /// What the HTTP server upgrades: hyper's type-erased stream over the TCP
 /// stream it was given.
@@ -78,12 +77,11 @@ impl AsyncRead for ReadSide {
     }
 }
 
-/// Takes the TCP stream back from hyper, as the WebSocket's two halves,
-/// configured. `None` if the upgraded stream is not a `TcpStream`, which
-/// the server never serves.
-fn into_tcp(
-    ws: WebSocket<Upgrade>,
-) -> Option<(WebSocketRead<ReadSide>, WebSocketWrite<OwnedWriteHalf>)> {
+/// Takes the TCP stream back from hyper: the WebSocket's read side,
+/// configured, and the write side, which the server frames itself (see
+/// [`crate::outbox`]). `None` if the upgraded stream is not a `TcpStream`,
+/// which the server never serves.
+fn into_tcp(ws: WebSocket<Upgrade>) -> Option<(WebSocketRead<ReadSide>, Outbox)> {
     let upgraded = ws.into_inner().into_inner();
     let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
     let (half, write) = parts.io.into_inner().into_split();
@@ -95,12 +93,15 @@ fn into_tcp(
         parts.read_buf
     };
     let read = ReadSide { early, half };
-    let (mut read, write) = fastwebsockets::after_handshake_split(read, write, Role::Server);
+    // Only the read side is fastwebsockets': with automatic pongs and closes
+    // off it never writes, so its write half is a sink.
+    let (mut read, _) =
+        fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
     read.set_auto_close(false);
     read.set_auto_pong(false);
     // fastwebsockets refuses frames of `max` bytes or more.
     read.set_max_message_size(MAX_CLIENT_MESSAGE + 1);
-    Some((read, write))
+    Some((read, Outbox::new(write)))
 }
 
 /// Messages the reader (or shutdown) hands to the writer. The queue is small
@@ -201,64 +202,71 @@ impl Reader {
     }
 }
 
-/// Frame writer: one reusable encode buffer, every write under a deadline.
+/// The connection's own writes (welcome, pongs, the close), each under a
+/// deadline, through the outbox it shares with the room's fan-out.
 struct Writer {
-    ws: WebSocketWrite<OwnedWriteHalf>,
+    out: Arc<Outbox>,
+    /// The encoded message.
     buf: Vec<u8>,
+    /// The framed bytes.
+    frame: Vec<u8>,
     write_timeout: Duration,
     metrics: Arc<Metrics>,
     /// The connection's span, named as the parent of the writer's events.
     span: tracing::Span,
 }
 
-/// A write did not complete: the socket is dead or the client stopped reading.
-#[derive(Debug)]
-struct WriteFailed;
-
 impl Writer {
-    async fn frame(&mut self, frame: Frame<'_>) -> Result<(), WriteFailed> {
-        let len = frame.payload.len();
-        let write = async {
-            self.ws.write_frame(frame).await?;
-            self.ws.flush().await
-        };
-        match timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => {
-                self.metrics.bytes_out.inc_by(len as u64);
-                Ok(())
-            }
-            Ok(Err(_)) | Err(_) => Err(WriteFailed),
-        }
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.write_timeout
     }
 
-    /// Writes the message already encoded in `self.buf`.
-    async fn flush_buf(&mut self) -> Result<(), WriteFailed> {
-        let buf = std::mem::take(&mut self.buf);
-        let result = self.frame(Frame::binary(Payload::Borrowed(&buf))).await;
-        self.buf = buf;
-        result
+    async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), WriteFailed> {
+        self.frame.clear();
+        put_frame(&mut self.frame, opcode, payload);
+        self.out.send(&self.frame, self.deadline()).await?;
+        self.metrics.bytes_out.inc_by(payload.len() as u64);
+        Ok(())
     }
 
     async fn message(&mut self, msg: &ServerMsg) -> Result<(), WriteFailed> {
         codec::encode_server(msg, &mut self.buf);
-        self.flush_buf().await
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.frame(OpCode::Binary, &buf).await;
+        self.buf = buf;
+        result
     }
 
-    /// Tells the client why, then sends the close frame. Best effort: the
-    /// client may already be gone.
+    /// Finishes what the fan-out left for the socket.
+    async fn flush(&mut self) -> Result<(), WriteFailed> {
+        self.out.flush(self.deadline()).await
+    }
+
+    /// Tells the client why and sends the close frame after anything
+    /// pending, then shuts the write half (FIN). Best effort: the client
+    /// may already be gone.
     async fn close(&mut self, reason: DisconnectReason) {
         debug!(parent: &self.span, reason = reason.label(), "closing connection");
         self.metrics.count_kick(&reason);
-        if self
-            .message(&ServerMsg::Disconnect(reason.clone()))
-            .await
-            .is_ok()
-        {
-            let text = reason.to_string();
-            let _ = self
-                .frame(Frame::close(reason.close_code(), text.as_bytes()))
-                .await;
-        }
+        codec::encode_server(&ServerMsg::Disconnect(reason.clone()), &mut self.buf);
+        self.frame.clear();
+        put_frame(&mut self.frame, OpCode::Binary, &self.buf);
+        let text = reason.to_string();
+        let close = Frame::close(reason.close_code(), text.as_bytes());
+        put_frame(&mut self.frame, OpCode::Close, &close.payload);
+        let _ = self.out.close_with(&self.frame, self.deadline()).await;
+    }
+
+    /// Echoes the client's close (code `code`), then shuts the write half.
+    async fn close_reply(&mut self, code: u16) {
+        let code = if code == 1005 || code < 1000 {
+            1000
+        } else {
+            code
+        };
+        self.frame.clear();
+        put_frame(&mut self.frame, OpCode::Close, &code.to_be_bytes());
+        let _ = self.out.close_with(&self.frame, self.deadline()).await;
     }
 }
 
@@ -284,7 +292,7 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
             Inbound::Binary(bytes) => bytes,
             Inbound::Ping(payload) => {
                 writer
-                    .frame(Frame::pong(payload.into()))
+                    .frame(OpCode::Pong, &payload)
                     .await
                     .map_err(|WriteFailed| ReadEnd::Gone)?;
                 continue;
@@ -318,7 +326,7 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
 /// entering and leaving a span on every poll cost 3% of the server's CPU
 /// at 1,000 clients (BENCHMARKS.md section 7).
 pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnContext) {
-    let Some((read, write)) = into_tcp(ws) else {
+    let Some((read, out)) = into_tcp(ws) else {
         return tracing::error!(%peer, "upgraded stream is not a TcpStream; closing");
     };
     let span = info_span!(
@@ -333,9 +341,14 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         message: Vec::with_capacity(64),
         in_fragment: false,
     };
+    let out = Arc::new(out);
+    // However the connection ends (even cancelled), the fan-out stops
+    // writing to it and the write half is shut.
+    let _finish = Finish(Arc::clone(&out));
     let mut writer = Writer {
-        ws: write,
+        out,
         buf: Vec::with_capacity(256),
+        frame: Vec::new(),
         write_timeout: ctx.config.write_timeout,
         metrics: Arc::clone(&ctx.metrics),
         span: span.clone(),
@@ -344,7 +357,7 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         .instrument(span.clone())
         .await
     else {
-        drop(writer);
+        writer.out.finish();
         return linger(&mut reader).await;
     };
     let (player, epoch) = (seat.handle, seat.epoch);
@@ -358,6 +371,15 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         })
         .await;
     info!(parent: &span, forfeit, "connection ended");
+}
+
+/// Ends the connection's writes when dropped: see [`Outbox::finish`].
+struct Finish(Arc<Outbox>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// Reads the hello, seats the player and sends the welcome. `None` when the
@@ -480,7 +502,8 @@ async fn enter(
     Ok((room, seat))
 }
 
-/// The joined phase: the writer task sends snapshots while this task reads.
+/// The joined phase: the room's fan-out sends snapshots and the writer task
+/// the rest while this task reads.
 /// Returns whether the player gave up the seat (left, or broke a rule)
 /// rather than lost the connection, which keeps the session for a resume.
 async fn play(
@@ -503,18 +526,20 @@ async fn play(
     let mut acks = AckCell::new(acked, joined);
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    room.fanout.subscribe(Subscriber::new(
+        Arc::clone(&writer.out),
+        player,
+        Arc::clone(&acks.cell),
+        Arc::clone(&heard),
+        baseline,
+        joined,
+        &ctx.config,
+    ));
+    let out = Arc::clone(&writer.out);
     let mut writer_task = tokio::spawn(write_loop(
         writer,
         control_rx,
-        Feed {
-            snapshots: room.snapshots.clone(),
-            player,
-            acked: Arc::clone(&acks.cell),
-            baseline,
-            joined,
-            heard: Arc::clone(&heard),
-        },
-        Arc::clone(&ctx.config),
+        room.snapshots.clone(),
         ctx.shutdown.clone(),
     ));
     let (rate, burst) = ctx.config.message_rate();
@@ -535,8 +560,8 @@ async fn play(
                     if let Ok(reason) = receiver.await {
                         return reason;
                     }
-                    // The room dropped the sender (it stopped): the writer
-                    // reports that; stop watching.
+                    // The room dropped the sender (it stopped): the
+                    // fan-out reports that; stop watching.
                     kicked = None;
                 }
                 std::future::pending().await
@@ -608,9 +633,10 @@ async fn play(
     {
         let _ = timeout(ctx.config.write_timeout, &mut writer_task).await;
     }
-    // The write half is dropped with the writer task (after the close
-    // frame, if it got out): that sends the FIN.
+    // The close frame, if it got out, was followed by the FIN; if the
+    // writer could not finish, shut the write half now.
     writer_task.abort();
+    out.finish();
     linger(&mut reader).await;
     forfeit
 }
@@ -637,13 +663,13 @@ async fn linger(reader: &mut Reader) {
     .await;
 }
 
-/// The acks this connection read: the reader stores, the writer loads.
+/// The acks this connection read: the reader stores, the fan-out loads.
 /// Kept moving forward only: acks come inside every input as well as alone,
 /// and an input resent after a resume may carry an older one; a client only
 /// keeps states from the baseline of the newest delta on, so a baseline must
 /// never move back.
 struct AckCell {
-    /// The newest ack read on this connection, for this connection's writer.
+    /// The newest ack read on this connection, for the fan-out.
     cell: Arc<AtomicU64>,
     /// The session's ack, which a resume takes its baseline from. Only ticks
     /// this connection delivered go there: a tick after `joined` (the
@@ -680,25 +706,12 @@ impl AckCell {
     }
 }
 
-/// What a writer sends from: the room's snapshots, for one seat.
-struct Feed {
-    snapshots: watch::Receiver<Arc<Published>>,
-    player: PlayerHandle,
-    /// The newest tick the client acknowledged (the reader stores it).
-    acked: Arc<AtomicU64>,
-    /// On a resume, the snapshot the client last acknowledged.
-    baseline: Option<Arc<Published>>,
-    /// The tick the player was seated on; earlier snapshots lack them.
-    joined: Tick,
-    /// When the reader last heard from the client.
-    heard: Arc<Heard>,
-}
-
 /// When a connection last received a message, for the idle timeout. The
-/// reader stores it (one relaxed store per message) and the writer, which
-/// wakes for every snapshot and ping anyway, checks it: a timer per read
-/// was 3% of the server's CPU at 1,000 clients (BENCHMARKS.md section 7).
-struct Heard {
+/// reader stores it (one relaxed store per message) and the fan-out, which
+/// serves the client every tick anyway, checks it: a timer per read was 3%
+/// of the server's CPU at 1,000 clients (BENCHMARKS.md section 7).
+#[derive(Debug)]
+pub(crate) struct Heard {
     since: Instant,
     /// Milliseconds after `since`.
     at_ms: AtomicU64,
@@ -712,57 +725,29 @@ impl Heard {
         }
     }
 
-    fn hear(&self, now: Instant) {
+    pub(crate) fn hear(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.since).as_millis();
         self.at_ms.store(ms as u64, Relaxed);
     }
 
     /// Time since the last message (or since the seat was taken).
-    fn silence(&self, now: Instant) -> Duration {
+    pub(crate) fn silence(&self, now: Instant) -> Duration {
         let at = self.since + Duration::from_millis(self.at_ms.load(Relaxed));
         now.saturating_duration_since(at)
     }
 }
 
-/// The writer task: welcome is sent; now snapshots, pongs and the close.
+/// The writer task: the welcome is sent; now pongs, the close, and the
+/// snapshot bytes the fan-out could not write at once. It wakes only for
+/// those: the snapshots themselves need no task wake-up per client.
 async fn write_loop(
     mut writer: Writer,
     mut control: mpsc::Receiver<Control>,
-    feed: Feed,
-    config: Arc<Config>,
+    snapshots: watch::Receiver<Arc<Published>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Feed {
-        mut snapshots,
-        player,
-        acked,
-        baseline,
-        joined,
-        heard,
-    } = feed;
-    let last_baseline = baseline
-        .as_ref()
-        .map_or(NO_ACK, |p| u64::from(p.state.tick.0));
-    let mut history = VecDeque::with_capacity(config.snapshot_history);
-    history.extend(baseline);
-    let mut view = ClientView {
-        history,
-        delta: SnapshotMsg::default(),
-        full_sent: None,
-        last_baseline,
-        joined,
-    };
-    // The writer wakes for every published snapshot, so it needs no timers
-    // of its own: the WebSocket ping and the idle check ride those wake-ups.
-    // Likewise the shutdown future lives across iterations, registered
-    // once, instead of being re-created (and its waiter re-queued under the
-    // watch's lock) for every snapshot.
-    let mut next_ping = Instant::now() + config.ping_interval;
-    let mut last_ack = (NO_ACK, Instant::now());
-    let mut last_sent: Option<Tick> = None;
     let stop = crate::stopped(&mut shutdown);
     tokio::pin!(stop);
-    snapshots.mark_changed(); // send the current state right away
     let result: Result<(), WriteFailed> = async {
         loop {
             tokio::select! {
@@ -771,17 +756,23 @@ async fn write_loop(
                     writer.close(DisconnectReason::ServerShutdown).await;
                     return Ok(());
                 }
+                () = writer.out.woken() => match writer.out.take_close_request() {
+                    Some(reason) => {
+                        writer.close(reason).await;
+                        return Ok(());
+                    }
+                    None => writer.flush().await?,
+                },
                 ctrl = control.recv() => match ctrl {
                     Some(Control::Pong(nonce)) => {
                         let tick = snapshots.borrow().state.tick;
                         writer.message(&ServerMsg::Pong { nonce, tick }).await?;
                     }
                     Some(Control::WsPong(payload)) => {
-                        writer.frame(Frame::pong(payload.into())).await?;
+                        writer.frame(OpCode::Pong, &payload).await?;
                     }
                     Some(Control::CloseReply(code)) => {
-                        let code = if code == 1005 || code < 1000 { 1000 } else { code };
-                        let _ = writer.frame(Frame::close(code, b"")).await;
+                        writer.close_reply(code).await;
                         return Ok(());
                     }
                     Some(Control::Disconnect(reason)) => {
@@ -790,47 +781,6 @@ async fn write_loop(
                     }
                     None => return Ok(()),
                 },
-                changed = snapshots.changed() => {
-                    if changed.is_err() {
-                        writer.close(DisconnectReason::ServerShutdown).await;
-                        return Ok(());
-                    }
-                    let now = Instant::now();
-                    if heard.silence(now) > config.idle_timeout {
-                        writer.close(DisconnectReason::IdleTimeout).await;
-                        return Ok(());
-                    }
-                    if now >= next_ping {
-                        next_ping = now + config.ping_interval;
-                        writer.frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[]))).await?;
-                    }
-                    let published = Arc::clone(&snapshots.borrow_and_update());
-                    if published.state.tick.since(joined) <= 0 {
-                        // Published before the tick that seated this
-                        // player: it would show a world without them.
-                        continue;
-                    }
-                    let ack = acked.load(Relaxed);
-                    if ack != last_ack.0 {
-                        last_ack = (ack, now);
-                    } else if now.saturating_duration_since(last_ack.1) > config.ack_timeout {
-                        writer.close(DisconnectReason::TooSlow).await;
-                        return Ok(());
-                    }
-                    if send_snapshot(&mut writer, &mut view, &published, player, ack, now, &config).await? {
-                        let tick = published.state.tick;
-                        if let Some(prev) = last_sent {
-                            // Snapshots published between the last one
-                            // written and this one were skipped for this
-                            // client.
-                            let between = (u64::from(tick.since(prev).max(0) as u32)
-                                * u64::from(config.snapshot_hz))
-                                / u64::from(config.tick_hz);
-                            writer.metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
-                        }
-                        last_sent = Some(tick);
-                    }
-                }
             }
         }
     }
@@ -843,112 +793,6 @@ async fn write_loop(
         );
         writer.metrics.count_kick(&DisconnectReason::TooSlow);
     }
-}
-
-/// A client without a usable baseline gets one full snapshot, then nothing
-/// until it acknowledges it (or this long passes): sending a full snapshot
-/// every tick to a client that is behind would bury it deeper.
-const FULL_SNAPSHOT_RESEND: Duration = Duration::from_secs(1);
-
-/// What this client's writer knows about what the client holds.
-struct ClientView {
-    /// Snapshots this client may hold, oldest first: the candidates for its
-    /// next baseline. Shared with every other client (Arc), so the cost per
-    /// client is a pointer each.
-    history: VecDeque<Arc<Published>>,
-    /// Scratch for encoding a delta no other client has needed yet.
-    delta: SnapshotMsg,
-    /// When the last full snapshot went out, while none has been acked since.
-    full_sent: Option<Instant>,
-    /// The baseline of the last delta sent. An ack of a tick this writer
-    /// never sent (the welcome's tick before the first snapshot, or after a
-    /// resume a snapshot of the previous connection newer than the last ack
-    /// it read) names no baseline; the client still holds this one.
-    last_baseline: u64,
-    /// The welcome's tick. No snapshot carries it, so a client acknowledging
-    /// it says it holds nothing (it has not received a snapshot yet, or it
-    /// resumed without its states, like a reloaded page).
-    joined: Tick,
-}
-
-impl ClientView {
-    /// The baseline of the next delta for a client whose newest ack is
-    /// `ack`: that snapshot if this writer has it, else the last baseline
-    /// used (which the client still holds), else none (a full snapshot).
-    fn baseline(&mut self, ack: u64) -> Option<&Arc<Published>> {
-        if ack == u64::from(self.joined.0) {
-            self.last_baseline = NO_ACK;
-            return None;
-        }
-        if ack != self.last_baseline && room::acked_snapshot(&self.history, ack).is_some() {
-            self.last_baseline = ack;
-        }
-        room::acked_snapshot(&self.history, self.last_baseline)
-    }
-}
-
-/// Sends this client the published tick, as a delta against its newest
-/// acknowledged snapshot. Returns whether anything was sent.
-async fn send_snapshot(
-    writer: &mut Writer,
-    view: &mut ClientView,
-    published: &Arc<Published>,
-    player: PlayerHandle,
-    ack: u64,
-    started: Instant,
-    config: &Config,
-) -> Result<bool, WriteFailed> {
-    let baseline = view.baseline(ack).cloned();
-    let baseline = baseline.as_ref();
-    let history = &mut view.history;
-    if baseline.is_some() {
-        view.full_sent = None;
-    } else if view
-        .full_sent
-        .is_some_and(|at| started.saturating_duration_since(at) < FULL_SNAPSHOT_RESEND)
-    {
-        writer.metrics.snapshots_skipped.inc();
-        return Ok(false);
-    } else {
-        view.full_sent = Some(started);
-    }
-    let delta = &mut view.delta;
-    let shared = published.shared_delta(baseline.map(|p| p.state.tick), || {
-        snapshot::diff_into_with_checksum(
-            baseline.map(|p| &p.state),
-            &published.state,
-            published.checksum,
-            0,
-            delta,
-        );
-        codec::SharedSnapshot::new(delta)
-    });
-    shared.write_for(published.input_ack(player), &mut writer.buf);
-    writer
-        .metrics
-        .encode_seconds
-        .observe(started.elapsed().as_secs_f64());
-    if baseline.is_none() {
-        writer.metrics.snapshots_full.inc();
-    }
-    writer.flush_buf().await?;
-    writer.metrics.snapshots_sent.inc();
-    // Baselines older than the one the client acknowledged are never needed
-    // again (acks only move forward); drop them, then cap the history.
-    if let Some(tick) = baseline.map(|p| p.state.tick) {
-        while history.front().is_some_and(|p| p.state.tick != tick) {
-            history.pop_front();
-        }
-    }
-    if history.len() == config.snapshot_history {
-        history.pop_front();
-    }
-    history.push_back(Arc::clone(published));
-    // A full snapshot can leave a large buffer behind; give it back.
-    if writer.buf.capacity() > 64 * 1024 && writer.buf.len() < 16 * 1024 {
-        writer.buf = Vec::with_capacity(16 * 1024);
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -987,7 +831,7 @@ mod tests {
         let mut acks = AckCell::new(Arc::clone(&session), Tick(100));
         acks.offer(Tick(95)); // held from the old connection: not sent here
         assert_eq!(session.load(Relaxed), 90);
-        assert_eq!(acks.cell.load(Relaxed), 95, "the writer falls back itself");
+        assert_eq!(acks.cell.load(Relaxed), 95, "the fan-out falls back itself");
         acks.offer(Tick(103));
         assert_eq!(session.load(Relaxed), 103);
         // A client that holds nothing acknowledges the welcome's tick.

@@ -6,6 +6,10 @@
 //! * per connection, a **reader** and a **writer** task ([`connection`])
 //!   talk to the room only through bounded queues and a `watch` of the newest
 //!   published snapshot;
+//! * per room, **fan-out** shard tasks ([`fanout`]) write every client's
+//!   snapshot after each published tick, one task wake-up per 32 clients
+//!   instead of one per client; a client's socket is shared through its
+//!   [`outbox`];
 //! * the **accept loop** ([`serve`]) caps open connections and hands each to
 //!   hyper ([`http`]), which serves files, status, and the WebSocket upgrade.
 //!
@@ -14,10 +18,12 @@
 pub mod auth;
 pub mod config;
 mod connection;
+mod fanout;
 pub mod game;
 pub mod guard;
 mod http;
 pub mod metrics;
+mod outbox;
 pub mod process;
 mod registry;
 pub mod room;
@@ -31,6 +37,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use config::{Config, ConfigError, RoomSpec};
+pub use fanout::SHARD_CLIENTS;
 
 use crate::connection::ConnContext;
 use crate::http::AppState;

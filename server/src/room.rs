@@ -36,6 +36,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::fanout::Fanout;
 use crate::game::{EntityKey, World, WorldConfig};
 use crate::metrics::{InputDrop, Metrics, Phase};
 use crate::registry::Registry;
@@ -74,7 +75,7 @@ pub(crate) struct Seat {
     /// The session's ack as this connection sees it: seeded with the last
     /// one on a resume; the reader stores the acks of snapshots this
     /// connection delivered; the room reads it for the next resume's
-    /// baseline. (The writer follows the reader's own cell instead.)
+    /// baseline. (The fan-out follows the reader's own cell instead.)
     pub(crate) acked: Arc<AtomicU64>,
     /// Fires when the room ends this connection: another one resumed the
     /// session.
@@ -121,7 +122,7 @@ pub struct Published {
     /// Deltas already encoded against a baseline tick (`None`: full). Every
     /// client sees the whole arena, so clients that acknowledged the same
     /// baseline get the same bytes but for their input ack: the first
-    /// writer to need one encodes it, the others copy it. A std mutex: held
+    /// client to need one encodes it, the others copy it. A std mutex: held
     /// for a lookup or a push, never across `.await`.
     deltas: Mutex<Vec<(Option<Tick>, Arc<SharedSnapshot>)>>,
 }
@@ -135,7 +136,7 @@ impl Published {
         self.acks.get(player.slot as usize).copied().unwrap_or(0)
     }
 
-    /// The delta against `baseline` (a tick this state's writers sent
+    /// The delta against `baseline` (a tick the fan-out sent
     /// before, or `None` for a full snapshot), encoded by `encode` at most
     /// about once per distinct baseline.
     pub(crate) fn shared_delta(
@@ -147,7 +148,7 @@ impl Published {
         if let Some((_, hit)) = lock().iter().find(|(b, _)| *b == baseline) {
             return Arc::clone(hit);
         }
-        // Encode without the lock; two writers may race to encode the same
+        // Encode without the lock; two shards may race to encode the same
         // baseline, which costs one redundant encode and nothing else.
         let fresh = Arc::new(encode());
         let mut deltas = lock();
@@ -337,6 +338,8 @@ pub(crate) struct RoomHandle {
     /// (counted); a later input supersedes it anyway.
     pub(crate) inputs: mpsc::Sender<(PlayerHandle, InputCmd)>,
     pub(crate) snapshots: watch::Receiver<Arc<Published>>,
+    /// Writes the published snapshots to the room's clients.
+    pub(crate) fanout: Arc<Fanout>,
     pub(crate) status: Arc<RoomStatus>,
 }
 
@@ -447,6 +450,11 @@ pub(crate) fn spawn(
     let handle = RoomHandle {
         cmds: cmd_tx,
         inputs: input_tx,
+        fanout: Arc::new(Fanout::new(
+            snapshots.clone(),
+            Arc::clone(config),
+            Arc::clone(&metrics),
+        )),
         snapshots,
         status: Arc::clone(&status),
     };

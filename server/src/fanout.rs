@@ -1,0 +1,353 @@
+//! The room's fan-out: after every published tick, each client's delta is
+//! encoded (once per distinct baseline, shared) and written to its socket
+//! by a few shard tasks, without waking one task per client.
+//!
+//! A shard serves up to [`SHARD_CLIENTS`] clients of one room: it wakes once
+//! per published tick, and for each client picks the baseline from the
+//! client's newest ack, writes the frame with a non-blocking write
+//! ([`Outbox::offer`]) and goes on. A client whose socket did not take the
+//! whole frame is finished by its connection's writer task under the write
+//! timeout, and skipped by the shard until then (skip to newest: the next
+//! snapshot supersedes the missed one). Shards of one room run in parallel
+//! on the runtime's workers.
+//!
+//! Waking one writer task per client per tick was two thirds of the
+//! server's user-space time at 1,000 clients (BENCHMARKS.md section 7).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use fastwebsockets::OpCode;
+use shared::protocol::DisconnectReason;
+use shared::snapshot::{self, SnapshotMsg};
+use shared::{Tick, codec};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbox::{Offer, Outbox, put_frame, put_head};
+use crate::room::{self, NO_ACK, PlayerHandle, Published};
+
+/// Clients per shard task: enough that a tick costs a handful of task
+/// wake-ups, few enough that a room's clients spread over every worker.
+pub const SHARD_CLIENTS: usize = 32;
+
+/// A client without a usable baseline gets one full snapshot, then nothing
+/// until it acknowledges it (or this long passes): sending a full snapshot
+/// every tick to a client that is behind would bury it deeper.
+const FULL_SNAPSHOT_RESEND: Duration = Duration::from_secs(1);
+
+/// A room's fan-out: its shards, started as clients arrive.
+#[derive(Debug)]
+pub(crate) struct Fanout {
+    snapshots: watch::Receiver<Arc<Published>>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    /// A std mutex, held to pick a shard.
+    shards: Mutex<Vec<Arc<Shard>>>,
+}
+
+/// What a shard's task shares with the connections that join it.
+#[derive(Debug, Default)]
+struct Shard {
+    /// Clients handed over since the shard's last tick, and whether the
+    /// shard's task ended (its room stopped).
+    inbox: Mutex<Inbox>,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    arrivals: Vec<Subscriber>,
+    /// Clients served plus arrivals.
+    members: usize,
+    ended: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Fanout {
+    pub(crate) fn new(
+        snapshots: watch::Receiver<Arc<Published>>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            snapshots,
+            config,
+            metrics,
+            shards: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Hands a seated client to a shard with room, starting one if none has.
+    /// Its snapshots start with the next published tick.
+    pub(crate) fn subscribe(&self, client: Subscriber) {
+        let mut shards = lock(&self.shards);
+        for shard in shards.iter() {
+            let mut inbox = lock(&shard.inbox);
+            if !inbox.ended && inbox.members < SHARD_CLIENTS {
+                inbox.members += 1;
+                inbox.arrivals.push(client);
+                return;
+            }
+        }
+        shards.retain(|shard| !lock(&shard.inbox).ended);
+        let shard = Arc::new(Shard::default());
+        {
+            let mut inbox = lock(&shard.inbox);
+            inbox.members = 1;
+            inbox.arrivals.push(client);
+        }
+        shards.push(Arc::clone(&shard));
+        tokio::spawn(run_shard(
+            shard,
+            self.snapshots.clone(),
+            Arc::clone(&self.config),
+            Arc::clone(&self.metrics),
+        ));
+    }
+}
+
+/// Per-shard buffers, reused for every client of every tick.
+#[derive(Default)]
+struct Scratch {
+    /// A delta no other client has needed yet.
+    delta: SnapshotMsg,
+    /// The frame's body: the shared delta with the client's input ack.
+    body: Vec<u8>,
+    /// A ping frame when one is due, then the snapshot frame's header.
+    head: Vec<u8>,
+}
+
+async fn run_shard(
+    shard: Arc<Shard>,
+    mut snapshots: watch::Receiver<Arc<Published>>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+) {
+    let mut clients: Vec<Subscriber> = Vec::with_capacity(SHARD_CLIENTS);
+    let mut scratch = Scratch::default();
+    loop {
+        let changed = snapshots.changed().await;
+        {
+            let mut inbox = lock(&shard.inbox);
+            clients.append(&mut inbox.arrivals);
+            if changed.is_err() {
+                inbox.ended = true;
+            }
+        }
+        if changed.is_err() {
+            // The room stopped.
+            for client in &clients {
+                client.out.request_close(DisconnectReason::ServerShutdown);
+            }
+            return;
+        }
+        let published = Arc::clone(&snapshots.borrow_and_update());
+        let now = Instant::now();
+        let before = clients.len();
+        clients.retain_mut(|client| {
+            client.on_publish(&published, now, &mut scratch, &config, &metrics)
+        });
+        if clients.len() < before {
+            lock(&shard.inbox).members -= before - clients.len();
+        }
+    }
+}
+
+/// One seated client, as its shard serves it.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    out: Arc<Outbox>,
+    player: PlayerHandle,
+    /// The newest tick the client acknowledged (its reader stores it).
+    acked: Arc<AtomicU64>,
+    /// When the reader last heard from the client.
+    heard: Arc<crate::connection::Heard>,
+    view: ClientView,
+    next_ping: Instant,
+    /// The last ack value seen, and when it changed.
+    last_ack: (u64, Instant),
+    last_sent: Option<Tick>,
+}
+
+impl Subscriber {
+    pub(crate) fn new(
+        out: Arc<Outbox>,
+        player: PlayerHandle,
+        acked: Arc<AtomicU64>,
+        heard: Arc<crate::connection::Heard>,
+        baseline: Option<Arc<Published>>,
+        joined: Tick,
+        config: &Config,
+    ) -> Self {
+        let now = Instant::now();
+        let last_baseline = baseline
+            .as_ref()
+            .map_or(NO_ACK, |p| u64::from(p.state.tick.0));
+        let mut history = VecDeque::with_capacity(config.snapshot_history);
+        history.extend(baseline);
+        Self {
+            out,
+            player,
+            acked,
+            heard,
+            view: ClientView {
+                history,
+                full_sent: None,
+                last_baseline,
+                joined,
+            },
+            next_ping: now + config.ping_interval,
+            last_ack: (NO_ACK, now),
+            last_sent: None,
+        }
+    }
+
+    /// Sends this client the published tick, as a delta against its newest
+    /// acknowledged snapshot. Returns whether the shard keeps serving it.
+    fn on_publish(
+        &mut self,
+        published: &Arc<Published>,
+        now: Instant,
+        scratch: &mut Scratch,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> bool {
+        if self.heard.silence(now) > config.idle_timeout {
+            self.out.request_close(DisconnectReason::IdleTimeout);
+            return false;
+        }
+        let tick = published.state.tick;
+        if tick.since(self.view.joined) <= 0 {
+            // Published before the tick that seated this player: it would
+            // show a world without them.
+            return true;
+        }
+        let ack = self.acked.load(Relaxed);
+        if ack != self.last_ack.0 {
+            self.last_ack = (ack, now);
+        } else if now.saturating_duration_since(self.last_ack.1) > config.ack_timeout {
+            self.out.request_close(DisconnectReason::TooSlow);
+            return false;
+        }
+        let baseline = self.view.baseline(ack).cloned();
+        if baseline.is_none()
+            && self
+                .view
+                .full_sent
+                .is_some_and(|at| now.saturating_duration_since(at) < FULL_SNAPSHOT_RESEND)
+        {
+            metrics.snapshots_skipped.inc();
+            return true;
+        }
+        let started = Instant::now();
+        let delta = &mut scratch.delta;
+        let shared = published.shared_delta(baseline.as_ref().map(|p| p.state.tick), || {
+            snapshot::diff_into_with_checksum(
+                baseline.as_ref().map(|p| &p.state),
+                &published.state,
+                published.checksum,
+                0,
+                delta,
+            );
+            codec::SharedSnapshot::new(delta)
+        });
+        shared.write_for(published.input_ack(self.player), &mut scratch.body);
+        metrics
+            .encode_seconds
+            .observe(started.elapsed().as_secs_f64());
+        scratch.head.clear();
+        let ping = now >= self.next_ping;
+        if ping {
+            put_frame(&mut scratch.head, OpCode::Ping, &[]);
+        }
+        let mut head = [0; 10];
+        let len = put_head(&mut head, OpCode::Binary, &scratch.body);
+        scratch.head.extend_from_slice(&head[..len]);
+        let frames = [IoSlice::new(&scratch.head), IoSlice::new(&scratch.body)];
+        match self.out.offer(&frames) {
+            Offer::Closed => return false,
+            // The socket has not taken the last frame yet: skip this one.
+            Offer::Busy => return true,
+            Offer::Sent => {}
+        }
+        if ping {
+            self.next_ping = now + config.ping_interval;
+        }
+        metrics.bytes_out.inc_by(scratch.body.len() as u64);
+        metrics.snapshots_sent.inc();
+        if let Some(prev) = self.last_sent {
+            // Snapshots published between the last one written and this
+            // one were skipped for this client.
+            let between = (u64::from(tick.since(prev).max(0) as u32)
+                * u64::from(config.snapshot_hz))
+                / u64::from(config.tick_hz);
+            metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
+        }
+        self.last_sent = Some(tick);
+        let history = &mut self.view.history;
+        match &baseline {
+            Some(base) => {
+                self.view.full_sent = None;
+                // Baselines older than the one the client acknowledged are
+                // never needed again (acks only move forward).
+                let base = base.state.tick;
+                while history.front().is_some_and(|p| p.state.tick != base) {
+                    history.pop_front();
+                }
+            }
+            None => {
+                self.view.full_sent = Some(now);
+                metrics.snapshots_full.inc();
+            }
+        }
+        if history.len() == config.snapshot_history {
+            history.pop_front();
+        }
+        history.push_back(Arc::clone(published));
+        true
+    }
+}
+
+/// What the fan-out knows about what one client holds.
+#[derive(Debug)]
+struct ClientView {
+    /// Snapshots this client may hold, oldest first: the candidates for its
+    /// next baseline. Shared with every other client (Arc), so the cost per
+    /// client is a pointer each.
+    history: VecDeque<Arc<Published>>,
+    /// When the last full snapshot went out, while none has been acked since.
+    full_sent: Option<Instant>,
+    /// The baseline of the last delta sent. An ack of a tick never sent to
+    /// this connection (the welcome's tick before the first snapshot, or
+    /// after a resume a snapshot of the previous connection newer than the
+    /// last ack it read) names no baseline; the client still holds this one.
+    last_baseline: u64,
+    /// The welcome's tick. No snapshot carries it, so a client acknowledging
+    /// it says it holds nothing (it has not received a snapshot yet, or it
+    /// resumed without its states, like a reloaded page).
+    joined: Tick,
+}
+
+impl ClientView {
+    /// The baseline of the next delta for a client whose newest ack is
+    /// `ack`: that snapshot if this client was sent it, else the last
+    /// baseline used (which the client still holds), else none (a full
+    /// snapshot).
+    fn baseline(&mut self, ack: u64) -> Option<&Arc<Published>> {
+        if ack == u64::from(self.joined.0) {
+            self.last_baseline = NO_ACK;
+            return None;
+        }
+        if ack != self.last_baseline && room::acked_snapshot(&self.history, ack).is_some() {
+            self.last_baseline = ack;
+        }
+        room::acked_snapshot(&self.history, self.last_baseline)
+    }
+}
