@@ -1,10 +1,10 @@
 //! `fanout`: one tick's snapshots for 100, 1,000 and 5,000 clients in
-//! process, the way the server sends them: one task per client on a tokio
-//! multi-thread runtime with a worker per core, each woken by a `watch` of
-//! the newest published state and encoding a delta against its own
-//! baseline (ages 1 to 8 ticks, spread evenly over the clients). No sockets.
+//! process, on a tokio multi-thread runtime with a worker per core, tasks
+//! woken by a `watch` of the newest published state, each client's delta
+//! against its own baseline (ages 1 to 8 ticks, spread evenly over the
+//! clients). No sockets.
 //!
-//! Three variants, measured in the same run:
+//! Four variants, measured in the same run:
 //! * `diff_into`: the server's path until commit 875f6cd, `diff_into` +
 //!   `encode_snapshot` per client (the state's checksum recomputed by every
 //!   client);
@@ -12,7 +12,10 @@
 //!   (`diff_into_with_checksum`);
 //! * `shared_deltas`: one diff + encode per distinct baseline per tick
 //!   (`SharedSnapshot`), each client copying it with its own input ack: what
-//!   the server does now, in every room.
+//!   the server did until the fan-out shards, one task per client;
+//! * `sharded`: the same work, one task per [`server::SHARD_CLIENTS`]
+//!   clients, each serving its clients in turn: what the server does now
+//!   (`server/src/fanout.rs`).
 //!
 //! The world is a fixed arena of about 1,000 entities in the realistic mix,
 //! so the cost per client is the same at every client count and any growth
@@ -42,6 +45,7 @@ enum Variant {
     DiffInto,
     ChecksumOnce,
     SharedDeltas,
+    Sharded,
 }
 
 impl Variant {
@@ -50,6 +54,7 @@ impl Variant {
             Self::DiffInto => "diff_into",
             Self::ChecksumOnce => "checksum_once",
             Self::SharedDeltas => "shared_deltas",
+            Self::Sharded => "sharded",
         }
     }
 }
@@ -76,9 +81,11 @@ impl Tick {
     }
 }
 
-/// One client's writer loop: wait for a tick, encode its snapshot, report.
-async fn client(
-    lag: usize,
+/// A task serving the clients of `lags` (their baseline ages): wait for a
+/// tick, encode each one's snapshot, report. One client per task for every
+/// variant but `sharded`.
+async fn clients(
+    lags: Vec<usize>,
     variant: Variant,
     history: Arc<History>,
     mut ticks: watch::Receiver<Arc<Tick>>,
@@ -87,36 +94,50 @@ async fn client(
 ) {
     let mut msg = SnapshotMsg::default();
     let mut buf = Vec::new();
-    let input_ack = 1000 + lag as u32;
     while ticks.changed().await.is_ok() {
         let tick = Arc::clone(&ticks.borrow_and_update());
-        let t = tick.t;
-        let (base, current) = (&history.states[t - lag], &history.states[t]);
-        match variant {
-            Variant::DiffInto => {
-                snapshot::diff_into(Some(base), current, input_ack, &mut msg);
-                codec::encode_snapshot(&msg, &mut buf);
-            }
-            Variant::ChecksumOnce => {
-                let sum = history.sums[t];
-                snapshot::diff_into_with_checksum(Some(base), current, sum, input_ack, &mut msg);
-                codec::encode_snapshot(&msg, &mut buf);
-            }
-            Variant::SharedDeltas => {
-                let shared = tick.deltas[lag].get_or_init(|| {
-                    let sum = history.sums[t];
-                    let mut msg = SnapshotMsg::default();
-                    snapshot::diff_into_with_checksum(Some(base), current, sum, 0, &mut msg);
-                    SharedSnapshot::new(&msg)
-                });
-                shared.write_for(input_ack, &mut buf);
-            }
+        for &lag in &lags {
+            encode(variant, &history, &tick, lag, &mut msg, &mut buf);
         }
-        std::hint::black_box(buf.len());
-        if pending.fetch_sub(1, AcqRel) == 1 {
+        if pending.fetch_sub(lags.len(), AcqRel) == lags.len() {
             let _ = done.send(());
         }
     }
+}
+
+/// One client's snapshot of `tick`, against a baseline `lag` ticks old.
+fn encode(
+    variant: Variant,
+    history: &History,
+    tick: &Tick,
+    lag: usize,
+    msg: &mut SnapshotMsg,
+    buf: &mut Vec<u8>,
+) {
+    let input_ack = 1000 + lag as u32;
+    let t = tick.t;
+    let (base, current) = (&history.states[t - lag], &history.states[t]);
+    match variant {
+        Variant::DiffInto => {
+            snapshot::diff_into(Some(base), current, input_ack, msg);
+            codec::encode_snapshot(msg, buf);
+        }
+        Variant::ChecksumOnce => {
+            let sum = history.sums[t];
+            snapshot::diff_into_with_checksum(Some(base), current, sum, input_ack, msg);
+            codec::encode_snapshot(msg, buf);
+        }
+        Variant::SharedDeltas | Variant::Sharded => {
+            let shared = tick.deltas[lag].get_or_init(|| {
+                let sum = history.sums[t];
+                let mut msg = SnapshotMsg::default();
+                snapshot::diff_into_with_checksum(Some(base), current, sum, 0, &mut msg);
+                SharedSnapshot::new(&msg)
+            });
+            shared.write_for(input_ack, buf);
+        }
+    }
+    std::hint::black_box(buf.len());
 }
 
 fn fanout(c: &mut Criterion) {
@@ -147,13 +168,20 @@ fn fanout(c: &mut Criterion) {
             Variant::DiffInto,
             Variant::ChecksumOnce,
             Variant::SharedDeltas,
+            Variant::Sharded,
         ] {
             let (tick_tx, tick_rx) = watch::channel(Tick::new(MAX_AGE));
             let pending = Arc::new(AtomicUsize::new(0));
             let (done_tx, done_rx) = mpsc::channel();
-            for i in 0..clients {
-                runtime.spawn(client(
-                    1 + i % MAX_AGE,
+            let lags: Vec<usize> = (0..clients).map(|i| 1 + i % MAX_AGE).collect();
+            let per_task = if variant == Variant::Sharded {
+                server::SHARD_CLIENTS
+            } else {
+                1
+            };
+            for lags in lags.chunks(per_task) {
+                runtime.spawn(self::clients(
+                    lags.to_vec(),
                     variant,
                     Arc::clone(&history),
                     tick_rx.clone(),
