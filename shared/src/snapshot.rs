@@ -444,6 +444,12 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
     // A stage zeroed once per thread: zeroing its 3.6 KiB for every call
     // would cost as much as the rest of a 100-entity diff.
     let (i, j) = STAGE.with_borrow_mut(|staged| {
+        #[expect(
+            clippy::redundant_locals,
+            reason = "a local, not the captured reference: kept in a register, \
+                      not reloaded after every call to `changed` (-2% instructions)"
+        )]
+        let age = age;
         staged.reset();
         let (mut i, mut j) = (0, 0);
         while i < bs.len() && j < cs.len() {
