@@ -9,7 +9,12 @@
 //! ```
 //!
 //! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`, or
-//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check. The set-up
+//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check, and
+//! `time-diff-once-hot ENTITIES AGE ROUNDS`, the same on the first four
+//! pairs only, so the states stay in cache and the branch predictor has
+//! seen the same four messages before (`time-diff-once`, like the criterion
+//! bench, reads for every message two states not read for 60 messages).
+//! The set-up
 //! (building and warming the arena) is outside the loop; the loop's own cost
 //! is what `callgrind_annotate` shows under `profile::run_*`.
 
@@ -52,11 +57,15 @@ fn run_diff(arena: &mut Arena, age: usize, iterations: usize, checksum_once: boo
 }
 
 /// Times `diff-once` on this machine: the median and the fastest of
-/// `rounds` passes over every pair, in ns per message. A quick A/B check
-/// between two builds; criterion gives the figures that are quoted.
-fn time_diff(arena: &mut Arena, age: usize, rounds: usize) {
+/// `rounds` passes over every pair (or, `hot`, as many messages over the
+/// first four pairs), in ns per message. A quick A/B check between two
+/// builds; criterion gives the figures that are quoted.
+fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
     let history = arena.history(HISTORY);
-    let pairs = pairs(&history, age);
+    let mut pairs = pairs(&history, age);
+    if hot {
+        pairs = (0..pairs.len()).map(|k| pairs[k % 4].clone()).collect();
+    }
     let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
     let mut msg = SnapshotMsg::default();
     let mut buf = Vec::new();
@@ -73,7 +82,8 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize) {
     let mut ns: Vec<f64> = (0..rounds.max(1)).map(|_| pass()).collect();
     ns.sort_by(f64::total_cmp);
     println!(
-        "diff-once {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message",
+        "diff-once{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message",
+        if hot { " (hot)" } else { "" },
         arena.world.entity_count(),
         ns[ns.len() / 2],
         ns[0]
@@ -116,10 +126,12 @@ fn main() -> ExitCode {
         Some("diff") => run_diff(&mut arena, age, iterations, false),
         Some("diff-once") => run_diff(&mut arena, age, iterations, true),
         Some("decode") => run_decode(&mut arena, age, iterations),
-        Some("time-diff-once") => time_diff(&mut arena, age, iterations),
+        Some("time-diff-once") => time_diff(&mut arena, age, iterations, false),
+        Some("time-diff-once-hot") => time_diff(&mut arena, age, iterations, true),
         _ => {
             eprintln!(
-                "usage: profile tick|diff|diff-once|decode|time-diff-once ENTITIES AGE ITERATIONS"
+                "usage: profile tick|diff|diff-once|decode|time-diff-once|time-diff-once-hot \
+                 ENTITIES AGE ITERATIONS"
             );
             return ExitCode::FAILURE;
         }
