@@ -133,16 +133,14 @@ async fn run_shard(
     let mut clients: Vec<Subscriber> = Vec::with_capacity(SHARD_CLIENTS);
     let mut scratch = Scratch::default();
     loop {
-        let changed = snapshots.changed().await;
+        // An error: the room stopped.
+        let stopped = snapshots.changed().await.is_err();
         {
             let mut inbox = lock(&shard.inbox);
             clients.append(&mut inbox.arrivals);
-            if changed.is_err() {
-                inbox.ended = true;
-            }
+            inbox.ended = stopped;
         }
-        if changed.is_err() {
-            // The room stopped.
+        if stopped {
             for client in &clients {
                 client.out.request_close(DisconnectReason::ServerShutdown);
             }

@@ -165,9 +165,6 @@ impl Outbox {
             if state.failed {
                 return Err(WriteFailed);
             }
-            if state.pending.is_empty() {
-                state.sent = 0;
-            }
             state.pending.extend_from_slice(bytes);
         }
         self.flush(deadline).await
@@ -182,7 +179,7 @@ impl Outbox {
     ) -> Result<(), WriteFailed> {
         self.lock().closed = true;
         let sent = self.send(bytes, deadline).await;
-        self.shut();
+        self.finish();
         sent
     }
 
@@ -231,12 +228,8 @@ impl Outbox {
     /// shut down (FIN) if it was not yet. The socket itself closes when the
     /// last holder (the fan-out, at its next tick) lets go.
     pub(crate) fn finish(&self) {
-        self.lock().closed = true;
-        self.shut();
-    }
-
-    fn shut(&self) {
         let mut state = self.lock();
+        state.closed = true;
         if !state.shut {
             state.shut = true;
             let stream: &tokio::net::TcpStream = self.half.as_ref();
