@@ -340,6 +340,12 @@ impl<'a> Out<'a> {
             self.u32(p.score);
             self.u32(p.deaths);
         }
+        self.len(s.players_scored.len());
+        for d in &s.players_scored {
+            self.u32(d.gap);
+            self.i32(d.score);
+            self.i32(d.deaths);
+        }
     }
 }
 
@@ -459,7 +465,7 @@ mod tests {
         AuthToken, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest, SessionToken,
         Welcome,
     };
-    use crate::snapshot::{EntityCreate, EntityKind, PlayerInfo};
+    use crate::snapshot::{EntityCreate, EntityKind, PlayerInfo, ScoreDelta};
     use proptest::prelude::*;
 
     fn hello(name: &str) -> ClientMsg {
@@ -553,6 +559,11 @@ mod tests {
                 name: "x".into(),
                 score: 2,
                 deaths: 0,
+            }],
+            players_scored: vec![ScoreDelta {
+                gap: 3,
+                score: 1,
+                deaths: -1,
             }],
         };
         let mut borrowed = Vec::new();
@@ -760,6 +771,14 @@ mod tests {
             proptest::collection::vec(arb_i32(), 0..300),
             list(arb_u32()),
             proptest::collection::vec(player, 0..4),
+            proptest::collection::vec(
+                (arb_u32(), arb_i32(), arb_i32()).prop_map(|(gap, score, deaths)| ScoreDelta {
+                    gap,
+                    score,
+                    deaths,
+                }),
+                0..4,
+            ),
         )
             .prop_map(
                 |(
@@ -770,6 +789,7 @@ mod tests {
                     values,
                     players_removed,
                     players_upserted,
+                    players_scored,
                 )| SnapshotMsg {
                     tick: Tick(tick),
                     base_age,
@@ -781,6 +801,7 @@ mod tests {
                     values,
                     players_removed,
                     players_upserted,
+                    players_scored,
                 },
             )
     }

@@ -103,7 +103,10 @@ pub const MAX_NET_ID: u32 = u32::MAX >> FIELD_BITS;
 pub mod fields {
     /// Position residual against dead reckoning: two values (x, y).
     pub const POS: u32 = 1;
-    /// Velocity change: two values (vx, vy).
+    /// Velocity change: two values (vx, vy), then, when the baseline is
+    /// more than one tick old, the turn age `k`: ticks since the velocity
+    /// changed (the position is dead-reckoned with the baseline's velocity
+    /// for `age - k` ticks and the new one for `k`).
     pub const VEL: u32 = 2;
     /// Angle change, wrapped to -128..=127: one value.
     pub const ANGLE: u32 = 4;
@@ -132,6 +135,21 @@ pub struct EntityCreate {
     pub angle: u8,
     /// Hit points.
     pub hp: u8,
+}
+
+/// A scoreboard entry whose player is in the baseline's scoreboard under
+/// the same name, and whose score or deaths changed: sent as changes, the
+/// name not repeated (a kill changes two entries; resending them whole was
+/// most of the scoreboard's bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreDelta {
+    /// Id gap to the previous entry of [`SnapshotMsg::players_scored`]
+    /// (gap-coded like the entity lists).
+    pub gap: u32,
+    /// `new score - baseline score`, wrapping.
+    pub score: i32,
+    /// `new deaths - baseline deaths`, wrapping.
+    pub deaths: i32,
 }
 
 /// One snapshot on the wire: the world at `tick` as a delta against the
@@ -163,9 +181,11 @@ pub struct SnapshotMsg {
     pub values: Vec<i32>,
     /// Ids (absolute, increasing) of scoreboard entries that are gone.
     pub players_removed: Vec<u32>,
-    /// Scoreboard entries that are new or differ from the baseline, by
-    /// increasing id.
+    /// Scoreboard entries that are new or renamed, whole, by increasing id.
     pub players_upserted: Vec<PlayerInfo>,
+    /// Baseline scoreboard entries whose score or deaths changed, as
+    /// changes, by increasing (gap-coded) id.
+    pub players_scored: Vec<ScoreDelta>,
 }
 
 impl SnapshotMsg {
@@ -177,6 +197,7 @@ impl SnapshotMsg {
         self.values.clear();
         self.players_removed.clear();
         self.players_upserted.clear();
+        self.players_scored.clear();
     }
 
     /// Whether this is a full snapshot (no baseline).
@@ -334,6 +355,7 @@ pub fn diff_into_with_checksum(
     out.changed.clear();
     out.values.clear();
     out.players_removed.clear();
+    out.players_scored.clear();
     out.tick = current.tick;
     out.input_ack = input_ack;
     out.checksum = current_checksum;
@@ -343,9 +365,12 @@ pub fn diff_into_with_checksum(
     let base_entities = base.map_or(&[][..], |b| &b.entities[..]);
     diff_entities(base_entities, &current.entities, age, out);
 
-    // Scoreboard: removed ids, then new or changed entries. An unchanged
-    // scoreboard is the same allocation as the baseline's: nothing to compare.
+    // Scoreboard: removed ids, new or renamed entries, and score changes.
+    // An unchanged scoreboard is the same allocation as the baseline's:
+    // nothing to compare.
     let mut upserts = UpsertWriter::new(&mut out.players_upserted);
+    let scored = &mut out.players_scored;
+    let mut scored_gaps = GapWriter::new();
     let (bp, cp) = match base {
         Some(b) if Arc::ptr_eq(&b.players, &current.players) => (&[][..], &[][..]),
         Some(b) => (&b.players[..], &current.players[..]),
@@ -362,7 +387,17 @@ pub fn diff_into_with_checksum(
                 break;
             }
             run += 1;
-            if !same_player(b, c) {
+            if b.score != c.score || b.deaths != c.deaths {
+                if same_name(b, c) {
+                    scored.push(ScoreDelta {
+                        gap: scored_gaps.gap(c.id),
+                        score: c.score.wrapping_sub(b.score) as i32,
+                        deaths: c.deaths.wrapping_sub(b.deaths) as i32,
+                    });
+                } else {
+                    upserts.push(c);
+                }
+            } else if !same_name(b, c) {
                 upserts.push(c);
             }
         }
@@ -387,19 +422,16 @@ pub fn diff_into_with_checksum(
     upserts.finish();
 }
 
-/// Whether two scoreboard entries of the same id are equal.
+/// Whether two scoreboard entries of the same id have the same name.
 ///
-/// Scores change, names hardly ever: the cheap fields are tested first.
 /// A server's rosters share each player's name allocation, so an equal name
 /// is nearly always the same pointer, and its bytes (elsewhere on the heap,
 /// a likely cache miss) are not read. Other names are short (at most 16
 /// bytes from the server), so they are compared as one or two words where
 /// they can be, rather than through a `memcmp` call per entry.
 #[inline(always)]
-fn same_player(b: &PlayerInfo, c: &PlayerInfo) -> bool {
-    b.score == c.score
-        && b.deaths == c.deaths
-        && (Arc::ptr_eq(&b.name, &c.name) || same_bytes(b.name.as_bytes(), c.name.as_bytes()))
+fn same_name(b: &PlayerInfo, c: &PlayerInfo) -> bool {
+    Arc::ptr_eq(&b.name, &c.name) || same_bytes(b.name.as_bytes(), c.name.as_bytes())
 }
 
 /// `a == b`, without a call for slices of 4 to 16 bytes: their first and
@@ -502,12 +534,30 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
     }
 }
 
+/// The turn age `k` in `1..=age` that best explains the residual `r` of
+/// plain dead reckoning by a velocity change `dv` (`r ≈ dv * k`, least
+/// squares, rounded): exact for an entity that turned once. 1 when `dv` is
+/// zero or the age is 1 (then `k` is not sent). Any `k` decodes the same
+/// state; this one makes the position residual smallest.
+#[inline(always)]
+fn turn_age(rx: i32, ry: i32, dvx: i32, dvy: i32, age: i32) -> i32 {
+    // In floating point: the products of 32-bit values overflow 64-bit
+    // integers, and only the encoder computes `k` (the decoder reads it),
+    // so rounding need not be the same everywhere. No velocity change is a
+    // division by zero: NaN, which casts to 0 and clamps to 1.
+    let (dvx, dvy) = (f64::from(dvx), f64::from(dvy));
+    let k = (f64::from(rx) * dvx + f64::from(ry) * dvy) / (dvx * dvx + dvy * dvy);
+    // `+ 0.5` and truncation round to nearest for every k ≥ -0.5; anything
+    // below clamps to 1 anyway.
+    ((k + 0.5) as i32).clamp(1, age.max(1))
+}
+
 /// Heads staged before they go to [`SnapshotMsg::changed`].
 const HEADS: usize = 128;
-/// Values staged before they go to [`SnapshotMsg::values`]: room for six
-/// (every field group) per staged head, and for the last head's writes,
-/// which touch eight slots.
-const VALUES: usize = 6 * HEADS + 2;
+/// Values staged before they go to [`SnapshotMsg::values`]: room for seven
+/// (every field group, the turn age included) per staged head, and for the
+/// last head's writes, which touch eight slots.
+const VALUES: usize = 7 * HEADS + 1;
 
 /// The changed entities of a delta, staged per thread and appended to the
 /// message's lists a block at a time.
@@ -585,20 +635,29 @@ impl Staged {
         if self.heads_len == HEADS {
             self.flush(out);
         }
-        let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
-        let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
         let dvx = c.vx.wrapping_sub(b.vx);
         let dvy = c.vy.wrapping_sub(b.vy);
+        // Residual against plain dead reckoning, then against the turn that
+        // explains it best: moved with the old velocity for `age - k`
+        // ticks and the new one for `k`, so a prediction of `dv * k` more.
+        // A single turn (or stop) leaves no residual at all; `k` is sent
+        // only for ages of 2 and more (at age 1 it can only be 1). With no
+        // velocity change `dv` is 0 and `k` changes nothing.
+        let r0x = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+        let r0y = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+        let turn = turn_age(r0x, r0y, dvx, dvy, age);
+        let rx = r0x.wrapping_sub(dvx.wrapping_mul(turn));
+        let ry = r0y.wrapping_sub(dvy.wrapping_mul(turn));
         let da = i32::from(c.angle.wrapping_sub(b.angle) as i8);
         let dh = i32::from(c.hp) - i32::from(b.hp);
         let (nh, nv) = (self.heads_len, self.values_len);
-        // nv <= 6 * nh and nh < HEADS: the eight slots are in bounds.
+        // nv <= 7 * nh and nh < HEADS: the eight slots are in bounds.
         let Some(w) = self
             .values
             .get_mut(nv..)
             .and_then(<[i32]>::first_chunk_mut::<8>)
         else {
-            unreachable!("at most six values per staged head");
+            unreachable!("at most seven values per staged head");
         };
         w[0] = rx;
         w[1] = ry;
@@ -606,8 +665,9 @@ impl Staged {
         let mut k = 2 * pos;
         w[k] = dvx;
         w[k + 1] = dvy;
+        w[k + 2] = turn;
         let vel = usize::from((dvx | dvy) != 0);
-        k += 2 * vel;
+        k += (2 + usize::from(age > 1)) * vel;
         w[k] = da;
         let angle = usize::from(da != 0);
         k += angle;
@@ -664,6 +724,14 @@ impl<'a> UpsertWriter<'a> {
         self.len += 1;
     }
 
+    /// `b` with a [`ScoreDelta`] applied.
+    fn push_changed(&mut self, b: &PlayerInfo, d: &ScoreDelta) {
+        self.push(b);
+        let slot = &mut self.list[self.len - 1];
+        slot.score = b.score.wrapping_add(d.score as u32);
+        slot.deaths = b.deaths.wrapping_add(d.deaths as u32);
+    }
+
     fn finish(self) {
         self.list.truncate(self.len);
     }
@@ -705,8 +773,15 @@ fn apply_change(
         e.y = e.y.wrapping_add(values.next()?);
     }
     if mask & fields::VEL != 0 {
-        e.vx = e.vx.wrapping_add(values.next()?);
-        e.vy = e.vy.wrapping_add(values.next()?);
+        let dvx = values.next()?;
+        let dvy = values.next()?;
+        // The last `k` ticks were flown with the new velocity, not the old.
+        // Sent from a base age of 2 on (as the unsigned `base_age`).
+        let k = if age as u32 > 1 { values.next()? } else { 1 };
+        e.vx = e.vx.wrapping_add(dvx);
+        e.vy = e.vy.wrapping_add(dvy);
+        e.x = e.x.wrapping_add(dvx.wrapping_mul(k));
+        e.y = e.y.wrapping_add(dvy.wrapping_mul(k));
     }
     if mask & fields::ANGLE != 0 {
         e.angle = e.angle.wrapping_add(values.next()? as u8);
@@ -845,7 +920,10 @@ fn apply_players(
     msg: &SnapshotMsg,
     out: &mut Arc<Vec<PlayerInfo>>,
 ) -> Result<(), DeltaError> {
-    if msg.players_removed.is_empty() && msg.players_upserted.is_empty() {
+    if msg.players_removed.is_empty()
+        && msg.players_upserted.is_empty()
+        && msg.players_scored.is_empty()
+    {
         *out = Arc::clone(base);
         return Ok(());
     }
@@ -875,12 +953,26 @@ fn merge_players(
     let mut out = UpsertWriter::new(out);
     let mut removed = msg.players_removed.iter().copied().peekable();
     let mut upserts = msg.players_upserted.iter().peekable();
+    let mut scored_ids = GapReader::new();
+    let mut scored = msg
+        .players_scored
+        .iter()
+        .map(|d| scored_ids.id(d.gap).map(|id| (id, d)));
+    let mut score = scored.next().transpose()?;
     for b in base {
         while let Some(u) = upserts.next_if(|u| u.id < b.id) {
             out.push(u);
         }
+        // A score change must name a baseline entry that stays.
+        if score.is_some_and(|(id, _)| id < b.id) {
+            return Err(DeltaError::Players);
+        }
+        let changes = score.filter(|(id, _)| *id == b.id).map(|(_, d)| d);
+        if changes.is_some() {
+            score = scored.next().transpose()?;
+        }
         if removed.next_if_eq(&b.id).is_some() {
-            if upserts.peek().is_some_and(|u| u.id == b.id) {
+            if changes.is_some() || upserts.peek().is_some_and(|u| u.id == b.id) {
                 return Err(DeltaError::Players);
             }
             continue;
@@ -888,12 +980,14 @@ fn merge_players(
         if removed.peek().is_some_and(|&r| r < b.id) {
             return Err(DeltaError::Players);
         }
-        match upserts.next_if(|u| u.id == b.id) {
-            Some(u) => out.push(u),
-            None => out.push(b),
+        match (upserts.next_if(|u| u.id == b.id), changes) {
+            (Some(_), Some(_)) => return Err(DeltaError::Players),
+            (Some(u), None) => out.push(u),
+            (None, Some(d)) => out.push_changed(b, d),
+            (None, None) => out.push(b),
         }
     }
-    if removed.next().is_some() {
+    if removed.next().is_some() || score.is_some() {
         return Err(DeltaError::Players);
     }
     for u in upserts {
@@ -941,9 +1035,15 @@ mod reference {
         while i < bs.len() || j < cs.len() {
             match (bs.get(i), cs.get(j)) {
                 (Some(b), Some(c)) if b.id == c.id && b.kind == c.kind => {
-                    let rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
-                    let ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
                     let (dvx, dvy) = (c.vx.wrapping_sub(b.vx), c.vy.wrapping_sub(b.vy));
+                    let turned = dvx != 0 || dvy != 0;
+                    let mut rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+                    let mut ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+                    let k = turn_age(rx, ry, dvx, dvy, age);
+                    if turned {
+                        rx = rx.wrapping_sub(dvx.wrapping_mul(k));
+                        ry = ry.wrapping_sub(dvy.wrapping_mul(k));
+                    }
                     let da = i32::from(c.angle.wrapping_sub(b.angle) as i8);
                     let dh = i32::from(c.hp) - i32::from(b.hp);
                     let mut mask = 0;
@@ -952,9 +1052,12 @@ mod reference {
                         mask |= fields::POS;
                         values.extend([rx, ry]);
                     }
-                    if dvx != 0 || dvy != 0 {
+                    if turned {
                         mask |= fields::VEL;
                         values.extend([dvx, dvy]);
+                        if age > 1 {
+                            values.push(k);
+                        }
                     }
                     if da != 0 {
                         mask |= fields::ANGLE;
@@ -989,12 +1092,19 @@ mod reference {
             }
         }
         let (bp, cp) = (&base.players, &current.players);
+        let mut scored = GapWriter::new();
         let (mut i, mut j) = (0, 0);
         while i < bp.len() || j < cp.len() {
             match (bp.get(i), cp.get(j)) {
                 (Some(b), Some(c)) if b.id == c.id => {
-                    if b != c {
+                    if b.name != c.name {
                         out.players_upserted.push(c.clone());
+                    } else if b != c {
+                        out.players_scored.push(ScoreDelta {
+                            gap: scored.gap(c.id),
+                            score: c.score.wrapping_sub(b.score) as i32,
+                            deaths: c.deaths.wrapping_sub(b.deaths) as i32,
+                        });
                     }
                     i += 1;
                     j += 1;

@@ -14,7 +14,7 @@ use shared::protocol::{
     AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, SESSION_TOKEN_BYTES,
     ServerMsg, SessionToken, Welcome,
 };
-use shared::snapshot::{EntityCreate, EntityKind, PlayerInfo, SnapshotMsg};
+use shared::snapshot::{EntityCreate, EntityKind, PlayerInfo, ScoreDelta, SnapshotMsg};
 
 /// Longest hello name, in UTF-8 bytes, that fits the client decode budget
 /// with matchmaking and no tokens (PROTOCOL.md section 1: 1024 - 4 variant -
@@ -129,6 +129,7 @@ fn arb_snapshot() -> impl Strategy<Value = SnapshotMsg> {
         vec(any::<i32>(), 0..16),
         vec(any::<u32>(), 0..4),
         vec(arb_player(), 0..4),
+        vec(any::<(u32, i32, i32)>(), 0..4),
     )
         .prop_map(
             |(
@@ -139,6 +140,7 @@ fn arb_snapshot() -> impl Strategy<Value = SnapshotMsg> {
                 values,
                 players_removed,
                 players_upserted,
+                scored,
             )| SnapshotMsg {
                 tick: Tick(tick),
                 base_age,
@@ -150,6 +152,10 @@ fn arb_snapshot() -> impl Strategy<Value = SnapshotMsg> {
                 values,
                 players_removed,
                 players_upserted,
+                players_scored: scored
+                    .into_iter()
+                    .map(|(gap, score, deaths)| ScoreDelta { gap, score, deaths })
+                    .collect(),
             },
         )
 }

@@ -31,8 +31,8 @@ use shared::protocol::{
 };
 use shared::rules::{self, TickRules, buttons, move_player};
 use shared::snapshot::{
-    self, DeltaError, EntityCreate, EntityKind, MAX_NET_ID, NetEntity, PlayerInfo, SnapshotMsg,
-    WorldState, fields,
+    self, DeltaError, EntityCreate, EntityKind, MAX_NET_ID, NetEntity, PlayerInfo, ScoreDelta,
+    SnapshotMsg, WorldState, fields,
 };
 
 /// Where the vectors live, relative to this crate.
@@ -476,8 +476,16 @@ fn snapshot_cases() -> Vec<(&'static str, Option<WorldState>, WorldState, u32)> 
         e.x += 3 * e.vx;
         e.y += 3 * e.vy;
     }
-    w3.entities[2].vx = 0; // one NPC stopped: residual and velocity change
+    w3.entities[2].vx = 0; // one NPC stopped a tick ago: velocity change and turn age
     w3.entities[2].x -= 19;
+    w3.entities[1].vy = -w3.entities[1].vy; // one turned, and was pushed: residual too
+    w3.entities[1].x += 5;
+    // A kill: score and deaths changes, names not resent.
+    let players = std::sync::Arc::make_mut(&mut w3.players);
+    players[0].score += 2;
+    if let Some(last) = players.last_mut() {
+        last.deaths += 1;
+    }
     let mut w1_same = w1.clone();
     w1_same.tick = Tick(1002);
     for e in &mut w1_same.entities {
@@ -546,8 +554,15 @@ fn handmade_deltas() -> Vec<(&'static str, WorldState, SnapshotMsg)> {
             300,
             i32::MIN,
             i32::MAX,
+            i32::MAX, // the turn age: any value applies, wrapping
             -1_000_000,
         ],
+        // Score changes wrap too: 1 - 2 and 1 + u32::MAX.
+        players_scored: vec![ScoreDelta {
+            gap: 1,
+            score: -2,
+            deaths: -1,
+        }],
         ..SnapshotMsg::default()
     };
     msg.checksum = snapshot::checksum(&snapshot::apply(Some(&base), &msg).expect("applies"));
@@ -578,6 +593,11 @@ fn bad_deltas() -> Vec<(&'static str, WorldState, SnapshotMsg)> {
         vy: 0,
         angle: 0,
         hp: 1,
+    };
+    let score = |gap| ScoreDelta {
+        gap,
+        score: 1,
+        deaths: 0,
     };
     let with = |f: &dyn Fn(&mut SnapshotMsg)| {
         let mut m = good.clone();
@@ -703,11 +723,53 @@ fn bad_deltas() -> Vec<(&'static str, WorldState, SnapshotMsg)> {
         ),
         (
             "scoreboard removes and upserts one id",
-            base,
+            base.clone(),
             with(&|m| {
                 m.players_removed = vec![2];
                 m.players_upserted = vec![info(2, "again", 0, 0)];
             }),
+        ),
+        (
+            "score change of an id not in the baseline",
+            base.clone(),
+            with(&|m| m.players_scored = vec![score(3)]),
+        ),
+        (
+            "score change after the last baseline entry",
+            base.clone(),
+            with(&|m| m.players_scored = vec![score(2), score(2)]),
+        ),
+        (
+            "score change of a removed entry",
+            base.clone(),
+            with(&|m| {
+                m.players_removed = vec![2];
+                m.players_scored = vec![score(2)];
+            }),
+        ),
+        (
+            "score change of an upserted entry",
+            base.clone(),
+            with(&|m| {
+                m.players_upserted = vec![info(4, "q", 5, 1)];
+                m.players_scored = vec![score(4)];
+            }),
+        ),
+        (
+            "score change id overflows",
+            base.clone(),
+            with(&|m| m.players_scored = vec![score(2), score(u32::MAX)]),
+        ),
+        (
+            "velocity change without its turn age (age 2)",
+            base,
+            SnapshotMsg {
+                tick: Tick(12),
+                base_age: 2,
+                changed: vec![2 << 4 | fields::VEL],
+                values: vec![1, 1],
+                ..SnapshotMsg::default()
+            },
         ),
     ]
 }

@@ -14,7 +14,8 @@ use shared::Tick;
 use shared::codec::{self, client_bytes, decode_client, decode_server, peek_hello_version};
 use shared::protocol::{ClientMsg, ServerMsg};
 use shared::snapshot::{
-    self, EntityCreate, EntityKind, MAX_NET_ID, NetEntity, PlayerInfo, SnapshotMsg, WorldState,
+    self, EntityCreate, EntityKind, MAX_NET_ID, NetEntity, PlayerInfo, ScoreDelta, SnapshotMsg,
+    WorldState,
 };
 
 /// The fixed baseline of the `delta` target: a real full snapshot of a small
@@ -389,6 +390,8 @@ pub struct ArbDelta {
     pub players_removed: Vec<u8>,
     /// Upserted scoreboard entries (gap-coded here).
     pub players_upserted: Vec<ArbPlayer>,
+    /// Score changes: (id gap, as on the wire; score change; deaths change).
+    pub players_scored: Vec<(u8, i32, i32)>,
 }
 
 /// Gap-codes picked ids the way the wire does (first id as is, then
@@ -620,7 +623,9 @@ impl DeltaCase {
                 .iter()
                 .map(|h| {
                     let m = h & 0xf;
-                    (2 * (m & 1) + 2 * (m >> 1 & 1) + (m >> 2 & 1) + (m >> 3 & 1)) as usize
+                    // VEL takes a third value, the turn age, from age 2 on.
+                    let vel = 2 + u32::from(g.base_age > 1);
+                    (2 * (m & 1) + vel * (m >> 1 & 1) + (m >> 2 & 1) + (m >> 3 & 1)) as usize
                 })
                 .sum();
             values.resize(needed, 0);
@@ -659,6 +664,15 @@ impl DeltaCase {
                 })
                 .collect(),
             players_upserted: players(&g.players_upserted),
+            players_scored: g
+                .players_scored
+                .iter()
+                .map(|&(gap, score, deaths)| ScoreDelta {
+                    gap: u32::from(gap),
+                    score,
+                    deaths,
+                })
+                .collect(),
         }
     }
 }

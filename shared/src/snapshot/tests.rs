@@ -96,10 +96,163 @@ fn a_turn_costs_a_few_bytes_and_consecutive_ids_cost_one() {
     let msg = diff(Some(&base), &current, 0);
     let mut bytes = Vec::new();
     codec::encode_snapshot(&msg, &mut bytes);
-    // head (1) + pos residual (2) + velocity change (2) per NPC, plus the
-    // fixed header.
-    assert!(bytes.len() <= 50 * 5 + 16, "{} bytes", bytes.len());
-    assert_eq!(apply(Some(&base), &msg).expect("applies"), current);
+    // head (1) + velocity change (2) per NPC, plus the fixed header: at
+    // age 1 the new velocity is the last tick's displacement, so the turn
+    // leaves no position residual.
+    assert!(msg.changed.iter().all(|h| h & FIELD_MASK == fields::VEL));
+    assert!(bytes.len() <= 50 * 3 + 16, "{} bytes", bytes.len());
+    assert_eq!(
+        apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+        current
+    );
+}
+
+/// What a player does most: turn (or stop) once between two acknowledged
+/// snapshots. The delta carries the velocity change and when it happened
+/// (the turn age `k`), never a position residual, whatever the baseline's
+/// age; and the client rebuilds the exact position from them.
+#[test]
+fn a_single_turn_or_stop_costs_no_position_residual_at_any_age() {
+    for age in [1, 2, 3, 5, 10, 30] {
+        for k in 1..=age {
+            for (new_vx, new_vy) in [(0, 32), (-23, 23), (0, 0), (-32, 0)] {
+                let b = entity(4, EntityKind::Player, 4800, 3200, 32, 0);
+                let mut c = b;
+                c.x += 32 * (age - k) + new_vx * k;
+                c.y += new_vy * k;
+                (c.vx, c.vy) = (new_vx, new_vy);
+                let base = WorldState {
+                    tick: Tick(100),
+                    entities: vec![b],
+                    players: Arc::default(),
+                };
+                let current = WorldState {
+                    tick: Tick(100 + age as u32),
+                    entities: vec![c],
+                    players: Arc::default(),
+                };
+                let msg = diff(Some(&base), &current, 0);
+                assert_eq!(msg.changed, vec![4 << 4 | fields::VEL], "age {age} k {k}");
+                let mut expect = vec![new_vx - 32, new_vy];
+                if age > 1 {
+                    expect.push(k);
+                }
+                assert_eq!(
+                    msg.values, expect,
+                    "age {age} k {k} to ({new_vx}, {new_vy})"
+                );
+                assert_eq!(
+                    apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+                    current
+                );
+            }
+        }
+    }
+}
+
+/// A turn the turn age cannot explain alone (two turns, a wall) still
+/// rebuilds exactly: the residual covers the rest, and any `k` a decoder
+/// reads applies with wrapping arithmetic.
+#[test]
+fn turn_age_plus_residual_rebuilds_any_motion() {
+    let b = entity(1, EntityKind::Npc, 100, 100, 19, 0);
+    let base = WorldState {
+        tick: Tick(10),
+        entities: vec![b],
+        players: Arc::default(),
+    };
+    let mut c = b;
+    (c.x, c.y, c.vx, c.vy) = (150, 170, -13, 13);
+    let current = WorldState {
+        tick: Tick(16),
+        entities: vec![c],
+        players: Arc::default(),
+    };
+    let msg = diff(Some(&base), &current, 0);
+    assert_eq!(msg.changed, vec![1 << 4 | fields::POS | fields::VEL]);
+    assert_eq!(
+        apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+        current
+    );
+
+    // The same state from a decoder's point of view with another k: the
+    // residual is what differs.
+    let mut other = msg.clone();
+    let k = other.values[4];
+    other.values[4] = k + 3;
+    other.values[0] -= 3 * (-13 - 19);
+    other.values[1] -= 3 * 13;
+    assert_eq!(apply(Some(&base), &other).expect("applies"), current);
+    other.values[4] = i32::MAX;
+    assert!(
+        apply(Some(&base), &other).is_ok(),
+        "any k applies (wrapping)"
+    );
+}
+
+/// A kill changes two scoreboard entries every few ticks: they travel as
+/// score and death changes, not as whole entries with their names.
+#[test]
+fn score_changes_travel_without_names() {
+    let base = WorldState {
+        tick: Tick(1),
+        entities: vec![],
+        players: Arc::new(vec![
+            player(3, "ana", 4),
+            player(7, "bo", 0),
+            player(300, "cy", 9),
+            player(301, "dee", 1),
+        ]),
+    };
+    let mut players = (*base.players).clone();
+    players[1].score = 1; // bo killed cy
+    players[2].deaths = 1;
+    players[3].name = "dee2".into(); // renamed: whole entry
+    players[3].score = 2;
+    players.push(player(302, "eve", 0)); // new: whole entry
+    let current = WorldState {
+        tick: Tick(5),
+        entities: vec![],
+        players: Arc::new(players),
+    };
+    let msg = diff(Some(&base), &current, 0);
+    assert_eq!(
+        msg.players_scored,
+        vec![
+            ScoreDelta {
+                gap: 7,
+                score: 1,
+                deaths: 0
+            },
+            ScoreDelta {
+                gap: 300 - 7 - 1,
+                score: 0,
+                deaths: 1
+            },
+        ]
+    );
+    let ids: Vec<_> = msg.players_upserted.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [301, 302]);
+    assert!(msg.players_removed.is_empty());
+    assert_eq!(
+        apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+        current
+    );
+
+    // A score that goes down (a server reset) wraps like every delta.
+    let mut players = (*base.players).clone();
+    players[0].score = 0;
+    let reset = WorldState {
+        tick: Tick(6),
+        entities: vec![],
+        players: Arc::new(players),
+    };
+    let msg = diff(Some(&base), &reset, 0);
+    assert_eq!(msg.players_scored[0].score, -4);
+    assert_eq!(
+        apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+        reset
+    );
 }
 
 #[test]
@@ -196,9 +349,50 @@ fn inconsistent_deltas_are_errors() {
     m.players_removed = vec![3];
     assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
 
-    let mut m = good;
+    let mut m = good.clone();
     m.players_upserted = vec![player(9, "a", 0), player(1, "b", 0)];
     assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
+
+    // Score changes must name a baseline entry that stays and is not also
+    // sent whole.
+    let score = |gap| ScoreDelta {
+        gap,
+        score: 1,
+        deaths: 0,
+    };
+    let mut m = good.clone();
+    m.players_scored = vec![score(2)];
+    assert!(apply(Some(&base), &m).is_ok());
+    for bad in [vec![score(1)], vec![score(3)], vec![score(2), score(0)]] {
+        let mut m = good.clone();
+        m.players_scored = bad;
+        assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
+    }
+    let mut m = good.clone();
+    m.players_scored = vec![score(2)];
+    m.players_removed = vec![2];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
+    let mut m = good.clone();
+    m.players_scored = vec![score(2)];
+    m.players_upserted = vec![player(2, "p", 5)];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::Players));
+    let mut m = good.clone();
+    m.players_scored = vec![score(2), score(u32::MAX)];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::IdOverflow));
+
+    // At age 1 a velocity change takes two values; from age 2 on, three.
+    let mut m = good.clone();
+    m.changed = vec![2 << 4 | fields::VEL];
+    m.values = vec![1, 1, 1];
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::ValueCount));
+    m.values = vec![1, 1];
+    assert!(apply(Some(&base), &m).is_ok());
+    let mut m = m;
+    m.tick = Tick(3);
+    m.base_age = 2;
+    assert_eq!(apply(Some(&base), &m), Err(DeltaError::ValueCount));
+    m.values = vec![1, 1, 1];
+    assert!(apply(Some(&base), &m).is_ok());
 }
 
 #[test]
