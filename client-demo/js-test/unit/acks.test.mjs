@@ -235,6 +235,7 @@ function diff(base, cur) {
       values: [],
       playersRemoved: [],
       playersUpserted: cur.players,
+      playersScored: [],
     };
   }
   const age = cur.tick - base.tick;
@@ -245,18 +246,47 @@ function diff(base, cur) {
     const b = base.entities[i];
     let mask = 0;
     const v = [];
-    const rx = c.x - (b.x + b.vx * age);
-    const ry = c.y - (b.y + b.vy * age);
+    // Protocol 4: a velocity change carries its turn age k (from age 2 on),
+    // and the residual is against base.pos + base.vel*(age-k) + new.vel*k.
+    const dvx = c.vx - b.vx;
+    const dvy = c.vy - b.vy;
+    const k = turnAge(c.x - (b.x + b.vx * age), c.y - (b.y + b.vy * age), dvx, dvy, age);
+    const rx = c.x - (b.x + b.vx * age + dvx * k);
+    const ry = c.y - (b.y + b.vy * age + dvy * k);
     if (rx || ry) (mask |= Fields.POS), v.push(rx, ry);
-    if (c.vx !== b.vx || c.vy !== b.vy) (mask |= Fields.VEL), v.push(c.vx - b.vx, c.vy - b.vy);
+    if (dvx || dvy) (mask |= Fields.VEL), v.push(dvx, dvy, ...(age > 1 ? [k] : []));
     if (c.angle !== b.angle) (mask |= Fields.ANGLE), v.push(((c.angle - b.angle + 128) & 0xff) - 128);
     if (!mask) return;
     changed.push(((prev === null ? c.id : c.id - prev - 1) << 4) | mask);
     prev = c.id;
     values.push(...v);
   });
-  const upserted = cur.players[0].score === base.players[0].score ? [] : cur.players;
-  return { tick: cur.tick, baseAge: age, removed: [], created: [], changed, values, playersRemoved: [], playersUpserted: upserted };
+  // The one player keeps its name: a score change travels without it.
+  const gained = cur.players[0].score - base.players[0].score;
+  const scored = gained ? [{ gap: cur.players[0].id, score: gained, deaths: 0 }] : [];
+  return {
+    tick: cur.tick,
+    baseAge: age,
+    removed: [],
+    created: [],
+    changed,
+    values,
+    playersRemoved: [],
+    playersUpserted: [],
+    playersScored: scored,
+  };
+}
+
+/**
+ * The encoder's turn age (shared::snapshot::turn_age): the k in 1..=age
+ * that best explains the residual r of plain dead reckoning by a velocity
+ * change dv (r ≈ dv * k, least squares, rounded); 1 without a change.
+ * @param {number} rx @param {number} ry @param {number} dvx @param {number} dvy @param {number} age
+ */
+function turnAge(rx, ry, dvx, dvy, age) {
+  const k = (rx * dvx + ry * dvy) / (dvx * dvx + dvy * dvy);
+  const rounded = Number.isNaN(k) ? 0 : Math.trunc(k + 0.5);
+  return Math.min(Math.max(rounded, 1), Math.max(age, 1));
 }
 
 test('states the server may still encode against are kept when acks ride in inputs', () => {

@@ -40,6 +40,7 @@ function snapshotToSerde(s) {
     values: s.values,
     players_removed: s.playersRemoved,
     players_upserted: s.playersUpserted.map((p) => ({ ...p })),
+    players_scored: s.playersScored.map((d) => ({ ...d })),
   };
 }
 

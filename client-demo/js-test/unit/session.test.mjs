@@ -68,16 +68,17 @@ test('every hello shape round-trips, and the token is 16 raw bytes', () => {
 });
 
 test('bad option tags and bools are refused, as bincode refuses them', () => {
-  const hello = encodeClient({ type: 'Hello', protocol: 3, name: '', room: null, auth: null, resume: null });
-  // [0, 3, 0 (name), 0 (Matchmake), auth tag, resume tag]
-  assert.deepEqual([...hello], [0, 3, 0, 0, 0, 0]);
-  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 0, 2, 0])), CodecError, 'auth tag 2');
-  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 0, 0, 2])), CodecError, 'resume tag 2');
-  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 2, 0, 0])), CodecError, 'room variant 2');
-  assert.throws(() => decodeClient(Uint8Array.from([0, 3, 0, 0, 0, 1, 1, 2, 3])), CodecError, 'short token');
+  const V = PROTOCOL_VERSION;
+  const hello = encodeClient({ type: 'Hello', protocol: V, name: '', room: null, auth: null, resume: null });
+  // [0, version (one varint byte), 0 (name), 0 (Matchmake), auth tag, resume tag]
+  assert.deepEqual([...hello], [0, V, 0, 0, 0, 0]);
+  assert.throws(() => decodeClient(Uint8Array.from([0, V, 0, 0, 2, 0])), CodecError, 'auth tag 2');
+  assert.throws(() => decodeClient(Uint8Array.from([0, V, 0, 0, 0, 2])), CodecError, 'resume tag 2');
+  assert.throws(() => decodeClient(Uint8Array.from([0, V, 0, 2, 0, 0])), CodecError, 'room variant 2');
+  assert.throws(() => decodeClient(Uint8Array.from([0, V, 0, 0, 0, 1, 1, 2, 3])), CodecError, 'short token');
   const welcome = encodeServer({
     type: 'Welcome',
-    protocol: 3,
+    protocol: V,
     playerId: 1,
     tickHz: 30,
     snapshotHz: 30,
@@ -100,10 +101,10 @@ test('bad option tags and bools are refused, as bincode refuses them', () => {
 });
 
 test('the encoder refuses a session token of the wrong size and a non-bool', () => {
-  const hello = { type: 'Hello', protocol: 3, name: '', room: null, auth: null };
+  const hello = { type: 'Hello', protocol: PROTOCOL_VERSION, name: '', room: null, auth: null };
   assert.throws(() => encodeClient({ ...hello, resume: new Uint8Array(15) }), RangeError);
   assert.throws(() => encodeClient({ ...hello, resume: /** @type {any} */ ([1, 2]) }), RangeError);
-  const welcome = { type: 'Welcome', protocol: 3, playerId: 1, tickHz: 30, snapshotHz: 30, tick: 5, room: 'r', inputSeq: 0 };
+  const welcome = { type: 'Welcome', protocol: PROTOCOL_VERSION, playerId: 1, tickHz: 30, snapshotHz: 30, tick: 5, room: 'r', inputSeq: 0 };
   assert.throws(() => encodeServer({ ...welcome, session: token(0), resumed: /** @type {any} */ (1) }), TypeError);
   assert.throws(() => encodeServer({ ...welcome, session: new Uint8Array(17), resumed: false }), RangeError);
 });

@@ -478,9 +478,14 @@ export function decodeClient(data) {
  * @typedef {{gap: number, kind: number, x: number, y: number, vx: number,
  *   vy: number, angle: number, hp: number}} EntityCreate
  * @typedef {{id: number, name: string, score: number, deaths: number}} PlayerInfo
+ * @typedef {{gap: number, score: number, deaths: number}} ScoreDelta a baseline
+ *   scoreboard entry whose name stayed: its id gap-coded like the entity
+ *   lists, its score and deaths as i32 changes (wrapping), so a kill does not
+ *   resend two names (protocol 4)
  * @typedef {{tick: number, baseAge: number, inputAck: number, checksum: number,
  *   removed: number[], created: EntityCreate[], changed: number[], values: number[],
- *   playersRemoved: number[], playersUpserted: PlayerInfo[]}} SnapshotMsg
+ *   playersRemoved: number[], playersUpserted: PlayerInfo[],
+ *   playersScored: ScoreDelta[]}} SnapshotMsg
  * @typedef {{type: 'VersionMismatch', server: number, client: number}
  *   | {type: 'ServerFull'|'MalformedMessage'|'MessageTooLarge'|'UnexpectedMessage'
  *      |'HelloTimeout'|'IdleTimeout'|'TooSlow'|'RateLimited'|'ServerShutdown'
@@ -524,6 +529,11 @@ function readPlayerInfo(r) {
   return { id: r.u32(), name: r.string(), score: r.u32(), deaths: r.u32() };
 }
 
+/** @param {Reader} r @returns {ScoreDelta} */
+function readScoreDelta(r) {
+  return { gap: r.u32(), score: r.i32(), deaths: r.i32() };
+}
+
 /** @param {Reader} r @returns {EntityCreate} */
 function readEntityCreate(r) {
   return {
@@ -551,6 +561,7 @@ function readSnapshot(r) {
     values: r.vec(() => r.i32()),
     playersRemoved: r.vec(() => r.u32()),
     playersUpserted: r.vec(() => readPlayerInfo(r)),
+    playersScored: r.vec(() => readScoreDelta(r)),
   };
 }
 
@@ -651,6 +662,11 @@ export function encodeServer(msg) {
         w.string(p.name);
         w.u32(p.score);
         w.u32(p.deaths);
+      });
+      w.vec(s.playersScored, (d) => {
+        w.u32(d.gap);
+        w.i32(d.score);
+        w.i32(d.deaths);
       });
       break;
     }

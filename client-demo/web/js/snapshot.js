@@ -121,8 +121,17 @@ function applyChange(e, mask, age, values) {
     e.y = (e.y + next()) | 0;
   }
   if (mask & Fields.VEL) {
-    e.vx = (e.vx + next()) | 0;
-    e.vy = (e.vy + next()) | 0;
+    const dvx = next();
+    const dvy = next();
+    // Protocol 4: the last `k` ticks were flown with the new velocity, not
+    // the baseline's. `k` is sent from a base age of 2 on (compared as the
+    // unsigned base_age); at age 1 it can only be 1. Any `k` is valid: the
+    // arithmetic wraps and the POS residual covers the rest.
+    const k = age >>> 0 > 1 ? next() : 1;
+    e.vx = (e.vx + dvx) | 0;
+    e.vy = (e.vy + dvy) | 0;
+    e.x = (e.x + Math.imul(dvx, k)) | 0;
+    e.y = (e.y + Math.imul(dvy, k)) | 0;
   }
   if (mask & Fields.ANGLE) e.angle = (e.angle + next()) & 0xff;
   if (mask & Fields.HP) e.hp = (e.hp + next()) & 0xff;
@@ -224,8 +233,16 @@ function strictlyIncreasing(ids) {
 }
 
 /**
- * The scoreboard delta: removed ids, then new or changed entries. An
- * unchanged scoreboard is the baseline's array itself (shared, never mutated).
+ * The scoreboard delta (shared::snapshot::merge_players): removed ids, new
+ * or renamed entries whole, and score changes of entries that keep their
+ * name. An unchanged scoreboard is the baseline's array itself (shared,
+ * never mutated).
+ *
+ * The checks run in the Rust order, so a delta that is wrong in two ways is
+ * refused with the same error kind: the score changes' gap-coded ids are read
+ * one at a time as the baseline is walked (an id overflow shows up only when
+ * its entry is reached), and a score change must name a baseline entry that
+ * is neither removed nor upserted.
  * @param {PlayerInfo[]} base
  * @param {SnapshotMsg} msg
  * @returns {PlayerInfo[]}
@@ -233,18 +250,36 @@ function strictlyIncreasing(ids) {
 function applyPlayers(base, msg) {
   const removed = msg.playersRemoved;
   const ups = msg.playersUpserted;
-  if (removed.length === 0 && ups.length === 0) return base;
+  const scored = msg.playersScored;
+  if (removed.length === 0 && ups.length === 0 && scored.length === 0) return base;
   if (!strictlyIncreasing(removed) || !strictlyIncreasing(ups.map((u) => u.id))) {
     throw new DeltaError('Players', 'scoreboard ids are not strictly increasing');
   }
+  const scoredId = gapReader();
+  let si = 0;
+  /** @returns {[number, import('./codec.js').ScoreDelta]|null} [id, change] */
+  const nextScored = () => {
+    if (si >= scored.length) return null;
+    const d = scored[si++];
+    return [scoredId(d.gap), d];
+  };
   /** @type {PlayerInfo[]} */
   const out = [];
   let ri = 0;
   let ui = 0;
+  let score = nextScored();
   for (const b of base) {
     while (ui < ups.length && ups[ui].id < b.id) out.push(ups[ui++]);
+    if (score !== null && score[0] < b.id) {
+      throw new DeltaError('Players', `score change of player ${score[0]}, not in the baseline`);
+    }
+    const change = score !== null && score[0] === b.id ? score[1] : null;
+    if (change !== null) score = nextScored();
     if (ri < removed.length && removed[ri] === b.id) {
       ri++;
+      if (change !== null) {
+        throw new DeltaError('Players', `player ${b.id} both removed and score-changed`);
+      }
       if (ui < ups.length && ups[ui].id === b.id) {
         throw new DeltaError('Players', `player ${b.id} both removed and upserted`);
       }
@@ -253,10 +288,29 @@ function applyPlayers(base, msg) {
     if (ri < removed.length && removed[ri] < b.id) {
       throw new DeltaError('Players', `removed player ${removed[ri]} is not in the baseline`);
     }
-    out.push(ui < ups.length && ups[ui].id === b.id ? ups[ui++] : b);
+    const upsert = ui < ups.length && ups[ui].id === b.id ? ups[ui++] : null;
+    if (upsert !== null && change !== null) {
+      throw new DeltaError('Players', `player ${b.id} both upserted and score-changed`);
+    }
+    if (upsert !== null) {
+      out.push(upsert);
+    } else if (change !== null) {
+      // The name is the baseline's; score and deaths are u32 and wrap.
+      out.push({
+        id: b.id,
+        name: b.name,
+        score: (b.score + change.score) >>> 0,
+        deaths: (b.deaths + change.deaths) >>> 0,
+      });
+    } else {
+      out.push(b);
+    }
   }
   if (ri < removed.length) {
     throw new DeltaError('Players', `removed player ${removed[ri]} is not in the baseline`);
+  }
+  if (score !== null) {
+    throw new DeltaError('Players', `score change of player ${score[0]}, not in the baseline`);
   }
   while (ui < ups.length) out.push(ups[ui++]);
   return out;
