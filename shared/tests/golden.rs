@@ -369,8 +369,13 @@ fn world1() -> WorldState {
                     e.y += 300;
                 }
                 if mask & fields::VEL != 0 {
+                    // Turned during the tick: the move just made was at
+                    // the new velocity (a turn age of 1, no residual).
+                    let (old_vx, old_vy) = (e.vx, e.vy);
                     e.vx = -e.vx;
                     e.vy = 0;
+                    e.x += e.vx - old_vx;
+                    e.y += e.vy - old_vy;
                 }
                 if mask & fields::ANGLE != 0 {
                     e.angle = e.angle.wrapping_sub(20);
