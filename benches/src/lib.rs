@@ -354,6 +354,7 @@ impl Breakdown {
         let scoreboard = without(|m| {
             m.players_removed.clear();
             m.players_upserted.clear();
+            m.players_scored.clear();
         });
         Self {
             total,
