@@ -387,7 +387,6 @@ fn inconsistent_deltas_are_errors() {
     assert_eq!(apply(Some(&base), &m), Err(DeltaError::ValueCount));
     m.values = vec![1, 1];
     assert!(apply(Some(&base), &m).is_ok());
-    let mut m = m;
     m.tick = Tick(3);
     m.base_age = 2;
     assert_eq!(apply(Some(&base), &m), Err(DeltaError::ValueCount));
