@@ -232,15 +232,18 @@ test('score changes merge with removals and upserts of other entries', () => {
   ]);
 });
 
+/** Applying `fields` as a delta against `board` fails with error `kind`.
+ * @param {any} fields @param {string} kind @param {string} why */
+const refused = (fields, kind, why) =>
+  assert.throws(
+    () => applyDelta(board, delta({ tick: 21, ...fields })),
+    (e) => e instanceof DeltaError && e.kind === kind,
+    why,
+  );
+/** A score change of +1 at id gap `gap`. */
+const score = (/** @type {number} */ gap) => ({ gap, score: 1, deaths: 0 });
+
 test('a score change must name a baseline entry that is neither removed nor upserted', () => {
-  /** @param {any} fields @param {string} kind @param {string} why */
-  const refused = (fields, kind, why) =>
-    assert.throws(
-      () => applyDelta(board, delta({ tick: 21, ...fields })),
-      (e) => e instanceof DeltaError && e.kind === kind,
-      why,
-    );
-  const score = (/** @type {number} */ gap) => ({ gap, score: 1, deaths: 0 });
   refused({ playersScored: [score(2)] }, 'Players', 'id 2 is not in the baseline');
   refused({ playersScored: [score(0)] }, 'Players', 'id 0, before the first entry');
   refused({ playersScored: [score(10)] }, 'Players', 'id 10, after the last entry');
@@ -265,14 +268,6 @@ test('a score change must name a baseline entry that is neither removed nor upse
 });
 
 test('score change ids are read as the baseline is walked, as Rust reads them', () => {
-  /** @param {any} fields @param {string} kind @param {string} why */
-  const refused = (fields, kind, why) =>
-    assert.throws(
-      () => applyDelta(board, delta({ tick: 21, ...fields })),
-      (e) => e instanceof DeltaError && e.kind === kind,
-      why,
-    );
-  const score = (/** @type {number} */ gap) => ({ gap, score: 1, deaths: 0 });
   refused({ playersScored: [score(MAX_NET_ID + 1)] }, 'IdOverflow', 'the first id above MAX_NET_ID');
   refused({ playersScored: [score(1), score(0xffffffff)] }, 'IdOverflow', 'a gap past u32');
   refused({ playersScored: [score(1), score(MAX_NET_ID - 1)] }, 'IdOverflow', 'a gap past MAX_NET_ID');
