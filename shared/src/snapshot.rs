@@ -387,18 +387,14 @@ pub fn diff_into_with_checksum(
                 break;
             }
             run += 1;
-            if b.score != c.score || b.deaths != c.deaths {
-                if same_name(b, c) {
-                    scored.push(ScoreDelta {
-                        gap: scored_gaps.gap(c.id),
-                        score: c.score.wrapping_sub(b.score) as i32,
-                        deaths: c.deaths.wrapping_sub(b.deaths) as i32,
-                    });
-                } else {
-                    upserts.push(c);
-                }
-            } else if !same_name(b, c) {
+            if !same_name(b, c) {
                 upserts.push(c);
+            } else if b.score != c.score || b.deaths != c.deaths {
+                scored.push(ScoreDelta {
+                    gap: scored_gaps.gap(c.id),
+                    score: c.score.wrapping_sub(b.score) as i32,
+                    deaths: c.deaths.wrapping_sub(b.deaths) as i32,
+                });
             }
         }
         i += run;
