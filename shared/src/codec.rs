@@ -12,11 +12,14 @@
 //! message means exactly one value.
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+use crate::Tick;
 use crate::protocol::{ClientMsg, ServerMsg};
-use crate::snapshot::SnapshotMsg;
+use crate::snapshot::{PlayerInfo, ScoreDelta, SnapshotMsg};
+
+mod entities;
 
 /// Largest client message the server accepts, in bytes (1 KiB). A hello is
 /// about 10 bytes plus its name (at most 64 bytes after the server cuts it),
@@ -77,6 +80,9 @@ fn decode<T: DeserializeOwned, C: bincode::config::Config>(
         Ok((msg, used)) if used == bytes.len() => Ok(msg),
         Ok((_, used)) => Err(CodecError::TrailingBytes(bytes.len() - used)),
         Err(bincode::error::DecodeError::LimitExceeded) => Err(CodecError::TooLarge { limit }),
+        Err(bincode::error::DecodeError::OtherString(s)) if s == SECTION_TOO_LARGE => {
+            Err(CodecError::TooLarge { limit })
+        }
         Err(e) => Err(CodecError::Malformed(e.to_string())),
     }
 }
@@ -131,6 +137,101 @@ enum ServerMsgRef<'a> {
 /// Variant index of [`ServerMsg::Snapshot`].
 const SNAPSHOT_VARIANT: u32 = 1;
 
+/// The serde error that stands for [`CodecError::TooLarge`] from inside a
+/// snapshot's entity section.
+const SECTION_TOO_LARGE: &str = "entity section exceeds the decode budget";
+
+/// A snapshot's bytes on the wire (`PROTOCOL.md` 5.2): the entity lists
+/// `created`, `changed` and `values` travel as one bit-packed byte string
+/// ([`entities`]), everything else as bincode values.
+impl Serialize for SnapshotMsg {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut section = Vec::new();
+        entities::pack(self, &mut section);
+        let mut st = ser.serialize_struct("SnapshotMsg", 9)?;
+        st.serialize_field("tick", &self.tick)?;
+        st.serialize_field("base_age", &self.base_age)?;
+        st.serialize_field("input_ack", &self.input_ack)?;
+        st.serialize_field("checksum", &self.checksum)?;
+        st.serialize_field("removed", &self.removed)?;
+        st.serialize_field("entities", &Section(section))?;
+        st.serialize_field("players_removed", &self.players_removed)?;
+        st.serialize_field("players_upserted", &self.players_upserted)?;
+        st.serialize_field("players_scored", &self.players_scored)?;
+        st.end()
+    }
+}
+
+/// The fields of [`SnapshotMsg`] as they are on the wire.
+#[derive(Deserialize)]
+#[serde(rename = "SnapshotMsg")]
+struct SnapshotWire {
+    tick: Tick,
+    base_age: u32,
+    input_ack: u32,
+    checksum: u32,
+    removed: Vec<u32>,
+    entities: Section,
+    players_removed: Vec<u32>,
+    players_upserted: Vec<PlayerInfo>,
+    players_scored: Vec<ScoreDelta>,
+}
+
+impl<'de> Deserialize<'de> for SnapshotMsg {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = SnapshotWire::deserialize(de)?;
+        let mut s = SnapshotMsg {
+            tick: w.tick,
+            base_age: w.base_age,
+            input_ack: w.input_ack,
+            checksum: w.checksum,
+            removed: w.removed,
+            players_removed: w.players_removed,
+            players_upserted: w.players_upserted,
+            players_scored: w.players_scored,
+            ..SnapshotMsg::default()
+        };
+        // The section's lists have a budget of their own, the same size as
+        // the message's: bincode charged the section its bytes.
+        entities::unpack(&w.entities.0, &mut s, MAX_SERVER_MESSAGE).map_err(|e| match e {
+            entities::SectionError::TooLarge => D::Error::custom(SECTION_TOO_LARGE),
+            entities::SectionError::Malformed(why) => D::Error::custom(why),
+        })?;
+        Ok(s)
+    }
+}
+
+/// A length-prefixed byte string: bincode writes the length and copies the
+/// bytes (as it would a `Vec<u8>`), without a serde call per byte.
+struct Section(Vec<u8>);
+
+impl Serialize for Section {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Section {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Section;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Section, E> {
+                Ok(Section(v))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Section, E> {
+                Ok(Section(v.to_vec()))
+            }
+        }
+        de.deserialize_byte_buf(Bytes)
+    }
+}
+
 /// Writes bincode 2 `standard()` values straight into a `Vec`, without
 /// serde's per-value trait calls: the snapshot is the only message sent per
 /// client per tick, and through serde its encoding cost more than the diff.
@@ -180,13 +281,6 @@ impl<'a> Out<'a> {
         }
     }
 
-    #[inline(always)]
-    fn byte(&mut self, b: u8) {
-        self.room();
-        self.chunk[self.at] = b;
-        self.at += 1;
-    }
-
     /// Unsigned varint: one byte below 251, else a tag and the value LE.
     #[inline(always)]
     fn varint(&mut self, v: u64) {
@@ -222,12 +316,6 @@ impl<'a> Out<'a> {
     #[inline(always)]
     fn u32s(&mut self, values: &[u32]) {
         self.varints(values, |v| v);
-    }
-
-    /// A run of `i32`s: zigzag, then varint.
-    #[inline(always)]
-    fn i32s(&mut self, values: &[i32]) {
-        self.varints(values, zigzag);
     }
 
     /// A run of varints of `f(value)`, sixteen at a time.
@@ -307,6 +395,40 @@ impl<'a> Out<'a> {
         self.varint(n as u64);
     }
 
+    /// The bit-packed entity section ([`entities`]) with its byte length
+    /// in front, packed straight into the `Vec` after room for a 3-byte
+    /// length, which is then fixed up (a message of a few hundred bytes or
+    /// more has one: only small ones move their section).
+    fn entity_section(&mut self, s: &SnapshotMsg) {
+        self.flush();
+        let out = &mut *self.out;
+        let start = out.len();
+        out.extend_from_slice(&[0; 3]);
+        entities::pack(s, out);
+        let len = out.len() - start - 3;
+        if let Ok(short) = u8::try_from(len)
+            && short < 251
+        {
+            out[start] = short;
+            out.copy_within(start + 3.., start + 1);
+            out.truncate(out.len() - 2);
+        } else if let Ok(mid) = u16::try_from(len) {
+            out[start] = 0xfb;
+            out[start + 1..start + 3].copy_from_slice(&mid.to_le_bytes());
+        } else {
+            let mut prefix = Vec::with_capacity(LONGEST);
+            Out::new(&mut prefix).tap_len(len);
+            out.splice(start..start + 3, prefix);
+        }
+    }
+
+    /// Writes one collection length and flushes: for a length prefix
+    /// built on its own.
+    fn tap_len(mut self, n: usize) {
+        self.len(n);
+        self.flush();
+    }
+
     fn snapshot(&mut self, s: &SnapshotMsg) {
         self.u32(SNAPSHOT_VARIANT);
         self.u32(s.tick.0);
@@ -315,21 +437,7 @@ impl<'a> Out<'a> {
         self.u32(s.checksum);
         self.len(s.removed.len());
         self.u32s(&s.removed);
-        self.len(s.created.len());
-        for c in &s.created {
-            self.u32(c.gap);
-            self.u32(c.kind.index());
-            self.i32(c.x);
-            self.i32(c.y);
-            self.i32(c.vx);
-            self.i32(c.vy);
-            self.byte(c.angle);
-            self.byte(c.hp);
-        }
-        self.len(s.changed.len());
-        self.u32s(&s.changed);
-        self.len(s.values.len());
-        self.i32s(&s.values);
+        self.entity_section(s);
         self.len(s.players_removed.len());
         self.u32s(&s.players_removed);
         self.len(s.players_upserted.len());

@@ -117,7 +117,7 @@ const FIELD_BITS: u32 = 4;
 const FIELD_MASK: u32 = (1 << FIELD_BITS) - 1;
 
 /// An entity that the baseline does not have, with all its fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntityCreate {
     /// Id gap to the previous created entity (see [`SnapshotMsg`]).
     pub gap: u32,
@@ -158,7 +158,10 @@ pub struct ScoreDelta {
 /// Id gaps: each of `removed`, `created` and `changed` lists ids in increasing
 /// order; the first entry carries the id itself, every later one
 /// `id - previous_id - 1`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its wire form (serde) is in [`crate::codec`]: the entity lists travel
+/// bit-packed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotMsg {
     /// The tick of the state this message describes.
     pub tick: Tick,

@@ -442,13 +442,13 @@ fn server_messages_over_16_mib_are_refused_before_parsing() {
     );
 }
 
-/// PROTOCOL.md section 1: a snapshot is charged 4 + 16 (header) + 56 (seven
-/// list lengths) + 4 per value. So `values` can hold (16 MiB - 76) / 4
-/// entries and one more is refused, although the message is only about 4 MiB
-/// long.
+/// PROTOCOL.md section 1: the lists of a snapshot's entity section are
+/// charged against a 16 MiB budget of their own, 4 per value. So `values` can
+/// hold 16 MiB / 4 entries and one more is refused, although the message is
+/// only about 1.5 MiB long (a zero value is 3 bits).
 #[test]
 fn snapshot_decode_budget_counts_memory_not_wire_bytes() {
-    let max_values = (MAX_SERVER_MESSAGE - 76) / 4;
+    let max_values = MAX_SERVER_MESSAGE / 4;
     let mut snap = SnapshotMsg {
         values: vec![0; max_values],
         ..SnapshotMsg::default()

@@ -857,10 +857,29 @@ fn malformed_server() -> Vec<(&'static str, Vec<u8>)> {
         }],
         ..SnapshotMsg::default()
     }));
-    // Header (variant, 4 u32 fields, removed len) = 6 bytes, created len,
-    // gap: the kind index follows at byte 8.
-    assert_eq!(bad_kind[8], 1, "layout of the bad-kind vector");
-    bad_kind[8] = 3;
+    // Header (variant, 4 u32 fields, removed len) = 6 bytes, the entity
+    // section's length, then its bits: the created count (1: `10001`), the
+    // gap (0: `100`), and the kind in the top two bits of byte 8.
+    assert_eq!(bad_kind[8] >> 6, 1, "layout of the bad-kind vector");
+    bad_kind[8] |= 0xc0;
+    // An entity section and the rest of an empty snapshot's bytes.
+    let with_section = |section: &[u8]| {
+        let mut b = vec![1, 1, 0, 0, 0, 0, section.len() as u8];
+        b.extend_from_slice(section);
+        b.extend_from_slice(&[0, 0, 0]);
+        b
+    };
+    // An empty section: three counts of 0, `10000` each.
+    let empty = [0b1000_0100, 0b0010_0000];
+    assert!(
+        decode_server(&with_section(&empty)).is_ok(),
+        "empty section"
+    );
+    // The bad-kind snapshot (before its kind was spoilt), one byte short.
+    let mut short_section = bad_kind.clone();
+    short_section[8] &= 0x7f;
+    short_section[6] -= 1;
+    short_section.remove(6 + usize::from(short_section[6]));
     vec![
         ("empty", vec![]),
         ("unknown variant", vec![5]),
@@ -881,13 +900,35 @@ fn malformed_server() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("reserved varint byte in i32", {
             let mut b = server_bytes(&ServerMsg::Snapshot(SnapshotMsg {
-                values: vec![0],
+                players_scored: vec![ScoreDelta::default()],
                 ..SnapshotMsg::default()
             }));
-            let last_value = b.len() - 3;
-            b[last_value] = 0xff;
+            let deaths = b.len() - 1;
+            b[deaths] = 0xff;
             b
         }),
+        (
+            "entity section: a count that is not there",
+            with_section(&[0b1000_1000]),
+        ),
+        (
+            "entity section: trailing byte",
+            with_section(&[empty[0], empty[1], 0]),
+        ),
+        (
+            "entity section: nonzero padding",
+            with_section(&[empty[0], empty[1] | 1]),
+        ),
+        (
+            "entity section: 33 zeros, an overlong number",
+            with_section(&[0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        ),
+        (
+            "entity section: a count above u32::MAX",
+            // 28 zeros, then 33 ones: x = 2^33 - 1, so u = x - 16.
+            with_section(&[0, 0, 0, 0x0f, 0xff, 0xff, 0xff, 0xff, 0xf8]),
+        ),
+        ("entity section: truncated", short_section),
     ]
 }
 
