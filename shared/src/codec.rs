@@ -1,7 +1,10 @@
 //! The byte format, and the only module that knows it.
 //!
 //! Every message is one WebSocket binary message holding one bincode 2 value
-//! (`config::standard()`: little endian, variable-length integers). bincode is
+//! (`config::standard()`: little endian, variable-length integers). In a
+//! snapshot, the entity lists travel as one byte string of bit-packed
+//! numbers (`codec/entities.rs`, `PROTOCOL.md` 5.2), which is where its
+//! bytes are. bincode is
 //! unmaintained upstream (RUSTSEC-2025-0141, accepted in `deny.toml`); it is
 //! pinned and used nowhere else, so swapping it means rewriting this file and
 //! nothing more.
@@ -143,7 +146,7 @@ const SECTION_TOO_LARGE: &str = "entity section exceeds the decode budget";
 
 /// A snapshot's bytes on the wire (`PROTOCOL.md` 5.2): the entity lists
 /// `created`, `changed` and `values` travel as one bit-packed byte string
-/// ([`entities`]), everything else as bincode values.
+/// (`codec/entities.rs`), everything else as bincode values.
 impl Serialize for SnapshotMsg {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;

@@ -5,7 +5,8 @@
 //! [`Tick`]s, bytes arrive as slices. That is what lets the server, the bots and
 //! the fuzzers run exactly the same code.
 //!
-//! * [`codec`] is the only module that knows the byte format (bincode 2, varint).
+//! * [`codec`] is the only module that knows the byte format (bincode 2, varint,
+//!   and the snapshot's bit-packed entity section).
 //! * [`protocol`] holds the messages of both directions.
 //! * [`snapshot`] holds the replicated world state and the delta encoding
 //!   (`diff` / `apply`) against a baseline the client acknowledged.

@@ -7,7 +7,8 @@
 //!
 //! A delta lists removed entities, created entities (all fields), and changed
 //! entities (only the field groups that differ). Entity ids are sent as gaps to
-//! the previous id of the same list, so consecutive ids cost one byte.
+//! the previous id of the same list, so consecutive ids cost little (one bit
+//! in a change head, bit-packed by [`crate::codec`]).
 //! Positions are sent as the residual against dead reckoning from the baseline
 //! (`base.pos + base.vel * age`), so anything moving in a straight line at
 //! constant speed costs nothing at all until it turns.

@@ -484,3 +484,297 @@ pub(super) fn unpack(
     }
     r.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bits_of(write: impl FnOnce(&mut BitWriter<'_>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = BitWriter::new(&mut out);
+        write(&mut w);
+        w.finish();
+        out
+    }
+
+    #[test]
+    fn golomb_codes_are_the_textbook_ones() {
+        // Order 0: 1, 010, 011, 00100; order 2: 100, 111, 01000.
+        assert_eq!(bits_of(|w| w.golomb(0, 0)), [0b1000_0000]);
+        assert_eq!(bits_of(|w| w.golomb(1, 0)), [0b0100_0000]);
+        assert_eq!(bits_of(|w| w.golomb(2, 0)), [0b0110_0000]);
+        assert_eq!(bits_of(|w| w.golomb(3, 0)), [0b0010_0000]);
+        assert_eq!(bits_of(|w| w.golomb(0, 2)), [0b1000_0000]);
+        assert_eq!(bits_of(|w| w.golomb(3, 2)), [0b1110_0000]);
+        assert_eq!(bits_of(|w| w.golomb(4, 2)), [0b0100_0000]);
+        // Codes follow each other with no gap: 1 | 010 | 011 | 00100.
+        let b = bits_of(|w| {
+            for u in 0..4 {
+                w.golomb(u, 0);
+            }
+        });
+        assert_eq!(b, [0b1010_0110, 0b0100_0000]);
+    }
+
+    #[test]
+    fn every_order_round_trips_its_boundaries() {
+        for k in 0..=16 {
+            let mut values = vec![0, 1, u32::MAX, u32::MAX - 1, 1 << 16, (1 << 16) - 1];
+            for shift in 0..32 {
+                let p = 1u32 << shift;
+                values.extend([p, p - 1, p.saturating_add(1)]);
+            }
+            values.extend((0..8).map(|i| (1u32 << k) + i));
+            let bytes = bits_of(|w| {
+                for &u in &values {
+                    w.golomb(u, k);
+                }
+            });
+            let mut r = BitReader::new(&bytes);
+            let mut total = 0;
+            for &u in &values {
+                let before = r.at;
+                assert_eq!(r.golomb(k), Ok(u), "order {k}");
+                let n = 64 - (u64::from(u) + (1 << k)).leading_zeros();
+                assert_eq!(r.at - before, (2 * n - k - 1) as usize, "length of {u}");
+                total = r.at;
+            }
+            assert_eq!(bytes.len(), total.div_ceil(8));
+            assert_eq!(r.finish(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn signed_values_round_trip_through_zigzag() {
+        for v in [0, -1, 1, -2, 2, 127, -128, i32::MAX, i32::MIN, 1 << 20] {
+            for k in [0, 2, 6] {
+                let bytes = bits_of(|w| w.signed(v, k));
+                assert_eq!(BitReader::new(&bytes).signed(k), Ok(v));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_codes_are_refused() {
+        // 33 zeros: longer than any number's code at order 0.
+        let overlong = [0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            BitReader::new(&overlong).golomb(0),
+            Err(SectionError::Malformed("entity section: overlong number"))
+        );
+        // 32 zeros and 33 bits of x = 2^33 - 1: above u32::MAX at order 0.
+        let mut big = vec![0, 0, 0, 0];
+        big.extend([0xff, 0xff, 0xff, 0xff, 0x80]);
+        assert_eq!(
+            BitReader::new(&big).golomb(0),
+            Err(SectionError::Malformed(
+                "entity section: number above u32::MAX"
+            ))
+        );
+        // u32::MAX itself is fine at order 0: x = 2^32 exactly.
+        let max = bits_of(|w| w.golomb(u32::MAX, 0));
+        assert_eq!(BitReader::new(&max).golomb(0), Ok(u32::MAX));
+        // Truncated: the zeros run off the end, or the number does.
+        assert_eq!(BitReader::new(&[0]).golomb(0), Err(TRUNCATED));
+        assert_eq!(BitReader::new(&[]).golomb(4), Err(TRUNCATED));
+        assert_eq!(BitReader::new(&[0b0000_0001]).golomb(0), Err(TRUNCATED));
+        assert_eq!(BitReader::new(&[0b1000_0000]).bits(9), Err(TRUNCATED));
+    }
+
+    fn section(s: &SnapshotMsg) -> Vec<u8> {
+        let mut out = Vec::new();
+        pack(s, &mut out);
+        out
+    }
+
+    fn unpacked(bytes: &[u8], base_age: u32) -> Result<SnapshotMsg, SectionError> {
+        let mut s = SnapshotMsg {
+            base_age,
+            ..SnapshotMsg::default()
+        };
+        unpack(bytes, &mut s, crate::codec::MAX_SERVER_MESSAGE).map(|()| s)
+    }
+
+    fn shot() -> EntityCreate {
+        EntityCreate {
+            gap: 3,
+            kind: EntityKind::Projectile,
+            x: 9_000,
+            y: 6_000,
+            vx: 68,
+            vy: -68,
+            angle: 224,
+            hp: 1,
+        }
+    }
+
+    #[test]
+    fn what_common_records_cost() {
+        // An empty section: three zero counts of 5 bits, 2 bytes.
+        assert_eq!(section(&SnapshotMsg::default()).len(), 2);
+        // A new shot in the far corner of the arena, moving diagonally:
+        // gap 3 (3 bits), kind (2), x and y (15 each), vx and vy (9 each),
+        // angle (8), hit points (1): 62 bits, 12 bytes as varints.
+        let one_shot = SnapshotMsg {
+            created: vec![shot()],
+            ..SnapshotMsg::default()
+        };
+        assert_eq!(section(&one_shot).len(), (15 + 62_usize).div_ceil(8));
+        // 100 players who re-aimed by 5/256 of a turn, ids consecutive: a
+        // 5-bit head (mask and gap 0) and a 5-bit angle each; counts of 5,
+        // 9 and 9 bits.
+        let reaims = SnapshotMsg {
+            base_age: 10,
+            changed: vec![fields::ANGLE; 100],
+            values: vec![5; 100],
+            ..SnapshotMsg::default()
+        };
+        assert_eq!(
+            section(&reaims).len(),
+            (5 + 9 + 100 * 5 + 9 + 100 * 5_usize).div_ceil(8)
+        );
+    }
+
+    #[test]
+    fn hit_points_other_than_the_spawn_value_are_sent() {
+        for (kind, hp) in [
+            (EntityKind::Projectile, 0),
+            (EntityKind::Projectile, 100),
+            (EntityKind::Projectile, 1),
+            (EntityKind::Player, 1),
+            (EntityKind::Npc, 255),
+            (EntityKind::Player, MAX_HP),
+            (EntityKind::Npc, MAX_HP),
+        ] {
+            let s = SnapshotMsg {
+                created: vec![EntityCreate { kind, hp, ..shot() }],
+                ..SnapshotMsg::default()
+            };
+            let bytes = section(&s);
+            // 77 bits with the one-bit default, 85 with the value.
+            let bits = if hp == default_hp(kind) { 77 } else { 85 };
+            assert_eq!(bytes.len(), bits / 8 + 1, "{kind:?} with {hp}");
+            assert_eq!(unpacked(&bytes, 0).map(|u| u.created), Ok(s.created));
+        }
+    }
+
+    #[test]
+    fn values_take_their_heads_codes_and_the_turn_age_is_unsigned() {
+        let heads = vec![
+            fields::POS | fields::VEL | fields::ANGLE | fields::HP,
+            1 << 4 | fields::VEL,
+        ];
+        for base_age in [1, 2, 10] {
+            let turn = base_age >= 2;
+            let mut values = vec![3, -3, 20, -20];
+            if turn {
+                values.push(7);
+            }
+            values.extend([-4, -25, 32, 0]);
+            if turn {
+                values.push(i32::MIN);
+            }
+            values.extend([9, -9]); // surplus
+            let s = SnapshotMsg {
+                base_age,
+                changed: heads.clone(),
+                values: values.clone(),
+                ..SnapshotMsg::default()
+            };
+            let u = unpacked(&section(&s), base_age).expect("round trip");
+            assert_eq!((u.changed, u.values), (heads.clone(), values));
+        }
+        // Read against another age, the same bits mean other values.
+        let s = SnapshotMsg {
+            base_age: 10,
+            changed: vec![fields::VEL],
+            values: vec![1, 1, 1],
+            ..SnapshotMsg::default()
+        };
+        assert_ne!(unpacked(&section(&s), 1).map(|u| u.values), Ok(s.values));
+        // Fewer values than the heads ask for: kept as they are, for
+        // `apply` to refuse.
+        let short = SnapshotMsg {
+            base_age: 3,
+            changed: vec![fields::POS | fields::ANGLE],
+            values: vec![1],
+            ..SnapshotMsg::default()
+        };
+        assert_eq!(unpacked(&section(&short), 3).map(|u| u.values), Ok(vec![1]));
+    }
+
+    #[test]
+    fn bad_sections_are_refused() {
+        let good = section(&SnapshotMsg {
+            created: vec![shot()],
+            changed: vec![2 << 4 | fields::ANGLE],
+            values: vec![-1],
+            ..SnapshotMsg::default()
+        });
+        assert!(unpacked(&good, 1).is_ok());
+        // Every strict prefix is truncated, or leaves a count unread.
+        for end in 0..good.len() {
+            assert!(unpacked(&good[..end], 1).is_err(), "prefix of {end}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(
+            unpacked(&trailing, 1),
+            Err(SectionError::Malformed("entity section: trailing bytes"))
+        );
+        // The section ends 3 bits into its last byte; a one in the padding.
+        let mut padded = good.clone();
+        *padded.last_mut().expect("not empty") |= 1;
+        assert_eq!(
+            unpacked(&padded, 1),
+            Err(SectionError::Malformed("entity section: nonzero padding"))
+        );
+        // Kind 3: the count (5 bits) and the gap (3 bits) come first.
+        let mut kind = good.clone();
+        kind[1] |= 0b1100_0000;
+        assert_eq!(
+            unpacked(&kind, 1),
+            Err(SectionError::Malformed("entity section: kind 3"))
+        );
+        // A head gap that would not fit beside its mask.
+        let wide = section(&SnapshotMsg {
+            changed: vec![u32::MAX],
+            ..SnapshotMsg::default()
+        });
+        assert!(unpacked(&wide, 1).is_ok());
+        let mut w = Vec::new();
+        let mut bw = BitWriter::new(&mut w);
+        bw.golomb(0, order::COUNT);
+        bw.golomb(1, order::COUNT);
+        bw.put(1, 4);
+        bw.golomb(1 << 28, order::HEAD_GAP);
+        bw.golomb(0, order::COUNT);
+        bw.finish();
+        assert_eq!(
+            unpacked(&w, 1),
+            Err(SectionError::Malformed(
+                "entity section: head gap above 2^28"
+            ))
+        );
+    }
+
+    #[test]
+    fn counts_are_checked_against_the_bits_and_the_budget() {
+        // A claimed million heads in a few bytes: refused before reserving.
+        let mut w = Vec::new();
+        let mut bw = BitWriter::new(&mut w);
+        bw.golomb(0, order::COUNT);
+        bw.golomb(1_000_000, order::COUNT);
+        bw.finish();
+        assert_eq!(unpacked(&w, 1), Err(TRUNCATED));
+        // Within the bits, but over the budget: 10 values cost 40 bytes.
+        let s = SnapshotMsg {
+            values: vec![0; 10],
+            ..SnapshotMsg::default()
+        };
+        let bytes = section(&s);
+        let mut out = SnapshotMsg::default();
+        assert_eq!(unpack(&bytes, &mut out, 40), Ok(()));
+        assert_eq!(unpack(&bytes, &mut out, 39), Err(SectionError::TooLarge));
+    }
+}

@@ -77,7 +77,7 @@ fn straight_line_movers_cost_nothing() {
 }
 
 #[test]
-fn a_turn_costs_a_few_bytes_and_consecutive_ids_cost_one() {
+fn a_turn_costs_a_few_bits_and_consecutive_ids_cost_one() {
     let base = WorldState {
         tick: Tick(1),
         entities: (0..50)
@@ -96,11 +96,16 @@ fn a_turn_costs_a_few_bytes_and_consecutive_ids_cost_one() {
     let msg = diff(Some(&base), &current, 0);
     let mut bytes = Vec::new();
     codec::encode_snapshot(&msg, &mut bytes);
-    // head (1) + velocity change (2) per NPC, plus the fixed header: at
-    // age 1 the new velocity is the last tick's displacement, so the turn
-    // leaves no position residual.
+    // Per NPC a 5-bit head (mask, gap 0) and the velocity change, 7 bits
+    // per axis: 19 bits. At age 1 the new velocity is the last tick's
+    // displacement, so the turn leaves no position residual. Plus the
+    // section's counts and the fixed header.
     assert!(msg.changed.iter().all(|h| h & FIELD_MASK == fields::VEL));
-    assert!(bytes.len() <= 50 * 3 + 16, "{} bytes", bytes.len());
+    assert!(
+        bytes.len() <= (50 * 19 + 30) / 8 + 16,
+        "{} bytes",
+        bytes.len()
+    );
     assert_eq!(
         apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
         current
