@@ -2,6 +2,7 @@
 // writes for the Rust types (externally tagged enums, snake_case fields), so
 // the golden vectors can be compared with deepEqual.
 
+import { packEntities } from '../../web/js/codec.js';
 import { KIND_NAMES } from '../../web/js/protocol.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -35,9 +36,9 @@ function snapshotToSerde(s) {
     input_ack: s.inputAck,
     checksum: s.checksum,
     removed: s.removed,
-    created: s.created.map((c) => ({ ...c, kind: KIND_NAMES[c.kind] })),
-    changed: s.changed,
-    values: s.values,
+    // Protocol 5: serde writes the three entity lists as the bit-packed
+    // entity section's bytes (shared/src/codec.rs `impl Serialize for SnapshotMsg`).
+    entities: Array.from(packEntities(s)),
     players_removed: s.playersRemoved,
     players_upserted: s.playersUpserted.map((p) => ({ ...p })),
     players_scored: s.playersScored.map((d) => ({ ...d })),

@@ -12,6 +12,9 @@
 // * fixed-size arrays ([u8; 16], the session token): the items, no length.
 // * enums: the variant index as a u32 varint, then the variant's fields.
 // * String and Vec: the length as a u64 varint, then the items (UTF-8 bytes).
+// * a snapshot's created entities, change heads and values (protocol 5) are
+//   one bit-packed byte string, a Vec<u8> in bincode's eyes: see "The entity
+//   section" below.
 //
 // Decoding never trusts a length: a claimed length larger than the bytes that
 // are left fails before anything is allocated, and every read is bounds
@@ -19,7 +22,8 @@
 // The golden vectors in js-test/golden.json (written by the Rust crate) pin
 // this file to the Rust implementation byte for byte.
 
-import { KIND_COUNT } from './protocol.js';
+import { KIND_COUNT, Kind } from './protocol.js';
+import { MAX_HP } from './rules.js';
 
 /** Largest client message the server accepts, in bytes (shared::codec). */
 export const MAX_CLIENT_MESSAGE = 1024;
@@ -472,6 +476,389 @@ export function decodeClient(data) {
 }
 
 // ---------------------------------------------------------------------------
+// The entity section of a snapshot (protocol 5): a port of
+// `shared/src/codec/entities.rs`, which is the reference.
+//
+// A snapshot's created entities, change heads and values travel as one byte
+// string of bits, most significant first: stream bit i is bit 7 - i % 8 of
+// byte i / 8, a w-bit field occupies the next w bits from its top bit down,
+// and the last byte is padded with zero bits. Every number is an
+// exponential-Golomb code of an order k fixed per field: u is written as
+// x = u + 2^k (n bits) after n - k - 1 zero bits. Signed numbers are zigzag
+// mapped first. x can have 33 bits, so it is handled as a Number, never with
+// 32-bit bit operators.
+
+/** Code orders (k) per field (entities.rs `order`). */
+const ORDER_COUNT = 4;
+const ORDER_CREATE_GAP = 2;
+const ORDER_CREATE_POS = 12;
+const ORDER_CREATE_VEL = 6;
+const ORDER_HEAD_GAP = 0;
+const ORDER_POS = 2;
+const ORDER_VEL = 4;
+const ORDER_TURN = 2;
+const ORDER_ANGLE = 2;
+const ORDER_HP = 5;
+/** Values beyond what the heads ask for (the server never sends any). */
+const ORDER_SURPLUS = 2;
+
+/** The fewest bits a created entity, a change head and a value can take. */
+const MIN_CREATE_BITS = ORDER_CREATE_GAP + 1 + 2 + 2 * (ORDER_CREATE_POS + 1) + 2 * (ORDER_CREATE_VEL + 1) + 8 + 1;
+const MIN_HEAD_BITS = 4 + ORDER_HEAD_GAP + 1;
+const MIN_VALUE_BITS = 3;
+/** What each decoded item is charged against the section's budget, in bytes. */
+const CREATE_CHARGE = 26;
+const HEAD_CHARGE = 4;
+const VALUE_CHARGE = 4;
+/** The section's own decode budget (the Rust decoder's MAX_SERVER_MESSAGE). */
+const SECTION_BUDGET = MAX_SERVER_MESSAGE;
+
+/** Change head field bits (shared::snapshot::fields; snapshot.js `Fields`). */
+const FIELD_POS = 1;
+const FIELD_VEL = 2;
+const FIELD_ANGLE = 4;
+const FIELD_HP = 8;
+
+/** Largest head gap: the gap is the head shifted right by its 4 field bits. */
+const MAX_HEAD_GAP = 0xffffffff >>> 4;
+
+const TRUNCATED = 'entity section truncated';
+
+/**
+ * The hit points a created entity of `kind` has unless the section says
+ * otherwise (entities.rs `default_hp`). @param {number} kind
+ */
+function defaultHp(kind) {
+  return kind === Kind.Projectile ? 1 : MAX_HP;
+}
+
+/** @param {number} v an i32 @returns {number} its zigzag u32 */
+function zigzag(v) {
+  return ((v << 1) ^ (v >> 31)) >>> 0;
+}
+
+/** @param {number} u a u32 @returns {number} the i32 it zigzag-codes */
+function unzigzag(u) {
+  return u & 1 ? ~(u >>> 1) : u >>> 1;
+}
+
+/** Appends bits, most significant first (the encoder: the tests' server side). */
+export class BitWriter {
+  constructor() {
+    /** @type {number[]} */
+    this.out = [];
+    /** Bits of the byte being filled, in the low `fill` bits. */
+    this.cur = 0;
+    this.fill = 0;
+  }
+
+  /**
+   * Writes `v` in `width` bits, most significant first. Number arithmetic,
+   * so `width` may be up to 33 (an exp-Golomb `x`).
+   * @param {number} v @param {number} width
+   */
+  put(v, width) {
+    if (!Number.isInteger(v) || v < 0 || v >= 2 ** width) throw new RangeError(`${v} does not fit ${width} bits`);
+    while (width > 0) {
+      const take = Math.min(8 - this.fill, width);
+      width -= take;
+      const p = 2 ** width;
+      const top = Math.floor(v / p);
+      v -= top * p;
+      this.cur = (this.cur << take) | top;
+      this.fill += take;
+      if (this.fill === 8) {
+        this.out.push(this.cur);
+        this.cur = 0;
+        this.fill = 0;
+      }
+    }
+  }
+
+  /** Exp-Golomb code of order `k` of a u32. @param {number} u @param {number} k */
+  golomb(u, k) {
+    checkInt(u, 0, 0xffffffff, 'u32');
+    const x = u + 2 ** k;
+    const n = x > 0xffffffff ? 33 : 32 - Math.clz32(x);
+    this.put(0, n - k - 1);
+    this.put(x, n);
+  }
+
+  /** Zigzag, then exp-Golomb of order `k`. @param {number} v @param {number} k */
+  signed(v, k) {
+    checkInt(v, -0x80000000, 0x7fffffff, 'i32');
+    this.golomb(zigzag(v), k);
+  }
+
+  /** The bytes, the last one padded with zero bits. */
+  finish() {
+    if (this.fill > 0) {
+      this.out.push((this.cur << (8 - this.fill)) & 0xff);
+      this.cur = 0;
+      this.fill = 0;
+    }
+    return Uint8Array.from(this.out);
+  }
+}
+
+/** Reads bits, most significant first, bounds checked. */
+export class BitReader {
+  /** @param {Uint8Array} bytes */
+  constructor(bytes) {
+    this.bytes = bytes;
+    // A copy with zero bytes after the end, so a 32-bit window can always
+    // be read (bits past the end read as zeros, as Rust's `peek` does).
+    this.padded = new Uint8Array(bytes.length + 5);
+    this.padded.set(bytes);
+    /** Position in bits. */
+    this.at = 0;
+    this.end = bytes.length * 8;
+  }
+
+  /** Bits not read yet. */
+  left() {
+    return this.end - this.at;
+  }
+
+  /** The next 32 bits, the oldest highest; zeros past the end. */
+  peek32() {
+    const b = this.padded;
+    const i = this.at >>> 3;
+    const off = this.at & 7;
+    const w = (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3];
+    return (off === 0 ? w : (w << off) | (b[i + 4] >>> (8 - off))) >>> 0;
+  }
+
+  /** Reads `width` bits (up to 33: Number arithmetic). @param {number} width */
+  bits(width) {
+    if (this.end - this.at < width) throw new CodecError(TRUNCATED);
+    if (width <= 32) {
+      const v = width === 0 ? 0 : this.peek32() >>> (32 - width);
+      this.at += width;
+      return v;
+    }
+    const high = this.bits(width - 32);
+    return high * 2 ** 32 + this.bits(32);
+  }
+
+  /**
+   * Reads an exp-Golomb code of order `k`: a code for a number above
+   * u32::MAX, or with more than 32 - k leading zeros (overlong), is
+   * malformed. @param {number} k
+   */
+  golomb(k) {
+    // Fast path: the whole code lies in the next 32 bits.
+    const w = this.peek32();
+    const zeros = Math.clz32(w);
+    const width = 2 * zeros + k + 1;
+    if (width <= 32 && width <= this.end - this.at) {
+      this.at += width;
+      return (w >>> (32 - width)) - (1 << k);
+    }
+    return this.golombWide(k);
+  }
+
+  /** golomb() for a code longer than 32 bits, or a bad one. @param {number} k */
+  golombWide(k) {
+    const bytes = this.bytes;
+    const limit = 32 - k;
+    let at = this.at;
+    let zeros = 0;
+    for (;;) {
+      if (at >= this.end) throw new CodecError(TRUNCATED);
+      const off = at & 7;
+      const b = (bytes[at >>> 3] << off) & 0xff;
+      if (b !== 0) {
+        zeros += Math.clz32(b) - 24;
+        break;
+      }
+      zeros += 8 - off;
+      at += 8 - off;
+      if (zeros > limit) break;
+    }
+    if (zeros > limit) {
+      // As Rust tells the two apart: it counts the zeros in a 64-bit
+      // window that reads zeros past the end.
+      throw new CodecError(this.left() <= 64 && this.restIsZero() ? TRUNCATED : 'entity section: overlong number');
+    }
+    if (this.left() < 2 * zeros + k + 1) throw new CodecError(TRUNCATED);
+    this.at += zeros;
+    const u = this.bits(zeros + k + 1) - 2 ** k;
+    if (u > 0xffffffff) throw new CodecError('entity section: number above u32::MAX');
+    return u;
+  }
+
+  /** Whether every bit not read yet is zero. */
+  restIsZero() {
+    for (let at = this.at; at < this.end; at++) {
+      if ((this.bytes[at >>> 3] >>> (7 - (at & 7))) & 1) return false;
+    }
+    return true;
+  }
+
+  /** A zigzag exp-Golomb code of order `k`. @param {number} k */
+  signed(k) {
+    return unzigzag(this.golomb(k));
+  }
+
+  /** Throws unless only the zero padding of the last byte is left. */
+  finish() {
+    const left = this.left();
+    if (left >= 8) throw new CodecError('entity section: trailing bytes');
+    if (left > 0 && (this.bytes[this.bytes.length - 1] & ((1 << left) - 1)) !== 0) {
+      throw new CodecError('entity section: nonzero padding');
+    }
+  }
+}
+
+/**
+ * Reads a list's count and charges it against the section's budget,
+ * refusing counts the section's bits cannot hold before anything is
+ * allocated (entities.rs `count`).
+ * @param {BitReader} r @param {number} minBits @param {number} charge
+ * @param {{left: number}} budget
+ */
+function sectionCount(r, minBits, charge, budget) {
+  const n = r.golomb(ORDER_COUNT);
+  if (n * minBits > r.left()) throw new CodecError(TRUNCATED);
+  const cost = n * charge;
+  if (cost > budget.left) {
+    throw new CodecError(`message exceeds ${MAX_SERVER_MESSAGE} bytes (the entity section's decode budget)`);
+  }
+  budget.left -= cost;
+  return n;
+}
+
+/**
+ * Decodes an entity section (without its length prefix) into the snapshot's
+ * `created`, `changed` and `values` lists. Throws CodecError.
+ * @param {Uint8Array} bytes
+ * @param {number} baseAge the snapshot's base_age (a u32): from 2 on, a
+ *   VEL change carries the turn age
+ * @param {number} [budget] bytes the decoded lists may take (their
+ *   in-memory width, as Rust counts it); more is refused as too large
+ * @returns {{created: EntityCreate[], changed: number[], values: number[]}}
+ */
+export function unpackEntities(bytes, baseAge, budget = SECTION_BUDGET) {
+  const r = new BitReader(bytes);
+  const charged = { left: budget };
+
+  let n = sectionCount(r, MIN_CREATE_BITS, CREATE_CHARGE, charged);
+  /** @type {EntityCreate[]} */
+  const created = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const gap = r.golomb(ORDER_CREATE_GAP);
+    const kind = r.bits(2);
+    if (kind >= KIND_COUNT) throw new CodecError(`entity section: kind ${kind}`);
+    const x = r.golomb(ORDER_CREATE_POS) | 0;
+    const y = r.golomb(ORDER_CREATE_POS) | 0;
+    const vx = r.signed(ORDER_CREATE_VEL);
+    const vy = r.signed(ORDER_CREATE_VEL);
+    const angle = r.bits(8);
+    const hp = r.bits(1) === 1 ? defaultHp(kind) : r.bits(8);
+    created[i] = { gap, kind, x, y, vx, vy, angle, hp };
+  }
+
+  n = sectionCount(r, MIN_HEAD_BITS, HEAD_CHARGE, charged);
+  const changed = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const mask = r.bits(4);
+    const gap = r.golomb(ORDER_HEAD_GAP);
+    if (gap > MAX_HEAD_GAP) throw new CodecError('entity section: head gap above 2^28');
+    changed[i] = gap * 16 + mask;
+  }
+
+  // Each value's code order comes from the heads, walked in order: per head
+  // its set fields POS (2), VEL (2, then the turn age from base age 2 on),
+  // ANGLE (1), HP (1). Values the heads do not ask for are surplus; a list
+  // that ends early just ends (applying the snapshot refuses both).
+  n = sectionCount(r, MIN_VALUE_BITS, VALUE_CHARGE, charged);
+  const values = new Array(n);
+  const turn = baseAge >>> 0 >= 2;
+  let i = 0;
+  for (let h = 0; h < changed.length && i < n; h++) {
+    const m = changed[h];
+    if (m & FIELD_POS) {
+      values[i++] = r.signed(ORDER_POS);
+      if (i < n) values[i++] = r.signed(ORDER_POS);
+    }
+    if (m & FIELD_VEL && i < n) {
+      values[i++] = r.signed(ORDER_VEL);
+      if (i < n) values[i++] = r.signed(ORDER_VEL);
+      // The turn age k, coded unsigned as (k - 1) wrapped to a u32.
+      if (turn && i < n) values[i++] = (r.golomb(ORDER_TURN) + 1) | 0;
+    }
+    if (m & FIELD_ANGLE && i < n) values[i++] = r.signed(ORDER_ANGLE);
+    if (m & FIELD_HP && i < n) values[i++] = r.signed(ORDER_HP);
+  }
+  while (i < n) values[i++] = r.signed(ORDER_SURPLUS);
+
+  r.finish();
+  return { created, changed, values };
+}
+
+/**
+ * Encodes a snapshot's `created`, `changed` and `values` as its entity
+ * section (without the length prefix): the bytes entities.rs `pack` writes.
+ * Throws RangeError for a value its field cannot hold.
+ * @param {{baseAge: number, created: EntityCreate[], changed: number[], values: number[]}} s
+ * @returns {Uint8Array}
+ */
+export function packEntities(s) {
+  const w = new BitWriter();
+  w.golomb(s.created.length, ORDER_COUNT);
+  for (const c of s.created) {
+    checkInt(c.kind, 0, KIND_COUNT - 1, 'EntityKind');
+    checkInt(c.x, -0x80000000, 0x7fffffff, 'i32');
+    checkInt(c.y, -0x80000000, 0x7fffffff, 'i32');
+    checkInt(c.angle, 0, 0xff, 'u8');
+    checkInt(c.hp, 0, 0xff, 'u8');
+    w.golomb(c.gap, ORDER_CREATE_GAP);
+    w.put(c.kind, 2);
+    w.golomb(c.x >>> 0, ORDER_CREATE_POS);
+    w.golomb(c.y >>> 0, ORDER_CREATE_POS);
+    w.signed(c.vx, ORDER_CREATE_VEL);
+    w.signed(c.vy, ORDER_CREATE_VEL);
+    w.put(c.angle, 8);
+    // One bit when the hit points are the kind's default, else a zero bit
+    // and the hit points.
+    if (c.hp === defaultHp(c.kind)) w.put(1, 1);
+    else w.put(c.hp, 9);
+  }
+  w.golomb(s.changed.length, ORDER_COUNT);
+  for (const head of s.changed) {
+    checkInt(head, 0, 0xffffffff, 'u32');
+    w.put(head & 15, 4);
+    w.golomb(Math.floor(head / 16), ORDER_HEAD_GAP);
+  }
+  const values = s.values;
+  w.golomb(values.length, ORDER_COUNT);
+  const turn = s.baseAge >>> 0 >= 2;
+  let i = 0;
+  const n = values.length;
+  for (let h = 0; h < s.changed.length && i < n; h++) {
+    const m = s.changed[h];
+    if (m & FIELD_POS) {
+      w.signed(values[i++], ORDER_POS);
+      if (i < n) w.signed(values[i++], ORDER_POS);
+    }
+    if (m & FIELD_VEL && i < n) {
+      w.signed(values[i++], ORDER_VEL);
+      if (i < n) w.signed(values[i++], ORDER_VEL);
+      if (turn && i < n) {
+        const k = values[i++];
+        checkInt(k, -0x80000000, 0x7fffffff, 'i32');
+        w.golomb((k - 1) >>> 0, ORDER_TURN);
+      }
+    }
+    if (m & FIELD_ANGLE && i < n) w.signed(values[i++], ORDER_ANGLE);
+    if (m & FIELD_HP && i < n) w.signed(values[i++], ORDER_HP);
+  }
+  while (i < n) w.signed(values[i++], ORDER_SURPLUS);
+  return w.finish();
+}
+
+// ---------------------------------------------------------------------------
 // Server messages (shared::protocol::ServerMsg).
 
 /**
@@ -482,6 +869,10 @@ export function decodeClient(data) {
  *   scoreboard entry whose name stayed: its id gap-coded like the entity
  *   lists, its score and deaths as i32 changes (wrapping), so a kill does not
  *   resend two names (protocol 4)
+ * A snapshot's `created`, `changed` and `values` are the lists the Rust
+ * SnapshotMsg holds; on the wire they are its bit-packed entity section
+ * (protocol 5, see above), decoded into these lists before anything else
+ * looks at them.
  * @typedef {{tick: number, baseAge: number, inputAck: number, checksum: number,
  *   removed: number[], created: EntityCreate[], changed: number[], values: number[],
  *   playersRemoved: number[], playersUpserted: PlayerInfo[],
@@ -534,34 +925,36 @@ function readScoreDelta(r) {
   return { gap: r.u32(), score: r.i32(), deaths: r.i32() };
 }
 
-/** @param {Reader} r @returns {EntityCreate} */
-function readEntityCreate(r) {
-  return {
-    gap: r.u32(),
-    kind: r.variant(KIND_COUNT, 'EntityKind'),
-    x: r.i32(),
-    y: r.i32(),
-    vx: r.i32(),
-    vy: r.i32(),
-    angle: r.u8(),
-    hp: r.u8(),
-  };
-}
-
 /** @param {Reader} r @returns {SnapshotMsg} */
 function readSnapshot(r) {
+  const tick = r.u32();
+  const baseAge = r.u32();
+  const inputAck = r.u32();
+  const checksum = r.u32();
+  const removed = r.vec(() => r.u32());
+  // Protocol 5: created, changed and values travel as one bit-packed byte
+  // string (a bincode Vec<u8>: u64 varint length, then the bytes). It is
+  // unpacked after the fields that follow it are read, as the Rust decoder
+  // does, so a message with several faults is refused for the same one.
+  const n = r.len(1);
+  const section = r.bytes.subarray(r.at, r.at + n);
+  r.at += n;
+  const playersRemoved = r.vec(() => r.u32());
+  const playersUpserted = r.vec(() => readPlayerInfo(r));
+  const playersScored = r.vec(() => readScoreDelta(r));
+  const { created, changed, values } = unpackEntities(section, baseAge);
   return {
-    tick: r.u32(),
-    baseAge: r.u32(),
-    inputAck: r.u32(),
-    checksum: r.u32(),
-    removed: r.vec(() => r.u32()),
-    created: r.vec(() => readEntityCreate(r)),
-    changed: r.vec(() => r.u32()),
-    values: r.vec(() => r.i32()),
-    playersRemoved: r.vec(() => r.u32()),
-    playersUpserted: r.vec(() => readPlayerInfo(r)),
-    playersScored: r.vec(() => readScoreDelta(r)),
+    tick,
+    baseAge,
+    inputAck,
+    checksum,
+    removed,
+    created,
+    changed,
+    values,
+    playersRemoved,
+    playersUpserted,
+    playersScored,
   };
 }
 
@@ -644,18 +1037,11 @@ export function encodeServer(msg) {
       w.u32(s.inputAck);
       w.u32(s.checksum);
       w.vec(s.removed, (v) => w.u32(v));
-      w.vec(s.created, (c) => {
-        w.u32(c.gap);
-        w.u32(c.kind);
-        w.i32(c.x);
-        w.i32(c.y);
-        w.i32(c.vx);
-        w.i32(c.vy);
-        w.u8(c.angle);
-        w.u8(c.hp);
-      });
-      w.vec(s.changed, (v) => w.u32(v));
-      w.vec(s.values, (v) => w.i32(v));
+      const section = packEntities(s);
+      w.u64(section.length);
+      w.reserve(section.length);
+      w.bytes.set(section, w.at);
+      w.at += section.length;
       w.vec(s.playersRemoved, (v) => w.u32(v));
       w.vec(s.playersUpserted, (p) => {
         w.u32(p.id);
