@@ -96,8 +96,8 @@ pub struct WorldState {
     pub players: Arc<Vec<PlayerInfo>>,
 }
 
-/// Largest entity id the delta format can carry (ids share a varint with a
-/// 4-bit field mask).
+/// Largest entity id the delta format can carry (an id gap shares a change
+/// head's `u32` with a 4-bit field mask).
 pub const MAX_NET_ID: u32 = u32::MAX >> FIELD_BITS;
 
 /// Field groups of a changed entity, in the order their values follow.

@@ -920,12 +920,13 @@ fn malformed_server() -> Vec<(&'static str, Vec<u8>)> {
             with_section(&[empty[0], empty[1] | 1]),
         ),
         (
-            "entity section: 33 zeros, an overlong number",
+            "entity section: 40 zeros, an overlong count",
             with_section(&[0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]),
         ),
         (
             "entity section: a count above u32::MAX",
-            // 28 zeros, then 33 ones: x = 2^33 - 1, so u = x - 16.
+            // 28 zeros, then ones: the count's x is its next 33 bits,
+            // 2^33 - 1, so u = x - 16.
             with_section(&[0, 0, 0, 0x0f, 0xff, 0xff, 0xff, 0xff, 0xf8]),
         ),
         ("entity section: truncated", short_section),

@@ -1,5 +1,6 @@
 //! The entity section of a snapshot (protocol 5): created entities, change
-//! heads and their values, bit-packed (`PROTOCOL.md` 5.3).
+//! heads and their values, bit-packed (`PROTOCOL.md` 5.2 for the layout,
+//! 2.5 for the codes).
 //!
 //! Byte-aligned varints spend a whole byte on a 3-bit angle change and three
 //! on a 14-bit position. Here every number is an exponential-Golomb code of
@@ -7,8 +8,10 @@
 //! values cost `k + 1` bits, and each doubling of the range one bit more
 //! on either side of the value. Any `u32` and any `i32` can be coded, so
 //! every [`SnapshotMsg`] round-trips, however unlikely its numbers; each
-//! value has exactly one code, so re-encoding a decoded message gives the
-//! same bytes.
+//! number has exactly one code, so re-encoding a decoded message gives the
+//! same bytes. The one exception: a created entity's spawn hit points are
+//! one bit, and the decoder also accepts them sent in full (the encoder
+//! never does).
 //!
 //! Bits are packed most significant first: stream bit `i` is bit
 //! `7 - i % 8` of byte `i / 8`, and a field of width `w` occupies the next
@@ -57,8 +60,15 @@ const MIN_CREATE_BITS: u64 = (order::CREATE_GAP + 1) as u64
     + 1;
 /// The fewest bits a change head can take: mask and gap.
 const MIN_HEAD_BITS: u64 = 4 + (order::HEAD_GAP + 1) as u64;
-/// The fewest bits a value can take.
-const MIN_VALUE_BITS: u64 = 3;
+/// The fewest bits a value can take: a code of the lowest value order.
+const MIN_VALUE_BITS: u64 = 1 + min(
+    min(min(order::POS, order::VEL), min(order::TURN, order::ANGLE)),
+    min(order::HP, order::SURPLUS),
+) as u64;
+
+const fn min(a: u32, b: u32) -> u32 {
+    if a < b { a } else { b }
+}
 
 /// What decoded lists are charged against the decode budget, in bytes:
 /// their in-memory width, as bincode charges the rest of the message.
@@ -71,7 +81,9 @@ const VALUE_CHARGE: usize = 4;
 pub(super) enum SectionError {
     /// The decoded lists would exceed the decode budget.
     TooLarge,
-    /// Truncated, an overlong code, a kind out of range, or nonzero padding.
+    /// Truncated, an overlong code, a number above `u32::MAX`, a kind out
+    /// of range, a head gap that does not fit beside its mask, trailing
+    /// bytes or nonzero padding.
     Malformed(&'static str),
 }
 
