@@ -19,7 +19,7 @@ import {
 import { Kind } from '../../web/js/protocol.js';
 import { MAX_HP } from '../../web/js/rules.js';
 import { Fields } from '../../web/js/snapshot.js';
-import { bytesToHex } from './serde-shape.mjs';
+import { bytesToHex, emptySnapshot } from './serde-shape.mjs';
 
 /** The code orders the section uses (entities.rs `order`). */
 const ORDERS = [0, 2, 4, 5, 6, 12];
@@ -40,24 +40,6 @@ function codeLength(/** @type {number} */ u, /** @type {number} */ k) {
 /** Asserts that `f` throws a CodecError whose message matches `re`. */
 function refused(/** @type {() => unknown} */ f, /** @type {RegExp} */ re, /** @type {string} */ what) {
   assert.throws(f, (e) => e instanceof CodecError && re.test(e.message), what);
-}
-
-/** @param {Partial<import('../../web/js/codec.js').SnapshotMsg>} o */
-function snapshot(o = {}) {
-  return {
-    tick: 1,
-    baseAge: 1,
-    inputAck: 0,
-    checksum: 0,
-    removed: [],
-    created: [],
-    changed: [],
-    values: [],
-    playersRemoved: [],
-    playersUpserted: [],
-    playersScored: [],
-    ...o,
-  };
 }
 
 test('exp-Golomb codes are the textbook ones, most significant bit first', () => {
@@ -160,13 +142,13 @@ const shot = () => ({ gap: 3, kind: Kind.Projectile, x: 9000, y: 6000, vx: 68, v
 
 test('what common records cost, in bits', () => {
   // An empty section: three zero counts of 5 bits (10000), 2 bytes.
-  assert.equal(bytesToHex(packEntities(snapshot())), '8420');
+  assert.equal(bytesToHex(packEntities(emptySnapshot())), '8420');
   // A new shot in the far corner, moving diagonally: gap 3 (3 bits), kind
   // (2), x and y (15 each), vx and vy (9 each), angle (8), hp (1): 62 bits.
-  assert.equal(packEntities(snapshot({ created: [shot()] })).length, Math.ceil((15 + 62) / 8));
+  assert.equal(packEntities(emptySnapshot({ created: [shot()] })).length, Math.ceil((15 + 62) / 8));
   // 100 players who re-aimed by 5/256 of a turn, ids consecutive: a 5-bit
   // head and a 5-bit angle each; counts of 5, 9 and 9 bits.
-  const reaims = snapshot({ baseAge: 10, changed: new Array(100).fill(Fields.ANGLE), values: new Array(100).fill(5) });
+  const reaims = emptySnapshot({ baseAge: 10, changed: new Array(100).fill(Fields.ANGLE), values: new Array(100).fill(5) });
   assert.equal(packEntities(reaims).length, Math.ceil((5 + 9 + 100 * 5 + 9 + 100 * 5) / 8));
 });
 
@@ -180,7 +162,7 @@ test('a created entity\'s hit points cost one bit when they are its kind\'s spaw
     [Kind.Player, MAX_HP],
     [Kind.Npc, MAX_HP],
   ]) {
-    const s = snapshot({ created: [{ ...shot(), kind, hp }] });
+    const s = emptySnapshot({ created: [{ ...shot(), kind, hp }] });
     const bytes = packEntities(s);
     const bits = hp === spawnHp(kind) ? 77 : 85;
     assert.equal(bytes.length, Math.floor(bits / 8) + 1, `kind ${kind} with ${hp}`);
@@ -217,7 +199,7 @@ test('values take their heads\' codes, and the turn age is unsigned from base ag
   for (const baseAge of [0, 1, 2, 10, 0xffffffff]) {
     const turn = baseAge >= 2;
     const values = [3, -3, 20, -20, ...(turn ? [7] : []), -4, -25, 32, 0, ...(turn ? [-0x80000000] : []), 9, -9];
-    const u = unpackEntities(packEntities(snapshot({ baseAge, changed: heads, values })), baseAge);
+    const u = unpackEntities(packEntities(emptySnapshot({ baseAge, changed: heads, values })), baseAge);
     assert.deepEqual([u.changed, u.values], [heads, values], `base age ${baseAge}`);
   }
   // The turn age k is (k - 1) as u32 at order 2: k = 1 is `100`, k = 0
@@ -225,7 +207,7 @@ test('values take their heads\' codes, and the turn age is unsigned from base ag
   // count (5), the head (mask 4, gap 1), the value count (5) and the two
   // zero velocities (`10000` each).
   const turnBits = (/** @type {number} */ k) => {
-    const bytes = packEntities(snapshot({ baseAge: 2, changed: [Fields.VEL], values: [0, 0, k] }));
+    const bytes = packEntities(emptySnapshot({ baseAge: 2, changed: [Fields.VEL], values: [0, 0, k] }));
     const r = new BitReader(bytes);
     r.at = 5 + 5 + (4 + 1) + 5 + 5 + 5;
     return r.golomb(2);
@@ -235,13 +217,13 @@ test('values take their heads\' codes, and the turn age is unsigned from base ag
   assert.equal(turnBits(0), 0xffffffff);
   assert.equal(turnBits(-0x80000000), 0x7fffffff);
   // Read against another age, the same bits mean other values.
-  const s = snapshot({ baseAge: 10, changed: [Fields.VEL], values: [1, 1, 1] });
+  const s = emptySnapshot({ baseAge: 10, changed: [Fields.VEL], values: [1, 1, 1] });
   assert.notDeepEqual(unpackEntities(packEntities(s), 1).values, s.values);
   // Fewer values than the heads ask for: kept as they are, for applyDelta
   // to refuse; more are surplus values at order 2.
-  const short = snapshot({ baseAge: 3, changed: [Fields.POS | Fields.ANGLE], values: [1] });
+  const short = emptySnapshot({ baseAge: 3, changed: [Fields.POS | Fields.ANGLE], values: [1] });
   assert.deepEqual(unpackEntities(packEntities(short), 3).values, [1]);
-  const surplus = snapshot({ changed: [], values: [0, -1, 1] });
+  const surplus = emptySnapshot({ changed: [], values: [0, -1, 1] });
   assert.equal(bytesToHex(packEntities(surplus)), bytesToHex(bitsOf((w) => {
     w.golomb(0, 4);
     w.golomb(0, 4);
@@ -251,7 +233,7 @@ test('values take their heads\' codes, and the turn age is unsigned from base ag
 });
 
 test('bad sections are refused with the reason Rust gives', () => {
-  const good = packEntities(snapshot({ created: [shot()], changed: [(2 << 4) | Fields.ANGLE], values: [-1] }));
+  const good = packEntities(emptySnapshot({ created: [shot()], changed: [(2 << 4) | Fields.ANGLE], values: [-1] }));
   unpackEntities(good, 1);
   for (let end = 0; end < good.length; end++) {
     assert.throws(() => unpackEntities(good.subarray(0, end), 1), CodecError, `prefix of ${end}`);
@@ -266,7 +248,7 @@ test('bad sections are refused with the reason Rust gives', () => {
   kind[1] |= 0b1100_0000;
   refused(() => unpackEntities(kind, 1), /^entity section: kind 3$/, 'kind 3');
   // The widest head fits; a gap one wider does not fit beside its mask.
-  assert.deepEqual(unpackEntities(packEntities(snapshot({ changed: [0xffffffff] })), 1).changed, [0xffffffff]);
+  assert.deepEqual(unpackEntities(packEntities(emptySnapshot({ changed: [0xffffffff] })), 1).changed, [0xffffffff]);
   const wide = bitsOf((w) => {
     w.golomb(0, 4);
     w.golomb(1, 4);
@@ -285,7 +267,7 @@ test('counts are checked against the bits left, then against the budget', () => 
   });
   refused(() => unpackEntities(million, 1), /^entity section truncated$/, 'a million heads');
   // Within the bits, but over the budget: 10 values cost 40 bytes.
-  const ten = packEntities(snapshot({ values: new Array(10).fill(0) }));
+  const ten = packEntities(emptySnapshot({ values: new Array(10).fill(0) }));
   assert.equal(unpackEntities(ten, 1, 40).values.length, 10);
   refused(() => unpackEntities(ten, 1, 39), /^message exceeds/, 'budget of 39');
   // The real budget is 16 MiB of its own: 2^22 values fit, one more does
@@ -305,7 +287,7 @@ test('counts are checked against the bits left, then against the budget', () => 
   // At the budget the count passes, and the zeros after it are overlong.
   refused(() => unpackEntities(claim(MAX_SERVER_MESSAGE / 4), 1), /overlong/, '2^22 values');
   // Through the whole message too.
-  const msg = encodeServer({ type: 'Snapshot', snapshot: snapshot() });
+  const msg = encodeServer({ type: 'Snapshot', snapshot: emptySnapshot() });
   const at = msg.length - 3 - 3; // the empty section's length byte: 02 84 20, then three empty lists
   assert.equal(bytesToHex(msg.subarray(at)), '028420000000');
   const big = new Uint8Array(at + 5 + over.length + 3);
@@ -359,7 +341,7 @@ test('random snapshots round-trip and re-encode to the same bytes, extremes incl
     if (nValues < asked) short++;
     else if (nValues > asked) surplus++;
     else exact++;
-    const s = snapshot({
+    const s = emptySnapshot({
       tick: u32(),
       baseAge,
       inputAck: u32(),
@@ -436,6 +418,6 @@ test('the encoder refuses entity fields their codes cannot hold', () => {
     { values: [2 ** 31] },
   ];
   for (const o of bad) {
-    assert.throws(() => encodeServer({ type: 'Snapshot', snapshot: snapshot(o) }), RangeError, JSON.stringify(o));
+    assert.throws(() => encodeServer({ type: 'Snapshot', snapshot: emptySnapshot(o) }), RangeError, JSON.stringify(o));
   }
 });

@@ -164,3 +164,25 @@ export function fromSerdeState(s) {
     players: s.players.map((p) => ({ id: p.id, name: p.name, score: p.score, deaths: p.deaths })),
   };
 }
+
+/**
+ * A snapshot message with every list empty, at tick 0 against a baseline
+ * one tick old: the tests fill in what they need.
+ * @param {any} fields
+ */
+export function emptySnapshot(fields = {}) {
+  return {
+    tick: 0,
+    baseAge: 1,
+    inputAck: 0,
+    checksum: 0,
+    removed: [],
+    created: [],
+    changed: [],
+    values: [],
+    playersRemoved: [],
+    playersUpserted: [],
+    playersScored: [],
+    ...fields,
+  };
+}

@@ -10,25 +10,7 @@ import assert from 'node:assert/strict';
 import { decodeServer, encodeServer } from '../../web/js/codec.js';
 import { Kind } from '../../web/js/protocol.js';
 import { DeltaError, Fields, MAX_NET_ID, SnapshotReceiver, applyDelta, checksum } from '../../web/js/snapshot.js';
-import { bytesToHex } from './serde-shape.mjs';
-
-/** A delta with nothing in it: the tests fill in what they need. */
-function delta(/** @type {any} */ fields) {
-  return {
-    tick: 0,
-    baseAge: 1,
-    inputAck: 0,
-    checksum: 0,
-    removed: [],
-    created: [],
-    changed: [],
-    values: [],
-    playersRemoved: [],
-    playersUpserted: [],
-    playersScored: [],
-    ...fields,
-  };
-}
+import { bytesToHex, emptySnapshot } from './serde-shape.mjs';
 
 /** @param {Partial<import('../../web/js/snapshot.js').NetEntity>} e */
 const npc = (e) => ({ id: 3, kind: Kind.Npc, x: 0, y: 0, vx: 0, vy: 0, angle: 0, hp: 100, ...e });
@@ -63,7 +45,7 @@ test('a turn at any age rebuilds the exact position from the velocity change and
         const x = b.x + b.vx * (age - k) + nvx * k;
         const y = b.y + b.vy * (age - k) + nvy * k;
         const msg = wire(
-          delta({
+          emptySnapshot({
             tick: 100 + age,
             baseAge: age,
             changed: [(b.id << 4) | Fields.VEL],
@@ -81,7 +63,7 @@ test('a turn at any age rebuilds the exact position from the velocity change and
 test('the turn age comes after the velocity change and before the angle and hp', () => {
   const b = npc({ x: 1000, y: 1000, vx: 10, vy: 0, angle: 250, hp: 100 });
   const base = { tick: 50, entities: [b], players: [] };
-  const msg = delta({
+  const msg = emptySnapshot({
     tick: 54,
     baseAge: 4,
     changed: [(b.id << 4) | Fields.POS | Fields.VEL | Fields.ANGLE | Fields.HP],
@@ -93,7 +75,7 @@ test('the turn age comes after the velocity change and before the angle and hp',
   assert.deepEqual(e, { ...b, x: 1000 + 40 + 3 - 30, y: 1000 - 2 + 15, vx: 0, vy: 5, angle: 4, hp: 75 });
   // Without POS (mask 14, VEL|ANGLE|HP: the golden vectors lack it since
   // protocol 4): the turn age is the group's third value all the same.
-  const noPos = delta({
+  const noPos = emptySnapshot({
     tick: 54,
     baseAge: 4,
     changed: [(b.id << 4) | Fields.VEL | Fields.ANGLE | Fields.HP],
@@ -119,7 +101,7 @@ test('any turn age is valid and the position wraps like Rust', () => {
       [300, -1],
       [1, 0],
     ]) {
-      const msg = delta({ tick: 7 + age, baseAge: age, changed: [(b.id << 4) | Fields.VEL], values: [dvx, dvy, k] });
+      const msg = emptySnapshot({ tick: 7 + age, baseAge: age, changed: [(b.id << 4) | Fields.VEL], values: [dvx, dvy, k] });
       const [e] = applyDelta(base, wire(msg)).entities;
       const x = i32(BigInt(b.x) + BigInt(b.vx) * BigInt(age) + BigInt(dvx) * BigInt(k));
       const y = i32(BigInt(b.y) + BigInt(b.vy) * BigInt(age) + BigInt(dvy) * BigInt(k));
@@ -136,7 +118,7 @@ test('at age 1 the turn age is not sent: it is 1', () => {
   const b = npc({ x: 100, y: 100, vx: 19, vy: -19 });
   const base = { tick: 10, entities: [b], players: [] };
   const vel = (/** @type {number[]} */ values, baseAge = 1) =>
-    delta({ tick: 10 + baseAge, baseAge, changed: [(b.id << 4) | Fields.VEL], values });
+    emptySnapshot({ tick: 10 + baseAge, baseAge, changed: [(b.id << 4) | Fields.VEL], values });
   // The new velocity flew the one tick: no residual for a client that
   // applies its input before it moves.
   const [e] = applyDelta(base, wire(vel([-38, 19]))).entities;
@@ -168,7 +150,7 @@ const cy = { id: 9, name: 'cy', score: 3, deaths: 3 };
 const board = { tick: 20, entities: [], players: [ana, bo, cy] };
 
 test('score changes apply to the baseline entries, names kept, wrapping as u32', () => {
-  const msg = delta({
+  const msg = emptySnapshot({
     tick: 21,
     playersScored: [
       { gap: 1, score: -1, deaths: 2 }, // id 1: 0 - 1 wraps to u32::MAX
@@ -185,7 +167,7 @@ test('score changes apply to the baseline entries, names kept, wrapping as u32',
   assert.equal(state.players[2], cy, 'an unchanged entry is the baseline\'s');
   assert.deepEqual(board, copy, 'the baseline is not mutated');
   // The extremes of an i32 change.
-  const extreme = delta({
+  const extreme = emptySnapshot({
     tick: 21,
     playersScored: [{ gap: 9, score: -2147483648, deaths: 2147483647 }],
   });
@@ -204,7 +186,7 @@ test('score changes apply to the baseline entries, names kept, wrapping as u32',
 });
 
 test('players_scored is the last field: a gap-coded u32 and two zigzag i32s per entry', () => {
-  const msg = delta({ tick: 1, baseAge: 1, playersScored: [{ gap: 3, score: 1, deaths: -1 }] });
+  const msg = emptySnapshot({ tick: 1, baseAge: 1, playersScored: [{ gap: 3, score: 1, deaths: -1 }] });
   const bytes = encodeServer({ type: 'Snapshot', snapshot: msg });
   // ... players_upserted (empty), then length 1, gap 3, score 1 -> 2, deaths -1 -> 1.
   assert.equal(bytesToHex(bytes.subarray(-5)), '0001030201');
@@ -214,7 +196,7 @@ test('players_scored is the last field: a gap-coded u32 and two zigzag i32s per 
 });
 
 test('score changes merge with removals and upserts of other entries', () => {
-  const msg = delta({
+  const msg = emptySnapshot({
     tick: 21,
     playersRemoved: [1],
     playersUpserted: [
@@ -236,7 +218,7 @@ test('score changes merge with removals and upserts of other entries', () => {
  * @param {any} fields @param {string} kind @param {string} why */
 const refused = (fields, kind, why) =>
   assert.throws(
-    () => applyDelta(board, delta({ tick: 21, ...fields })),
+    () => applyDelta(board, emptySnapshot({ tick: 21, ...fields })),
     (e) => e instanceof DeltaError && e.kind === kind,
     why,
   );
@@ -261,7 +243,7 @@ test('a score change must name a baseline entry that is neither removed nor upse
     'a new entry comes whole, its score with it',
   );
   assert.throws(
-    () => applyDelta({ ...board, players: [] }, delta({ tick: 21, playersScored: [score(0)] })),
+    () => applyDelta({ ...board, players: [] }, emptySnapshot({ tick: 21, playersScored: [score(0)] })),
     (e) => e instanceof DeltaError && e.kind === 'Players',
     'an empty baseline scoreboard: the fast path looks at the score changes too',
   );
