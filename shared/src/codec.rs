@@ -420,14 +420,14 @@ impl<'a> Out<'a> {
             out[start + 1..start + 3].copy_from_slice(&mid.to_le_bytes());
         } else {
             let mut prefix = Vec::with_capacity(LONGEST);
-            Out::new(&mut prefix).tap_len(len);
+            Out::new(&mut prefix).length_alone(len);
             out.splice(start..start + 3, prefix);
         }
     }
 
     /// Writes one collection length and flushes: for a length prefix
     /// built on its own.
-    fn tap_len(mut self, n: usize) {
+    fn length_alone(mut self, n: usize) {
         self.len(n);
         self.flush();
     }
@@ -682,6 +682,30 @@ mod tests {
         let owned = server_bytes(&ServerMsg::Snapshot(snap.clone()));
         assert_eq!(borrowed, owned);
         assert_eq!(decode_server(&borrowed), Ok(ServerMsg::Snapshot(snap)));
+    }
+
+    /// The entity section's length prefix is written after the section, in
+    /// place: 1, 3 or 5 bytes, each moving the section differently.
+    #[test]
+    fn entity_sections_of_every_length_prefix_encode_like_serde() {
+        // A zero value is 3 bits; 3 zero counts are 15.
+        // Sections of 2, 229, 267, 65,256 and 65,556 bytes.
+        for values in [0, 600, 700, 174_000, 174_800] {
+            let snap = SnapshotMsg {
+                tick: Tick(3),
+                players_scored: vec![ScoreDelta::default()],
+                values: vec![0; values],
+                ..SnapshotMsg::default()
+            };
+            let mut borrowed = Vec::new();
+            encode_snapshot(&snap, &mut borrowed);
+            assert_eq!(
+                borrowed,
+                server_bytes(&ServerMsg::Snapshot(snap.clone())),
+                "{values} values"
+            );
+            assert_eq!(decode_server(&borrowed), Ok(ServerMsg::Snapshot(snap)));
+        }
     }
 
     #[test]
