@@ -263,6 +263,16 @@ impl<'a> BitReader<'a> {
         Ok(unzigzag(self.golomb(k)?))
     }
 
+    /// A change value. Out of line: the walk over the heads calls it from
+    /// eight places.
+    #[inline(never)]
+    fn value(&mut self, code: Code) -> Result<i32, SectionError> {
+        match code {
+            Code::Signed(k) => self.signed(k),
+            Code::TurnAge => Ok((self.golomb(order::TURN)? as i32).wrapping_add(1)),
+        }
+    }
+
     /// Succeeds if only the zero padding of the last byte is left.
     fn finish(&self) -> Result<(), SectionError> {
         if self.left() >= 8 {
@@ -275,70 +285,55 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// The code order of each value, walking the heads: each head's set bits in
-/// the order `POS`, `VEL`, `ANGLE`, `HP`, then [`order::SURPLUS`] for values
-/// the heads do not ask for. The turn age comes as [`TURN_CODE`].
-struct ValueOrders<'a> {
-    heads: std::slice::Iter<'a, u32>,
-    /// Orders of the current head's values not yet handed out, last first.
-    pending: [u32; 7],
-    len: usize,
-    /// Whether a `VEL` group carries the turn age (`base_age` ≥ 2).
-    turn: bool,
+/// How a value is coded: zigzag with order `k`, or, for the turn age,
+/// unsigned as `(k - 1) as u32` with order [`order::TURN`].
+#[derive(Clone, Copy)]
+enum Code {
+    Signed(u32),
+    TurnAge,
 }
 
-impl<'a> ValueOrders<'a> {
-    fn new(heads: &'a [u32], base_age: u32) -> Self {
-        Self {
-            heads: heads.iter(),
-            pending: [0; 7],
-            len: 0,
-            turn: base_age >= 2,
+/// Calls `f` with the code of each value in order, until `f` returns an
+/// error, which it returns: each head's set bits in the order `POS` (2
+/// values), `VEL` (2, then the turn age when `turn`, that is `base_age` ≥
+/// 2), `ANGLE` (1), `HP` (1), then [`order::SURPLUS`] for values the heads
+/// do not ask for. `f` knows how many values there are, and stops the walk
+/// after the last.
+///
+/// The one statement of which code each value has, for the encoder and the
+/// decoder: unrolled over the mask bits, no per-value dispatch.
+#[inline(always)]
+fn for_each_code<E>(heads: &[u32], turn: bool, mut f: impl FnMut(Code) -> Result<(), E>) -> E {
+    macro_rules! code {
+        ($code:expr) => {
+            if let Err(e) = f($code) {
+                return e;
+            }
+        };
+    }
+    for &head in heads {
+        if head & fields::POS != 0 {
+            code!(Code::Signed(order::POS));
+            code!(Code::Signed(order::POS));
+        }
+        if head & fields::VEL != 0 {
+            code!(Code::Signed(order::VEL));
+            code!(Code::Signed(order::VEL));
+            if turn {
+                code!(Code::TurnAge);
+            }
+        }
+        if head & fields::ANGLE != 0 {
+            code!(Code::Signed(order::ANGLE));
+        }
+        if head & fields::HP != 0 {
+            code!(Code::Signed(order::HP));
         }
     }
-
-    #[inline(always)]
-    fn next(&mut self) -> u32 {
-        while self.len == 0 {
-            let Some(&head) = self.heads.next() else {
-                return order::SURPLUS;
-            };
-            // Pushed last value first.
-            let mut p = [0; 7];
-            let mut n = 0;
-            if head & fields::HP != 0 {
-                p[n] = order::HP;
-                n += 1;
-            }
-            if head & fields::ANGLE != 0 {
-                p[n] = order::ANGLE;
-                n += 1;
-            }
-            if head & fields::VEL != 0 {
-                if self.turn {
-                    p[n] = TURN_CODE;
-                    n += 1;
-                }
-                p[n] = order::VEL;
-                p[n + 1] = order::VEL;
-                n += 2;
-            }
-            if head & fields::POS != 0 {
-                p[n] = order::POS;
-                p[n + 1] = order::POS;
-                n += 2;
-            }
-            self.pending = p;
-            self.len = n;
-        }
-        self.len -= 1;
-        self.pending[self.len]
+    loop {
+        code!(Code::Signed(order::SURPLUS));
     }
 }
-
-/// Marks the turn age among the codes [`ValueOrders`] hands out: coded
-/// unsigned, as `(k - 1) as u32`, where every other value is zigzag.
-const TURN_CODE: u32 = 0x100 | order::TURN;
 
 /// Appends the entity section of `s` (without its length) to `out`.
 pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
@@ -365,48 +360,23 @@ pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
         w.golomb(head >> 4, order::HEAD_GAP);
     }
     w.golomb(s.values.len() as u32, order::COUNT);
-    pack_values(&mut w, &s.changed, &s.values, s.base_age >= 2);
+    let mut values = s.values.iter();
+    // The walk ends where the values do.
+    struct End;
+    let End = for_each_code(
+        &s.changed,
+        s.base_age >= 2,
+        #[inline(always)]
+        |code| {
+            let &v = values.next().ok_or(End)?;
+            match code {
+                Code::Signed(k) => w.signed(v, k),
+                Code::TurnAge => w.golomb(v.wrapping_sub(1) as u32, order::TURN),
+            }
+            Ok(())
+        },
+    );
     w.finish();
-}
-
-/// Writes `values` with the codes the heads give them (the encoder's
-/// unrolled [`ValueOrders`]: no per-value dispatch).
-#[inline(always)]
-fn pack_values(w: &mut BitWriter<'_>, heads: &[u32], values: &[i32], turn: bool) {
-    let mut vs = values.iter().copied();
-    macro_rules! value {
-        ($k:expr) => {
-            match vs.next() {
-                Some(v) => w.signed(v, $k),
-                None => return,
-            }
-        };
-    }
-    for &head in heads {
-        if head & fields::POS != 0 {
-            value!(order::POS);
-            value!(order::POS);
-        }
-        if head & fields::VEL != 0 {
-            value!(order::VEL);
-            value!(order::VEL);
-            if turn {
-                match vs.next() {
-                    Some(v) => w.golomb(v.wrapping_sub(1) as u32, order::TURN),
-                    None => return,
-                }
-            }
-        }
-        if head & fields::ANGLE != 0 {
-            value!(order::ANGLE);
-        }
-        if head & fields::HP != 0 {
-            value!(order::HP);
-        }
-    }
-    for v in vs {
-        w.signed(v, order::SURPLUS);
-    }
 }
 
 /// Reads a count and charges `count * charge` against `budget`, refusing
@@ -486,13 +456,17 @@ pub(super) fn unpack(
     let n = count(&mut r, MIN_VALUE_BITS, VALUE_CHARGE, &mut budget)?;
     s.values.clear();
     s.values.reserve(n);
-    let mut orders = ValueOrders::new(&s.changed, s.base_age);
-    for _ in 0..n {
-        let v = match orders.next() {
-            TURN_CODE => (r.golomb(order::TURN)? as i32).wrapping_add(1),
-            k => r.signed(k)?,
-        };
-        s.values.push(v);
+    let values = &mut s.values;
+    // The walk ends after the `n`th value (`None`), or at a bad code.
+    let stop = for_each_code(&s.changed, s.base_age >= 2, |code| {
+        if values.len() == n {
+            return Err(None);
+        }
+        values.push(r.value(code).map_err(Some)?);
+        Ok(())
+    });
+    if let Some(e) = stop {
+        return Err(e);
     }
     r.finish()
 }
