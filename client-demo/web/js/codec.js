@@ -24,6 +24,7 @@
 
 import { KIND_COUNT, Kind } from './protocol.js';
 import { MAX_HP } from './rules.js';
+import { Fields } from './snapshot.js';
 
 /** Largest client message the server accepts, in bytes (shared::codec). */
 export const MAX_CLIENT_MESSAGE = 1024;
@@ -505,19 +506,13 @@ const ORDER_SURPLUS = 2;
 /** The fewest bits a created entity, a change head and a value can take. */
 const MIN_CREATE_BITS = ORDER_CREATE_GAP + 1 + 2 + 2 * (ORDER_CREATE_POS + 1) + 2 * (ORDER_CREATE_VEL + 1) + 8 + 1;
 const MIN_HEAD_BITS = 4 + ORDER_HEAD_GAP + 1;
-const MIN_VALUE_BITS = 3;
+const MIN_VALUE_BITS = 1 + Math.min(ORDER_POS, ORDER_VEL, ORDER_TURN, ORDER_ANGLE, ORDER_HP, ORDER_SURPLUS);
 /** What each decoded item is charged against the section's budget, in bytes. */
 const CREATE_CHARGE = 26;
 const HEAD_CHARGE = 4;
 const VALUE_CHARGE = 4;
 /** The section's own decode budget (the Rust decoder's MAX_SERVER_MESSAGE). */
 const SECTION_BUDGET = MAX_SERVER_MESSAGE;
-
-/** Change head field bits (shared::snapshot::fields; snapshot.js `Fields`). */
-const FIELD_POS = 1;
-const FIELD_VEL = 2;
-const FIELD_ANGLE = 4;
-const FIELD_HP = 8;
 
 /** Largest head gap: the gap is the head shifted right by its 4 field bits. */
 const MAX_HEAD_GAP = 0xffffffff >>> 4;
@@ -711,6 +706,30 @@ export class BitReader {
   }
 }
 
+/** The code of the turn age among those forEachCode hands out: unsigned,
+ * (k - 1) wrapped to a u32, of order ORDER_TURN; every other code is a
+ * zigzag order. */
+const TURN_AGE = -1;
+
+/**
+ * Calls `f` with the code of each value in order until it returns false
+ * (entities.rs `for_each_code`): per head its set fields POS (2 values), VEL
+ * (2, then the turn age when `turn`, from base age 2 on), ANGLE (1), HP (1),
+ * then ORDER_SURPLUS for values the heads do not ask for. `f` knows how many
+ * values there are, and stops the walk after the last.
+ * @param {number[]} heads @param {boolean} turn
+ * @param {(code: number) => boolean} f
+ */
+function forEachCode(heads, turn, f) {
+  for (const m of heads) {
+    if (m & Fields.POS && !(f(ORDER_POS) && f(ORDER_POS))) return;
+    if (m & Fields.VEL && !(f(ORDER_VEL) && f(ORDER_VEL) && (!turn || f(TURN_AGE)))) return;
+    if (m & Fields.ANGLE && !f(ORDER_ANGLE)) return;
+    if (m & Fields.HP && !f(ORDER_HP)) return;
+  }
+  while (f(ORDER_SURPLUS));
+}
+
 /**
  * Reads a list's count and charges it against the section's budget,
  * refusing counts the section's bits cannot hold before anything is
@@ -768,30 +787,17 @@ export function unpackEntities(bytes, baseAge, budget = SECTION_BUDGET) {
     changed[i] = gap * 16 + mask;
   }
 
-  // Each value's code order comes from the heads, walked in order: per head
-  // its set fields POS (2), VEL (2, then the turn age from base age 2 on),
-  // ANGLE (1), HP (1). Values the heads do not ask for are surplus; a list
-  // that ends early just ends (applying the snapshot refuses both).
+  // Each value's code comes from the heads (forEachCode). Values the heads
+  // do not ask for are surplus; a list that ends early just ends (applying
+  // the snapshot refuses both).
   n = sectionCount(r, MIN_VALUE_BITS, VALUE_CHARGE, charged);
   const values = new Array(n);
-  const turn = baseAge >>> 0 >= 2;
   let i = 0;
-  for (let h = 0; h < changed.length && i < n; h++) {
-    const m = changed[h];
-    if (m & FIELD_POS) {
-      values[i++] = r.signed(ORDER_POS);
-      if (i < n) values[i++] = r.signed(ORDER_POS);
-    }
-    if (m & FIELD_VEL && i < n) {
-      values[i++] = r.signed(ORDER_VEL);
-      if (i < n) values[i++] = r.signed(ORDER_VEL);
-      // The turn age k, coded unsigned as (k - 1) wrapped to a u32.
-      if (turn && i < n) values[i++] = (r.golomb(ORDER_TURN) + 1) | 0;
-    }
-    if (m & FIELD_ANGLE && i < n) values[i++] = r.signed(ORDER_ANGLE);
-    if (m & FIELD_HP && i < n) values[i++] = r.signed(ORDER_HP);
-  }
-  while (i < n) values[i++] = r.signed(ORDER_SURPLUS);
+  forEachCode(changed, baseAge >>> 0 >= 2, (code) => {
+    if (i === n) return false;
+    values[i++] = code === TURN_AGE ? (r.golomb(ORDER_TURN) + 1) | 0 : r.signed(code);
+    return true;
+  });
 
   r.finish();
   return { created, changed, values };
@@ -833,28 +839,18 @@ export function packEntities(s) {
   }
   const values = s.values;
   w.golomb(values.length, ORDER_COUNT);
-  const turn = s.baseAge >>> 0 >= 2;
   let i = 0;
-  const n = values.length;
-  for (let h = 0; h < s.changed.length && i < n; h++) {
-    const m = s.changed[h];
-    if (m & FIELD_POS) {
-      w.signed(values[i++], ORDER_POS);
-      if (i < n) w.signed(values[i++], ORDER_POS);
+  forEachCode(s.changed, s.baseAge >>> 0 >= 2, (code) => {
+    if (i === values.length) return false;
+    const v = values[i++];
+    if (code === TURN_AGE) {
+      checkInt(v, -0x80000000, 0x7fffffff, 'i32');
+      w.golomb((v - 1) >>> 0, ORDER_TURN);
+    } else {
+      w.signed(v, code);
     }
-    if (m & FIELD_VEL && i < n) {
-      w.signed(values[i++], ORDER_VEL);
-      if (i < n) w.signed(values[i++], ORDER_VEL);
-      if (turn && i < n) {
-        const k = values[i++];
-        checkInt(k, -0x80000000, 0x7fffffff, 'i32');
-        w.golomb((k - 1) >>> 0, ORDER_TURN);
-      }
-    }
-    if (m & FIELD_ANGLE && i < n) w.signed(values[i++], ORDER_ANGLE);
-    if (m & FIELD_HP && i < n) w.signed(values[i++], ORDER_HP);
-  }
-  while (i < n) w.signed(values[i++], ORDER_SURPLUS);
+    return true;
+  });
   return w.finish();
 }
 
