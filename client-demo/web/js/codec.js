@@ -149,9 +149,7 @@ export class Reader {
 
   /** Zigzag-decoded i32. @returns {number} */
   i32() {
-    const n = this.u32();
-    // n even: n / 2; n odd: !(n / 2). `>>> 1` keeps it unsigned, `^ -1` is `!`.
-    return n & 1 ? ~(n >>> 1) : n >>> 1;
+    return unzigzag(this.u32());
   }
 
   /**
@@ -316,7 +314,7 @@ export class Writer {
   /** @param {number} v */
   i32(v) {
     checkInt(v, -0x80000000, 0x7fffffff, 'i32');
-    this.u32(((v << 1) ^ (v >> 31)) >>> 0);
+    this.u32(zigzag(v));
   }
 
   /** @param {string} s */
@@ -532,7 +530,10 @@ function zigzag(v) {
   return ((v << 1) ^ (v >> 31)) >>> 0;
 }
 
-/** @param {number} u a u32 @returns {number} the i32 it zigzag-codes */
+/**
+ * n even: n / 2; n odd: !(n / 2). `>>> 1` keeps it unsigned, `~` is `!`.
+ * @param {number} u a u32 @returns {number} the i32 it zigzag-codes
+ */
 function unzigzag(u) {
   return u & 1 ? ~(u >>> 1) : u >>> 1;
 }

@@ -18,6 +18,7 @@
 //! `w` stream bits from its most significant bit down, so a code is one
 //! shift and one OR. The last byte is padded with zero bits.
 
+use super::zigzag;
 use crate::rules::MAX_HP;
 use crate::snapshot::{EntityCreate, EntityKind, SnapshotMsg, fields};
 
@@ -87,12 +88,7 @@ pub(super) enum SectionError {
     Malformed(&'static str),
 }
 
-/// bincode's signed integer mapping: 0, -1, 1, -2, ... to 0, 1, 2, 3, ...
-#[inline(always)]
-fn zigzag(v: i32) -> u32 {
-    ((v << 1) ^ (v >> 31)) as u32
-}
-
+/// The inverse of [`zigzag`], bincode's signed integer mapping.
 #[inline(always)]
 fn unzigzag(u: u32) -> i32 {
     ((u >> 1) as i32) ^ -((u & 1) as i32)
