@@ -42,6 +42,21 @@ fn build(c: &mut Criterion) {
     group.finish();
 }
 
+/// The diff + encode paths compared.
+#[derive(Clone, Copy)]
+enum Path {
+    /// `diff_into` (which computes the checksum) + `encode_snapshot`.
+    Diff,
+    /// `diff_into_with_checksum` + `encode_snapshot`: the two-pass
+    /// reference, the checksum computed once per state.
+    ChecksumOnce,
+    /// `codec::encode_delta`, the server's fused diff + encode (checksum
+    /// given).
+    Fused,
+}
+
+const PATHS: [Path; 3] = [Path::Diff, Path::ChecksumOnce, Path::Fused];
+
 fn diff_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot/diff_encode");
     group
@@ -65,42 +80,43 @@ fn diff_encode(c: &mut Criterion) {
             let mut msg = SnapshotMsg::default();
             let mut buf = Vec::new();
             let mut i = 0;
-            let mut one = |msg: &mut SnapshotMsg, buf: &mut Vec<u8>, cached: bool| {
+            let mut one = |msg: &mut SnapshotMsg, buf: &mut Vec<u8>, path: Path| {
                 let (base, current) = &pairs[i];
-                if cached {
-                    snapshot::diff_into_with_checksum(Some(base), current, sums[i], 7, msg);
-                } else {
-                    snapshot::diff_into(Some(base), current, 7, msg);
+                match path {
+                    Path::Diff => {
+                        snapshot::diff_into(Some(base), current, 7, msg);
+                        codec::encode_snapshot(msg, buf);
+                    }
+                    Path::ChecksumOnce => {
+                        snapshot::diff_into_with_checksum(Some(base), current, sums[i], 7, msg);
+                        codec::encode_snapshot(msg, buf);
+                    }
+                    Path::Fused => codec::encode_delta(Some(base), current, sums[i], 7, buf),
                 }
-                codec::encode_snapshot(msg, buf);
                 black_box(buf.len());
                 i = (i + 1) % pairs.len();
             };
             // Steady state: warm the reused buffers on every pair, then count.
-            for cached in [false, true] {
+            for path in PATHS {
                 for _ in 0..2 * pairs.len() {
-                    one(&mut msg, &mut buf, cached);
+                    one(&mut msg, &mut buf, path);
                 }
             }
             let iterations = 10 * pairs.len();
             let before = CountingAlloc::count();
-            for cached in [false, true] {
+            for path in PATHS {
                 for _ in 0..iterations {
-                    one(&mut msg, &mut buf, cached);
+                    one(&mut msg, &mut buf, path);
                 }
             }
-            let iterations = 2 * iterations;
+            let iterations = PATHS.len() * iterations;
             let allocations = CountingAlloc::count() - before;
             // The server's path since deltas are shared: one encode per
             // baseline per tick, then each client's copy with its own ack.
             let shared: Vec<SharedSnapshot> = pairs
                 .iter()
                 .zip(&sums)
-                .map(|((b, c), &sum)| {
-                    let mut msg = SnapshotMsg::default();
-                    snapshot::diff_into_with_checksum(Some(b), c, sum, 0, &mut msg);
-                    SharedSnapshot::new(&msg)
-                })
+                .map(|((b, c), &sum)| SharedSnapshot::delta(Some(b), c, sum))
                 .collect();
             let mut k = 0;
             let mut copy = |buf: &mut Vec<u8>| {
@@ -131,14 +147,12 @@ fn diff_encode(c: &mut Criterion) {
                 copy_allocations as f64 / copies as f64,
             );
             group.throughput(Throughput::Elements(mean.touched.round() as u64));
-            group.bench_function(
-                BenchmarkId::new(format!("{entities}"), format!("age{age}")),
-                |b| b.iter(|| one(&mut msg, &mut buf, false)),
-            );
-            group.bench_function(
-                BenchmarkId::new(format!("{entities}"), format!("age{age}_checksum_once")),
-                |b| b.iter(|| one(&mut msg, &mut buf, true)),
-            );
+            for (path, suffix) in PATHS.into_iter().zip(["", "_checksum_once", "_fused"]) {
+                group.bench_function(
+                    BenchmarkId::new(format!("{entities}"), format!("age{age}{suffix}")),
+                    |b| b.iter(|| one(&mut msg, &mut buf, path)),
+                );
+            }
             group.bench_function(
                 BenchmarkId::new(format!("{entities}"), format!("age{age}_shared_copy")),
                 |b| b.iter(|| copy(&mut buf)),
