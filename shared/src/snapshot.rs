@@ -489,11 +489,27 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
-/// Id gap writers of the removed and created lists of a delta (the changed
-/// list's is [`Staged::prev`]).
-struct Gaps {
+/// What the entity walk writes to: the message's removed and created
+/// lists with their id gap writers (the changed list's is the sink's), and
+/// the sink of changed entities: one argument for the out-of-line
+/// [`differs`].
+struct Walk<'a, S> {
+    sink: &'a mut S,
+    out: &'a mut SnapshotMsg,
     removed: GapWriter,
     created: GapWriter,
+}
+
+impl<S> Walk<'_, S> {
+    fn removed(&mut self, b: &NetEntity) {
+        self.out.removed.push(self.removed.gap(b.id));
+    }
+
+    fn created(&mut self, c: &NetEntity) {
+        self.out
+            .created
+            .push(create_record(c, self.created.gap(c.id)));
+    }
 }
 
 /// The entity part of a delta: one merge walk over both id-sorted lists.
@@ -505,7 +521,9 @@ fn diff_entities<S: ChangeSink>(
     out: &mut SnapshotMsg,
 ) {
     debug_assert!(cs.last().is_none_or(|e| e.id <= MAX_NET_ID));
-    let mut gaps = Gaps {
+    let mut w = Walk {
+        sink,
+        out,
         removed: GapWriter::new(),
         created: GapWriter::new(),
     };
@@ -532,7 +550,7 @@ fn diff_entities<S: ChangeSink>(
                 | i32::from(c.hp ^ b.hp))
                 == 0;
             if !same || b.kind != c.kind {
-                differs(b, c, age, sink, &mut gaps, out);
+                differs(b, c, age, &mut w);
             }
         }
         i += run;
@@ -540,20 +558,20 @@ fn diff_entities<S: ChangeSink>(
         match (bs.get(i), cs.get(j)) {
             (Some(b), Some(c)) if b.id < c.id => {
                 i += 1;
-                out.removed.push(gaps.removed.gap(b.id));
+                w.removed(b);
             }
             (Some(_), Some(c)) => {
                 j += 1;
-                out.created.push(create_record(c, gaps.created.gap(c.id)));
+                w.created(c);
             }
             _ => break,
         }
     }
     for b in &bs[i..] {
-        out.removed.push(gaps.removed.gap(b.id));
+        w.removed(b);
     }
     for c in &cs[j..] {
-        out.created.push(create_record(c, gaps.created.gap(c.id)));
+        w.created(c);
     }
 }
 
@@ -562,22 +580,15 @@ fn diff_entities<S: ChangeSink>(
 ///
 /// Out of line, so that the merge walk's fast path keeps its registers.
 #[inline(never)]
-fn differs<S: ChangeSink>(
-    b: &NetEntity,
-    c: &NetEntity,
-    age: i32,
-    sink: &mut S,
-    gaps: &mut Gaps,
-    out: &mut SnapshotMsg,
-) {
+fn differs<S: ChangeSink>(b: &NetEntity, c: &NetEntity, age: i32, w: &mut Walk<'_, S>) {
     if b.kind != c.kind {
         // An id reused by another kind within `age` ticks: the old
         // entity is removed and the new one created.
-        out.removed.push(gaps.removed.gap(b.id));
-        out.created.push(create_record(c, gaps.created.gap(c.id)));
+        w.removed(b);
+        w.created(c);
         return;
     }
-    sink.changed(c, &Change::new(b, c, age), out);
+    w.sink.changed(c, &Change::new(b, c, age), w.out);
 }
 
 /// How a changed entity differs from its baseline: the values of every
