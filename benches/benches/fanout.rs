@@ -11,7 +11,7 @@
 //! * `checksum_once`: the same with the checksum computed once per tick
 //!   (`diff_into_with_checksum`);
 //! * `shared_deltas`: one diff + encode per distinct baseline per tick
-//!   (`SharedSnapshot::delta`, the fused diff + encode), each client copying it with its own input ack: what
+//!   (`SharedSnapshot`), each client copying it with its own input ack: what
 //!   the server did until the fan-out shards, one task per client;
 //! * `sharded`: the same work, one task per [`server::SHARD_CLIENTS`]
 //!   clients, each serving its clients in turn: what the server does now
@@ -128,8 +128,12 @@ fn encode(
             codec::encode_snapshot(msg, buf);
         }
         Variant::SharedDeltas | Variant::Sharded => {
-            let shared = tick.deltas[lag]
-                .get_or_init(|| SharedSnapshot::delta(Some(base), current, history.sums[t]));
+            let shared = tick.deltas[lag].get_or_init(|| {
+                let sum = history.sums[t];
+                let mut msg = SnapshotMsg::default();
+                snapshot::diff_into_with_checksum(Some(base), current, sum, 0, &mut msg);
+                SharedSnapshot::new(&msg)
+            });
             shared.write_for(input_ack, buf);
         }
     }

@@ -42,21 +42,6 @@ fn build(c: &mut Criterion) {
     group.finish();
 }
 
-/// The diff + encode paths compared.
-#[derive(Clone, Copy)]
-enum Path {
-    /// `diff_into` (which computes the checksum) + `encode_snapshot`.
-    Diff,
-    /// `diff_into_with_checksum` + `encode_snapshot`: the two-pass
-    /// reference, the checksum computed once per state.
-    ChecksumOnce,
-    /// `codec::encode_delta`, the server's fused diff + encode (checksum
-    /// given).
-    Fused,
-}
-
-const PATHS: [Path; 3] = [Path::Diff, Path::ChecksumOnce, Path::Fused];
-
 fn diff_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot/diff_encode");
     group
@@ -80,43 +65,42 @@ fn diff_encode(c: &mut Criterion) {
             let mut msg = SnapshotMsg::default();
             let mut buf = Vec::new();
             let mut i = 0;
-            let mut one = |msg: &mut SnapshotMsg, buf: &mut Vec<u8>, path: Path| {
+            let mut one = |msg: &mut SnapshotMsg, buf: &mut Vec<u8>, cached: bool| {
                 let (base, current) = &pairs[i];
-                match path {
-                    Path::Diff => {
-                        snapshot::diff_into(Some(base), current, 7, msg);
-                        codec::encode_snapshot(msg, buf);
-                    }
-                    Path::ChecksumOnce => {
-                        snapshot::diff_into_with_checksum(Some(base), current, sums[i], 7, msg);
-                        codec::encode_snapshot(msg, buf);
-                    }
-                    Path::Fused => codec::encode_delta(Some(base), current, sums[i], 7, buf),
+                if cached {
+                    snapshot::diff_into_with_checksum(Some(base), current, sums[i], 7, msg);
+                } else {
+                    snapshot::diff_into(Some(base), current, 7, msg);
                 }
+                codec::encode_snapshot(msg, buf);
                 black_box(buf.len());
                 i = (i + 1) % pairs.len();
             };
             // Steady state: warm the reused buffers on every pair, then count.
-            for path in PATHS {
+            for cached in [false, true] {
                 for _ in 0..2 * pairs.len() {
-                    one(&mut msg, &mut buf, path);
+                    one(&mut msg, &mut buf, cached);
                 }
             }
             let iterations = 10 * pairs.len();
             let before = CountingAlloc::count();
-            for path in PATHS {
+            for cached in [false, true] {
                 for _ in 0..iterations {
-                    one(&mut msg, &mut buf, path);
+                    one(&mut msg, &mut buf, cached);
                 }
             }
-            let iterations = PATHS.len() * iterations;
+            let iterations = 2 * iterations;
             let allocations = CountingAlloc::count() - before;
             // The server's path since deltas are shared: one encode per
             // baseline per tick, then each client's copy with its own ack.
             let shared: Vec<SharedSnapshot> = pairs
                 .iter()
                 .zip(&sums)
-                .map(|((b, c), &sum)| SharedSnapshot::delta(Some(b), c, sum))
+                .map(|((b, c), &sum)| {
+                    let mut msg = SnapshotMsg::default();
+                    snapshot::diff_into_with_checksum(Some(b), c, sum, 0, &mut msg);
+                    SharedSnapshot::new(&msg)
+                })
                 .collect();
             let mut k = 0;
             let mut copy = |buf: &mut Vec<u8>| {
@@ -147,12 +131,14 @@ fn diff_encode(c: &mut Criterion) {
                 copy_allocations as f64 / copies as f64,
             );
             group.throughput(Throughput::Elements(mean.touched.round() as u64));
-            for (path, suffix) in PATHS.into_iter().zip(["", "_checksum_once", "_fused"]) {
-                group.bench_function(
-                    BenchmarkId::new(format!("{entities}"), format!("age{age}{suffix}")),
-                    |b| b.iter(|| one(&mut msg, &mut buf, path)),
-                );
-            }
+            group.bench_function(
+                BenchmarkId::new(format!("{entities}"), format!("age{age}")),
+                |b| b.iter(|| one(&mut msg, &mut buf, false)),
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{entities}"), format!("age{age}_checksum_once")),
+                |b| b.iter(|| one(&mut msg, &mut buf, true)),
+            );
             group.bench_function(
                 BenchmarkId::new(format!("{entities}"), format!("age{age}_shared_copy")),
                 |b| b.iter(|| copy(&mut buf)),

@@ -14,15 +14,13 @@
 //! allocated for it. Trailing bytes after a message are an error too, so one
 //! message means exactly one value.
 
-use std::cell::RefCell;
-
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Tick;
 use crate::protocol::{ClientMsg, ServerMsg};
-use crate::snapshot::{self, PlayerInfo, ScoreDelta, SnapshotMsg, WorldState};
+use crate::snapshot::{PlayerInfo, ScoreDelta, SnapshotMsg};
 
 mod entities;
 
@@ -404,12 +402,12 @@ impl<'a> Out<'a> {
     /// in front, packed straight into the `Vec` after room for a 3-byte
     /// length, which is then fixed up (a message of a few hundred bytes or
     /// more has one: only small ones move their section).
-    fn entity_section(&mut self, pack: impl FnOnce(&mut Vec<u8>)) {
+    fn entity_section(&mut self, s: &SnapshotMsg) {
         self.flush();
         let out = &mut *self.out;
         let start = out.len();
         out.extend_from_slice(&[0; 3]);
-        pack(out);
+        entities::pack(s, out);
         let len = out.len() - start - 3;
         if let Ok(short) = u8::try_from(len)
             && short < 251
@@ -435,11 +433,6 @@ impl<'a> Out<'a> {
     }
 
     fn snapshot(&mut self, s: &SnapshotMsg) {
-        self.snapshot_with(s, |out| entities::pack(s, out));
-    }
-
-    /// A snapshot whose entity section `pack` writes.
-    fn snapshot_with(&mut self, s: &SnapshotMsg, pack: impl FnOnce(&mut Vec<u8>)) {
         self.u32(SNAPSHOT_VARIANT);
         self.u32(s.tick.0);
         self.u32(s.base_age);
@@ -447,7 +440,7 @@ impl<'a> Out<'a> {
         self.u32(s.checksum);
         self.len(s.removed.len());
         self.u32s(&s.removed);
-        self.entity_section(pack);
+        self.entity_section(s);
         self.len(s.players_removed.len());
         self.u32s(&s.players_removed);
         self.len(s.players_upserted.len());
@@ -482,50 +475,6 @@ pub fn encode_snapshot(snapshot: &SnapshotMsg, out: &mut Vec<u8>) {
     w.flush();
 }
 
-/// Encodes the delta of `current` against `baseline` into `out` (cleared
-/// first): the same bytes as [`encode_snapshot`] of
-/// [`snapshot::diff_into_with_checksum`]`(baseline, current,
-/// current_checksum, input_ack, …)`, in one pass. The server's diff +
-/// encode.
-///
-/// The changed entities, nearly all of a delta's bytes, are written as
-/// their bit codes while the diff finds them, instead of being listed in a
-/// [`SnapshotMsg`] and walked again by the encoder. Allocation-free in
-/// steady state (per-thread scratch, and `out` reused).
-pub fn encode_delta(
-    baseline: Option<&WorldState>,
-    current: &WorldState,
-    current_checksum: u32,
-    input_ack: u32,
-    out: &mut Vec<u8>,
-) {
-    write_delta(baseline, current, current_checksum, input_ack, out);
-}
-
-/// [`encode_delta`], returning the message's `base_age`.
-fn write_delta(
-    baseline: Option<&WorldState>,
-    current: &WorldState,
-    current_checksum: u32,
-    input_ack: u32,
-    out: &mut Vec<u8>,
-) -> u32 {
-    thread_local! {
-        /// The rest of the message (header, removed and created entities,
-        /// scoreboard), and the changed entities' codes.
-        static SCRATCH: RefCell<(SnapshotMsg, entities::ChangeCodes)> = RefCell::default();
-    }
-    SCRATCH.with_borrow_mut(|(msg, codes)| {
-        codes.reset();
-        snapshot::diff_with(baseline, current, current_checksum, input_ack, codes, msg);
-        out.clear();
-        let mut w = Out::new(out);
-        w.snapshot_with(msg, |out| entities::pack_with(&msg.created, codes, out));
-        w.flush();
-        msg.base_age
-    })
-}
-
 /// A snapshot encoded once and sent to every client whose delta differs
 /// only in [`SnapshotMsg::input_ack`].
 ///
@@ -549,30 +498,14 @@ impl SharedSnapshot {
     pub fn new(snapshot: &SnapshotMsg) -> Self {
         let mut bytes = Vec::new();
         encode_snapshot(snapshot, &mut bytes);
-        Self::with_header(bytes, snapshot.tick, snapshot.base_age, snapshot.input_ack)
-    }
-
-    /// The delta of `current` against `baseline` (see [`encode_delta`]),
-    /// for sharing.
-    #[must_use]
-    pub fn delta(
-        baseline: Option<&WorldState>,
-        current: &WorldState,
-        current_checksum: u32,
-    ) -> Self {
-        let mut bytes = Vec::new();
-        let base_age = write_delta(baseline, current, current_checksum, 0, &mut bytes);
-        Self::with_header(bytes, current.tick, base_age, 0)
-    }
-
-    /// The encoding `bytes` of a snapshot with this header.
-    fn with_header(bytes: Vec<u8>, tick: Tick, base_age: u32, input_ack: u32) -> Self {
         // The ack follows the variant, the tick and the baseline age.
-        let ack_at = varint_len(SNAPSHOT_VARIANT) + varint_len(tick.0) + varint_len(base_age);
+        let ack_at = varint_len(SNAPSHOT_VARIANT)
+            + varint_len(snapshot.tick.0)
+            + varint_len(snapshot.base_age);
         Self {
             bytes,
             ack_at,
-            ack_len: varint_len(input_ack),
+            ack_len: varint_len(snapshot.input_ack),
         }
     }
 

@@ -354,36 +354,6 @@ pub fn diff_into_with_checksum(
     input_ack: u32,
     out: &mut SnapshotMsg,
 ) {
-    // A stage zeroed once per thread: zeroing its 3.6 KiB for every call
-    // would cost as much as the rest of a 100-entity diff.
-    STAGE.with_borrow_mut(|staged| {
-        staged.reset();
-        diff_with(baseline, current, current_checksum, input_ack, staged, out);
-        staged.flush(out);
-    });
-}
-
-/// Where the diff's walk sends each changed entity: [`Staged`] into the
-/// message's `changed` and `values` lists, or, for the server's fused
-/// diff + encode, the codec's writer of their codes
-/// ([`crate::codec::encode_delta`]).
-pub(crate) trait ChangeSink {
-    /// An entity present in both states under the same id and kind that
-    /// differs from its dead reckoning; [`Change`] says how. Called in
-    /// increasing id order. `out` is the message being built.
-    fn changed(&mut self, c: &NetEntity, change: &Change, out: &mut SnapshotMsg);
-}
-
-/// [`diff_into_with_checksum`] with the changed entities sent to `sink`
-/// instead of `out.changed` and `out.values`, which are left empty.
-pub(crate) fn diff_with<S: ChangeSink>(
-    baseline: Option<&WorldState>,
-    current: &WorldState,
-    current_checksum: u32,
-    input_ack: u32,
-    sink: &mut S,
-    out: &mut SnapshotMsg,
-) {
     out.removed.clear();
     out.created.clear();
     out.changed.clear();
@@ -397,7 +367,7 @@ pub(crate) fn diff_with<S: ChangeSink>(
     let age = base.map_or(0, |b| current.tick.since(b.tick));
     out.base_age = age as u32;
     let base_entities = base.map_or(&[][..], |b| &b.entities[..]);
-    diff_entities(base_entities, &current.entities, age, sink, out);
+    diff_entities(base_entities, &current.entities, age, out);
 
     // Scoreboard: removed ids, new or renamed entries, and score changes.
     // An unchanged scoreboard is the same allocation as the baseline's:
@@ -489,193 +459,79 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
-/// What the entity walk writes to: the message's removed and created
-/// lists with their id gap writers (the changed list's is the sink's), and
-/// the sink of changed entities: one argument for the out-of-line
-/// [`differs`].
-struct Walk<'a, S> {
-    sink: &'a mut S,
-    out: &'a mut SnapshotMsg,
+/// Id gap writers of the removed and created lists of a delta (the changed
+/// list's is [`Staged::prev`]).
+struct Gaps {
     removed: GapWriter,
     created: GapWriter,
 }
 
-impl<S> Walk<'_, S> {
-    fn removed(&mut self, b: &NetEntity) {
-        self.out.removed.push(self.removed.gap(b.id));
-    }
-
-    fn created(&mut self, c: &NetEntity) {
-        self.out
-            .created
-            .push(create_record(c, self.created.gap(c.id)));
-    }
-}
-
 /// The entity part of a delta: one merge walk over both id-sorted lists.
-fn diff_entities<S: ChangeSink>(
-    bs: &[NetEntity],
-    cs: &[NetEntity],
-    age: i32,
-    sink: &mut S,
-    out: &mut SnapshotMsg,
-) {
+fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut SnapshotMsg) {
     debug_assert!(cs.last().is_none_or(|e| e.id <= MAX_NET_ID));
-    let mut w = Walk {
-        sink,
-        out,
+    let mut gaps = Gaps {
         removed: GapWriter::new(),
         created: GapWriter::new(),
     };
-    let (mut i, mut j) = (0, 0);
-    while i < bs.len() && j < cs.len() {
-        // Runs of ids present in both lists are the common case: walk
-        // them zipped, without per-element bounds checks.
-        let mut run = 0;
-        for (b, c) in bs[i..].iter().zip(&cs[j..]) {
-            if b.id != c.id {
-                break;
+    // A stage zeroed once per thread: zeroing its 3.6 KiB for every call
+    // would cost as much as the rest of a 100-entity diff.
+    let (i, j) = STAGE.with_borrow_mut(|staged| {
+        #[expect(
+            clippy::redundant_locals,
+            reason = "a local, not the captured reference: kept in a register, \
+                      not reloaded after every call to `changed` (-2% instructions)"
+        )]
+        let age = age;
+        staged.reset();
+        let (mut i, mut j) = (0, 0);
+        while i < bs.len() && j < cs.len() {
+            // Runs of ids present in both lists are the common case: walk
+            // them zipped, without per-element bounds checks.
+            let mut run = 0;
+            for (b, c) in bs[i..].iter().zip(&cs[j..]) {
+                if b.id != c.id {
+                    break;
+                }
+                run += 1;
+                // Most entities fly straight or stand still and cost
+                // nothing: one branch-free test on the loaded fields, no
+                // spills. The rest goes out of line.
+                let px = b.x.wrapping_add(b.vx.wrapping_mul(age));
+                let py = b.y.wrapping_add(b.vy.wrapping_mul(age));
+                let same = ((c.x ^ px)
+                    | (c.y ^ py)
+                    | (c.vx ^ b.vx)
+                    | (c.vy ^ b.vy)
+                    | i32::from(c.angle ^ b.angle)
+                    | i32::from(c.hp ^ b.hp))
+                    == 0;
+                if !same || b.kind != c.kind {
+                    staged.changed(b, c, age, &mut gaps, out);
+                }
             }
-            run += 1;
-            // Most entities fly straight or stand still and cost
-            // nothing: one branch-free test on the loaded fields, no
-            // spills. The rest goes out of line.
-            let px = b.x.wrapping_add(b.vx.wrapping_mul(age));
-            let py = b.y.wrapping_add(b.vy.wrapping_mul(age));
-            let same = ((c.x ^ px)
-                | (c.y ^ py)
-                | (c.vx ^ b.vx)
-                | (c.vy ^ b.vy)
-                | i32::from(c.angle ^ b.angle)
-                | i32::from(c.hp ^ b.hp))
-                == 0;
-            if !same || b.kind != c.kind {
-                differs(b, c, age, &mut w);
+            i += run;
+            j += run;
+            match (bs.get(i), cs.get(j)) {
+                (Some(b), Some(c)) if b.id < c.id => {
+                    i += 1;
+                    out.removed.push(gaps.removed.gap(b.id));
+                }
+                (Some(_), Some(c)) => {
+                    j += 1;
+                    out.created.push(create_record(c, gaps.created.gap(c.id)));
+                }
+                _ => break,
             }
         }
-        i += run;
-        j += run;
-        match (bs.get(i), cs.get(j)) {
-            (Some(b), Some(c)) if b.id < c.id => {
-                i += 1;
-                w.removed(b);
-            }
-            (Some(_), Some(c)) => {
-                j += 1;
-                w.created(c);
-            }
-            _ => break,
-        }
-    }
+        staged.flush(out);
+        (i, j)
+    });
     for b in &bs[i..] {
-        w.removed(b);
+        out.removed.push(gaps.removed.gap(b.id));
     }
     for c in &cs[j..] {
-        w.created(c);
+        out.created.push(create_record(c, gaps.created.gap(c.id)));
     }
-}
-
-/// One entity present in both states (same id) that differs from its dead
-/// reckoning, or changed kind.
-///
-/// Out of line, so that the merge walk's fast path keeps its registers.
-#[inline(never)]
-fn differs<S: ChangeSink>(b: &NetEntity, c: &NetEntity, age: i32, w: &mut Walk<'_, S>) {
-    if b.kind != c.kind {
-        // An id reused by another kind within `age` ticks: the old
-        // entity is removed and the new one created.
-        w.removed(b);
-        w.created(c);
-        return;
-    }
-    w.sink.changed(c, &Change::new(b, c, age), w.out);
-}
-
-/// How a changed entity differs from its baseline: the values of every
-/// field group, as if each had changed. A group whose values are all zero
-/// did not change, and is not sent.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Change {
-    /// `POS`: the residual against dead reckoning with the turn.
-    pub(crate) rx: i32,
-    pub(crate) ry: i32,
-    /// `VEL`: the velocity change.
-    pub(crate) dvx: i32,
-    pub(crate) dvy: i32,
-    /// The turn age `k` (1 without a velocity change), sent with `VEL` when
-    /// `with_turn`.
-    pub(crate) turn: i32,
-    /// Whether a `VEL` change carries the turn age: the baseline is two or
-    /// more ticks old.
-    pub(crate) with_turn: bool,
-    /// `ANGLE`: the angle change, wrapped.
-    pub(crate) da: i32,
-    /// `HP`: the hit point change.
-    pub(crate) dh: i32,
-}
-
-impl Change {
-    #[inline(always)]
-    fn new(b: &NetEntity, c: &NetEntity, age: i32) -> Self {
-        let dvx = c.vx.wrapping_sub(b.vx);
-        let dvy = c.vy.wrapping_sub(b.vy);
-        // Residual against plain dead reckoning, then against the turn that
-        // explains it best: moved with the old velocity for `age - k`
-        // ticks and the new one for `k`, so a prediction of `dv * k` more.
-        // A single turn (or stop) leaves no residual at all; `k` is sent
-        // only for ages of 2 and more (at age 1 it can only be 1). With no
-        // velocity change `dv` is 0 and `k` changes nothing.
-        let r0x = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
-        let r0y = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
-        // Only entities that turned pay for the turn age. Computed for every
-        // changed entity, branch-free, its division sat on the chain of
-        // value counts from one entity to the next and made the whole diff
-        // + encode 25-50% slower (criterion, alternating runs); behind this
-        // branch (taken by about a third of changed entities at age 10,
-        // fewer at age 1) it costs the same as protocol 3's, within noise.
-        let turn = if (dvx | dvy) != 0 {
-            turn_age(r0x, r0y, dvx, dvy, age)
-        } else {
-            1
-        };
-        Self {
-            rx: r0x.wrapping_sub(dvx.wrapping_mul(turn)),
-            ry: r0y.wrapping_sub(dvy.wrapping_mul(turn)),
-            dvx,
-            dvy,
-            turn,
-            with_turn: age > 1,
-            da: i32::from(c.angle.wrapping_sub(b.angle) as i8),
-            dh: i32::from(c.hp) - i32::from(b.hp),
-        }
-    }
-
-    /// Which field groups changed, as `0` or `1` each: `POS`, `VEL`,
-    /// `ANGLE`, `HP`.
-    #[inline(always)]
-    pub(crate) fn groups(&self) -> [usize; 4] {
-        [
-            usize::from((self.rx | self.ry) != 0),
-            usize::from((self.dvx | self.dvy) != 0),
-            usize::from(self.da != 0),
-            usize::from(self.dh != 0),
-        ]
-    }
-
-    /// The head's field mask.
-    #[inline(always)]
-    pub(crate) fn mask(&self) -> u32 {
-        const _: () =
-            assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
-        let [pos, vel, angle, hp] = self.groups();
-        (pos | (vel << 1) | (angle << 2) | (hp << 3)) as u32
-    }
-}
-
-/// A change head: `gap << 4 | mask`.
-#[inline(always)]
-pub(crate) fn head(gap: u32, mask: u32) -> u32 {
-    (gap << FIELD_BITS) | mask
 }
 
 /// The turn age `k` in `1..=age` that best explains the residual `r` of
@@ -733,7 +589,7 @@ struct Staged {
 }
 
 thread_local! {
-    /// The stage of [`diff_into_with_checksum`] on this thread.
+    /// The stage of [`diff_entities`] on this thread.
     static STAGE: RefCell<Staged> = RefCell::new(Staged::new());
 }
 
@@ -756,22 +612,54 @@ impl Staged {
         self.prev = GapWriter::new().prev;
     }
 
-    /// Appends the staged heads and values to `out` and empties the stage.
-    fn flush(&mut self, out: &mut SnapshotMsg) {
-        out.changed.extend_from_slice(&self.heads[..self.heads_len]);
-        out.values
-            .extend_from_slice(&self.values[..self.values_len]);
-        self.heads_len = 0;
-        self.values_len = 0;
-    }
-}
-
-impl ChangeSink for Staged {
-    #[inline(always)]
-    fn changed(&mut self, c: &NetEntity, ch: &Change, out: &mut SnapshotMsg) {
+    /// One entity present in both states (same id) that differs from its
+    /// dead reckoning, or changed kind.
+    ///
+    /// Out of line, so that the merge walk's fast path keeps its registers.
+    #[inline(never)]
+    fn changed(
+        &mut self,
+        b: &NetEntity,
+        c: &NetEntity,
+        age: i32,
+        gaps: &mut Gaps,
+        out: &mut SnapshotMsg,
+    ) {
+        if b.kind != c.kind {
+            // An id reused by another kind within `age` ticks: the old
+            // entity is removed and the new one created.
+            out.removed.push(gaps.removed.gap(b.id));
+            out.created.push(create_record(c, gaps.created.gap(c.id)));
+            return;
+        }
         if self.heads_len == HEADS {
             self.flush(out);
         }
+        let dvx = c.vx.wrapping_sub(b.vx);
+        let dvy = c.vy.wrapping_sub(b.vy);
+        // Residual against plain dead reckoning, then against the turn that
+        // explains it best: moved with the old velocity for `age - k`
+        // ticks and the new one for `k`, so a prediction of `dv * k` more.
+        // A single turn (or stop) leaves no residual at all; `k` is sent
+        // only for ages of 2 and more (at age 1 it can only be 1). With no
+        // velocity change `dv` is 0 and `k` changes nothing.
+        let r0x = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+        let r0y = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+        // Only entities that turned pay for the turn age. Computed for every
+        // changed entity, branch-free, its division sat on the chain of
+        // value counts from one entity to the next and made the whole diff
+        // + encode 25-50% slower (criterion, alternating runs); behind this
+        // branch (taken by about a third of changed entities at age 10,
+        // fewer at age 1) it costs the same as protocol 3's, within noise.
+        let turn = if (dvx | dvy) != 0 {
+            turn_age(r0x, r0y, dvx, dvy, age)
+        } else {
+            1
+        };
+        let rx = r0x.wrapping_sub(dvx.wrapping_mul(turn));
+        let ry = r0y.wrapping_sub(dvy.wrapping_mul(turn));
+        let da = i32::from(c.angle.wrapping_sub(b.angle) as i8);
+        let dh = i32::from(c.hp) - i32::from(b.hp);
         let (nh, nv) = (self.heads_len, self.values_len);
         // nv <= 7 * nh and nh < HEADS: the eight slots are in bounds.
         let Some(w) = self
@@ -781,22 +669,38 @@ impl ChangeSink for Staged {
         else {
             unreachable!("at most seven values per staged head");
         };
-        let [pos, vel, angle, hp] = ch.groups();
-        w[0] = ch.rx;
-        w[1] = ch.ry;
+        w[0] = rx;
+        w[1] = ry;
+        let pos = usize::from((rx | ry) != 0);
         let mut k = 2 * pos;
-        w[k] = ch.dvx;
-        w[k + 1] = ch.dvy;
-        w[k + 2] = ch.turn;
-        k += (2 + usize::from(ch.with_turn)) * vel;
-        w[k] = ch.da;
+        w[k] = dvx;
+        w[k + 1] = dvy;
+        w[k + 2] = turn;
+        let vel = usize::from((dvx | dvy) != 0);
+        k += (2 + usize::from(age > 1)) * vel;
+        w[k] = da;
+        let angle = usize::from(da != 0);
         k += angle;
-        w[k] = ch.dh;
+        w[k] = dh;
+        let hp = usize::from(dh != 0);
         k += hp;
         self.values_len = nv + k;
-        self.heads[nh % HEADS] = head(c.id.wrapping_sub(self.prev).wrapping_sub(1), ch.mask());
+        const _: () =
+            assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
+        let mask = pos | (vel << 1) | (angle << 2) | (hp << 3);
+        self.heads[nh % HEADS] =
+            (c.id.wrapping_sub(self.prev).wrapping_sub(1) << FIELD_BITS) | mask as u32;
         self.heads_len = nh + 1;
         self.prev = c.id;
+    }
+
+    /// Appends the staged heads and values to `out` and empties the stage.
+    fn flush(&mut self, out: &mut SnapshotMsg) {
+        out.changed.extend_from_slice(&self.heads[..self.heads_len]);
+        out.values
+            .extend_from_slice(&self.values[..self.values_len]);
+        self.heads_len = 0;
+        self.values_len = 0;
     }
 }
 
@@ -1397,30 +1301,6 @@ mod reference {
                 prop_assert_eq!(&msg, &reference_diff(&base, &current));
             }
             prop_assert_eq!(apply(Some(&base), &msg), Ok(current));
-        }
-
-        #[test]
-        fn fused_diff_and_encode_gives_the_reference_bytes(
-            seed: u64,
-            entities in 0..1_200u64,
-            age in 1..12u32,
-            ack: u32,
-        ) {
-            let (base, current) = worlds(seed, entities, age);
-            let sum = checksum(&current);
-            let (mut fused, mut reference) = (Vec::new(), Vec::new());
-            // Against the baseline, against none (a full snapshot), and
-            // the baseline again: the per-thread scratch must not leak
-            // from one message into the next.
-            for baseline in [Some(&base), None, Some(&base)] {
-                crate::codec::encode_delta(baseline, &current, sum, ack, &mut fused);
-                crate::codec::encode_snapshot(&diff(baseline, &current, ack), &mut reference);
-                prop_assert_eq!(&fused, &reference);
-            }
-            let shared = crate::codec::SharedSnapshot::delta(Some(&base), &current, sum);
-            shared.write_for(ack, &mut fused);
-            crate::codec::encode_snapshot(&diff(Some(&base), &current, ack), &mut reference);
-            prop_assert_eq!(&fused, &reference);
         }
     }
 }

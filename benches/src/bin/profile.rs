@@ -8,9 +8,8 @@
 //! target/release/profile tick 10000 0 300
 //! ```
 //!
-//! Arguments: `tick|diff|diff-once|fused|decode ENTITIES AGE ITERATIONS`
-//! (`fused` is `codec::encode_delta`, the server's diff + encode), or
-//! `time-diff-once|time-fused ENTITIES AGE ROUNDS` for a quick wall-clock check, and
+//! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`, or
+//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check, and
 //! `time-diff-once-hot ENTITIES AGE ROUNDS`, the same on the first four
 //! pairs only, so the states stay in cache and the branch predictor has
 //! seen the same four messages before (`time-diff-once`, like the criterion
@@ -21,7 +20,6 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use benches::{Arena, pairs};
@@ -38,41 +36,8 @@ fn run_tick(arena: &mut Arena, iterations: usize) {
     }
 }
 
-/// Which diff + encode a `diff` mode runs.
-#[derive(Clone, Copy, PartialEq)]
-enum Path {
-    /// `diff_into` (with the checksum) + `encode_snapshot`.
-    Diff,
-    /// `diff_into_with_checksum` + `encode_snapshot`.
-    Once,
-    /// `encode_delta`, the server's fused diff + encode.
-    Fused,
-}
-
-/// One message of `path` into `msg` and `buf`.
-#[inline(always)]
-fn diff_encode(
-    path: Path,
-    (base, current): &(Arc<WorldState>, Arc<WorldState>),
-    sum: u32,
-    msg: &mut SnapshotMsg,
-    buf: &mut Vec<u8>,
-) {
-    match path {
-        Path::Diff => {
-            snapshot::diff_into(Some(base), current, 1, msg);
-            codec::encode_snapshot(msg, buf);
-        }
-        Path::Once => {
-            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, msg);
-            codec::encode_snapshot(msg, buf);
-        }
-        Path::Fused => codec::encode_delta(Some(base), current, sum, 1, buf),
-    }
-}
-
 #[inline(never)]
-fn run_diff(arena: &mut Arena, age: usize, iterations: usize, path: Path) {
+fn run_diff(arena: &mut Arena, age: usize, iterations: usize, checksum_once: bool) {
     let history = arena.history(HISTORY);
     let pairs = pairs(&history, age);
     let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
@@ -80,7 +45,13 @@ fn run_diff(arena: &mut Arena, age: usize, iterations: usize, path: Path) {
     let mut buf = Vec::new();
     for i in 0..iterations {
         let k = i % pairs.len();
-        diff_encode(path, &pairs[k], sums[k], &mut msg, &mut buf);
+        let (base, current) = &pairs[k];
+        if checksum_once {
+            snapshot::diff_into_with_checksum(Some(base), current, sums[k], 1, &mut msg);
+        } else {
+            snapshot::diff_into(Some(base), current, 1, &mut msg);
+        }
+        codec::encode_snapshot(&msg, &mut buf);
         black_box(buf.len());
     }
 }
@@ -89,7 +60,7 @@ fn run_diff(arena: &mut Arena, age: usize, iterations: usize, path: Path) {
 /// `rounds` passes over every pair (or, `hot`, as many messages over the
 /// first four pairs), in ns per message. A quick A/B check between two
 /// builds; criterion gives the figures that are quoted.
-fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool, path: Path) {
+fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
     let history = arena.history(HISTORY);
     let mut pairs = pairs(&history, age);
     if hot {
@@ -100,8 +71,9 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool, path: Path
     let mut buf = Vec::new();
     let mut pass = || {
         let start = Instant::now();
-        for (pair, &sum) in pairs.iter().zip(&sums) {
-            diff_encode(path, pair, sum, &mut msg, &mut buf);
+        for ((base, current), &sum) in pairs.iter().zip(&sums) {
+            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, &mut msg);
+            codec::encode_snapshot(&msg, &mut buf);
             black_box(buf.len());
         }
         start.elapsed().as_nanos() as f64 / pairs.len() as f64
@@ -110,12 +82,7 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool, path: Path
     let mut ns: Vec<f64> = (0..rounds.max(1)).map(|_| pass()).collect();
     ns.sort_by(f64::total_cmp);
     println!(
-        "{}{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message",
-        if path == Path::Fused {
-            "fused"
-        } else {
-            "diff-once"
-        },
+        "diff-once{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message",
         if hot { " (hot)" } else { "" },
         arena.world.entity_count(),
         ns[ns.len() / 2],
@@ -156,17 +123,15 @@ fn main() -> ExitCode {
     let mut arena = Arena::realistic(entities, 42);
     match args.first().map(String::as_str) {
         Some("tick") => run_tick(&mut arena, iterations),
-        Some("diff") => run_diff(&mut arena, age, iterations, Path::Diff),
-        Some("diff-once") => run_diff(&mut arena, age, iterations, Path::Once),
-        Some("fused") => run_diff(&mut arena, age, iterations, Path::Fused),
+        Some("diff") => run_diff(&mut arena, age, iterations, false),
+        Some("diff-once") => run_diff(&mut arena, age, iterations, true),
         Some("decode") => run_decode(&mut arena, age, iterations),
-        Some("time-diff-once") => time_diff(&mut arena, age, iterations, false, Path::Once),
-        Some("time-diff-once-hot") => time_diff(&mut arena, age, iterations, true, Path::Once),
-        Some("time-fused") => time_diff(&mut arena, age, iterations, false, Path::Fused),
+        Some("time-diff-once") => time_diff(&mut arena, age, iterations, false),
+        Some("time-diff-once-hot") => time_diff(&mut arena, age, iterations, true),
         _ => {
             eprintln!(
-                "usage: profile tick|diff|diff-once|fused|decode|time-diff-once|\
-                 time-diff-once-hot|time-fused ENTITIES AGE ITERATIONS"
+                "usage: profile tick|diff|diff-once|decode|time-diff-once|time-diff-once-hot \
+                 ENTITIES AGE ITERATIONS"
             );
             return ExitCode::FAILURE;
         }

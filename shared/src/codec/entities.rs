@@ -20,9 +20,7 @@
 
 use super::zigzag;
 use crate::rules::MAX_HP;
-use crate::snapshot::{
-    Change, ChangeSink, EntityCreate, EntityKind, NetEntity, SnapshotMsg, fields,
-};
+use crate::snapshot::{EntityCreate, EntityKind, SnapshotMsg, fields};
 
 /// Code orders (`k`) per field. The bandwidth bin (`benches/src/bin/bandwidth.rs`)
 /// measured them on the realistic worlds (`BENCHMARKS.md` section 5).
@@ -336,7 +334,22 @@ fn for_each_code<E>(heads: &[u32], turn: bool, mut f: impl FnMut(Code) -> Result
 /// Appends the entity section of `s` (without its length) to `out`.
 pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
     let mut w = BitWriter::new(out);
-    pack_created(&mut w, &s.created);
+    w.golomb(s.created.len() as u32, order::COUNT);
+    for c in &s.created {
+        w.golomb(c.gap, order::CREATE_GAP);
+        w.put(u64::from(c.kind.index()), 2);
+        w.golomb(c.x as u32, order::CREATE_POS);
+        w.golomb(c.y as u32, order::CREATE_POS);
+        w.signed(c.vx, order::CREATE_VEL);
+        w.signed(c.vy, order::CREATE_VEL);
+        w.put(u64::from(c.angle), 8);
+        if c.hp == default_hp(c.kind) {
+            w.put(1, 1);
+        } else {
+            // A zero flag bit, then the hit points.
+            w.put(u64::from(c.hp), 9);
+        }
+    }
     w.golomb(s.changed.len() as u32, order::COUNT);
     for &head in &s.changed {
         w.put(u64::from(head & 0xF), 4);
@@ -359,243 +372,6 @@ pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
             Ok(())
         },
     );
-    w.finish();
-}
-
-/// The created entities' count and records.
-fn pack_created(w: &mut BitWriter<'_>, created: &[EntityCreate]) {
-    w.golomb(created.len() as u32, order::COUNT);
-    for c in created {
-        w.golomb(c.gap, order::CREATE_GAP);
-        w.put(u64::from(c.kind.index()), 2);
-        w.golomb(c.x as u32, order::CREATE_POS);
-        w.golomb(c.y as u32, order::CREATE_POS);
-        w.signed(c.vx, order::CREATE_VEL);
-        w.signed(c.vy, order::CREATE_VEL);
-        w.put(u64::from(c.angle), 8);
-        if c.hp == default_hp(c.kind) {
-            w.put(1, 1);
-        } else {
-            // A zero flag bit, then the hit points.
-            w.put(u64::from(c.hp), 9);
-        }
-    }
-}
-
-/// The change heads and values of a delta, written as their codes while
-/// the diff finds them: the server's fused diff + encode
-/// ([`super::encode_delta`]), which gives the same bytes as [`pack`] of
-/// the diff's message.
-///
-/// The section lists every head before the first value, so heads and
-/// values go to two bit streams, joined when the section is packed
-/// ([`pack_with`]). Each changed entity's values are coded by one of 32
-/// copies of [`put_values`], one per field mask (and turn age or not),
-/// chosen by one jump: only the codes the head asks for are computed,
-/// shifted together and stored with one 8-byte write, with no branch per
-/// field group. The two-pass path (the diff staging values, [`pack`]
-/// walking the heads again) branched on every mask bit of every head and
-/// mispredicted every few entities.
-///
-/// This restates [`for_each_code`]'s rule per mask; a proptest holds the
-/// two to the same bytes (`snapshot::tests`).
-#[derive(Default)]
-pub(crate) struct ChangeCodes {
-    heads: Bits,
-    values: Bits,
-    n_heads: u32,
-    n_values: u32,
-    /// Id of the last changed entity, for the next head's gap.
-    prev: u32,
-}
-
-impl ChangeCodes {
-    /// Empties both streams for a new delta.
-    pub(super) fn reset(&mut self) {
-        self.heads.reset();
-        self.values.reset();
-        self.n_heads = 0;
-        self.n_values = 0;
-        self.prev = u32::MAX;
-    }
-}
-
-/// The code of `u` with order `k`, and its width.
-#[inline(always)]
-fn code(u: u32, k: u32) -> (u64, u32) {
-    let x = u64::from(u) + (1 << k);
-    let n = 64 - x.leading_zeros();
-    (x, 2 * n - k - 1)
-}
-
-/// The most bits a stream takes at once: with at most 7 pending, its
-/// accumulator never holds more than 63.
-const AT_ONCE: u32 = 56;
-
-impl ChangeSink for ChangeCodes {
-    #[inline(always)]
-    fn changed(&mut self, c: &NetEntity, ch: &Change, _out: &mut SnapshotMsg) {
-        let mask = ch.mask();
-        self.values.room();
-        macro_rules! dispatch {
-            ($($m:literal)*) => {
-                match (mask, ch.with_turn) {
-                    $(
-                        ($m, false) => put_values::<$m, false>(ch, &mut self.values),
-                        ($m, true) => put_values::<$m, true>(ch, &mut self.values),
-                    )*
-                    _ => unreachable!("a mask has four bits"),
-                }
-            };
-        }
-        self.n_values += dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
-        let gap = c.id.wrapping_sub(self.prev).wrapping_sub(1);
-        self.prev = c.id;
-        self.n_heads += 1;
-        let (x, width) = code(gap, order::HEAD_GAP);
-        self.heads.room();
-        if width + 4 <= AT_ONCE {
-            self.heads.put((u64::from(mask) << width) | x, width + 4);
-        } else {
-            self.heads.codes_apart(&[(u64::from(mask), 4), (x, width)]);
-        }
-    }
-}
-
-/// Writes the values of a change with field mask `M` (and the turn age
-/// when `TURN`) to `bits`; returns how many. One copy per mask: no branch
-/// per field group, and only the codes the head asks for.
-#[inline(always)]
-fn put_values<const M: u32, const TURN: bool>(ch: &Change, bits: &mut Bits) -> u32 {
-    let mut codes = [(0, 0); 7];
-    let mut n = 0;
-    let mut add = |u: u32, k: u32| {
-        codes[n] = code(u, k);
-        n += 1;
-    };
-    if M & fields::POS != 0 {
-        add(zigzag(ch.rx), order::POS);
-        add(zigzag(ch.ry), order::POS);
-    }
-    if M & fields::VEL != 0 {
-        add(zigzag(ch.dvx), order::VEL);
-        add(zigzag(ch.dvy), order::VEL);
-        if TURN {
-            add(ch.turn.wrapping_sub(1) as u32, order::TURN);
-        }
-    }
-    if M & fields::ANGLE != 0 {
-        add(zigzag(ch.da), order::ANGLE);
-    }
-    if M & fields::HP != 0 {
-        add(zigzag(ch.dh), order::HP);
-    }
-    let codes = &codes[..n];
-    let width: u32 = codes.iter().map(|&(_, w)| w).sum();
-    if width <= AT_ONCE {
-        bits.put(codes.iter().fold(0, |acc, &(x, w)| (acc << w) | x), width);
-    } else {
-        bits.codes_apart(codes);
-    }
-    n as u32
-}
-
-/// A bit stream written eight bytes at a time: `buf[..at]` is written, the
-/// top `fill` bits of `acc` are pending, and `buf` keeps at least
-/// [`Bits::SLACK`] bytes past `at` (zeros or stale bytes, never read) so
-/// that a store never needs a capacity test of its own.
-#[derive(Default)]
-struct Bits {
-    buf: Vec<u8>,
-    at: usize,
-    acc: u64,
-    fill: u32,
-}
-
-impl Bits {
-    /// Bytes one entity's codes can take, however wide: seven codes of at
-    /// most 65 bits, each written as two stores.
-    const SLACK: usize = 7 * 16 + 8;
-
-    fn reset(&mut self) {
-        self.at = 0;
-        self.acc = 0;
-        self.fill = 0;
-    }
-
-    /// Makes room for one entity's codes.
-    #[inline(always)]
-    fn room(&mut self) {
-        if self.buf.len() < self.at + Self::SLACK {
-            self.grow();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self) {
-        let len = (2 * self.buf.len()).max(self.at + Self::SLACK).max(1024);
-        self.buf.resize(len, 0);
-    }
-
-    /// Appends the low `width` bits of `x` (≤ [`AT_ONCE`], higher bits
-    /// zero) and stores the whole bytes.
-    #[inline(always)]
-    fn put(&mut self, x: u64, width: u32) {
-        debug_assert!(width <= AT_ONCE && x.checked_shr(width).unwrap_or(0) == 0);
-        debug_assert!(self.fill < 8);
-        // `fill + width` ≤ 63: the shift is in range, except for `x = 0,
-        // width = 0`, where any shift gives 0.
-        self.acc |= x.wrapping_shl(64 - self.fill - width);
-        self.fill += width;
-        let whole = self.fill / 8;
-        self.buf[self.at..self.at + 8].copy_from_slice(&self.acc.to_be_bytes());
-        self.at += whole as usize;
-        self.acc <<= 8 * whole;
-        self.fill -= 8 * whole;
-    }
-
-    /// Codes too wide to go together (a number of 17 bits or more): one
-    /// at a time, each in two parts. Out of line: the server never sends
-    /// them in play.
-    #[cold]
-    #[inline(never)]
-    fn codes_apart(&mut self, codes: &[(u64, u32)]) {
-        for &(x, width) in codes {
-            let high = width.saturating_sub(32);
-            let low = width - high;
-            self.put(x >> low, high);
-            self.put(x & ((1 << low) - 1), low);
-        }
-    }
-
-    /// Writes the stream's bits into `w`.
-    fn append_to(&self, w: &mut BitWriter<'_>) {
-        let mut words = self.buf[..self.at].chunks_exact(4);
-        for word in &mut words {
-            w.put(
-                u64::from(u32::from_be_bytes([word[0], word[1], word[2], word[3]])),
-                32,
-            );
-        }
-        for &byte in words.remainder() {
-            w.put(u64::from(byte), 8);
-        }
-        if self.fill > 0 {
-            w.put(self.acc >> (64 - self.fill), self.fill);
-        }
-    }
-}
-
-/// Appends the entity section of a delta whose changed entities went to
-/// `codes` (and whose `changed` and `values` lists are empty) to `out`.
-pub(super) fn pack_with(created: &[EntityCreate], codes: &ChangeCodes, out: &mut Vec<u8>) {
-    let mut w = BitWriter::new(out);
-    pack_created(&mut w, created);
-    w.golomb(codes.n_heads, order::COUNT);
-    codes.heads.append_to(&mut w);
-    w.golomb(codes.n_values, order::COUNT);
-    codes.values.append_to(&mut w);
     w.finish();
 }
 
