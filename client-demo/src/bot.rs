@@ -6,7 +6,9 @@
 //! called [`run`]), which owns all the game state: the [`Replica`], the
 //! [`Predictor`], the [`Brain`]. The core waits on the tick timer, the
 //! released inbound messages and the stop signal, and never on a socket, so
-//! its tick timer measures the bot process's own lateness.
+//! its tick timer measures the bot process's own lateness. A light bot on a
+//! transparent link is one task: its core reads and writes the socket
+//! itself (module `direct`), still without ever waiting on it.
 //!
 //! **Resume.** When the connection is lost (the server closes it with a
 //! reason that keeps the session, or it just breaks), or when the bot drops
@@ -345,7 +347,7 @@ async fn exchange_hello(
         () = tokio::time::sleep_until(deadline) => {
             return Err(BotError::WelcomeTimeout(timeout));
         }
-        msg = link.inbound.recv() => msg.ok_or(BotError::LinkClosed)?.item,
+        msg = link.recv() => msg.ok_or(BotError::LinkClosed)?.0,
     };
     // The welcome must be the first message: anything else is a failed join.
     match msg {
@@ -644,9 +646,9 @@ impl Game {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Ok(PlayEnd::Stopped),
-                msg = link.inbound.recv() => {
-                    let msg = msg.ok_or(BotError::LinkClosed)?;
-                    self.on_message(msg.item, msg.release)?;
+                msg = link.recv() => {
+                    let (msg, arrived) = msg.ok_or(BotError::LinkClosed)?;
+                    self.on_message(msg, arrived)?;
                 }
                 scheduled = ticker.tick() => self.on_tick(scheduled, link)?,
                 () = tokio::time::sleep_until(next_ping), if self.ping_interval.is_some() => {

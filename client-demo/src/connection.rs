@@ -10,20 +10,27 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{FragmentCollectorRead, WebSocketError, WebSocketWrite, handshake};
+use fastwebsockets::{
+    FragmentCollectorRead, Role, WebSocket, WebSocketError, WebSocketWrite, handshake,
+};
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::Uri;
 use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt as _, Chain, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// The read half of a bot's connection, reassembling fragmented messages.
 pub type WsReader = FragmentCollectorRead<ReadHalf<TokioIo<Upgraded>>>;
 /// The write half of a bot's connection.
 pub type WsWriter = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+/// The read half of a direct connection (see [`connect_direct`]): the TCP
+/// stream's own read half, behind whatever bytes the HTTP handshake read
+/// past its response.
+pub type DirectReader = FragmentCollectorRead<Chain<std::io::Cursor<Bytes>, OwnedReadHalf>>;
 
 /// Why a URL cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +71,11 @@ pub enum ConnectError {
     /// The whole connect took longer than allowed.
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
+    /// The upgraded connection is not the TCP stream that was dialled (a
+    /// change in the HTTP client would cause it; the handshake itself
+    /// succeeded).
+    #[error("the upgraded connection is not a TCP stream")]
+    NotTcp,
 }
 
 impl ConnectError {
@@ -79,7 +91,7 @@ impl ConnectError {
                 _ => "tcp_error",
             },
             Self::Handshake(WebSocketError::InvalidStatusCode(_)) => "http_status",
-            Self::Handshake(_) | Self::Request(_) => "handshake",
+            Self::Handshake(_) | Self::Request(_) | Self::NotTcp => "handshake",
             Self::Timeout(_) => "connect_timeout",
         }
     }
@@ -138,14 +150,53 @@ pub async fn connect(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<(WsReader, WsWriter, SocketAddr), ConnectError> {
-    tokio::time::timeout(timeout, connect_inner(endpoint))
+    let (ws, local) = with_timeout(timeout, connect_inner(endpoint)).await?;
+    let (read, write) = ws.split(tokio::io::split);
+    Ok((FragmentCollectorRead::new(read), write, local))
+}
+
+/// Like [`connect`], but hands back the TCP stream's own halves instead of
+/// the HTTP client's upgraded connection split behind a lock, for a caller
+/// that reads and writes from one task (see `crate::direct`): every read
+/// and write then goes straight to the socket.
+///
+/// The reader answers nothing by itself (automatic pongs are off), so the
+/// caller sees pings and must answer them; it still echoes a close (see
+/// fastwebsockets' `read_frame`). The writer is the raw socket: the caller
+/// frames and masks what it writes.
+pub async fn connect_direct(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<(DirectReader, OwnedWriteHalf), ConnectError> {
+    let (ws, _local) = with_timeout(timeout, connect_inner(endpoint)).await?;
+    let upgraded = ws.into_inner().into_inner();
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| ConnectError::NotTcp)?;
+    let (read, write) = parts.io.into_inner().into_split();
+    // Bytes the HTTP client read past the 101 response belong to the
+    // WebSocket stream: they are read first.
+    let read = std::io::Cursor::new(parts.read_buf).chain(read);
+    // Only the read half is used: the caller writes frames itself.
+    let (mut read, _) =
+        fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Client);
+    read.set_max_message_size(shared::codec::MAX_SERVER_MESSAGE);
+    read.set_auto_pong(false);
+    Ok((FragmentCollectorRead::new(read), write))
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    connecting: impl Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| ConnectError::Timeout(timeout))?
 }
 
 async fn connect_inner(
     endpoint: &Endpoint,
-) -> Result<(WsReader, WsWriter, SocketAddr), ConnectError> {
+) -> Result<(WebSocket<TokioIo<Upgraded>>, SocketAddr), ConnectError> {
     let tcp_err = |source| ConnectError::Tcp {
         addr: endpoint.authority.clone(),
         source,
@@ -168,8 +219,7 @@ async fn connect_inner(
     // The codec refuses anything larger anyway; refusing it at the frame
     // layer keeps a broken server from making a bot buffer 64 MiB.
     ws.set_max_message_size(shared::codec::MAX_SERVER_MESSAGE);
-    let (read, write) = ws.split(tokio::io::split);
-    Ok((FragmentCollectorRead::new(read), write, local))
+    Ok((ws, local))
 }
 
 /// Size of the WebSocket frame header for a payload of `len` bytes, with the

@@ -15,7 +15,9 @@
 //!   server's input buffer short), [`conditioner`] (the latency/jitter model)
 //!   and [`report`] (histograms and the JSON report);
 //! * I/O: [`connection`] (WebSocket client handshake), `link` (one
-//!   connection's reader and writer tasks), [`bot`] (one bot's game, across
+//!   connection: reader and writer tasks, or for light bots on a
+//!   transparent link, `direct`: read and written by the bot's own task),
+//!   [`bot`] (one bot's game, across
 //!   reconnections) and [`swarm`] (ramp-up, progress line, aggregation).
 //!
 //! The `bots` binary only parses flags into a [`swarm::SwarmConfig`] and calls
@@ -25,6 +27,7 @@ pub mod bot;
 pub mod brain;
 pub mod conditioner;
 pub mod connection;
+mod direct;
 mod link;
 pub mod metrics;
 pub mod pacing;

@@ -1,5 +1,9 @@
-//! One connection of a bot: the socket's reader and writer tasks, and the
-//! core's handle on them.
+//! One connection of a bot, and the core's handle on it.
+//!
+//! A light bot on a transparent link (no latency, no jitter: the default,
+//! and what load tests use) reads and writes its socket from its own task
+//! (see [`crate::direct`]). Every other link has two tasks, so that the
+//! conditioner can hold messages back without holding back the core:
 //!
 //! * the *reader* owns the socket's read half. It blocks on the next frame
 //!   (fastwebsockets' `read_frame` is not cancel-safe, so it must never sit
@@ -9,8 +13,8 @@
 //!   release time.
 //!
 //! A bot that resumes its session opens a new [`Link`] and keeps its game
-//! state; the old link is [`cut`](Link::cut): both tasks are aborted, which
-//! drops the socket without a close frame, as a lost connection would.
+//! state; the old link is [`cut`](Link::cut): the socket is dropped without
+//! a close frame, as a lost connection would be.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,7 @@ use tokio::time::Instant;
 use crate::bot::BotError;
 use crate::conditioner::{Delayed, DelayedRx, LINK_QUEUE, LinkConditioner, LinkConfig};
 use crate::connection::{self, ConnectError, Endpoint, WsReader, WsWriter};
+use crate::direct::DirectLink;
 use crate::metrics::Metrics;
 
 /// A message from the reader to the core.
@@ -48,6 +53,15 @@ pub(crate) enum Inbound {
     Failed(String),
 }
 
+impl Inbound {
+    /// The server's close frame, from its payload (code, then reason).
+    pub(crate) fn closed(payload: &[u8]) -> Self {
+        let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into();
+        Self::Closed { code, reason }
+    }
+}
+
 /// A message from the core (or the reader's protocol obligations) to the
 /// writer.
 #[derive(Debug)]
@@ -63,26 +77,146 @@ enum Outbound {
 }
 
 /// How long [`Link::finish`] lets the reader and writer end on their own
-/// before aborting them.
+/// before aborting them (or a direct link write what it still holds).
 const TASK_GRACE: Duration = Duration::from_secs(1);
 
 /// The core's side of one connection.
 pub(crate) struct Link {
+    transport: Transport,
+}
+
+enum Transport {
+    /// Reader and writer tasks behind the conditioner.
+    Tasks(Tasks),
+    /// Read and written by the core (see [`crate::direct`]).
+    Direct(Box<DirectLink>),
+    /// A direct link after [`Link::cut`]: the socket is gone.
+    Cut,
+}
+
+/// The reader and writer tasks of a conditioned link, and the channels to
+/// and from them.
+struct Tasks {
     tx: mpsc::Sender<Delayed<Outbound>>,
     conditioner: LinkConditioner,
     /// Server messages at their release time.
-    pub(crate) inbound: DelayedRx<Inbound>,
+    inbound: DelayedRx<Inbound>,
     /// The writer and reader tasks.
     tasks: [JoinHandle<()>; 2],
 }
 
 impl Link {
-    /// Opens a WebSocket to `endpoint` within `timeout` and starts its
-    /// reader and writer, each direction delayed by `link` with jitter drawn
-    /// from its seed of `seeds` (inbound, outbound). On a `light` link the
-    /// reader passes snapshots on as [`Inbound::SnapshotHeader`]: no copy of
-    /// the message, no allocation.
+    /// Opens a WebSocket to `endpoint` within `timeout`, each direction
+    /// delayed by `link` with jitter drawn from its seed of `seeds`
+    /// (inbound, outbound). On a `light` link snapshots are passed on as
+    /// [`Inbound::SnapshotHeader`]: no copy of the message, no allocation.
+    /// A light link that `link` does not delay is read and written by the
+    /// caller's task (see [`crate::direct`]); any other has a reader and a
+    /// writer task.
     pub(crate) async fn open(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        link: LinkConfig,
+        seeds: (u64, u64),
+        light: bool,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, ConnectError> {
+        let transport = if light && link.is_transparent() {
+            let direct = DirectLink::open(endpoint, timeout, light, metrics).await?;
+            Transport::Direct(Box::new(direct))
+        } else {
+            Transport::Tasks(Tasks::open(endpoint, timeout, link, seeds, light, metrics).await?)
+        };
+        Ok(Self { transport })
+    }
+
+    /// Sends a client message (through the conditioner, if any).
+    pub(crate) fn send(&mut self, msg: &ClientMsg, now: Instant) -> Result<(), BotError> {
+        match &mut self.transport {
+            Transport::Tasks(tasks) => tasks.push(Outbound::Binary(codec::client_bytes(msg)), now),
+            Transport::Direct(direct) => direct.send(msg),
+            Transport::Cut => Err(BotError::LinkClosed),
+        }
+    }
+
+    /// The next server message, with the time it came out of the link
+    /// (when a real client's socket would have had it); `None` when nothing
+    /// more will come.
+    ///
+    /// Cancel-safe: may sit in `select!`.
+    pub(crate) async fn recv(&mut self) -> Option<(Inbound, Instant)> {
+        match &mut self.transport {
+            Transport::Tasks(tasks) => tasks.inbound.recv().await.map(|d| (d.item, d.release)),
+            Transport::Direct(direct) => direct.recv().await,
+            Transport::Cut => None,
+        }
+    }
+
+    /// Leaves for good: sends [`ClientMsg::Leave`], so the server frees the
+    /// seat at once instead of keeping the session for its resume grace,
+    /// and waits for the server's close frame (which is echoed). If none
+    /// comes within `timeout`, sends our own close frame. `true` when the
+    /// server closed in time.
+    pub(crate) async fn leave(&mut self, timeout: Duration) -> bool {
+        if self.send(&ClientMsg::Leave, Instant::now()).is_err() {
+            return false;
+        }
+        let wait = async {
+            while let Some((msg, _)) = self.recv().await {
+                match msg {
+                    Inbound::Closed { .. } => return true,
+                    Inbound::Failed(_) => return false,
+                    // Snapshots still in flight and the `Left` reason: no
+                    // longer played.
+                    Inbound::Binary(_) | Inbound::SnapshotHeader { .. } | Inbound::Text => {}
+                }
+            }
+            false
+        };
+        let closed = tokio::time::timeout(timeout, wait).await.unwrap_or(false);
+        if !closed {
+            // Nothing may be listening any more; the close is a courtesy.
+            match &mut self.transport {
+                Transport::Tasks(tasks) => {
+                    let _ = tasks.push(Outbound::Close, Instant::now());
+                }
+                Transport::Direct(direct) => direct.close(),
+                Transport::Cut => {}
+            }
+        }
+        closed
+    }
+
+    /// Drops the connection at once, without a close frame. Whatever was
+    /// still queued in either direction is lost, as on a real broken
+    /// connection.
+    pub(crate) fn cut(&mut self) {
+        match &mut self.transport {
+            // Aborting both tasks drops the socket.
+            Transport::Tasks(tasks) => {
+                for task in &tasks.tasks {
+                    task.abort();
+                }
+            }
+            Transport::Direct(_) => self.transport = Transport::Cut,
+            Transport::Cut => {}
+        }
+    }
+
+    /// Lets what was queued for sending go out (a close, typically) and
+    /// ends the connection; bounded in time, so a bot always ends.
+    pub(crate) async fn finish(self) {
+        match self.transport {
+            Transport::Tasks(tasks) => tasks.finish().await,
+            Transport::Direct(mut direct) => direct.flush(TASK_GRACE).await,
+            Transport::Cut => {}
+        }
+    }
+}
+
+impl Tasks {
+    /// Connects and starts the reader and writer (see [`Link::open`]).
+    async fn open(
         endpoint: &Endpoint,
         timeout: Duration,
         link: LinkConfig,
@@ -110,11 +244,6 @@ impl Link {
         })
     }
 
-    /// Queues a client message for sending through the conditioner.
-    pub(crate) fn send(&mut self, msg: &ClientMsg, now: Instant) -> Result<(), BotError> {
-        self.push(Outbound::Binary(codec::client_bytes(msg)), now)
-    }
-
     fn push(&mut self, item: Outbound, now: Instant) -> Result<(), BotError> {
         let release = self.conditioner.release_at(now);
         self.tx
@@ -125,49 +254,10 @@ impl Link {
             })
     }
 
-    /// Leaves for good: sends [`ClientMsg::Leave`], so the server frees the
-    /// seat at once instead of keeping the session for its resume grace,
-    /// and waits for the server's close frame (the reader echoes it). If none
-    /// comes within `timeout`, sends our own close frame. `true` when the
-    /// server closed in time.
-    pub(crate) async fn leave(&mut self, timeout: Duration) -> bool {
-        if self.send(&ClientMsg::Leave, Instant::now()).is_err() {
-            return false;
-        }
-        let wait = async {
-            while let Some(msg) = self.inbound.recv().await {
-                match msg.item {
-                    Inbound::Closed { .. } => return true,
-                    Inbound::Failed(_) => return false,
-                    // Snapshots still in flight and the `Left` reason: no
-                    // longer played.
-                    Inbound::Binary(_) | Inbound::SnapshotHeader { .. } | Inbound::Text => {}
-                }
-            }
-            false
-        };
-        let closed = tokio::time::timeout(timeout, wait).await.unwrap_or(false);
-        if !closed {
-            // Nothing may be listening any more; the close is a courtesy.
-            let _ = self.push(Outbound::Close, Instant::now());
-        }
-        closed
-    }
-
-    /// Drops the connection at once: both tasks are aborted, which drops
-    /// the socket without a close frame. Whatever was still queued in either
-    /// direction is lost, as on a real broken connection.
-    pub(crate) fn cut(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-
     /// Lets the reader and writer end (the writer after a close frame or
     /// when its channel closes, the reader at the server's close frame or
-    /// when the socket does), and aborts them after a moment, so a bot
-    /// always ends.
-    pub(crate) async fn finish(self) {
+    /// when the socket does), and aborts them after a moment.
+    async fn finish(self) {
         let Self {
             tx, inbound, tasks, ..
         } = self;
@@ -235,12 +325,7 @@ async fn read_loop(
                     (item, false)
                 }
                 OpCode::Text => (Inbound::Text, false),
-                OpCode::Close => {
-                    let p: &[u8] = &frame.payload;
-                    let code = p.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    let reason = String::from_utf8_lossy(p.get(2..).unwrap_or_default()).into();
-                    (Inbound::Closed { code, reason }, true)
-                }
+                OpCode::Close => (Inbound::closed(&frame.payload), true),
                 _ => continue,
             },
             Err(e) => (Inbound::Failed(describe(&e)), true),
@@ -252,7 +337,8 @@ async fn read_loop(
     }
 }
 
-fn describe(e: &WebSocketError) -> String {
+/// A read error, as the report's log shows it.
+pub(crate) fn describe(e: &WebSocketError) -> String {
     match e {
         WebSocketError::UnexpectedEOF => "connection closed without a close frame".into(),
         other => other.to_string(),

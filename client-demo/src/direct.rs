@@ -1,0 +1,486 @@
+//! A connection read and written by the bot's own task: no reader task, no
+//! writer task, no channel between them and the core.
+//!
+//! Used by light bots on a transparent link (see [`crate::link::Link`]).
+//! There the conditioner's channels delay nothing, yet every snapshot cost
+//! a wake-up of the reader, a channel hop and a wake-up of the core, and
+//! every input an allocation, a channel hop and a wake-up of the writer:
+//! several times the work of the snapshot itself, which kept one core from
+//! driving 2,000 light bots at the full snapshot rate.
+//!
+//! * **Reading.** fastwebsockets' `read_frame` is not cancel-safe: a read
+//!   dropped half-way loses the bytes it consumed. So the read in flight is
+//!   never dropped: [`Reads`] keeps its future pinned across polls, and when
+//!   a frame is complete starts the next read in the same allocation. The
+//!   core polls it through [`DirectLink::recv`], which is cancel-safe and may
+//!   sit in `select!` next to the tick timer.
+//! * **Writing.** A message is framed (masked, as a client must) into one
+//!   buffer and written at once with a non-blocking `try_write`, so sending
+//!   stays synchronous, like the channel push it replaces, and the input
+//!   leaves at its tick rather than when a writer task is next scheduled.
+//!   What the socket does not take stays buffered, in order, and
+//!   [`DirectLink::recv`] writes it as the socket drains.
+//!
+//! Protocol obligations: pings are answered with pongs as they are read, and
+//! the server's close is echoed (fastwebsockets hands the echo over).
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::io::ErrorKind;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use shared::codec;
+use shared::protocol::ClientMsg;
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::time::Instant;
+
+use crate::bot::BotError;
+use crate::conditioner::LINK_QUEUE;
+use crate::connection::{self, ConnectError, DirectReader, Endpoint};
+use crate::link::{Inbound, describe};
+use crate::metrics::Metrics;
+
+/// Largest WebSocket frame header: 2 bytes, 8 of length, 4 of mask.
+const MAX_FRAME_HEADER: usize = 14;
+
+/// One read: the frame (or why there is none), and the payload of the
+/// close frame fastwebsockets obliges us to send in answer, if any (the
+/// echo of the server's close, or a protocol-error close).
+type FrameRead = (Result<Frame<'static>, WebSocketError>, Option<Vec<u8>>);
+
+/// What one finished read hands back: the reader, for the next read, and
+/// the read.
+type ReadOut = (DirectReader, FrameRead);
+
+/// Reads one message, collecting fragments. Owns the reader while it runs,
+/// so the future is `'static` and can be kept across polls.
+async fn read_next(mut reader: DirectReader) -> ReadOut {
+    let mut obligation = None;
+    let mut oblige = |frame: Frame<'static>| {
+        obligation = Some(frame.payload.to_vec());
+        std::future::ready(Ok::<(), Infallible>(()))
+    };
+    let frame = reader.read_frame(&mut oblige).await;
+    (reader, (frame, obligation))
+}
+
+/// The read in flight, as an object so that [`DirectLink`] can hold it
+/// without naming the type of `read_next`'s future.
+trait FrameReads: Send {
+    /// The next frame and its close obligation, once read.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<FrameRead>;
+}
+
+/// One read future after another, in one allocation.
+struct Reads<F, M> {
+    /// Starts a read (`read_next`).
+    next: M,
+    in_flight: Pin<Box<F>>,
+}
+
+impl<F, M> FrameReads for Reads<F, M>
+where
+    F: Future<Output = ReadOut> + Send,
+    M: Fn(DirectReader) -> F + Send,
+{
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<FrameRead> {
+        let (reader, read) = ready!(self.in_flight.as_mut().poll(cx));
+        // The finished future is replaced in place: no allocation per frame.
+        // The new read is not polled before the next call.
+        self.in_flight.set((self.next)(reader));
+        Poll::Ready(read)
+    }
+}
+
+/// The core's side of a direct connection.
+pub(crate) struct DirectLink {
+    reads: Box<dyn FrameReads>,
+    writer: OwnedWriteHalf,
+    /// Framed bytes not yet taken by the socket, from `written` on.
+    out: Vec<u8>,
+    written: usize,
+    /// Messages in `out`. Full-queue policy as on a conditioned link (see
+    /// [`LINK_QUEUE`]): the socket's own buffer takes hundreds of KiB first,
+    /// so this many messages waiting means the server stopped reading, and
+    /// the bot ends with [`BotError::SendQueueFull`].
+    queued: usize,
+    /// The encoding of the message being sent, reused so that an input costs
+    /// no allocation.
+    payload: Vec<u8>,
+    /// Read only snapshot headers (see [`crate::bot::BotConfig::light`]).
+    light: bool,
+    metrics: Arc<Metrics>,
+    /// A close or a read error was delivered: nothing more will come.
+    read_ended: bool,
+    /// A close frame is queued (ours or the echo of the server's): it is
+    /// the last thing written.
+    closing: bool,
+    /// Writing failed: the socket is broken, and reading will say how.
+    write_failed: bool,
+}
+
+impl DirectLink {
+    /// Opens a WebSocket to `endpoint` within `timeout`.
+    pub(crate) async fn open(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        light: bool,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, ConnectError> {
+        let (reader, writer) = connection::connect_direct(endpoint, timeout).await?;
+        Ok(Self {
+            reads: Box::new(Reads {
+                next: read_next,
+                in_flight: Box::pin(read_next(reader)),
+            }),
+            writer,
+            out: Vec::new(),
+            written: 0,
+            queued: 0,
+            payload: Vec::new(),
+            light,
+            metrics: Arc::clone(metrics),
+            read_ended: false,
+            closing: false,
+            write_failed: false,
+        })
+    }
+
+    /// Sends a client message: written at once if the socket takes it,
+    /// else queued behind what it has not taken yet.
+    pub(crate) fn send(&mut self, msg: &ClientMsg) -> Result<(), BotError> {
+        if self.closing || self.write_failed {
+            return Err(BotError::LinkClosed);
+        }
+        if self.queued >= LINK_QUEUE {
+            return Err(BotError::SendQueueFull);
+        }
+        codec::encode_client(msg, &mut self.payload);
+        let len = self.payload.len();
+        push_frame(
+            &mut self.out,
+            Frame::binary(Payload::BorrowedMut(&mut self.payload)),
+        );
+        self.queued += 1;
+        self.metrics
+            .bytes_sent
+            .add((len + connection::frame_header_len(len, true)) as u64);
+        self.write_now();
+        Ok(())
+    }
+
+    /// Sends our close frame (code 1000), the last thing written.
+    pub(crate) fn close(&mut self) {
+        self.queue_close(Frame::close(1000, b""));
+    }
+
+    fn queue_close(&mut self, frame: Frame<'_>) {
+        if self.closing || self.write_failed {
+            return;
+        }
+        push_frame(&mut self.out, frame);
+        self.queued += 1;
+        self.closing = true;
+        self.write_now();
+    }
+
+    /// Writes what the socket takes without waiting.
+    fn write_now(&mut self) {
+        while self.written < self.out.len() {
+            match self.writer.try_write(&self.out[self.written..]) {
+                Ok(n) if n > 0 => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Ok(_) => return self.write_error("wrote nothing"),
+                Err(e) => return self.write_error(&e.to_string()),
+            }
+        }
+        self.wrote_all();
+    }
+
+    /// Writes what the socket takes, and asks to be woken when it takes
+    /// more.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.written < self.out.len() {
+            match Pin::new(&mut self.writer).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => self.written += n,
+                Poll::Ready(Ok(_)) => {
+                    self.write_error("wrote nothing");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Err(e)) => {
+                    self.write_error(&e.to_string());
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.wrote_all();
+        Poll::Ready(())
+    }
+
+    fn wrote_all(&mut self) {
+        self.out.clear();
+        self.written = 0;
+        self.queued = 0;
+    }
+
+    /// As the writer task of a conditioned link does: the broken socket is
+    /// reported by the read side; what was queued is lost.
+    fn write_error(&mut self, e: &str) {
+        tracing::debug!("writer ended: {e}");
+        self.write_failed = true;
+        self.wrote_all();
+    }
+
+    /// The next server message and when it was read; `None` once the
+    /// server's close or a read error was delivered. Meanwhile, writes what
+    /// the socket did not take yet.
+    ///
+    /// Cancel-safe: a read in progress stays in flight for the next call.
+    pub(crate) async fn recv(&mut self) -> Option<(Inbound, Instant)> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Inbound, Instant)>> {
+        if self.written < self.out.len() {
+            // Pending only means the socket is full: it wakes us when not.
+            let _ = self.poll_write_out(cx);
+        }
+        if self.read_ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            let (frame, obligation) = ready!(self.reads.poll_frame(cx));
+            let now = Instant::now();
+            if let Some(payload) = obligation {
+                self.queue_close(Frame::close_raw(Payload::Owned(payload)));
+            }
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.read_ended = true;
+                    return Poll::Ready(Some((Inbound::Failed(describe(&e)), now)));
+                }
+            };
+            let item = match frame.opcode {
+                OpCode::Binary => {
+                    let len = frame.payload.len();
+                    self.metrics
+                        .bytes_received
+                        .add((len + connection::frame_header_len(len, false)) as u64);
+                    let header = if self.light {
+                        codec::peek_snapshot_header(&frame.payload)
+                    } else {
+                        None
+                    };
+                    match header {
+                        Some((tick, base_age, input_ack)) => Inbound::SnapshotHeader {
+                            tick,
+                            base_age,
+                            input_ack,
+                        },
+                        None => Inbound::Binary(Vec::from(frame.payload)),
+                    }
+                }
+                OpCode::Text => Inbound::Text,
+                OpCode::Close => {
+                    self.read_ended = true;
+                    Inbound::closed(&frame.payload)
+                }
+                OpCode::Ping => {
+                    if !self.closing && !self.write_failed {
+                        push_frame(&mut self.out, Frame::pong(frame.payload));
+                        self.queued += 1;
+                        self.write_now();
+                    }
+                    continue;
+                }
+                OpCode::Pong | OpCode::Continuation => continue,
+            };
+            return Poll::Ready(Some((item, now)));
+        }
+    }
+
+    /// Writes what is still queued (a close, typically), for at most
+    /// `timeout`.
+    pub(crate) async fn flush(&mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, poll_fn(|cx| self.poll_write_out(cx))).await;
+    }
+}
+
+/// Appends `frame`, masked with a fresh key as RFC 6455 requires of a
+/// client, to `out`.
+fn push_frame(out: &mut Vec<u8>, mut frame: Frame<'_>) {
+    frame.mask();
+    let mut head = [0; MAX_FRAME_HEADER];
+    let len = frame.fmt_head(&mut head);
+    out.extend_from_slice(&head[..len]);
+    out.extend_from_slice(&frame.payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::Tick;
+    use shared::protocol::ServerMsg;
+    use shared::snapshot::SnapshotMsg;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// An unmasked server frame.
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mut f = vec![0x80 | opcode, payload.len() as u8];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Reads one masked client frame: (opcode, unmasked payload).
+    async fn client_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0; 2];
+        s.read_exact(&mut head).await.expect("frame head");
+        assert_eq!(head[1] & 0x80, 0x80, "client frames are masked");
+        let len = usize::from(head[1] & 0x7f);
+        assert!(len < 126);
+        let mut mask = [0; 4];
+        s.read_exact(&mut mask).await.expect("mask");
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).await.expect("payload");
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+        (head[0] & 0x0f, payload)
+    }
+
+    async fn recv(link: &mut DirectLink) -> Inbound {
+        let got = tokio::time::timeout(WAIT, link.recv()).await;
+        got.expect("a message in time").expect("link open").0
+    }
+
+    /// A hand-written server: the upgrade, then raw frames, so that every
+    /// byte the direct link reads and writes is checked.
+    #[tokio::test]
+    async fn reads_writes_answers_pings_and_echoes_the_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut snapshot = Vec::new();
+        codec::encode_server(
+            &ServerMsg::Snapshot(SnapshotMsg {
+                tick: Tick(42),
+                base_age: 3,
+                input_ack: 7,
+                ..SnapshotMsg::default()
+            }),
+            &mut snapshot,
+        );
+        let mut pong = Vec::new();
+        codec::encode_server(
+            &ServerMsg::Pong {
+                nonce: 5,
+                tick: Tick(1),
+            },
+            &mut pong,
+        );
+        let (snapshot_sent, pong_sent) = (snapshot.clone(), pong.clone());
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut b = [0; 1];
+                s.read_exact(&mut b).await.expect("request");
+                request.push(b[0]);
+            }
+            // The first frames in the same write as the 101: the HTTP
+            // client may read them with the response.
+            let mut out = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                            Connection: Upgrade\r\n\r\n"
+                .to_vec();
+            out.extend(server_frame(0x9, b"hi"));
+            out.extend(server_frame(0x2, &snapshot_sent));
+            out.extend(server_frame(0x2, &pong_sent));
+            s.write_all(&out).await.expect("write");
+            // The ping is answered with its payload.
+            assert_eq!(client_frame(&mut s).await, (0xA, b"hi".to_vec()));
+            // The client's message, as sent.
+            let (opcode, payload) = client_frame(&mut s).await;
+            assert_eq!(opcode, 0x2);
+            assert_eq!(
+                codec::decode_client(&payload).ok(),
+                Some(ClientMsg::Ping(9))
+            );
+            let mut close = 1000u16.to_be_bytes().to_vec();
+            close.extend_from_slice(b"bye");
+            s.write_all(&server_frame(0x8, &close))
+                .await
+                .expect("close");
+            // The close is echoed.
+            assert_eq!(client_frame(&mut s).await, (0x8, close));
+        });
+
+        let endpoint = Endpoint {
+            authority: addr.to_string(),
+            path: "/ws".into(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let link = DirectLink::open(&endpoint, WAIT, true, &metrics).await;
+        let mut link = link.expect("connected");
+        match recv(&mut link).await {
+            Inbound::SnapshotHeader {
+                tick,
+                base_age,
+                input_ack,
+            } => assert_eq!((tick, base_age, input_ack), (Tick(42), 3, 7)),
+            other => panic!("expected a snapshot header, got {other:?}"),
+        }
+        match recv(&mut link).await {
+            Inbound::Binary(bytes) => assert_eq!(bytes, pong),
+            other => panic!("expected the pong message, got {other:?}"),
+        }
+        link.send(&ClientMsg::Ping(9)).expect("sent");
+        match recv(&mut link).await {
+            Inbound::Closed { code, reason } => {
+                assert_eq!((code, reason.as_str()), (Some(1000), "bye"));
+            }
+            other => panic!("expected the close, got {other:?}"),
+        }
+        let after = tokio::time::timeout(WAIT, link.recv()).await;
+        assert!(matches!(after, Ok(None)), "nothing after the close");
+        // Nothing goes out after the close.
+        assert!(matches!(
+            link.send(&ClientMsg::Ping(10)),
+            Err(BotError::LinkClosed)
+        ));
+        link.flush(WAIT).await;
+        tokio::time::timeout(WAIT, server)
+            .await
+            .expect("server done in time")
+            .expect("server checks passed");
+        let received = (snapshot.len() + 2 + pong.len() + 2) as u64;
+        assert_eq!(metrics.bytes_received.get(), received);
+    }
+
+    #[test]
+    fn frames_are_masked_client_frames() {
+        let mut out = Vec::new();
+        let mut payload = vec![1, 2, 3];
+        push_frame(&mut out, Frame::binary(Payload::BorrowedMut(&mut payload)));
+        assert_eq!(out.len(), 2 + 4 + 3);
+        // FIN and binary; masked, length 3.
+        assert_eq!(out[0], 0x82);
+        assert_eq!(out[1], 0x80 | 3);
+        let mask = [out[2], out[3], out[4], out[5]];
+        let unmasked: Vec<u8> = out[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        assert_eq!(unmasked, [1, 2, 3]);
+    }
+}
