@@ -4,9 +4,10 @@
 //! A bot is three tokio tasks and no thread: the reader and writer of its
 //! current connection (see [`crate::link`]) and the *core* (the task that
 //! called [`run`]), which owns all the game state: the [`Replica`], the
-//! [`Predictor`], the [`Brain`]. The core waits on the tick timer, the
-//! released inbound messages and the stop signal, and never on a socket, so
-//! its tick timer measures the bot process's own lateness. A light bot on a
+//! [`Predictor`], the [`Brain`]. The core waits on the tick timer and the
+//! released inbound messages (the stop signal is checked on each tick), and
+//! never on a socket, so its tick timer measures the bot process's own
+//! lateness. A light bot on a
 //! transparent link is one task: its core reads and writes the socket
 //! itself (module `direct`), still without ever waiting on it.
 //!
@@ -630,40 +631,53 @@ impl Game {
         // a burst would queue on the server and inflate every later latency
         // sample. The lateness is measured either way.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let far = Duration::from_secs(86_400 * 365);
-        // The first ping goes out at once: input pacing needs a round trip.
-        let mut next_ping = if self.ping_interval.is_some() {
-            start
-        } else {
-            start + far
-        };
+        // Pings and the resume chance are due on the bot's own clock too, so
+        // they go out on its ticks (a ping's round trip is timed from when
+        // it is sent): a timer of their own would be one more future to
+        // poll on every wake-up, for an event every second or two. The
+        // first ping goes out on the first tick: input pacing needs a round
+        // trip.
+        let mut next_ping = start;
         // The resume chance is drawn once a second, at a random phase.
-        let chaos_on = self.resume_chance > 0.0;
         let second = Duration::from_secs(1);
-        let mut chaos = tokio::time::interval_at(start + second.mul_f64(self.chaos.f64()), second);
-        chaos.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_chaos = start + second.mul_f64(self.chaos.f64());
         loop {
             tokio::select! {
                 biased;
-                _ = stop.changed() => return Ok(PlayEnd::Stopped),
                 msg = link.recv() => {
                     let (msg, arrived) = msg.ok_or(BotError::LinkClosed)?;
                     self.on_message(msg, arrived)?;
                 }
-                scheduled = ticker.tick() => self.on_tick(scheduled, link)?,
-                () = tokio::time::sleep_until(next_ping), if self.ping_interval.is_some() => {
+                scheduled = ticker.tick() => {
+                    // The stop signal is looked at once a tick (a load, no
+                    // lock), not waited on: polling its future on every
+                    // wake-up takes the signal's lock, shared by every bot,
+                    // for each message. The bot leaves at most a tick later.
+                    if stop.has_changed().unwrap_or(true) {
+                        return Ok(PlayEnd::Stopped);
+                    }
+                    self.on_tick(scheduled, link)?;
                     let now = Instant::now();
-                    next_ping = now + self.ping_interval.unwrap_or(far);
-                    let nonce = self.next_nonce;
-                    self.next_nonce += 1;
-                    self.ping = Some((nonce, now));
-                    link.send(&ClientMsg::Ping(nonce), now)?;
-                }
-                _ = chaos.tick(), if chaos_on => {
-                    // Only once this connection showed a snapshot, so the
-                    // previous resume (if any) was verified by one.
-                    if self.snapshot_on_this_link && self.chaos.f64() < self.resume_chance {
-                        return Ok(PlayEnd::Cut);
+                    if let Some(interval) = self.ping_interval
+                        && now >= next_ping
+                    {
+                        next_ping = now + interval;
+                        let nonce = self.next_nonce;
+                        self.next_nonce += 1;
+                        self.ping = Some((nonce, now));
+                        link.send(&ClientMsg::Ping(nonce), now)?;
+                    }
+                    if self.resume_chance > 0.0 && now >= next_chaos {
+                        // After a stall, one draw, then a second later.
+                        next_chaos += second;
+                        if next_chaos <= now {
+                            next_chaos = now + second;
+                        }
+                        // Only once this connection showed a snapshot, so
+                        // the previous resume (if any) was verified by one.
+                        if self.snapshot_on_this_link && self.chaos.f64() < self.resume_chance {
+                            return Ok(PlayEnd::Cut);
+                        }
                     }
                 }
             }
