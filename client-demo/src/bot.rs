@@ -841,7 +841,7 @@ impl Game {
             self.unacked.pop_front();
         }
         m.inputs_acked.add(u64::from(r.acked));
-        for latency in r.ack_latencies {
+        for &latency in &r.ack_latencies {
             self.samples.input_ack_latency(latency);
             self.pacer.on_ack_latency(latency);
         }
@@ -870,6 +870,7 @@ impl Game {
             ));
         }
         m.inputs_never_acked.add(u64::from(r.dropped_unacked));
+        self.predictor.recycle(r);
     }
 
     fn on_tick(&mut self, scheduled: Instant, link: &mut Link) -> Result<(), BotError> {

@@ -85,6 +85,9 @@ pub struct Predictor {
     predicted: Option<IVec2>,
     /// Inputs forgotten since the last snapshot.
     dropped: u32,
+    /// The buffer of the next [`Reconciliation::ack_latencies`], handed back
+    /// by [`Predictor::recycle`], so that a snapshot costs no allocation.
+    spare_latencies: Vec<Duration>,
 }
 
 impl Predictor {
@@ -98,6 +101,7 @@ impl Predictor {
             last_hp: None,
             predicted: None,
             dropped: 0,
+            spare_latencies: Vec::new(),
         }
     }
 
@@ -154,6 +158,15 @@ impl Predictor {
         }
     }
 
+    /// Takes back a [`Reconciliation`] the caller is done with, to reuse
+    /// its buffer for the next snapshot. Optional: without it, each
+    /// snapshot that acknowledges an input allocates one.
+    pub fn recycle(&mut self, r: Reconciliation) {
+        let mut latencies = r.ack_latencies;
+        latencies.clear();
+        self.spare_latencies = latencies;
+    }
+
     /// Reconciles with a snapshot received at `now` that acknowledges input
     /// `input_ack` and shows the player as `own` (`None` if the player is not
     /// in the snapshot, or the snapshot could not be rebuilt: then only the
@@ -166,6 +179,7 @@ impl Predictor {
     ) -> Reconciliation {
         let mut out = Reconciliation {
             dropped_unacked: std::mem::take(&mut self.dropped),
+            ack_latencies: std::mem::take(&mut self.spare_latencies),
             ..Reconciliation::default()
         };
         let (prev_ack, prev_pos) = self.acked;
