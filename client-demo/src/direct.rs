@@ -268,25 +268,7 @@ impl DirectLink {
                 }
             };
             let item = match frame.opcode {
-                OpCode::Binary => {
-                    let len = frame.payload.len();
-                    self.metrics
-                        .bytes_received
-                        .add((len + connection::frame_header_len(len, false)) as u64);
-                    let header = if self.light {
-                        codec::peek_snapshot_header(&frame.payload)
-                    } else {
-                        None
-                    };
-                    match header {
-                        Some((tick, base_age, input_ack)) => Inbound::SnapshotHeader {
-                            tick,
-                            base_age,
-                            input_ack,
-                        },
-                        None => Inbound::Binary(Vec::from(frame.payload)),
-                    }
-                }
+                OpCode::Binary => Inbound::binary(frame.payload, self.light, &self.metrics),
                 OpCode::Text => Inbound::Text,
                 OpCode::Close => {
                     self.read_ended = true;

@@ -54,6 +54,28 @@ pub(crate) enum Inbound {
 }
 
 impl Inbound {
+    /// A binary message of `payload`, counted in the received bytes: on a
+    /// `light` link a snapshot is passed on as its header.
+    pub(crate) fn binary(payload: Payload<'_>, light: bool, metrics: &Metrics) -> Self {
+        let len = payload.len();
+        metrics
+            .bytes_received
+            .add((len + connection::frame_header_len(len, false)) as u64);
+        let header = if light {
+            codec::peek_snapshot_header(&payload)
+        } else {
+            None
+        };
+        match header {
+            Some((tick, base_age, input_ack)) => Self::SnapshotHeader {
+                tick,
+                base_age,
+                input_ack,
+            },
+            None => Self::Binary(Vec::from(payload)),
+        }
+    }
+
     /// The server's close frame, from its payload (code, then reason).
     pub(crate) fn closed(payload: &[u8]) -> Self {
         let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
@@ -304,26 +326,7 @@ async fn read_loop(
         let now = Instant::now();
         let (item, last) = match result {
             Ok(frame) => match frame.opcode {
-                OpCode::Binary => {
-                    let len = frame.payload.len();
-                    metrics
-                        .bytes_received
-                        .add((len + connection::frame_header_len(len, false)) as u64);
-                    let header = if light {
-                        codec::peek_snapshot_header(&frame.payload)
-                    } else {
-                        None
-                    };
-                    let item = match header {
-                        Some((tick, base_age, input_ack)) => Inbound::SnapshotHeader {
-                            tick,
-                            base_age,
-                            input_ack,
-                        },
-                        None => Inbound::Binary(Vec::from(frame.payload)),
-                    };
-                    (item, false)
-                }
+                OpCode::Binary => (Inbound::binary(frame.payload, light, &metrics), false),
                 OpCode::Text => (Inbound::Text, false),
                 OpCode::Close => (Inbound::closed(&frame.payload), true),
                 _ => continue,
