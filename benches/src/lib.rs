@@ -49,7 +49,7 @@ struct Bot {
     change_in: u32,
 }
 
-/// A [`World`] with players driven by [`Bot`]-like inputs, as the room drives
+/// A [`World`] with players driven by bot-like inputs, as the room drives
 /// it: one input per player per tick, then one step.
 #[derive(Debug)]
 pub struct Arena {

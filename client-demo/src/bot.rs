@@ -2,7 +2,7 @@
 //! session when its connection is lost, and leaves.
 //!
 //! A bot is three tokio tasks and no thread: the reader and writer of its
-//! current connection (see [`crate::link`]) and the *core* (the task that
+//! current connection (module `link`) and the *core* (the task that
 //! called [`run`]), which owns all the game state: the [`Replica`], the
 //! [`Predictor`], the [`Brain`]. The core waits on the tick timer and the
 //! released inbound messages (the stop signal is checked on each tick), and

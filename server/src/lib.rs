@@ -3,15 +3,15 @@
 //! Tasks and ownership:
 //! * the **room task** ([`room`]) owns the [`game::World`] by `&mut` and runs
 //!   the fixed-rate tick;
-//! * per connection, a **reader** and a **writer** task ([`connection`])
+//! * per connection, a **reader** and a **writer** task (module `connection`)
 //!   talk to the room only through bounded queues and a `watch` of the newest
 //!   published snapshot;
-//! * per room, **fan-out** shard tasks ([`fanout`]) write every client's
+//! * per room, **fan-out** shard tasks (module `fanout`) write every client's
 //!   snapshot after each published tick, one task wake-up per 32 clients
-//!   instead of one per client; a client's socket is shared through its
-//!   [`outbox`];
+//!   instead of one per client; a client's socket is shared through its outbox
+//!   (module `outbox`);
 //! * the **accept loop** ([`serve`]) caps open connections and hands each to
-//!   hyper ([`http`]), which serves files, status, and the WebSocket upgrade.
+//!   hyper (module `http`), which serves files, status, and the WebSocket upgrade.
 //!
 //! [`serve`] is the whole server; `src/bin/server.rs` only parses flags.
 
