@@ -25,6 +25,9 @@ pub(crate) struct Registry {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    /// Every room's tick deadlines are counted from this instant, so all
+    /// rooms tick in phase ([`RoomSetup::tick_epoch`]).
+    tick_epoch: tokio::time::Instant,
     inner: Mutex<Inner>,
 }
 
@@ -52,6 +55,7 @@ impl Registry {
             config,
             metrics,
             shutdown,
+            tick_epoch: tokio::time::Instant::now(),
             inner: Mutex::new(Inner {
                 rooms: BTreeMap::new(),
                 serials: HashMap::new(),
@@ -95,6 +99,7 @@ impl Registry {
         let serial = inner.next_serial;
         inner.next_serial = inner.next_serial.wrapping_add(1).max(1);
         let setup = RoomSetup {
+            tick_epoch: self.tick_epoch,
             name: name.clone(),
             serial,
             public,

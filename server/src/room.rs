@@ -11,7 +11,9 @@
 //! Each room runs on its own OS thread (with a single-threaded tokio runtime
 //! for its timer), so the kernel schedules rooms preemptively: a room whose
 //! tick runs long delays only itself, never another room's tick or the
-//! connection tasks on the I/O runtime.
+//! connection tasks on the I/O runtime. All rooms tick in phase, on one grid
+//! of deadlines (`first_deadline`), so that many small rooms wake the I/O
+//! runtime once per period rather than once per room.
 //!
 //! A player's seat is a *session*: when the connection drops without a
 //! deliberate leave or a kick for breaking the rules, the entity stays for
@@ -385,6 +387,9 @@ struct Slot {
 
 /// How a room is started.
 pub(crate) struct RoomSetup {
+    /// The instant every room's tick deadlines are counted from (see
+    /// [`first_deadline`]).
+    pub(crate) tick_epoch: Instant,
     pub(crate) name: String,
     pub(crate) serial: u32,
     pub(crate) public: bool,
@@ -394,6 +399,8 @@ pub(crate) struct RoomSetup {
 
 struct Room {
     config: Arc<Config>,
+    /// See [`RoomSetup::tick_epoch`].
+    tick_epoch: Instant,
     world: World,
     slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
@@ -504,6 +511,7 @@ pub(crate) fn spawn(
                 status,
                 registry,
                 serial: setup.serial,
+                tick_epoch: setup.tick_epoch,
                 clock: TickClock::new(),
                 late_us: 0,
                 overruns: 0,
@@ -511,6 +519,23 @@ pub(crate) fn spawn(
             runtime.block_on(room.run(&mut shutdown));
         })?;
     Ok(handle)
+}
+
+/// The first tick deadline after `now` on the grid of instants `period`
+/// apart from `epoch`.
+///
+/// Every room of a server ticks on the same grid, so their ticks, and the
+/// fan-outs they wake on the I/O runtime, come together once per period
+/// instead of once per room at times of their own: with many small rooms on
+/// few cores that is one wake-up of the runtime's threads per period, not
+/// one per room (each a context switch). Rooms keep their own threads, so a
+/// long tick still delays only its own room.
+fn first_deadline(epoch: Instant, now: Instant, period: Duration) -> Instant {
+    let periods = now.saturating_duration_since(epoch).as_nanos() / period.as_nanos().max(1);
+    u64::try_from(period.as_nanos().saturating_mul(periods + 1))
+        .ok()
+        .and_then(|offset| epoch.checked_add(Duration::from_nanos(offset)))
+        .unwrap_or(now + period)
 }
 
 impl Room {
@@ -527,7 +552,7 @@ impl Room {
         let mut empty_since: Option<Instant> = None;
         // Deadlines, not sleep(period): the schedule never drifts, whatever
         // each tick costs.
-        let mut next = Instant::now() + period;
+        let mut next = first_deadline(self.tick_epoch, Instant::now(), period);
         loop {
             tokio::select! {
                 biased;
@@ -882,6 +907,24 @@ mod tests {
         InputCmd {
             seq,
             ..InputCmd::default()
+        }
+    }
+
+    #[test]
+    fn rooms_started_at_any_time_tick_on_one_grid() {
+        let epoch = Instant::now();
+        let period = Duration::from_micros(33_333);
+        for started_us in [0, 1, 33_332, 33_333, 33_334, 1_000_000, 86_400_000_000] {
+            let now = epoch + Duration::from_micros(started_us);
+            let next = first_deadline(epoch, now, period);
+            assert!(next > now, "the first tick is after the start");
+            assert!(next - now <= period, "and at most one period later");
+            let offset = (next - epoch).as_nanos();
+            assert_eq!(
+                offset % period.as_nanos(),
+                0,
+                "on the grid: {started_us} µs"
+            );
         }
     }
 
