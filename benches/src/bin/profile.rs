@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`, or
-//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check, and
+//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check (it
+//! also prints what the diff finds per message), and
 //! `time-diff-once-hot ENTITIES AGE ROUNDS`, the same on the first four
 //! pairs only, so the states stay in cache and the branch predictor has
 //! seen the same four messages before (`time-diff-once`, like the criterion
@@ -69,6 +70,17 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
     let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
     let mut msg = SnapshotMsg::default();
     let mut buf = Vec::new();
+    // What the diff finds, per message: the entities that left dead
+    // reckoning (change heads), their values, and the created and removed.
+    let (mut heads, mut values, mut created, mut removed) = (0, 0, 0, 0);
+    for ((base, current), &sum) in pairs.iter().zip(&sums) {
+        snapshot::diff_into_with_checksum(Some(base), current, sum, 1, &mut msg);
+        heads += msg.changed.len();
+        values += msg.values.len();
+        created += msg.created.len();
+        removed += msg.removed.len();
+    }
+    let per_msg = |n: usize| n as f64 / pairs.len() as f64;
     let mut pass = || {
         let start = Instant::now();
         for ((base, current), &sum) in pairs.iter().zip(&sums) {
@@ -82,11 +94,16 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
     let mut ns: Vec<f64> = (0..rounds.max(1)).map(|_| pass()).collect();
     ns.sort_by(f64::total_cmp);
     println!(
-        "diff-once{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message",
+        "diff-once{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message; \
+         per message {:.0} off dead reckoning, {:.0} values, {:.1} created, {:.1} removed",
         if hot { " (hot)" } else { "" },
         arena.world.entity_count(),
         ns[ns.len() / 2],
-        ns[0]
+        ns[0],
+        per_msg(heads),
+        per_msg(values),
+        per_msg(created),
+        per_msg(removed),
     );
 }
 
