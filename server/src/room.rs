@@ -399,8 +399,6 @@ pub(crate) struct RoomSetup {
 
 struct Room {
     config: Arc<Config>,
-    /// See [`RoomSetup::tick_epoch`].
-    tick_epoch: Instant,
     world: World,
     slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
@@ -511,12 +509,11 @@ pub(crate) fn spawn(
                 status,
                 registry,
                 serial: setup.serial,
-                tick_epoch: setup.tick_epoch,
                 clock: TickClock::new(),
                 late_us: 0,
                 overruns: 0,
             };
-            runtime.block_on(room.run(&mut shutdown));
+            runtime.block_on(room.run(setup.tick_epoch, &mut shutdown));
         })?;
     Ok(handle)
 }
@@ -539,7 +536,8 @@ fn first_deadline(epoch: Instant, now: Instant, period: Duration) -> Instant {
 }
 
 impl Room {
-    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) {
+    /// The tick loop, on the grid of deadlines from `tick_epoch`.
+    async fn run(&mut self, tick_epoch: Instant, shutdown: &mut watch::Receiver<bool>) {
         let period = Duration::from_secs_f64(1.0 / f64::from(self.config.tick_hz));
         info!(
             tick_hz = self.config.tick_hz,
@@ -552,7 +550,7 @@ impl Room {
         let mut empty_since: Option<Instant> = None;
         // Deadlines, not sleep(period): the schedule never drifts, whatever
         // each tick costs.
-        let mut next = first_deadline(self.tick_epoch, Instant::now(), period);
+        let mut next = first_deadline(tick_epoch, Instant::now(), period);
         loop {
             tokio::select! {
                 biased;
