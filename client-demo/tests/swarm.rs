@@ -14,7 +14,7 @@
 //! Timing figures are only meaningful when the machine had CPU to spare. The
 //! report says when it did not (`bot_cpu_saturated`: the bots' tick timers
 //! fired late). Correctness is asserted on every run; the timing assertions
-//! are made on the first run that was not starved, and a test whose three
+//! are made on the first run that was not starved, and a test whose five
 //! runs were all starved fails, saying so, rather than pass unmeasured.
 
 use std::time::Duration;
@@ -70,10 +70,11 @@ fn tick_ms() -> f64 {
     1000.0 / f64::from(TICK_HZ)
 }
 
-/// Runs `config` until one run had the CPU it needed (at most three), and
+/// Runs `config` until one run had the CPU it needed (at most five, a
+/// second apart so a burst of other work on the machine can pass), and
 /// returns that run's report. Every run must be correct.
 async fn measured_run(config: SwarmConfig) -> Report {
-    const ATTEMPTS: u32 = 3;
+    const ATTEMPTS: u32 = 5;
     for attempt in 1..=ATTEMPTS {
         let report = run_against_local_server(config.clone()).await;
         assert_netcode_correct(&report, u64::from(config.clients));
@@ -85,6 +86,9 @@ async fn measured_run(config: SwarmConfig) -> Report {
              (bot timer lateness p99 {} ms); running again",
             report.input_send_lateness_ms.p99
         );
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     panic!(
         "the machine was too busy in all {ATTEMPTS} runs to measure latency and snapshot \
