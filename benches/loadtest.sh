@@ -61,6 +61,11 @@
 #       step, snapshot built and published (which wakes every writer);
 #       late p99 = the highest 99th percentile over rooms of how late a tick
 #       started
+#   steal = the share of the window's CPU time that the hypervisor gave to
+#       other guests (/proc/stat), on the server's core and the bots' core
+#       when pinned: on a shared VM a run with much steal measured less
+#       machine than it had (CPU per snapshot is CPU time, so it holds up
+#       better than the latencies and the snapshot rate)
 #   bots = the swarm's report, full or light bots as the table says; when
 #       `bot_cpu_saturated` is true (bot CPU over 90% of its cores, or its
 #       timers late by more than a quarter tick at p99) the bots could not
@@ -142,6 +147,13 @@ if [ "${PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]
     PIN_BOTS=(taskset -c 1)
     PINNING="server pinned to core 0, bots to core 1"
 fi
+if [ ${#PIN_SERVER[@]} -gt 0 ]; then
+    STEAL_CORES="cpu0 cpu1"
+    STEAL_HEAD="steal % server core / bots core"
+else
+    STEAL_CORES="cpu"
+    STEAL_HEAD="steal % (all cores)"
+fi
 # Two sockets per client on this machine, plus slack.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -150,6 +162,28 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 status() {
     curl -fsS --max-time 5 -o "$OUT/status-$tag-$2.json" "http://127.0.0.1:$1/status.json"
     curl -fsS --max-time 5 -o "$OUT/metrics-$tag-$2.txt" "http://127.0.0.1:$1/metrics" || true
+    cat /proc/stat >"$OUT/procstat-$tag-$2.txt" 2>/dev/null || true
+}
+# Share of the window's CPU time the hypervisor gave to other guests
+# (/proc/stat's steal column), in %: "server core / bots core" when they are
+# pinned, else over all cores. A run with much steal measured a machine
+# that was not all there.
+steal() {
+    awk -v cores="$STEAL_CORES" '
+        FNR == 1 { f++ }
+        $1 ~ /^cpu[0-9]*$/ {
+            t = 0
+            for (i = 2; i <= 9; i++) t += $i
+            total[f, $1] = t; st[f, $1] = $9
+        }
+        END {
+            n = split(cores, cs, " ")
+            for (i = 1; i <= n; i++) {
+                dt = total[2, cs[i]] - total[1, cs[i]]
+                out = out (i > 1 ? " / " : "") (dt > 0 ? sprintf("%.0f", (st[2, cs[i]] - st[1, cs[i]]) / dt * 100) : "?")
+            }
+            print out
+        }' "$OUT/procstat-$tag-a.txt" "$OUT/procstat-$tag-b.txt" 2>/dev/null || echo "?"
 }
 # Mean duration of each tick phase over the window, in µs, from the
 # Prometheus histograms' _sum and _count (every room together):
@@ -273,7 +307,7 @@ for n in "${CLIENTS[@]}"; do
         wait "$server_pid" 2>/dev/null || true
 
         [ -s "$json" ] || echo '{}' >"$json"
-        jq -rn --arg layout "$layout" --argjson n "$n" --arg phases "$(phases)" \
+        jq -rn --arg layout "$layout" --argjson n "$n" --arg phases "$(phases)" --arg steal "$(steal)" \
             --slurpfile idle "$OUT/status-$tag-idle.json" \
             --slurpfile a "$OUT/status-$tag-a.json" --slurpfile b "$OUT/status-$tag-b.json" '
             def r(p): (. * pow(10; p) | round) / pow(10; p);
@@ -300,7 +334,8 @@ for n in "${CLIENTS[@]}"; do
                 $phases,
                 ($b.rooms | map(.tick_us.late_p99_us) | max // 0 | us),
                 (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / $per | round),
-                (($b.totals.snapshots_full - $a.totals.snapshots_full) / $dt | r(1))
+                (($b.totals.snapshots_full - $a.totals.snapshots_full) / $dt | r(1)),
+                $steal
               ] | map(tostring) | "| " + join(" | ") + " |"' >>"$SERVER_ROWS"
         jq -rn --arg layout "$layout" --argjson n "$n" --arg kind "$BOT_KIND" \
             --slurpfile bots "$json" '
@@ -334,8 +369,8 @@ done
     echo
     echo "Server (its own /status.json over the window; players summed over rooms, tick from the worst room):"
     echo
-    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | tick phases, mean µs: ingest / simulate / snapshot | late p99 | bytes out/client/s | full snapshots/s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | tick phases, mean µs: ingest / simulate / snapshot | late p99 | bytes out/client/s | full snapshots/s | $STEAL_HEAD |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$SERVER_ROWS"
     echo
     echo "Bots (the swarm's report):"
