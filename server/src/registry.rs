@@ -25,8 +25,9 @@ pub(crate) struct Registry {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
-    /// Every room's tick deadlines are counted from this instant, so all
-    /// rooms tick in phase ([`RoomSetup::tick_epoch`]).
+    /// Every room's tick deadlines are counted from this instant, shifted to
+    /// the room's phase, so rooms tick together, in at most
+    /// `config.tick_phases` groups ([`RoomSetup::tick_epoch`]).
     tick_epoch: tokio::time::Instant,
     inner: Mutex<Inner>,
 }
@@ -99,7 +100,12 @@ impl Registry {
         let serial = inner.next_serial;
         inner.next_serial = inner.next_serial.wrapping_add(1).max(1);
         let setup = RoomSetup {
-            tick_epoch: self.tick_epoch,
+            tick_epoch: room::phase_epoch(
+                self.tick_epoch,
+                serial,
+                self.config.tick_phases,
+                room::tick_period(self.config.tick_hz),
+            ),
             name: name.clone(),
             serial,
             public,

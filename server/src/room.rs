@@ -387,8 +387,9 @@ struct Slot {
 
 /// How a room is started.
 pub(crate) struct RoomSetup {
-    /// The instant every room's tick deadlines are counted from (see
-    /// [`first_deadline`]).
+    /// The instant this room's tick deadlines are counted from: the
+    /// server's grid, shifted to the room's phase (see [`first_deadline`]
+    /// and [`phase_epoch`]).
     pub(crate) tick_epoch: Instant,
     pub(crate) name: String,
     pub(crate) serial: u32,
@@ -521,12 +522,13 @@ pub(crate) fn spawn(
 /// The first tick deadline after `now` on the grid of instants `period`
 /// apart from `epoch`.
 ///
-/// Every room of a server ticks on the same grid, so their ticks, and the
-/// fan-outs they wake on the I/O runtime, come together once per period
-/// instead of once per room at times of their own: with many small rooms on
-/// few cores that is one wake-up of the runtime's threads per period, not
-/// one per room (each a context switch). Rooms keep their own threads, so a
-/// long tick still delays only its own room.
+/// Every room of a server ticks on the same grid, shifted to one of a few
+/// phases ([`phase_epoch`]), so their ticks, and the fan-outs they wake on
+/// the I/O runtime, come together a few times per period instead of once
+/// per room at times of their own: with many small rooms on few cores that
+/// is a few wake-ups of the runtime's threads per period, not one per room
+/// (each a context switch). Rooms keep their own threads, so a long tick
+/// still delays only its own room.
 fn first_deadline(epoch: Instant, now: Instant, period: Duration) -> Instant {
     let periods = now.saturating_duration_since(epoch).as_nanos() / period.as_nanos().max(1);
     u64::try_from(period.as_nanos().saturating_mul(periods + 1))
@@ -535,10 +537,28 @@ fn first_deadline(epoch: Instant, now: Instant, period: Duration) -> Instant {
         .unwrap_or(now + period)
 }
 
+/// The time between two ticks at `tick_hz`.
+pub(crate) fn tick_period(tick_hz: u32) -> Duration {
+    Duration::from_secs_f64(1.0 / f64::from(tick_hz.max(1)))
+}
+
+/// The epoch of the room with serial `serial` when the rooms are spread
+/// over `phases` phases of the tick period: the server's `epoch` plus
+/// `serial mod phases` fractions `period / phases`. Serials are given in
+/// order of creation, so consecutive rooms take consecutive phases.
+///
+/// With one phase every room's fan-out lands on the I/O runtime at once;
+/// with a few, each burst is that many times smaller for that many
+/// wake-ups per period ([`first_deadline`] says why few wake-ups matter).
+pub(crate) fn phase_epoch(epoch: Instant, serial: u32, phases: u32, period: Duration) -> Instant {
+    let phases = phases.max(1);
+    epoch + period * (serial % phases) / phases
+}
+
 impl Room {
     /// The tick loop, on the grid of deadlines from `tick_epoch`.
     async fn run(&mut self, tick_epoch: Instant, shutdown: &mut watch::Receiver<bool>) {
-        let period = Duration::from_secs_f64(1.0 / f64::from(self.config.tick_hz));
+        let period = tick_period(self.config.tick_hz);
         info!(
             tick_hz = self.config.tick_hz,
             snapshot_hz = self.config.snapshot_hz,
@@ -922,6 +942,47 @@ mod tests {
                 offset % period.as_nanos(),
                 0,
                 "on the grid: {started_us} µs"
+            );
+        }
+    }
+
+    #[test]
+    fn rooms_spread_over_phases_take_each_phase_in_turn() {
+        let epoch = Instant::now();
+        let period = Duration::from_micros(33_332);
+        let phase = period / 4;
+        // Serials start anywhere (the registry's first is random) and wrap.
+        for first in [0, 1, 7, u32::MAX - 2] {
+            let offsets: Vec<Duration> = (0..8)
+                .map(|i| phase_epoch(epoch, first.wrapping_add(i), 4, period) - epoch)
+                .collect();
+            for (i, offset) in offsets.iter().enumerate() {
+                assert!(*offset < period, "within one period");
+                assert_eq!(offset.as_nanos() % phase.as_nanos(), 0, "on a phase");
+                if i >= 4 {
+                    assert_eq!(*offset, offsets[i - 4], "four rooms later, the same phase");
+                }
+            }
+            let mut first_four = offsets[..4].to_vec();
+            first_four.sort();
+            first_four.dedup();
+            // Serials wrap from u32::MAX to 0, which breaks the cycle once:
+            // 2^32 is a multiple of 4, so not here.
+            assert_eq!(first_four.len(), 4, "four consecutive rooms, four phases");
+        }
+        // One phase: every room on the server's grid.
+        for serial in [0, 1, 12_345] {
+            assert_eq!(phase_epoch(epoch, serial, 1, period), epoch);
+        }
+        // A room in phase 3 of 4 ticks three quarter-periods after the grid,
+        // and its first deadline keeps that phase whenever it starts.
+        let shifted = phase_epoch(epoch, 3, 4, period);
+        for started_us in [0, 5_000, 40_000, 1_000_000] {
+            let now = epoch + Duration::from_micros(started_us);
+            let next = first_deadline(shifted, now, period);
+            assert_eq!(
+                (next - epoch).as_nanos() % period.as_nanos(),
+                (phase * 3).as_nanos()
             );
         }
     }

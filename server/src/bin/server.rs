@@ -33,6 +33,10 @@ struct Args {
     /// Most rooms at once (each runs on its own thread).
     #[arg(long, env = "ARENA_MAX_ROOMS", default_value_t = Config::default().max_rooms)]
     max_rooms: usize,
+    /// Phases of the tick period the rooms are spread over: 1 ticks every
+    /// room at once (fewest wake-ups), more make smaller fan-out bursts.
+    #[arg(long, env = "ARENA_TICK_PHASES", default_value_t = Config::default().tick_phases, value_parser = clap::value_parser!(u32).range(1..=64))]
+    tick_phases: u32,
     /// Seconds a dropped player's entity waits for its session to resume.
     #[arg(long, env = "ARENA_RESUME_GRACE_SECS", default_value_t = Config::default().resume_grace.as_secs())]
     resume_grace_secs: u64,
@@ -148,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         npcs: args.npcs,
         room_capacity: args.room_capacity,
         max_rooms: args.max_rooms,
+        tick_phases: args.tick_phases,
         resume_grace: Duration::from_secs(args.resume_grace_secs),
         empty_room_grace: Duration::from_secs(args.empty_room_grace_secs),
         persistent_rooms: args.rooms.clone(),
