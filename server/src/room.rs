@@ -966,8 +966,6 @@ mod tests {
             let mut first_four = offsets[..4].to_vec();
             first_four.sort();
             first_four.dedup();
-            // Serials wrap from u32::MAX to 0, which breaks the cycle once:
-            // 2^32 is a multiple of 4, so not here.
             assert_eq!(first_four.len(), 4, "four consecutive rooms, four phases");
         }
         // One phase: every room on the server's grid.
