@@ -359,7 +359,11 @@ test('a playing page sends one message per tick: each input acknowledges a snaps
     return v.stats.pingMs !== null && v.tick !== null;
   }, null, { timeout: 10000 });
   const link = p.links[0];
-  assert.ok(link.fromPage.some((m) => m.msg.type === 'Input'), 'the page sent inputs');
+  // The welcome's ping and a snapshot can both be back before the page's
+  // first tick step (a step after the welcome), so wait for that input.
+  const sentInput = () => link.fromPage.some((m) => m.msg.type === 'Input');
+  for (let waited = 0; !sentInput() && waited < 5000; waited += 20) await sleep(20);
+  assert.ok(sentInput(), 'the page sent inputs');
   const before = await view(p.page);
   // While nothing is held an ack names the welcome's tick, which is older
   // than every snapshot; from now on every ack names a held snapshot.
