@@ -7,9 +7,9 @@
 //! [`Predictor`], the [`Brain`]. The core waits on the tick timer and the
 //! released inbound messages (the stop signal is checked on each tick), and
 //! never on a socket, so its tick timer measures the bot process's own
-//! lateness. A light bot on a
-//! transparent link is one task: its core reads and writes the socket
-//! itself (module `direct`), still without ever waiting on it.
+//! lateness. A light bot on a transparent link is one task: its core reads
+//! and writes the socket itself (module `direct`), still without ever
+//! waiting on it.
 //!
 //! **Resume.** When the connection is lost (the server closes it with a
 //! reason that keeps the session, or it just breaks), or when the bot drops

@@ -11,9 +11,10 @@
 //! Each room runs on its own OS thread (with a single-threaded tokio runtime
 //! for its timer), so the kernel schedules rooms preemptively: a room whose
 //! tick runs long delays only itself, never another room's tick or the
-//! connection tasks on the I/O runtime. All rooms tick in phase, on one grid
-//! of deadlines (`first_deadline`), so that many small rooms wake the I/O
-//! runtime once per period rather than once per room.
+//! connection tasks on the I/O runtime. Rooms tick on one grid of deadlines
+//! in a few phases (`first_deadline`, `phase_epoch`, `--tick-phases`), so
+//! that many small rooms wake the I/O runtime a few times per period rather
+//! than once per room.
 //!
 //! A player's seat is a *session*: when the connection drops without a
 //! deliberate leave or a kick for breaking the rules, the entity stays for
