@@ -31,7 +31,7 @@ pub struct Config {
     /// room's fan-out in one burst, so the clients served last wait for the
     /// first. More phases make smaller bursts for a few more wake-ups per
     /// period. At 1,000 clients in rooms of 16 on one core, 4 phases cut
-    /// the median input-to-ack time by 9-20 ms against 1 for 0-3% more CPU
+    /// the median input-to-ack time by 9-20 ms against 1 for 0-4% more CPU
     /// (`BENCHMARKS.md` section 6). Default: 4.
     pub tick_phases: u32,
     /// How long an empty room lives before it is disposed, so a quick rematch
