@@ -7,6 +7,10 @@ use std::time::Duration;
 use crate::auth::Authenticator;
 use crate::guard::OriginPolicy;
 
+/// Most phases of the tick period rooms can be spread over
+/// ([`Config::tick_phases`]).
+pub const MAX_TICK_PHASES: u32 = 64;
+
 /// Everything the server can be told. [`Default`] is what `cargo run -p server`
 /// uses.
 #[derive(Clone, Debug)]
@@ -24,9 +28,11 @@ pub struct Config {
     /// Most rooms at once, each with its own simulation thread; a join that
     /// would open one more is refused with `ServerFull`. Default: 256.
     pub max_rooms: usize,
-    /// Phases of the tick period the rooms are spread over. Every room ticks
-    /// on one grid of deadlines; room number `n` (in order of creation)
-    /// ticks `n mod tick_phases` `1/tick_phases`-periods after it. With 1,
+    /// Phases of the tick period the rooms are spread over, 1 to
+    /// [`MAX_TICK_PHASES`]. Every room ticks on one grid of deadlines, in
+    /// phase `p` `p/tick_phases` of a period after it; a new room takes the
+    /// phase whose rooms hold the fewest seats, so rooms opened one after
+    /// another take the phases in turn. With 1,
     /// every room ticks at once: the fewest thread wake-ups, but every
     /// room's fan-out in one burst, so the clients served last wait for the
     /// first. More phases make smaller bursts for a few more wake-ups per
@@ -154,6 +160,9 @@ pub enum ConfigError {
         /// The tick rate it must not exceed.
         tick_hz: u32,
     },
+    /// `tick_phases` outside 1..=[`MAX_TICK_PHASES`].
+    #[error("tick phases {0} is outside 1..={MAX_TICK_PHASES}")]
+    TickPhases(u32),
     /// A count that must be at least one is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -219,11 +228,13 @@ impl Config {
             ("max_catchup_ticks", self.max_catchup_ticks as usize),
             ("room_capacity", self.room_capacity),
             ("max_rooms", self.max_rooms),
-            ("tick_phases", self.tick_phases as usize),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        if !(1..=MAX_TICK_PHASES).contains(&self.tick_phases) {
+            return Err(ConfigError::TickPhases(self.tick_phases));
         }
         let mut names = std::collections::HashSet::new();
         for room in &self.persistent_rooms {
@@ -282,10 +293,17 @@ mod tests {
             tick_phases: 0,
             ..Config::default()
         };
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Zero("tick_phases"))
-        ));
+        assert!(matches!(c.validate(), Err(ConfigError::TickPhases(0))));
+        let c = Config {
+            tick_phases: MAX_TICK_PHASES + 1,
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::TickPhases(65))));
+        let c = Config {
+            tick_phases: MAX_TICK_PHASES,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
     }
 
     #[test]

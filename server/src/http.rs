@@ -111,6 +111,8 @@ struct Status {
 struct RoomView {
     name: String,
     public: bool,
+    /// The phase of the tick period the room ticks in, of `--tick-phases`.
+    tick_phase: u32,
     capacity: usize,
     uptime_s: f64,
     players: i64,
@@ -201,6 +203,7 @@ fn status(state: &AppState) -> Response<Body> {
             RoomView {
                 name: room.name.clone(),
                 public: room.public,
+                tick_phase: room.tick_phase,
                 capacity: state.conn.config.room_capacity,
                 uptime_s: room.started.elapsed().as_secs_f64(),
                 players: room.players.get(),

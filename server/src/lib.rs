@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
-pub use config::{Config, ConfigError, RoomSpec};
+pub use config::{Config, ConfigError, MAX_TICK_PHASES, RoomSpec};
 pub use fanout::SHARD_CLIENTS;
 
 use crate::connection::ConnContext;

@@ -27,7 +27,9 @@ pub(crate) struct Registry {
     shutdown: watch::Receiver<bool>,
     /// Every room's tick deadlines are counted from this instant, shifted to
     /// the room's phase, so rooms tick together, in at most
-    /// `config.tick_phases` groups ([`RoomSetup::tick_epoch`]).
+    /// `config.tick_phases` groups ([`RoomSetup::tick_epoch`]); a new room
+    /// takes the phase whose rooms hold the fewest seats
+    /// ([`room::least_loaded_phase`]).
     tick_epoch: tokio::time::Instant,
     inner: Mutex<Inner>,
 }
@@ -99,13 +101,22 @@ impl Registry {
         }
         let serial = inner.next_serial;
         inner.next_serial = inner.next_serial.wrapping_add(1).max(1);
+        let phases = self.config.tick_phases;
+        let tick_phase = room::least_loaded_phase(
+            inner.rooms.values().map(|h| {
+                let seats = h.status.occupancy.load(Ordering::Acquire);
+                (h.status.tick_phase, seats)
+            }),
+            phases,
+        );
         let setup = RoomSetup {
             tick_epoch: room::phase_epoch(
                 self.tick_epoch,
-                serial,
-                self.config.tick_phases,
+                tick_phase,
+                phases,
                 room::tick_period(self.config.tick_hz),
             ),
+            tick_phase,
             name: name.clone(),
             serial,
             public,
@@ -124,7 +135,7 @@ impl Registry {
             warn!(error = %e, "could not start a room thread");
             DisconnectReason::ServerFull
         })?;
-        info!(room = %name, public, persistent, "room created");
+        info!(room = %name, public, persistent, tick_phase, "room created");
         self.metrics.rooms_created.inc();
         self.metrics.rooms.inc();
         inner.serials.insert(serial, name.clone());

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, MAX_TICK_PHASES};
 use crate::fanout::Fanout;
 use crate::game::{EntityKey, World, WorldConfig};
 use crate::metrics::{InputDrop, Metrics, Phase};
@@ -211,6 +211,9 @@ pub struct RoomStatus {
     pub public: bool,
     /// Kept open when empty.
     pub persistent: bool,
+    /// Which phase of the tick period the room ticks in
+    /// ([`Config::tick_phases`]).
+    pub tick_phase: u32,
     /// Seats taken or reserved now (the limit is [`Config::room_capacity`]). Incremented only by the registry under
     /// its lock (so disposal can check it race-free), decremented by the
     /// room when a seat frees up.
@@ -392,6 +395,8 @@ pub(crate) struct RoomSetup {
     /// server's grid, shifted to the room's phase (see [`first_deadline`]
     /// and [`phase_epoch`]).
     pub(crate) tick_epoch: Instant,
+    /// The phase `tick_epoch` is shifted to ([`least_loaded_phase`]).
+    pub(crate) tick_phase: u32,
     pub(crate) name: String,
     pub(crate) serial: u32,
     pub(crate) public: bool,
@@ -445,6 +450,7 @@ pub(crate) fn spawn(
         name: setup.name.clone(),
         public: setup.public,
         persistent: setup.persistent,
+        tick_phase: setup.tick_phase,
         occupancy: AtomicUsize::new(0),
         started: std::time::Instant::now(),
         players,
@@ -543,17 +549,41 @@ pub(crate) fn tick_period(tick_hz: u32) -> Duration {
     Duration::from_secs_f64(1.0 / f64::from(tick_hz.max(1)))
 }
 
-/// The epoch of the room with serial `serial` when the rooms are spread
-/// over `phases` phases of the tick period: the server's `epoch` plus
-/// `serial mod phases` fractions `period / phases`. Serials are given in
-/// order of creation, so consecutive rooms take consecutive phases.
+/// The epoch of a room in phase `phase` of `phases` phases of the tick
+/// period: the server's `epoch` plus `phase mod phases` fractions
+/// `period / phases`.
 ///
 /// With one phase every room's fan-out lands on the I/O runtime at once;
 /// with a few, each burst is that many times smaller for that many
 /// wake-ups per period ([`first_deadline`] says why few wake-ups matter).
-pub(crate) fn phase_epoch(epoch: Instant, serial: u32, phases: u32, period: Duration) -> Instant {
+/// The registry picks each new room's phase ([`least_loaded_phase`]).
+pub(crate) fn phase_epoch(epoch: Instant, phase: u32, phases: u32, period: Duration) -> Instant {
     let phases = phases.max(1);
-    epoch + period * (serial % phases) / phases
+    epoch + period * (phase % phases) / phases
+}
+
+/// The phase for a new room, out of `phases`, given the phase and the
+/// seats taken of every room already open: the phase whose rooms hold the
+/// fewest seats, then the one with the fewest rooms, then the lowest.
+///
+/// A phase's fan-out burst grows with the clients of its rooms, so
+/// balancing seats balances the bursts. Rooms opened one after another
+/// while matchmaking fills each take the phases in turn, and a room opened
+/// after others were disposed fills the phase they left, which taking
+/// phases in order of creation would not.
+pub(crate) fn least_loaded_phase(
+    rooms: impl IntoIterator<Item = (u32, usize)>,
+    phases: u32,
+) -> u32 {
+    let phases = phases.clamp(1, MAX_TICK_PHASES);
+    // (seats, rooms) per phase.
+    let mut load = [(0usize, 0usize); MAX_TICK_PHASES as usize];
+    for (phase, seats) in rooms {
+        let slot = &mut load[(phase % phases) as usize];
+        slot.0 = slot.0.saturating_add(seats);
+        slot.1 += 1;
+    }
+    (0..phases).min_by_key(|&p| load[p as usize]).unwrap_or(0)
 }
 
 impl Room {
@@ -948,30 +978,17 @@ mod tests {
     }
 
     #[test]
-    fn rooms_spread_over_phases_take_each_phase_in_turn() {
+    fn a_phase_shifts_the_rooms_grid_by_that_many_fractions_of_a_period() {
         let epoch = Instant::now();
         let period = Duration::from_micros(33_332);
-        let phase = period / 4;
-        // Serials start anywhere (the registry's first is random) and wrap.
-        for first in [0, 1, 7, u32::MAX - 2] {
-            let offsets: Vec<Duration> = (0..8)
-                .map(|i| phase_epoch(epoch, first.wrapping_add(i), 4, period) - epoch)
-                .collect();
-            for (i, offset) in offsets.iter().enumerate() {
-                assert!(*offset < period, "within one period");
-                assert_eq!(offset.as_nanos() % phase.as_nanos(), 0, "on a phase");
-                if i >= 4 {
-                    assert_eq!(*offset, offsets[i - 4], "four rooms later, the same phase");
-                }
-            }
-            let mut first_four = offsets[..4].to_vec();
-            first_four.sort();
-            first_four.dedup();
-            assert_eq!(first_four.len(), 4, "four consecutive rooms, four phases");
+        let quarter = period / 4;
+        for phase in 0..8 {
+            let offset = phase_epoch(epoch, phase, 4, period) - epoch;
+            assert_eq!(offset, quarter * (phase % 4), "phase {phase} of 4");
         }
         // One phase: every room on the server's grid.
-        for serial in [0, 1, 12_345] {
-            assert_eq!(phase_epoch(epoch, serial, 1, period), epoch);
+        for phase in [0, 1, 12_345] {
+            assert_eq!(phase_epoch(epoch, phase, 1, period), epoch);
         }
         // A room in phase 3 of 4 ticks three quarter-periods after the grid,
         // and its first deadline keeps that phase whenever it starts.
@@ -981,9 +998,45 @@ mod tests {
             let next = first_deadline(shifted, now, period);
             assert_eq!(
                 (next - epoch).as_nanos() % period.as_nanos(),
-                (phase * 3).as_nanos()
+                (quarter * 3).as_nanos()
             );
         }
+    }
+
+    #[test]
+    fn a_new_room_takes_the_phase_with_the_fewest_seats() {
+        // Rooms opened one after another, each filled before the next (as
+        // matchmaking does): the phases in turn.
+        let mut rooms: Vec<(u32, usize)> = Vec::new();
+        for _ in 0..8 {
+            let phase = least_loaded_phase(rooms.iter().copied(), 4);
+            rooms.push((phase, 16));
+        }
+        let phases: Vec<u32> = rooms.iter().map(|r| r.0).collect();
+        assert_eq!(phases, [0, 1, 2, 3, 0, 1, 2, 3]);
+        // Both rooms of phase 2 disposed: the next room fills that gap, where
+        // the order of creation would have put it in phase 0.
+        rooms.retain(|r| r.0 != 2);
+        assert_eq!(least_loaded_phase(rooms.iter().copied(), 4), 2);
+        // Seats weigh, not rooms: one big room keeps the next rooms away.
+        let big = [(0, 1_000), (1, 16), (2, 16)];
+        assert_eq!(least_loaded_phase(big, 4), 3);
+        assert_eq!(
+            least_loaded_phase([(0, 1_000), (1, 16), (2, 16), (3, 16)], 4),
+            1
+        );
+        // Equal seats: the phase with fewer rooms.
+        assert_eq!(least_loaded_phase([(0, 8), (0, 8), (1, 16)], 2), 1);
+        // One phase (or none asked for): phase 0; phases beyond the count wrap.
+        assert_eq!(least_loaded_phase([(0, 5)], 1), 0);
+        assert_eq!(least_loaded_phase([], 0), 0);
+        assert_eq!(least_loaded_phase([(4, 5), (1, 5)], 4), 2);
+        // At the most phases, every one can be chosen.
+        let all: Vec<(u32, usize)> = (0..MAX_TICK_PHASES - 1).map(|p| (p, 1)).collect();
+        assert_eq!(
+            least_loaded_phase(all, MAX_TICK_PHASES),
+            MAX_TICK_PHASES - 1
+        );
     }
 
     #[test]
@@ -1002,6 +1055,7 @@ mod tests {
             name: "t".into(),
             public: false,
             persistent: false,
+            tick_phase: 0,
             occupancy: AtomicUsize::new(0),
             started: std::time::Instant::now(),
             players: Gauge::default(),

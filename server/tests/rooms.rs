@@ -477,3 +477,65 @@ async fn a_resume_starts_from_the_last_ack_read_even_if_no_snapshot_followed() {
     drop(io);
     server.stop().await;
 }
+
+/// The phase of each open room, by name, from `/status.json`.
+async fn tick_phases(server: &TestServer) -> Vec<(String, u64)> {
+    let status = server.json("/status.json").await;
+    status["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().expect("name").to_owned();
+            (name, r["tick_phase"].as_u64().expect("tick_phase"))
+        })
+        .collect()
+}
+
+/// Rooms spread their ticks over the phases of the period, and a room
+/// opened after others went away takes the phase they left empty (so the
+/// fan-out bursts stay balanced however rooms come and go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_room_ticks_in_the_phase_with_the_fewest_players() {
+    let server = TestServer::start(Config {
+        tick_phases: 4,
+        empty_room_grace: Duration::from_millis(300),
+        resume_grace: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for room in ["a", "b", "c", "d"] {
+        clients.push(Client::join_room(server.addr, "p", room).await.0);
+    }
+    let phases = tick_phases(&server).await;
+    assert_eq!(
+        phases,
+        [
+            ("a".to_owned(), 0),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 2),
+            ("d".to_owned(), 3)
+        ],
+        "one room per phase"
+    );
+    // The player of "b" leaves; its room goes after the grace.
+    let mut b = clients.remove(1);
+    b.send(&ClientMsg::Leave).await;
+    b.expect_close().await;
+    let deadline = Instant::now() + STEP;
+    while tick_phases(&server)
+        .await
+        .iter()
+        .any(|(name, _)| name == "b")
+    {
+        assert!(Instant::now() < deadline, "room b never disposed");
+        sleep(Duration::from_millis(50)).await;
+    }
+    // Phase 1 is empty now: the next room takes it (in order of creation it
+    // would have been phase 0 again, beside "a").
+    clients.push(Client::join_room(server.addr, "p", "e").await.0);
+    let phases = tick_phases(&server).await;
+    assert!(phases.contains(&("e".to_owned(), 1)), "{phases:?}");
+    server.stop().await;
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use server::{Config, RoomSpec};
+use server::{Config, MAX_TICK_PHASES, RoomSpec};
 use tracing_subscriber::EnvFilter;
 
 /// Authoritative arena game server. Open http://ADDR/ to play.
@@ -35,7 +35,7 @@ struct Args {
     max_rooms: usize,
     /// Phases of the tick period the rooms are spread over: 1 ticks every
     /// room at once (fewest wake-ups), more make smaller fan-out bursts.
-    #[arg(long, env = "ARENA_TICK_PHASES", default_value_t = Config::default().tick_phases, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, env = "ARENA_TICK_PHASES", default_value_t = Config::default().tick_phases, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_TICK_PHASES)))]
     tick_phases: u32,
     /// Seconds a dropped player's entity waits for its session to resume.
     #[arg(long, env = "ARENA_RESUME_GRACE_SECS", default_value_t = Config::default().resume_grace.as_secs())]
