@@ -514,6 +514,8 @@ test('the operator status page shows players, tick times and a live chart', { ti
     rooms: document.getElementById('rooms')?.textContent ?? '',
     snapsRate: window.__status?.rates?.snaps ?? 0,
     samples: window.__status?.data?.rooms?.[0]?.tick_us?.per_second?.length ?? 0,
+    roomRows: [...document.querySelectorAll('#rooms tr')].map((tr) => [...tr.children].map((td) => td.textContent ?? '')),
+    phases: Object.fromEntries((window.__status?.data?.rooms ?? []).map((r) => [r.name, r.tick_phase])),
     // Any non-transparent pixel in the chart: the lines were drawn.
     chartDrawn: (() => {
       const c = /** @type {HTMLCanvasElement|null} */ (document.getElementById('chart'));
@@ -531,8 +533,14 @@ test('the operator status page shows players, tick times and a live chart', { ti
   const rate = Number(/(\d+)\/s/.exec(shown.snaps)?.[1]);
   assert.ok(rate > 0, `snapshots/s on the status page: ${shown.snaps}`);
   assert.equal(rate, Math.round(shown.snapsRate), 'the card shows the measured rate');
-  // The room the player was matched into is listed.
-  assert.match(shown.rooms, new RegExp((await view(player.page)).room));
+  // The room the player was matched into is listed, with the phase of the
+  // tick period it ticks in.
+  const room = (await view(player.page)).room;
+  assert.match(shown.rooms, new RegExp(room));
+  const listed = shown.roomRows.find((cells) => cells[0] === room);
+  assert.ok(listed, `a row for ${room}: ${JSON.stringify(shown.roomRows)}`);
+  assert.equal(typeof shown.phases[room], 'number', '/status.json has the room\'s tick_phase');
+  assert.equal(listed[2], String(shown.phases[room]), 'the row shows the room\'s phase');
   assert.ok(shown.samples >= 1, 'the chart has per-second samples');
   assert.ok(shown.chartDrawn, 'the tick chart was drawn');
   mkdirSync(ARTIFACTS, { recursive: true });
