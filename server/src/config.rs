@@ -29,10 +29,10 @@ pub struct Config {
     /// would open one more is refused with `ServerFull`. Default: 256.
     pub max_rooms: usize,
     /// Phases of the tick period the rooms are spread over, 1 to
-    /// [`MAX_TICK_PHASES`]. Every room ticks on one grid of deadlines, in
-    /// phase `p` `p/tick_phases` of a period after it; a new room takes the
-    /// phase whose rooms hold the fewest seats, so rooms opened one after
-    /// another take the phases in turn. With 1,
+    /// [`MAX_TICK_PHASES`]. Every room ticks on one grid of deadlines: a
+    /// room in phase `p` ticks `p/tick_phases` of a period after it. A new
+    /// room takes the phase whose rooms hold the fewest seats, so rooms
+    /// opened one after another take the phases in turn. With 1,
     /// every room ticks at once: the fewest thread wake-ups, but every
     /// room's fan-out in one burst, so the clients served last wait for the
     /// first. More phases make smaller bursts for a few more wake-ups per
