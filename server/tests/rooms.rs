@@ -17,6 +17,29 @@ fn ids(replica: &Replica) -> Vec<u32> {
     replica.latest().players.iter().map(|p| p.id).collect()
 }
 
+/// Waits (up to [`STEP`]) until `GET /rooms` no longer lists `room`, and
+/// returns the rooms it lists then.
+async fn wait_until_disposed(server: &TestServer, room: &str) -> Vec<String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let rooms = server.json("/rooms").await;
+        let names: Vec<String> = rooms["rooms"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        if !names.iter().any(|name| name == room) {
+            return names;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{room} never disposed: {names:?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_rooms_are_isolated_from_each_other() {
     let server = TestServer::start(Config {
@@ -355,21 +378,7 @@ async fn an_empty_room_is_disposed_after_its_grace_but_a_persistent_one_stays() 
     assert_eq!(w.room, "brief");
     c.send(&ClientMsg::Leave).await;
     c.expect_close().await;
-    let deadline = Instant::now() + STEP;
-    loop {
-        let rooms = server.json("/rooms").await;
-        let names: Vec<&str> = rooms["rooms"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter_map(|r| r["id"].as_str())
-            .collect();
-        if names == ["lobby"] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "brief never disposed: {names:?}");
-        sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(wait_until_disposed(&server, "brief").await, ["lobby"]);
     assert_eq!(server.metric("arena_rooms ").await, 1.0);
     // Its per-room series went with it.
     let (_, text) = common::http_get(server.addr, "/metrics").await;
@@ -523,15 +532,7 @@ async fn a_new_room_ticks_in_the_phase_with_the_fewest_players() {
     let mut b = clients.remove(1);
     b.send(&ClientMsg::Leave).await;
     b.expect_close().await;
-    let deadline = Instant::now() + STEP;
-    while tick_phases(&server)
-        .await
-        .iter()
-        .any(|(name, _)| name == "b")
-    {
-        assert!(Instant::now() < deadline, "room b never disposed");
-        sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_disposed(&server, "b").await;
     // Phase 1 is empty now: the next room takes it (in order of creation it
     // would have been phase 0 again, beside "a").
     clients.push(Client::join_room(server.addr, "p", "e").await.0);
