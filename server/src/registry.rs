@@ -27,10 +27,10 @@ pub(crate) struct Registry {
     shutdown: watch::Receiver<bool>,
     /// Every room's tick deadlines are counted from this instant, shifted to
     /// the room's phase, so rooms tick together, in at most
-    /// `config.tick_phases` groups ([`RoomSetup::tick_epoch`]); a new room
+    /// `config.tick_phases` groups ([`RoomSetup::grid_epoch`]); a new room
     /// takes the phase whose rooms hold the fewest seats
     /// ([`room::least_loaded_phase`]).
-    tick_epoch: tokio::time::Instant,
+    grid_epoch: tokio::time::Instant,
     inner: Mutex<Inner>,
 }
 
@@ -58,7 +58,7 @@ impl Registry {
             config,
             metrics,
             shutdown,
-            tick_epoch: tokio::time::Instant::now(),
+            grid_epoch: tokio::time::Instant::now(),
             inner: Mutex::new(Inner {
                 rooms: BTreeMap::new(),
                 serials: HashMap::new(),
@@ -101,21 +101,15 @@ impl Registry {
         }
         let serial = inner.next_serial;
         inner.next_serial = inner.next_serial.wrapping_add(1).max(1);
-        let phases = self.config.tick_phases;
         let tick_phase = room::least_loaded_phase(
             inner.rooms.values().map(|h| {
                 let seats = h.status.occupancy.load(Ordering::Acquire);
                 (h.status.tick_phase, seats)
             }),
-            phases,
+            self.config.tick_phases,
         );
         let setup = RoomSetup {
-            tick_epoch: room::phase_epoch(
-                self.tick_epoch,
-                tick_phase,
-                phases,
-                room::tick_period(self.config.tick_hz),
-            ),
+            grid_epoch: self.grid_epoch,
             tick_phase,
             name: name.clone(),
             serial,

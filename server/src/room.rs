@@ -391,11 +391,10 @@ struct Slot {
 
 /// How a room is started.
 pub(crate) struct RoomSetup {
-    /// The instant this room's tick deadlines are counted from: the
-    /// server's grid, shifted to the room's phase (see [`first_deadline`]
-    /// and [`phase_epoch`]).
-    pub(crate) tick_epoch: Instant,
-    /// The phase `tick_epoch` is shifted to ([`least_loaded_phase`]).
+    /// The server's grid of tick deadlines, which every room shares,
+    /// shifted to its own phase ([`first_deadline`], [`phase_epoch`]).
+    pub(crate) grid_epoch: Instant,
+    /// The room's phase of the tick period ([`least_loaded_phase`]).
     pub(crate) tick_phase: u32,
     pub(crate) name: String,
     pub(crate) serial: u32,
@@ -521,7 +520,7 @@ pub(crate) fn spawn(
                 late_us: 0,
                 overruns: 0,
             };
-            runtime.block_on(room.run(setup.tick_epoch, &mut shutdown));
+            runtime.block_on(room.run(setup.grid_epoch, &mut shutdown));
         })?;
     Ok(handle)
 }
@@ -545,7 +544,7 @@ fn first_deadline(epoch: Instant, now: Instant, period: Duration) -> Instant {
 }
 
 /// The time between two ticks at `tick_hz`.
-pub(crate) fn tick_period(tick_hz: u32) -> Duration {
+fn tick_period(tick_hz: u32) -> Duration {
     Duration::from_secs_f64(1.0 / f64::from(tick_hz.max(1)))
 }
 
@@ -587,9 +586,16 @@ pub(crate) fn least_loaded_phase(
 }
 
 impl Room {
-    /// The tick loop, on the grid of deadlines from `tick_epoch`.
-    async fn run(&mut self, tick_epoch: Instant, shutdown: &mut watch::Receiver<bool>) {
+    /// The tick loop, on the server's grid of deadlines from `grid_epoch`
+    /// shifted to the room's phase.
+    async fn run(&mut self, grid_epoch: Instant, shutdown: &mut watch::Receiver<bool>) {
         let period = tick_period(self.config.tick_hz);
+        let tick_epoch = phase_epoch(
+            grid_epoch,
+            self.status.tick_phase,
+            self.config.tick_phases,
+            period,
+        );
         info!(
             tick_hz = self.config.tick_hz,
             snapshot_hz = self.config.snapshot_hz,
