@@ -556,7 +556,7 @@ fn tick_period(tick_hz: u32) -> Duration {
 /// with a few, each burst is that many times smaller for that many
 /// wake-ups per period ([`first_deadline`] says why few wake-ups matter).
 /// The registry picks each new room's phase ([`least_loaded_phase`]).
-pub(crate) fn phase_epoch(epoch: Instant, phase: u32, phases: u32, period: Duration) -> Instant {
+fn phase_epoch(epoch: Instant, phase: u32, phases: u32, period: Duration) -> Instant {
     let phases = phases.max(1);
     epoch + period * (phase % phases) / phases
 }
