@@ -172,6 +172,15 @@ fn rates(report: &Report) -> Result<(), String> {
     })
 }
 
+/// [`rates`], and the input→ack p99 under `bound` ms (`what` the bound is).
+fn rates_and_ack_p99_under(report: &Report, bound: f64, what: &str) -> Result<(), String> {
+    rates(report)?;
+    let p99 = report.input_ack_latency_ms.p99;
+    check(p99 < bound, || {
+        format!("input→ack p99 {p99} ms is not under {what} ({bound} ms)")
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_bots_on_loopback_verify_the_netcode() {
     let _one = ONE_SWARM_AT_A_TIME.lock().await;
@@ -184,16 +193,7 @@ async fn twenty_bots_on_loopback_verify_the_netcode() {
             seed: 1,
             ..SwarmConfig::default()
         },
-        |report| {
-            rates(report)?;
-            let p99 = report.input_ack_latency_ms.p99;
-            check(p99 < 2.0 * tick_ms(), || {
-                format!(
-                    "input→ack p99 {p99} ms is not under two ticks ({} ms)",
-                    2.0 * tick_ms()
-                )
-            })
-        },
+        |report| rates_and_ack_p99_under(report, 2.0 * tick_ms(), "two ticks"),
     )
     .await;
 }
@@ -219,14 +219,7 @@ async fn conditioned_link_keeps_sync_and_bounded_latency() {
             ..SwarmConfig::default()
         },
         |report| {
-            rates(report)?;
-            let p99 = report.input_ack_latency_ms.p99;
-            check(p99 < bound, || {
-                format!(
-                    "input→ack p99 {p99} ms is not under two ticks plus the conditioner's \
-                     round trip ({bound} ms)"
-                )
-            })
+            rates_and_ack_p99_under(report, bound, "two ticks plus the conditioner's round trip")
         },
     )
     .await;
