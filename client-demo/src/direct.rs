@@ -162,15 +162,13 @@ impl DirectLink {
         }
         codec::encode_client(msg, &mut self.payload);
         let len = self.payload.len();
-        push_frame(
-            &mut self.out,
-            Frame::binary(Payload::BorrowedMut(&mut self.payload)),
-        );
-        self.queued += 1;
         self.metrics
             .bytes_sent
             .add((len + connection::frame_header_len(len, true)) as u64);
-        self.write_now();
+        // Out of `self` while the frame borrows it; the buffer is kept.
+        let mut payload = std::mem::take(&mut self.payload);
+        self.queue(Frame::binary(Payload::BorrowedMut(&mut payload)));
+        self.payload = payload;
         Ok(())
     }
 
@@ -180,13 +178,21 @@ impl DirectLink {
     }
 
     fn queue_close(&mut self, frame: Frame<'_>) {
+        if self.queue(frame) {
+            self.closing = true;
+        }
+    }
+
+    /// Queues a frame and writes what the socket takes; returns whether
+    /// it was queued (nothing is once the link is closing or broken).
+    fn queue(&mut self, frame: Frame<'_>) -> bool {
         if self.closing || self.write_failed {
-            return;
+            return false;
         }
         push_frame(&mut self.out, frame);
         self.queued += 1;
-        self.closing = true;
         self.write_now();
+        true
     }
 
     /// Writes what the socket takes without waiting.
@@ -275,11 +281,7 @@ impl DirectLink {
                     Inbound::closed(&frame.payload)
                 }
                 OpCode::Ping => {
-                    if !self.closing && !self.write_failed {
-                        push_frame(&mut self.out, Frame::pong(frame.payload));
-                        self.queued += 1;
-                        self.write_now();
-                    }
+                    self.queue(Frame::pong(frame.payload));
                     continue;
                 }
                 OpCode::Pong | OpCode::Continuation => continue,
