@@ -7,10 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "setup: installing Debian's chromium package" >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+  sh ../.ci/apt-install chromium
 fi
 
 npm ci --no-audit --no-fund --loglevel=error >&2
