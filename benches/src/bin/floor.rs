@@ -1,14 +1,15 @@
 //! The transport floor: what one TCP socket per client costs the kernel on
 //! this machine, with no runtime, no framing and no snapshot work. A server
-//! thread writes one message of `--bytes` to each of `--clients` loopback
-//! connections and reads `--inbound` small messages back from each; a peer
-//! thread answers like a client. The server thread's CPU time per client per
+//! thread writes one message of each size in [`BYTES`] to each of
+//! [`CLIENTS`] loopback connections and reads [`INBOUND`] small messages
+//! back from each; a peer thread answers like a client. The server thread's CPU time per client per
 //! snapshot (from `/proc/thread-self/schedstat`) is the least any server
 //! that writes a snapshot per client per tick over TCP pays here, to set
 //! beside the end-to-end figure (`benches/loadtest.sh`), which is measured
 //! the same way, loopback delivery to the peer included.
 //!
-//! `cargo run --release -p benches --bin floor`
+//! `cargo run --release -p benches --bin floor [tcp|udp]` (both by
+//! default; one, to profile it alone with `perf record`)
 //!
 //! The threads are pinned to cores 0 and 1 when there are two, as the load
 //! test pins the server and the bots. Blocking sockets, in lockstep rounds:
@@ -341,6 +342,16 @@ fn repeat(measure: impl Fn() -> std::io::Result<f64>) -> std::io::Result<String>
 }
 
 fn main() -> std::io::Result<()> {
+    let only = std::env::args().nth(1);
+    let (tcp, udp) = match only.as_deref() {
+        None => (true, true),
+        Some("tcp") => (true, false),
+        Some("udp") => (false, true),
+        Some(other) => {
+            eprintln!("usage: floor [tcp|udp] (not {other:?})");
+            std::process::exit(2);
+        }
+    };
     let pin = std::thread::available_parallelism().map_or(1, usize::from) >= 2;
     let started = Instant::now();
     println!(
@@ -356,6 +367,18 @@ fn main() -> std::io::Result<()> {
             "not pinned"
         }
     );
+    if tcp {
+        tcp_table(pin)?;
+    }
+    if udp {
+        udp_table(pin)?;
+    }
+    println!("\n({:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One TCP connection per client.
+fn tcp_table(pin: bool) -> std::io::Result<()> {
     println!(
         "| clients | snapshot bytes | inbound messages per snapshot | µs per client per snapshot |"
     );
@@ -368,6 +391,11 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// One UDP server socket for every client.
+fn udp_table(pin: bool) -> std::io::Result<()> {
     println!(
         "\nThe same over UDP: one server socket for all clients, one datagram each way per \
          client per snapshot.\n"
@@ -391,6 +419,5 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    println!("\n({:.0} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
