@@ -3,8 +3,9 @@
 //
 // Page A holds a movement key for about a second; page B must draw A's
 // player moving; A's stats overlay must show a snapshot rate near the tick
-// rate. Rooms keep players apart; a connection that dies without a close, and
-// a reload, take the same player back. Screenshots land in
+// rate. A player in a corner of the arena is drawn whole, and the panel or
+// minimap over it fades. Rooms keep players apart; a connection that dies
+// without a close, and a reload, take the same player back. Screenshots land in
 // client-demo/test-artifacts/.
 //
 // Needs /usr/bin/chromium (Debian's `chromium` package) and playwright-core:
@@ -27,6 +28,7 @@ const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TICK_HZ = 30;
 const ARENA_WIDTH = 2400 * 4;
+const ARENA_HEIGHT = 1600 * 4;
 // Where `cargo build` puts the binary, honouring CARGO_TARGET_DIR like cargo does.
 const TARGET_DIR = process.env.CARGO_TARGET_DIR || `${ROOT}target`;
 const SERVER_BIN = `${TARGET_DIR}/debug/server`;
@@ -346,6 +348,65 @@ test('two browsers see each other move, at the tick rate', { timeout: 120000 }, 
   await b.page.screenshot({ path: `${ARTIFACTS}e2e-b.png` });
 
   assert.deepEqual([...a.errors, ...b.errors], [], 'no page errors');
+});
+
+test('a player in a corner of the arena is never hidden: the panel or minimap over it fades', { timeout: 120000 }, async () => {
+  const p = await openPlayer('cornered');
+  // The player stops 16 units (64 quanta) from a wall.
+  const near = 200;
+  /** Holds `keys` until the own player is `there`, then waits out the fade. */
+  const walk = async (/** @type {string[]} */ keys, /** @type {(o: {x: number, y: number}) => boolean} */ there) => {
+    for (const k of keys) await p.page.keyboard.down(k);
+    let own = (await view(p.page)).own;
+    const deadline = Date.now() + 30000;
+    while (!(own && there(own)) && Date.now() < deadline) {
+      await sleep(200);
+      own = (await view(p.page)).own;
+    }
+    for (const k of keys) await p.page.keyboard.up(k);
+    assert.ok(own && there(own), `the player did not reach the corner: at ${own?.x}, ${own?.y}`);
+    await sleep(400);
+    const v = await view(p.page);
+    // The camera leaves room beyond the walls: nothing of the player is cut off.
+    const o = v.ownBox;
+    assert.ok(
+      o.left >= 0 && o.top >= 0 && o.right <= v.camera.width && o.bottom <= v.camera.height,
+      `the player is drawn partly off screen: ${JSON.stringify(o)}`,
+    );
+    return v;
+  };
+  /** Whether the own player, as last drawn, lies under the element `id`. */
+  const under = async (/** @type {any} */ v, /** @type {string} */ id) => {
+    const r = await p.page.locator(`#${id}`).evaluate((e) => e.getBoundingClientRect().toJSON());
+    const o = v.ownBox;
+    return o.left < r.right && r.left < o.right && o.top < r.bottom && r.top < o.bottom;
+  };
+  const opacity = (/** @type {string} */ id) => p.page.locator(`#${id}`).evaluate((e) => getComputedStyle(e).opacity);
+
+  // Top left: the stats overlay.
+  let v = await walk(['KeyA', 'KeyW'], (o) => o.x < near && o.y < near);
+  assert.ok(await under(v, 'stats'), `the corner player is drawn at ${JSON.stringify(v.ownBox)}, not under the stats`);
+  assert.deepEqual(v.faded, { stats: true, scoreboard: false, minimap: false });
+  assert.equal(await opacity('stats'), '0.25');
+  assert.equal(await opacity('scoreboard'), '1');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await p.page.screenshot({ path: `${ARTIFACTS}corner-top-left.png` });
+
+  // Top right: the scoreboard; the stats overlay is opaque again.
+  v = await walk(['KeyD'], (o) => o.x > ARENA_WIDTH - near);
+  assert.ok(await under(v, 'scoreboard'));
+  assert.deepEqual(v.faded, { stats: false, scoreboard: true, minimap: false });
+  assert.equal(await opacity('stats'), '1');
+  assert.equal(await opacity('scoreboard'), '0.25');
+
+  // Bottom right: the minimap, drawn on the canvas.
+  v = await walk(['KeyS'], (o) => o.y > ARENA_HEIGHT - near);
+  const { width, height } = v.camera;
+  assert.ok(v.ownBox.right > width - 234 && v.ownBox.bottom > height - 160, 'the player is drawn where the minimap is');
+  assert.deepEqual(v.faded, { stats: false, scoreboard: false, minimap: true });
+  await p.page.screenshot({ path: `${ARTIFACTS}corner-bottom-right.png` });
+
+  assert.deepEqual(p.errors, [], 'no page errors');
 });
 
 test('a playing page sends one message per tick: each input acknowledges a snapshot it holds', { timeout: 60000 }, async (t) => {

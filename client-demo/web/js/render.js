@@ -1,6 +1,8 @@
 // Canvas 2D renderer: arena, entities, names and hp bars, effects, minimap.
-// Works in world quanta; the camera follows the own player and stays inside
-// the arena when the arena is larger than the window.
+// Works in world quanta; the camera follows the own player and shows at most
+// a strip beyond the walls when the arena is larger than the window. The
+// minimap (and, in Ui, the HTML panels) fades while the own player is
+// beneath it.
 
 import { Kind } from './protocol.js';
 import {
@@ -26,6 +28,19 @@ import {
  *   hurtFlash: number,
  * }} Frame
  */
+
+/**
+ * A rectangle on screen, in CSS pixels (what getBoundingClientRect gives).
+ * @typedef {{left: number, top: number, right: number, bottom: number}} Box
+ */
+
+/** Whether two screen rectangles share any area. @param {Box} a @param {Box} b */
+export function overlaps(a, b) {
+  return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+}
+
+/** Opacity of a panel (or the minimap) the own player is beneath. */
+export const BENEATH_OPACITY = 0.25;
 
 const GRID = 80 * QUANTA_PER_UNIT;
 const FONT = '600 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
@@ -58,6 +73,8 @@ export class Renderer {
     /** Camera centre in quanta. */
     this.camX = ARENA_WIDTH / 2;
     this.camY = ARENA_HEIGHT / 2;
+    /** Whether the last frame faded the minimap because the own player was beneath it. */
+    this.minimapFaded = false;
   }
 
   resize() {
@@ -80,9 +97,31 @@ export class Renderer {
   follow(x, y) {
     const halfW = this.width / 2 / this.scale;
     const halfH = this.height / 2 / this.scale;
-    const margin = 40 * QUANTA_PER_UNIT;
+    // Room beyond the walls for the own player's name, bar and marker
+    // (ownBox) when it stands against one.
+    const margin = 80 * QUANTA_PER_UNIT;
     this.camX = ARENA_WIDTH + 2 * margin <= 2 * halfW ? ARENA_WIDTH / 2 : clamp(x, halfW - margin, ARENA_WIDTH + margin - halfW);
     this.camY = ARENA_HEIGHT + 2 * margin <= 2 * halfH ? ARENA_HEIGHT / 2 : clamp(y, halfH - margin, ARENA_HEIGHT + margin - halfH);
+  }
+
+  /**
+   * Where the own player at world point (x, y) is drawn: its body, hit point
+   * bar and marker (the name may reach further sideways).
+   * @param {number} x @param {number} y @returns {Box}
+   */
+  ownBox(x, y) {
+    const [sx, sy] = this.toScreen(x, y);
+    const r = PLAYER_RADIUS * this.scale;
+    // drawLabel: the bar is Math.max(34, r * 2.2) wide, the marker 46 px above the body.
+    const half = Math.max(17, r * 1.1);
+    return { left: sx - half, top: sy - r - 46, right: sx + half, bottom: sy + r };
+  }
+
+  /** Where the minimap is drawn: the bottom-right corner. @returns {Box} */
+  minimapBox() {
+    const w = Math.min(220, this.width * 0.22);
+    const h = (w * ARENA_HEIGHT) / ARENA_WIDTH;
+    return { left: this.width - w - 14, top: this.height - h - 14, right: this.width - 14, bottom: this.height - 14 };
   }
 
   /** World quanta to CSS pixels. @param {number} x @param {number} y @returns {[number, number]} */
@@ -140,7 +179,12 @@ export class Renderer {
       ctx.fillStyle = g;
       ctx.fillRect(0, 0, this.width, this.height);
     }
+    // A player in the bottom-right corner would be hidden by the minimap:
+    // fade it instead (the HTML panels do the same, Ui.fadeBeneath).
+    this.minimapFaded = f.own !== null && overlaps(this.ownBox(f.own.x, f.own.y), this.minimapBox());
+    ctx.globalAlpha = this.minimapFaded ? BENEATH_OPACITY : 1;
     this.drawMinimap(f);
+    ctx.globalAlpha = 1;
   }
 
   drawArena() {
@@ -358,10 +402,9 @@ export class Renderer {
   /** @param {Frame} f */
   drawMinimap(f) {
     const { ctx } = this;
-    const w = Math.min(220, this.width * 0.22);
-    const h = (w * ARENA_HEIGHT) / ARENA_WIDTH;
-    const x0 = this.width - w - 14;
-    const y0 = this.height - h - 14;
+    const { left: x0, top: y0, right, bottom } = this.minimapBox();
+    const w = right - x0;
+    const h = bottom - y0;
     const k = w / ARENA_WIDTH;
     ctx.fillStyle = 'rgba(10, 16, 26, 0.8)';
     ctx.fillRect(x0, y0, w, h);

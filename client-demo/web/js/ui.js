@@ -2,7 +2,10 @@
 // scoreboard, kill feed, death notice. Text goes in with textContent only:
 // player names come from other players and are never parsed as HTML.
 
+import { BENEATH_OPACITY, overlaps } from './render.js';
+
 /** @typedef {import('./codec.js').PlayerInfo} PlayerInfo */
+/** @typedef {import('./render.js').Box} Box */
 /** @typedef {import('./net.js').ConnStatus} ConnStatus */
 
 /** @param {string} id */
@@ -19,6 +22,7 @@ export class Ui {
     this.bannerText = el('banner-text');
     this.bannerButton = /** @type {HTMLButtonElement} */ (el('banner-button'));
     this.stats = el('stats');
+    this.scoreboard = el('scoreboard');
     this.scoreRows = el('score-rows');
     this.scoreCount = el('score-count');
     this.feed = el('feed');
@@ -39,6 +43,21 @@ export class Ui {
     this.statsVisible = !this.statsVisible;
     this.stats.hidden = !this.statsVisible;
     localStorage.setItem('arena.stats', this.statsVisible ? 'on' : 'off');
+  }
+
+  /**
+   * Fades the corner panels (stats, scoreboard) the own player is beneath,
+   * so that a player in a corner of the arena is never hidden by them.
+   * @param {Box|null} own where the own player is drawn, null if nowhere
+   */
+  fadeBeneath(own) {
+    for (const panel of [this.stats, this.scoreboard]) {
+      const beneath = own !== null && !panel.hidden && overlaps(own, panel.getBoundingClientRect());
+      if (beneath !== panel.classList.contains('beneath')) {
+        panel.classList.toggle('beneath', beneath);
+        panel.style.opacity = beneath ? String(BENEATH_OPACITY) : '';
+      }
+    }
   }
 
   /** @param {[string, string][]} lines */
