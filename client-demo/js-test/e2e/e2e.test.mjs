@@ -764,6 +764,39 @@ test('a reload within the grace period resumes the same player', { timeout: 6000
   assert.deepEqual(p.errors, []);
 });
 
+test('a duplicated tab joins as a new player and leaves the original playing', { timeout: 60000 }, async () => {
+  const room = freshRoom('dup');
+  const a = await openPlayer('kim', { room });
+  const before = await view(a.page);
+  // "Duplicate tab": a page of the same browser that starts with a copy of
+  // the original's sessionStorage, the session record included.
+  const copied = await a.page.evaluate(() => Object.fromEntries(Object.entries(sessionStorage)));
+  assert.ok(Object.keys(copied).includes('arena.session'), 'the playing page keeps its session record');
+  const dup = await a.page.context().newPage();
+  /** @type {string[]} */
+  const errors = [];
+  dup.on('pageerror', (e) => errors.push(e.message));
+  await dup.addInitScript((entries) => {
+    for (const [k, v] of Object.entries(entries)) sessionStorage.setItem(k, String(v));
+  }, copied);
+  await dup.goto(a.page.url());
+  await dup.waitForFunction(() => {
+    const v = window.__arena?.view();
+    return v && v.connected && v.own !== null;
+  }, null, { timeout: 20000 });
+  const d = await view(dup);
+  assert.notEqual(d.playerId, before.playerId, 'the copy took the original player');
+  assert.equal(d.resumed, false);
+  assert.equal(d.room, room);
+  // The original was not closed: it plays on, as the same player, beside the copy.
+  await a.page.waitForFunction((tick) => window.__arena.view().tick > tick + 30, before.tick, { timeout: 10000 });
+  const after = await view(a.page);
+  assert.ok(after.connected);
+  assert.equal(after.playerId, before.playerId);
+  assert.equal((await rooms()).get(room)?.players, 2);
+  assert.deepEqual([...a.errors, ...errors], []);
+});
+
 test('leaving frees the seat at once, and Play again joins as a new player', { timeout: 60000 }, async () => {
   const room = freshRoom('leave');
   const p = await openPlayer('jo', { room });

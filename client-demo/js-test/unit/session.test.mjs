@@ -25,7 +25,17 @@ import { InputPacer, MAX_BACKLOG, MAX_UNACKED } from '../../web/js/pacing.js';
 import { Predictor } from '../../web/js/prediction.js';
 import { PROTOCOL_VERSION, reasonNext, reasonSessionKept } from '../../web/js/protocol.js';
 import { Buttons, movePlayer, tickRules } from '../../web/js/rules.js';
-import { MAX_RESEND, SESSION_KEY, STATE_KEY, SessionStore, helloFor, inputsToResend, nextStep } from '../../web/js/session.js';
+import {
+  MAX_RESEND,
+  SESSION_KEY,
+  STATE_KEY,
+  SessionStore,
+  answerClaims,
+  heldElsewhere,
+  helloFor,
+  inputsToResend,
+  nextStep,
+} from '../../web/js/session.js';
 import { SnapshotReceiver } from '../../web/js/snapshot.js';
 import { fromSerdeState, hexToBytes } from './serde-shape.mjs';
 import { bytesToHex } from './serde-shape.mjs';
@@ -683,4 +693,28 @@ test('pacing drains a backlog in a model of the server', () => {
   assert.ok(backlog.at(-1) <= MAX_BACKLOG + 1, `backlog at the end: ${backlog.at(-1)}`);
   assert.ok(backlog.slice(300).every((b) => b === backlog.at(-1)), 'and it stays there');
   assert.ok(pacer.paced >= 2 && pacer.paced <= 6, `${pacer.paced} skips`);
+});
+
+test('a page copied from a playing one (a duplicated tab) learns that its session is taken', async () => {
+  // Two pages of one browser: BroadcastChannels of one name.
+  const name = `claims-${Math.random()}`;
+  const playing = new BroadcastChannel(name);
+  const starting = new BroadcastChannel(name);
+  try {
+    const token = new Uint8Array(SESSION_TOKEN_BYTES).fill(7);
+    const other = new Uint8Array(SESSION_TOKEN_BYTES).fill(9);
+    /** @type {Uint8Array|null} */
+    let current = null;
+    answerClaims(playing, () => current);
+    // Nobody plays it yet (a reload: the old page is gone): resume.
+    assert.equal(await heldElsewhere(starting, token, 100), false);
+    current = token;
+    assert.equal(await heldElsewhere(starting, token, 1000), true);
+    // Another session, or no channel at all, is nobody's.
+    assert.equal(await heldElsewhere(starting, other, 100), false);
+    assert.equal(await heldElsewhere(null, token), false);
+  } finally {
+    playing.close();
+    starting.close();
+  }
 });

@@ -9,6 +9,7 @@
 
 import { Game } from './game.js';
 import { MAX_NAME_CHARS } from './rules.js';
+import { CLAIM_CHANNEL, SessionStore, answerClaims, heldElsewhere } from './session.js';
 import { Ui } from './ui.js';
 
 const ADJECTIVES = ['Swift', 'Brave', 'Quiet', 'Lucky', 'Rapid', 'Clever', 'Bold', 'Sly', 'Calm', 'Wild'];
@@ -50,9 +51,17 @@ function sessionStore() {
   }
 }
 
+// A duplicated tab holds a copy of this tab's session: it joins as a new
+// player instead of taking this one's (session.js, heldElsewhere).
+const storage = sessionStore();
+const claims = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CLAIM_CHANNEL) : null;
+const stored = new SessionStore(storage).load();
+if (stored && (await heldElsewhere(claims, stored.token))) new SessionStore(storage).clear();
+
 const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById('game'));
 const ui = new Ui();
-const game = new Game({ canvas, name, url: '', ui, room, auth, storage: sessionStore() });
+const game = new Game({ canvas, name, url: '', ui, room, auth, storage });
+answerClaims(claims, () => game.conn.session?.token ?? null);
 const nameEl = document.getElementById('own-name');
 if (nameEl) nameEl.textContent = name;
 // A reload within the server's grace period resumes this player; the state

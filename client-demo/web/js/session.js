@@ -98,6 +98,54 @@ function tokenFromHex(hex) {
   return out;
 }
 
+/** BroadcastChannel on which the pages of one browser ask who plays a session. */
+export const CLAIM_CHANNEL = 'arena.session';
+/** How long a starting page waits for another page to say a session is its own. */
+export const CLAIM_WAIT_MS = 200;
+
+/**
+ * Whether another open page of this browser plays the session `token` now.
+ *
+ * A duplicated tab starts with a copy of the original's sessionStorage,
+ * session record included: resuming it would take the player away from the
+ * page it was copied from (which the server then closes with
+ * SessionReplaced). So a starting page asks first, and joins as a new player
+ * when a page answers (answerClaims). A reloaded page asks too, but the page
+ * it replaces is gone: nobody answers, and it resumes after `waitMs`.
+ * @param {BroadcastChannel|null} channel null where the browser has none
+ * @param {Uint8Array} token
+ * @returns {Promise<boolean>}
+ */
+export function heldElsewhere(channel, token, waitMs = CLAIM_WAIT_MS) {
+  if (!channel) return Promise.resolve(false);
+  const hex = toHex(token);
+  return new Promise((resolve) => {
+    const done = (/** @type {boolean} */ held) => {
+      clearTimeout(timer);
+      channel.removeEventListener('message', onMessage);
+      resolve(held);
+    };
+    const onMessage = (/** @type {MessageEvent} */ e) => {
+      if (e.data?.mine === hex) done(true);
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    channel.addEventListener('message', onMessage);
+    channel.postMessage({ who: hex });
+  });
+}
+
+/**
+ * Answers other pages' heldElsewhere for the session this page plays.
+ * @param {BroadcastChannel|null} channel
+ * @param {() => Uint8Array|null} playing the token of the session this page plays now
+ */
+export function answerClaims(channel, playing) {
+  channel?.addEventListener('message', (e) => {
+    const token = playing();
+    if (token && typeof e.data?.who === 'string' && e.data.who === toHex(token)) channel.postMessage({ mine: e.data.who });
+  });
+}
+
 /**
  * The session record in a Storage (sessionStorage in the browser). Reading
  * tolerates anything: a record that does not parse is no session. Storage
