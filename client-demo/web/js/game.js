@@ -435,7 +435,7 @@ export class Game {
       now,
       hurtFlash: this.hurtFlash,
     });
-    this.ui.fadeBeneath(pos ? this.renderer.ownBox(pos.x, pos.y) : null);
+    this.ui.fadeBeneath(this.renderer.ownDrawn);
 
     this.ui.showDeath(this.diedAt === null ? null : Math.max(0, this.rules.respawnTicks * this.stepMs - (now - this.diedAt)));
     if (now - this.lastStatsUpdate > 250) {
@@ -516,8 +516,9 @@ export class Game {
       own: this.ownRendered && this.own ? { id: ownId, x: this.ownRendered.x, y: this.ownRendered.y, hp: this.own.hp } : null,
       /** Screen position (CSS pixels) of a world point, as the last frame drew it. */
       camera: { x: this.renderer.camX, y: this.renderer.camY, scale: this.renderer.scale, width: this.renderer.width, height: this.renderer.height },
-      /** Where the last frame drew the own player, and which corner panels it faded because the player was beneath them. */
-      ownBox: this.ownRendered ? this.renderer.ownBox(this.ownRendered.x, this.ownRendered.y) : null,
+      /** Where the last frame drew the own player and the minimap, and which corner panels it faded because the player was beneath them. */
+      ownBox: this.renderer.ownDrawn,
+      minimap: this.renderer.minimapBox(),
       faded: {
         stats: this.ui.stats.classList.contains('beneath'),
         scoreboard: this.ui.scoreboard.classList.contains('beneath'),

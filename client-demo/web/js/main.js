@@ -55,8 +55,9 @@ function sessionStore() {
 // player instead of taking this one's (session.js, heldElsewhere).
 const storage = sessionStore();
 const claims = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CLAIM_CHANNEL) : null;
-const stored = new SessionStore(storage).load();
-if (stored && (await heldElsewhere(claims, stored.token))) new SessionStore(storage).clear();
+const store = new SessionStore(storage);
+const stored = store.load();
+if (stored && (await heldElsewhere(claims, stored.token))) store.clear();
 
 const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById('game'));
 const ui = new Ui();

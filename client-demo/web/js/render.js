@@ -73,6 +73,9 @@ export class Renderer {
     /** Camera centre in quanta. */
     this.camX = ARENA_WIDTH / 2;
     this.camY = ARENA_HEIGHT / 2;
+    /** Where the last frame drew the own player (ownBox), null if it did not. */
+    /** @type {Box|null} */
+    this.ownDrawn = null;
     /** Whether the last frame faded the minimap because the own player was beneath it. */
     this.minimapFaded = false;
   }
@@ -181,7 +184,8 @@ export class Renderer {
     }
     // A player in the bottom-right corner would be hidden by the minimap:
     // fade it instead (the HTML panels do the same, Ui.fadeBeneath).
-    this.minimapFaded = f.own !== null && overlaps(this.ownBox(f.own.x, f.own.y), this.minimapBox());
+    this.ownDrawn = f.own ? this.ownBox(f.own.x, f.own.y) : null;
+    this.minimapFaded = this.ownDrawn !== null && overlaps(this.ownDrawn, this.minimapBox());
     ctx.globalAlpha = this.minimapFaded ? BENEATH_OPACITY : 1;
     this.drawMinimap(f);
     ctx.globalAlpha = 1;
