@@ -13,7 +13,7 @@ use server::game::{EntityKey, World, WorldConfig};
 use shared::codec;
 use shared::protocol::InputCmd;
 use shared::rules::buttons;
-use shared::snapshot::{self, EntityKind, SnapshotMsg, StateIndex, WorldState};
+use shared::snapshot::{self, EntityKind, SnapshotMsg, WorldState};
 
 /// Simulation rate of every benchmark, as the server's default (Hz).
 pub const TICK_HZ: u32 = 30;
@@ -380,21 +380,6 @@ impl Breakdown {
             scoreboard: sum(|b| b.scoreboard),
         }
     }
-}
-
-/// The [`StateIndex`] of every state of a history, each built from the one
-/// before, as the room builds them when it publishes.
-#[must_use]
-pub fn indices(history: &[Arc<WorldState>]) -> Vec<StateIndex> {
-    let mut out: Vec<StateIndex> = Vec::with_capacity(history.len());
-    for (k, state) in history.iter().enumerate() {
-        let index = match (k.checked_sub(1), out.last()) {
-            (Some(prev), Some(prev_index)) => StateIndex::follow(&history[prev], prev_index, state),
-            _ => StateIndex::first(state),
-        };
-        out.push(index);
-    }
-    out
 }
 
 /// Pairs `(baseline, current)` of a history for a baseline `age` ticks old,

@@ -20,9 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::Tick;
 
-mod index;
-pub use index::{StateIndex, diff_into_indexed};
-
 /// What an entity is. Never changes during an entity's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntityKind {
@@ -357,22 +354,6 @@ pub fn diff_into_with_checksum(
     input_ack: u32,
     out: &mut SnapshotMsg,
 ) {
-    let base = begin(baseline, current, current_checksum, input_ack, out);
-    let base_entities = base.map_or(&[][..], |b| &b.entities[..]);
-    diff_entities(base_entities, &current.entities, out.base_age as i32, out);
-    diff_players(base, current, out);
-}
-
-/// Empties `out` and fills its header; returns the baseline the delta is
-/// against: `None` for a full snapshot (no baseline, or one not older than
-/// `current`).
-fn begin<'a>(
-    baseline: Option<&'a WorldState>,
-    current: &WorldState,
-    current_checksum: u32,
-    input_ack: u32,
-    out: &mut SnapshotMsg,
-) -> Option<&'a WorldState> {
     out.removed.clear();
     out.created.clear();
     out.changed.clear();
@@ -383,14 +364,14 @@ fn begin<'a>(
     out.input_ack = input_ack;
     out.checksum = current_checksum;
     let base = baseline.filter(|b| current.tick.since(b.tick) > 0);
-    out.base_age = base.map_or(0, |b| current.tick.since(b.tick)) as u32;
-    base
-}
+    let age = base.map_or(0, |b| current.tick.since(b.tick));
+    out.base_age = age as u32;
+    let base_entities = base.map_or(&[][..], |b| &b.entities[..]);
+    diff_entities(base_entities, &current.entities, age, out);
 
-/// The scoreboard part of a delta: removed ids, new or renamed entries,
-/// and score changes. An unchanged scoreboard is the same allocation as the
-/// baseline's: nothing to compare.
-fn diff_players(base: Option<&WorldState>, current: &WorldState, out: &mut SnapshotMsg) {
+    // Scoreboard: removed ids, new or renamed entries, and score changes.
+    // An unchanged scoreboard is the same allocation as the baseline's:
+    // nothing to compare.
     let mut upserts = UpsertWriter::new(&mut out.players_upserted);
     let scored = &mut out.players_scored;
     let mut scored_gaps = GapWriter::new();
@@ -512,7 +493,21 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
                     break;
                 }
                 run += 1;
-                pair(staged, b, c, age, &mut gaps, out);
+                // Most entities fly straight or stand still and cost
+                // nothing: one branch-free test on the loaded fields, no
+                // spills. The rest goes out of line.
+                let px = b.x.wrapping_add(b.vx.wrapping_mul(age));
+                let py = b.y.wrapping_add(b.vy.wrapping_mul(age));
+                let same = ((c.x ^ px)
+                    | (c.y ^ py)
+                    | (c.vx ^ b.vx)
+                    | (c.vy ^ b.vy)
+                    | i32::from(c.angle ^ b.angle)
+                    | i32::from(c.hp ^ b.hp))
+                    == 0;
+                if !same || b.kind != c.kind {
+                    staged.changed(b, c, age, &mut gaps, out);
+                }
             }
             i += run;
             j += run;
@@ -537,39 +532,6 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
     for c in &cs[j..] {
         out.created.push(create_record(c, gaps.created.gap(c.id)));
     }
-}
-
-/// One entity present in both states: recorded when it left its
-/// dead-reckoned path or changed kind. Most entities fly straight or stand
-/// still and cost nothing: one branch-free test on the loaded fields, no
-/// spills. The rest goes out of line.
-#[inline(always)]
-fn pair(
-    staged: &mut Staged,
-    b: &NetEntity,
-    c: &NetEntity,
-    age: i32,
-    gaps: &mut Gaps,
-    out: &mut SnapshotMsg,
-) {
-    if !on_path(b, c, age) || b.kind != c.kind {
-        staged.changed(b, c, age, gaps, out);
-    }
-}
-
-/// Whether `c` is where dead reckoning from `b` puts it `age` ticks later,
-/// with the same velocity, angle and hit points (its kind is not compared).
-#[inline(always)]
-fn on_path(b: &NetEntity, c: &NetEntity, age: i32) -> bool {
-    let px = b.x.wrapping_add(b.vx.wrapping_mul(age));
-    let py = b.y.wrapping_add(b.vy.wrapping_mul(age));
-    ((c.x ^ px)
-        | (c.y ^ py)
-        | (c.vx ^ b.vx)
-        | (c.vy ^ b.vy)
-        | i32::from(c.angle ^ b.angle)
-        | i32::from(c.hp ^ b.hp))
-        == 0
 }
 
 /// The turn age `k` in `1..=age` that best explains the residual `r` of
