@@ -66,6 +66,9 @@
 #       when pinned: on a shared VM a run with much steal measured less
 #       machine than it had (CPU per snapshot is CPU time, so it holds up
 #       better than the latencies and the snapshot rate)
+#   join = from each bot's TCP connect to its first snapshot (upgrade,
+#       hello, welcome, then up to a tick), one sample per bot: what a
+#       player waits during the ramp (RAMP bots a second)
 #   bots = the swarm's report, full or light bots as the table says; when
 #       `bot_cpu_saturated` is true (bot CPU over 90% of its cores, or its
 #       timers late by more than a quarter tick at p99) the bots could not
@@ -351,6 +354,8 @@ for n in "${CLIENTS[@]}"; do
                 ((.input_ack_latency_ms.p50 | num(1) | tostring) + " / "
                     + (.input_ack_latency_ms.p99 | num(1) | tostring)),
                 (.rtt_ms.p99 | num(1)),
+                ((.join_time_ms.p50 | num(1) | tostring) + " / "
+                    + (.join_time_ms.p99 | num(1) | tostring)),
                 (if .light_mode == true then "not checked" else (.desyncs // "?") end),
                 (.bot_cpu_percent | num(0)),
                 (.input_send_lateness_ms.p99 | num(1)),
@@ -375,8 +380,8 @@ done
     echo
     echo "Bots (the swarm's report):"
     echo
-    echo "| layout | clients | bots | connected | rooms seen | disconnects | snapshots/client/s | KiB/client/s | input→ack p50 / p99 ms | rtt p99 ms | desyncs | bot CPU % | bot timer lateness p99 ms | bots saturated | healthy |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| layout | clients | bots | connected | rooms seen | disconnects | snapshots/client/s | KiB/client/s | input→ack p50 / p99 ms | rtt p99 ms | join p50 / p99 ms | desyncs | bot CPU % | bot timer lateness p99 ms | bots saturated | healthy |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     cat "$BOT_ROWS"
 } >"$TABLE"
 cat "$TABLE"

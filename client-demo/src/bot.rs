@@ -237,6 +237,7 @@ pub async fn run(
         return BotOutcome::ConnectFailed(BotError::StoppedBeforeWelcome);
     }
     let seeds = Seeds::new(config.seed);
+    let connect_started = Instant::now();
     let mut link = match Link::open(
         &endpoint,
         config.connect_timeout,
@@ -263,7 +264,13 @@ pub async fn run(
         }
     };
 
-    let mut game = Game::new(welcome, &config, &seeds, Arc::clone(&metrics));
+    let mut game = Game::new(
+        welcome,
+        &config,
+        &seeds,
+        connect_started,
+        Arc::clone(&metrics),
+    );
     let outcome = loop {
         let trigger = match game.play(&mut link, &mut stop).await {
             Ok(PlayEnd::Stopped) => {
@@ -563,6 +570,9 @@ struct Game {
     connected_since: Option<Instant>,
     /// Whether the current connection delivered a snapshot yet.
     snapshot_on_this_link: bool,
+    /// When the bot started its first connect, until its first snapshot
+    /// records the time it took to join.
+    joining_since: Option<Instant>,
     /// After a resume: whether the first snapshot is still awaited, and how
     /// many prediction checks are still booked as the resume's.
     resume_first_pending: bool,
@@ -574,7 +584,13 @@ struct Game {
 }
 
 impl Game {
-    fn new(welcome: Welcome, config: &BotConfig, seeds: &Seeds, metrics: Arc<Metrics>) -> Self {
+    fn new(
+        welcome: Welcome,
+        config: &BotConfig,
+        seeds: &Seeds,
+        connect_started: Instant,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let tick_hz = u32::from(welcome.tick_hz).max(1);
         let period = Duration::from_secs_f64(1.0 / f64::from(tick_hz));
         let now = Instant::now();
@@ -609,6 +625,7 @@ impl Game {
             server_reason: None,
             connected_since: Some(now),
             snapshot_on_this_link: false,
+            joining_since: Some(connect_started),
             resume_first_pending: false,
             resume_checks_left: 0,
             resume_chance: config.resume_chance,
@@ -752,6 +769,9 @@ impl Game {
     fn snapshot_arrived(&mut self, full: bool, now: Instant) {
         let m = &self.metrics;
         m.snapshots.inc();
+        if let Some(since) = self.joining_since.take() {
+            m.join_time(now.saturating_duration_since(since));
+        }
         if let Some(prev) = self.last_snapshot_at.replace(now) {
             self.samples.snapshot_interval(now - prev);
         }
@@ -1033,6 +1053,7 @@ mod tests {
             welcome(),
             &BotConfig::default(),
             &Seeds::new(1),
+            Instant::now(),
             Arc::new(Metrics::default()),
         );
         let t0 = Instant::now();

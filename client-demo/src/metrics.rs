@@ -73,6 +73,10 @@ pub struct Histograms {
     /// From losing a connection to the welcome that resumed its session, in
     /// microseconds.
     pub resume_time_us: Histogram<u64>,
+    /// From the start of a bot's first TCP connect to its first snapshot
+    /// (connect, WebSocket upgrade, hello, welcome, a tick), in
+    /// microseconds: how long a player waits to see the game.
+    pub join_time_us: Histogram<u64>,
 }
 
 fn histogram(high: u64) -> Histogram<u64> {
@@ -90,6 +94,7 @@ impl Default for Histograms {
             rtt_us: histogram(MAX_TIME_US),
             input_send_lateness_us: histogram(MAX_TIME_US),
             resume_time_us: histogram(MAX_TIME_US),
+            join_time_us: histogram(MAX_TIME_US),
         }
     }
 }
@@ -215,6 +220,14 @@ impl Metrics {
     pub fn resume_time(&self, d: Duration) {
         self.lock_histograms()
             .resume_time_us
+            .saturating_record(micros(d));
+    }
+
+    /// Records the time one bot took to join: from its connect to its
+    /// first snapshot.
+    pub fn join_time(&self, d: Duration) {
+        self.lock_histograms()
+            .join_time_us
             .saturating_record(micros(d));
     }
 

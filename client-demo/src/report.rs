@@ -157,6 +157,10 @@ pub struct Report {
     /// Ping to pong round trip (transport plus conditioner, no tick wait),
     /// in milliseconds.
     pub rtt_ms: Percentiles,
+    /// From the start of each bot's first connect to its first snapshot
+    /// (TCP connect, WebSocket upgrade, hello, welcome, then up to a tick),
+    /// in milliseconds: one sample per bot that saw a snapshot.
+    pub join_time_ms: Percentiles,
     /// How late the bots' tick timers fired, in milliseconds: the bot
     /// process's own health.
     pub input_send_lateness_ms: Percentiles,
@@ -323,6 +327,7 @@ impl Report {
             mispredictions: metrics.mispredictions.get(),
             life_event_corrections: metrics.life_event_corrections.get(),
             rtt_ms: Percentiles::from_histogram(&h.rtt_us, 1000.0),
+            join_time_ms: Percentiles::from_histogram(&h.join_time_us, 1000.0),
             input_send_lateness_ms: Percentiles::from_histogram(&h.input_send_lateness_us, 1000.0),
             bot_cpu_percent: cpu_percent,
             bot_cores: facts.cores,
@@ -512,6 +517,7 @@ impl fmt::Display for Report {
         write_percentiles(f, "snapshot interval", &self.snapshot_interval_ms, "ms")?;
         write_percentiles(f, "prediction error", &self.prediction_error, "units")?;
         write_percentiles(f, "ping rtt", &self.rtt_ms, "ms")?;
+        write_percentiles(f, "time to join", &self.join_time_ms, "ms")?;
         write_percentiles(f, "bot timer lateness", &self.input_send_lateness_ms, "ms")?;
         writeln!(
             f,
@@ -602,6 +608,8 @@ mod tests {
         }
         s.prediction_error(0.0);
         s.flush(&m, t0);
+        m.join_time(Duration::from_millis(4));
+        m.join_time(Duration::from_millis(6));
         m
     }
 
@@ -637,6 +645,7 @@ mod tests {
             "input_ack_latency_ms",
             "snapshot_interval_ms",
             "prediction_error",
+            "join_time_ms",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
@@ -644,6 +653,7 @@ mod tests {
             "input_ack_latency_ms",
             "snapshot_interval_ms",
             "prediction_error",
+            "join_time_ms",
         ] {
             for sub in ["p50", "p99", "max"] {
                 assert!(
@@ -666,6 +676,10 @@ mod tests {
         assert!((29.7..=30.1).contains(&report.input_ack_latency_ms.p99));
         assert_eq!(report.input_ack_latency_ms.samples, 1000);
         assert!((33.3..=33.4).contains(&report.snapshot_interval_ms.p50));
+        // One join per connected bot, from its connect to its first snapshot.
+        assert_eq!(report.join_time_ms.samples, 2);
+        assert!((3.99..=4.01).contains(&report.join_time_ms.p50));
+        assert!((5.99..=6.01).contains(&report.join_time_ms.max));
         assert_eq!(report.bot_cpu_percent.map(|c| c.round()), Some(18.0));
         assert!(report.healthy, "{:?}", report.problems);
         assert!(!report.bot_cpu_saturated);

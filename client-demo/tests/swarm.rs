@@ -125,6 +125,10 @@ fn assert_netcode_correct(report: &Report, clients: u64) {
     assert_eq!(report.decode_errors, 0, "no decode errors");
     assert_eq!(report.protocol_errors, 0);
     assert_eq!(report.tick_hz, TICK_HZ);
+    // Each bot's join (connect to first snapshot) is timed once, resumes
+    // aside.
+    assert_eq!(report.join_time_ms.samples, clients, "one join per bot");
+    assert!(report.join_time_ms.p50 > 0.0);
     assert!(report.healthy, "{:?}", report.problems);
 }
 
