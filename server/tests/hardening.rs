@@ -101,6 +101,39 @@ async fn half_open_connections_are_closed_at_the_header_deadline() {
     server.stop().await;
 }
 
+/// A join storm can count on the listen backlog: the kernel completes that
+/// many handshakes (Linux one more) before the server accepts any, and no
+/// more: the next client's SYN is dropped, and it waits a second for its
+/// retry. The server asks for [`server::LISTEN_BACKLOG`] (4,096), where
+/// `TcpListener::bind` asks for 128.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_listen_backlog_is_what_the_kernel_queues_before_an_accept() {
+    const BACKLOG: u32 = 4;
+    let listener = server::listen(([127, 0, 0, 1], 0).into(), BACKLOG).expect("listen");
+    let addr = listener.local_addr().expect("local addr");
+    // Nobody accepts. On loopback each handshake runs inside its connect
+    // call, so every SYN sees the queue as the connects before left it.
+    let mut held = Vec::new();
+    let mut waiting = 0;
+    for _ in 0..12 {
+        match timeout(Duration::from_millis(400), TcpStream::connect(addr)).await {
+            Ok(stream) => held.push(stream.expect("a queued connect succeeds")),
+            Err(_) => waiting += 1,
+        }
+    }
+    println!(
+        "listen backlog {BACKLOG}: {} handshakes completed without an accept, {waiting} left waiting",
+        held.len()
+    );
+    assert!(
+        (BACKLOG as usize..=BACKLOG as usize + 1).contains(&held.len()),
+        "{} connections completed against a backlog of {BACKLOG}",
+        held.len()
+    );
+    drop(listener);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_beyond_the_per_ip_limit_is_refused_while_players_play() {
     let server = TestServer::start(Config {

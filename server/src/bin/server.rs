@@ -18,6 +18,11 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "ARENA_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Connections the kernel may complete before the server accepts them
+    /// (capped by net.core.somaxconn): a full queue makes a joining client
+    /// wait a second for its SYN to be retried.
+    #[arg(long, env = "ARENA_LISTEN_BACKLOG", default_value_t = server::LISTEN_BACKLOG, value_parser = clap::value_parser!(u32).range(1..))]
+    listen_backlog: u32,
     /// Simulation ticks per second (1..=128).
     #[arg(long, env = "ARENA_TICK_HZ", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=128))]
     tick_hz: u32,
@@ -169,8 +174,7 @@ async fn main() -> anyhow::Result<()> {
         ..defaults
     };
     config.validate()?;
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
+    let listener = server::listen(args.addr, args.listen_backlog)
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port when --addr ends in :0.

@@ -38,8 +38,8 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        // The production socket set-up (its listen backlog included).
+        let listener = server::listen(([127, 0, 0, 1], 0).into(), server::LISTEN_BACKLOG)
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
