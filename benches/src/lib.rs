@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use server::game::{EntityKey, World, WorldConfig};
 use shared::codec;
 use shared::protocol::InputCmd;
-use shared::rules::buttons;
-use shared::snapshot::{self, EntityKind, SnapshotMsg, WorldState};
+use shared::rules::{ARENA_HEIGHT, ARENA_WIDTH, TickRules, buttons};
+use shared::snapshot::{self, EntityKind, NetEntity, SnapshotMsg, WorldState};
 
 /// Simulation rate of every benchmark, as the server's default (Hz).
 pub const TICK_HZ: u32 = 30;
@@ -389,6 +389,66 @@ pub fn pairs(history: &[Arc<WorldState>], age: usize) -> Vec<(Arc<WorldState>, A
     (age..history.len())
         .map(|t| (Arc::clone(&history[t - age]), Arc::clone(&history[t])))
         .collect()
+}
+
+/// A synthetic world where every entity moves at player speed in one of the
+/// eight directions, and turns with probability `turn` per tick (changing
+/// its facing too): `ticks` states, oldest first. No scoreboard.
+#[must_use]
+pub fn all_moving(entities: usize, ticks: usize, turn: f64, seed: u64) -> Vec<Arc<WorldState>> {
+    let rules = TickRules::new(TICK_HZ);
+    let (s, d) = (rules.player_step, rules.player_step_diag);
+    let dirs = [
+        (s, 0),
+        (-s, 0),
+        (0, s),
+        (0, -s),
+        (d, d),
+        (d, -d),
+        (-d, d),
+        (-d, -d),
+    ];
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let kinds = [EntityKind::Player, EntityKind::Npc, EntityKind::Npc];
+    let mut world: Vec<NetEntity> = (0..entities as u32)
+        .map(|id| {
+            let (vx, vy) = dirs[rng.usize(..dirs.len())];
+            NetEntity {
+                id,
+                kind: kinds[id as usize % kinds.len()],
+                x: rng.i32(0..ARENA_WIDTH),
+                y: rng.i32(0..ARENA_HEIGHT),
+                vx,
+                vy,
+                angle: rng.u8(..),
+                hp: 100,
+            }
+        })
+        .collect();
+    let mut history = Vec::with_capacity(ticks);
+    for t in 0..ticks {
+        for e in &mut world {
+            if rng.f64() < turn {
+                (e.vx, e.vy) = dirs[rng.usize(..dirs.len())];
+                e.angle = rng.u8(..);
+            }
+            // Bounce off the walls: a turn like any other.
+            if !(0..ARENA_WIDTH).contains(&(e.x + e.vx)) {
+                e.vx = -e.vx;
+            }
+            if !(0..ARENA_HEIGHT).contains(&(e.y + e.vy)) {
+                e.vy = -e.vy;
+            }
+            e.x += e.vx;
+            e.y += e.vy;
+        }
+        history.push(Arc::new(WorldState {
+            tick: shared::Tick(t as u32 + 1),
+            entities: world.clone(),
+            players: Arc::default(),
+        }));
+    }
+    history
 }
 
 /// Allocations counted by [`CountingAlloc`] since the start of the process.

@@ -10,73 +10,13 @@
 
 use std::sync::Arc;
 
-use benches::{Arena, Breakdown, Census, DeltaStats, TICK_HZ, pairs};
+use benches::{Arena, Breakdown, Census, DeltaStats, TICK_HZ, all_moving, pairs};
 use shared::codec;
-use shared::rules::{ARENA_HEIGHT, ARENA_WIDTH, TickRules};
-use shared::snapshot::{self, EntityKind, NetEntity, WorldState};
+use shared::snapshot::{self, WorldState};
 
 /// Ticks recorded per scenario (10 s at 30 Hz).
 const TICKS: usize = 300;
 const AGES: [usize; 5] = [1, 2, 3, 5, 10];
-
-/// A synthetic world where every entity moves at player speed in one of the
-/// eight directions, and turns with probability `turn` per tick (changing
-/// its facing too).
-fn all_moving(entities: usize, turn: f64, seed: u64) -> Vec<Arc<WorldState>> {
-    let rules = TickRules::new(TICK_HZ);
-    let (s, d) = (rules.player_step, rules.player_step_diag);
-    let dirs = [
-        (s, 0),
-        (-s, 0),
-        (0, s),
-        (0, -s),
-        (d, d),
-        (d, -d),
-        (-d, d),
-        (-d, -d),
-    ];
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let kinds = [EntityKind::Player, EntityKind::Npc, EntityKind::Npc];
-    let mut world: Vec<NetEntity> = (0..entities as u32)
-        .map(|id| {
-            let (vx, vy) = dirs[rng.usize(..dirs.len())];
-            NetEntity {
-                id,
-                kind: kinds[id as usize % kinds.len()],
-                x: rng.i32(0..ARENA_WIDTH),
-                y: rng.i32(0..ARENA_HEIGHT),
-                vx,
-                vy,
-                angle: rng.u8(..),
-                hp: 100,
-            }
-        })
-        .collect();
-    let mut history = Vec::with_capacity(TICKS);
-    for t in 0..TICKS {
-        for e in &mut world {
-            if rng.f64() < turn {
-                (e.vx, e.vy) = dirs[rng.usize(..dirs.len())];
-                e.angle = rng.u8(..);
-            }
-            // Bounce off the walls: a turn like any other.
-            if !(0..ARENA_WIDTH).contains(&(e.x + e.vx)) {
-                e.vx = -e.vx;
-            }
-            if !(0..ARENA_HEIGHT).contains(&(e.y + e.vy)) {
-                e.vy = -e.vy;
-            }
-            e.x += e.vx;
-            e.y += e.vy;
-        }
-        history.push(Arc::new(WorldState {
-            tick: shared::Tick(t as u32 + 1),
-            entities: world.clone(),
-            players: Arc::default(),
-        }));
-    }
-    history
-}
 
 /// One table row per baseline age.
 fn report(name: &str, history: &[Arc<WorldState>]) {
@@ -134,11 +74,11 @@ fn main() {
     for entities in [1_000, 5_000] {
         report(
             &format!("All moving, turning about once a second, {entities}"),
-            &all_moving(entities, 1.0 / f64::from(TICK_HZ), 7),
+            &all_moving(entities, TICKS, 1.0 / f64::from(TICK_HZ), 7),
         );
         report(
             &format!("All moving, new direction every tick (worst case), {entities}"),
-            &all_moving(entities, 1.0, 7),
+            &all_moving(entities, TICKS, 1.0, 7),
         );
     }
 }
