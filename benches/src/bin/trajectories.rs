@@ -1,6 +1,8 @@
-//! Writes the bandwidth bin's worlds tick by tick as JSON, with what this
-//! server's protocol makes of each tick, for the comparison with Colyseus's
-//! schema encoder (`benches/compare/colyseus.mjs`, `BENCHMARKS.md` section 9).
+//! Writes the bandwidth bin's worlds (and a room of the default deployment:
+//! 16 players, 8 NPCs) tick by tick as JSON, with what this server's
+//! protocol makes of each tick, for the comparisons with Colyseus
+//! (`benches/compare`: its schema encoder in `colyseus.mjs`, its server in
+//! `loadtest-colyseus.mjs`; `BENCHMARKS.md` section 9).
 //!
 //! `cargo run --release -p benches --bin trajectories -- [DIR [TICKS]]`
 //! writes one file per scenario to `DIR` (default `target/compare`), each
@@ -137,6 +139,15 @@ fn main() -> std::io::Result<()> {
             history,
         ));
     }
+    // The default deployment's room: 16 players and the server's 8 NPCs,
+    // stepped three seconds as the realistic arenas are.
+    let mut room = Arena::new(16, 8, 42);
+    room.run(3 * TICK_HZ);
+    scenarios.push((
+        "room-16".into(),
+        "A room of 16 players and 8 NPCs".into(),
+        room.history(ticks + 1),
+    ));
     scenarios.push((
         "all-moving-1000".into(),
         "All moving, turning about once a second, 1000".into(),
