@@ -5,10 +5,16 @@
 //! throughput counts; see each bench's doc comment).
 //!
 //! `cargo run --release -p benches --bin report [GROUP_PREFIX...]`
+//!
+//! Criterion never deletes a result: a bench renamed, removed or left out
+//! of the last run by a filter keeps its old figures in `target/criterion`.
+//! Rows written more than [`EARLIER`] before the newest of their group are
+//! marked "earlier run", and a note under the table counts them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -25,6 +31,17 @@ fn find(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// A result this much older than the newest of its group is from an
+/// earlier run (a whole `cargo bench -p benches` takes about 4 minutes).
+const EARLIER: Duration = Duration::from_secs(3600);
+
+/// One table row: the bench's id, its markdown, and when it was written.
+struct Row {
+    id: String,
+    markdown: String,
+    written: SystemTime,
 }
 
 fn read(path: &Path) -> Option<Value> {
@@ -58,7 +75,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let mut groups: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for bench in files {
         let (Some(meta), Some(est)) = (
             read(&bench),
@@ -84,21 +101,35 @@ fn main() -> ExitCode {
             || "".to_owned(),
             |n| format!("{} | {}", n, time(point / n.max(1.0))),
         );
-        let row = format!(
-            "| `{id}` | {} | {} – {} | {per} |",
-            time(point),
-            time(lo),
-            time(hi)
-        );
-        groups.entry(group).or_default().push((id, row));
+        let markdown = format!("{} | {} – {} | {per} |", time(point), time(lo), time(hi));
+        let written = std::fs::metadata(&bench)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        groups.entry(group).or_default().push(Row {
+            id,
+            markdown,
+            written,
+        });
     }
     for (group, mut rows) in groups {
-        rows.sort_by_key(|r| natural(&r.0));
+        rows.sort_by_key(|r| natural(&r.id));
+        let newest = rows.iter().map(|r| r.written).max();
+        let earlier = |r: &Row| newest.is_some_and(|n| r.written + EARLIER < n);
         println!("\n#### `{group}`\n");
         println!("| benchmark | median | 95% CI of the median | elements | median per element |");
         println!("|---|---:|---:|---:|---:|");
-        for (_, row) in rows {
-            println!("{row}");
+        for row in &rows {
+            let mark = if earlier(row) { " (earlier run)" } else { "" };
+            println!("| `{}`{mark} | {}", row.id, row.markdown);
+        }
+        let stale = rows.iter().filter(|r| earlier(r)).count();
+        if stale > 0 {
+            println!(
+                "\n{stale} of these results are more than an hour older than the newest \
+                 of the group: criterion keeps the results of benches renamed, removed or \
+                 filtered out of the last run. Delete their directories under \
+                 target/criterion to drop them."
+            );
         }
     }
     ExitCode::SUCCESS
