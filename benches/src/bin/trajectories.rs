@@ -1,17 +1,17 @@
-//! Writes the bandwidth bin's worlds (and a room of the default deployment:
-//! 16 players, 8 NPCs) tick by tick as JSON, with what this server's
-//! protocol makes of each tick, for the comparisons with Colyseus
-//! (`benches/compare`: its schema encoder in `colyseus.mjs`, its server in
-//! `loadtest-colyseus.mjs`; `BENCHMARKS.md` section 9).
+//! Writes the bandwidth bin's worlds, and a room of the default deployment
+//! (16 players, 8 NPCs: `room-16.json`), tick by tick as JSON, with what
+//! this server's protocol makes of each tick, for the comparisons with
+//! Colyseus (`benches/compare`: its schema encoder in `colyseus.mjs`, its
+//! server in `e2e/loadtest-colyseus.mjs`; `BENCHMARKS.md` section 9).
 //!
 //! `cargo run --release -p benches --bin trajectories -- [DIR [TICKS]]`
 //! writes one file per scenario to `DIR` (default `target/compare`), each
 //! `TICKS` + 1 states long (default 150 + 1: five seconds at 30 Hz; the test
-//! command uses a few). For each tick after
-//! the first, a file holds the delta this protocol sends a client that
-//! acknowledged the tick before (age 1: what a Colyseus patch carries, since
-//! Colyseus sends every client every patch in order), its size, the entities
-//! that moved, and the median time of this server's diff + encode of it.
+//! command uses a few). For each tick after the first, a file holds the
+//! delta this protocol sends a client that acknowledged the tick before
+//! (age 1: what a Colyseus patch carries, since Colyseus sends every client
+//! every patch in order), its size, the entities that moved, and the median
+//! time of this server's diff + encode of it.
 //!
 //! Format: `{ name, census, tick_hz, states: [{ tick, entities: [id, kind, x,
 //! y, vx, vy, angle, hp, id, …], players: [[id, name, score, deaths], …] }],
