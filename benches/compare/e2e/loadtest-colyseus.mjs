@@ -17,7 +17,8 @@
 // Environment: WORLD (the recorded room, default
 // ../../../target/compare/room-16.json), PORT (first port, 18590; each run takes
 // the next), RAMP (joins per second, 200), WINDOW (seconds measured, 6),
-// SETTLE (seconds between the last join and the window, 3), FULL (1: the
+// SETTLE (seconds between the last join and the window, 3, plus up to 2
+// for the once-a-second reports), FULL (1: the
 // clients decode every patch, as a game does; by default they are light,
 // like this server's light bots, and only count them).
 //
@@ -85,6 +86,8 @@ async function run(n) {
     const idle = server.last.rss;
     const clients = start(1, 'colyseus-clients.mjs', [`ws://127.0.0.1:${port}`, String(n), String(ramp), full ? 'full' : 'light']);
     await until(clients, (c) => c.joined + c.errors >= n, n / ramp + 30, 'joins');
+    // The clients report joins once a second, so the last join was up to a
+    // second before this: the window starts SETTLE to SETTLE + 2 s after it.
     await sleep(settle + 1);
     const [s0, c0] = [server.last, clients.last];
     // Each process reports once a second: the window ends at the first
@@ -118,7 +121,7 @@ async function run(n) {
 console.log(
   `Colyseus (@colyseus/core 0.18, ws transport), rooms of 16 replaying ${world}; ` +
     `${pin ? 'server pinned to core 0, clients to core 1' : 'not pinned'}; ` +
-    `${full ? 'full' : 'light'} clients; ramp ${ramp}/s, window ${window} s from ${settle} s after the last join.\n`,
+    `${full ? 'full' : 'light'} clients; ramp ${ramp}/s, window ${window} s from ${settle}–${settle + 2} s after the last join.\n`,
 );
 console.log(
   '| clients | joined | rooms | server CPU µs/client/patch | server CPU (cores) | patches/s | RSS idle | RSS loaded | RSS/client | patches/client/s received | inputs/s received | client process CPU % |',
