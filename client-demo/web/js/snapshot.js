@@ -63,26 +63,25 @@ function utf8Bytes(name) {
 export function checksum(state) {
   const PRIME = 0x01000193;
   let h = 0x811c9dc5;
-  const mix = (/** @type {number} */ w) => {
-    h = Math.imul(h ^ w, PRIME);
-  };
+  // Written out rather than through a closure over `h`, which V8 kept in
+  // memory: 1.5x faster at 5,000 entities (benches/HISTORY.md, session 15).
   for (const e of state.entities) {
-    mix(e.id);
-    mix(e.kind);
-    mix(e.x);
-    mix(e.y);
-    mix(e.vx);
-    mix(e.vy);
-    mix(e.angle);
-    mix(e.hp);
+    h = Math.imul(h ^ e.id, PRIME);
+    h = Math.imul(h ^ e.kind, PRIME);
+    h = Math.imul(h ^ e.x, PRIME);
+    h = Math.imul(h ^ e.y, PRIME);
+    h = Math.imul(h ^ e.vx, PRIME);
+    h = Math.imul(h ^ e.vy, PRIME);
+    h = Math.imul(h ^ e.angle, PRIME);
+    h = Math.imul(h ^ e.hp, PRIME);
   }
   for (const p of state.players) {
-    mix(p.id);
-    mix(p.score);
-    mix(p.deaths);
+    h = Math.imul(h ^ p.id, PRIME);
+    h = Math.imul(h ^ p.score, PRIME);
+    h = Math.imul(h ^ p.deaths, PRIME);
     const bytes = utf8Bytes(p.name);
-    mix(bytes.length);
-    for (const b of bytes) mix(b);
+    h = Math.imul(h ^ bytes.length, PRIME);
+    for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], PRIME);
   }
   return h >>> 0;
 }
