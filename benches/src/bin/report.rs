@@ -114,15 +114,16 @@ fn main() -> ExitCode {
     for (group, mut rows) in groups {
         rows.sort_by_key(|r| natural(&r.id));
         let newest = rows.iter().map(|r| r.written).max();
-        let earlier = |r: &Row| newest.is_some_and(|n| r.written + EARLIER < n);
         println!("\n#### `{group}`\n");
         println!("| benchmark | median | 95% CI of the median | elements | median per element |");
         println!("|---|---:|---:|---:|---:|");
+        let mut stale = 0;
         for row in &rows {
-            let mark = if earlier(row) { " (earlier run)" } else { "" };
+            let earlier = newest.is_some_and(|n| row.written + EARLIER < n);
+            stale += usize::from(earlier);
+            let mark = if earlier { " (earlier run)" } else { "" };
             println!("| `{}`{mark} | {}", row.id, row.markdown);
         }
-        let stale = rows.iter().filter(|r| earlier(r)).count();
         if stale > 0 {
             println!(
                 "\n{stale} of these results are more than an hour older than the newest \
