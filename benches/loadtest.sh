@@ -61,6 +61,10 @@
 #       step, snapshot built and published (which wakes every writer);
 #       late p99 = the highest 99th percentile over rooms of how late a tick
 #       started
+#   baseline 1 / ≤ 3 ticks old = the share of the window's snapshots
+#       encoded against a baseline that old (GET /metrics,
+#       arena_snapshot_baseline_age_ticks; full snapshots count as 0): how
+#       often the diff runs at the ages BENCHMARKS.md section 2 prices
 #   steal = the share of the window's CPU time that the hypervisor gave to
 #       other guests (/proc/stat), on the server's core and the bots' core
 #       when pinned: on a shared VM a run with much steal measured less
@@ -207,6 +211,25 @@ phases() {
         }' "$OUT/metrics-$tag-a.txt" "$OUT/metrics-$tag-b.txt" 2>/dev/null || echo "?"
 }
 
+# Share of the window's snapshots whose baseline was 1 tick old, and 1 to 3
+# ticks old, in % (full snapshots, age 0, are in neither), from the
+# Prometheus histogram arena_snapshot_baseline_age_ticks: "1 / ≤ 3".
+ages() {
+    awk '
+        /^arena_snapshot_baseline_age_ticks_(bucket\{le="(0\.0|1\.0|3\.0)"\}|count)/ {
+            key = $1; sub(/^arena_snapshot_baseline_age_ticks_/, "", key)
+            v[FILENAME == ARGV[1] ? "a" : "b", key] = $2
+        }
+        END {
+            d = v["b", "count"] - v["a", "count"]
+            if (d <= 0) { print "?"; exit }
+            z = v["b", "bucket{le=\"0.0\"}"] - v["a", "bucket{le=\"0.0\"}"]
+            one = v["b", "bucket{le=\"1.0\"}"] - v["a", "bucket{le=\"1.0\"}"] - z
+            three = v["b", "bucket{le=\"3.0\"}"] - v["a", "bucket{le=\"3.0\"}"] - z
+            printf "%.1f / %.1f\n", one / d * 100, three / d * 100
+        }' "$OUT/metrics-$tag-a.txt" "$OUT/metrics-$tag-b.txt" 2>/dev/null || echo "?"
+}
+
 TABLE=$OUT/loadtest.md
 SERVER_ROWS=$OUT/server-rows.md
 BOT_ROWS=$OUT/bot-rows.md
@@ -311,6 +334,7 @@ for n in "${CLIENTS[@]}"; do
 
         [ -s "$json" ] || echo '{}' >"$json"
         jq -rn --arg layout "$layout" --argjson n "$n" --arg phases "$(phases)" --arg steal "$(steal)" \
+            --arg ages "$(ages)" \
             --slurpfile idle "$OUT/status-$tag-idle.json" \
             --slurpfile a "$OUT/status-$tag-a.json" --slurpfile b "$OUT/status-$tag-b.json" '
             def r(p): (. * pow(10; p) | round) / pow(10; p);
@@ -338,6 +362,7 @@ for n in "${CLIENTS[@]}"; do
                 ($b.rooms | map(.tick_us.late_p99_us) | max // 0 | us),
                 (($b.totals.bytes_out - $a.totals.bytes_out) / $dt / $per | round),
                 (($b.totals.snapshots_full - $a.totals.snapshots_full) / $dt | r(1)),
+                $ages,
                 $steal
               ] | map(tostring) | "| " + join(" | ") + " |"' >>"$SERVER_ROWS"
         jq -rn --arg layout "$layout" --argjson n "$n" --arg kind "$BOT_KIND" \
@@ -374,8 +399,8 @@ done
     echo
     echo "Server (its own /status.json over the window; players summed over rooms, tick from the worst room):"
     echo
-    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | tick phases, mean µs: ingest / simulate / snapshot | late p99 | bytes out/client/s | full snapshots/s | $STEAL_HEAD |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| layout | clients | players | rooms | entities (largest room) | server CPU µs/client/snapshot | server CPU (cores) | snapshots/s | RSS idle | RSS loaded | RSS/client | tick p50 | tick p99 | tick max | p99 / budget | tick phases, mean µs: ingest / simulate / snapshot | late p99 | bytes out/client/s | full snapshots/s | baseline 1 / ≤ 3 ticks old, % | $STEAL_HEAD |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     cat "$SERVER_ROWS"
     echo
     echo "Bots (the swarm's report):"

@@ -289,6 +289,8 @@ impl Subscriber {
             metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
         }
         self.last_sent = Some(tick);
+        let age = baseline.as_ref().map_or(0, |b| tick.since(b.state.tick));
+        metrics.baseline_age.observe(f64::from(age));
         let history = &mut self.view.history;
         match &baseline {
             Some(base) => {

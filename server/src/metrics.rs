@@ -25,6 +25,10 @@ pub enum Phase {
     Total,
 }
 
+/// Bucket bounds of [`Metrics::baseline_age`], in ticks: every age a
+/// healthy client has one by one, then doubling to the snapshot history.
+const BASELINE_AGE_BUCKETS: [f64; 11] = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
     phase: Phase,
@@ -114,6 +118,12 @@ pub struct Metrics {
     pub bytes_in: Counter,
     /// Time to diff and encode one client's snapshot, in seconds.
     pub encode_seconds: Histogram,
+    /// Age in ticks of the baseline of each snapshot written, 0 for a full
+    /// snapshot: how far behind the clients' acknowledgements run. A
+    /// client that acknowledges every snapshot is at 1; loss, a slow
+    /// link or a busy client push it up (`BENCHMARKS.md` section 2 prices
+    /// the diff at ages 1, 3 and 10).
+    pub baseline_age: Histogram,
     /// Control messages (pongs) dropped because a client's outbound control
     /// queue was full.
     pub outbound_drops: Counter,
@@ -305,6 +315,13 @@ impl Metrics {
             Unit::Seconds,
             encode_seconds.clone(),
         );
+        let baseline_age = Histogram::new(BASELINE_AGE_BUCKETS);
+        root.register_with_unit(
+            "snapshot_baseline_age",
+            "Age of each written snapshot's baseline, 0 for a full snapshot",
+            Unit::Other("ticks".to_owned()),
+            baseline_age.clone(),
+        );
         let outbound_drops = Counter::default();
         root.register(
             "outbound_drops",
@@ -339,6 +356,7 @@ impl Metrics {
             bytes_out,
             bytes_in,
             encode_seconds,
+            baseline_age,
             outbound_drops,
         }
     }
@@ -442,6 +460,7 @@ mod tests {
             "arena_kicks_total{reason=\"too_slow\"} 0",
             "arena_inputs_dropped_total{reason=\"Stale\"} 1",
             "arena_snapshot_encode_seconds_count 0",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"1.0\"} 0",
             "arena_sent_bytes_total 0",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");

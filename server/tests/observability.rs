@@ -102,6 +102,27 @@ async fn metrics_and_status_move_while_clients_play() {
         resumes + 1.0
     );
 
+    // Every snapshot written has its baseline's age counted: full ones at
+    // 0, and this client, which acknowledges every snapshot at once, gets
+    // deltas against the tick before. Scraped once the connection is gone
+    // and nothing more is written, so the counts cannot race a write.
+    c.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let done = scrape(&server).await;
+    let age = |le: &str| {
+        sample(
+            &done,
+            &format!("arena_snapshot_baseline_age_ticks_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    assert_eq!(
+        sample(&done, "arena_snapshot_baseline_age_ticks_count"),
+        sample(&done, "arena_snapshots_sent_total")
+    );
+    assert_eq!(age("0.0"), sample(&done, "arena_snapshots_full_total"));
+    assert!(age("0.0") >= 1.0, "the first snapshot is full");
+    assert!(age("1.0") > age("0.0"), "no delta at age 1 in\n{done}");
+
     let (code, page) = http_get(server.addr, "/status").await;
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&page).contains("/status.json"));
