@@ -290,7 +290,7 @@ impl Subscriber {
         }
         self.last_sent = Some(tick);
         let age = baseline.as_ref().map_or(0, |b| tick.since(b.state.tick));
-        metrics.baseline_age.observe(f64::from(age));
+        metrics.observe_baseline_age(age);
         let history = &mut self.view.history;
         match &baseline {
             Some(base) => {

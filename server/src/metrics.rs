@@ -122,8 +122,17 @@ pub struct Metrics {
     /// snapshot: how far behind the clients' acknowledgements run. A
     /// client that acknowledges every snapshot is at 1; loss, a slow
     /// link or a busy client push it up (`BENCHMARKS.md` section 2 prices
-    /// the diff at ages 1, 3 and 10).
+    /// the diff at ages 1, 3 and 10). Observe with
+    /// [`Self::observe_baseline_age`].
     pub baseline_age: Histogram,
+    /// Snapshots written against the tick before (age 1), and against a
+    /// baseline more than 3 ticks old: the two ends of
+    /// [`Self::baseline_age`], as counters `/status.json` can read (a
+    /// histogram's buckets are only readable by encoding it). Not
+    /// exported to Prometheus, which has the histogram.
+    pub snapshots_age_1: Counter,
+    /// See [`Self::snapshots_age_1`].
+    pub snapshots_older_than_3: Counter,
     /// Control messages (pongs) dropped because a client's outbound control
     /// queue was full.
     pub outbound_drops: Counter,
@@ -357,7 +366,20 @@ impl Metrics {
             bytes_in,
             encode_seconds,
             baseline_age,
+            snapshots_age_1: Counter::default(),
+            snapshots_older_than_3: Counter::default(),
             outbound_drops,
+        }
+    }
+
+    /// Counts one snapshot written against a baseline `age` ticks old (0
+    /// for a full snapshot).
+    pub fn observe_baseline_age(&self, age: i32) {
+        self.baseline_age.observe(f64::from(age));
+        if age == 1 {
+            self.snapshots_age_1.inc();
+        } else if age > 3 {
+            self.snapshots_older_than_3.inc();
         }
     }
 
@@ -443,6 +465,26 @@ mod tests {
             m.count_kick(r);
         }
         assert!(m.kicks_by_reason().all(|(_, n)| n == 1));
+    }
+
+    #[test]
+    fn baseline_ages_feed_the_histogram_and_both_status_counters() {
+        let m = Metrics::new();
+        for age in [0, 1, 1, 2, 3, 4, 10] {
+            m.observe_baseline_age(age);
+        }
+        assert_eq!(m.snapshots_age_1.get(), 2);
+        assert_eq!(m.snapshots_older_than_3.get(), 2);
+        let text = m.render();
+        for series in [
+            "arena_snapshot_baseline_age_ticks_count 7",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"0.0\"} 1",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"1.0\"} 3",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"3.0\"} 5",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"12.0\"} 7",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
     }
 
     #[test]

@@ -122,6 +122,16 @@ async fn metrics_and_status_move_while_clients_play() {
     assert_eq!(age("0.0"), sample(&done, "arena_snapshots_full_total"));
     assert!(age("0.0") >= 1.0, "the first snapshot is full");
     assert!(age("1.0") > age("0.0"), "no delta at age 1 in\n{done}");
+    // `/status.json` has the two ends of the histogram as totals.
+    let totals = &server.status().await["totals"];
+    assert_eq!(
+        totals["snapshots_age_1"].as_f64(),
+        Some(age("1.0") - age("0.0"))
+    );
+    assert_eq!(
+        totals["snapshots_older_than_3"].as_f64(),
+        Some(sample(&done, "arena_snapshot_baseline_age_ticks_count") - age("3.0"))
+    );
 
     let (code, page) = http_get(server.addr, "/status").await;
     assert_eq!(code, 200);

@@ -573,6 +573,8 @@ test('the operator status page shows players, tick times and a live chart', { ti
     snaps: document.getElementById('snaps')?.textContent ?? '',
     rooms: document.getElementById('rooms')?.textContent ?? '',
     snapsRate: window.__status?.rates?.snaps ?? 0,
+    snapDetail: document.getElementById('snap-detail')?.textContent ?? '',
+    age1Rate: window.__status?.rates?.age1 ?? -1,
     samples: window.__status?.data?.rooms?.[0]?.tick_us?.per_second?.length ?? 0,
     roomRows: [...document.querySelectorAll('#rooms tr')].map((tr) => [...tr.children].map((td) => td.textContent ?? '')),
     phases: Object.fromEntries((window.__status?.data?.rooms ?? []).map((r) => [r.name, r.tick_phase])),
@@ -593,6 +595,9 @@ test('the operator status page shows players, tick times and a live chart', { ti
   const rate = Number(/(\d+)\/s/.exec(shown.snaps)?.[1]);
   assert.ok(rate > 0, `snapshots/s on the status page: ${shown.snaps}`);
   assert.equal(rate, Math.round(shown.snapsRate), 'the card shows the measured rate');
+  // Under it, how old the baselines of those snapshots were.
+  assert.match(shown.snapDetail, /^\d+\.\d% against the tick before · \d+\.\d% older than 3 ticks · \d+ full/, `snapshots card: ${shown.snapDetail}`);
+  assert.equal(shown.snapDetail.split('%')[0], (100 * shown.age1Rate / shown.snapsRate).toFixed(1), 'the card shows the share at age 1');
   // The room the player was matched into is listed, with the phase of the
   // tick period it ticks in.
   const room = (await view(player.page)).room;
