@@ -289,8 +289,6 @@ impl Subscriber {
             metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
         }
         self.last_sent = Some(tick);
-        let age = baseline.as_ref().map_or(0, |b| tick.since(b.state.tick));
-        metrics.observe_baseline_age(age);
         let history = &mut self.view.history;
         match &baseline {
             Some(base) => {
@@ -298,6 +296,7 @@ impl Subscriber {
                 // Baselines older than the one the client acknowledged are
                 // never needed again (acks only move forward).
                 let base = base.state.tick;
+                metrics.observe_baseline_age(tick.since(base));
                 while history.front().is_some_and(|p| p.state.tick != base) {
                     history.pop_front();
                 }
@@ -305,6 +304,7 @@ impl Subscriber {
             None => {
                 self.view.full_sent = Some(now);
                 metrics.snapshots_full.inc();
+                metrics.observe_baseline_age(0);
             }
         }
         if history.len() == config.snapshot_history {
