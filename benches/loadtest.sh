@@ -392,8 +392,15 @@ for n in "${CLIENTS[@]}"; do
     done
 done
 
+# The CPU's family and model, not only its name: a VM may give one bare
+# name ("AMD EPYC") to different generations of core.
+cpu_field() {
+    awk -F': *' -v k="$1" '$0 == "" { exit } { sub(/[ \t]+$/, "", $1) } $1 == k { print $2; exit }' /proc/cpuinfo
+}
+CPU="$(cpu_field 'model name') (family $(cpu_field 'cpu family') model $(cpu_field model), $(cpu_field 'cache size') L2)"
+
 {
-    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $PINNING; $BOT_KIND bots."
+    echo "Machine: $(nproc) cores, $CPU; $PINNING; $BOT_KIND bots."
     echo "Runs: ${DURATION} s of play after a ramp of ${RAMP} bots/s, 30 Hz ticks and snapshots; measured window ${WINDOW} s, from ${SETTLE} s after the ramp. Layouts: single = one room of every client with ${NPCS} NPCs; rooms = matchmaking into rooms of ${ROOM_CAPACITY} players with ${ROOM_NPCS} NPCs each."
     echo "Load average before the runs: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo

@@ -500,6 +500,49 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+/// One line naming the machine figures come from: its cores, and its CPU
+/// with family, model and L2 cache, as `/proc/cpuinfo` gives them (or
+/// "CPU not known" where there is none). A VM may call different
+/// generations of core by one bare name: this project's benchmark VM
+/// reported "AMD EPYC" on a Zen 3 host and then on a Zen 4 one, a third
+/// faster, and only the family and model told them apart (`BENCHMARKS.md`,
+/// "Machine and method").
+#[must_use]
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    describe_machine(&cpuinfo, cores)
+}
+
+/// [`machine`]'s line from the text of `/proc/cpuinfo`: the fields of its
+/// first processor.
+fn describe_machine(cpuinfo: &str, cores: usize) -> String {
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .take_while(|line| !line.trim().is_empty())
+            .filter_map(|line| line.split_once(':'))
+            .find(|(key, _)| key.trim() == name)
+            .map(|(_, value)| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let Some(name) = field("model name") else {
+        return format!("{cores} cores, CPU not known");
+    };
+    let mut detail = Vec::new();
+    if let (Some(family), Some(model)) = (field("cpu family"), field("model")) {
+        detail.push(format!("family {family} model {model}"));
+    }
+    if let Some(cache) = field("cache size") {
+        detail.push(format!("{cache} L2"));
+    }
+    if detail.is_empty() {
+        format!("{cores} cores, {name}")
+    } else {
+        format!("{cores} cores, {name} ({})", detail.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +556,22 @@ mod tests {
         let c = Census::of(&sa);
         assert!(c.players > 0 && c.npcs > 0 && c.projectiles > 0, "{c}");
         assert!((900..1100).contains(&c.total()), "{c}");
+    }
+
+    #[test]
+    fn the_machine_line_names_the_cpu_generation() {
+        let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n\
+                    model\t\t: 17\nmodel name\t: AMD EPYC\ncache size\t: 1024 KB\n\n\
+                    processor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\n";
+        assert_eq!(
+            describe_machine(zen4, 2),
+            "2 cores, AMD EPYC (family 25 model 17, 1024 KB L2)"
+        );
+        assert_eq!(
+            describe_machine("model name\t: Some CPU\n", 4),
+            "4 cores, Some CPU"
+        );
+        assert_eq!(describe_machine("", 8), "8 cores, CPU not known");
     }
 
     #[test]

@@ -354,6 +354,7 @@ fn main() -> std::io::Result<()> {
     };
     let pin = std::thread::available_parallelism().map_or(1, usize::from) >= 2;
     let started = Instant::now();
+    println!("Machine: {}.", benches::machine());
     println!(
         "A null system call (getppid): {:.0} ns.\n",
         null_syscall_ns()

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    println!("Machine: {}.", benches::machine());
     let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for bench in files {
         let (Some(meta), Some(est)) = (
