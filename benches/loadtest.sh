@@ -397,7 +397,7 @@ done
 cpu_field() {
     awk -F': *' -v k="$1" '$0 == "" { exit } { sub(/[ \t]+$/, "", $1) } $1 == k { print $2; exit }' /proc/cpuinfo
 }
-CPU="$(cpu_field 'model name') (family $(cpu_field 'cpu family') model $(cpu_field model), $(cpu_field 'cache size') L2)"
+CPU="$(cpu_field 'model name') (family $(cpu_field 'cpu family') model $(cpu_field model), cache size $(cpu_field 'cache size'))"
 
 {
     echo "Machine: $(nproc) cores, $CPU; $PINNING; $BOT_KIND bots."

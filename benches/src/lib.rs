@@ -501,8 +501,9 @@ unsafe impl GlobalAlloc for CountingAlloc {
 }
 
 /// One line naming the machine figures come from: its cores, and its CPU
-/// with family, model and L2 cache, as `/proc/cpuinfo` gives them (or
-/// "CPU not known" where there is none). A VM may call different
+/// with family, model and cache size as `/proc/cpuinfo` gives them, or
+/// "CPU not known" where there is none. (That cache is the L2 per core on
+/// AMD, the last level on Intel.) A VM may call different
 /// generations of core by one bare name: this project's benchmark VM
 /// reported "AMD EPYC" on a Zen 3 host and then on a Zen 4 one, a third
 /// faster, and only the family and model told them apart (`BENCHMARKS.md`,
@@ -534,7 +535,7 @@ fn describe_machine(cpuinfo: &str, cores: usize) -> String {
         detail.push(format!("family {family} model {model}"));
     }
     if let Some(cache) = field("cache size") {
-        detail.push(format!("{cache} L2"));
+        detail.push(format!("cache size {cache}"));
     }
     if detail.is_empty() {
         format!("{cores} cores, {name}")
@@ -565,7 +566,7 @@ mod tests {
                     processor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\n";
         assert_eq!(
             describe_machine(zen4, 2),
-            "2 cores, AMD EPYC (family 25 model 17, 1024 KB L2)"
+            "2 cores, AMD EPYC (family 25 model 17, cache size 1024 KB)"
         );
         assert_eq!(
             describe_machine("model name\t: Some CPU\n", 4),
