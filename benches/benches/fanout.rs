@@ -22,8 +22,8 @@
 //! is the fan-out's own.
 //!
 //! `fanout/metrics_per_snapshot` is the server's own accounting for one
-//! snapshot written to one client, as `server/src/fanout.rs` does it: the
-//! byte and snapshot counters, and the baseline's age into its histogram,
+//! snapshot written to one client, the calls `server/src/fanout.rs` makes:
+//! the byte and snapshot counters, and the baseline's age into its histogram,
 //! whose lock is taken and released uncontended, as on the server's one
 //! worker. The age cycles through 1, 2 and 3, what the load test sees.
 
@@ -230,9 +230,7 @@ fn metrics(c: &mut Criterion) {
     group.bench_function("metrics_per_snapshot", |b| {
         b.iter(|| {
             age = age % 3 + 1;
-            metrics.bytes_out.inc_by(black_box(580));
-            metrics.snapshots_sent.inc();
-            metrics.snapshots_skipped.inc_by(black_box(0));
+            metrics.snapshot_written(black_box(580), black_box(0));
             metrics.observe_baseline_age(black_box(age));
         });
     });

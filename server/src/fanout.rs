@@ -278,16 +278,15 @@ impl Subscriber {
         if ping {
             self.next_ping = now + config.ping_interval;
         }
-        metrics.bytes_out.inc_by(scratch.body.len() as u64);
-        metrics.snapshots_sent.inc();
-        if let Some(prev) = self.last_sent {
-            // Snapshots published between the last one written and this
-            // one were skipped for this client.
+        // Snapshots published between the last one written and this one
+        // were skipped for this client.
+        let skipped = self.last_sent.map_or(0, |prev| {
             let between = (u64::from(tick.since(prev).max(0) as u32)
                 * u64::from(config.snapshot_hz))
                 / u64::from(config.tick_hz);
-            metrics.snapshots_skipped.inc_by(between.saturating_sub(1));
-        }
+            between.saturating_sub(1)
+        });
+        metrics.snapshot_written(scratch.body.len() as u64, skipped);
         self.last_sent = Some(tick);
         let history = &mut self.view.history;
         match &baseline {

@@ -372,6 +372,15 @@ impl Metrics {
         }
     }
 
+    /// Counts one snapshot of `bytes` written to a client, after
+    /// `skipped` published since the last one it was written were skipped
+    /// for it. Its baseline's age goes to [`Self::observe_baseline_age`].
+    pub fn snapshot_written(&self, bytes: u64, skipped: u64) {
+        self.bytes_out.inc_by(bytes);
+        self.snapshots_sent.inc();
+        self.snapshots_skipped.inc_by(skipped);
+    }
+
     /// Counts one snapshot written against a baseline `age` ticks old (0
     /// for a full snapshot).
     pub fn observe_baseline_age(&self, age: i32) {
