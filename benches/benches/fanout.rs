@@ -11,8 +11,7 @@
 //! * `checksum_once`: the same with the checksum computed once per tick
 //!   (`diff_into_with_checksum`);
 //! * `shared_deltas`: one diff + encode per distinct baseline per tick
-//!   (`SharedSnapshot::diff`, in one pass since session 18), each client
-//!   copying it with its own input ack: what
+//!   (`SharedSnapshot`), each client copying it with its own input ack: what
 //!   the server did until the fan-out shards, one task per client;
 //! * `sharded`: the same work, one task per [`server::SHARD_CLIENTS`]
 //!   clients, each serving its clients in turn: what the server does now
@@ -38,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use benches::{Arena, Census};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shared::codec::{self, DeltaEncoder, SharedSnapshot};
+use shared::codec::{self, SharedSnapshot};
 use shared::snapshot::{self, SnapshotMsg, WorldState};
 use tokio::sync::watch;
 
@@ -138,7 +137,9 @@ fn encode(
         Variant::SharedDeltas | Variant::Sharded => {
             let shared = tick.deltas[lag].get_or_init(|| {
                 let sum = history.sums[t];
-                SharedSnapshot::diff(&mut DeltaEncoder::default(), Some(base), current, sum)
+                let mut msg = SnapshotMsg::default();
+                snapshot::diff_into_with_checksum(Some(base), current, sum, 0, &mut msg);
+                SharedSnapshot::new(&msg)
             });
             shared.write_for(input_ack, buf);
         }

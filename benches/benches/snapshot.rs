@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use benches::{Arena, Census, CountingAlloc, DeltaStats, pairs};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shared::codec::{self, DeltaEncoder, SharedSnapshot};
+use shared::codec::{self, SharedSnapshot};
 use shared::snapshot::{self, SnapshotMsg};
 
 #[global_allocator]
@@ -91,32 +91,15 @@ fn diff_encode(c: &mut Criterion) {
             }
             let iterations = 2 * iterations;
             let allocations = CountingAlloc::count() - before;
-            // The server's path: the same bytes in one pass.
-            let mut encoder = DeltaEncoder::default();
-            let mut n = 0;
-            let mut one_pass = |buf: &mut Vec<u8>| {
-                let (base, current) = &pairs[n];
-                codec::encode_delta(&mut encoder, Some(base), current, sums[n], 7, buf);
-                black_box(buf.len());
-                n = (n + 1) % pairs.len();
-            };
-            for _ in 0..2 * pairs.len() {
-                one_pass(&mut buf);
-            }
-            let passes = 10 * pairs.len();
-            let before_passes = CountingAlloc::count();
-            for _ in 0..passes {
-                one_pass(&mut buf);
-            }
-            let pass_allocations = CountingAlloc::count() - before_passes;
             // The server's path since deltas are shared: one encode per
-            // baseline per tick (in one pass), then each client's copy with
-            // its own ack.
+            // baseline per tick, then each client's copy with its own ack.
             let shared: Vec<SharedSnapshot> = pairs
                 .iter()
                 .zip(&sums)
                 .map(|((b, c), &sum)| {
-                    SharedSnapshot::diff(&mut DeltaEncoder::default(), Some(b), c, sum)
+                    let mut msg = SnapshotMsg::default();
+                    snapshot::diff_into_with_checksum(Some(b), c, sum, 0, &mut msg);
+                    SharedSnapshot::new(&msg)
                 })
                 .collect();
             let mut k = 0;
@@ -138,7 +121,6 @@ fn diff_encode(c: &mut Criterion) {
                 "snapshot/diff_encode/{entities}/age{age}: moving {:.0}, changed {:.0}, \
                  changed+created+removed {:.0}, {:.1} bytes/msg, \
                  {:.2} bytes/moving entity; allocations per client per tick: {} ({allocations} in {iterations}); \
-                 one pass: {} ({pass_allocations} in {passes}); \
                  shared-delta copies: {} ({copy_allocations} in {copies})",
                 mean.moving,
                 mean.changed,
@@ -146,7 +128,6 @@ fn diff_encode(c: &mut Criterion) {
                 mean.bytes,
                 mean.bytes / mean.moving.max(1.0),
                 allocations as f64 / iterations as f64,
-                pass_allocations as f64 / passes as f64,
                 copy_allocations as f64 / copies as f64,
             );
             group.throughput(Throughput::Elements(mean.touched.round() as u64));
@@ -157,10 +138,6 @@ fn diff_encode(c: &mut Criterion) {
             group.bench_function(
                 BenchmarkId::new(format!("{entities}"), format!("age{age}_checksum_once")),
                 |b| b.iter(|| one(&mut msg, &mut buf, true)),
-            );
-            group.bench_function(
-                BenchmarkId::new(format!("{entities}"), format!("age{age}_one_pass")),
-                |b| b.iter(|| one_pass(&mut buf)),
             );
             group.bench_function(
                 BenchmarkId::new(format!("{entities}"), format!("age{age}_shared_copy")),

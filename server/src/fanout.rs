@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
-use shared::Tick;
-use shared::codec::{self, DeltaEncoder};
 use shared::protocol::DisconnectReason;
+use shared::snapshot::{self, SnapshotMsg};
+use shared::{Tick, codec};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -116,8 +116,8 @@ impl Fanout {
 /// Per-shard buffers, reused for every client of every tick.
 #[derive(Default)]
 struct Scratch {
-    /// Buffers for a delta no other client has needed yet.
-    encoder: DeltaEncoder,
+    /// A delta no other client has needed yet.
+    delta: SnapshotMsg,
     /// The frame's body: the shared delta with the client's input ack.
     body: Vec<u8>,
     /// A ping frame when one is due, then the snapshot frame's header.
@@ -245,14 +245,16 @@ impl Subscriber {
             return true;
         }
         let started = Instant::now();
-        let encoder = &mut scratch.encoder;
+        let delta = &mut scratch.delta;
         let shared = published.shared_delta(baseline.as_ref().map(|p| p.state.tick), || {
-            codec::SharedSnapshot::diff(
-                encoder,
+            snapshot::diff_into_with_checksum(
                 baseline.as_ref().map(|p| &p.state),
                 &published.state,
                 published.checksum,
-            )
+                0,
+                delta,
+            );
+            codec::SharedSnapshot::new(delta)
         });
         shared.write_for(published.input_ack(self.player), &mut scratch.body);
         metrics

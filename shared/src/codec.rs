@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Tick;
 use crate::protocol::{ClientMsg, ServerMsg};
-use crate::snapshot::{self, PlayerInfo, ScoreDelta, SnapshotMsg, WorldState};
+use crate::snapshot::{PlayerInfo, ScoreDelta, SnapshotMsg};
 
 mod entities;
 
@@ -402,12 +402,12 @@ impl<'a> Out<'a> {
     /// in front, packed straight into the `Vec` after room for a 3-byte
     /// length, which is then fixed up (a message of a few hundred bytes or
     /// more has one: only small ones move their section).
-    fn entity_section(&mut self, pack: impl FnOnce(&mut Vec<u8>)) {
+    fn entity_section(&mut self, s: &SnapshotMsg) {
         self.flush();
         let out = &mut *self.out;
         let start = out.len();
         out.extend_from_slice(&[0; 3]);
-        pack(out);
+        entities::pack(s, out);
         let len = out.len() - start - 3;
         if let Ok(short) = u8::try_from(len)
             && short < 251
@@ -432,8 +432,7 @@ impl<'a> Out<'a> {
         self.flush();
     }
 
-    /// `s`, its entity section written by `pack`.
-    fn snapshot(&mut self, s: &SnapshotMsg, pack: impl FnOnce(&mut Vec<u8>)) {
+    fn snapshot(&mut self, s: &SnapshotMsg) {
         self.u32(SNAPSHOT_VARIANT);
         self.u32(s.tick.0);
         self.u32(s.base_age);
@@ -441,7 +440,7 @@ impl<'a> Out<'a> {
         self.u32(s.checksum);
         self.len(s.removed.len());
         self.u32s(&s.removed);
-        self.entity_section(pack);
+        self.entity_section(s);
         self.len(s.players_removed.len());
         self.u32s(&s.players_removed);
         self.len(s.players_upserted.len());
@@ -472,38 +471,7 @@ pub fn encode_server(msg: &ServerMsg, out: &mut Vec<u8>) {
 pub fn encode_snapshot(snapshot: &SnapshotMsg, out: &mut Vec<u8>) {
     out.clear();
     let mut w = Out::new(out);
-    w.snapshot(snapshot, |out| entities::pack(snapshot, out));
-    w.flush();
-}
-
-/// Reusable buffers of [`encode_delta`] and [`SharedSnapshot::diff`]: the
-/// message's other lists and the changed entities' codes. Nothing is
-/// allocated per delta once they have grown to the largest one.
-#[derive(Debug, Default)]
-pub struct DeltaEncoder {
-    msg: SnapshotMsg,
-    coded: entities::Coded,
-}
-
-/// Encodes the snapshot of `current` against `baseline` into `out` (cleared
-/// first): the bytes of [`encode_snapshot`] of [`snapshot::diff_into_with_checksum`]
-/// with the same arguments, in one pass. The changed entities are coded as
-/// the diff finds them, never stored as the message's lists and read back
-/// (about a third of the time of the two steps at a baseline 10 ticks old).
-/// `current_checksum` must be [`snapshot::checksum`]`(current)`.
-pub fn encode_delta(
-    encoder: &mut DeltaEncoder,
-    baseline: Option<&WorldState>,
-    current: &WorldState,
-    current_checksum: u32,
-    input_ack: u32,
-    out: &mut Vec<u8>,
-) {
-    let DeltaEncoder { msg, coded } = encoder;
-    snapshot::diff_with(baseline, current, current_checksum, input_ack, coded, msg);
-    out.clear();
-    let mut w = Out::new(out);
-    w.snapshot(msg, |out| entities::pack_coded(msg, coded, out));
+    w.snapshot(snapshot);
     w.flush();
 }
 
@@ -530,25 +498,6 @@ impl SharedSnapshot {
     pub fn new(snapshot: &SnapshotMsg) -> Self {
         let mut bytes = Vec::new();
         encode_snapshot(snapshot, &mut bytes);
-        Self::of(bytes, snapshot)
-    }
-
-    /// The snapshot of `current` against `baseline` ([`encode_delta`], with
-    /// an ack of 0) for sharing.
-    #[must_use]
-    pub fn diff(
-        encoder: &mut DeltaEncoder,
-        baseline: Option<&WorldState>,
-        current: &WorldState,
-        current_checksum: u32,
-    ) -> Self {
-        let mut bytes = Vec::new();
-        encode_delta(encoder, baseline, current, current_checksum, 0, &mut bytes);
-        Self::of(bytes, &encoder.msg)
-    }
-
-    /// `bytes`, the encoding of `snapshot`.
-    fn of(bytes: Vec<u8>, snapshot: &SnapshotMsg) -> Self {
         // The ack follows the variant, the tick and the baseline age.
         let ack_at = varint_len(SNAPSHOT_VARIANT)
             + varint_len(snapshot.tick.0)

@@ -354,23 +354,6 @@ pub fn diff_into_with_checksum(
     input_ack: u32,
     out: &mut SnapshotMsg,
 ) {
-    STAGE.with_borrow_mut(|staged| {
-        diff_with(baseline, current, current_checksum, input_ack, staged, out);
-    });
-}
-
-/// The delta of [`diff_into_with_checksum`], with its changed entities
-/// given to `changes` rather than to `out.changed` and `out.values` (which
-/// stay empty unless `changes` is the [`Staged`] lists): the encoder of
-/// [`crate::codec`] codes them as the walk finds them.
-pub(crate) fn diff_with<C: Changes>(
-    baseline: Option<&WorldState>,
-    current: &WorldState,
-    current_checksum: u32,
-    input_ack: u32,
-    changes: &mut C,
-    out: &mut SnapshotMsg,
-) {
     out.removed.clear();
     out.created.clear();
     out.changed.clear();
@@ -384,7 +367,7 @@ pub(crate) fn diff_with<C: Changes>(
     let age = base.map_or(0, |b| current.tick.since(b.tick));
     out.base_age = age as u32;
     let base_entities = base.map_or(&[][..], |b| &b.entities[..]);
-    diff_entities(base_entities, &current.entities, age, changes, out);
+    diff_entities(base_entities, &current.entities, age, out);
 
     // Scoreboard: removed ids, new or renamed entries, and score changes.
     // An unchanged scoreboard is the same allocation as the baseline's:
@@ -476,37 +459,35 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
-/// Id gap writers of the three entity lists of a delta.
+/// Id gap writers of the removed and created lists of a delta (the changed
+/// list's is [`Staged::prev`]).
 struct Gaps {
     removed: GapWriter,
     created: GapWriter,
-    changed: GapWriter,
 }
 
 /// The entity part of a delta: one merge walk over both id-sorted lists.
-fn diff_entities<C: Changes>(
-    bs: &[NetEntity],
-    cs: &[NetEntity],
-    age: i32,
-    changes: &mut C,
-    out: &mut SnapshotMsg,
-) {
+fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut SnapshotMsg) {
     debug_assert!(cs.last().is_none_or(|e| e.id <= MAX_NET_ID));
     let mut gaps = Gaps {
         removed: GapWriter::new(),
         created: GapWriter::new(),
-        changed: GapWriter::new(),
     };
-    changes.begin();
-    // Age 1, a client that acknowledges every snapshot, is the common case,
-    // and gets its own copy of the walk: dead reckoning is one addition, and
-    // a velocity change needs no turn age (see `walk`).
-    let (i, j) = if age == 1 {
-        walk::<true, C>(bs, cs, 1, changes, &mut gaps, out)
-    } else {
-        walk::<false, C>(bs, cs, age, changes, &mut gaps, out)
-    };
-    changes.end(out);
+    // A stage zeroed once per thread: zeroing its 3.6 KiB for every call
+    // would cost as much as the rest of a 100-entity diff.
+    let (i, j) = STAGE.with_borrow_mut(|staged| {
+        staged.reset();
+        // Age 1, a client that acknowledges every snapshot, is the common
+        // case, and gets its own copy of the walk: dead reckoning is one
+        // addition, and a velocity change needs no turn age (see `walk`).
+        let ij = if age == 1 {
+            walk::<true>(bs, cs, 1, staged, &mut gaps, out)
+        } else {
+            walk::<false>(bs, cs, age, staged, &mut gaps, out)
+        };
+        staged.flush(out);
+        ij
+    });
     for b in &bs[i..] {
         out.removed.push(gaps.removed.gap(b.id));
     }
@@ -515,21 +496,20 @@ fn diff_entities<C: Changes>(
     }
 }
 
-/// The merge walk of [`diff_entities`]: gives the changed entities to
-/// `changes`, pushes removed and created ones, and returns where each
-/// list's walk stopped.
+/// The merge walk of [`diff_entities`]: stages the changed entities, pushes
+/// removed and created ones, and returns where each list's walk stopped.
 ///
 /// `AGE_ONE` is `age == 1`, known at compile time. That copy of the walk
 /// predicts a position with one addition and no multiplication, and its
-/// [`changed`] drops the turn age's floating-point arithmetic
+/// [`Staged::changed`] drops the turn age's floating-point arithmetic
 /// (at age 1 the turn age can only be 1): at 1,000 entities, 11% fewer
 /// instructions per delta and 17-20% less time (`BENCHMARKS.md` section 2).
 #[inline(always)]
-fn walk<const AGE_ONE: bool, C: Changes>(
+fn walk<const AGE_ONE: bool>(
     bs: &[NetEntity],
     cs: &[NetEntity],
     age: i32,
-    changes: &mut C,
+    staged: &mut Staged,
     gaps: &mut Gaps,
     out: &mut SnapshotMsg,
 ) -> (usize, usize) {
@@ -557,7 +537,7 @@ fn walk<const AGE_ONE: bool, C: Changes>(
                 | i32::from(c.hp ^ b.hp))
                 == 0;
             if !same || b.kind != c.kind {
-                changed::<AGE_ONE, C>(b, c, age, changes, gaps, out);
+                staged.changed::<AGE_ONE>(b, c, age, gaps, out);
             }
         }
         i += run;
@@ -595,95 +575,6 @@ fn turn_age(rx: i32, ry: i32, dvx: i32, dvy: i32, age: i32) -> i32 {
     ((k + 0.5) as i32).clamp(1, age.max(1))
 }
 
-/// One changed entity's head and values, every field group computed
-/// whether or not it changed (a group is sent when its values are not all
-/// zero, the turn age with the velocity).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Change {
-    /// Id gap to the previous changed entity.
-    pub gap: u32,
-    /// Position residual after dead reckoning and the turn: `x`, `y`.
-    pub rx: i32,
-    pub ry: i32,
-    /// Velocity change: `vx`, `vy`.
-    pub dvx: i32,
-    pub dvy: i32,
-    /// Turn age, `1..=age`; sent only with a velocity change at ages ≥ 2.
-    pub turn: i32,
-    /// Angle change, wrapped.
-    pub da: i32,
-    /// Hit point change.
-    pub dh: i32,
-}
-
-/// Where a delta's changed entities go, in id order: the message's lists
-/// ([`Staged`]), or straight into their codes (the encoder of
-/// [`crate::codec`]).
-pub(crate) trait Changes {
-    /// Before the first change of a delta.
-    fn begin(&mut self);
-    /// One changed entity. `turn` is whether the turn age is sent (the
-    /// baseline is at least two ticks old).
-    fn push(&mut self, change: &Change, turn: bool, out: &mut SnapshotMsg);
-    /// After the last change of a delta.
-    fn end(&mut self, out: &mut SnapshotMsg);
-}
-
-/// One entity present in both states (same id) that differs from its dead
-/// reckoning, or changed kind. `AGE_ONE` is `age == 1` (see [`walk`]).
-///
-/// Out of line, so that the merge walk's fast path keeps its registers.
-#[inline(never)]
-fn changed<const AGE_ONE: bool, C: Changes>(
-    b: &NetEntity,
-    c: &NetEntity,
-    age: i32,
-    changes: &mut C,
-    gaps: &mut Gaps,
-    out: &mut SnapshotMsg,
-) {
-    let age = if AGE_ONE { 1 } else { age };
-    if b.kind != c.kind {
-        // An id reused by another kind within `age` ticks: the old entity is
-        // removed and the new one created.
-        out.removed.push(gaps.removed.gap(b.id));
-        out.created.push(create_record(c, gaps.created.gap(c.id)));
-        return;
-    }
-    let dvx = c.vx.wrapping_sub(b.vx);
-    let dvy = c.vy.wrapping_sub(b.vy);
-    // Residual against plain dead reckoning, then against the turn that
-    // explains it best: moved with the old velocity for `age - k` ticks and
-    // the new one for `k`, so a prediction of `dv * k` more. A single turn
-    // (or stop) leaves no residual at all; `k` is sent only for ages of 2
-    // and more (at age 1 it can only be 1). With no velocity change `dv` is
-    // 0 and `k` changes nothing.
-    let r0x = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
-    let r0y = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
-    // Only entities that turned pay for the turn age. Computed for every
-    // changed entity, branch-free, its division sat on the chain of value
-    // counts from one entity to the next and made the whole diff + encode
-    // 25-50% slower (criterion, alternating runs); behind this branch (taken
-    // by about a third of changed entities at age 10, fewer at age 1) it
-    // costs the same as protocol 3's, within noise.
-    let turn = if !AGE_ONE && (dvx | dvy) != 0 {
-        turn_age(r0x, r0y, dvx, dvy, age)
-    } else {
-        1
-    };
-    let change = Change {
-        gap: gaps.changed.gap(c.id),
-        rx: r0x.wrapping_sub(dvx.wrapping_mul(turn)),
-        ry: r0y.wrapping_sub(dvy.wrapping_mul(turn)),
-        dvx,
-        dvy,
-        turn,
-        da: i32::from(c.angle.wrapping_sub(b.angle) as i8),
-        dh: i32::from(c.hp) - i32::from(b.hp),
-    };
-    changes.push(&change, !AGE_ONE, out);
-}
-
 /// Heads staged before they go to [`SnapshotMsg::changed`].
 const HEADS: usize = 128;
 /// Values staged before they go to [`SnapshotMsg::values`]: room for seven
@@ -715,12 +606,13 @@ struct Staged {
     values: [i32; VALUES],
     heads_len: usize,
     values_len: usize,
+    /// Id of the last changed entity, for the gap of the next head (the
+    /// changed list's [`GapWriter`]).
+    prev: u32,
 }
 
 thread_local! {
-    /// The stage of [`diff_into_with_checksum`] on this thread: zeroing its
-    /// 3.6 KiB for every call would cost as much as the rest of a
-    /// 100-entity diff.
+    /// The stage of [`diff_entities`] on this thread.
     static STAGE: RefCell<Staged> = RefCell::new(Staged::new());
 }
 
@@ -731,32 +623,68 @@ impl Staged {
             values: [0; VALUES],
             heads_len: 0,
             values_len: 0,
+            prev: GapWriter::new().prev,
         }
     }
 
-    /// Appends the staged heads and values to `out` and empties the stage.
-    fn flush(&mut self, out: &mut SnapshotMsg) {
-        out.changed.extend_from_slice(&self.heads[..self.heads_len]);
-        out.values
-            .extend_from_slice(&self.values[..self.values_len]);
+    /// Empties the stage for a new delta (the arrays keep stale values,
+    /// which are never read).
+    fn reset(&mut self) {
         self.heads_len = 0;
         self.values_len = 0;
-    }
-}
-
-impl Changes for Staged {
-    /// Empties the stage (the arrays keep stale values, which are never
-    /// read).
-    fn begin(&mut self) {
-        self.heads_len = 0;
-        self.values_len = 0;
+        self.prev = GapWriter::new().prev;
     }
 
-    #[inline(always)]
-    fn push(&mut self, c: &Change, turn: bool, out: &mut SnapshotMsg) {
+    /// One entity present in both states (same id) that differs from its
+    /// dead reckoning, or changed kind. `AGE_ONE` is `age == 1` (see
+    /// [`walk`]).
+    ///
+    /// Out of line, so that the merge walk's fast path keeps its registers.
+    #[inline(never)]
+    fn changed<const AGE_ONE: bool>(
+        &mut self,
+        b: &NetEntity,
+        c: &NetEntity,
+        age: i32,
+        gaps: &mut Gaps,
+        out: &mut SnapshotMsg,
+    ) {
+        let age = if AGE_ONE { 1 } else { age };
+        if b.kind != c.kind {
+            // An id reused by another kind within `age` ticks: the old
+            // entity is removed and the new one created.
+            out.removed.push(gaps.removed.gap(b.id));
+            out.created.push(create_record(c, gaps.created.gap(c.id)));
+            return;
+        }
         if self.heads_len == HEADS {
             self.flush(out);
         }
+        let dvx = c.vx.wrapping_sub(b.vx);
+        let dvy = c.vy.wrapping_sub(b.vy);
+        // Residual against plain dead reckoning, then against the turn that
+        // explains it best: moved with the old velocity for `age - k`
+        // ticks and the new one for `k`, so a prediction of `dv * k` more.
+        // A single turn (or stop) leaves no residual at all; `k` is sent
+        // only for ages of 2 and more (at age 1 it can only be 1). With no
+        // velocity change `dv` is 0 and `k` changes nothing.
+        let r0x = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
+        let r0y = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
+        // Only entities that turned pay for the turn age. Computed for every
+        // changed entity, branch-free, its division sat on the chain of
+        // value counts from one entity to the next and made the whole diff
+        // + encode 25-50% slower (criterion, alternating runs); behind this
+        // branch (taken by about a third of changed entities at age 10,
+        // fewer at age 1) it costs the same as protocol 3's, within noise.
+        let turn = if (dvx | dvy) != 0 {
+            turn_age(r0x, r0y, dvx, dvy, age)
+        } else {
+            1
+        };
+        let rx = r0x.wrapping_sub(dvx.wrapping_mul(turn));
+        let ry = r0y.wrapping_sub(dvy.wrapping_mul(turn));
+        let da = i32::from(c.angle.wrapping_sub(b.angle) as i8);
+        let dh = i32::from(c.hp) - i32::from(b.hp);
         let (nh, nv) = (self.heads_len, self.values_len);
         // nv <= 7 * nh and nh < HEADS: the eight slots are in bounds.
         let Some(w) = self
@@ -766,31 +694,38 @@ impl Changes for Staged {
         else {
             unreachable!("at most seven values per staged head");
         };
-        w[0] = c.rx;
-        w[1] = c.ry;
-        let pos = usize::from((c.rx | c.ry) != 0);
+        w[0] = rx;
+        w[1] = ry;
+        let pos = usize::from((rx | ry) != 0);
         let mut k = 2 * pos;
-        w[k] = c.dvx;
-        w[k + 1] = c.dvy;
-        w[k + 2] = c.turn;
-        let vel = usize::from((c.dvx | c.dvy) != 0);
-        k += (2 + usize::from(turn)) * vel;
-        w[k] = c.da;
-        let angle = usize::from(c.da != 0);
+        w[k] = dvx;
+        w[k + 1] = dvy;
+        w[k + 2] = turn;
+        let vel = usize::from((dvx | dvy) != 0);
+        k += (2 + usize::from(age > 1)) * vel;
+        w[k] = da;
+        let angle = usize::from(da != 0);
         k += angle;
-        w[k] = c.dh;
-        let hp = usize::from(c.dh != 0);
+        w[k] = dh;
+        let hp = usize::from(dh != 0);
         k += hp;
         self.values_len = nv + k;
         const _: () =
             assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
         let mask = pos | (vel << 1) | (angle << 2) | (hp << 3);
-        self.heads[nh % HEADS] = (c.gap << FIELD_BITS) | mask as u32;
+        self.heads[nh % HEADS] =
+            (c.id.wrapping_sub(self.prev).wrapping_sub(1) << FIELD_BITS) | mask as u32;
         self.heads_len = nh + 1;
+        self.prev = c.id;
     }
 
-    fn end(&mut self, out: &mut SnapshotMsg) {
-        self.flush(out);
+    /// Appends the staged heads and values to `out` and empties the stage.
+    fn flush(&mut self, out: &mut SnapshotMsg) {
+        out.changed.extend_from_slice(&self.heads[..self.heads_len]);
+        out.values
+            .extend_from_slice(&self.values[..self.values_len]);
+        self.heads_len = 0;
+        self.values_len = 0;
     }
 }
 
@@ -1390,13 +1325,6 @@ mod reference {
                 diff_into(Some(&base), &current, 7, &mut msg);
                 prop_assert_eq!(&msg, &reference_diff(&base, &current));
             }
-            // The server's one-pass encoder writes its bytes.
-            let (mut one_pass, mut two_steps) = (Vec::new(), Vec::new());
-            let mut encoder = crate::codec::DeltaEncoder::default();
-            let sum = checksum(&current);
-            crate::codec::encode_delta(&mut encoder, Some(&base), &current, sum, 7, &mut one_pass);
-            crate::codec::encode_snapshot(&msg, &mut two_steps);
-            prop_assert_eq!(one_pass, two_steps);
             prop_assert_eq!(apply(Some(&base), &msg), Ok(current));
         }
     }

@@ -8,18 +8,13 @@
 //! target/release/profile tick 10000 0 300
 //! ```
 //!
-//! Arguments: `tick|diff|diff-once|one-pass|decode ENTITIES AGE
-//! ITERATIONS`, or `time-diff-once ENTITIES AGE ROUNDS` for a quick
-//! wall-clock check (it also prints what the diff finds per message), and
+//! Arguments: `tick|diff|diff-once|decode ENTITIES AGE ITERATIONS`, or
+//! `time-diff-once ENTITIES AGE ROUNDS` for a quick wall-clock check (it
+//! also prints what the diff finds per message), and
 //! `time-diff-once-hot ENTITIES AGE ROUNDS`, the same on the first four
 //! pairs only, so the states stay in cache and the branch predictor has
 //! seen the same four messages before (`time-diff-once`, like the criterion
 //! bench, reads for every message two states not read for 60 messages).
-//! `diff` is `diff_into` + `encode_snapshot`; `diff-once` the same with the
-//! checksum computed once per state (`diff_into_with_checksum`);
-//! `one-pass` is the server's path, `encode_delta`, which writes the same
-//! bytes in one pass; `time-one-pass` and `time-one-pass-hot` time it like
-//! `time-diff-once` and its hot variant.
 //! The set-up
 //! (building and warming the arena) is outside the loop; the loop's own cost
 //! is what `callgrind_annotate` shows under `profile::run_*`.
@@ -29,7 +24,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use benches::{Arena, pairs};
-use shared::codec::{self, DeltaEncoder};
+use shared::codec;
 use shared::protocol::ServerMsg;
 use shared::snapshot::{self, SnapshotMsg, WorldState};
 
@@ -42,58 +37,22 @@ fn run_tick(arena: &mut Arena, iterations: usize) {
     }
 }
 
-/// How a delta's bytes are made.
-#[derive(Clone, Copy, PartialEq)]
-enum Path {
-    /// `diff_into` (which computes the checksum), then `encode_snapshot`.
-    TwoStep,
-    /// `diff_into_with_checksum` with the checksum computed once per
-    /// state, then `encode_snapshot`.
-    TwoStepChecksumOnce,
-    /// `encode_delta`, the server's path: the same bytes in one pass, the
-    /// checksum computed once per state.
-    OnePass,
-}
-
-/// The delta of `current` against `base` into `buf` by `path`.
-#[inline(always)]
-fn delta(
-    path: Path,
-    (base, current): (&WorldState, &WorldState),
-    sum: u32,
-    (msg, encoder): (&mut SnapshotMsg, &mut DeltaEncoder),
-    buf: &mut Vec<u8>,
-) {
-    match path {
-        Path::TwoStep => {
-            snapshot::diff_into(Some(base), current, 1, msg);
-            codec::encode_snapshot(msg, buf);
-        }
-        Path::TwoStepChecksumOnce => {
-            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, msg);
-            codec::encode_snapshot(msg, buf);
-        }
-        Path::OnePass => codec::encode_delta(encoder, Some(base), current, sum, 1, buf),
-    }
-}
-
 #[inline(never)]
-fn run_diff(arena: &mut Arena, age: usize, iterations: usize, path: Path) {
+fn run_diff(arena: &mut Arena, age: usize, iterations: usize, checksum_once: bool) {
     let history = arena.history(HISTORY);
     let pairs = pairs(&history, age);
     let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
-    let (mut msg, mut encoder) = (SnapshotMsg::default(), DeltaEncoder::default());
+    let mut msg = SnapshotMsg::default();
     let mut buf = Vec::new();
     for i in 0..iterations {
         let k = i % pairs.len();
         let (base, current) = &pairs[k];
-        delta(
-            path,
-            (base, current),
-            sums[k],
-            (&mut msg, &mut encoder),
-            &mut buf,
-        );
+        if checksum_once {
+            snapshot::diff_into_with_checksum(Some(base), current, sums[k], 1, &mut msg);
+        } else {
+            snapshot::diff_into(Some(base), current, 1, &mut msg);
+        }
+        codec::encode_snapshot(&msg, &mut buf);
         black_box(buf.len());
     }
 }
@@ -102,7 +61,7 @@ fn run_diff(arena: &mut Arena, age: usize, iterations: usize, path: Path) {
 /// `rounds` passes over every pair (or, `hot`, as many messages over the
 /// first four pairs), in ns per message. A quick A/B check between two
 /// builds; criterion gives the figures that are quoted.
-fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool, path: Path) {
+fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
     let history = arena.history(HISTORY);
     let mut pairs = pairs(&history, age);
     if hot {
@@ -122,17 +81,11 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool, path: Path
         removed += msg.removed.len();
     }
     let per_msg = |n: usize| n as f64 / pairs.len() as f64;
-    let mut encoder = DeltaEncoder::default();
     let mut pass = || {
         let start = Instant::now();
         for ((base, current), &sum) in pairs.iter().zip(&sums) {
-            delta(
-                path,
-                (base, current),
-                sum,
-                (&mut msg, &mut encoder),
-                &mut buf,
-            );
+            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, &mut msg);
+            codec::encode_snapshot(&msg, &mut buf);
             black_box(buf.len());
         }
         start.elapsed().as_nanos() as f64 / pairs.len() as f64
@@ -141,13 +94,8 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool, path: Path
     let mut ns: Vec<f64> = (0..rounds.max(1)).map(|_| pass()).collect();
     ns.sort_by(f64::total_cmp);
     println!(
-        "{}{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message; \
+        "diff-once{} {} entities, age {age}: median {:.0} ns, fastest {:.0} ns per message; \
          per message {:.0} off dead reckoning, {:.0} values, {:.1} created, {:.1} removed",
-        if path == Path::OnePass {
-            "one-pass"
-        } else {
-            "diff-once"
-        },
         if hot { " (hot)" } else { "" },
         arena.world.entity_count(),
         ns[ns.len() / 2],
@@ -192,28 +140,15 @@ fn main() -> ExitCode {
     let mut arena = Arena::realistic(entities, 42);
     match args.first().map(String::as_str) {
         Some("tick") => run_tick(&mut arena, iterations),
-        Some("diff") => run_diff(&mut arena, age, iterations, Path::TwoStep),
-        Some("diff-once") => run_diff(&mut arena, age, iterations, Path::TwoStepChecksumOnce),
-        Some("one-pass") => run_diff(&mut arena, age, iterations, Path::OnePass),
+        Some("diff") => run_diff(&mut arena, age, iterations, false),
+        Some("diff-once") => run_diff(&mut arena, age, iterations, true),
         Some("decode") => run_decode(&mut arena, age, iterations),
-        Some("time-diff-once") => {
-            time_diff(
-                &mut arena,
-                age,
-                iterations,
-                false,
-                Path::TwoStepChecksumOnce,
-            );
-        }
-        Some("time-diff-once-hot") => {
-            time_diff(&mut arena, age, iterations, true, Path::TwoStepChecksumOnce);
-        }
-        Some("time-one-pass") => time_diff(&mut arena, age, iterations, false, Path::OnePass),
-        Some("time-one-pass-hot") => time_diff(&mut arena, age, iterations, true, Path::OnePass),
+        Some("time-diff-once") => time_diff(&mut arena, age, iterations, false),
+        Some("time-diff-once-hot") => time_diff(&mut arena, age, iterations, true),
         _ => {
             eprintln!(
-                "usage: profile tick|diff|diff-once|one-pass|decode|time-diff-once|\
-                 time-diff-once-hot|time-one-pass|time-one-pass-hot ENTITIES AGE ITERATIONS"
+                "usage: profile tick|diff|diff-once|decode|time-diff-once|time-diff-once-hot \
+                 ENTITIES AGE ITERATIONS"
             );
             return ExitCode::FAILURE;
         }

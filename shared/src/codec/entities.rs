@@ -13,13 +13,6 @@
 //! one bit, and the decoder also accepts them sent in full (the encoder
 //! never does).
 //!
-//! The server's encoder never builds the `changed` and `values` lists:
-//! [`Coded`] takes each changed entity from the diff's walk and writes its
-//! head and value codes straight into two bit streams, which [`pack_coded`]
-//! joins with the rest of the section. It writes [`pack`]'s bytes exactly
-//! (proptests in `snapshot/tests.rs` compare them), in 10–18% less time at
-//! older baselines (`BENCHMARKS.md` section 2).
-//!
 //! Bits are packed most significant first: stream bit `i` is bit
 //! `7 - i % 8` of byte `i / 8`, and a field of width `w` occupies the next
 //! `w` stream bits from its most significant bit down, so a code is one
@@ -27,7 +20,7 @@
 
 use super::zigzag;
 use crate::rules::MAX_HP;
-use crate::snapshot::{Change, Changes, EntityCreate, EntityKind, SnapshotMsg, fields};
+use crate::snapshot::{EntityCreate, EntityKind, SnapshotMsg, fields};
 
 /// Code orders (`k`) per field. The bandwidth bin (`benches/src/bin/bandwidth.rs`)
 /// measured them on the realistic worlds (`BENCHMARKS.md` section 5).
@@ -338,237 +331,9 @@ fn for_each_code<E>(heads: &[u32], turn: bool, mut f: impl FnMut(Code) -> Result
     }
 }
 
-/// A bit stream written a changed entity at a time ([`Bits::write`]):
-/// each code is one 8-byte store and no test of how full the accumulator
-/// is, where [`BitWriter::put`] tests for a full word after every code.
-///
-/// `buf` is kept at least [`SLACK`] bytes longer than `at`, so a
-/// [`Cursor`]'s stores never fall off its end; bytes past `at` are scratch.
-#[derive(Debug, Default)]
-struct Bits {
-    buf: Vec<u8>,
-    /// Bytes written in full.
-    at: usize,
-    /// Pending bits in the low `fill` bits (fewer than 8), the oldest
-    /// highest; bits above them are stale.
-    acc: u64,
-    fill: u32,
-}
-
-/// A power of two above the bytes a changed entity's codes can take in one
-/// stream (seven values of at most 67 bits; a head takes 9 at most): a
-/// cursor's position taken modulo `REACH` is itself, and the compiler sees
-/// that the 8-byte store at it is in bounds, without a test.
-const REACH: usize = 64;
-const _: () = assert!(REACH.is_power_of_two() && REACH >= (7 * 67usize).div_ceil(8));
-/// The window a cursor writes: a changed entity's codes and the last
-/// store's 8 bytes.
-const SLACK: usize = REACH + 8;
-
-impl Bits {
-    fn clear(&mut self) {
-        self.at = 0;
-        self.acc = 0;
-        self.fill = 0;
-    }
-
-    /// Writes one changed entity's codes with `codes`, through a cursor
-    /// whose position and accumulator are locals and stay in registers: a
-    /// byte store through `self.buf` could alias `self`'s fields, and the
-    /// compiler would reload them after every code.
-    #[inline(always)]
-    fn write(&mut self, codes: impl FnOnce(&mut Cursor<'_>)) {
-        if self.buf.len() < self.at + SLACK {
-            self.grow();
-        }
-        let Some(window) = self.buf[self.at..].first_chunk_mut::<SLACK>() else {
-            unreachable!("grown to hold a window");
-        };
-        let mut cursor = Cursor {
-            window,
-            pos: 0,
-            acc: self.acc,
-            fill: self.fill,
-        };
-        codes(&mut cursor);
-        let Cursor { pos, acc, fill, .. } = cursor;
-        self.at += pos;
-        self.acc = acc;
-        self.fill = fill;
-    }
-
-    #[inline(never)]
-    #[cold]
-    fn grow(&mut self) {
-        let len = (2 * self.buf.len()).max(self.at + SLACK).max(1024);
-        self.buf.resize(len, 0);
-    }
-
-    /// Appends these bits to `w`.
-    fn copy_to(&self, w: &mut BitWriter<'_>) {
-        let mut words = self.buf[..self.at].chunks_exact(4);
-        for word in &mut words {
-            let Ok(word) = <[u8; 4]>::try_from(word) else {
-                unreachable!("chunks of four");
-            };
-            w.put(u64::from(u32::from_be_bytes(word)), 32);
-        }
-        for &b in words.remainder() {
-            w.put(u64::from(b), 8);
-        }
-        w.put(self.acc & ((1 << self.fill) - 1), self.fill);
-    }
-}
-
-/// Writes into a window of [`Bits`].
-struct Cursor<'a> {
-    window: &'a mut [u8; SLACK],
-    /// Bytes written in full since the window's start.
-    pos: usize,
-    /// As [`Bits::acc`] and [`Bits::fill`].
-    acc: u64,
-    fill: u32,
-}
-
-impl Cursor<'_> {
-    /// Writes the low `width` bits of `v` (`width` ≤ 56, higher bits zero).
-    #[inline(always)]
-    fn put(&mut self, v: u64, width: u32) {
-        debug_assert!(width <= 56 && v >> width == 0);
-        self.acc = (self.acc << width) | v;
-        self.fill += width;
-        // With nothing pending the shift wraps to 0 and stores stale bits
-        // that `pos` does not pass: the next store overwrites them.
-        let top = self.acc.wrapping_shl(64 - self.fill);
-        let at = self.pos % REACH;
-        self.window[at..at + 8].copy_from_slice(&top.to_be_bytes());
-        self.pos += (self.fill / 8) as usize;
-        self.fill %= 8;
-    }
-
-    /// [`BitWriter::golomb`]: the exponential-Golomb code of `u` with
-    /// order `k`.
-    #[inline(always)]
-    fn golomb(&mut self, u: u32, k: u32) {
-        let (x, width) = code(u, k);
-        self.code(x, width);
-    }
-
-    /// Two codes from [`code`], in one store when they fit in one (nearly
-    /// always).
-    #[inline(always)]
-    fn golomb2(&mut self, (x1, w1): (u64, u32), (x2, w2): (u64, u32)) {
-        if w1 + w2 <= 56 {
-            self.put((x1 << w2) | x2, w1 + w2);
-        } else {
-            self.code(x1, w1);
-            self.code(x2, w2);
-        }
-    }
-
-    /// A code from [`code`].
-    #[inline(always)]
-    fn code(&mut self, x: u64, width: u32) {
-        if width <= 56 {
-            self.put(x, width);
-        } else {
-            // The leading zeros, then `x` itself, of at most 34 bits.
-            let n = 64 - x.leading_zeros();
-            self.put(0, width - n);
-            self.put(x, n);
-        }
-    }
-}
-
-/// The exponential-Golomb code of `u` with order `k`: `x = u + 2^k` as a
-/// number of `width` bits (its leading zeros included).
-#[inline(always)]
-fn code(u: u32, k: u32) -> (u64, u32) {
-    let x = u64::from(u) + (1 << k);
-    let n = 64 - x.leading_zeros();
-    (x, 2 * n - k - 1)
-}
-
-/// A delta's changed entities coded as the diff's walk finds them
-/// ([`crate::snapshot::Changes`]), for the server's one-pass encoder: the
-/// heads' bits and the values' bits, each stream exactly as [`pack`] writes
-/// it from a message's `changed` and `values`, which are never filled.
-/// [`pack_coded`] joins them with the rest of the section.
-#[derive(Debug, Default)]
-pub(super) struct Coded {
-    heads: Bits,
-    values: Bits,
-    head_count: u32,
-    value_count: u32,
-}
-
-impl Changes for Coded {
-    fn begin(&mut self) {
-        self.heads.clear();
-        self.values.clear();
-        self.head_count = 0;
-        self.value_count = 0;
-    }
-
-    /// The codes of [`for_each_code`], in its order, restated for values
-    /// that are at hand rather than in a list. Which field groups changed is
-    /// as good as random, yet a branch per group measured faster than
-    /// coding every group, the unchanged ones with zero width: that cost a
-    /// store per group (`BENCHMARKS.md` section 8).
-    #[inline(always)]
-    fn push(&mut self, c: &Change, turn: bool, _: &mut SnapshotMsg) {
-        let pos = (c.rx | c.ry) != 0;
-        let vel = (c.dvx | c.dvy) != 0;
-        let angle = c.da != 0;
-        let hp = c.dh != 0;
-        const _: () =
-            assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
-        let mask =
-            u32::from(pos) | u32::from(vel) << 1 | u32::from(angle) << 2 | u32::from(hp) << 3;
-        self.heads.write(
-            #[inline(always)]
-            |h| {
-                h.golomb2((u64::from(mask), 4), code(c.gap, order::HEAD_GAP));
-            },
-        );
-        self.values.write(
-            #[inline(always)]
-            |v| {
-                if pos {
-                    v.golomb2(
-                        code(zigzag(c.rx), order::POS),
-                        code(zigzag(c.ry), order::POS),
-                    );
-                }
-                if vel {
-                    v.golomb2(
-                        code(zigzag(c.dvx), order::VEL),
-                        code(zigzag(c.dvy), order::VEL),
-                    );
-                    if turn {
-                        v.golomb(c.turn.wrapping_sub(1) as u32, order::TURN);
-                    }
-                }
-                if angle {
-                    v.golomb(zigzag(c.da), order::ANGLE);
-                }
-                if hp {
-                    v.golomb(zigzag(c.dh), order::HP);
-                }
-            },
-        );
-        self.head_count += 1;
-        self.value_count += 2 * u32::from(pos)
-            + (2 + u32::from(turn)) * u32::from(vel)
-            + u32::from(angle)
-            + u32::from(hp);
-    }
-
-    fn end(&mut self, _: &mut SnapshotMsg) {}
-}
-
-/// The created entities of `s`, in front of every section.
-fn pack_created(s: &SnapshotMsg, w: &mut BitWriter<'_>) {
+/// Appends the entity section of `s` (without its length) to `out`.
+pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
+    let mut w = BitWriter::new(out);
     w.golomb(s.created.len() as u32, order::COUNT);
     for c in &s.created {
         w.golomb(c.gap, order::CREATE_GAP);
@@ -585,12 +350,6 @@ fn pack_created(s: &SnapshotMsg, w: &mut BitWriter<'_>) {
             w.put(u64::from(c.hp), 9);
         }
     }
-}
-
-/// Appends the entity section of `s` (without its length) to `out`.
-pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
-    let mut w = BitWriter::new(out);
-    pack_created(s, &mut w);
     w.golomb(s.changed.len() as u32, order::COUNT);
     for &head in &s.changed {
         w.put(u64::from(head & 0xF), 4);
@@ -613,19 +372,6 @@ pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
             Ok(())
         },
     );
-    w.finish();
-}
-
-/// Appends the entity section of `s` with its changed entities taken from
-/// `coded` (`s.changed` and `s.values` unused) to `out`: the bytes [`pack`]
-/// gives for the message whose lists `coded` saw.
-pub(super) fn pack_coded(s: &SnapshotMsg, coded: &Coded, out: &mut Vec<u8>) {
-    let mut w = BitWriter::new(out);
-    pack_created(s, &mut w);
-    w.golomb(coded.head_count, order::COUNT);
-    coded.heads.copy_to(&mut w);
-    w.golomb(coded.value_count, order::COUNT);
-    coded.values.copy_to(&mut w);
     w.finish();
 }
 
