@@ -20,7 +20,7 @@ import {
   encodeServer,
   isValidRoomName,
 } from '../../web/js/codec.js';
-import { Connection, stopAdvice } from '../../web/js/net.js';
+import { CLOSE_HANDSHAKE_TIMEOUT, CLOSE_UNREADABLE, Connection, stopAdvice } from '../../web/js/net.js';
 import { InputPacer, MAX_BACKLOG, MAX_UNACKED } from '../../web/js/pacing.js';
 import { Predictor } from '../../web/js/prediction.js';
 import { PROTOCOL_VERSION, reasonNext, reasonSessionKept } from '../../web/js/protocol.js';
@@ -396,8 +396,15 @@ class FakeSocket {
   send(bytes) {
     this.sent.push(decodeClient(bytes));
   }
-  /** @param {number} code @param {string} reason */
+  /**
+   * As a browser does, refuses close codes a page may not send (only 1000
+   * and 3000-4999 are allowed) by throwing, without closing.
+   * @param {number} code @param {string} reason
+   */
   close(code, reason) {
+    if (code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) {
+      throw new DOMException(`close code ${code} is not allowed`, 'InvalidAccessError');
+    }
     this.readyState = 3;
     this.closedByClient = { code, reason };
   }
@@ -497,6 +504,44 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
     assert.deepEqual(c.status(), { state: 'playing', resumed: true, room: 'public-1' });
     assert.equal(c.welcomes[1].inputSeq, 33);
     c.conn.teardown();
+  });
+});
+
+test('a server message that does not decode closes the socket, says why and resumes', () => {
+  withFakeClock((clock) => {
+    const c = connection();
+    c.conn.connect();
+    c.last().open();
+    c.last().receive(welcome());
+    const socket = c.last();
+    // Variant 9 of a four-variant enum: not a ServerMsg.
+    socket.onmessage?.({ data: new Uint8Array([9, 0, 0]).buffer });
+    assert.equal(socket.readyState, 3, 'the page closed the socket');
+    assert.deepEqual(socket.closedByClient, { code: CLOSE_UNREADABLE, reason: 'malformed server message' });
+    assert.equal(c.status().state, 'closed');
+    assert.equal(c.status().fatal, false);
+    assert.equal(c.status().resuming, true, 'the session is kept');
+    assert.match(c.status().message, /^Could not read a server message \(unknown ServerMsg variant 9/);
+    clock.advance(700);
+    assert.equal(FakeSocket.all.length, 2, 'a new socket resumes the session');
+    c.last().open();
+    assert.deepEqual(c.last().hello.resume, token(0x42));
+    c.conn.teardown();
+  });
+});
+
+test('no welcome in time closes the socket with the page\'s own code and retries', () => {
+  withFakeClock((clock) => {
+    const c = connection();
+    c.conn.connect();
+    c.last().open();
+    const socket = c.last();
+    clock.advance(8001);
+    assert.deepEqual(socket.closedByClient, { code: CLOSE_HANDSHAKE_TIMEOUT, reason: 'handshake timeout' });
+    assert.equal(c.status().state, 'closed');
+    assert.match(c.status().message, /did not answer the hello in time/);
+    c.conn.teardown();
+    if (c.conn.retryTimer) clearTimeout(c.conn.retryTimer);
   });
 });
 

@@ -33,6 +33,11 @@ const PING_INTERVAL_MS = 1000;
 const OPEN = 1;
 /** Nothing at all from the server for this long while playing: the link is dead (ms). */
 const SILENCE_TIMEOUT_MS = 5000;
+/** The page's own close codes, in the range RFC 6455 leaves to applications
+ * (a script may close only with 1000 or 3000-4999): no welcome in time, and
+ * a server message that does not decode. The server echoes them. */
+export const CLOSE_HANDSHAKE_TIMEOUT = 4000;
+export const CLOSE_UNREADABLE = 4002;
 
 /**
  * @typedef {import('./codec.js').ServerMsg} ServerMsg
@@ -158,7 +163,7 @@ export class Connection {
     this.handshakeTimer = setTimeout(() => {
       if (this.ws === ws && !this.welcomed) {
         this.serverReason = null;
-        ws.close(4000, 'handshake timeout');
+        ws.close(CLOSE_HANDSHAKE_TIMEOUT, 'handshake timeout');
         this.closed('The server did not answer the hello in time', 'resume');
       }
     }, HANDSHAKE_TIMEOUT_MS);
@@ -178,7 +183,10 @@ export class Connection {
         // A message we cannot read means we no longer understand the server.
         // Retry, as before sessions existed: the session is kept (our close
         // is no leave), and a server that was mid-upgrade may be fine again.
-        ws.close(1002, 'malformed server message');
+        // A page may close only with 1000 or 3000-4999 (the browser throws
+        // on any other code, 1002 included, and the close would never
+        // happen), so the application's range says "protocol error" here.
+        ws.close(CLOSE_UNREADABLE, 'malformed server message');
         this.closed(`Could not read a server message (${e.message})`, 'resume');
         return;
       }
