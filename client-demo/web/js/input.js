@@ -53,18 +53,27 @@ export class Input {
     document.addEventListener('visibilitychange', () => {
       if (document.hidden) this.releaseAll();
     });
-    surface.addEventListener('pointermove', (e) => {
+    // Whether the primary button is held comes from `buttons`, on every
+    // pointer event: a second button pressed or released while another is
+    // held fires `pointermove`, not `pointerdown`/`pointerup` (Pointer
+    // Events, "chorded button interactions"), so `button` on down and up
+    // alone would miss a left press under a held right button, and leave
+    // firing on after left is released before right.
+    /** @param {PointerEvent} e */
+    const track = (e) => {
       this.mouse = { x: e.offsetX, y: e.offsetY };
-    });
+      const down = (e.buttons & 1) !== 0;
+      if (down && !this.mouseDown) this.pendingClicks++;
+      this.mouseDown = down;
+    };
+    surface.addEventListener('pointermove', track);
     surface.addEventListener('pointerdown', (e) => {
-      if (e.button !== 0) return;
-      this.mouse = { x: e.offsetX, y: e.offsetY };
-      this.mouseDown = true;
-      this.pendingClicks++;
-      surface.setPointerCapture?.(e.pointerId);
+      track(e);
+      if (e.button === 0) surface.setPointerCapture?.(e.pointerId);
     });
-    surface.addEventListener('pointerup', (e) => {
-      if (e.button === 0) this.mouseDown = false;
+    surface.addEventListener('pointerup', track);
+    surface.addEventListener('pointercancel', () => {
+      this.mouseDown = false;
     });
     surface.addEventListener('contextmenu', (e) => e.preventDefault());
   }
