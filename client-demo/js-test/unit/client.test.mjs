@@ -224,3 +224,29 @@ test('aim angles map to the replicated angle and the projectile direction', () =
   assert.deepEqual(projectileVelocity(16384, rules30), [0, 96]);
   assert.deepEqual(projectileVelocity(32768, rules30), [-96, 0]);
 });
+
+test('a hidden server projectile is forgotten after it ends, even if its id comes back', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  const projectile = (/** @type {number} */ id) => ({ id, kind: Kind.Projectile, x: 0, y: 0, vx: 0, vy: 0, angle: 0, hp: 1 });
+  // The state matchShots reads: one own shot already paired with server
+  // projectile 5, drawn by the client instead of the server's copy.
+  const game = {
+    shots: [],
+    hidden: new Map([[5, Infinity]]),
+    knownProjectiles: new Set([5]),
+    stats: { pingMs: 50 },
+    effects: { impact() {} },
+  };
+  const match = (/** @type {number[]} */ ids, /** @type {number} */ now) =>
+    Game.prototype.matchShots.call(game, { tick: 0, entities: ids.map(projectile), players: [] }, now);
+  match([5], 1000);
+  assert.equal(game.hidden.get(5), Infinity, 'hidden while the server has it');
+  match([], 1100);
+  assert.equal(game.hidden.get(5), 1700, 'kept through the interpolation delay once gone');
+  match([], 1500);
+  assert.ok(game.hidden.has(5));
+  // A long reconnect: the next snapshot comes 5 s later, and the server has
+  // given id 5 to somebody else's projectile, which must be drawn.
+  match([5], 6500);
+  assert.ok(!game.hidden.has(5), 'the reused id is not hidden');
+});

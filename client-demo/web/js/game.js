@@ -296,10 +296,11 @@ export class Game {
     }
     this.knownProjectiles = present;
     for (const [id, until] of this.hidden) {
-      if (present.has(id)) continue;
-      // Gone on the server: forget it once the interpolation delay has passed.
-      if (until === Infinity) this.hidden.set(id, now + 600);
-      else if (until < now) this.hidden.delete(id);
+      // Gone on the server: forget it once the interpolation delay has
+      // passed. Expiry is checked first: after a long reconnect the server
+      // may have given the id to another projectile, which must be drawn.
+      if (until < now) this.hidden.delete(id);
+      else if (until === Infinity && !present.has(id)) this.hidden.set(id, now + 600);
     }
     const unmatchedFor = Math.max(400, 2 * (this.stats.pingMs ?? 100) + 250);
     this.shots = this.shots.filter((s) => {
