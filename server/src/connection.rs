@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
@@ -402,17 +402,11 @@ async fn handshake(
         }
     };
     let name = sanitize_name(&hello.name);
-    let (room, seat) = match timeout(ctx.config.hello_timeout, enter(ctx, hello, &name)).await {
-        Ok(Ok(entered)) => entered,
-        Ok(Err(reason)) => {
+    let deadline = tokio::time::Instant::now() + ctx.config.hello_timeout;
+    let (room, seat) = match enter(ctx, hello, &name, deadline).await {
+        Ok(entered) => entered,
+        Err(reason) => {
             writer.close(reason).await;
-            return None;
-        }
-        // The room or the auth hook did not answer within the hello
-        // timeout: the server is overloaded, and `ServerFull` (1013)
-        // tells the client to try again later.
-        Err(_) => {
-            writer.close(DisconnectReason::ServerFull).await;
             return None;
         }
     };
@@ -457,23 +451,34 @@ async fn handshake(
 }
 
 /// Authenticates a new player and seats it, or hands a resumed session its
-/// seat back.
+/// seat back, by `deadline`.
+///
+/// A room or an auth hook that has not answered by then means the server is
+/// overloaded: `ServerFull` (1013) tells the client to try again later. Giving
+/// up never strands what the room holds for this connection: a seat reserved
+/// but never asked for is released, and a seat the room hands over just as the
+/// deadline passes is handed back (see [`answered`]).
 async fn enter(
     ctx: &ConnContext,
     hello: Hello,
     name: &str,
+    deadline: tokio::time::Instant,
 ) -> Result<(RoomHandle, Seat), DisconnectReason> {
     let (reply, answer) = oneshot::channel();
     if let Some(token) = hello.resume {
         // The session token is the credential: it was issued after auth.
         let room = ctx.registry.find_session(&hello.room, &token)?;
-        room.cmds
-            .send(RoomCmd::Resume { token, reply })
+        // `Sender::send` is cancel-safe: a send cut by the deadline did not
+        // happen.
+        let resume = RoomCmd::Resume { token, reply };
+        match timeout_at(deadline, room.cmds.send(resume)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(DisconnectReason::SessionExpired),
+            Err(_) => return Err(DisconnectReason::ServerFull),
+        }
+        let seat = answered(&room, answer, deadline, false)
             .await
-            .map_err(|_| DisconnectReason::SessionExpired)?;
-        let seat = answer
-            .await
-            .map_err(|_| DisconnectReason::SessionExpired)??;
+            .map_err(|e| e.unwrap_or(DisconnectReason::SessionExpired))?;
         return Ok((room, seat));
     }
     if let Some(auth) = &ctx.config.auth {
@@ -481,10 +486,13 @@ async fn enter(
         if token.is_some_and(|t| t.len() > MAX_AUTH_TOKEN_BYTES) {
             return Err(DisconnectReason::AuthInvalid);
         }
-        let identity = auth.authenticate(token).await.map_err(|refusal| {
-            info!(%refusal, "authentication refused");
-            DisconnectReason::from(refusal)
-        })?;
+        let identity = timeout_at(deadline, auth.authenticate(token))
+            .await
+            .map_err(|_| DisconnectReason::ServerFull)?
+            .map_err(|refusal| {
+                info!(%refusal, "authentication refused");
+                DisconnectReason::from(refusal)
+            })?;
         tracing::Span::current().record("user", identity.user.as_str());
     }
     let room = ctx.registry.reserve(&hello.room)?;
@@ -492,14 +500,63 @@ async fn enter(
         name: name.to_owned(),
         reply,
     };
-    if room.cmds.send(join).await.is_err() {
+    // Until the room has the join, the reserved seat is this connection's
+    // to give back.
+    let refused = match timeout_at(deadline, room.cmds.send(join)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(DisconnectReason::ServerShutdown),
+        Err(_) => Some(DisconnectReason::ServerFull),
+    };
+    if let Some(reason) = refused {
         ctx.registry.unreserve(&room);
-        return Err(DisconnectReason::ServerShutdown);
+        return Err(reason);
     }
-    let seat = answer
+    let seat = answered(&room, answer, deadline, true)
         .await
-        .map_err(|_| DisconnectReason::ServerShutdown)??;
+        .map_err(|e| e.unwrap_or(DisconnectReason::ServerShutdown))?;
     Ok((room, seat))
+}
+
+/// The room's answer to a join or a resume, by `deadline`. `Err(Some(_))`
+/// is the room's refusal, or `ServerFull` at the deadline; `Err(None)`, the
+/// room dropped the request (it stopped).
+///
+/// A seat that arrives as the deadline passes goes back to the room as a
+/// lost connection's would: given up (`forfeit`) for a join, whose client
+/// never learns its token, and parked for a resume, which the client may
+/// retry. Dropped with the receiver instead, it would leave a player in
+/// the world that no connection owns and no timer removes.
+async fn answered(
+    room: &RoomHandle,
+    mut answer: oneshot::Receiver<Result<Seat, DisconnectReason>>,
+    deadline: tokio::time::Instant,
+    forfeit: bool,
+) -> Result<Seat, Option<DisconnectReason>> {
+    match timeout_at(deadline, &mut answer).await {
+        Ok(Ok(answer)) => answer.map_err(Some),
+        Ok(Err(_)) => Err(None),
+        Err(_) => {
+            if let Some(Ok(seat)) = give_up(&mut answer) {
+                let _ = room
+                    .cmds
+                    .send(RoomCmd::Disconnected {
+                        player: seat.handle,
+                        epoch: seat.epoch,
+                        forfeit,
+                    })
+                    .await;
+            }
+            Err(Some(DisconnectReason::ServerFull))
+        }
+    }
+}
+
+/// Stops waiting on `answer`: from now on the sender's `send` fails (and
+/// the room undoes what it did for us), and a value it sent before that is
+/// returned rather than dropped with the receiver.
+fn give_up<T>(answer: &mut oneshot::Receiver<T>) -> Option<T> {
+    answer.close();
+    answer.try_recv().ok()
 }
 
 /// The joined phase: the room's fan-out sends snapshots and the writer task
@@ -839,6 +896,24 @@ mod tests {
         let mut acks = AckCell::new(Arc::clone(&session), Tick(100));
         acks.offer(Tick(100));
         assert_eq!(session.load(Relaxed), NO_ACK);
+    }
+
+    /// What the hello deadline relies on to never strand a seat: once the
+    /// connection gives up, a seat the room already sent comes back to it
+    /// (and is handed back to the room), and a later one fails to send (and
+    /// the room undoes it itself).
+    #[test]
+    fn giving_up_on_an_answer_keeps_what_was_sent_and_refuses_the_rest() {
+        let (reply, mut answer) = oneshot::channel::<u32>();
+        reply.send(7).expect("the receiver is alive");
+        assert_eq!(
+            give_up(&mut answer),
+            Some(7),
+            "sent just before: not dropped"
+        );
+        let (reply, mut answer) = oneshot::channel::<u32>();
+        assert_eq!(give_up(&mut answer), None);
+        assert_eq!(reply.send(8), Err(8), "sent after: refused to the room");
     }
 
     #[test]

@@ -540,3 +540,55 @@ async fn a_new_room_ticks_in_the_phase_with_the_fewest_players() {
     assert!(phases.contains(&("e".to_owned(), 1)), "{phases:?}");
     server.stop().await;
 }
+
+/// A room that cannot answer joins within the hello deadline (an overloaded
+/// server): each such join is refused with `ServerFull` (1013, try again
+/// later), and none leaves a seat or a player behind once the room catches
+/// up with its commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_a_room_cannot_answer_in_time_are_refused_and_hold_no_seat() {
+    // At 1 Hz the room reads its commands once a second; the deadline to
+    // seat a player after its hello is 300 ms (which also bounds the
+    // upgrade and the hello's read: ample on loopback).
+    let server = TestServer::start(Config {
+        tick_hz: 1,
+        snapshot_hz: 1,
+        npcs: 0,
+        hello_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut welcomed = Vec::new();
+    let mut refused = 0;
+    for i in 0..6 {
+        let hello = Hello {
+            room: RoomRequest::Named("slow".into()),
+            ..Hello::new(format!("p{i}"))
+        };
+        match Client::hello(server.addr, hello).await {
+            Ok((client, _)) => welcomed.push(client),
+            Err(refusal) => {
+                assert_eq!(refusal, (Some(DisconnectReason::ServerFull), 1013));
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "every join was answered within 300 ms at 1 Hz");
+    // Two ticks: the room has read every join and undone those whose
+    // connection gave up.
+    sleep(Duration::from_millis(2100)).await;
+    let rooms = server.json("/rooms").await;
+    let slow = rooms["rooms"]
+        .as_array()
+        .expect("room list")
+        .iter()
+        .find(|r| r["id"] == "slow");
+    if let Some(room) = slow {
+        assert_eq!(room["players"], welcomed.len(), "{room}");
+        assert_eq!(room["seats_taken"], welcomed.len(), "{room}");
+    } else {
+        assert!(welcomed.is_empty(), "a room with players was disposed");
+    }
+    drop(welcomed);
+    server.stop().await;
+}
