@@ -241,7 +241,8 @@ impl Subscriber {
                 .full_sent
                 .is_some_and(|at| now.saturating_duration_since(at) < FULL_SNAPSHOT_RESEND)
         {
-            metrics.snapshots_skipped.inc();
+            // Skipped: counted with the rest at the next snapshot written
+            // (`last_sent`), not here as well.
             return true;
         }
         let started = Instant::now();

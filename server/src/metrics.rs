@@ -109,8 +109,10 @@ pub struct Metrics {
     pub snapshots_sent: Counter,
     /// Of those, full snapshots (the client had no usable baseline).
     pub snapshots_full: Counter,
-    /// Published snapshots a client's writer skipped because it was still
-    /// busy writing an older one (the skip-to-newest policy at work).
+    /// Published snapshots a client did not get (the skip-to-newest policy
+    /// at work): its socket had not taken the previous frame yet, or it had
+    /// not yet acknowledged the full snapshot it was sent. Counted when the
+    /// client's next snapshot is written.
     pub snapshots_skipped: Counter,
     /// Payload bytes written to clients.
     pub bytes_out: Counter,
@@ -300,7 +302,7 @@ impl Metrics {
         let snapshots_skipped = Counter::default();
         root.register(
             "snapshots_skipped",
-            "Snapshots skipped for clients that were still writing an older one",
+            "Snapshots skipped for clients still writing an older one or yet to acknowledge a full one",
             snapshots_skipped.clone(),
         );
         let bytes_out = Counter::default();

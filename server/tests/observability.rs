@@ -138,3 +138,28 @@ async fn metrics_and_status_move_while_clients_play() {
     assert!(String::from_utf8_lossy(&page).contains("/status.json"));
     server.stop().await;
 }
+
+/// A client that never acknowledges gets a full snapshot, nothing for a
+/// second, then the full snapshot again: each published snapshot between
+/// the two is counted once as skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_a_client_did_not_get_are_counted_once() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut c, _) = Client::join(server.addr, "mute").await;
+    let first = c.next_snapshot().await;
+    let second = c.next_snapshot().await;
+    assert!(first.is_full() && second.is_full(), "no ack, no baseline");
+    let between = second.tick.since(first.tick);
+    assert!(
+        between >= 25,
+        "the full snapshot was resent after {between} ticks"
+    );
+    // Read before the third full snapshot, a second later.
+    let text = scrape(&server).await;
+    assert_eq!(
+        sample(&text, "arena_snapshots_skipped_total"),
+        f64::from(between - 1)
+    );
+    assert_eq!(sample(&text, "arena_snapshots_full_total"), 2.0);
+    server.stop().await;
+}
