@@ -421,7 +421,6 @@ async fn handshake(
         );
     } else {
         info!(player_id = seat.player_id, %name, "joined");
-        ctx.metrics.joins.inc();
     }
     let welcome = ServerMsg::Welcome(Welcome {
         protocol: PROTOCOL_VERSION,

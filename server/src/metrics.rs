@@ -79,9 +79,9 @@ pub struct Metrics {
     room_entities: Family<RoomLabel, Gauge>,
     /// WebSocket connections open now.
     pub connections: Gauge,
-    /// Successful joins.
+    /// Players seated by a room's join (resumes not included).
     pub joins: Counter,
-    /// Players who left (any reason).
+    /// Seats freed (any reason): `joins - leaves` is the seats taken.
     pub leaves: Counter,
     /// Sessions taken back by a new connection with their token.
     pub resumes: Counter,
@@ -206,9 +206,9 @@ impl Metrics {
             connections.clone(),
         );
         let joins = Counter::default();
-        root.register("joins", "Players joined", joins.clone());
+        root.register("joins", "Players seated by a join", joins.clone());
         let leaves = Counter::default();
-        root.register("leaves", "Players left", leaves.clone());
+        root.register("leaves", "Seats freed, for any reason", leaves.clone());
         let resumes = Counter::default();
         root.register(
             "resumes",

@@ -809,6 +809,9 @@ impl Room {
         };
         self.tokens.insert(token, index);
         debug!(player_id, slot = index, "player joined");
+        // Counted where `leaves` is, so that every seat freed was counted
+        // as taken, a join undone because its connection gave up included.
+        self.metrics.joins.inc();
         self.seat(index, false).ok_or(DisconnectReason::ServerFull)
     }
 

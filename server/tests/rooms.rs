@@ -589,6 +589,14 @@ async fn joins_a_room_cannot_answer_in_time_are_refused_and_hold_no_seat() {
     } else {
         assert!(welcomed.is_empty(), "a room with players was disposed");
     }
+    // An undone join is a seat taken and freed: the counters still balance.
+    let joins = server.metric("arena_joins_total").await;
+    let leaves = server.metric("arena_leaves_total").await;
+    assert_eq!(
+        joins - leaves,
+        welcomed.len() as f64,
+        "{joins} joins, {leaves} leaves"
+    );
     drop(welcomed);
     server.stop().await;
 }
