@@ -294,7 +294,7 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
                 writer
                     .frame(OpCode::Pong, &payload)
                     .await
-                    .map_err(|WriteFailed| ReadEnd::Gone)?;
+                    .map_err(|_| ReadEnd::Gone)?;
                 continue;
             }
             Inbound::Pong => continue,
@@ -841,13 +841,21 @@ async fn write_loop(
         }
     }
     .await;
-    if result.is_err() {
-        info!(
-            parent: &writer.span,
-            reason = DisconnectReason::TooSlow.label(),
-            "write failed or timed out; dropping client"
-        );
-        writer.metrics.count_kick(&DisconnectReason::TooSlow);
+    match result {
+        Ok(()) => {}
+        Err(WriteFailed::TimedOut) => {
+            info!(
+                parent: &writer.span,
+                reason = DisconnectReason::TooSlow.label(),
+                "write timed out; dropping client"
+            );
+            writer.metrics.count_kick(&DisconnectReason::TooSlow);
+        }
+        // The client is gone (a reset): not a kick, and the reader sees
+        // the end of the stream too.
+        Err(WriteFailed::Broken) => {
+            debug!(parent: &writer.span, "write failed: connection broken");
+        }
     }
 }
 

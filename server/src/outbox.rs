@@ -20,10 +20,16 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A write did not complete: the socket is dead or the client stopped
-/// reading for longer than the write timeout.
-#[derive(Debug)]
-pub(crate) struct WriteFailed;
+/// Why a write did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteFailed {
+    /// The client stopped reading for longer than the write timeout: the
+    /// server drops it as too slow.
+    TimedOut,
+    /// The socket is dead (reset, or closed under the write): the client
+    /// is gone, nobody to tell.
+    Broken,
+}
 
 /// What became of a snapshot the fan-out offered.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,8 +62,8 @@ struct State {
     sent: usize,
     /// No more snapshots: the connection is closing or closed.
     closed: bool,
-    /// A write failed or timed out; nothing more is written.
-    failed: bool,
+    /// A write failed or timed out, and why; nothing more is written.
+    failed: Option<WriteFailed>,
     /// The write half was shut down (FIN sent).
     shut: bool,
     /// A close the fan-out asks the writer task to make.
@@ -69,8 +75,8 @@ impl State {
         self.sent < self.pending.len()
     }
 
-    fn fail(&mut self) {
-        self.failed = true;
+    fn fail(&mut self, why: WriteFailed) {
+        self.failed = Some(why);
         self.closed = true;
         self.pending = Vec::new();
         self.sent = 0;
@@ -109,7 +115,7 @@ impl Outbox {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
             Err(_) => {
-                state.fail();
+                state.fail(WriteFailed::Broken);
                 drop(state);
                 self.wake.notify_one();
                 return Offer::Closed;
@@ -162,8 +168,8 @@ impl Outbox {
     pub(crate) async fn send(&self, bytes: &[u8], deadline: Instant) -> Result<(), WriteFailed> {
         {
             let mut state = self.lock();
-            if state.failed {
-                return Err(WriteFailed);
+            if let Some(why) = state.failed {
+                return Err(why);
             }
             state.pending.extend_from_slice(bytes);
         }
@@ -188,20 +194,20 @@ impl Outbox {
         loop {
             {
                 let mut state = self.lock();
-                if state.failed {
-                    return Err(WriteFailed);
+                if let Some(why) = state.failed {
+                    return Err(why);
                 }
                 while state.has_pending() {
                     match self.half.try_write(&state.pending[state.sent..]) {
                         Ok(0) => {
-                            state.fail();
-                            return Err(WriteFailed);
+                            state.fail(WriteFailed::Broken);
+                            return Err(WriteFailed::Broken);
                         }
                         Ok(n) => state.sent += n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => {
-                            state.fail();
-                            return Err(WriteFailed);
+                            state.fail(WriteFailed::Broken);
+                            return Err(WriteFailed::Broken);
                         }
                     }
                 }
@@ -214,13 +220,13 @@ impl Outbox {
                     return Ok(());
                 }
             }
-            match tokio::time::timeout_at(deadline, self.half.writable()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    self.lock().fail();
-                    return Err(WriteFailed);
-                }
-            }
+            let why = match tokio::time::timeout_at(deadline, self.half.writable()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => WriteFailed::Broken,
+                Err(_) => WriteFailed::TimedOut,
+            };
+            self.lock().fail(why);
+            return Err(why);
         }
     }
 
@@ -348,7 +354,35 @@ mod tests {
                 break;
             }
         }
-        assert!(result.is_err(), "64 MiB fit in the socket buffers");
+        assert_eq!(
+            result,
+            Err(WriteFailed::TimedOut),
+            "64 MiB fit in the socket buffers"
+        );
         assert_eq!(outbox.offer(&[IoSlice::new(b"x")]), Offer::Closed);
+    }
+
+    /// A client whose connection was reset is gone, not slow: the failure
+    /// says so (the writer task then counts no kick).
+    #[tokio::test]
+    async fn a_reset_connection_fails_as_broken_not_slow() {
+        let (outbox, client) = pair().await;
+        // Closing with unread data and no linger sends a reset.
+        assert_eq!(outbox.offer(&[IoSlice::new(b"unread")]), Offer::Sent);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        socket2::SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .expect("linger");
+        drop(client);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let mut result = Ok(());
+        for _ in 0..3 {
+            result = outbox.send(b"more", deadline).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(WriteFailed::Broken));
     }
 }
