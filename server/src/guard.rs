@@ -120,7 +120,13 @@ impl PerIpLimiter {
     }
 
     /// A slot for `ip`, or `None` when it already has `max` connections.
+    ///
+    /// An IPv4 peer of a dual-stack socket (`--addr [::]:PORT`) arrives as
+    /// an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`), which
+    /// `IpAddr::is_loopback` does not call loopback: it is counted, and
+    /// exempted, as the IPv4 address it is.
     pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpPermit> {
+        let ip = ip.to_canonical();
         if self.max == 0 || (self.exempt_loopback && ip.is_loopback()) {
             return Some(IpPermit {
                 limiter: Arc::clone(self),
@@ -249,6 +255,21 @@ mod tests {
         let strict = PerIpLimiter::new(1, false);
         let _held = strict.try_acquire(loopback);
         assert!(strict.try_acquire(loopback).is_none());
+    }
+
+    /// Behind a reverse proxy on the same host, a server bound to `[::]`
+    /// sees its IPv4 peers as IPv4-mapped IPv6 addresses.
+    #[test]
+    fn ipv4_peers_of_a_dual_stack_socket_count_as_ipv4() {
+        let mapped_loopback = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let limiter = PerIpLimiter::new(1, true);
+        assert!((0..10).all(|_| limiter.try_acquire(mapped_loopback).is_some()));
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let _held = limiter.try_acquire(IpAddr::V6(ip.to_ipv6_mapped()));
+        assert!(
+            limiter.try_acquire(IpAddr::V4(ip)).is_none(),
+            "one peer, one count, however it arrives"
+        );
     }
 
     #[test]
