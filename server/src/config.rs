@@ -172,7 +172,21 @@ pub enum ConfigError {
     /// More persistent rooms than `max_rooms`, or one named twice.
     #[error("persistent rooms must be distinct and at most max_rooms")]
     PersistentRooms,
+    /// A duration longer than [`MAX_DURATION`]: deadlines are computed as
+    /// `now + duration`, which must not overflow.
+    #[error("{0} is longer than one day")]
+    TooLong(&'static str),
+    /// A count above [`MAX_COUNT`].
+    #[error("{0} is above {MAX_COUNT}")]
+    TooMany(&'static str),
 }
+
+/// The longest duration any setting takes: one day.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest count any setting takes (clients, connections, rooms, seats):
+/// far beyond what one process serves, and small enough that the sums and
+/// semaphores built from them cannot overflow.
+pub const MAX_COUNT: usize = 1 << 20;
 
 /// A room the server opens at start and keeps open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +247,33 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
+        for (name, value) in [
+            ("max_clients", self.max_clients),
+            ("max_connections", self.max_connections),
+            ("snapshot_history", self.snapshot_history),
+            ("input_buffer", self.input_buffer),
+            ("room_capacity", self.room_capacity),
+            ("max_rooms", self.max_rooms),
+        ] {
+            if value > MAX_COUNT {
+                return Err(ConfigError::TooMany(name));
+            }
+        }
+        for (name, value) in [
+            ("empty_room_grace", self.empty_room_grace),
+            ("resume_grace", self.resume_grace),
+            ("header_read_timeout", self.header_read_timeout),
+            ("hello_timeout", self.hello_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("ping_interval", self.ping_interval),
+            ("write_timeout", self.write_timeout),
+            ("ack_timeout", self.ack_timeout),
+            ("shutdown_grace", self.shutdown_grace),
+        ] {
+            if value > MAX_DURATION {
+                return Err(ConfigError::TooLong(name));
+            }
+        }
         if !(1..=MAX_TICK_PHASES).contains(&self.tick_phases) {
             return Err(ConfigError::TickPhases(self.tick_phases));
         }
@@ -274,6 +315,34 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert!(Config::default().validate().is_ok());
+    }
+
+    /// Values a flag accepts but the server cannot use (a deadline of
+    /// `now + u64::MAX` seconds panics; a semaphore of `usize::MAX` permits
+    /// too) are refused at start.
+    #[test]
+    fn durations_and_counts_beyond_their_bounds_are_refused() {
+        let c = Config {
+            resume_grace: Duration::from_secs(u64::MAX),
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooLong("resume_grace"))
+        ));
+        let c = Config {
+            resume_grace: MAX_DURATION,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "a day is fine");
+        let c = Config {
+            max_clients: usize::MAX,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooMany("max_clients"))
+        ));
     }
 
     #[test]

@@ -166,7 +166,9 @@ async fn main() -> anyhow::Result<()> {
                 as Arc<dyn server::auth::Authenticator>
         }),
         max_clients: args.max_clients,
-        max_connections: args.max_clients + (defaults.max_connections - defaults.max_clients),
+        max_connections: args
+            .max_clients
+            .saturating_add(defaults.max_connections - defaults.max_clients),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         max_clients_per_ip: args.max_clients_per_ip,
         per_ip_exempt_loopback: !args.limit_loopback,
