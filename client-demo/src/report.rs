@@ -164,15 +164,18 @@ pub struct Report {
     /// How late the bots' tick timers fired, in milliseconds: the bot
     /// process's own health.
     pub input_send_lateness_ms: Percentiles,
-    /// CPU time of the whole bot process over the run, in percent of one core
-    /// (Linux only).
+    /// CPU time of the whole bot process over the run (ramp and drain
+    /// included), in percent of one core (Linux only).
     pub bot_cpu_percent: Option<f64>,
+    /// The same over the full-load window only (`duration_s`, after the
+    /// ramp): what the saturation verdict uses.
+    pub bot_cpu_percent_full_load: Option<f64>,
     /// Cores the bot process could use.
     pub bot_cores: u32,
     /// Whether the bot process itself was the bottleneck: its tick timers
     /// fired more than a quarter tick late at p99, or it used more than 90%
-    /// of its cores. When true, latency figures describe the bots, not the
-    /// server.
+    /// of its cores at full load (over the whole run when that is unknown).
+    /// When true, latency figures describe the bots, not the server.
     pub bot_cpu_saturated: bool,
     /// Connection failures by reason.
     pub connect_failure_reasons: BTreeMap<String, u64>,
@@ -247,6 +250,8 @@ pub struct RunFacts {
     pub disconnects: u64,
     /// Process CPU time used during the run.
     pub cpu_time: Option<Duration>,
+    /// Process CPU time used during `play`, the full-load window.
+    pub full_load_cpu_time: Option<Duration>,
     /// Cores available to the process.
     pub cores: u32,
     /// Deliberate drops per bot per second.
@@ -275,10 +280,13 @@ impl Report {
                 .unwrap_or_else(|p| p.into_inner().clone())
         };
         let tick_time_us = metrics.tick_time_us.get();
-        let cpu_percent = facts.cpu_time.and_then(|cpu| {
-            let wall = facts.wall.as_secs_f64();
-            (wall > 0.0).then(|| round3(100.0 * cpu.as_secs_f64() / wall))
-        });
+        let percent = |cpu: Option<Duration>, over: Duration| {
+            let secs = over.as_secs_f64();
+            cpu.filter(|_| secs > 0.0)
+                .map(|cpu| round3(100.0 * cpu.as_secs_f64() / secs))
+        };
+        let cpu_percent = percent(facts.cpu_time, facts.wall);
+        let cpu_percent_full_load = percent(facts.full_load_cpu_time, facts.play);
         let mut report = Self {
             clients_requested: facts.clients_requested,
             clients_connected: metrics.connected_total.get(),
@@ -330,6 +338,7 @@ impl Report {
             join_time_ms: Percentiles::from_histogram(&h.join_time_us, 1000.0),
             input_send_lateness_ms: Percentiles::from_histogram(&h.input_send_lateness_us, 1000.0),
             bot_cpu_percent: cpu_percent,
+            bot_cpu_percent_full_load: cpu_percent_full_load,
             bot_cores: facts.cores,
             bot_cpu_saturated: false,
             connect_failure_reasons: map(&metrics.connect_failure_reasons),
@@ -388,7 +397,8 @@ impl Report {
         };
         let late = tick_ms > 0.0 && self.input_send_lateness_ms.p99 > tick_ms / 4.0;
         let busy = self
-            .bot_cpu_percent
+            .bot_cpu_percent_full_load
+            .or(self.bot_cpu_percent)
             .is_some_and(|cpu| self.bot_cores > 0 && cpu > 90.0 * f64::from(self.bot_cores));
         self.bot_cpu_saturated = late || busy;
         if self.bot_cpu_saturated {
@@ -397,7 +407,8 @@ impl Report {
                  the machine running them is short of CPU, so latency figures include \
                  the bots' own delays; run fewer bots per process or spread them over machines",
                 self.input_send_lateness_ms.p99,
-                self.bot_cpu_percent
+                self.bot_cpu_percent_full_load
+                    .or(self.bot_cpu_percent)
                     .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
             ));
         }
@@ -531,7 +542,9 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  bot process            CPU {} on {} cores, saturated: {}",
+            "  bot process            CPU {} at full load ({} over the run) on {} cores, saturated: {}",
+            self.bot_cpu_percent_full_load
+                .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
             self.bot_cpu_percent
                 .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
             self.bot_cores,
@@ -621,6 +634,7 @@ mod tests {
             wall: Duration::from_secs(11),
             cores: 2,
             cpu_time: Some(Duration::from_secs(2)),
+            full_load_cpu_time: Some(Duration::from_secs(2)),
             ..RunFacts::default()
         }
     }
@@ -714,8 +728,21 @@ mod tests {
         assert_eq!(report.warnings.len(), 1);
 
         let mut report = Report::build(&facts(), &healthy_metrics());
-        report.bot_cpu_percent = Some(195.0);
+        report.bot_cpu_percent_full_load = Some(185.0);
         report.judge();
+        assert!(report.bot_cpu_saturated);
+
+        // One core, busy at full load: the whole run's average, diluted by
+        // the ramp and the drain, would hide it.
+        let busy = RunFacts {
+            cores: 1,
+            cpu_time: Some(Duration::from_millis(8_800)),
+            full_load_cpu_time: Some(Duration::from_millis(9_500)),
+            ..facts()
+        };
+        let report = Report::build(&busy, &healthy_metrics());
+        assert_eq!(report.bot_cpu_percent, Some(80.0));
+        assert_eq!(report.bot_cpu_percent_full_load, Some(95.0));
         assert!(report.bot_cpu_saturated);
     }
 

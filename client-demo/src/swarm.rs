@@ -164,11 +164,18 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     let mut tally = Tally::default();
     let mut launched: u32 = 0;
     let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
+    // The process's CPU time when the ramp ends: the saturation verdict is
+    // about full load, which the whole run's average (ramp and drain
+    // included) understates.
+    let mut cpu_at_full_load: Option<Option<Duration>> = None;
     loop {
         let next_launch = start + gap * launched;
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(stop_at) => break,
+            () = tokio::time::sleep_until(full_load_at), if cpu_at_full_load.is_none() => {
+                cpu_at_full_load = Some(process_cpu_time());
+            }
             () = tokio::time::sleep_until(next_launch), if launched < config.clients => {
                 let n = launched + 1;
                 let bot_config = BotConfig {
@@ -199,6 +206,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
         }
     }
     let play_end = Instant::now();
+    let cpu_at_play_end = process_cpu_time();
     // Nobody may be waiting any more: a send error just means no bot is left.
     let _ = stop_tx.send(true);
 
@@ -234,6 +242,10 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
         disconnects: tally.disconnects,
         cpu_time: cpu_at_start
             .zip(process_cpu_time())
+            .map(|(a, b)| b.saturating_sub(a)),
+        full_load_cpu_time: cpu_at_full_load
+            .flatten()
+            .zip(cpu_at_play_end)
             .map(|(a, b)| b.saturating_sub(a)),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         resume_chance: config.bot.resume_chance,
