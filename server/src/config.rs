@@ -55,9 +55,10 @@ pub struct Config {
     /// Most players connected at once; the next upgrade request gets HTTP 503
     /// before any WebSocket is set up. Default: 1000.
     pub max_clients: usize,
-    /// Most TCP connections open at once, counting ones still sending their
-    /// HTTP headers. The accept loop waits while this many are open.
-    /// Default: `max_clients + 256`.
+    /// Most TCP connections open at once: HTTP connections (counting ones
+    /// still sending their headers) and WebSockets, for their whole life.
+    /// The accept loop waits while this many are open. Default:
+    /// `max_clients + 256`.
     pub max_connections: usize,
     /// Time a client has to send its complete HTTP request head (slowloris).
     /// Default: 5 s.
@@ -98,6 +99,13 @@ pub struct Config {
     /// Most WebSocket connections from one IP; more get HTTP 429 before the
     /// upgrade. 0 means unlimited. Default: 16.
     pub max_clients_per_ip: u32,
+    /// Most TCP connections of any kind from one IP (page loads, status
+    /// polls and WebSockets alike); more are closed as soon as they are
+    /// accepted, so that one address cannot take every slot of
+    /// `max_connections`. Loopback is exempt with `per_ip_exempt_loopback`.
+    /// 0 means unlimited. Default: 64 (16 players' WebSockets and their
+    /// browsers' HTTP connections).
+    pub max_connections_per_ip: u32,
     /// Whether loopback peers are exempt from `max_clients_per_ip` (behind a
     /// reverse proxy on the same host every player is loopback). Default:
     /// true.
@@ -139,6 +147,7 @@ impl Default for Config {
             seed: 0x5eed,
             allowed_origins: OriginPolicy::default(),
             max_clients_per_ip: 16,
+            max_connections_per_ip: 64,
             per_ip_exempt_loopback: true,
             message_rate_slack: 10,
             rate_limit_kick_secs: 3,

@@ -31,8 +31,10 @@ pub(crate) struct AppState {
     pub(crate) conn: ConnContext,
     /// One permit per connected player; `max_clients` of them.
     pub(crate) clients: Arc<Semaphore>,
-    /// Connections per peer IP.
+    /// WebSockets per peer IP.
     pub(crate) per_ip: Arc<PerIpLimiter>,
+    /// TCP connections of any kind per peer IP.
+    pub(crate) per_ip_connections: Arc<PerIpLimiter>,
     /// Dropped by each WebSocket task when it ends; shutdown waits for all.
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
     /// When the server started.
@@ -278,7 +280,23 @@ fn metrics(state: &AppState) -> Response<Body> {
 /// The operator's status page: self-contained HTML that polls `/status.json`.
 static STATUS_PAGE: &str = include_str!("status.html");
 
-fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) -> Response<Body> {
+/// What one TCP connection holds while it is open: its slot of
+/// `max_connections` and of its IP's `max_connections_per_ip`. Shared by the
+/// HTTP connection and, after an upgrade, by the WebSocket's task, so the
+/// slots are given back when the socket closes, not when hyper lets go of
+/// it at the upgrade.
+#[derive(Debug)]
+pub(crate) struct ConnSlots {
+    pub(crate) _any: OwnedSemaphorePermit,
+    pub(crate) _ip: crate::guard::IpPermit,
+}
+
+fn upgrade(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<AppState>,
+    slots: Arc<ConnSlots>,
+) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(StatusCode::UPGRADE_REQUIRED, "websocket upgrade required\n");
     }
@@ -313,6 +331,7 @@ fn upgrade(mut req: Request<Incoming>, peer: SocketAddr, state: &Arc<AppState>) 
     tokio::spawn(async move {
         let _permit: OwnedSemaphorePermit = permit;
         let _ip_permit = ip_permit;
+        let _slots = slots;
         let _done = done;
         let ws = match tokio::time::timeout(ctx.config.hello_timeout, fut).await {
             Ok(Ok(ws)) => ws,
@@ -331,13 +350,14 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     state: Arc<AppState>,
+    slots: Arc<ConnSlots>,
 ) -> Result<Response<Body>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
     }
     let path = req.uri().path().to_owned();
     Ok(match path.as_str() {
-        "/ws" => upgrade(req, peer, &state),
+        "/ws" => upgrade(req, peer, &state, slots),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/status.json" => status(&state),
         "/rooms" => rooms(&state),
@@ -358,12 +378,15 @@ pub(crate) async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     state: Arc<AppState>,
-    _permit: OwnedSemaphorePermit,
+    slots: ConnSlots,
 ) {
     let io = hyper_util::rt::TokioIo::new(stream);
     let mut shutdown = state.conn.shutdown.clone();
     let header_timeout = state.conn.config.header_read_timeout;
-    let service = hyper::service::service_fn(move |req| handle(req, peer, Arc::clone(&state)));
+    let slots = Arc::new(slots);
+    let service = hyper::service::service_fn(move |req| {
+        handle(req, peer, Arc::clone(&state), Arc::clone(&slots))
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)

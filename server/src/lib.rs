@@ -112,6 +112,10 @@ pub async fn serve(
         },
         clients: Arc::new(Semaphore::new(config.max_clients)),
         per_ip: guard::PerIpLimiter::new(config.max_clients_per_ip, config.per_ip_exempt_loopback),
+        per_ip_connections: guard::PerIpLimiter::new(
+            config.max_connections_per_ip,
+            config.per_ip_exempt_loopback,
+        ),
         done: done_tx,
         started: std::time::Instant::now(),
     });
@@ -132,12 +136,23 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(1);
+                // Over its address's share: closed at once, before any
+                // byte is read, and the slot goes back to the loop.
+                let Some(ip) = state.per_ip_connections.try_acquire(peer.ip()) else {
+                    state.conn.metrics.refused_per_ip.inc();
+                    tracing::debug!(%peer, "too many connections from this address; closed");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
+                let slots = http::ConnSlots {
+                    _any: permit,
+                    _ip: ip,
+                };
                 tokio::spawn(http::serve_connection(
                     stream,
                     peer,
                     Arc::clone(&state),
-                    permit,
+                    slots,
                 ));
             }
             Err(e) => {

@@ -96,7 +96,8 @@ pub struct Metrics {
     pub refused_full: Counter,
     /// Upgrade requests refused with 403 for a disallowed `Origin`.
     pub refused_origin: Counter,
-    /// Upgrade requests refused with 429: too many connections from the IP.
+    /// Upgrade requests refused with 429 (too many WebSockets from the IP),
+    /// and connections closed at accept (too many of any kind from it).
     pub refused_per_ip: Counter,
     /// Messages dropped by a connection's rate limit.
     pub rate_limited: Counter,
@@ -252,7 +253,7 @@ impl Metrics {
         let refused_per_ip = Counter::default();
         root.register(
             "refused_per_ip",
-            "Upgrade requests refused because their IP has too many connections",
+            "Upgrades refused (HTTP 429), or connections closed at accept, because their IP had too many",
             refused_per_ip.clone(),
         );
         let rate_limited = Counter::default();

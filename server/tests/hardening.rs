@@ -483,3 +483,82 @@ async fn a_client_still_sending_after_its_kick_reads_the_reason() {
     }
     server.stop().await;
 }
+
+/// Reads until the server closes `s`, or `wait` passes: whether it closed.
+async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// One address cannot take every connection slot: past its share of TCP
+/// connections (of any kind, idle ones included) it is closed at accept,
+/// and a slot it frees is usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let server = TestServer::start(Config {
+        max_connections_per_ip: 2,
+        max_clients_per_ip: 0,
+        per_ip_exempt_loopback: false,
+        ..Config::default()
+    })
+    .await;
+    let connect = || async { TcpStream::connect(server.addr).await.expect("connect") };
+    // Two connections that never send a byte (within the header deadline).
+    let mut held = vec![connect().await, connect().await];
+    sleep(Duration::from_millis(100)).await;
+    let mut third = connect().await;
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        "a third connection from the address was served"
+    );
+    assert!(
+        !closed_within(&mut held[0], Duration::from_millis(200)).await,
+        "the first two stay open"
+    );
+    drop(held.pop());
+    sleep(Duration::from_millis(100)).await;
+    let (status, _) = common::http_get(server.addr, "/healthz").await;
+    assert_eq!(status, 200, "the freed slot serves again");
+    assert!(server.metric("arena_refused_per_ip_total").await >= 1.0);
+    drop(held);
+    server.stop().await;
+}
+
+/// A WebSocket keeps its connection slot for its whole life (hyper lets go
+/// of the socket at the upgrade): `max_connections` bounds the process's
+/// sockets, players included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_count_against_the_connection_cap() {
+    let server = TestServer::start(Config {
+        max_clients: 4,
+        max_connections: 2,
+        ..Config::default()
+    })
+    .await;
+    let (a, _) = Client::join(server.addr, "a").await;
+    let (_b, _) = Client::join(server.addr, "b").await;
+    // Both slots are players': the accept loop waits.
+    let healthz = common::http_get(server.addr, "/healthz");
+    tokio::pin!(healthz);
+    assert!(
+        timeout(Duration::from_millis(500), &mut healthz)
+            .await
+            .is_err(),
+        "a third connection was served beside two players"
+    );
+    a.kill();
+    let (status, _) = timeout(STEP, healthz)
+        .await
+        .expect("served once a player left");
+    assert_eq!(status, 200);
+    server.stop().await;
+}

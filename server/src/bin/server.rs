@@ -64,7 +64,13 @@ struct Args {
     /// are exempt unless --limit-loopback is given.
     #[arg(long, env = "ARENA_MAX_CLIENTS_PER_IP", default_value_t = Config::default().max_clients_per_ip)]
     max_clients_per_ip: u32,
-    /// Apply --max-clients-per-ip to loopback peers too.
+    /// Most TCP connections of any kind from one IP address, idle HTTP
+    /// ones included; more are closed at accept (0: unlimited). Loopback
+    /// peers are exempt unless --limit-loopback is given.
+    #[arg(long, env = "ARENA_MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: u32,
+    /// Apply --max-clients-per-ip and --max-connections-per-ip to loopback
+    /// peers too.
     #[arg(long, env = "ARENA_LIMIT_LOOPBACK")]
     limit_loopback: bool,
     /// Web origins allowed to open the game's WebSocket, comma-separated
@@ -171,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
             .saturating_add(defaults.max_connections - defaults.max_clients),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         max_clients_per_ip: args.max_clients_per_ip,
+        max_connections_per_ip: args.max_connections_per_ip,
         per_ip_exempt_loopback: !args.limit_loopback,
         allowed_origins: server::guard::OriginPolicy::parse(&args.allowed_origins),
         ..defaults
