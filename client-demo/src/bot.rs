@@ -895,8 +895,9 @@ impl Game {
 
     fn on_tick(&mut self, scheduled: Instant, link: &mut Link) -> Result<(), BotError> {
         let now = Instant::now();
-        self.samples
-            .input_send_lateness(now.saturating_duration_since(scheduled));
+        for late in tick_lateness(now.saturating_duration_since(scheduled), self.period) {
+            self.samples.input_send_lateness(late);
+        }
         self.samples.flush_if_due(&self.metrics, now);
         // Nothing to predict from before a snapshot showed the player: a
         // real client shows a loading screen and sends nothing either. A
@@ -1029,9 +1030,31 @@ impl Game {
     }
 }
 
+/// The lateness of every tick a timer that fired `late` covers: its own,
+/// and, when it fired a period or more late, each tick the stall swallowed
+/// (the ticker skips them rather than bursting inputs), down to the last,
+/// so a stall weighs in the percentiles by how many ticks it held up, not
+/// as one sample.
+fn tick_lateness(late: Duration, period: Duration) -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(late), move |&l| {
+        l.checked_sub(period).filter(|_| !period.is_zero())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_counts_once_per_tick_it_held_up() {
+        let ms = Duration::from_millis;
+        let samples = |late| tick_lateness(late, ms(30)).collect::<Vec<_>>();
+        assert_eq!(samples(ms(2)), [ms(2)], "an on-time tick is one sample");
+        // Fired 100 ms late: its own tick and the three the ticker skipped
+        // (due 30, 60 and 90 ms after it).
+        assert_eq!(samples(ms(100)), [ms(100), ms(70), ms(40), ms(10)]);
+        assert_eq!(tick_lateness(ms(5), Duration::ZERO).count(), 1);
+    }
 
     fn welcome() -> Welcome {
         Welcome {
