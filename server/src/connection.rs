@@ -389,7 +389,14 @@ async fn handshake(
     writer: &mut Writer,
     ctx: &ConnContext,
 ) -> Option<(RoomHandle, Seat)> {
-    let hello = match timeout(ctx.config.hello_timeout, read_hello(reader, writer)).await {
+    // A server shutting down tells a client still to say hello why, as it
+    // tells its players, instead of letting it wait for the hello deadline.
+    let mut shutdown = ctx.shutdown.clone();
+    let read = tokio::select! {
+        read = timeout(ctx.config.hello_timeout, read_hello(reader, writer)) => read,
+        () = crate::stopped(&mut shutdown) => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerShutdown))),
+    };
+    let hello = match read {
         Ok(Ok(hello)) => hello,
         Ok(Err(ReadEnd::Gone)) => return None,
         Ok(Err(ReadEnd::Reason(reason))) => {

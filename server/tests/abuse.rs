@@ -235,6 +235,9 @@ async fn shutdown_tells_every_client_and_returns_in_time() {
         c.next_snapshot().await;
         clients.push(c);
     }
+    // Upgraded, and not yet said hello (fetching an auth token, say): it
+    // is told as well, not left to its hello deadline.
+    clients.push(Client::connect(server.addr).await);
     let waiters: Vec<_> = clients
         .into_iter()
         .map(|mut c| tokio::spawn(async move { timeout(STEP, c.expect_close()).await }))
