@@ -106,9 +106,9 @@ pub struct Config {
     /// 0 means unlimited. Default: 64 (16 players' WebSockets and their
     /// browsers' HTTP connections).
     pub max_connections_per_ip: u32,
-    /// Whether loopback peers are exempt from `max_clients_per_ip` (behind a
-    /// reverse proxy on the same host every player is loopback). Default:
-    /// true.
+    /// Whether loopback peers are exempt from `max_clients_per_ip` and
+    /// `max_connections_per_ip` (behind a reverse proxy on the same host
+    /// every player is loopback). Default: true.
     pub per_ip_exempt_loopback: bool,
     /// Messages per second a client may send beyond one input per tick and
     /// one ack per snapshot (pings and slack). Default: 10.
@@ -255,15 +255,6 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
-        }
-        for (name, value) in [
-            ("max_clients", self.max_clients),
-            ("max_connections", self.max_connections),
-            ("snapshot_history", self.snapshot_history),
-            ("input_buffer", self.input_buffer),
-            ("room_capacity", self.room_capacity),
-            ("max_rooms", self.max_rooms),
-        ] {
             if value > MAX_COUNT {
                 return Err(ConfigError::TooMany(name));
             }
