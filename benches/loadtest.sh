@@ -74,11 +74,15 @@
 #       hello, welcome, then up to a tick), one sample per bot: what a
 #       player waits during the ramp (RAMP bots a second)
 #   bots = the swarm's report, full or light bots as the table says; when
-#       `bot_cpu_saturated` is true (bot CPU over 90% of its cores, or its
-#       timers late by more than a quarter tick at p99) the bots could not
-#       keep time: their latency figures include their own delays, and if
-#       they also fell behind (snapshots/client/s under 30, full snapshots)
-#       the row is not a valid measurement of the server.
+#       `bot_cpu_saturated` is true (bot CPU over 90% of its cores at full
+#       load, or its timers late by more than a quarter tick at p99) the
+#       bots could not keep time: their latency figures include their own
+#       delays, and if they also fell behind (snapshots/client/s under 30,
+#       full snapshots) the row is not a valid measurement of the server.
+#       "bot CPU %" is the whole run's average (ramp included); healthy
+#       says "(N lost and resumed)" when the server dropped connections that
+#       the bots resumed, which the report counts as a warning, not a
+#       problem.
 
 set -euo pipefail
 
@@ -385,7 +389,14 @@ for n in "${CLIENTS[@]}"; do
                 (.bot_cpu_percent | num(0)),
                 (.input_send_lateness_ms.p99 | num(1)),
                 (if has("bot_cpu_saturated") then .bot_cpu_saturated else "?" end),
-                (if has("healthy") then .healthy else "?" end)
+                (if has("healthy") then
+                    # Connections the server dropped and the bots resumed
+                    # keep a run healthy (a warning in the report): say so.
+                    ((.resume_triggers // {}) | to_entries
+                        | map(select(.key != "chaos") | .value) | add // 0) as $lost
+                    | (.healthy | tostring)
+                        + (if $lost > 0 then " (\($lost) lost and resumed)" else "" end)
+                  else "?" end)
               ] | map(tostring) | "| " + join(" | ") + " |"' >>"$BOT_ROWS"
         tail -n1 "$SERVER_ROWS" >&2
         tail -n1 "$BOT_ROWS" >&2
