@@ -541,19 +541,27 @@ async fn answered(
     match timeout_at(deadline, &mut answer).await {
         Ok(Ok(answer)) => answer.map_err(Some),
         Ok(Err(_)) => Err(None),
-        Err(_) => {
-            if let Some(Ok(seat)) = give_up(&mut answer) {
-                let _ = room
-                    .cmds
-                    .send(RoomCmd::Disconnected {
-                        player: seat.handle,
-                        epoch: seat.epoch,
-                        forfeit,
-                    })
-                    .await;
+        Err(_) => match give_up(&mut answer) {
+            Some(Ok(seat)) => {
+                // In the background: the room's queue may be full (this is
+                // the overload case), and the client's refusal need not
+                // wait for it.
+                let cmds = room.cmds.clone();
+                tokio::spawn(async move {
+                    let _ = cmds
+                        .send(RoomCmd::Disconnected {
+                            player: seat.handle,
+                            epoch: seat.epoch,
+                            forfeit,
+                        })
+                        .await;
+                });
+                Err(Some(DisconnectReason::ServerFull))
             }
-            Err(Some(DisconnectReason::ServerFull))
-        }
+            // The room's own refusal came in time after all: it says more.
+            Some(Err(reason)) => Err(Some(reason)),
+            None => Err(Some(DisconnectReason::ServerFull)),
+        },
     }
 }
 
