@@ -188,6 +188,27 @@ pub enum ConfigError {
     /// A count above [`MAX_COUNT`].
     #[error("{0} is above {MAX_COUNT}")]
     TooMany(&'static str),
+    /// `max_connections` not above `max_clients`: every player's WebSocket
+    /// holds a connection slot, so no HTTP request (page, `/healthz`,
+    /// `/metrics`) would be served once the players fill them.
+    #[error("max_connections ({connections}) must be above max_clients ({clients})")]
+    Connections {
+        /// The connection cap.
+        connections: usize,
+        /// The player cap.
+        clients: usize,
+    },
+    /// A per-address connection cap below the per-address player cap: the
+    /// players past it would be cut at accept, with no reason given.
+    #[error(
+        "max_connections_per_ip ({connections}) is below max_clients_per_ip ({clients}; 0 means unlimited)"
+    )]
+    PerIpConnections {
+        /// The per-address connection cap.
+        connections: u32,
+        /// The per-address player cap.
+        clients: u32,
+    },
 }
 
 /// The longest duration any setting takes: one day.
@@ -274,6 +295,21 @@ impl Config {
                 return Err(ConfigError::TooLong(name));
             }
         }
+        if self.max_connections <= self.max_clients {
+            return Err(ConfigError::Connections {
+                connections: self.max_connections,
+                clients: self.max_clients,
+            });
+        }
+        if self.max_connections_per_ip != 0
+            && (self.max_clients_per_ip == 0
+                || self.max_clients_per_ip > self.max_connections_per_ip)
+        {
+            return Err(ConfigError::PerIpConnections {
+                connections: self.max_connections_per_ip,
+                clients: self.max_clients_per_ip,
+            });
+        }
         if !(1..=MAX_TICK_PHASES).contains(&self.tick_phases) {
             return Err(ConfigError::TickPhases(self.tick_phases));
         }
@@ -343,6 +379,41 @@ mod tests {
             c.validate(),
             Err(ConfigError::TooMany("max_clients"))
         ));
+    }
+
+    /// Caps that would cut players silently are refused: a connection cap
+    /// the players alone fill, and a per-address connection cap below the
+    /// per-address player cap.
+    #[test]
+    fn caps_that_contradict_each_other_are_refused() {
+        let c = Config {
+            max_clients: 10,
+            max_connections: 10,
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::Connections { .. })));
+        let c = Config {
+            max_clients_per_ip: 100,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::PerIpConnections { .. })
+        ));
+        let c = Config {
+            max_clients_per_ip: 0,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::PerIpConnections { .. })
+        ));
+        let c = Config {
+            max_clients_per_ip: 0,
+            max_connections_per_ip: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "both unlimited");
     }
 
     #[test]

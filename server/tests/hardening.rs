@@ -506,7 +506,7 @@ async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
 async fn one_address_cannot_hold_more_than_its_share_of_connections() {
     let server = TestServer::start(Config {
         max_connections_per_ip: 2,
-        max_clients_per_ip: 0,
+        max_clients_per_ip: 2,
         per_ip_exempt_loopback: false,
         ..Config::default()
     })
@@ -525,11 +525,13 @@ async fn one_address_cannot_hold_more_than_its_share_of_connections() {
         "the first two stay open"
     );
     drop(held.pop());
-    sleep(Duration::from_millis(100)).await;
+    // The server lets go of the slot when it reads the end of the stream.
+    sleep(Duration::from_millis(300)).await;
     let (status, _) = common::http_get(server.addr, "/healthz").await;
     assert_eq!(status, 200, "the freed slot serves again");
-    assert!(server.metric("arena_refused_per_ip_total").await >= 1.0);
     drop(held);
+    sleep(Duration::from_millis(300)).await;
+    assert!(server.metric("arena_refused_per_ip_total").await >= 1.0);
     server.stop().await;
 }
 
@@ -539,14 +541,18 @@ async fn one_address_cannot_hold_more_than_its_share_of_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_count_against_the_connection_cap() {
     let server = TestServer::start(Config {
-        max_clients: 4,
-        max_connections: 2,
+        max_clients: 2,
+        max_connections: 3,
         ..Config::default()
     })
     .await;
     let (a, _) = Client::join(server.addr, "a").await;
     let (_b, _) = Client::join(server.addr, "b").await;
-    // Both slots are players': the accept loop waits.
+    // The third slot: a connection that has not sent its request yet
+    // (the header deadline is 5 s).
+    let _idle = TcpStream::connect(server.addr).await.expect("connect");
+    sleep(Duration::from_millis(100)).await;
+    // Every slot is taken, two of them by players: the accept loop waits.
     let healthz = common::http_get(server.addr, "/healthz");
     tokio::pin!(healthz);
     assert!(

@@ -65,10 +65,11 @@ struct Args {
     #[arg(long, env = "ARENA_MAX_CLIENTS_PER_IP", default_value_t = Config::default().max_clients_per_ip)]
     max_clients_per_ip: u32,
     /// Most TCP connections of any kind from one IP address, idle HTTP
-    /// ones included; more are closed at accept (0: unlimited). Loopback
+    /// ones included; more are closed at accept (0: unlimited). Default:
+    /// --max-clients-per-ip + 48 (64), unlimited when that is. Loopback
     /// peers are exempt unless --limit-loopback is given.
-    #[arg(long, env = "ARENA_MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
-    max_connections_per_ip: u32,
+    #[arg(long, env = "ARENA_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<u32>,
     /// Apply --max-clients-per-ip and --max-connections-per-ip to loopback
     /// peers too.
     #[arg(long, env = "ARENA_LIMIT_LOOPBACK")]
@@ -177,7 +178,13 @@ async fn main() -> anyhow::Result<()> {
             .saturating_add(defaults.max_connections - defaults.max_clients),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         max_clients_per_ip: args.max_clients_per_ip,
-        max_connections_per_ip: args.max_connections_per_ip,
+        max_connections_per_ip: args.max_connections_per_ip.unwrap_or(
+            match args.max_clients_per_ip {
+                0 => 0,
+                players => players
+                    .saturating_add(defaults.max_connections_per_ip - defaults.max_clients_per_ip),
+            },
+        ),
         per_ip_exempt_loopback: !args.limit_loopback,
         allowed_origins: server::guard::OriginPolicy::parse(&args.allowed_origins),
         ..defaults
