@@ -80,9 +80,9 @@
 #       delays, and if they also fell behind (snapshots/client/s under 30,
 #       full snapshots) the row is not a valid measurement of the server.
 #       "bot CPU %" is the whole run's average (ramp included); healthy
-#       says "(N lost and resumed)" when the server dropped connections that
-#       the bots resumed, which the report counts as a warning, not a
-#       problem.
+#       says "(N connections lost)" when the server dropped connections
+#       that the bots then resumed, which the report counts as a warning,
+#       not a problem.
 
 set -euo pipefail
 
@@ -395,7 +395,7 @@ for n in "${CLIENTS[@]}"; do
                     ((.resume_triggers // {}) | to_entries
                         | map(select(.key != "chaos") | .value) | add // 0) as $lost
                     | (.healthy | tostring)
-                        + (if $lost > 0 then " (\($lost) lost and resumed)" else "" end)
+                        + (if $lost > 0 then " (\($lost) connections lost)" else "" end)
                   else "?" end)
               ] | map(tostring) | "| " + join(" | ") + " |"' >>"$BOT_ROWS"
         tail -n1 "$SERVER_ROWS" >&2

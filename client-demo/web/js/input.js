@@ -69,7 +69,10 @@ export class Input {
     surface.addEventListener('pointermove', track);
     surface.addEventListener('pointerdown', (e) => {
       track(e);
-      if (e.button === 0) surface.setPointerCapture?.(e.pointerId);
+      // Captured on any first press, so that a left press chorded under a
+      // held right one is released over the canvas too, wherever the
+      // pointer has gone.
+      surface.setPointerCapture?.(e.pointerId);
     });
     surface.addEventListener('pointerup', track);
     surface.addEventListener('pointercancel', () => {
