@@ -392,22 +392,17 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(c.validate(), Err(ConfigError::Connections { .. })));
-        let c = Config {
-            max_clients_per_ip: 100,
-            ..Config::default()
-        };
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::PerIpConnections { .. })
-        ));
-        let c = Config {
-            max_clients_per_ip: 0,
-            ..Config::default()
-        };
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::PerIpConnections { .. })
-        ));
+        // Above the default 64 connections per address, and unlimited.
+        for max_clients_per_ip in [100, 0] {
+            let c = Config {
+                max_clients_per_ip,
+                ..Config::default()
+            };
+            assert!(matches!(
+                c.validate(),
+                Err(ConfigError::PerIpConnections { .. })
+            ));
+        }
         let c = Config {
             max_clients_per_ip: 0,
             max_connections_per_ip: 0,
