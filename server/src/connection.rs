@@ -474,17 +474,10 @@ async fn enter(
     if let Some(token) = hello.resume {
         // The session token is the credential: it was issued after auth.
         let room = ctx.registry.find_session(&hello.room, &token)?;
-        // `Sender::send` is cancel-safe: a send cut by the deadline did not
-        // happen.
+        let gone = DisconnectReason::SessionExpired;
         let resume = RoomCmd::Resume { token, reply };
-        match timeout_at(deadline, room.cmds.send(resume)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(DisconnectReason::SessionExpired),
-            Err(_) => return Err(DisconnectReason::ServerFull),
-        }
-        let seat = answered(&room, answer, deadline, false)
-            .await
-            .map_err(|e| e.unwrap_or(DisconnectReason::SessionExpired))?;
+        send_by(&room, resume, deadline, gone.clone()).await?;
+        let seat = answered(&room, answer, deadline, false, gone).await?;
         return Ok((room, seat));
     }
     if let Some(auth) = &ctx.config.auth {
@@ -506,26 +499,36 @@ async fn enter(
         name: name.to_owned(),
         reply,
     };
+    let gone = DisconnectReason::ServerShutdown;
     // Until the room has the join, the reserved seat is this connection's
     // to give back.
-    let refused = match timeout_at(deadline, room.cmds.send(join)).await {
-        Ok(Ok(())) => None,
-        Ok(Err(_)) => Some(DisconnectReason::ServerShutdown),
-        Err(_) => Some(DisconnectReason::ServerFull),
-    };
-    if let Some(reason) = refused {
+    if let Err(reason) = send_by(&room, join, deadline, gone.clone()).await {
         ctx.registry.unreserve(&room);
         return Err(reason);
     }
-    let seat = answered(&room, answer, deadline, true)
-        .await
-        .map_err(|e| e.unwrap_or(DisconnectReason::ServerShutdown))?;
+    let seat = answered(&room, answer, deadline, true, gone).await?;
     Ok((room, seat))
 }
 
-/// The room's answer to a join or a resume, by `deadline`. `Err(Some(_))`
-/// is the room's refusal, or `ServerFull` at the deadline; `Err(None)`, the
-/// room dropped the request (it stopped).
+/// Hands `cmd` to the room by `deadline`: `ServerFull` if its queue stays
+/// full that long, `gone` if the room has stopped. `Sender::send` is
+/// cancel-safe: a send the deadline cuts did not happen.
+async fn send_by(
+    room: &RoomHandle,
+    cmd: RoomCmd,
+    deadline: tokio::time::Instant,
+    gone: DisconnectReason,
+) -> Result<(), DisconnectReason> {
+    match timeout_at(deadline, room.cmds.send(cmd)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(gone),
+        Err(_) => Err(DisconnectReason::ServerFull),
+    }
+}
+
+/// The room's answer to a join or a resume, by `deadline`: the seat, the
+/// room's refusal, `ServerFull` at the deadline, or `gone` if the room
+/// dropped the request (it stopped).
 ///
 /// A seat that arrives as the deadline passes goes back to the room as a
 /// lost connection's would: given up (`forfeit`) for a join, whose client
@@ -537,10 +540,11 @@ async fn answered(
     mut answer: oneshot::Receiver<Result<Seat, DisconnectReason>>,
     deadline: tokio::time::Instant,
     forfeit: bool,
-) -> Result<Seat, Option<DisconnectReason>> {
+    gone: DisconnectReason,
+) -> Result<Seat, DisconnectReason> {
     match timeout_at(deadline, &mut answer).await {
-        Ok(Ok(answer)) => answer.map_err(Some),
-        Ok(Err(_)) => Err(None),
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(gone),
         Err(_) => match give_up(&mut answer) {
             Some(Ok(seat)) => {
                 // In the background: the room's queue may be full (this is
@@ -556,11 +560,11 @@ async fn answered(
                         })
                         .await;
                 });
-                Err(Some(DisconnectReason::ServerFull))
+                Err(DisconnectReason::ServerFull)
             }
             // The room's own refusal came in time after all: it says more.
-            Some(Err(reason)) => Err(Some(reason)),
-            None => Err(Some(DisconnectReason::ServerFull)),
+            Some(Err(reason)) => Err(reason),
+            None => Err(DisconnectReason::ServerFull),
         },
     }
 }
