@@ -75,11 +75,13 @@ impl State {
         self.sent < self.pending.len()
     }
 
-    fn fail(&mut self, why: WriteFailed) {
+    /// Marks the outbox failed for `why`, which it returns.
+    fn fail(&mut self, why: WriteFailed) -> WriteFailed {
         self.failed = Some(why);
         self.closed = true;
         self.pending = Vec::new();
         self.sent = 0;
+        why
     }
 }
 
@@ -199,16 +201,9 @@ impl Outbox {
                 }
                 while state.has_pending() {
                     match self.half.try_write(&state.pending[state.sent..]) {
-                        Ok(0) => {
-                            state.fail(WriteFailed::Broken);
-                            return Err(WriteFailed::Broken);
-                        }
-                        Ok(n) => state.sent += n,
+                        Ok(n) if n > 0 => state.sent += n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            state.fail(WriteFailed::Broken);
-                            return Err(WriteFailed::Broken);
-                        }
+                        Ok(_) | Err(_) => return Err(state.fail(WriteFailed::Broken)),
                     }
                 }
                 if !state.has_pending() {
@@ -225,8 +220,7 @@ impl Outbox {
                 Ok(Err(_)) => WriteFailed::Broken,
                 Err(_) => WriteFailed::TimedOut,
             };
-            self.lock().fail(why);
-            return Err(why);
+            return Err(self.lock().fail(why));
         }
     }
 
