@@ -53,6 +53,11 @@ impl Percentiles {
     }
 }
 
+/// A CPU percentage for the summary, or "unknown".
+fn percent_text(cpu: Option<f64>) -> String {
+    cpu.map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%"))
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -396,10 +401,10 @@ impl Report {
             0.0
         };
         let late = tick_ms > 0.0 && self.input_send_lateness_ms.p99 > tick_ms / 4.0;
-        let busy = self
-            .bot_cpu_percent_full_load
-            .or(self.bot_cpu_percent)
-            .is_some_and(|cpu| self.bot_cores > 0 && cpu > 90.0 * f64::from(self.bot_cores));
+        // The full-load figure, or the whole run's when that is unknown.
+        let cpu = self.bot_cpu_percent_full_load.or(self.bot_cpu_percent);
+        let busy =
+            cpu.is_some_and(|cpu| self.bot_cores > 0 && cpu > 90.0 * f64::from(self.bot_cores));
         self.bot_cpu_saturated = late || busy;
         if self.bot_cpu_saturated {
             warnings.push(format!(
@@ -407,9 +412,7 @@ impl Report {
                  the machine running them is short of CPU, so latency figures include \
                  the bots' own delays; run fewer bots per process or spread them over machines",
                 self.input_send_lateness_ms.p99,
-                self.bot_cpu_percent_full_load
-                    .or(self.bot_cpu_percent)
-                    .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
+                percent_text(cpu),
             ));
         }
         if self.light_mode {
@@ -543,10 +546,8 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "  bot process            CPU {} at full load ({} over the run) on {} cores, saturated: {}",
-            self.bot_cpu_percent_full_load
-                .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
-            self.bot_cpu_percent
-                .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.0}%")),
+            percent_text(self.bot_cpu_percent_full_load),
+            percent_text(self.bot_cpu_percent),
             self.bot_cores,
             self.bot_cpu_saturated
         )?;
