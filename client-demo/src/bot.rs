@@ -44,7 +44,7 @@ use crate::brain::Brain;
 use crate::conditioner::{LINK_QUEUE, LinkConfig};
 use crate::connection::{ConnectError, Endpoint};
 use crate::link::{Inbound, Link};
-use crate::metrics::{Metrics, Samples};
+use crate::metrics::{Metrics, Samples, Window};
 use crate::pacing::Pacer;
 use crate::prediction::{MAX_PENDING_INPUTS, Predictor};
 use crate::replica::Replica;
@@ -94,6 +94,10 @@ pub struct BotConfig {
     /// prediction, so desyncs and prediction errors are not checked. Its
     /// inputs come from [`Brain::decide_blind`]. Default: false.
     pub light: bool,
+    /// The span whose latencies, rates and play time the bot measures (a
+    /// swarm's full load: see [`Window`]); correctness is checked for the
+    /// whole run. Default: `None`, everything is measured.
+    pub window: Option<Window>,
 }
 
 impl Default for BotConfig {
@@ -111,6 +115,7 @@ impl Default for BotConfig {
             resume_chance: 0.0,
             resume_window: Duration::from_secs(10),
             light: false,
+            window: None,
         }
     }
 }
@@ -557,7 +562,10 @@ struct Game {
     last_snapshot_at: Option<Instant>,
     /// First and newest applied snapshot (tick, arrival): the server's real
     /// tick rate.
-    first_snapshot: Option<(Tick, Instant)>,
+    /// The first and the last snapshot inside the measurement window, for
+    /// the server's tick rate.
+    first_measured: Option<(Tick, Instant)>,
+    last_measured: Option<(Tick, Instant)>,
     newest_snapshot: Option<(Tick, Instant)>,
     /// The ping in flight: nonce and send time.
     ping: Option<(u64, Instant)>,
@@ -581,6 +589,8 @@ struct Game {
     chaos: fastrand::Rng,
     /// See [`BotConfig::light`].
     light: bool,
+    /// See [`BotConfig::window`] (for play time; [`Samples`] holds it too).
+    window: Option<Window>,
 }
 
 impl Game {
@@ -611,14 +621,15 @@ impl Game {
             predictor: Predictor::new(tick_hz),
             pacer: Pacer::new(tick_hz),
             brain: Brain::new(welcome.player_id, tick_hz, seeds.brain),
-            samples: Samples::new(now),
+            samples: Samples::new(now, config.window),
             seq: 0,
             unacked: VecDeque::new(),
             server_tick: None,
             ack: welcome.tick,
             ack_pending: false,
             last_snapshot_at: None,
-            first_snapshot: None,
+            first_measured: None,
+            last_measured: None,
             newest_snapshot: None,
             ping: None,
             next_nonce: 1,
@@ -631,6 +642,7 @@ impl Game {
             resume_chance: config.resume_chance,
             chaos: fastrand::Rng::with_seed(seeds.chaos),
             light: config.light,
+            window: config.window,
             metrics,
         }
     }
@@ -743,7 +755,7 @@ impl Game {
                 if let Some((sent_nonce, sent_at)) = self.ping
                     && sent_nonce == nonce
                 {
-                    self.samples.rtt(now - sent_at);
+                    self.samples.rtt(now, now - sent_at);
                     self.pacer.on_rtt(now - sent_at);
                     self.ping = None;
                 }
@@ -773,7 +785,7 @@ impl Game {
             m.join_time(now.saturating_duration_since(since));
         }
         if let Some(prev) = self.last_snapshot_at.replace(now) {
-            self.samples.snapshot_interval(now - prev);
+            self.samples.snapshot_interval(now, now - prev);
         }
         if std::mem::take(&mut self.resume_first_pending) {
             if full {
@@ -791,7 +803,10 @@ impl Game {
         self.ack = tick;
         self.ack_pending = true;
         self.server_tick = Some((tick, 0));
-        self.first_snapshot.get_or_insert((tick, now));
+        if self.samples.measuring(now) {
+            self.first_measured.get_or_insert((tick, now));
+            self.last_measured = Some((tick, now));
+        }
         self.newest_snapshot = Some((tick, now));
         self.snapshot_on_this_link = true;
     }
@@ -862,15 +877,17 @@ impl Game {
         }
         m.inputs_acked.add(u64::from(r.acked));
         for &latency in &r.ack_latencies {
-            self.samples.input_ack_latency(latency);
+            self.samples.input_ack_latency(now, latency);
             self.pacer.on_ack_latency(latency);
         }
         if let Some(error) = r.error_units {
-            m.prediction_samples.inc();
-            if error > 0.0 {
-                m.mispredictions.inc();
+            if self.samples.measuring(now) {
+                m.prediction_samples.inc();
+                if error > 0.0 {
+                    m.mispredictions.inc();
+                }
             }
-            self.samples.prediction_error(error);
+            self.samples.prediction_error(now, error);
             if self.resume_checks_left > 0 {
                 self.resume_checks_left -= 1;
                 m.resume_prediction_checks.inc();
@@ -896,7 +913,7 @@ impl Game {
     fn on_tick(&mut self, scheduled: Instant, link: &mut Link) -> Result<(), BotError> {
         let now = Instant::now();
         for late in tick_lateness(now.saturating_duration_since(scheduled), self.period) {
-            self.samples.input_send_lateness(late);
+            self.samples.input_send_lateness(now, late);
         }
         self.samples.flush_if_due(&self.metrics, now);
         // Nothing to predict from before a snapshot showed the player: a
@@ -952,9 +969,11 @@ impl Game {
     fn link_lost(&mut self, now: Instant) {
         if let Some(since) = self.connected_since.take() {
             self.metrics.connected_now.dec();
-            self.metrics
-                .play_time_us
-                .add((now - since).as_micros() as u64);
+            let played = match &self.window {
+                Some(w) => w.overlap(since, now),
+                None => now - since,
+            };
+            self.metrics.play_time_us.add(played.as_micros() as u64);
         }
         self.samples.flush(&self.metrics, now);
         self.server_reason = None;
@@ -1020,7 +1039,7 @@ impl Game {
         let now = Instant::now();
         self.link_lost(now);
         let m = &self.metrics;
-        if let (Some((t0, at0)), Some((t1, at1))) = (self.first_snapshot, self.newest_snapshot) {
+        if let (Some((t0, at0)), Some((t1, at1))) = (self.first_measured, self.last_measured) {
             let ticks = t1.since(t0);
             if ticks > 0 {
                 m.server_ticks.add(ticks as u64);

@@ -28,6 +28,37 @@ const SIGFIG: u8 = 3;
 /// How often a bot merges its buffered samples into the shared histograms.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// The part of a run whose measurements describe it at full load: from the
+/// moment the last bot was started to the moment the bots are told to leave.
+///
+/// A swarm ramps its bots up, and a sample taken during the ramp describes a
+/// lighter load (at 2,000 clients about a fifth of a run's samples came from
+/// the ramp), so latencies, rates and play time are counted only inside it.
+/// Correctness counts (desyncs, decode and protocol errors) cover the whole
+/// run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Start, inclusive.
+    pub from: Instant,
+    /// End, exclusive.
+    pub until: Instant,
+}
+
+impl Window {
+    /// Whether `at` lies in the window.
+    #[must_use]
+    pub fn contains(&self, at: Instant) -> bool {
+        self.from <= at && at < self.until
+    }
+
+    /// How much of the span from `start` to `end` lies in the window.
+    #[must_use]
+    pub fn overlap(&self, start: Instant, end: Instant) -> Duration {
+        end.min(self.until)
+            .saturating_duration_since(start.max(self.from))
+    }
+}
+
 /// A relaxed atomic counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -130,7 +161,8 @@ pub struct Metrics {
     /// Inputs forgotten because the server did not acknowledge them for far
     /// too long (see [`crate::prediction::MAX_PENDING_INPUTS`]).
     pub inputs_never_acked: Counter,
-    /// Prediction checks that went into the error histogram.
+    /// Prediction checks that went into the error histogram (inside the
+    /// measurement [`Window`]).
     pub prediction_samples: Counter,
     /// Of those, checks with a non-zero error.
     pub mispredictions: Counter,
@@ -139,13 +171,15 @@ pub struct Metrics {
     /// Bots that sent a close frame but saw no close frame back in time.
     pub unclean_closes: Counter,
     /// Sum over bots of server ticks advanced between their first and last
-    /// snapshot; with `tick_time_us`, the server's real tick rate.
+    /// snapshot inside the measurement [`Window`]; with `tick_time_us`, the
+    /// server's real tick rate.
     pub server_ticks: Counter,
     /// Sum over bots of the time between their first and last snapshot, in
     /// microseconds.
     pub tick_time_us: Counter,
     /// Sum over bots of the time they were connected and playing (welcome to
-    /// the end of the run or the disconnect), in microseconds.
+    /// the end of the run or the disconnect) inside the measurement
+    /// [`Window`], in microseconds.
     pub play_time_us: Counter,
     /// Sessions the bots tried to resume after losing a connection (on
     /// purpose or not).
@@ -255,9 +289,11 @@ impl Metrics {
     }
 }
 
-/// One bot's samples waiting to be merged into the shared histograms.
+/// One bot's samples waiting to be merged into the shared histograms. A
+/// sample taken outside the measurement [`Window`] is dropped.
 #[derive(Debug)]
 pub struct Samples {
+    window: Option<Window>,
     input_ack_latency_us: Vec<u64>,
     snapshot_interval_us: Vec<u64>,
     prediction_error_milliunits: Vec<u64>,
@@ -271,10 +307,12 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Samples {
-    /// An empty buffer; `now` starts the flush clock.
+    /// An empty buffer; `now` starts the flush clock. Samples taken outside
+    /// `window` are dropped (`None`: all are kept).
     #[must_use]
-    pub fn new(now: Instant) -> Self {
+    pub fn new(now: Instant, window: Option<Window>) -> Self {
         Self {
+            window,
             input_ack_latency_us: Vec::new(),
             snapshot_interval_us: Vec::new(),
             prediction_error_milliunits: Vec::new(),
@@ -284,26 +322,42 @@ impl Samples {
         }
     }
 
-    /// An input-to-ack latency.
-    pub fn input_ack_latency(&mut self, d: Duration) {
-        self.input_ack_latency_us.push(micros(d));
+    /// Whether a sample taken at `at` is kept.
+    #[must_use]
+    pub fn measuring(&self, at: Instant) -> bool {
+        self.window.is_none_or(|w| w.contains(at))
     }
-    /// A gap between two snapshots.
-    pub fn snapshot_interval(&mut self, d: Duration) {
-        self.snapshot_interval_us.push(micros(d));
+
+    /// An input-to-ack latency, taken at `at`.
+    pub fn input_ack_latency(&mut self, at: Instant, d: Duration) {
+        if self.measuring(at) {
+            self.input_ack_latency_us.push(micros(d));
+        }
     }
-    /// A prediction error in world units.
-    pub fn prediction_error(&mut self, units: f64) {
-        self.prediction_error_milliunits
-            .push((units * 1000.0).round().max(0.0) as u64);
+    /// A gap between two snapshots, the second arriving at `at`.
+    pub fn snapshot_interval(&mut self, at: Instant, d: Duration) {
+        if self.measuring(at) {
+            self.snapshot_interval_us.push(micros(d));
+        }
     }
-    /// A ping round trip.
-    pub fn rtt(&mut self, d: Duration) {
-        self.rtt_us.push(micros(d));
+    /// A prediction error in world units, checked at `at`.
+    pub fn prediction_error(&mut self, at: Instant, units: f64) {
+        if self.measuring(at) {
+            self.prediction_error_milliunits
+                .push((units * 1000.0).round().max(0.0) as u64);
+        }
     }
-    /// How late a tick timer fired.
-    pub fn input_send_lateness(&mut self, d: Duration) {
-        self.input_send_lateness_us.push(micros(d));
+    /// A ping round trip, its pong arriving at `at`.
+    pub fn rtt(&mut self, at: Instant, d: Duration) {
+        if self.measuring(at) {
+            self.rtt_us.push(micros(d));
+        }
+    }
+    /// How late a tick timer fired, noticed at `at`.
+    pub fn input_send_lateness(&mut self, at: Instant, d: Duration) {
+        if self.measuring(at) {
+            self.input_send_lateness_us.push(micros(d));
+        }
     }
 
     /// Merges the buffered samples if [`FLUSH_EVERY`] has passed.
@@ -349,12 +403,12 @@ mod tests {
     fn samples_reach_the_shared_histograms_on_flush() {
         let metrics = Metrics::default();
         let t0 = Instant::now();
-        let mut s = Samples::new(t0);
+        let mut s = Samples::new(t0, None);
         for ms in 1..=100u64 {
-            s.input_ack_latency(Duration::from_millis(ms));
+            s.input_ack_latency(t0, Duration::from_millis(ms));
         }
-        s.prediction_error(0.0);
-        s.prediction_error(2.5);
+        s.prediction_error(t0, 0.0);
+        s.prediction_error(t0, 2.5);
         s.flush_if_due(&metrics, t0 + Duration::from_millis(10));
         assert!(metrics.histograms().input_ack_latency_us.is_empty());
         s.flush_if_due(&metrics, t0 + FLUSH_EVERY);
@@ -375,12 +429,64 @@ mod tests {
     fn outliers_are_clamped_not_lost() {
         let metrics = Metrics::default();
         let t0 = Instant::now();
-        let mut s = Samples::new(t0);
-        s.rtt(Duration::from_secs(3600));
+        let mut s = Samples::new(t0, None);
+        s.rtt(t0, Duration::from_secs(3600));
         s.flush(&metrics, t0);
         let h = metrics.histograms();
         assert_eq!(h.rtt_us.len(), 1);
         assert!(h.rtt_us.max() >= MAX_TIME_US);
+    }
+
+    #[test]
+    fn only_samples_taken_inside_the_window_are_kept() {
+        let metrics = Metrics::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let window = Window {
+            from: t0 + ms(100),
+            until: t0 + ms(200),
+        };
+        let mut s = Samples::new(t0, Some(window));
+        // The ramp, the window's first instant, its inside, its end (out),
+        // and after the stop.
+        for at in [ms(0), ms(99), ms(100), ms(150), ms(199), ms(200), ms(300)] {
+            s.input_ack_latency(t0 + at, ms(5));
+            s.snapshot_interval(t0 + at, ms(33));
+            s.prediction_error(t0 + at, 1.0);
+            s.rtt(t0 + at, ms(2));
+            s.input_send_lateness(t0 + at, ms(1));
+        }
+        s.flush(&metrics, t0 + ms(300));
+        let h = metrics.histograms();
+        for (name, hist) in [
+            ("input_ack_latency", &h.input_ack_latency_us),
+            ("snapshot_interval", &h.snapshot_interval_us),
+            ("prediction_error", &h.prediction_error_milliunits),
+            ("rtt", &h.rtt_us),
+            ("input_send_lateness", &h.input_send_lateness_us),
+        ] {
+            assert_eq!(hist.len(), 3, "{name}");
+        }
+    }
+
+    #[test]
+    fn play_time_counts_only_the_windows_share() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let window = Window {
+            from: t0 + ms(100),
+            until: t0 + ms(200),
+        };
+        // Joined during the ramp, played past the stop.
+        assert_eq!(window.overlap(t0, t0 + ms(250)), ms(100));
+        // Joined during the ramp, disconnected inside.
+        assert_eq!(window.overlap(t0 + ms(50), t0 + ms(130)), ms(30));
+        // Entirely inside.
+        assert_eq!(window.overlap(t0 + ms(110), t0 + ms(120)), ms(10));
+        // Entirely before, entirely after.
+        assert_eq!(window.overlap(t0, t0 + ms(90)), Duration::ZERO);
+        assert_eq!(window.overlap(t0 + ms(210), t0 + ms(290)), Duration::ZERO);
+        assert!(!window.contains(t0 + ms(200)));
     }
 
     #[test]

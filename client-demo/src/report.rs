@@ -80,12 +80,14 @@ pub struct Report {
     pub tick_hz: u32,
     /// Snapshots received by all bots together.
     pub snapshots_received: u64,
-    /// Snapshots per connected bot per second of play.
+    /// Snapshots per connected bot per second of play at full load (the
+    /// ramp and the drain left out, as in every rate and latency below).
     pub snapshots_per_client_per_s: f64,
     /// WebSocket bytes (payloads and frame headers, not TCP/IP) received per
-    /// connected bot per second of play.
+    /// connected bot per second of play at full load.
     pub bytes_received_per_client_per_s: f64,
-    /// WebSocket bytes sent per connected bot per second of play.
+    /// WebSocket bytes sent per connected bot per second of play at full
+    /// load.
     pub bytes_sent_per_client_per_s: f64,
     /// Server messages that failed to decode.
     pub decode_errors: u64,
@@ -228,6 +230,39 @@ pub struct Report {
     pub resume_mispredictions: u64,
 }
 
+/// The counters per-second rates are computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Snapshots received.
+    pub snapshots: u64,
+    /// WebSocket bytes received.
+    pub bytes_received: u64,
+    /// WebSocket bytes sent.
+    pub bytes_sent: u64,
+}
+
+impl Counts {
+    /// The counters' values now.
+    #[must_use]
+    pub fn read(metrics: &Metrics) -> Self {
+        Self {
+            snapshots: metrics.snapshots.get(),
+            bytes_received: metrics.bytes_received.get(),
+            bytes_sent: metrics.bytes_sent.get(),
+        }
+    }
+
+    /// What was counted from `earlier` to `self`.
+    #[must_use]
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            snapshots: self.snapshots.saturating_sub(earlier.snapshots),
+            bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+        }
+    }
+}
+
 /// Facts about a run that the bots do not measure themselves.
 #[derive(Clone, Debug, Default)]
 pub struct RunFacts {
@@ -257,6 +292,9 @@ pub struct RunFacts {
     pub cpu_time: Option<Duration>,
     /// Process CPU time used during `play`, the full-load window.
     pub full_load_cpu_time: Option<Duration>,
+    /// What the bots counted during `play`, the full-load window (the
+    /// [`crate::metrics::Window`] of their play time).
+    pub full_load_counts: Counts,
     /// Cores available to the process.
     pub cores: u32,
     /// Deliberate drops per bot per second.
@@ -279,6 +317,7 @@ impl Report {
     pub fn build(facts: &RunFacts, metrics: &Metrics) -> Self {
         let h: Histograms = metrics.histograms();
         let play_us = metrics.play_time_us.get();
+        let full_load = facts.full_load_counts;
         let map = |m: &std::sync::Mutex<BTreeMap<String, u64>>| {
             m.lock()
                 .map(|m| m.clone())
@@ -300,12 +339,9 @@ impl Report {
             duration_s: round3(facts.play.as_secs_f64()),
             tick_hz: metrics.tick_hz.get() as u32,
             snapshots_received: metrics.snapshots.get(),
-            snapshots_per_client_per_s: per_client_per_s(metrics.snapshots.get(), play_us),
-            bytes_received_per_client_per_s: per_client_per_s(
-                metrics.bytes_received.get(),
-                play_us,
-            ),
-            bytes_sent_per_client_per_s: per_client_per_s(metrics.bytes_sent.get(), play_us),
+            snapshots_per_client_per_s: per_client_per_s(full_load.snapshots, play_us),
+            bytes_received_per_client_per_s: per_client_per_s(full_load.bytes_received, play_us),
+            bytes_sent_per_client_per_s: per_client_per_s(full_load.bytes_sent, play_us),
             decode_errors: metrics.decode_errors.get(),
             desyncs: metrics.desyncs.get(),
             input_ack_latency_ms: Percentiles::from_histogram(&h.input_ack_latency_us, 1000.0),
@@ -605,22 +641,23 @@ mod tests {
     fn healthy_metrics() -> Metrics {
         let m = Metrics::default();
         m.connected_total.add(2);
-        m.snapshots.add(600);
-        m.bytes_received.add(600_000);
-        m.bytes_sent.add(12_000);
+        // Whole run; `facts` has what of it fell in the full-load window.
+        m.snapshots.add(700);
+        m.bytes_received.add(700_000);
+        m.bytes_sent.add(14_000);
         m.play_time_us.add(20_000_000);
         m.tick_hz.add(30);
         m.snapshot_hz.add(30);
         m.server_ticks.add(600);
         m.tick_time_us.add(20_000_000);
         let t0 = Instant::now();
-        let mut s = Samples::new(t0);
+        let mut s = Samples::new(t0, None);
         for i in 0..1000u64 {
-            s.input_ack_latency(Duration::from_micros(20_000 + i * 10));
-            s.snapshot_interval(Duration::from_micros(33_333));
-            s.input_send_lateness(Duration::from_micros(300));
+            s.input_ack_latency(t0, Duration::from_micros(20_000 + i * 10));
+            s.snapshot_interval(t0, Duration::from_micros(33_333));
+            s.input_send_lateness(t0, Duration::from_micros(300));
         }
-        s.prediction_error(0.0);
+        s.prediction_error(t0, 0.0);
         s.flush(&m, t0);
         m.join_time(Duration::from_millis(4));
         m.join_time(Duration::from_millis(6));
@@ -636,6 +673,11 @@ mod tests {
             cores: 2,
             cpu_time: Some(Duration::from_secs(2)),
             full_load_cpu_time: Some(Duration::from_secs(2)),
+            full_load_counts: Counts {
+                snapshots: 600,
+                bytes_received: 600_000,
+                bytes_sent: 12_000,
+            },
             ..RunFacts::default()
         }
     }
@@ -682,7 +724,9 @@ mod tests {
     #[test]
     fn rates_are_per_client_second_and_times_in_ms() {
         let report = Report::build(&facts(), &healthy_metrics());
-        // 600 snapshots over 20 client-seconds.
+        // 600 snapshots over 20 client-seconds, both at full load: the
+        // ramp's 100 are in the total only.
+        assert_eq!(report.snapshots_received, 700);
         assert_eq!(report.snapshots_per_client_per_s, 30.0);
         assert_eq!(report.bytes_received_per_client_per_s, 30_000.0);
         assert_eq!(report.bytes_sent_per_client_per_s, 600.0);

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use crate::bot::{self, BotConfig, BotOutcome};
 use crate::conditioner::LinkConfig;
 use crate::connection::{Endpoint, UrlError};
-use crate::metrics::Metrics;
-use crate::report::{Report, RunFacts};
+use crate::metrics::{Metrics, Window};
+use crate::report::{Counts, Report, RunFacts};
 
 /// Settings of a swarm run.
 #[derive(Clone, Debug)]
@@ -158,23 +158,27 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     let ramp = gap * (config.clients - 1);
     let full_load_at = start + ramp;
     let stop_at = full_load_at + config.duration;
+    let window = Window {
+        from: full_load_at,
+        until: stop_at,
+    };
     let mut progress = Progress::new(config.progress, ramp + config.duration, config.clients);
 
     let mut bots = JoinSet::new();
     let mut tally = Tally::default();
     let mut launched: u32 = 0;
     let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
-    // The process's CPU time when the ramp ends: the saturation verdict is
-    // about full load, which the whole run's average (ramp and drain
-    // included) understates.
-    let mut cpu_at_full_load: Option<Option<Duration>> = None;
+    // The process's CPU time and the bots' counters when the ramp ends: the
+    // saturation verdict and the rates are about full load, which the whole
+    // run's averages (ramp and drain included) understate.
+    let mut at_full_load: Option<(Option<Duration>, Counts)> = None;
     loop {
         let next_launch = start + gap * launched;
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(stop_at) => break,
-            () = tokio::time::sleep_until(full_load_at), if cpu_at_full_load.is_none() => {
-                cpu_at_full_load = Some(process_cpu_time());
+            () = tokio::time::sleep_until(full_load_at), if at_full_load.is_none() => {
+                at_full_load = Some((process_cpu_time(), Counts::read(&metrics)));
             }
             () = tokio::time::sleep_until(next_launch), if launched < config.clients => {
                 let n = launched + 1;
@@ -187,6 +191,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
                         .auth_secret
                         .as_ref()
                         .and_then(|secret| bot_token(secret, n, unix_now())),
+                    window: Some(window),
                     ..config.bot.clone()
                 };
                 bots.spawn(bot::run(
@@ -207,6 +212,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     }
     let play_end = Instant::now();
     let cpu_at_play_end = process_cpu_time();
+    let counts_at_play_end = Counts::read(&metrics);
     // Nobody may be waiting any more: a send error just means no bot is left.
     let _ = stop_tx.send(true);
 
@@ -243,10 +249,14 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
         cpu_time: cpu_at_start
             .zip(process_cpu_time())
             .map(|(a, b)| b.saturating_sub(a)),
-        full_load_cpu_time: cpu_at_full_load
-            .flatten()
+        full_load_cpu_time: at_full_load
+            .and_then(|(cpu, _)| cpu)
             .zip(cpu_at_play_end)
             .map(|(a, b)| b.saturating_sub(a)),
+        // Nothing counted at full load if every bot ended before it began.
+        full_load_counts: at_full_load.map_or_else(Counts::default, |(_, counts)| {
+            counts_at_play_end.since(counts)
+        }),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         resume_chance: config.bot.resume_chance,
         light: config.bot.light,

@@ -129,6 +129,15 @@ fn assert_netcode_correct(report: &Report, clients: u64) {
     // aside.
     assert_eq!(report.join_time_ms.samples, clients, "one join per bot");
     assert!(report.join_time_ms.p50 > 0.0);
+    // Latencies and rates describe full load: every snapshot is counted,
+    // but those of the ramp and the drain give no interval sample (nor does
+    // each bot's first).
+    assert!(
+        report.snapshot_interval_ms.samples + clients < report.snapshots_received,
+        "{} interval samples for {} snapshots: the ramp and the drain were sampled",
+        report.snapshot_interval_ms.samples,
+        report.snapshots_received
+    );
     assert!(report.healthy, "{:?}", report.problems);
 }
 
