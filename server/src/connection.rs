@@ -34,6 +34,7 @@ use tokio::time::{timeout, timeout_at};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
+use crate::deadline::WriteDeadline;
 use crate::fanout::Subscriber;
 use crate::guard::{Admit, RateGuard};
 use crate::metrics::{InputDrop, Metrics};
@@ -79,12 +80,15 @@ impl AsyncRead for ReadSide {
 
 /// Takes the TCP stream back from hyper: the WebSocket's read side,
 /// configured, and the write side, which the server frames itself (see
-/// [`crate::outbox`]). `None` if the upgraded stream is not a `TcpStream`,
-/// which the server never serves.
+/// [`crate::outbox`]). `None` if the upgraded stream is not the
+/// `TcpStream` (in its [`WriteDeadline`]) the server serves.
 fn into_tcp(ws: WebSocket<Upgrade>) -> Option<(WebSocketRead<ReadSide>, Outbox)> {
     let upgraded = ws.into_inner().into_inner();
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
-    let (half, write) = parts.io.into_inner().into_split();
+    let parts = upgraded
+        .downcast::<TokioIo<WriteDeadline<TcpStream>>>()
+        .ok()?;
+    // The outbox has deadlines of its own: the socket leaves the wrapper.
+    let (half, write) = parts.io.into_inner().into_inner().into_split();
     // Even empty, the leftover is a slice of hyper's read buffer (up to
     // 16 KiB): keep it only while it has bytes to give.
     let early = if parts.read_buf.is_empty() {

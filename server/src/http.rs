@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::connection::{self, ConnContext};
+use crate::deadline::WriteDeadline;
 use crate::guard::PerIpLimiter;
 use crate::process::{self, ProcessStats};
 use crate::room::TickReport;
@@ -380,6 +381,9 @@ pub(crate) async fn serve_connection(
     state: Arc<AppState>,
     slots: ConnSlots,
 ) {
+    // Until the upgrade, a client that stops reading is cut at the write
+    // deadline instead of holding its slot (see `crate::deadline`).
+    let stream = WriteDeadline::new(stream, state.conn.config.write_timeout);
     let io = hyper_util::rt::TokioIo::new(stream);
     let mut shutdown = state.conn.shutdown.clone();
     let header_timeout = state.conn.config.header_read_timeout;

@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod config;
 mod connection;
+mod deadline;
 mod fanout;
 pub mod game;
 pub mod guard;

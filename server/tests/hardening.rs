@@ -568,3 +568,74 @@ async fn websockets_count_against_the_connection_cap() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+/// A client that sends requests and never reads the answers is cut at the
+/// write deadline: it does not hold its connection slot (hyper has no
+/// write timeout of its own), and its address can connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() {
+    const REQUESTS: usize = 300;
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+    let server = TestServer::start(Config {
+        write_timeout: WRITE_TIMEOUT,
+        max_connections_per_ip: 1,
+        max_clients_per_ip: 1,
+        per_ip_exempt_loopback: false,
+        ..Config::default()
+    })
+    .await;
+    let page = "/js/codec.js";
+    let (status, body) = common::http_get(server.addr, page).await;
+    assert_eq!(status, 200);
+    // The server lets go of that connection's slot once it has closed it.
+    sleep(Duration::from_millis(300)).await;
+    // Several megabytes of answers: more than the socket buffers between
+    // the two ends hold, the client's kept small.
+    let total = REQUESTS * body.len();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stuck = socket.connect(server.addr).await.expect("connect");
+    let request = format!("GET {page} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stuck
+        .write_all(request.repeat(REQUESTS).as_bytes())
+        .await
+        .expect("pipelined requests");
+    sleep(Duration::from_millis(300)).await;
+    // Its address's one connection slot is taken while the server writes.
+    let mut refused = TcpStream::connect(server.addr).await.expect("connect");
+    assert!(
+        closed_within(&mut refused, Duration::from_secs(2)).await,
+        "a second connection from the address was served"
+    );
+    // The deadline passes; the server lets go of the slot.
+    sleep(WRITE_TIMEOUT + Duration::from_millis(1500)).await;
+    let mut next = TcpStream::connect(server.addr).await.expect("connect");
+    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = Vec::new();
+    let _ = timeout(STEP, next.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "the stalled connection still holds the slot: /healthz got {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // What the stalled client reads now ends short of every answer.
+    let mut got = 0;
+    let mut buf = vec![0; 64 * 1024];
+    let read_all = timeout(STEP, async {
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(read_all.is_ok(), "the stalled connection stayed open");
+    assert!(
+        got < total,
+        "the client got all {total} bytes: the server was never cut off"
+    );
+    server.stop().await;
+}
