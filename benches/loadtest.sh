@@ -79,7 +79,10 @@
 #       bots could not keep time: their latency figures include their own
 #       delays, and if they also fell behind (snapshots/client/s under 30,
 #       full snapshots) the row is not a valid measurement of the server.
-#       "bot CPU %" is the whole run's average (ramp included); healthy
+#       Rates, latencies and "bot CPU %" are over the bots' full load only
+#       (last bot started to stop: the report's window; the CPU is
+#       `bot_cpu_percent_full_load`, or the whole run's average from bots
+#       that predate it, then marked "(run)"); healthy
 #       says "(N connections lost)" when the server dropped connections
 #       that the bots then resumed, which the report counts as a warning,
 #       not a problem.
@@ -386,7 +389,9 @@ for n in "${CLIENTS[@]}"; do
                 ((.join_time_ms.p50 | num(1) | tostring) + " / "
                     + (.join_time_ms.p99 | num(1) | tostring)),
                 (if .light_mode == true then "not checked" else (.desyncs // "?") end),
-                (.bot_cpu_percent | num(0)),
+                (if .bot_cpu_percent_full_load != null
+                    then (.bot_cpu_percent_full_load | num(0))
+                    else ((.bot_cpu_percent | num(0) | tostring) + " (run)") end),
                 (.input_send_lateness_ms.p99 | num(1)),
                 (if has("bot_cpu_saturated") then .bot_cpu_saturated else "?" end),
                 (if has("healthy") then

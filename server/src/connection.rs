@@ -478,9 +478,9 @@ async fn enter(
     if let Some(token) = hello.resume {
         // The session token is the credential: it was issued after auth.
         let room = ctx.registry.find_session(&hello.room, &token)?;
-        let gone = DisconnectReason::SessionExpired;
+        let gone = || DisconnectReason::SessionExpired;
         let resume = RoomCmd::Resume { token, reply };
-        send_by(&room, resume, deadline, gone.clone()).await?;
+        send_by(&room, resume, deadline, gone).await?;
         let seat = answered(&room, answer, deadline, false, gone).await?;
         return Ok((room, seat));
     }
@@ -503,10 +503,10 @@ async fn enter(
         name: name.to_owned(),
         reply,
     };
-    let gone = DisconnectReason::ServerShutdown;
+    let gone = || ctx.registry.room_gone_reason();
     // Until the room has the join, the reserved seat is this connection's
     // to give back.
-    if let Err(reason) = send_by(&room, join, deadline, gone.clone()).await {
+    if let Err(reason) = send_by(&room, join, deadline, gone).await {
         ctx.registry.unreserve(&room);
         return Err(reason);
     }
@@ -515,23 +515,23 @@ async fn enter(
 }
 
 /// Hands `cmd` to the room by `deadline`: `ServerFull` if its queue stays
-/// full that long, `gone` if the room has stopped. `Sender::send` is
+/// full that long, `gone()` if the room has stopped. `Sender::send` is
 /// cancel-safe: a send the deadline cuts did not happen.
 async fn send_by(
     room: &RoomHandle,
     cmd: RoomCmd,
     deadline: tokio::time::Instant,
-    gone: DisconnectReason,
+    gone: impl FnOnce() -> DisconnectReason,
 ) -> Result<(), DisconnectReason> {
     match timeout_at(deadline, room.cmds.send(cmd)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(gone),
+        Ok(Err(_)) => Err(gone()),
         Err(_) => Err(DisconnectReason::ServerFull),
     }
 }
 
 /// The room's answer to a join or a resume, by `deadline`: the seat, the
-/// room's refusal, `ServerFull` at the deadline, or `gone` if the room
+/// room's refusal, `ServerFull` at the deadline, or `gone()` if the room
 /// dropped the request (it stopped).
 ///
 /// A seat that arrives as the deadline passes goes back to the room as a
@@ -544,11 +544,11 @@ async fn answered(
     mut answer: oneshot::Receiver<Result<Seat, DisconnectReason>>,
     deadline: tokio::time::Instant,
     forfeit: bool,
-    gone: DisconnectReason,
+    gone: impl FnOnce() -> DisconnectReason,
 ) -> Result<Seat, DisconnectReason> {
     match timeout_at(deadline, &mut answer).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(_)) => Err(gone),
+        Ok(Err(_)) => Err(gone()),
         Err(_) => match give_up(&mut answer) {
             Some(Ok(seat)) => {
                 // In the background: the room's queue may be full (this is

@@ -271,4 +271,40 @@ impl Registry {
     pub(crate) fn close(&self) {
         self.lock().alive = None;
     }
+
+    /// Why a join is refused when its room stopped without answering it:
+    /// the server is shutting down (the registry is closed before any room
+    /// is told to stop), or else the room could not run (its thread could
+    /// not build its runtime), which `PROTOCOL.md` section 1 answers with
+    /// `ServerFull`: try again later.
+    pub(crate) fn room_gone_reason(&self) -> DisconnectReason {
+        if self.lock().alive.is_none() {
+            DisconnectReason::ServerShutdown
+        } else {
+            DisconnectReason::ServerFull
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_that_stops_unasked_refuses_its_join_as_full_and_a_shutdown_as_shutdown() {
+        let (_stop, shutdown) = watch::channel(false);
+        let (alive, _rooms_done) = mpsc::channel(1);
+        let registry = Registry::new(
+            Arc::new(Config::default()),
+            Arc::new(Metrics::new()),
+            shutdown,
+            alive,
+        );
+        assert_eq!(registry.room_gone_reason(), DisconnectReason::ServerFull);
+        registry.close();
+        assert_eq!(
+            registry.room_gone_reason(),
+            DisconnectReason::ServerShutdown
+        );
+    }
 }
