@@ -91,6 +91,9 @@ pub struct Metrics {
     pub rooms: Gauge,
     /// Rooms created since start.
     pub rooms_created: Counter,
+    /// Empty rooms closed before their grace ended, to open a new room at
+    /// the room limit.
+    pub rooms_evicted: Counter,
     kicks: [Counter; REASONS.len()],
     /// Upgrade requests refused with 503 because the server was full.
     pub refused_full: Counter,
@@ -230,6 +233,12 @@ impl Metrics {
             "Rooms created since start",
             rooms_created.clone(),
         );
+        let rooms_evicted = Counter::default();
+        root.register(
+            "rooms_evicted",
+            "Empty rooms closed early to open a new room at the room limit",
+            rooms_evicted.clone(),
+        );
         let kick_family = Family::<ReasonLabel, Counter>::default();
         let kicks = REASONS.map(|reason| kick_family.get_or_create_owned(&ReasonLabel { reason }));
         root.register(
@@ -354,6 +363,7 @@ impl Metrics {
             sessions_expired,
             rooms,
             rooms_created,
+            rooms_evicted,
             kicks,
             refused_full,
             refused_origin,

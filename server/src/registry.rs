@@ -95,7 +95,7 @@ impl Registry {
         let Some(alive) = inner.alive.clone() else {
             return Err(DisconnectReason::ServerShutdown);
         };
-        if inner.rooms.len() >= self.config.max_rooms {
+        if inner.rooms.len() >= self.config.max_rooms && !self.evict_empty(inner) {
             warn!(rooms = inner.rooms.len(), "room limit reached");
             return Err(DisconnectReason::ServerFull);
         }
@@ -245,6 +245,40 @@ impl Registry {
             Self::unlist(&self.metrics, &mut inner, serial);
         }
         empty
+    }
+
+    /// At the room limit, makes way for a new room by unlisting an empty one
+    /// still in its grace period (the one that has been listed longest);
+    /// its thread stops at its next tick. `false` if every room has a
+    /// player, a parked session or a reserved seat, or is persistent.
+    ///
+    /// Without this, rooms that clients create by name and leave at once
+    /// would hold the limit for their whole grace period
+    /// ([`Config::empty_room_grace`]), refusing every new room meanwhile:
+    /// a few connections cycling through names could keep the server full.
+    /// An empty room holds nothing to lose: no player, and no session
+    /// waiting for a resume (those keep their seats).
+    fn evict_empty(&self, inner: &mut Inner) -> bool {
+        let victim = inner
+            .rooms
+            .values()
+            .filter(|h| !h.status.persistent && h.status.occupancy.load(Ordering::Acquire) == 0)
+            .min_by_key(|h| h.status.started);
+        let Some(handle) = victim else {
+            return false;
+        };
+        handle.status.evicted.store(true, Ordering::Release);
+        let name = handle.status.name.clone();
+        let serial = inner
+            .serials
+            .iter()
+            .find_map(|(&serial, n)| (*n == name).then_some(serial));
+        info!(room = %name, "room limit reached: evicting an empty room");
+        self.metrics.rooms_evicted.inc();
+        if let Some(serial) = serial {
+            Self::unlist(&self.metrics, inner, serial);
+        }
+        true
     }
 
     /// Removes a room whose thread failed to start.

@@ -23,7 +23,7 @@
 //! numbering and (if still held) its last acknowledged snapshot.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -226,6 +226,9 @@ pub struct RoomStatus {
     pub entities: Gauge,
     /// Written by the room once per second; held only to copy.
     pub ticks: Mutex<TickReport>,
+    /// Set by the registry when it unlisted this room, empty, to open
+    /// another at the room limit; the room stops at its next tick.
+    pub(crate) evicted: AtomicBool,
 }
 
 impl RoomStatus {
@@ -458,6 +461,7 @@ pub(crate) fn spawn(
             budget_us: 1e6 / f64::from(config.tick_hz),
             ..TickReport::default()
         }),
+        evicted: AtomicBool::new(false),
     });
     let handle = RoomHandle {
         cmds: cmd_tx,
@@ -632,6 +636,10 @@ impl Room {
                 self.overruns += missed;
                 warn!(missed, "tick loop overran; skipping ticks");
                 next += period * missed as u32;
+            }
+            if self.status.evicted.load(Ordering::Acquire) {
+                info!("room empty at the room limit; evicted for a new one");
+                break;
             }
             if self.status.persistent || self.status.occupancy.load(Ordering::Acquire) > 0 {
                 empty_since = None;
@@ -1070,6 +1078,7 @@ mod tests {
             players: Gauge::default(),
             entities: Gauge::default(),
             ticks: Mutex::default(),
+            evicted: AtomicBool::new(false),
         };
         let mut clock = TickClock::new();
         let hz = 10;

@@ -601,3 +601,79 @@ async fn joins_a_room_cannot_answer_in_time_are_refused_and_hold_no_seat() {
     drop(welcomed);
     server.stop().await;
 }
+
+/// Names of this process's room threads (`room-<name>`, as the server names
+/// them; Linux keeps 15 bytes of a thread's name).
+fn room_threads() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .filter(|name| name.starts_with("room-"))
+        .collect()
+}
+
+/// At the room limit, a new room takes the place of an empty one still in
+/// its grace period: clients that create rooms by name and leave cannot
+/// keep the server full. Rooms with a player, or a session waiting for its
+/// resume, are never evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
+    let server = TestServer::start(Config {
+        max_rooms: 2,
+        npcs: 0,
+        // Far longer than the test: only eviction can remove a room.
+        empty_room_grace: Duration::from_secs(600),
+        resume_grace: Duration::from_secs(600),
+        ..Config::default()
+    })
+    .await;
+    let named = |name: &str, room: &str| Hello {
+        room: RoomRequest::Named(room.into()),
+        ..Hello::new(name)
+    };
+    // Room "left" is created and left at once; "held" keeps its player.
+    let (mut c, _) = Client::join_room(server.addr, "a", "left").await;
+    c.send(&ClientMsg::Leave).await;
+    c.expect_close().await;
+    let (_held, _) = Client::join_room(server.addr, "b", "held").await;
+    // The room frees the seat at its next tick.
+    let deadline = Instant::now() + STEP;
+    while server.json("/rooms").await["rooms"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|r| r["id"] == "left" && r["seats_taken"] != 0)
+    {
+        assert!(Instant::now() < deadline, "the leave never freed its seat");
+        sleep(Duration::from_millis(20)).await;
+    }
+    // A third room at the limit of two: "left" makes way.
+    let (dropped, w) = Client::join_room(server.addr, "c", "new").await;
+    assert_eq!(w.room, "new");
+    let rooms = wait_until_disposed(&server, "left").await;
+    assert_eq!(rooms, ["held", "new"]);
+    // Its thread ends at its next tick (the server runs in this process).
+    let deadline = Instant::now() + STEP;
+    while room_threads().contains(&"room-left".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "the evicted room's thread runs on"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert!(room_threads().contains(&"room-held".to_owned()));
+    assert_eq!(server.metric("arena_rooms_evicted_total").await, 1.0);
+    assert_eq!(server.metric("arena_rooms ").await, 2.0);
+    // A connection lost without a leave keeps its session (and its seat)
+    // for the resume grace: "new" is not empty, so a fourth room is
+    // refused, and so is any while both rooms are held.
+    dropped.kill();
+    sleep(Duration::from_millis(200)).await;
+    let refused = Client::hello(server.addr, named("d", "fourth")).await.err();
+    assert_eq!(refused, Some((Some(DisconnectReason::ServerFull), 1013)));
+    assert_eq!(server.metric("arena_rooms_evicted_total").await, 1.0);
+    server.stop().await;
+}
