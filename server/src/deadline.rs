@@ -135,10 +135,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_reader_that_keeps_reading_is_never_cut() {
+        // The reader takes 64 bytes every 40 ms: the whole write (40
+        // reads, 1.6 s) lasts three times this limit, but no single wait
+        // comes near it, even with the test's thread paused for a while by
+        // a busy machine (the reader and the writer share it).
+        const LIMIT: Duration = Duration::from_millis(500);
         let (near, mut far) = tokio::io::duplex(64);
         let mut w = WriteDeadline::new(near, LIMIT);
-        // The reader takes 64 bytes every 40 ms: the whole write lasts well
-        // past the limit, but no single wait reaches it.
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             let mut buf = [0; 64];
@@ -148,7 +151,7 @@ mod tests {
             }
             got
         });
-        let data: Vec<u8> = (0..=255).cycle().take(640).collect();
+        let data: Vec<u8> = (0..=255).cycle().take(40 * 64).collect();
         w.write_all(&data)
             .await
             .expect("progress keeps the write alive");

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use shared::protocol::{DisconnectReason, RoomRequest, SessionToken, is_valid_room_name};
 use tokio::sync::{mpsc, watch};
@@ -18,6 +19,10 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::room::{self, RoomHandle, RoomSetup};
+
+/// How long a room must have been empty before a new room may take its
+/// place at the room limit ([`Registry::eviction_victim`]).
+pub(crate) const EVICTABLE_AFTER: Duration = Duration::from_secs(2);
 
 /// Every room of the server.
 #[derive(Debug)]
@@ -95,10 +100,16 @@ impl Registry {
         let Some(alive) = inner.alive.clone() else {
             return Err(DisconnectReason::ServerShutdown);
         };
-        if inner.rooms.len() >= self.config.max_rooms && !self.evict_empty(inner) {
-            warn!(rooms = inner.rooms.len(), "room limit reached");
-            return Err(DisconnectReason::ServerFull);
-        }
+        // At the limit, an empty room makes way, once the new one runs.
+        let victim = if inner.rooms.len() >= self.config.max_rooms {
+            let Some(victim) = Self::eviction_victim(inner) else {
+                warn!(rooms = inner.rooms.len(), "room limit reached");
+                return Err(DisconnectReason::ServerFull);
+            };
+            Some(victim)
+        } else {
+            None
+        };
         let serial = inner.next_serial;
         inner.next_serial = inner.next_serial.wrapping_add(1).max(1);
         let tick_phase = room::least_loaded_phase(
@@ -129,6 +140,9 @@ impl Registry {
             warn!(error = %e, "could not start a room thread");
             DisconnectReason::ServerFull
         })?;
+        if let Some(victim) = victim {
+            self.evict(inner, &victim);
+        }
         info!(room = %name, public, persistent, tick_phase, "room created");
         self.metrics.rooms_created.inc();
         self.metrics.rooms.inc();
@@ -247,38 +261,45 @@ impl Registry {
         empty
     }
 
-    /// At the room limit, makes way for a new room by unlisting an empty one
-    /// still in its grace period (the one that has been listed longest);
-    /// its thread stops at its next tick. `false` if every room has a
-    /// player, a parked session or a reserved seat, or is persistent.
+    /// The room to close, at the room limit, to make way for a new one: of
+    /// the rooms that have been empty for at least [`EVICTABLE_AFTER`],
+    /// the one empty longest. `None` if every room has a player, a parked
+    /// session or a reserved seat, is persistent, or was emptied just now.
     ///
-    /// Without this, rooms that clients create by name and leave at once
-    /// would hold the limit for their whole grace period
-    /// ([`Config::empty_room_grace`]), refusing every new room meanwhile:
-    /// a few connections cycling through names could keep the server full.
+    /// Without eviction, rooms that clients create by name and leave at
+    /// once would hold the limit for their whole grace period
+    /// ([`Config::empty_room_grace`]), refusing every new room meanwhile: a
+    /// few connections cycling through names could keep the server full.
     /// An empty room holds nothing to lose: no player, and no session
-    /// waiting for a resume (those keep their seats).
-    fn evict_empty(&self, inner: &mut Inner) -> bool {
-        let victim = inner
+    /// waiting for a resume (those keep their seats). The minimum keeps
+    /// a room its players just left for a moment, and bounds how fast
+    /// such cycling can start room threads: `max_rooms` per
+    /// [`EVICTABLE_AFTER`].
+    fn eviction_victim(inner: &Inner) -> Option<String> {
+        inner
             .rooms
             .values()
             .filter(|h| !h.status.persistent && h.status.occupancy.load(Ordering::Acquire) == 0)
-            .min_by_key(|h| h.status.started);
-        let Some(handle) = victim else {
-            return false;
-        };
-        handle.status.evicted.store(true, Ordering::Release);
-        let name = handle.status.name.clone();
+            .filter_map(|h| Some((h.status.empty_for()?, h)))
+            .filter(|(empty_for, _)| *empty_for >= EVICTABLE_AFTER)
+            .max_by_key(|(empty_for, _)| *empty_for)
+            .map(|(_, h)| h.status.name.clone())
+    }
+
+    /// Unlists room `name` and tells it to stop (at its next tick).
+    fn evict(&self, inner: &mut Inner, name: &str) {
+        if let Some(handle) = inner.rooms.get(name) {
+            handle.status.evicted.store(true, Ordering::Release);
+        }
         let serial = inner
             .serials
             .iter()
-            .find_map(|(&serial, n)| (*n == name).then_some(serial));
-        info!(room = %name, "room limit reached: evicting an empty room");
-        self.metrics.rooms_evicted.inc();
+            .find_map(|(&serial, n)| (n == name).then_some(serial));
         if let Some(serial) = serial {
             Self::unlist(&self.metrics, inner, serial);
         }
-        true
+        info!(room = %name, "room limit reached: evicted an empty room");
+        self.metrics.rooms_evicted.inc();
     }
 
     /// Removes a room whose thread failed to start.

@@ -229,12 +229,37 @@ pub struct RoomStatus {
     /// Set by the registry when it unlisted this room, empty, to open
     /// another at the room limit; the room stops at its next tick.
     pub(crate) evicted: AtomicBool,
+    /// Since when the room has been empty, as the room's loop saw it, in
+    /// microseconds after `started`; [`NOT_EMPTY`] while it is not (or is
+    /// persistent). What the registry's eviction goes by.
+    pub(crate) empty_since_us: AtomicU64,
 }
+
+/// [`RoomStatus::empty_since_us`] of a room that is not empty.
+pub(crate) const NOT_EMPTY: u64 = u64::MAX;
 
 impl RoomStatus {
     /// Gives a seat back: the registry may hand it to someone else.
     pub(crate) fn release_seat(&self) {
         self.occupancy.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// How long the room has been empty, as of its loop's last look
+    /// (`None`: it is not empty, or it is persistent).
+    pub(crate) fn empty_for(&self) -> Option<Duration> {
+        let since = self.empty_since_us.load(Ordering::Acquire);
+        (since != NOT_EMPTY).then(|| {
+            self.started
+                .elapsed()
+                .saturating_sub(Duration::from_micros(since))
+        })
+    }
+
+    fn set_empty_since(&self, since: Option<std::time::Instant>) {
+        let us = since.map_or(NOT_EMPTY, |t| {
+            t.saturating_duration_since(self.started).as_micros() as u64
+        });
+        self.empty_since_us.store(us, Ordering::Release);
     }
 }
 
@@ -462,6 +487,7 @@ pub(crate) fn spawn(
             ..TickReport::default()
         }),
         evicted: AtomicBool::new(false),
+        empty_since_us: AtomicU64::new(NOT_EMPTY),
     });
     let handle = RoomHandle {
         cmds: cmd_tx,
@@ -642,8 +668,16 @@ impl Room {
                 break;
             }
             if self.status.persistent || self.status.occupancy.load(Ordering::Acquire) > 0 {
-                empty_since = None;
-            } else if empty_since.get_or_insert(now).elapsed() >= self.config.empty_room_grace
+                if empty_since.take().is_some() {
+                    self.status.set_empty_since(None);
+                }
+            } else if empty_since
+                .get_or_insert_with(|| {
+                    self.status.set_empty_since(Some(std::time::Instant::now()));
+                    now
+                })
+                .elapsed()
+                >= self.config.empty_room_grace
                 && self.registry.dispose_if_empty(self.serial)
             {
                 info!("room empty for its grace period; disposed");
@@ -1079,6 +1113,7 @@ mod tests {
             entities: Gauge::default(),
             ticks: Mutex::default(),
             evicted: AtomicBool::new(false),
+            empty_since_us: AtomicU64::new(NOT_EMPTY),
         };
         let mut clock = TickClock::new();
         let hz = 10;
