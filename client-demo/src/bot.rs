@@ -94,9 +94,12 @@ pub struct BotConfig {
     /// prediction, so desyncs and prediction errors are not checked. Its
     /// inputs come from [`Brain::decide_blind`]. Default: false.
     pub light: bool,
-    /// The span whose latencies, rates and play time the bot measures (a
-    /// swarm's full load: see [`Window`]); correctness is checked for the
-    /// whole run. Default: `None`, everything is measured.
+    /// The span whose latencies, rates, prediction checks (with their
+    /// mispredictions and death corrections) and play time the bot
+    /// measures (a swarm's full load: see [`Window`]). Correctness (desyncs,
+    /// errors, inputs never acknowledged, resumes and their checks) and
+    /// join times count for the whole run. Default: `None`, everything is
+    /// measured.
     pub window: Option<Window>,
 }
 
@@ -896,7 +899,8 @@ impl Game {
                 }
             }
         }
-        if r.life_event {
+        // Booked with the prediction checks above, in the window.
+        if r.life_event && self.samples.measuring(now) {
             m.life_event_corrections.inc();
         }
         if r.ack_regressed {

@@ -33,9 +33,15 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 ///
 /// A swarm ramps its bots up, and a sample taken during the ramp describes a
 /// lighter load (at 2,000 clients about a fifth of a run's samples came from
-/// the ramp), so latencies, rates and play time are counted only inside it.
-/// Correctness counts (desyncs, decode and protocol errors) cover the whole
-/// run.
+/// the ramp), so latencies, rates, prediction checks and play time are
+/// counted only inside it. Correctness counts (desyncs, decode and protocol
+/// errors, inputs never acknowledged, resumes) cover the whole run.
+///
+/// The swarm reads the counters behind the rates (snapshots, bytes) when
+/// its task wakes at the window's ends, a little after them, while play
+/// time is cut at the window's exact ends; the difference is the task's
+/// wake-up delay over the window's length, small against a run of
+/// seconds unless the bot process is saturated (which its report says).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     /// Start, inclusive.
@@ -166,7 +172,8 @@ pub struct Metrics {
     pub prediction_samples: Counter,
     /// Of those, checks with a non-zero error.
     pub mispredictions: Counter,
-    /// Corrections caused by a death or respawn (not in the histogram).
+    /// Corrections caused by a death or respawn (not in the histogram),
+    /// inside the measurement [`Window`].
     pub life_event_corrections: Counter,
     /// Bots that sent a close frame but saw no close frame back in time.
     pub unclean_closes: Counter,
