@@ -302,7 +302,11 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
                 continue;
             }
             Inbound::Pong => continue,
-            Inbound::Close(_) => return Err(ReadEnd::Gone),
+            Inbound::Close(code) => {
+                // As in play: the client's close is echoed (PROTOCOL.md 1).
+                writer.close_reply(code).await;
+                return Err(ReadEnd::Gone);
+            }
         };
         if let Some(version) = codec::peek_hello_version(bytes)
             && version != PROTOCOL_VERSION

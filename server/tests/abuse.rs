@@ -172,6 +172,20 @@ async fn a_silent_connection_is_closed_at_the_hello_deadline() {
     server.stop().await;
 }
 
+/// A client that closes before its hello gets its close echoed, as in
+/// play: a browser that gives up before the welcome sees a clean close with
+/// its own code, not 1006.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_before_the_hello_is_echoed() {
+    let server = TestServer::start(Config::default()).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ws.write_frame(fastwebsockets::Frame::close(4000, b"no welcome"))
+        .await
+        .expect("close frame");
+    assert_eq!(c.expect_close().await, (None, 4000));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_slow_the_others() {
     let server = TestServer::start(Config {
