@@ -148,14 +148,50 @@ enum Inbound<'a> {
 }
 
 /// Frame reader that reassembles fragmented messages under the same size cap
-/// as single frames (fastwebsockets only caps each frame).
+/// as single frames (fastwebsockets only caps each frame), and the
+/// connection's rate limit.
+///
+/// Every frame the client sends is charged to the rate limit, not only
+/// complete messages: ping and pong frames, and each fragment of a
+/// message, are as cheap to send as a message and cost the server as much
+/// to read, so a flood of them must meet the same fate. Over the limit, a
+/// ping frame goes unanswered, a pong is ignored, and a message is dropped
+/// whole if any of its fragments was (all counted in
+/// `arena_messages_rate_limited_total`); sustained, the connection is
+/// closed with `RateLimited`. A close frame is always read.
 struct Reader {
     ws: WebSocketRead<ReadSide>,
     message: Vec<u8>,
     in_fragment: bool,
+    /// A fragment of the message being reassembled was over the rate: the
+    /// message is dropped when it ends.
+    dropping: bool,
+    guard: RateGuard,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader {
+    fn new(ws: WebSocketRead<ReadSide>, config: &Config, metrics: Arc<Metrics>) -> Self {
+        let (rate, burst) = config.message_rate();
+        Self {
+            ws,
+            message: Vec::with_capacity(64),
+            in_fragment: false,
+            dropping: false,
+            guard: RateGuard::new(rate, burst, config.rate_limit_kick_secs, Instant::now()),
+            metrics,
+        }
+    }
+
+    /// Charges one frame to `guard`: whether it may be used.
+    fn admit(guard: &mut RateGuard) -> Result<bool, ReadEnd> {
+        match guard.admit(Instant::now()) {
+            Admit::Pass => Ok(true),
+            Admit::Drop => Ok(false),
+            Admit::Kick => Err(ReadEnd::Reason(DisconnectReason::RateLimited)),
+        }
+    }
+
     async fn next(&mut self) -> Result<Inbound<'_>, ReadEnd> {
         loop {
             let frame = self
@@ -171,6 +207,7 @@ impl Reader {
                     | WebSocketError::ConnectionClosed => ReadEnd::Gone,
                     _ => ReadEnd::Reason(DisconnectReason::MalformedMessage),
                 })?;
+            let admitted = frame.opcode == OpCode::Close || Self::admit(&mut self.guard)?;
             match frame.opcode {
                 OpCode::Binary | OpCode::Continuation => {
                     let starts = frame.opcode == OpCode::Binary;
@@ -181,15 +218,24 @@ impl Reader {
                     }
                     if starts {
                         self.message.clear();
+                        self.dropping = false;
                     }
                     if self.message.len() + frame.payload.len() > MAX_CLIENT_MESSAGE {
                         return Err(ReadEnd::Reason(DisconnectReason::MessageTooLarge));
                     }
                     self.message.extend_from_slice(&frame.payload);
+                    self.dropping |= !admitted;
                     self.in_fragment = !frame.fin;
                     if frame.fin {
+                        if self.dropping {
+                            self.metrics.rate_limited.inc();
+                            continue;
+                        }
                         return Ok(Inbound::Binary(&self.message));
                     }
+                }
+                OpCode::Ping | OpCode::Pong if !admitted => {
+                    self.metrics.rate_limited.inc();
                 }
                 OpCode::Text => return Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
                 OpCode::Close => {
@@ -344,11 +390,7 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         player = tracing::field::Empty,
         user = tracing::field::Empty
     );
-    let mut reader = Reader {
-        ws: read,
-        message: Vec::with_capacity(64),
-        in_fragment: false,
-    };
+    let mut reader = Reader::new(read, &ctx.config, Arc::clone(&ctx.metrics));
     let out = Arc::new(out);
     // However the connection ends (even cancelled), the fan-out stops
     // writing to it and the write half is shut.
@@ -625,9 +667,6 @@ async fn play(
         room.snapshots.clone(),
         ctx.shutdown.clone(),
     ));
-    let (rate, burst) = ctx.config.message_rate();
-    let mut rate_guard =
-        RateGuard::new(rate, burst, ctx.config.rate_limit_kick_secs, Instant::now());
     let end = loop {
         // The read comes first: in steady state it is the only branch
         // polled (the others are polled when it has to wait). Only branches
@@ -660,14 +699,6 @@ async fn play(
         match inbound {
             Inbound::Binary(bytes) => {
                 ctx.metrics.bytes_in.inc_by(bytes.len() as u64);
-                match rate_guard.admit(now) {
-                    Admit::Pass => {}
-                    Admit::Drop => {
-                        ctx.metrics.rate_limited.inc();
-                        continue;
-                    }
-                    Admit::Kick => break Some(Control::Disconnect(DisconnectReason::RateLimited)),
-                }
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
                         acks.offer(cmd.ack);

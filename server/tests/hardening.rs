@@ -189,51 +189,107 @@ async fn disallowed_origins_are_refused_before_the_upgrade() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_flood_is_dropped_then_disconnected() {
-    let server = TestServer::start(Config::default()).await;
-    let addr = server.addr;
-    let watch = bystander(addr, 3);
-    let (mut flooder, _) = Client::join(addr, "flooder").await;
-    let started = Instant::now();
-    let mut sent = 0u64;
-    // Pings as fast as the socket takes them, until the server gives up.
-    let reason = loop {
-        if flooder.try_send(&ClientMsg::Ping(sent)).await.is_err() {
-            // The server closed the socket between two drains: its reason
-            // is already in our receive buffer.
-            break flooder.expect_close().await.0;
-        }
-        sent += 1;
-        if sent.is_multiple_of(256) {
-            // Drain what the server sent so its writes never block.
-            let drained = timeout(Duration::from_millis(5), async {
-                loop {
-                    match flooder.next_event().await {
-                        Event::Msg(ServerMsg::Disconnect(r)) => return Some(r),
-                        Event::Closed { .. } => return None,
-                        Event::Msg(_) => {}
-                    }
+/// What a flooder sends, as fast as its socket takes it.
+#[derive(Clone, Copy, Debug)]
+enum Flood {
+    /// `ClientMsg::Ping` messages.
+    Messages,
+    /// WebSocket ping frames (control frames, not messages).
+    PingFrames,
+    /// One endless fragmented message of empty continuation frames, ended
+    /// now and then by a fragment holding an `Ack` (which would keep the
+    /// connection clear of the "too slow" kick) before the next begins.
+    EmptyFragments,
+}
+
+impl Flood {
+    async fn send(self, c: &mut Client, n: u64) -> Result<(), fastwebsockets::WebSocketError> {
+        use fastwebsockets::{Frame, OpCode, Payload};
+        let empty = || Payload::Borrowed(&[]);
+        match self {
+            Self::Messages => c.try_send(&ClientMsg::Ping(n)).await,
+            Self::PingFrames => {
+                c.ws.write_frame(Frame::new(
+                    true,
+                    OpCode::Ping,
+                    None,
+                    Payload::Borrowed(b"x"),
+                ))
+                .await
+            }
+            Self::EmptyFragments if n.is_multiple_of(1000) => {
+                if n > 0 {
+                    let mut ack = Vec::new();
+                    shared::codec::encode_client(&ClientMsg::Ack(Tick(n as u32)), &mut ack);
+                    let last = Frame::new(true, OpCode::Continuation, None, ack.into());
+                    c.ws.write_frame(last).await?;
                 }
-            })
-            .await;
-            if let Ok(end) = drained {
-                break end;
+                c.ws.write_frame(Frame::new(false, OpCode::Binary, None, empty()))
+                    .await
+            }
+            Self::EmptyFragments => {
+                c.ws.write_frame(Frame::new(false, OpCode::Continuation, None, empty()))
+                    .await
             }
         }
-        assert!(started.elapsed() < STEP, "flooder never disconnected");
-    };
-    let took = started.elapsed();
-    println!("message flood: {sent} messages sent, disconnected after {took:?} with {reason:?}");
-    // The server half-closes and keeps reading for a while after its close
-    // frame, so the flooder's writes do not draw a reset that would discard
-    // the reason before it is read.
-    assert_eq!(reason, Some(DisconnectReason::RateLimited));
-    assert_full_rate(watch.await.expect("bystander"), 3);
-    let status = server.status().await;
-    assert!(status["totals"]["rate_limited"].as_u64() > Some(0));
-    assert_eq!(status["totals"]["kicks"]["rate_limited"], 1);
-    server.stop().await;
+    }
+}
+
+/// Every frame counts against the rate limit, messages or not: a flood of
+/// messages, of WebSocket ping frames or of empty fragments is dropped,
+/// then disconnected with `rate limit exceeded`, while a bystander plays
+/// on at full rate. (Before session 20 only whole messages were counted:
+/// a ping-frame or empty-fragment flood held a server core for as long as
+/// it went on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_messages_or_frames_is_dropped_then_disconnected() {
+    for flood in [Flood::Messages, Flood::PingFrames, Flood::EmptyFragments] {
+        let server = TestServer::start(Config::default()).await;
+        let addr = server.addr;
+        let watch = bystander(addr, 3);
+        let (mut flooder, _) = Client::join(addr, "flooder").await;
+        let started = Instant::now();
+        let mut sent = 0u64;
+        // Frames as fast as the socket takes them, until the server gives up.
+        let reason = loop {
+            if flood.send(&mut flooder, sent).await.is_err() {
+                // The server closed the socket between two drains: its
+                // reason is already in our receive buffer.
+                break flooder.expect_close().await.0;
+            }
+            sent += 1;
+            if sent.is_multiple_of(256) {
+                // Drain what the server sent so its writes never block.
+                let drained = timeout(Duration::from_millis(5), async {
+                    loop {
+                        match flooder.next_event().await {
+                            Event::Msg(ServerMsg::Disconnect(r)) => return Some(r),
+                            Event::Closed { .. } => return None,
+                            Event::Msg(_) => {}
+                        }
+                    }
+                })
+                .await;
+                if let Ok(end) = drained {
+                    break end;
+                }
+            }
+            assert!(started.elapsed() < STEP, "{flood:?}: never disconnected");
+        };
+        let took = started.elapsed();
+        println!(
+            "{flood:?} flood: {sent} frames sent, disconnected after {took:?} with {reason:?}"
+        );
+        // The server half-closes and keeps reading for a while after its
+        // close frame, so the flooder's writes do not draw a reset that
+        // would discard the reason before it is read.
+        assert_eq!(reason, Some(DisconnectReason::RateLimited), "{flood:?}");
+        assert_full_rate(watch.await.expect("bystander"), 3);
+        let status = server.status().await;
+        assert!(status["totals"]["rate_limited"].as_u64() > Some(0));
+        assert_eq!(status["totals"]["kicks"]["rate_limited"], 1, "{flood:?}");
+        server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
