@@ -2,7 +2,7 @@
 //! limits, and per-connection message rate limiting.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,13 @@ impl OriginPolicy {
     }
 }
 
-/// Counts WebSocket connections per peer IP.
+/// Counts connections per peer address: per IPv4 address, and per IPv6
+/// /64 network.
+///
+/// An ISP or a cloud provider hands each customer a whole IPv6 /64 (2^64
+/// addresses), so counting single IPv6 addresses would let one customer
+/// rotate through as many "peers" as it likes and take every seat and
+/// connection slot; a /64 is what one customer costs.
 #[derive(Debug)]
 pub(crate) struct PerIpLimiter {
     /// A std mutex: it is held for a hash-map update, never across `.await`.
@@ -119,7 +125,8 @@ impl PerIpLimiter {
         })
     }
 
-    /// A slot for `ip`, or `None` when it already has `max` connections.
+    /// A slot for `ip`, or `None` when its address (IPv6: its /64) already
+    /// has `max` connections.
     ///
     /// An IPv4 peer of a dual-stack socket (`--addr [::]:PORT`) arrives as
     /// an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`), which
@@ -133,6 +140,10 @@ impl PerIpLimiter {
                 ip: None,
             });
         }
+        let ip = match ip {
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+            v4 => v4,
+        };
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = counts.entry(ip).or_insert(0);
         if *n >= self.max {
@@ -255,6 +266,28 @@ mod tests {
         let strict = PerIpLimiter::new(1, false);
         let _held = strict.try_acquire(loopback);
         assert!(strict.try_acquire(loopback).is_none());
+    }
+
+    /// IPv6 peers are counted per /64: rotating through the addresses of
+    /// one network gains nothing, while another network has its own count.
+    #[test]
+    fn ipv6_peers_are_counted_per_64_network() {
+        let limiter = PerIpLimiter::new(2, true);
+        let host = |net: u16, low: u64| {
+            IpAddr::V6(Ipv6Addr::from(
+                (u128::from(0x2001_0db8_0000_0000_u64 | u64::from(net)) << 64) | u128::from(low),
+            ))
+        };
+        let _a = limiter.try_acquire(host(1, 1));
+        let _b = limiter.try_acquire(host(1, 0xdead_beef));
+        assert!(limiter.try_acquire(host(1, u64::MAX)).is_none());
+        assert!(limiter.try_acquire(host(2, 1)).is_some());
+        // The IPv6 loopback is exempt like 127.0.0.1.
+        assert!((0..4).all(|_| {
+            limiter
+                .try_acquire(IpAddr::V6(Ipv6Addr::LOCALHOST))
+                .is_some()
+        }));
     }
 
     /// Behind a reverse proxy on the same host, a server bound to `[::]`
