@@ -36,7 +36,7 @@ mod entities;
 pub const MAX_CLIENT_MESSAGE: usize = 1024;
 
 /// Largest server message a client accepts, in bytes (16 MiB): a full
-/// snapshot of 50,000 entities is about 0.6 MiB.
+/// snapshot of 50,000 entities is about 0.35 MiB.
 pub const MAX_SERVER_MESSAGE: usize = 16 << 20;
 
 type Standard = Configuration<LittleEndian, Varint>;

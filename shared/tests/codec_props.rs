@@ -465,3 +465,33 @@ fn snapshot_decode_budget_counts_memory_not_wire_bytes() {
         })
     );
 }
+
+/// The bincode part of a snapshot is charged its in-memory width
+/// (PROTOCOL.md section 1): with nothing else in it, a snapshot can list
+/// (16 MiB - 62) / 4 = 4,194,288 removed ids, and one more is refused,
+/// although the message is only about 4 MiB (one byte per zero gap). The
+/// JavaScript decoder checks the same boundary
+/// (`client-demo/js-test/unit/budget.test.mjs`).
+#[test]
+fn snapshot_removed_ids_are_charged_four_bytes_each() {
+    // 4 variant + 16 header + 8 + 8 + 8 + 8 + 8 length prefixes + the
+    // empty entity section's 2 bytes.
+    let fixed = 4 + 16 + 5 * 8 + 2;
+    let max_removed = (MAX_SERVER_MESSAGE - fixed) / 4;
+    assert_eq!(max_removed, 4_194_288);
+    let mut snap = SnapshotMsg {
+        removed: vec![0; max_removed],
+        ..SnapshotMsg::default()
+    };
+    let bytes = server_bytes(&ServerMsg::Snapshot(snap.clone()));
+    assert!(bytes.len() < MAX_SERVER_MESSAGE / 3);
+    assert_eq!(decode_server(&bytes), Ok(ServerMsg::Snapshot(snap.clone())));
+    snap.removed.push(0);
+    let bytes = server_bytes(&ServerMsg::Snapshot(snap));
+    assert_eq!(
+        decode_server(&bytes),
+        Err(CodecError::TooLarge {
+            limit: MAX_SERVER_MESSAGE
+        })
+    );
+}

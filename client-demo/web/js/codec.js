@@ -47,13 +47,30 @@ export class CodecError extends Error {
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 
-/** Reads bincode values from a byte array, bounds checked. */
+/**
+ * Reads bincode values from a byte array, bounds checked, under the Rust
+ * decoder's *decode budget* (PROTOCOL.md section 1): every value read is
+ * charged its in-memory width (u8, bool and Option tags 1, u16 2, u32, i32
+ * and variant indexes 4, u64 and length prefixes 8, one per string or
+ * byte-string byte), and a message whose charges exceed `limit` is too
+ * large, whatever its length on the wire. So both decoders refuse the same
+ * messages (a few MB of tiny varints would otherwise pass here and not
+ * there).
+ */
 export class Reader {
-  /** @param {Uint8Array} bytes */
-  constructor(bytes) {
+  /** @param {Uint8Array} bytes @param {number} [limit] the decode budget */
+  constructor(bytes, limit = Infinity) {
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.at = 0;
+    this.limit = limit;
+    this.budget = limit;
+  }
+
+  /** Charges `n` bytes against the decode budget. @param {number} n */
+  charge(n) {
+    this.budget -= n;
+    if (this.budget < 0) throw new CodecError(`message exceeds ${this.limit} bytes`);
   }
 
   /** Bytes not read yet. */
@@ -68,10 +85,16 @@ export class Reader {
     }
   }
 
-  /** @returns {number} */
-  u8() {
+  /** One byte, not charged: the first byte of a varint. @returns {number} */
+  byte() {
     this.need(1);
     return this.bytes[this.at++];
+  }
+
+  /** @returns {number} */
+  u8() {
+    this.charge(1);
+    return this.byte();
   }
 
   /** A bool: one byte, 0 or 1 (bincode refuses anything else). @returns {boolean} */
@@ -97,6 +120,7 @@ export class Reader {
 
   /** `n` raw bytes (a fixed-size array), copied. @param {number} n */
   fixedBytes(n) {
+    this.charge(n);
     this.need(n);
     const out = this.bytes.slice(this.at, this.at + n);
     this.at += n;
@@ -110,7 +134,8 @@ export class Reader {
    * @returns {number|bigint}
    */
   varint(width) {
-    const first = this.u8();
+    this.charge(width);
+    const first = this.byte();
     if (first < U16_BYTE) return width === 8 ? BigInt(first) : first;
     let v;
     if (first === U16_BYTE) {
@@ -170,6 +195,7 @@ export class Reader {
   /** @returns {string} */
   string() {
     const n = this.len(1);
+    this.charge(n);
     const slice = this.bytes.subarray(this.at, this.at + n);
     this.at += n;
     try {
@@ -444,7 +470,7 @@ export function decodeClient(data) {
   if (bytes.length > MAX_CLIENT_MESSAGE) {
     throw new CodecError(`message exceeds ${MAX_CLIENT_MESSAGE} bytes`);
   }
-  const r = new Reader(bytes);
+  const r = new Reader(bytes, MAX_CLIENT_MESSAGE);
   /** @type {ClientMsg} */
   let msg;
   switch (r.variant(CLIENT_VARIANTS.length, 'ClientMsg')) {
@@ -934,6 +960,7 @@ function readSnapshot(r) {
   // unpacked after the fields that follow it are read, as the Rust decoder
   // does, so a message with several faults is refused for the same one.
   const n = r.len(1);
+  r.charge(n);
   const section = r.bytes.subarray(r.at, r.at + n);
   r.at += n;
   const playersRemoved = r.vec(() => r.u32());
@@ -965,7 +992,7 @@ export function decodeServer(data) {
   if (bytes.length > MAX_SERVER_MESSAGE) {
     throw new CodecError(`message exceeds ${MAX_SERVER_MESSAGE} bytes`);
   }
-  const r = new Reader(bytes);
+  const r = new Reader(bytes, MAX_SERVER_MESSAGE);
   /** @type {ServerMsg} */
   let msg;
   switch (r.variant(SERVER_VARIANTS.length, 'ServerMsg')) {
