@@ -309,14 +309,21 @@ impl Writer {
 
     /// Echoes the client's close (code `code`), then shuts the write half.
     async fn close_reply(&mut self, code: u16) {
-        let code = if code == 1005 || code < 1000 {
-            1000
-        } else {
-            code
-        };
+        let code = echo_code(code);
         self.frame.clear();
         put_frame(&mut self.frame, OpCode::Close, &code.to_be_bytes());
         let _ = self.out.close_with(&self.frame, self.deadline()).await;
+    }
+}
+
+/// The code that answers a client's close with `code`: the same, unless it
+/// is one a close frame may not carry (RFC 6455 section 7.4: below 1000,
+/// 1004 to 1006 and 1015 are reserved, 1016 to 2999 are unassigned, and
+/// 5000 and above do not exist), which is answered with a normal 1000.
+fn echo_code(code: u16) -> u16 {
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => code,
+        _ => 1000,
     }
 }
 
@@ -920,6 +927,16 @@ async fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_close_is_echoed_with_its_code_unless_no_frame_may_carry_it() {
+        for code in [1000, 1001, 1003, 1008, 1011, 1013, 3000, 4000, 4999] {
+            assert_eq!(echo_code(code), code);
+        }
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
+            assert_eq!(echo_code(code), 1000, "{code}");
+        }
+    }
 
     #[test]
     fn acks_only_move_forward_across_wraparound() {
