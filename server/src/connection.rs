@@ -167,6 +167,9 @@ struct Reader {
     /// message is dropped when it ends.
     dropping: bool,
     guard: RateGuard,
+    /// Off while lingering after the close: what the client sends then is
+    /// discarded anyway, and a kick would close the socket on unread bytes.
+    limited: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -179,6 +182,7 @@ impl Reader {
             in_fragment: false,
             dropping: false,
             guard: RateGuard::new(rate, burst, config.rate_limit_kick_secs, Instant::now()),
+            limited: true,
             metrics,
         }
     }
@@ -207,7 +211,8 @@ impl Reader {
                     | WebSocketError::ConnectionClosed => ReadEnd::Gone,
                     _ => ReadEnd::Reason(DisconnectReason::MalformedMessage),
                 })?;
-            let admitted = frame.opcode == OpCode::Close || Self::admit(&mut self.guard)?;
+            let admitted =
+                frame.opcode == OpCode::Close || !self.limited || Self::admit(&mut self.guard)?;
             match frame.opcode {
                 OpCode::Binary | OpCode::Continuation => {
                     let starts = frame.opcode == OpCode::Binary;
@@ -773,7 +778,12 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// (the page sees 1006 instead of the reason's code): a game keeps sending
 /// inputs until it reads the close. Bounded in time, and in bytes by the
 /// read's own limits.
+///
+/// The rate limit is off meanwhile: a client kicked for flooding is still
+/// flooding, and a second kick would end the read at once, and the socket
+/// with a reset.
 async fn linger(reader: &mut Reader) {
+    reader.limited = false;
     let _ = timeout(CLOSE_LINGER, async {
         while let Ok(inbound) = reader.next().await {
             if let Inbound::Close(_) = inbound {

@@ -251,10 +251,12 @@ async fn a_flood_of_messages_or_frames_is_dropped_then_disconnected() {
         let started = Instant::now();
         let mut sent = 0u64;
         // Frames as fast as the socket takes them, until the server gives up.
+        let mut socket_closed = false;
         let reason = loop {
             if flood.send(&mut flooder, sent).await.is_err() {
                 // The server closed the socket between two drains: its
                 // reason is already in our receive buffer.
+                socket_closed = true;
                 break flooder.expect_close().await.0;
             }
             sent += 1;
@@ -278,12 +280,27 @@ async fn a_flood_of_messages_or_frames_is_dropped_then_disconnected() {
         };
         let took = started.elapsed();
         println!(
-            "{flood:?} flood: {sent} frames sent, disconnected after {took:?} with {reason:?}"
+            "{flood:?} flood: {sent} frames sent, disconnected after {took:?} with {reason:?} \
+             (socket closed before the reason was read: {socket_closed})"
         );
         // The server half-closes and keeps reading for a while after its
         // close frame, so the flooder's writes do not draw a reset that
         // would discard the reason before it is read.
         assert_eq!(reason, Some(DisconnectReason::RateLimited), "{flood:?}");
+        // A flooder goes on sending until it has read the close: the server
+        // keeps reading (and discarding) for a second rather than closing
+        // on unread bytes, whose reset could destroy the close frame before
+        // a slower client reads it. It did not when its reads stayed rate
+        // limited: a second kick ended them at once.
+        if !socket_closed {
+            for n in 0..80 {
+                assert!(
+                    flood.send(&mut flooder, sent + n).await.is_ok(),
+                    "{flood:?}: the socket was reset {n} sends after the close"
+                );
+                sleep(Duration::from_millis(5)).await;
+            }
+        }
         assert_full_rate(watch.await.expect("bystander"), 3);
         let status = server.status().await;
         assert!(status["totals"]["rate_limited"].as_u64() > Some(0));
