@@ -206,7 +206,7 @@ impl Registry {
                 }
             }
         };
-        handle.status.occupancy.fetch_add(1, Ordering::AcqRel);
+        handle.status.reserve_seat();
         Ok(handle)
     }
 

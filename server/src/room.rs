@@ -229,9 +229,10 @@ pub struct RoomStatus {
     /// Set by the registry when it unlisted this room, empty, to open
     /// another at the room limit; the room stops at its next tick.
     pub(crate) evicted: AtomicBool,
-    /// Since when the room has been empty, as the room's loop saw it, in
-    /// microseconds after `started`; [`NOT_EMPTY`] while it is not (or is
-    /// persistent). What the registry's eviction goes by.
+    /// Since when the room has been empty: when its last seat was given
+    /// back, in microseconds after `started`; [`NOT_EMPTY`] from the moment
+    /// a seat is reserved, and before the first. What the registry's
+    /// eviction goes by.
     pub(crate) empty_since_us: AtomicU64,
 }
 
@@ -241,11 +242,20 @@ pub(crate) const NOT_EMPTY: u64 = u64::MAX;
 impl RoomStatus {
     /// Gives a seat back: the registry may hand it to someone else.
     pub(crate) fn release_seat(&self) {
-        self.occupancy.fetch_sub(1, Ordering::AcqRel);
+        if self.occupancy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.set_empty_since(Some(std::time::Instant::now()));
+        }
     }
 
-    /// How long the room has been empty, as of its loop's last look
-    /// (`None`: it is not empty, or it is persistent).
+    /// Takes a seat; the registry calls it under its lock.
+    pub(crate) fn reserve_seat(&self) {
+        self.occupancy.fetch_add(1, Ordering::AcqRel);
+        self.set_empty_since(None);
+    }
+
+    /// How long the room has been empty (`None`: a seat is taken, or none
+    /// ever was). A release racing a reservation may leave a time on an
+    /// occupied room; the registry checks the occupancy as well.
     pub(crate) fn empty_for(&self) -> Option<Duration> {
         let since = self.empty_since_us.load(Ordering::Acquire);
         (since != NOT_EMPTY).then(|| {
@@ -255,7 +265,7 @@ impl RoomStatus {
         })
     }
 
-    fn set_empty_since(&self, since: Option<std::time::Instant>) {
+    pub(crate) fn set_empty_since(&self, since: Option<std::time::Instant>) {
         let us = since.map_or(NOT_EMPTY, |t| {
             t.saturating_duration_since(self.started).as_micros() as u64
         });
@@ -668,16 +678,8 @@ impl Room {
                 break;
             }
             if self.status.persistent || self.status.occupancy.load(Ordering::Acquire) > 0 {
-                if empty_since.take().is_some() {
-                    self.status.set_empty_since(None);
-                }
-            } else if empty_since
-                .get_or_insert_with(|| {
-                    self.status.set_empty_since(Some(std::time::Instant::now()));
-                    now
-                })
-                .elapsed()
-                >= self.config.empty_room_grace
+                empty_since = None;
+            } else if empty_since.get_or_insert(now).elapsed() >= self.config.empty_room_grace
                 && self.registry.dispose_if_empty(self.serial)
             {
                 info!("room empty for its grace period; disposed");
