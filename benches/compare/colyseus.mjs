@@ -24,9 +24,10 @@
 //
 // Timing: each scenario is replayed PASSES times from a fresh state; the
 // first pass warms the JIT and is not timed. Per tick, the median over the
-// timed passes; the table gives the median over the ticks, as the Rust
-// side does for its own diff + encode (`ours.encode_ns`, median of 15 runs
-// per tick, written by the trajectories bin).
+// timed passes; the table gives the median over the ticks. The Rust side
+// times its own diff + encode the same way (`ours.encode_ns`, written by
+// the trajectories bin: 10 passes over the ticks, the first untimed, the
+// median per tick).
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -32,30 +32,40 @@ use shared::snapshot::{self, SnapshotMsg, WorldState};
 
 /// Ticks per scenario unless told (5 s at 30 Hz).
 const TICKS: usize = 150;
-/// Timed diff + encode runs per tick; the median is kept.
-const RUNS: usize = 15;
+/// Timed passes over a scenario's ticks, after one untimed pass; per tick
+/// the median is kept. As `benches/compare/colyseus.mjs` times Colyseus's
+/// encoder (10 passes, the first untimed), so that both sides see each
+/// tick once per pass, the other ticks in between, rather than one side
+/// the same tick many times in a row (which the branch predictor and the
+/// caches learn).
+const PASSES: usize = 10;
 
-/// This server's diff + encode of `current` against `baseline`, as the
-/// fan-out runs it once per distinct baseline (checksum computed once per
-/// state, buffers reused): the median of [`RUNS`] runs, in ns.
-fn encode_ns(
-    baseline: &WorldState,
-    current: &WorldState,
-    msg: &mut SnapshotMsg,
-    buf: &mut Vec<u8>,
-) -> u64 {
-    let checksum = snapshot::checksum(current);
-    let mut runs: Vec<u64> = (0..RUNS)
-        .map(|_| {
+/// This server's diff + encode of each state against the one before, as
+/// the fan-out runs it once per distinct baseline (checksum computed once
+/// per state, buffers reused): per tick, the median over [`PASSES`] - 1
+/// timed passes, in ns.
+fn encode_ns(history: &[Arc<WorldState>]) -> Vec<u64> {
+    let checksums: Vec<u32> = history.iter().map(|s| snapshot::checksum(s)).collect();
+    let (mut msg, mut buf) = (SnapshotMsg::default(), Vec::new());
+    let mut runs = vec![Vec::with_capacity(PASSES); history.len().saturating_sub(1)];
+    for pass in 0..PASSES {
+        for (i, pair) in history.windows(2).enumerate() {
             let started = Instant::now();
-            snapshot::diff_into_with_checksum(Some(baseline), current, checksum, 1, msg);
+            snapshot::diff_into_with_checksum(Some(&pair[0]), &pair[1], checksums[i + 1], 1, &mut msg);
             buf.clear();
-            codec::encode_snapshot(msg, buf);
-            started.elapsed().as_nanos() as u64
+            codec::encode_snapshot(&msg, &mut buf);
+            let ns = started.elapsed().as_nanos() as u64;
+            if pass > 0 {
+                runs[i].push(ns);
+            }
+        }
+    }
+    runs.into_iter()
+        .map(|mut r| {
+            r.sort_unstable();
+            r[r.len() / 2]
         })
-        .collect();
-    runs.sort_unstable();
-    runs[RUNS / 2]
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -68,15 +78,18 @@ fn scenario(name: &str, history: &[Arc<WorldState>]) -> Value {
     codec::encode_snapshot(&snapshot::diff(None, &history[0], 0), &mut full);
     let (mut msg, mut buf) = (SnapshotMsg::default(), Vec::new());
     let (mut delta_bytes, mut delta_hex) = (Vec::new(), Vec::new());
-    let (mut moving, mut timings) = (Vec::new(), Vec::new());
+    let mut moving = Vec::new();
     for pair in history.windows(2) {
         let stats = DeltaStats::measure(&pair[0], &pair[1]);
         delta_bytes.push(stats.bytes);
         moving.push(stats.moving);
-        timings.push(encode_ns(&pair[0], &pair[1], &mut msg, &mut buf));
+        snapshot::diff_into(Some(&pair[0]), &pair[1], 1, &mut msg);
+        buf.clear();
+        codec::encode_snapshot(&msg, &mut buf);
         assert_eq!(buf.len(), stats.bytes, "the same delta, encoded twice");
         delta_hex.push(hex(&buf));
     }
+    let timings = encode_ns(history);
     let states: Vec<Value> = history
         .iter()
         .map(|s| {
