@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -122,17 +122,21 @@ pub struct Published {
     pub checksum: u32,
     /// Last applied input sequence by player slot.
     acks: Vec<u32>,
-    /// Deltas already encoded against a baseline tick (`None`: full). Every
-    /// client sees the whole arena, so clients that acknowledged the same
-    /// baseline get the same bytes but for their input ack: the first
-    /// client to need one encodes it, the others copy it. A std mutex: held
-    /// for a lookup or a push, never across `.await`.
-    deltas: Mutex<Vec<(Option<Tick>, Arc<SharedSnapshot>)>>,
+    /// Deltas encoded, or being encoded, against a baseline tick (`None`:
+    /// full). Every client sees the whole arena, so clients that
+    /// acknowledged the same baseline get the same bytes but for their
+    /// input ack: the first client to need one encodes it, the others copy
+    /// it. A std mutex: held for a lookup or a push, never across `.await`
+    /// nor during an encode.
+    deltas: Mutex<Vec<(Option<Tick>, SharedSlot)>>,
 }
 
 /// Distinct baselines cached per published tick; clients beyond them encode
 /// their own delta.
 const SHARED_DELTAS: usize = 32;
+
+/// One cached delta, filled once by the first shard that needs it.
+type SharedSlot = Arc<OnceLock<Arc<SharedSnapshot>>>;
 
 impl Published {
     pub(crate) fn input_ack(&self, player: PlayerHandle) -> u32 {
@@ -140,25 +144,35 @@ impl Published {
     }
 
     /// The delta against `baseline` (a tick the fan-out sent
-    /// before, or `None` for a full snapshot), encoded by `encode` at most
-    /// about once per distinct baseline.
+    /// before, or `None` for a full snapshot), encoded by `encode` once per
+    /// distinct baseline, up to [`SHARED_DELTAS`] of them.
+    ///
+    /// The first shard to need a baseline claims its slot under the lock
+    /// and encodes outside it; a shard on another worker that needs the same
+    /// baseline meanwhile waits for that encode (as long as doing it itself
+    /// would take) instead of repeating it, so a multi-core server encodes
+    /// each baseline once, as the fan-out bench assumes.
     pub(crate) fn shared_delta(
         &self,
         baseline: Option<Tick>,
         encode: impl FnOnce() -> SharedSnapshot,
     ) -> Arc<SharedSnapshot> {
-        let lock = || self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, hit)) = lock().iter().find(|(b, _)| *b == baseline) {
-            return Arc::clone(hit);
-        }
-        // Encode without the lock; two shards may race to encode the same
-        // baseline, which costs one redundant encode and nothing else.
-        let fresh = Arc::new(encode());
-        let mut deltas = lock();
-        if deltas.len() < SHARED_DELTAS && deltas.iter().all(|(b, _)| *b != baseline) {
-            deltas.push((baseline, Arc::clone(&fresh)));
-        }
-        fresh
+        let slot = {
+            let mut deltas = self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
+            match deltas.iter().find(|(b, _)| *b == baseline) {
+                Some((_, slot)) => Arc::clone(slot),
+                None if deltas.len() < SHARED_DELTAS => {
+                    let slot = SharedSlot::default();
+                    deltas.push((baseline, Arc::clone(&slot)));
+                    slot
+                }
+                None => {
+                    drop(deltas);
+                    return Arc::new(encode());
+                }
+            }
+        };
+        Arc::clone(slot.get_or_init(|| Arc::new(encode())))
     }
 }
 
@@ -1136,6 +1150,30 @@ mod tests {
         assert_eq!(report.late_p99_us, 5.0);
         assert_eq!(report.per_second.front().map(|s| s.max_us), Some(9_000.0));
         assert_eq!(report.per_second.len(), WINDOW_SECS + 1);
+    }
+
+    /// Shards on two workers that need the same baseline at once: one
+    /// encodes, the other waits for its bytes rather than encoding again.
+    #[test]
+    fn racing_shards_encode_a_baseline_once() {
+        let published = Published::default();
+        let encodes = AtomicUsize::new(0);
+        let start = std::sync::Barrier::new(2);
+        let got: Vec<Arc<SharedSnapshot>> = std::thread::scope(|scope| {
+            let shard = || {
+                start.wait();
+                published.shared_delta(Some(Tick(9)), || {
+                    encodes.fetch_add(1, Ordering::Relaxed);
+                    // Long enough for the other shard to arrive meanwhile.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    SharedSnapshot::default()
+                })
+            };
+            let handles = [scope.spawn(shard), scope.spawn(shard)];
+            handles.map(|h| h.join().expect("shard")).into()
+        });
+        assert_eq!(encodes.load(Ordering::Relaxed), 1);
+        assert!(Arc::ptr_eq(&got[0], &got[1]));
     }
 
     #[test]

@@ -51,7 +51,13 @@ fn encode_ns(history: &[Arc<WorldState>]) -> Vec<u64> {
     for pass in 0..PASSES {
         for (i, pair) in history.windows(2).enumerate() {
             let started = Instant::now();
-            snapshot::diff_into_with_checksum(Some(&pair[0]), &pair[1], checksums[i + 1], 1, &mut msg);
+            snapshot::diff_into_with_checksum(
+                Some(&pair[0]),
+                &pair[1],
+                checksums[i + 1],
+                1,
+                &mut msg,
+            );
             buf.clear();
             codec::encode_snapshot(&msg, &mut buf);
             let ns = started.elapsed().as_nanos() as u64;
