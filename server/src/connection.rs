@@ -849,7 +849,7 @@ pub(crate) struct Heard {
 }
 
 impl Heard {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             since: Instant::now(),
             at_ms: AtomicU64::new(0),

@@ -351,3 +351,100 @@ impl ClientView {
         room::acked_snapshot(&self.history, self.last_baseline)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::alloc_count;
+    use crate::connection::Heard;
+    use crate::game::{World, WorldConfig};
+
+    /// The server's own per-client path allocates nothing per tick: what a
+    /// shard does for each client once the tick's delta against that
+    /// client's baseline exists (the baseline bookkeeping, the copy with the
+    /// client's input ack, the frame, the socket write, the accounting).
+    /// The codec's part is proven in the `snapshot` bench; this is the rest,
+    /// counted by the test build's per-thread counting allocator. Eight
+    /// clients on real loopback sockets, acknowledging every tick, as
+    /// players do: the first to need each tick's delta encodes it (that
+    /// allocates its bytes, once per baseline per tick, whatever the number
+    /// of clients), and the other seven must allocate nothing once the
+    /// history has filled.
+    #[tokio::test]
+    async fn a_client_costs_no_allocation_per_tick_in_steady_state() {
+        const CLIENTS: usize = 8;
+        const TICKS: u32 = 200;
+        let config = Config::default();
+        // Past the history's length: every buffer has reached its size.
+        let warm_up = config.snapshot_history as u32 + 10;
+        let metrics = Metrics::new();
+        let mut world = World::new(WorldConfig::default());
+        for _ in 0..200 {
+            world.spawn_npc();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (mut clients, mut acks, mut drains) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..CLIENTS {
+            let mut far = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (near, _) = listener.accept().await.expect("accept");
+            let (_, write) = near.into_split();
+            // The player's side reads everything (between ticks).
+            drains.push(tokio::spawn(async move {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(1..) = far.read(&mut buf).await {}
+            }));
+            let acked = Arc::new(AtomicU64::new(NO_ACK));
+            clients.push(Subscriber::new(
+                Arc::new(Outbox::new(write)),
+                PlayerHandle::for_test(i as u32),
+                Arc::clone(&acked),
+                Arc::new(Heard::new()),
+                None,
+                world.tick(),
+                &config,
+            ));
+            acks.push(acked);
+        }
+        let mut scratch = Scratch::default();
+        let mut allocations = 0;
+        for tick in 0..TICKS {
+            world.step();
+            let published = Arc::new(Published::new_for_test(world.snapshot(), CLIENTS, tick));
+            let now = Instant::now();
+            for (i, client) in clients.iter_mut().enumerate() {
+                let before = alloc_count::on_this_thread();
+                assert!(client.on_publish(&published, now, &mut scratch, &config, &metrics));
+                if i > 0 && tick >= warm_up {
+                    allocations += alloc_count::on_this_thread() - before;
+                }
+            }
+            for acked in &acks {
+                acked.store(u64::from(published.state.tick.0), Relaxed);
+            }
+            // The players read what was written.
+            tokio::task::yield_now().await;
+        }
+        let measured = (CLIENTS as u64 - 1) * u64::from(TICKS - warm_up);
+        println!("fan-out: {allocations} allocations in {measured} client ticks");
+        assert_eq!(allocations, 0, "over {measured} client ticks");
+        // They were deltas against the tick before, written, not skipped:
+        // one full snapshot per client, then a delta every tick.
+        assert_eq!(metrics.snapshots_full.get(), CLIENTS as u64);
+        assert_eq!(
+            metrics.snapshots_sent.get(),
+            CLIENTS as u64 * u64::from(TICKS)
+        );
+        assert_eq!(
+            metrics.snapshots_age_1.get(),
+            CLIENTS as u64 * u64::from(TICKS - 1)
+        );
+        for drain in drains {
+            drain.abort();
+        }
+    }
+}

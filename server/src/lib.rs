@@ -15,6 +15,8 @@
 //!
 //! [`serve`] is the whole server; `src/bin/server.rs` only parses flags.
 
+#[cfg(test)]
+mod alloc_count;
 pub mod auth;
 pub mod config;
 mod connection;

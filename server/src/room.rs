@@ -62,6 +62,17 @@ pub(crate) struct PlayerHandle {
     slot: u32,
 }
 
+#[cfg(test)]
+impl PlayerHandle {
+    /// The player in slot `slot`, for tests that need no world entity.
+    pub(crate) fn for_test(slot: u32) -> Self {
+        Self {
+            key: EntityKey::default(),
+            slot,
+        }
+    }
+}
+
 /// What a successful join or resume hands the connection.
 #[derive(Debug)]
 pub(crate) struct Seat {
@@ -139,6 +150,18 @@ const SHARED_DELTAS: usize = 32;
 type SharedSlot = Arc<OnceLock<Arc<SharedSnapshot>>>;
 
 impl Published {
+    /// A published tick of `state`, as the room builds one, with every
+    /// player slot's last applied input `ack`.
+    #[cfg(test)]
+    pub(crate) fn new_for_test(state: WorldState, slots: usize, ack: u32) -> Self {
+        Self {
+            checksum: snapshot::checksum(&state),
+            state,
+            acks: vec![ack; slots],
+            deltas: Mutex::default(),
+        }
+    }
+
     pub(crate) fn input_ack(&self, player: PlayerHandle) -> u32 {
         self.acks.get(player.slot as usize).copied().unwrap_or(0)
     }
