@@ -198,11 +198,9 @@ fn json_response(value: &impl Serialize) -> Response<Body> {
 
 fn status(state: &AppState) -> Response<Body> {
     let m = &state.conn.metrics;
-    let rooms: Vec<RoomView> = state
-        .conn
-        .registry
-        .rooms()
-        .into_iter()
+    let handles = state.conn.registry.rooms();
+    let rooms: Vec<RoomView> = handles
+        .iter()
         .map(|h| {
             let room = &h.status;
             RoomView {
@@ -213,25 +211,40 @@ fn status(state: &AppState) -> Response<Body> {
                 uptime_s: room.started.elapsed().as_secs_f64(),
                 players: room.players.get(),
                 entities: room.entities.get(),
+                // The figures without the one-minute chart: only the worst
+                // room's is shown (below), and 60 entries a room made the
+                // document grow by some 3 KB per room.
                 tick_us: room
                     .ticks
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone(),
+                    .without_chart(),
             }
         })
         .collect();
     let worst = rooms
         .iter()
-        .max_by(|a, b| a.tick_us.p99_us.total_cmp(&b.tick_us.p99_us));
+        .zip(&handles)
+        .max_by(|(a, _), (b, _)| a.tick_us.p99_us.total_cmp(&b.tick_us.p99_us));
     let tick_us = worst.map_or_else(
         || TickReport {
             budget_us: 1e6 / f64::from(state.conn.config.tick_hz),
             ..TickReport::default()
         },
-        |r| r.tick_us.clone(),
+        // The room's figures as listed, with its chart (which the room may
+        // have moved on by a second since).
+        |(r, h)| TickReport {
+            per_second: h
+                .status
+                .ticks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .per_second
+                .clone(),
+            ..r.tick_us.clone()
+        },
     );
-    let worst_room = worst.map(|r| r.name.clone());
+    let worst_room = worst.map(|(r, _)| r.name.clone());
     let status = Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs_f64(),

@@ -224,6 +224,16 @@ pub struct TickReport {
     pub per_second: VecDeque<SecondSample>,
 }
 
+impl TickReport {
+    /// The figures without the one-minute chart (`per_second` empty).
+    pub(crate) fn without_chart(&self) -> Self {
+        Self {
+            per_second: VecDeque::new(),
+            ..*self
+        }
+    }
+}
+
 /// Tick durations during one second.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct SecondSample {
