@@ -575,7 +575,7 @@ test('the operator status page shows players, tick times and a live chart', { ti
     snapsRate: window.__status?.rates?.snaps ?? 0,
     snapDetail: document.getElementById('snap-detail')?.textContent ?? '',
     age1Rate: window.__status?.rates?.age1 ?? -1,
-    samples: window.__status?.data?.rooms?.[0]?.tick_us?.per_second?.length ?? 0,
+    samples: window.__status?.data?.tick_us?.per_second?.length ?? 0,
     roomRows: [...document.querySelectorAll('#rooms tr')].map((tr) => [...tr.children].map((td) => td.textContent ?? '')),
     phases: Object.fromEntries((window.__status?.data?.rooms ?? []).map((r) => [r.name, r.tick_phase])),
     // Any non-transparent pixel in the chart: the lines were drawn.
