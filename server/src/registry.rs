@@ -279,10 +279,9 @@ impl Registry {
         inner
             .rooms
             .values()
-            .filter(|h| !h.status.persistent && h.status.occupancy.load(Ordering::Acquire) == 0)
-            .filter_map(|h| Some((h.status.empty_for()?, h)))
-            .filter(|(empty_for, _)| *empty_for >= EVICTABLE_AFTER)
-            .max_by_key(|(empty_for, _)| *empty_for)
+            .filter_map(|h| Some((h.status.idle_for()?, h)))
+            .filter(|(idle, _)| *idle >= EVICTABLE_AFTER)
+            .max_by_key(|(idle, _)| *idle)
             .map(|(_, h)| h.status.name.clone())
     }
 

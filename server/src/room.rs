@@ -278,8 +278,8 @@ pub struct RoomStatus {
     pub(crate) evicted: AtomicBool,
     /// Since when the room has been empty: when its last seat was given
     /// back, in microseconds after `started`; [`NOT_EMPTY`] from the moment
-    /// a seat is reserved, and before the first. What the registry's
-    /// eviction goes by.
+    /// a seat is reserved, and before the first. Read through
+    /// [`RoomStatus::idle_for`].
     pub(crate) empty_since_us: AtomicU64,
 }
 
@@ -300,10 +300,16 @@ impl RoomStatus {
         self.set_empty_since(None);
     }
 
-    /// How long the room has been empty (`None`: a seat is taken, or none
-    /// ever was). A release racing a reservation may leave a time on an
-    /// occupied room; the registry checks the occupancy as well.
-    pub(crate) fn empty_for(&self) -> Option<Duration> {
+    /// How long the room has stood empty, since its last seat was given
+    /// back: no player, no parked session, no reserved seat. `None` while a
+    /// seat is taken, before the first is, and for a persistent room. What
+    /// the room's disposal after its grace and the registry's eviction go
+    /// by. (A release racing a reservation may leave a time on an occupied
+    /// room: the occupancy is checked as well.)
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.persistent || self.occupancy.load(Ordering::Acquire) > 0 {
+            return None;
+        }
         let since = self.empty_since_us.load(Ordering::Acquire);
         (since != NOT_EMPTY).then(|| {
             self.started
@@ -312,7 +318,7 @@ impl RoomStatus {
         })
     }
 
-    pub(crate) fn set_empty_since(&self, since: Option<std::time::Instant>) {
+    fn set_empty_since(&self, since: Option<std::time::Instant>) {
         let us = since.map_or(NOT_EMPTY, |t| {
             t.saturating_duration_since(self.started).as_micros() as u64
         });
@@ -691,7 +697,6 @@ impl Room {
             "room running"
         );
         self.publish_snapshot();
-        let mut empty_since: Option<Instant> = None;
         // Deadlines, not sleep(period): the schedule never drifts, whatever
         // each tick costs.
         let mut next = first_deadline(tick_epoch, Instant::now(), period);
@@ -724,9 +729,10 @@ impl Room {
                 info!("room empty at the room limit; evicted for a new one");
                 break;
             }
-            if self.status.persistent || self.status.occupancy.load(Ordering::Acquire) > 0 {
-                empty_since = None;
-            } else if empty_since.get_or_insert(now).elapsed() >= self.config.empty_room_grace
+            if self
+                .status
+                .idle_for()
+                .is_some_and(|idle| idle >= self.config.empty_room_grace)
                 && self.registry.dispose_if_empty(self.serial)
             {
                 info!("room empty for its grace period; disposed");
