@@ -416,7 +416,7 @@ mod tests {
         let mut allocations = 0;
         for tick in 0..TICKS {
             world.step();
-            let published = Arc::new(Published::new_for_test(world.snapshot(), CLIENTS, tick));
+            let published = Arc::new(Published::new(world.snapshot(), vec![tick; CLIENTS]));
             let now = Instant::now();
             for (i, client) in clients.iter_mut().enumerate() {
                 let before = alloc_count::on_this_thread();

@@ -150,14 +150,13 @@ const SHARED_DELTAS: usize = 32;
 type SharedSlot = Arc<OnceLock<Arc<SharedSnapshot>>>;
 
 impl Published {
-    /// A published tick of `state`, as the room builds one, with every
-    /// player slot's last applied input `ack`.
-    #[cfg(test)]
-    pub(crate) fn new_for_test(state: WorldState, slots: usize, ack: u32) -> Self {
+    /// A published tick of `state`, with each player slot's last applied
+    /// input sequence in `acks`.
+    pub(crate) fn new(state: WorldState, acks: Vec<u32>) -> Self {
         Self {
             checksum: snapshot::checksum(&state),
             state,
-            acks: vec![ack; slots],
+            acks,
             deltas: Mutex::default(),
         }
     }
@@ -790,13 +789,7 @@ impl Room {
             .iter()
             .map(|s| s.as_ref().map_or(0, |s| s.last_applied))
             .collect();
-        let state = self.world.snapshot();
-        let published = Arc::new(Published {
-            checksum: snapshot::checksum(&state),
-            state,
-            acks,
-            deltas: Mutex::default(),
-        });
+        let published = Arc::new(Published::new(self.world.snapshot(), acks));
         if self.recent.len() == self.config.snapshot_history {
             self.recent.pop_front();
         }
