@@ -592,8 +592,6 @@ struct Game {
     chaos: fastrand::Rng,
     /// See [`BotConfig::light`].
     light: bool,
-    /// See [`BotConfig::window`] (for play time; [`Samples`] holds it too).
-    window: Option<Window>,
 }
 
 impl Game {
@@ -645,7 +643,6 @@ impl Game {
             resume_chance: config.resume_chance,
             chaos: fastrand::Rng::with_seed(seeds.chaos),
             light: config.light,
-            window: config.window,
             metrics,
         }
     }
@@ -973,10 +970,7 @@ impl Game {
     fn link_lost(&mut self, now: Instant) {
         if let Some(since) = self.connected_since.take() {
             self.metrics.connected_now.dec();
-            let played = match &self.window {
-                Some(w) => w.overlap(since, now),
-                None => now - since,
-            };
+            let played = self.samples.played(since, now);
             self.metrics.play_time_us.add(played.as_micros() as u64);
         }
         self.samples.flush(&self.metrics, now);

@@ -329,6 +329,16 @@ impl Samples {
         }
     }
 
+    /// How much of a connection's play from `since` to `now` counts as
+    /// play time: its share of the window (all of it without one).
+    #[must_use]
+    pub fn played(&self, since: Instant, now: Instant) -> Duration {
+        self.window.map_or_else(
+            || now.saturating_duration_since(since),
+            |w| w.overlap(since, now),
+        )
+    }
+
     /// Whether a sample taken at `at` is kept.
     #[must_use]
     pub fn measuring(&self, at: Instant) -> bool {
@@ -494,6 +504,13 @@ mod tests {
         assert_eq!(window.overlap(t0, t0 + ms(90)), Duration::ZERO);
         assert_eq!(window.overlap(t0 + ms(210), t0 + ms(290)), Duration::ZERO);
         assert!(!window.contains(t0 + ms(200)));
+        // What a bot books for a connection: the window's share, or the
+        // whole span without a window.
+        assert_eq!(
+            Samples::new(t0, Some(window)).played(t0, t0 + ms(250)),
+            ms(100)
+        );
+        assert_eq!(Samples::new(t0, None).played(t0, t0 + ms(250)), ms(250));
     }
 
     #[test]
