@@ -442,21 +442,15 @@ fn server_messages_over_16_mib_are_refused_before_parsing() {
     );
 }
 
-/// PROTOCOL.md section 1: the lists of a snapshot's entity section are
-/// charged against a 16 MiB budget of their own, 4 per value. So `values` can
-/// hold 16 MiB / 4 entries and one more is refused, although the message is
-/// only about 1.5 MiB long (a zero value is 3 bits).
-#[test]
-fn snapshot_decode_budget_counts_memory_not_wire_bytes() {
-    let max_values = MAX_SERVER_MESSAGE / 4;
-    let mut snap = SnapshotMsg {
-        values: vec![0; max_values],
-        ..SnapshotMsg::default()
-    };
+/// Asserts the decode budget's boundary for one list of a snapshot: `snap`
+/// (one list holding as many entries as the budget allows, in a message a
+/// third of the byte limit or less) decodes, and with `one_more` entry in
+/// that list it is refused as too large.
+fn one_more_entry_is_too_large(mut snap: SnapshotMsg, one_more: impl FnOnce(&mut SnapshotMsg)) {
     let bytes = server_bytes(&ServerMsg::Snapshot(snap.clone()));
     assert!(bytes.len() < MAX_SERVER_MESSAGE / 3);
     assert_eq!(decode_server(&bytes), Ok(ServerMsg::Snapshot(snap.clone())));
-    snap.values.push(0);
+    one_more(&mut snap);
     let bytes = server_bytes(&ServerMsg::Snapshot(snap));
     assert_eq!(
         decode_server(&bytes),
@@ -464,6 +458,19 @@ fn snapshot_decode_budget_counts_memory_not_wire_bytes() {
             limit: MAX_SERVER_MESSAGE
         })
     );
+}
+
+/// PROTOCOL.md section 1: the lists of a snapshot's entity section are
+/// charged against a 16 MiB budget of their own, 4 per value. So `values` can
+/// hold 16 MiB / 4 entries and one more is refused, although the message is
+/// only about 1.5 MiB long (a zero value is 3 bits).
+#[test]
+fn snapshot_decode_budget_counts_memory_not_wire_bytes() {
+    let snap = SnapshotMsg {
+        values: vec![0; MAX_SERVER_MESSAGE / 4],
+        ..SnapshotMsg::default()
+    };
+    one_more_entry_is_too_large(snap, |s| s.values.push(0));
 }
 
 /// The bincode part of a snapshot is charged its in-memory width
@@ -479,19 +486,9 @@ fn snapshot_removed_ids_are_charged_four_bytes_each() {
     let fixed = 4 + 16 + 5 * 8 + 2;
     let max_removed = (MAX_SERVER_MESSAGE - fixed) / 4;
     assert_eq!(max_removed, 4_194_288);
-    let mut snap = SnapshotMsg {
+    let snap = SnapshotMsg {
         removed: vec![0; max_removed],
         ..SnapshotMsg::default()
     };
-    let bytes = server_bytes(&ServerMsg::Snapshot(snap.clone()));
-    assert!(bytes.len() < MAX_SERVER_MESSAGE / 3);
-    assert_eq!(decode_server(&bytes), Ok(ServerMsg::Snapshot(snap.clone())));
-    snap.removed.push(0);
-    let bytes = server_bytes(&ServerMsg::Snapshot(snap));
-    assert_eq!(
-        decode_server(&bytes),
-        Err(CodecError::TooLarge {
-            limit: MAX_SERVER_MESSAGE
-        })
-    );
+    one_more_entry_is_too_large(snap, |s| s.removed.push(0));
 }
