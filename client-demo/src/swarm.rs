@@ -302,7 +302,7 @@ struct Progress {
     bar: ProgressBar,
     clients: u32,
     /// Counter values and time at the previous refresh, for rates.
-    last: (u64, u64, Instant),
+    last: (Counts, Instant),
 }
 
 impl Progress {
@@ -321,7 +321,7 @@ impl Progress {
         Self {
             bar,
             clients,
-            last: (0, 0, Instant::now()),
+            last: (Counts::default(), Instant::now()),
         }
     }
 
@@ -330,13 +330,13 @@ impl Progress {
             return;
         }
         let now = Instant::now();
-        let snapshots = metrics.snapshots.get();
-        let bytes = metrics.bytes_received.get();
-        let (last_snapshots, last_bytes, last_at) = self.last;
+        let counts = Counts::read(metrics);
+        let (last, last_at) = self.last;
+        let new = counts.since(last);
         let dt = (now - last_at).as_secs_f64().max(1e-3);
-        let snaps_per_s = (snapshots - last_snapshots) as f64 / dt;
-        let kb_per_s = (bytes - last_bytes) as f64 / dt / 1000.0;
-        self.last = (snapshots, bytes, now);
+        let snaps_per_s = new.snapshots as f64 / dt;
+        let kb_per_s = new.bytes_received as f64 / dt / 1000.0;
+        self.last = (counts, now);
         let p99 = metrics
             .latency_p99_ms()
             .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
