@@ -187,16 +187,18 @@ impl Reader {
         }
     }
 
-    /// Charges one frame to `guard`: whether it may be used.
-    fn admit(guard: &mut RateGuard) -> Result<bool, ReadEnd> {
-        match guard.admit(Instant::now()) {
+    /// Charges one frame, read at `now`, to `guard`: whether it may be used.
+    fn admit(guard: &mut RateGuard, now: Instant) -> Result<bool, ReadEnd> {
+        match guard.admit(now) {
             Admit::Pass => Ok(true),
             Admit::Drop => Ok(false),
             Admit::Kick => Err(ReadEnd::Reason(DisconnectReason::RateLimited)),
         }
     }
 
-    async fn next(&mut self) -> Result<Inbound<'_>, ReadEnd> {
+    /// The next message or control frame, and when its last frame was read
+    /// (one clock read per frame, for the rate limit and the idle clock).
+    async fn next(&mut self) -> Result<(Instant, Inbound<'_>), ReadEnd> {
         loop {
             let frame = self
                 .ws
@@ -211,8 +213,10 @@ impl Reader {
                     | WebSocketError::ConnectionClosed => ReadEnd::Gone,
                     _ => ReadEnd::Reason(DisconnectReason::MalformedMessage),
                 })?;
-            let admitted =
-                frame.opcode == OpCode::Close || !self.limited || Self::admit(&mut self.guard)?;
+            let now = Instant::now();
+            let admitted = frame.opcode == OpCode::Close
+                || !self.limited
+                || Self::admit(&mut self.guard, now)?;
             match frame.opcode {
                 OpCode::Binary | OpCode::Continuation => {
                     let starts = frame.opcode == OpCode::Binary;
@@ -236,7 +240,7 @@ impl Reader {
                             self.metrics.rate_limited.inc();
                             continue;
                         }
-                        return Ok(Inbound::Binary(&self.message));
+                        return Ok((now, Inbound::Binary(&self.message)));
                     }
                 }
                 OpCode::Ping | OpCode::Pong if !admitted => {
@@ -248,10 +252,10 @@ impl Reader {
                         Some(c) => u16::from_be_bytes([c[0], c[1]]),
                         None => 1000,
                     };
-                    return Ok(Inbound::Close(code));
+                    return Ok((now, Inbound::Close(code)));
                 }
-                OpCode::Ping => return Ok(Inbound::Ping(frame.payload.to_vec())),
-                OpCode::Pong => return Ok(Inbound::Pong),
+                OpCode::Ping => return Ok((now, Inbound::Ping(frame.payload.to_vec()))),
+                OpCode::Pong => return Ok((now, Inbound::Pong)),
             }
         }
     }
@@ -350,7 +354,7 @@ fn sanitize_name(name: &str) -> String {
 /// Reads the hello and checks it. Pings before the hello are answered.
 async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, ReadEnd> {
     loop {
-        let bytes = match reader.next().await? {
+        let bytes = match reader.next().await?.1 {
             Inbound::Binary(bytes) => bytes,
             Inbound::Ping(payload) => {
                 writer
@@ -704,10 +708,11 @@ async fn play(
         let inbound = match inbound {
             Err(ReadEnd::Gone) => break Some(Control::CloseReply(1000)),
             Err(ReadEnd::Reason(r)) => break Some(Control::Disconnect(r)),
-            Ok(inbound) => inbound,
+            Ok((read_at, inbound)) => {
+                heard.hear(read_at);
+                inbound
+            }
         };
-        let now = Instant::now();
-        heard.hear(now);
         match inbound {
             Inbound::Binary(bytes) => {
                 ctx.metrics.bytes_in.inc_by(bytes.len() as u64);
@@ -785,7 +790,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 async fn linger(reader: &mut Reader) {
     reader.limited = false;
     let _ = timeout(CLOSE_LINGER, async {
-        while let Ok(inbound) = reader.next().await {
+        while let Ok((_, inbound)) = reader.next().await {
             if let Inbound::Close(_) = inbound {
                 break;
             }
