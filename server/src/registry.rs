@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::room::{self, RoomHandle, RoomSetup};
+use crate::room::{self, RoomHandle, RoomSetup, RoomStatus};
 
 /// How long a room must have been empty before a new room may take its
 /// place at the room limit ([`Registry::eviction_victim`]).
@@ -49,6 +49,16 @@ struct Inner {
     /// Each room thread holds a clone; shutdown waits until all are gone.
     /// `None` once the registry is closed: no room may start after that.
     alive: Option<mpsc::Sender<()>>,
+}
+
+impl Inner {
+    /// `ServerShutdown` once the registry is closed.
+    fn open(&self) -> Result<(), DisconnectReason> {
+        match self.alive {
+            Some(_) => Ok(()),
+            None => Err(DisconnectReason::ServerShutdown),
+        }
+    }
 }
 
 impl Registry {
@@ -161,9 +171,7 @@ impl Registry {
     ) -> Result<RoomHandle, DisconnectReason> {
         let capacity = self.config.room_capacity;
         let mut inner = self.lock();
-        if inner.alive.is_none() {
-            return Err(DisconnectReason::ServerShutdown);
-        }
+        inner.open()?;
         let handle = match request {
             RoomRequest::Named(name) => {
                 if !is_valid_room_name(name) {
@@ -223,9 +231,7 @@ impl Registry {
         token: &SessionToken,
     ) -> Result<RoomHandle, DisconnectReason> {
         let inner = self.lock();
-        if inner.alive.is_none() {
-            return Err(DisconnectReason::ServerShutdown);
-        }
+        inner.open()?;
         let owner = inner
             .serials
             .get(&room::token_serial(token))
@@ -275,29 +281,21 @@ impl Registry {
     /// a room its players just left for a moment, and bounds how fast
     /// such cycling can start room threads: `max_rooms` per
     /// [`EVICTABLE_AFTER`].
-    fn eviction_victim(inner: &Inner) -> Option<String> {
+    fn eviction_victim(inner: &Inner) -> Option<Arc<RoomStatus>> {
         inner
             .rooms
             .values()
             .filter_map(|h| Some((h.status.idle_for()?, h)))
             .filter(|(idle, _)| *idle >= EVICTABLE_AFTER)
             .max_by_key(|(idle, _)| *idle)
-            .map(|(_, h)| h.status.name.clone())
+            .map(|(_, h)| Arc::clone(&h.status))
     }
 
-    /// Unlists room `name` and tells it to stop (at its next tick).
-    fn evict(&self, inner: &mut Inner, name: &str) {
-        if let Some(handle) = inner.rooms.get(name) {
-            handle.status.evicted.store(true, Ordering::Release);
-        }
-        let serial = inner
-            .serials
-            .iter()
-            .find_map(|(&serial, n)| (n == name).then_some(serial));
-        if let Some(serial) = serial {
-            Self::unlist(&self.metrics, inner, serial);
-        }
-        info!(room = %name, "room limit reached: evicted an empty room");
+    /// Unlists a room and tells it to stop (at its next tick).
+    fn evict(&self, inner: &mut Inner, room: &RoomStatus) {
+        room.evicted.store(true, Ordering::Release);
+        Self::unlist(&self.metrics, inner, room.serial);
+        info!(room = %room.name, "room limit reached: evicted an empty room");
         self.metrics.rooms_evicted.inc();
     }
 
@@ -332,10 +330,9 @@ impl Registry {
     /// not build its runtime), which `PROTOCOL.md` section 1 answers with
     /// `ServerFull`: try again later.
     pub(crate) fn room_gone_reason(&self) -> DisconnectReason {
-        if self.lock().alive.is_none() {
-            DisconnectReason::ServerShutdown
-        } else {
-            DisconnectReason::ServerFull
+        match self.lock().open() {
+            Err(closed) => closed,
+            Ok(()) => DisconnectReason::ServerFull,
         }
     }
 }

@@ -253,6 +253,8 @@ const CHART_SECS: usize = 60;
 pub struct RoomStatus {
     /// The room's name.
     pub name: String,
+    /// The registry's number for this room, which its session tokens carry.
+    pub(crate) serial: u32,
     /// Whether matchmaking may place players here (else: joined by name).
     pub public: bool,
     /// Kept open when empty.
@@ -537,6 +539,7 @@ pub(crate) fn spawn(
     let (players, entities) = metrics.room(&setup.name);
     let status = Arc::new(RoomStatus {
         name: setup.name.clone(),
+        serial: setup.serial,
         public: setup.public,
         persistent: setup.persistent,
         tick_phase: setup.tick_phase,
@@ -1152,6 +1155,7 @@ mod tests {
     fn the_tick_report_covers_the_last_window_only() {
         let status = RoomStatus {
             name: "t".into(),
+            serial: 1,
             public: false,
             persistent: false,
             tick_phase: 0,
