@@ -426,16 +426,7 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         writer.out.finish();
         return linger(&mut reader).await;
     };
-    let (player, epoch) = (seat.handle, seat.epoch);
     let forfeit = play(reader, writer, &room, seat, &ctx, &span).await;
-    let _ = room
-        .cmds
-        .send(RoomCmd::Disconnected {
-            player,
-            epoch,
-            forfeit,
-        })
-        .await;
     info!(parent: &span, forfeit, "connection ended");
 }
 
@@ -507,14 +498,16 @@ async fn handshake(
         input_seq: seat.input_seq,
     });
     if writer.message(&welcome).await.is_err() {
-        // The seat is taken: hand it back as a lost connection would.
+        // The seat is taken: hand it back as a lost connection would, but
+        // a new player's for good: its client never got the token that
+        // would resume it.
         let (player, epoch) = (seat.handle, seat.epoch);
         let _ = room
             .cmds
             .send(RoomCmd::Disconnected {
                 player,
                 epoch,
-                forfeit: false,
+                forfeit: !seat.resumed,
             })
             .await;
         return None;
@@ -540,7 +533,10 @@ async fn enter(
     if let Some(token) = hello.resume {
         // The session token is the credential: it was issued after auth.
         let room = ctx.registry.find_session(&hello.room, &token)?;
-        let gone = || DisconnectReason::SessionExpired;
+        let gone = || {
+            ctx.registry
+                .room_gone_reason(DisconnectReason::SessionExpired)
+        };
         let resume = RoomCmd::Resume { token, reply };
         send_by(&room, resume, deadline, gone).await?;
         let seat = answered(&room, answer, deadline, false, gone).await?;
@@ -565,7 +561,7 @@ async fn enter(
         name: name.to_owned(),
         reply,
     };
-    let gone = || ctx.registry.room_gone_reason();
+    let gone = || ctx.registry.room_gone_reason(DisconnectReason::ServerFull);
     // Until the room has the join, the reserved seat is this connection's
     // to give back.
     if let Err(reason) = send_by(&room, join, deadline, gone).await {
@@ -644,9 +640,10 @@ fn give_up<T>(answer: &mut oneshot::Receiver<T>) -> Option<T> {
 }
 
 /// The joined phase: the room's fan-out sends snapshots and the writer task
-/// the rest while this task reads.
-/// Returns whether the player gave up the seat (left, or broke a rule)
-/// rather than lost the connection, which keeps the session for a resume.
+/// the rest while this task reads. At the end it tells the room, then
+/// closes. Returns whether the player gave up the seat (left, or broke a
+/// rule) rather than lost the connection, which keeps the session for a
+/// resume.
 async fn play(
     mut reader: Reader,
     writer: Writer,
@@ -657,6 +654,7 @@ async fn play(
 ) -> bool {
     let Seat {
         handle: player,
+        epoch,
         acked,
         kicked,
         baseline,
@@ -758,6 +756,18 @@ async fn play(
         }
         _ => false,
     };
+    // The room learns of the end before the close and the linger, which a
+    // client that neither reads nor answers can stretch to seconds: a
+    // session given up is gone from then on, and a resume meanwhile is
+    // refused instead of undoing a leave or a kick.
+    let _ = room
+        .cmds
+        .send(RoomCmd::Disconnected {
+            player,
+            epoch,
+            forfeit,
+        })
+        .await;
     // The control queue may be full of pongs: the close must get through.
     if let Some(end) = end
         && control_tx.send(end).await.is_ok()

@@ -324,15 +324,16 @@ impl Registry {
         self.lock().alive = None;
     }
 
-    /// Why a join is refused when its room stopped without answering it:
-    /// the server is shutting down (the registry is closed before any room
-    /// is told to stop), or else the room could not run (its thread could
-    /// not build its runtime), which `PROTOCOL.md` section 1 answers with
-    /// `ServerFull`: try again later.
-    pub(crate) fn room_gone_reason(&self) -> DisconnectReason {
+    /// Why a join or a resume is refused when its room stopped without
+    /// answering it: the server is shutting down (the registry is closed
+    /// before any room is told to stop), or else `otherwise`. For a join
+    /// that is `ServerFull` (the room could not run: its thread could not
+    /// build its runtime; `PROTOCOL.md` section 1: try again later); for a
+    /// resume, `SessionExpired` (the room and its sessions are gone).
+    pub(crate) fn room_gone_reason(&self, otherwise: DisconnectReason) -> DisconnectReason {
         match self.lock().open() {
             Err(closed) => closed,
-            Ok(()) => DisconnectReason::ServerFull,
+            Ok(()) => otherwise,
         }
     }
 }
@@ -342,7 +343,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_room_that_stops_unasked_refuses_its_join_as_full_and_a_shutdown_as_shutdown() {
+    fn a_room_that_stops_unasked_refuses_as_told_and_a_shutdown_as_shutdown() {
         let (_stop, shutdown) = watch::channel(false);
         let (alive, _rooms_done) = mpsc::channel(1);
         let registry = Registry::new(
@@ -351,11 +352,21 @@ mod tests {
             shutdown,
             alive,
         );
-        assert_eq!(registry.room_gone_reason(), DisconnectReason::ServerFull);
+        for otherwise in [
+            DisconnectReason::ServerFull,
+            DisconnectReason::SessionExpired,
+        ] {
+            assert_eq!(registry.room_gone_reason(otherwise.clone()), otherwise);
+        }
         registry.close();
-        assert_eq!(
-            registry.room_gone_reason(),
-            DisconnectReason::ServerShutdown
-        );
+        for otherwise in [
+            DisconnectReason::ServerFull,
+            DisconnectReason::SessionExpired,
+        ] {
+            assert_eq!(
+                registry.room_gone_reason(otherwise),
+                DisconnectReason::ServerShutdown
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, Replica, STEP, TestServer, play_for};
+use fastwebsockets::{Frame, Payload};
 use glam::IVec2;
 use server::{Config, RoomSpec};
 use shared::Tick;
@@ -680,5 +681,34 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     let refused = Client::hello(server.addr, named("d", "fourth")).await.err();
     assert_eq!(refused, Some((Some(DisconnectReason::ServerFull), 1013)));
     assert_eq!(server.metric("arena_rooms_evicted_total").await, 1.0);
+    server.stop().await;
+}
+
+/// A leave, or a kick for breaking a rule, ends the session at once: not
+/// only after the server's close is answered, which a client that neither
+/// reads nor answers can put off for the whole linger (a second) and the
+/// write deadline. A resume with the token meanwhile is refused, where it
+/// used to take the seat back, undoing the leave or the kick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_or_a_kick_ends_the_session_before_the_close_is_answered() {
+    let server = TestServer::start(Config::default()).await;
+    for how in ["leave", "text frame"] {
+        let (mut c, welcome) = Client::join(server.addr, "mute").await;
+        if how == "leave" {
+            c.send(&ClientMsg::Leave).await;
+        } else {
+            c.send_frame(Frame::text(Payload::Borrowed(b"not binary")))
+                .await;
+        }
+        // `c` reads nothing from here on and so never answers the close.
+        sleep(Duration::from_millis(100)).await;
+        let resumed = Client::resume(server.addr, &welcome).await.err();
+        assert_eq!(
+            resumed,
+            Some((Some(DisconnectReason::SessionExpired), 1008)),
+            "a resume after a {how}"
+        );
+        drop(c);
+    }
     server.stop().await;
 }
