@@ -567,6 +567,7 @@ pub(crate) fn spawn(
     };
     let config = Arc::clone(config);
     let span = tracing::info_span!("room", room = %setup.name);
+    let (room_metrics, name) = (Arc::clone(&metrics), setup.name.clone());
     std::thread::Builder::new()
         .name(format!("room-{}", setup.name))
         .spawn(move || {
@@ -616,7 +617,9 @@ pub(crate) fn spawn(
                 overruns: 0,
             };
             runtime.block_on(room.run(setup.grid_epoch, &mut shutdown));
-        })?;
+        })
+        // The room was never listed: only its metric series are to undo.
+        .inspect_err(|_| room_metrics.remove_room(&name))?;
     Ok(handle)
 }
 
