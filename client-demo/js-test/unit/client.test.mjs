@@ -174,6 +174,61 @@ test('interpolation snaps across teleports and extrapolates only briefly', () =>
   assert.ok(interp.underruns > 0);
 });
 
+test('after a stall, others move again as soon as the data is back, with the usual delay', () => {
+  // 30 Hz, 20 ms one way; the snapshot of tick 45 arrives 400 ms late and
+  // the ones behind it queue up behind it (TCP), then come in one burst.
+  const tickMs = 1000 / 30;
+  const interp = new Interpolator(30, 30, 100);
+  const arrivals = [];
+  let prev = 0;
+  for (let tick = 1; tick < 150; tick++) {
+    prev = Math.max(prev, tick * tickMs + 20 + (tick === 45 ? 400 : 0));
+    arrivals.push([prev, tick]);
+  }
+  const back = arrivals.find(([, tick]) => tick === 45)[0];
+  let next = 0;
+  let lastX = null;
+  const frozenAfterBack = [];
+  for (let now = 0; now < 4000; now += 1000 / 60) {
+    while (next < arrivals.length && arrivals[next][0] <= now) {
+      const [at, tick] = arrivals[next++];
+      interp.push(movingState(tick), at);
+    }
+    const x = interp.sample(now).entities[0]?.x;
+    if (x === undefined) continue;
+    if (now > back + 50 && x === lastX) frozenAfterBack.push(Math.round(now));
+    lastX = x;
+  }
+  assert.deepEqual(frozenAfterBack, [], 'frames without movement once the data was back');
+  assert.ok(interp.delayTicks * tickMs < 110, `delay ${interp.delayTicks * tickMs} ms after the stall`);
+});
+
+test('interpolation glides at low snapshot rates and snaps on respawns', () => {
+  // 3 snapshots a second at 30 Hz: a shot moves 960 quanta between two.
+  const interp = new Interpolator(30, 3, 100);
+  const shot = (/** @type {number} */ tick, /** @type {number} */ x, hp = 1) => ({
+    tick,
+    entities: [{ id: 9, kind: Kind.Projectile, x, y: 0, vx: 96, vy: 0, angle: 0, hp }],
+    players: [],
+  });
+  interp.push(shot(0, 0), 0);
+  interp.push(shot(10, 960), 333);
+  const rt = (/** @type {number} */ tick) => (tick - interp.offset) * interp.tickMs + interp.delayTicks * interp.tickMs;
+  const mid = interp.sample(rt(5)).entities[0].x;
+  assert.ok(mid > 300 && mid < 700, `a shot between two snapshots drawn at ${mid}`);
+  // Dead, then alive a short way off: a snap, not a slide.
+  const again = new Interpolator(30, 30, 100);
+  const npc = (/** @type {number} */ tick, /** @type {number} */ x, /** @type {number} */ hp) => ({
+    tick,
+    entities: [{ id: 3, kind: Kind.Npc, x, y: 0, vx: 0, vy: 0, angle: 0, hp }],
+    players: [],
+  });
+  again.push(npc(0, 0, 0), 0);
+  again.push(npc(1, 300, 100), 33);
+  const at = again.sample(33 + 100 - 16).entities[0].x;
+  assert.ok(at === 0 || at === 300, `respawn drawn at ${at}`);
+});
+
 test('interpolated angles take the short way round', () => {
   assert.equal(lerpAngle(250, 6, 0.5), 0);
   assert.equal(lerpAngle(6, 250, 0.5), 0);
@@ -236,6 +291,8 @@ test('a hidden server projectile is forgotten after it ends, even if its id come
     knownProjectiles: new Set([5]),
     stats: { pingMs: 50 },
     effects: { impact() {} },
+    // A 100 ms interpolation delay (the default), or 1 s (1 snapshot a second).
+    interp: { delayTicks: 3, tickMs: 100 / 3 },
   };
   const match = (/** @type {number[]} */ ids, /** @type {number} */ now) =>
     Game.prototype.matchShots.call(game, { tick: 0, entities: ids.map(projectile), players: [] }, now);
@@ -249,4 +306,62 @@ test('a hidden server projectile is forgotten after it ends, even if its id come
   // given id 5 to somebody else's projectile, which must be drawn.
   match([5], 6500);
   assert.ok(!game.hidden.has(5), 'the reused id is not hidden');
+  // With a longer delay the copy stays hidden for as much longer.
+  game.interp = { delayTicks: 30, tickMs: 100 / 3 };
+  game.hidden.set(6, Infinity);
+  match([], 7000);
+  assert.equal(game.hidden.get(6), 8500, 'kept through a one-second delay');
+});
+
+test('a click on a tick the pacer holds back fires on the next tick that sends', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  let hold = true;
+  /** @type {{buttons: number}[]} */
+  const sent = [];
+  const game = {
+    input: {
+      mouse: null,
+      clicks: 1, // one short click, already released
+      sampleButtons() {
+        const b = this.clicks > 0 ? Buttons.FIRE : 0;
+        this.clicks = 0;
+        return b;
+      },
+    },
+    ownRendered: null,
+    updateAim: Game.prototype.updateAim,
+    receiver: { latest: null },
+    welcome: { tick: 100 },
+    stepsSinceSnapshot: 0,
+    pacer: { skip: () => hold },
+    predictor: { nextSeq: 1, alive: true, x: 4000, y: 3000, step() { return this.nextSeq++; }, idle() {} },
+    inputAck: 0,
+    acks: { input: (/** @type {{buttons: number}} */ i) => sent.push(i), tickWithoutInput() {} },
+    shots: [],
+    effects: { impact() {}, muzzle() {} },
+    cooldown: 0,
+    rules: rules30,
+    aim: 0,
+  };
+  Game.prototype.step.call(game, 0);
+  assert.equal(sent.length, 0, 'a held-back tick sends nothing');
+  hold = false;
+  Game.prototype.step.call(game, 33);
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0].buttons & Buttons.FIRE, Buttons.FIRE, 'the click is sent with the next input');
+  assert.equal(game.shots.length, 1, 'and its shot is predicted');
+});
+
+test('an unusable snapshot still tells the client which inputs the server applied', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  const game = {
+    stats: { snapshotIn() {} },
+    receiver: { receive: () => null }, // e.g. its baseline is not held
+    inputAck: 10,
+    predictor: { nextSeq: 50 },
+    pacer: { unacked: -1, onSnapshot(/** @type {number} */ n) { this.unacked = n; } },
+  };
+  Game.prototype.onSnapshot.call(game, { inputAck: 40 }, 100);
+  assert.equal(game.inputAck, 40);
+  assert.equal(game.pacer.unacked, 9, 'the pacer counts inputs not yet applied from the header');
 });

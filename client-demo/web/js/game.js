@@ -232,13 +232,15 @@ export class Game {
     const now = performance.now();
     this.stats.snapshotIn(now, bytes);
     const state = this.receiver.receive(msg);
+    // The header holds even when the delta is unusable: which inputs the
+    // server has applied, so the pacer does not hold back input meanwhile.
+    this.inputAck = msg.inputAck;
+    this.pacer.onSnapshot(this.predictor.nextSeq - 1 - msg.inputAck);
     // Unusable: nothing new to acknowledge. The server keeps encoding against
     // the last state it read acknowledged (or sends a full snapshot once
     // that is too old).
     if (!state) return;
     this.acks.held(state.tick, now);
-    this.inputAck = msg.inputAck;
-    this.pacer.onSnapshot(this.predictor.nextSeq - 1 - msg.inputAck);
     this.stepsSinceSnapshot = 0;
     this.interp.push(state, now);
     this.applyOwn(state, msg.inputAck, now);
@@ -295,12 +297,15 @@ export class Game {
       }
     }
     this.knownProjectiles = present;
+    // The server's copy of a shot is drawn for as long as the interpolation
+    // delay after it is gone, and some more for a late snapshot.
+    const keepMs = this.interp.delayTicks * this.interp.tickMs + 500;
     for (const [id, until] of this.hidden) {
       // Gone on the server: forget it once the interpolation delay has
       // passed. Expiry is checked first: after a long reconnect the server
       // may have given the id to another projectile, which must be drawn.
       if (until < now) this.hidden.delete(id);
-      else if (until === Infinity && !present.has(id)) this.hidden.set(id, now + 600);
+      else if (until === Infinity && !present.has(id)) this.hidden.set(id, now + keepMs);
     }
     const unmatchedFor = Math.max(400, 2 * (this.stats.pingMs ?? 100) + 250);
     this.shots = this.shots.filter((s) => {
@@ -332,15 +337,17 @@ export class Game {
 
   /** One tick: sample, send, predict. @param {number} now */
   step(now) {
-    const buttons = this.input.sampleButtons();
     this.updateAim();
     const latest = this.receiver.latest;
     this.stepsSinceSnapshot++;
     // The server holds a backlog of our inputs, or takes none: this tick
     // sends nothing and predicts nothing (the server will not move us
-    // either); the rest of the world goes on.
+    // either); the rest of the world goes on. The buttons are read only for
+    // a tick that sends them: a click is kept for the next one.
     const skipped = this.pacer.skip(this.predictor.nextSeq - 1 - this.inputAck);
+    let buttons = 0;
     if (!skipped) {
+      buttons = this.input.sampleButtons();
       const tick = latest ? (latest.tick + this.stepsSinceSnapshot) >>> 0 : (this.welcome?.tick ?? 0);
       const seq = this.predictor.step(buttons, { tick, aim: this.aim });
       this.acks.input({ seq, tick, buttons, aim: this.aim }, now);

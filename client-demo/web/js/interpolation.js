@@ -4,9 +4,16 @@
 // with jitter.
 //
 // Time is kept in server ticks. Every snapshot arrival gives one sample of
-// "server tick at this local time"; a smoothed offset turns the local clock
-// into a server-tick clock that runs at exactly tick_hz, and the render time
-// is that clock minus the interpolation delay. Pure: the caller passes `now`.
+// "server tick at this local time"; the clock follows the earliest arrivals
+// of the last second (the on-time ones), turns the local clock into a
+// server-tick clock that runs at exactly tick_hz, and the render time is that
+// clock minus the interpolation delay, which covers how late snapshots
+// arrive. A late snapshot, or a stall and the burst that ends it, does not
+// drag the clock back: what arrives after it is on time again, and the
+// picture goes on from where it would have been. Pure: the caller passes
+// `now`.
+
+import { PROJECTILE_SPEED } from './rules.js';
 
 /** @typedef {import('./snapshot.js').WorldState} WorldState */
 /** @typedef {import('./snapshot.js').NetEntity} NetEntity */
@@ -16,12 +23,19 @@
  *   angle: number, hp: number}} RenderEntity angle in 1/256 turns, may be fractional
  */
 
-/** A jump longer than this between two snapshots (quanta) is a teleport. */
+/**
+ * A jump between two snapshots longer than the fastest entity could move
+ * in the ticks between them, plus this (quanta), is a teleport.
+ */
 const TELEPORT = 150 * 4;
 /** States kept, at most (about 2 s at 30 Hz). */
 const MAX_STATES = 64;
 /** Ticks past the newest state that we extrapolate along the velocity before freezing. */
 const MAX_EXTRAPOLATION_TICKS = 6;
+/** Arrival samples the clock follows the earliest of (about 1 s at 30 Hz). */
+const CLOCK_SAMPLES = 30;
+/** A clock this many ticks off its samples jumps to them instead of gliding. */
+const RESYNC_TICKS = 10;
 
 export class Interpolator {
   /**
@@ -49,6 +63,12 @@ export class Interpolator {
     this.underruns = 0;
     /** Highest-tick state pushed, to unwrap u32 ticks into a monotonic number. */
     this.baseTick = /** @type {number|null} */ (null);
+    /** The last arrival samples (server tick minus local ticks), oldest first. */
+    this.samples = /** @type {number[]} */ ([]);
+    /** When the last state arrived (local ms), or null. */
+    this.lastArrival = /** @type {number|null} */ (null);
+    /** The farthest an entity can move in one tick (a shot), in quanta. */
+    this.maxStep = Math.ceil(PROJECTILE_SPEED / tickHz);
   }
 
   /**
@@ -76,14 +96,23 @@ export class Interpolator {
     if (this.states.length > MAX_STATES) this.states.shift();
 
     const sample = t - now / this.tickMs;
-    if (this.offset === null || Math.abs(sample - this.offset) > 10) {
-      this.offset = sample; // first sample, or the server stalled or jumped
+    this.samples.push(sample);
+    if (this.samples.length > CLOCK_SAMPLES) this.samples.shift();
+    // On time is the earliest arrival of the last second. A late snapshot
+    // (a sample below it) leaves it be; a shift of the whole path (every
+    // sample later, for longer than the window) moves it down.
+    const onTime = Math.max(...this.samples);
+    if (this.offset === null || Math.abs(onTime - this.offset) > RESYNC_TICKS) {
+      this.offset = onTime; // first sample, or the server's clock jumped
     } else {
-      // A late packet (sample below the clock) is what starves the buffer:
-      // keep enough delay for a few times the typical lateness.
-      this.jitter += (Math.abs(sample - this.offset) - this.jitter) * 0.05;
-      this.offset += (sample - this.offset) * 0.05;
+      this.offset += (onTime - this.offset) * 0.1;
     }
+    // The delay covers a few times the typical lateness. A snapshot that
+    // arrives with the one before it (the backlog after a stall, read in
+    // one go) is late only because that one was: it is not counted again.
+    const queued = this.lastArrival !== null && now - this.lastArrival < this.tickMs / 4;
+    this.lastArrival = now;
+    if (!queued) this.jitter += (Math.max(0, onTime - sample) - this.jitter) * 0.05;
     this.delayTicks = Math.max(this.minDelayTicks, this.snapshotTicks + 3 * this.jitter);
   }
 
@@ -129,6 +158,7 @@ export class Interpolator {
     const a = this.states[i];
     const b = this.states[i + 1];
     const alpha = (rt - a.tick) / (b.tick - a.tick);
+    const reach = TELEPORT + this.maxStep * (b.tick - a.tick);
     const out = [];
     for (const ea of a.entities) {
       const eb = b.byId.get(ea.id);
@@ -137,8 +167,11 @@ export class Interpolator {
         out.push(copy(ea));
         continue;
       }
-      if (Math.abs(eb.x - ea.x) > TELEPORT || Math.abs(eb.y - ea.y) > TELEPORT) {
-        out.push(copy(alpha < 0.5 ? ea : eb)); // respawn: no sweep across the map
+      // A respawn (dead, then alive elsewhere), or a jump nothing could
+      // make in the time: no sweep across the map.
+      const respawn = ea.hp === 0 && eb.hp > 0;
+      if (respawn || Math.abs(eb.x - ea.x) > reach || Math.abs(eb.y - ea.y) > reach) {
+        out.push(copy(alpha < 0.5 ? ea : eb));
         continue;
       }
       out.push({
