@@ -164,18 +164,31 @@ afterEach(async () => {
  * Opens the game in a fresh browser context (its own storage and cookies).
  * @param {string} name
  * @param {{join?: boolean, rewriteFirstMessage?: (bytes: Buffer) => Buffer, oneWayDelayMs?: number,
- *   room?: string, proxy?: boolean}} [opts]
+ *   room?: string, proxy?: boolean, blockStorage?: boolean}} [opts]
  *   `rewriteFirstMessage` tampers with what the page sends first (its hello)
  *   on the way to the real server, to provoke the server's refusals;
  *   `oneWayDelayMs` delays every message in both directions; `room` and
  *   `token` add `?room=` and `?token=`; `proxy` routes the socket through the
  *   test even without the others, so `cut()` can black-hole it; `base` is
- *   another server's URL.
+ *   another server's URL; `blockStorage` makes the page's every use of
+ *   localStorage and sessionStorage throw, as a browser blocking site data
+ *   does.
  */
 async function openPlayer(name, opts = {}) {
   assert.ok(browser);
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
   openContexts.push(context);
+  if (opts.blockStorage) {
+    await context.addInitScript(() => {
+      for (const key of ['localStorage', 'sessionStorage']) {
+        Object.defineProperty(window, key, {
+          get() {
+            throw new DOMException(`${key} is blocked`, 'SecurityError');
+          },
+        });
+      }
+    });
+  }
   const page = await context.newPage();
   /** @type {string[]} */
   const errors = [];
@@ -832,6 +845,20 @@ test('leaving frees the seat at once, and Play again joins as a new player', { t
   assert.equal(again.resumed, false);
   assert.equal(again.room, room);
   assert.notEqual(before.playerId, null);
+  assert.deepEqual(p.errors, []);
+});
+
+test('a browser that blocks site data plays all the same', { timeout: 60000 }, async () => {
+  const p = await openPlayer('nostore', { blockStorage: true });
+  assert.equal(await p.page.evaluate(() => {
+    try {
+      return localStorage.length;
+    } catch (e) {
+      return /** @type {Error} */ (e).name;
+    }
+  }), 'SecurityError', 'storage is blocked in this page');
+  const v = await view(p.page);
+  assert.ok(v.connected && v.own !== null);
   assert.deepEqual(p.errors, []);
 });
 

@@ -8,6 +8,7 @@
 // want one; it is never logged or shown.
 
 import { Game } from './game.js';
+import { getPref, setPref } from './prefs.js';
 import { MAX_NAME_CHARS } from './rules.js';
 import { CLAIM_CHANNEL, SessionStore, answerClaims, heldElsewhere } from './session.js';
 import { Ui } from './ui.js';
@@ -29,13 +30,9 @@ function cleanName(s) {
 
 const params = new URLSearchParams(location.search);
 let name = cleanName(params.get('name') ?? '');
-if (name) {
-  localStorage.setItem('arena.name', name);
-} else {
-  name = cleanName(localStorage.getItem('arena.name') ?? '') || randomName();
-  localStorage.setItem('arena.name', name);
-}
-if (params.has('stats')) localStorage.setItem('arena.stats', params.get('stats') === '0' ? 'off' : 'on');
+if (!name) name = cleanName(getPref('arena.name') ?? '') || randomName();
+setPref('arena.name', name);
+if (params.has('stats')) setPref('arena.stats', params.get('stats') === '0' ? 'off' : 'on');
 
 // An empty `?room=` is matchmaking. Anything else goes to the server as is:
 // it answers a bad name with InvalidRoomName, which the page shows.

@@ -3,6 +3,7 @@
 // player names come from other players and are never parsed as HTML.
 
 import { BENEATH_OPACITY, overlaps } from './render.js';
+import { getPref, setPref } from './prefs.js';
 
 /** @typedef {import('./codec.js').PlayerInfo} PlayerInfo */
 /** @typedef {import('./render.js').Box} Box */
@@ -35,14 +36,14 @@ export class Ui {
     this.toastTimer = null;
     /** @type {ReturnType<typeof setInterval>|null} */
     this.countdown = null;
-    this.statsVisible = localStorage.getItem('arena.stats') !== 'off';
+    this.statsVisible = getPref('arena.stats') !== 'off';
     this.stats.hidden = !this.statsVisible;
   }
 
   toggleStats() {
     this.statsVisible = !this.statsVisible;
     this.stats.hidden = !this.statsVisible;
-    localStorage.setItem('arena.stats', this.statsVisible ? 'on' : 'off');
+    setPref('arena.stats', this.statsVisible ? 'on' : 'off');
   }
 
   /**
