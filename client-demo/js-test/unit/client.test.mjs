@@ -365,3 +365,34 @@ test('an unusable snapshot still tells the client which inputs the server applie
   assert.equal(game.inputAck, 40);
   assert.equal(game.pacer.unacked, 9, 'the pacer counts inputs not yet applied from the header');
 });
+
+test('a reloaded page whose kept state is not the server\'s baseline asks for a full snapshot at once', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  const { Acker } = await import('../../web/js/acks.js');
+  /** @type {any[]} */
+  const sent = [];
+  const acks = new Acker((msg) => sent.push(msg) > 0);
+  acks.reset(480, true, 0); // the kept state, tick 480, as seeded by onWelcome
+  let reset = false;
+  const game = {
+    keptOnly: true,
+    welcome: { tick: 500 },
+    stats: { snapshotIn() {} },
+    receiver: { receive: () => null, reset: () => (reset = true) },
+    inputAck: 0,
+    predictor: { nextSeq: 1 },
+    pacer: { onSnapshot() {} },
+    acks,
+  };
+  // A delta against tick 470, which the page does not hold.
+  Game.prototype.onSnapshot.call(game, { tick: 510, baseAge: 40, inputAck: 0 }, 100);
+  assert.ok(reset, 'the kept state is dropped');
+  assert.equal(game.keptOnly, false);
+  acks.tickWithoutInput(110);
+  assert.deepEqual(sent, [{ type: 'Ack', tick: 500 }], 'Welcome.tick: holding nothing');
+  assert.equal(acks.acked, null, 'nothing held to keep at the next reload');
+  // Once it holds nothing, an unusable snapshot changes nothing more.
+  reset = false;
+  Game.prototype.onSnapshot.call(game, { tick: 511, baseAge: 41, inputAck: 0 }, 120);
+  assert.equal(reset, false);
+});

@@ -84,6 +84,19 @@ export class Acker {
   }
 
   /**
+   * What was held is of no use (a kept state the server does not take as a
+   * baseline): acknowledge Welcome.tick, holding nothing, so that the server
+   * sends a full snapshot. Due at once, with or without an input.
+   * @param {number} welcomeTick
+   */
+  forget(welcomeTick) {
+    this.tick = welcomeTick >>> 0;
+    this.holding = false;
+    this.pending = true;
+    this.acked = null;
+  }
+
+  /**
    * A snapshot was applied and verified: its tick is the newest held. Sends
    * an Ack at once only when the simulation loop is not running.
    * @param {number} tick

@@ -73,6 +73,8 @@ export class Game {
     this.resendDropped = 0;
     /** Sessions resumed on this page. */
     this.resumes = 0;
+    /** Holding only the state an earlier page kept: no snapshot applied since. */
+    this.keptOnly = false;
     this.interp = new Interpolator(30, 30);
     this.stepMs = 1000 / 30;
     this.acc = 0;
@@ -176,6 +178,7 @@ export class Game {
     this.inputAck = w.inputSeq;
     const kept = this.conn.store.takeState();
     const seeded = w.resumed && kept !== null;
+    this.keptOnly = seeded;
     if (w.resumed) {
       this.resumes++;
       this.predictor.resume(w.inputSeq, []);
@@ -239,7 +242,20 @@ export class Game {
     // Unusable: nothing new to acknowledge. The server keeps encoding against
     // the last state it read acknowledged (or sends a full snapshot once
     // that is too old).
-    if (!state) return;
+    if (!state) {
+      // Unless all we hold is the state an earlier page kept: then the
+      // server's baseline is older (the old page's ack of the kept state was
+      // lost with its connection), and it would stay so until it leaves the
+      // server's history, about 2 s with nothing drawn. Holding nothing
+      // gets a full snapshot at once.
+      if (this.keptOnly && msg.baseAge !== 0 && this.welcome) {
+        this.keptOnly = false;
+        this.receiver.reset();
+        this.acks.forget(this.welcome.tick);
+      }
+      return;
+    }
+    this.keptOnly = false;
     this.acks.held(state.tick, now);
     this.stepsSinceSnapshot = 0;
     this.interp.push(state, now);
