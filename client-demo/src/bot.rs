@@ -246,18 +246,24 @@ pub async fn run(
     }
     let seeds = Seeds::new(config.seed);
     let connect_started = Instant::now();
-    let mut link = match Link::open(
+    // Raced with the stop, like the hello: a connect still under way when
+    // the run ends is a connection that did not happen in time, not a bot
+    // that failed to close.
+    let open = Link::open(
         &endpoint,
         config.connect_timeout,
         config.link,
         seeds.link(0),
         config.light,
         &metrics,
-    )
-    .await
-    {
-        Ok(link) => link,
-        Err(e) => return BotOutcome::ConnectFailed(e.into()),
+    );
+    let mut link = tokio::select! {
+        biased;
+        _ = stop.changed() => return BotOutcome::ConnectFailed(BotError::StoppedBeforeWelcome),
+        opened = open => match opened {
+            Ok(link) => link,
+            Err(e) => return BotOutcome::ConnectFailed(e.into()),
+        },
     };
     let hello = Hello {
         room: config.room.clone(),
@@ -522,6 +528,14 @@ enum PlayEnd {
 /// (about one second of snapshots at 30 Hz).
 const RESUME_CHECKS: u32 = 30;
 
+/// How long an input may go unacknowledged on a working server, link
+/// conditioner aside, before the end of a run counts it as never
+/// acknowledged: far more than a tick and a loopback round trip.
+const ACK_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a ping waits for its pong before another is sent.
+const PING_GIVE_UP: Duration = Duration::from_secs(10);
+
 /// The state of a welcomed bot. It outlives its connections: a resume
 /// hands it a new [`Link`] and it carries on.
 struct Game {
@@ -541,6 +555,11 @@ struct Game {
     /// random phase reproduces that spread.
     phase: Duration,
     ping_interval: Option<Duration>,
+    /// The server's announced time between two snapshots.
+    snapshot_period: Duration,
+    /// How long an input may go unacknowledged on a working server: more
+    /// than any round trip through the link conditioner.
+    ack_grace: Duration,
     replica: Replica,
     predictor: Predictor,
     pacer: Pacer,
@@ -618,6 +637,10 @@ impl Game {
             period,
             phase: period.mul_f64(fastrand::Rng::with_seed(seeds.phase).f64()),
             ping_interval: config.ping_interval,
+            snapshot_period: Duration::from_secs_f64(
+                1.0 / f64::from(welcome.snapshot_hz.clamp(1, welcome.tick_hz.max(1))),
+            ),
+            ack_grace: ACK_GRACE + 2 * config.link.max_delay(),
             replica: Replica::new(),
             predictor: Predictor::new(tick_hz),
             pacer: Pacer::new(tick_hz),
@@ -691,10 +714,9 @@ impl Game {
                         && now >= next_ping
                     {
                         next_ping = now + interval;
-                        let nonce = self.next_nonce;
-                        self.next_nonce += 1;
-                        self.ping = Some((nonce, now));
-                        link.send(&ClientMsg::Ping(nonce), now)?;
+                        if let Some(nonce) = self.ping_due(now) {
+                            link.send(&ClientMsg::Ping(nonce), now)?;
+                        }
                     }
                     if self.resume_chance > 0.0 && now >= next_chaos {
                         // After a stall, one draw, then a second later.
@@ -745,6 +767,25 @@ impl Game {
             }
         }
         Ok(())
+    }
+
+    /// The nonce of a ping to send now, if none is in flight: a round trip
+    /// longer than the ping interval is measured, not cut short by the next
+    /// ping (its pong would no longer match, and the percentiles would only
+    /// ever hold the round trips shorter than the interval). A ping
+    /// unanswered for [`PING_GIVE_UP`] is given up: the server may drop
+    /// pongs (`PROTOCOL.md` 3.3).
+    fn ping_due(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .ping
+            .is_some_and(|(_, sent)| now.saturating_duration_since(sent) < PING_GIVE_UP)
+        {
+            return None;
+        }
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        self.ping = Some((nonce, now));
+        Some(nonce)
     }
 
     /// Handles a decoded server message of `len` bytes that is not a
@@ -1035,6 +1076,24 @@ impl Game {
     /// Books the bot's totals; called once, however the game ended.
     fn finish(&mut self) {
         let now = Instant::now();
+        // A stall that lasts until the stop has no next snapshot to end its
+        // interval: it is counted as one at the stop, once it is longer
+        // than a usual wait for the next snapshot.
+        if let Some(last) = self.last_snapshot_at {
+            let end = self.samples.window_end().map_or(now, |end| end.min(now));
+            let open = end.saturating_duration_since(last);
+            if open > 2 * self.snapshot_period {
+                // Booked at its end, like every interval.
+                let at = end.checked_sub(Duration::from_nanos(1)).unwrap_or(end);
+                self.samples.snapshot_interval(at, open);
+            }
+        }
+        // Inputs still unacknowledged long after they were sent will not be
+        // now; the newest are merely in flight.
+        let stale = self
+            .predictor
+            .unacked_sent_before(now.checked_sub(self.ack_grace));
+        self.metrics.inputs_never_acked.add(u64::from(stale));
         self.link_lost(now);
         let m = &self.metrics;
         if let (Some((t0, at0)), Some((t1, at1))) = (self.first_measured, self.last_measured) {
@@ -1163,6 +1222,66 @@ mod tests {
         for (w, label) in bad {
             assert_eq!(game.check_resume(&w), Err(label));
         }
+    }
+
+    #[tokio::test]
+    async fn a_ping_in_flight_is_not_replaced_so_long_round_trips_are_measured() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = Game::new(
+            welcome(),
+            &BotConfig::default(),
+            &Seeds::new(1),
+            Instant::now(),
+            Arc::clone(&metrics),
+        );
+        let t0 = Instant::now();
+        let first = game.ping_due(t0).expect("a first ping");
+        // Interval after interval, the pong is still on its way: no new ping.
+        for s in 1..=5 {
+            assert_eq!(game.ping_due(t0 + Duration::from_secs(s)), None);
+        }
+        let pong = ServerMsg::Pong {
+            nonce: first,
+            tick: Tick(1),
+        };
+        game.on_other(Ok(pong), 10, t0 + Duration::from_millis(5_500));
+        game.samples.flush(&metrics, t0 + Duration::from_secs(6));
+        let rtt = metrics.histograms().rtt_us;
+        assert_eq!(rtt.len(), 1);
+        assert!(rtt.max() >= 5_400_000, "{} µs", rtt.max());
+        // Answered: the next is due at once; unanswered, given up in time.
+        let second = game.ping_due(t0 + Duration::from_secs(6));
+        assert!(second.is_some_and(|n| n != first));
+        assert_eq!(game.ping_due(t0 + Duration::from_secs(7)), None);
+        assert!(
+            game.ping_due(t0 + Duration::from_secs(6) + PING_GIVE_UP)
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stall_until_the_stop_and_inputs_left_unacknowledged_are_reported() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = Game::new(
+            welcome(),
+            &BotConfig::default(),
+            &Seeds::new(1),
+            Instant::now(),
+            Arc::clone(&metrics),
+        );
+        let now = Instant::now();
+        let stalled_at = now - Duration::from_secs(4);
+        game.last_snapshot_at = Some(stalled_at);
+        for seq in 1..=10 {
+            game.predictor.on_input(seq, 0, stalled_at);
+        }
+        // Sent just now: in flight, not lost.
+        game.predictor.on_input(11, 0, now);
+        game.finish();
+        let gaps = metrics.histograms().snapshot_interval_us;
+        assert_eq!(gaps.len(), 1);
+        assert!(gaps.max() >= 3_900_000, "{} µs", gaps.max());
+        assert_eq!(metrics.inputs_never_acked.get(), 10);
     }
 
     #[test]

@@ -345,6 +345,12 @@ impl Samples {
         self.window.is_none_or(|w| w.contains(at))
     }
 
+    /// The end of the measurement window, if there is one.
+    #[must_use]
+    pub fn window_end(&self) -> Option<Instant> {
+        self.window.map(|w| w.until)
+    }
+
     /// An input-to-ack latency, taken at `at`.
     pub fn input_ack_latency(&mut self, at: Instant, d: Duration) {
         if self.measuring(at) {

@@ -118,6 +118,21 @@ impl Predictor {
         self.pending.len()
     }
 
+    /// At the end of a run: the inputs that will never be acknowledged, as
+    /// [`Reconciliation::dropped_unacked`] would have reported them (those
+    /// forgotten since the last snapshot), and those still waiting that were
+    /// sent before `cutoff` (`None`: none counts). Inputs sent before a
+    /// resume, whose send times were forgotten, are not counted.
+    pub fn unacked_sent_before(&mut self, cutoff: Option<Instant>) -> u32 {
+        let stale = cutoff.map_or(0, |cutoff| {
+            self.pending
+                .iter()
+                .filter(|p| p.sent_at.is_some_and(|at| at < cutoff))
+                .count() as u32
+        });
+        std::mem::take(&mut self.dropped) + stale
+    }
+
     /// Records an input the bot sends now and predicts its movement step.
     /// Dead players do not move, so neither does the prediction.
     pub fn on_input(&mut self, seq: u32, buttons: u8, sent_at: Instant) {

@@ -62,6 +62,12 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A bot that went this long (ms) without a snapshot at full load saw the
+/// game freeze: the run is not healthy (a warning only when the bots were
+/// saturated, which can delay their reads as much). A gap still open at the
+/// stop counts too.
+pub const SNAPSHOT_GAP_MS: f64 = 2000.0;
+
 /// Everything a run measured, in the shape of the JSON report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -403,7 +409,7 @@ impl Report {
     }
 
     /// Fills `healthy`, `problems`, `warnings` and `bot_cpu_saturated` from
-    /// the figures.
+    /// the figures: see [`SNAPSHOT_GAP_MS`] and README.md, "Load testing".
     pub fn judge(&mut self) {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
@@ -442,6 +448,31 @@ impl Report {
         let busy =
             cpu.is_some_and(|cpu| self.bot_cores > 0 && cpu > 90.0 * f64::from(self.bot_cores));
         self.bot_cpu_saturated = late || busy;
+        // What the clients were promised: the announced snapshot rate,
+        // without long gaps. Missed with the bots keeping time, the server
+        // failed them; with the bots saturated, the bots may have.
+        let mut shortfalls = Vec::new();
+        let promised = f64::from(self.snapshot_hz.min(self.tick_hz));
+        if promised > 0.0
+            && self.snapshots_received > 0
+            && self.snapshots_per_client_per_s < 0.9 * promised
+        {
+            shortfalls.push(format!(
+                "the bots got {:.1} snapshots a second each of the {promised} announced",
+                self.snapshots_per_client_per_s
+            ));
+        }
+        if self.snapshot_interval_ms.max > SNAPSHOT_GAP_MS {
+            shortfalls.push(format!(
+                "a bot went {:.0} ms without a snapshot",
+                self.snapshot_interval_ms.max
+            ));
+        }
+        if self.bot_cpu_saturated {
+            warnings.extend(shortfalls);
+        } else {
+            problems.extend(shortfalls);
+        }
         if self.bot_cpu_saturated {
             warnings.push(format!(
                 "the bots could not keep time (timer lateness p99 {:.1} ms, bot CPU {}): \
@@ -458,6 +489,8 @@ impl Report {
                     .into(),
             );
         }
+        // A lost connection is resumed, as a page would, but a player would
+        // have seen it: the server closed it (too slow, idle) or it broke.
         let unplanned: u64 = self
             .resume_triggers
             .iter()
@@ -465,9 +498,15 @@ impl Report {
             .map(|(_, n)| n)
             .sum();
         if unplanned > 0 {
-            warnings.push(format!(
+            problems.push(format!(
                 "{unplanned} connections were lost without the bots dropping them and had \
                  to be resumed (see resume_triggers)"
+            ));
+        }
+        if self.mispredictions > 0 {
+            warnings.push(format!(
+                "{} of {} prediction checks were off (see prediction_error)",
+                self.mispredictions, self.prediction_samples
             ));
         }
         if self.resume_mispredictions > 0 {
@@ -806,7 +845,42 @@ mod tests {
     }
 
     #[test]
-    fn resumes_are_reported_and_unplanned_ones_warned_about() {
+    fn a_short_snapshot_rate_or_a_long_gap_fails_the_run_unless_the_bots_were_saturated() {
+        let shortfalls: [fn(&mut Report); 2] = [
+            |r| r.snapshots_per_client_per_s = 20.0,
+            |r| r.snapshot_interval_ms.max = SNAPSHOT_GAP_MS + 1.0,
+        ];
+        for short in shortfalls {
+            let mut report = Report::build(&facts(), &healthy_metrics());
+            short(&mut report);
+            report.judge();
+            assert!(!report.healthy);
+            assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+            // Bots that could not keep time may have caused it themselves.
+            report.input_send_lateness_ms.p99 = 9.0;
+            report.judge();
+            assert!(report.healthy, "{:?}", report.problems);
+            assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+        }
+        // Within a tenth of the announced rate, and gaps up to the limit, pass.
+        let mut report = Report::build(&facts(), &healthy_metrics());
+        report.snapshots_per_client_per_s = 27.5;
+        report.snapshot_interval_ms.max = SNAPSHOT_GAP_MS;
+        report.judge();
+        assert!(report.healthy && report.warnings.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn mispredictions_are_warned_about() {
+        let mut report = Report::build(&facts(), &healthy_metrics());
+        report.mispredictions = 3;
+        report.judge();
+        assert!(report.healthy);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn resumes_are_reported_and_unplanned_ones_fail_the_run() {
         let m = healthy_metrics();
         m.resumes_attempted.add(5);
         m.resumes_succeeded.add(5);
@@ -830,10 +904,12 @@ mod tests {
             assert!(json.get(key).is_some(), "missing {key}");
         }
 
+        // Lost without the bots dropping it (the server closed it as too
+        // slow, say): resumed, but a player would have seen it.
         Metrics::count_reason(&m.resume_triggers, "connection_lost");
         let report = Report::build(&facts(), &m);
-        assert!(report.healthy);
-        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(!report.healthy);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     }
 
     #[test]

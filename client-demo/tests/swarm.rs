@@ -229,6 +229,13 @@ async fn conditioned_link_keeps_sync_and_bounded_latency() {
             ramp_per_sec: 50.0,
             link,
             seed: 2,
+            // A ping due every tick, sooner than any pong can come back: each
+            // round trip must still be measured, not cut short by the next
+            // ping.
+            bot: BotConfig {
+                ping_interval: Some(Duration::from_millis(20)),
+                ..BotConfig::default()
+            },
             ..SwarmConfig::default()
         },
         |report| {
@@ -350,4 +357,50 @@ async fn light_bots_on_a_direct_link_resume_and_leave_cleanly() {
     assert!(report.snapshots_received > min);
     assert!(report.inputs_acked > min);
     assert!(report.rtt_ms.samples > 0);
+}
+
+/// A server that takes connections and never answers them: the bots still
+/// connecting when the run ends are connection failures, and the run ends
+/// on time. They used to wait out their connect timeout (10 s), be aborted
+/// at the drain deadline (8 s) and be reported as bots the server did not
+/// close cleanly, with no connection failure at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_still_connecting_at_the_stop_are_connection_failures() {
+    let _one = ONE_SWARM_AT_A_TIME.lock().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    // Holds what it accepts, unanswered, until the test ends.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let clients = 3;
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(
+        TEST_TIMEOUT,
+        swarm::run(SwarmConfig {
+            url: format!("ws://{addr}/ws"),
+            clients,
+            duration: Duration::from_secs(1),
+            ramp_per_sec: 100.0,
+            ..SwarmConfig::default()
+        }),
+    )
+    .await
+    .expect("swarm finished in time")
+    .expect("swarm started");
+    silent.abort();
+    let took = started.elapsed();
+    assert_eq!(report.connect_failures, u64::from(clients), "{report}");
+    assert_eq!(
+        report.connect_failure_reasons.get("stopped_before_welcome"),
+        Some(&u64::from(clients))
+    );
+    assert_eq!(report.unclean_closes, 0);
+    assert!(!report.healthy);
+    assert!(took < Duration::from_secs(5), "the run took {took:?}");
 }

@@ -17,7 +17,7 @@ use client_demo::swarm::{self, AuthSecret, SwarmConfig};
 /// Headless load clients that verify the netcode and report what players
 /// would feel. Only point it at servers you run.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
