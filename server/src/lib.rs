@@ -171,17 +171,21 @@ pub async fn serve(
     registry.close();
     let _ = stop_tx.send(true);
     drop(state);
+    // One grace for the whole shutdown, not one per stage.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     // Every WebSocket task holds a `done` sender; recv() returns None once
     // the last one has finished.
-    if tokio::time::timeout(config.shutdown_grace, done_rx.recv())
+    if tokio::time::timeout_at(deadline, done_rx.recv())
         .await
         .is_err()
     {
         warn!("shutdown grace elapsed with connections still open");
     }
-    // Rooms finish the tick in progress; each thread drops its `alive`
-    // sender as it ends.
-    if tokio::time::timeout(config.shutdown_grace, rooms_done.recv())
+    // Rooms finish the tick in progress (they were told with the
+    // connections, so they are normally done by now); each thread drops its
+    // `alive` sender as it ends.
+    let tick = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz));
+    if tokio::time::timeout_at(deadline + tick, rooms_done.recv())
         .await
         .is_err()
     {

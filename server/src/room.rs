@@ -566,7 +566,9 @@ pub(crate) fn spawn(
         status: Arc::clone(&status),
     };
     let config = Arc::clone(config);
-    let span = tracing::info_span!("room", room = %setup.name);
+    // A root span: the room outlives the connection whose join created it,
+    // whose span is the current one here.
+    let span = tracing::info_span!(parent: None, "room", room = %setup.name);
     let (room_metrics, name) = (Arc::clone(&metrics), setup.name.clone());
     std::thread::Builder::new()
         .name(format!("room-{}", setup.name))

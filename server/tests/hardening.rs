@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::{Client, Event, Replica, STEP, TestServer, play_for, try_connect_with};
 use server::Config;
 use shared::Tick;
-use shared::protocol::{AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg};
+use shared::protocol::{
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg, Welcome,
+};
 use shared::rules::{TickRules, buttons};
 use shared::snapshot::EntityKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -483,7 +485,7 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
         ..Config::default()
     })
     .await;
-    let (mut silent, _) = Client::join(server.addr, "silent").await;
+    let (mut silent, welcome) = Client::join(server.addr, "silent").await;
     let started = Instant::now();
     let (reason, code) = timeout(Duration::from_secs(5), silent.expect_close())
         .await
@@ -493,6 +495,7 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
     // Counted from when the seat was taken, a little before the welcome
     // reached the test: not early, but not to the millisecond.
     assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_session_kept(server.addr, &welcome).await;
     server.stop().await;
 
     let server = TestServer::start(Config {
@@ -501,7 +504,7 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
         ..Config::default()
     })
     .await;
-    let (mut pinger, _) = Client::join(server.addr, "pinger").await;
+    let (mut pinger, welcome) = Client::join(server.addr, "pinger").await;
     let end = Instant::now() + Duration::from_secs(5);
     let mut nonce = 0;
     // A ping for every message received: never idle, never acking.
@@ -515,7 +518,22 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
         }
     };
     assert_eq!(closed, Some(DisconnectReason::TooSlow));
+    assert_eq!(
+        pinger.expect_close().await.1,
+        DisconnectReason::TooSlow.close_code()
+    );
+    assert_session_kept(server.addr, &welcome).await;
     server.stop().await;
+}
+
+/// A session closed for silence or slowness is kept: the same player
+/// resumes it on a new connection.
+async fn assert_session_kept(addr: std::net::SocketAddr, welcome: &Welcome) {
+    let (_, resumed) = Client::resume(addr, welcome)
+        .await
+        .unwrap_or_else(|refused| panic!("the session was not kept: {refused:?}"));
+    assert!(resumed.resumed);
+    assert_eq!(resumed.player_id, welcome.player_id);
 }
 
 /// A client that keeps sending after the server closed on it, as a game

@@ -673,6 +673,9 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     assert!(room_threads().contains(&"room-held".to_owned()));
     assert_eq!(server.metric("arena_rooms_evicted_total").await, 1.0);
     assert_eq!(server.metric("arena_rooms ").await, 2.0);
+    // Its per-room series went with it.
+    let (_, text) = common::http_get(server.addr, "/metrics").await;
+    assert!(!String::from_utf8_lossy(&text).contains("room=\"left\""));
     // A connection lost without a leave keeps its session (and its seat)
     // for the resume grace: "new" is not empty, so a fourth room is
     // refused, and so is any while both rooms are held.

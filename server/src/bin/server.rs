@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Authoritative arena game server. Open http://ADDR/ to play.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
@@ -60,8 +60,10 @@ struct Args {
     /// Most players connected at once; more get HTTP 503.
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
-    /// Most connections from one IP address (0: unlimited). Loopback peers
-    /// are exempt unless --limit-loopback is given.
+    /// Most players (WebSocket sessions) from one IP address, or one IPv6
+    /// /64 (0: unlimited); more get HTTP 429. Loopback peers are exempt
+    /// unless --limit-loopback is given. --max-connections-per-ip caps TCP
+    /// connections of any kind.
     #[arg(long, env = "ARENA_MAX_CLIENTS_PER_IP", default_value_t = Config::default().max_clients_per_ip)]
     max_clients_per_ip: u32,
     /// Most TCP connections of any kind from one IP address, idle HTTP
