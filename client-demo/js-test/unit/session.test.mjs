@@ -194,6 +194,13 @@ test('after a resume, only inputs the server never received are sent again, at m
   assert.deepEqual(resend.map((p) => p.seq), [3, 4, 5, 6, 7, 8, 9, 10]);
   assert.equal(resend.length, MAX_RESEND);
   assert.deepEqual(dropped.map((p) => p.seq), [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+  // The server still holds 2 and 3 of its buffer's 8, received, not yet
+  // applied (the newest input_ack was 1): room for 6 more.
+  const after = inputsToResend(many, 3, 1);
+  assert.deepEqual(after.resend.map((p) => p.seq), [4, 5, 6, 7, 8, 9]);
+  assert.equal(after.dropped[0].seq, 10);
+  // A buffer already full takes none.
+  assert.deepEqual(inputsToResend(many, 10, 1).resend, []);
 });
 
 /** A Storage on a Map. */

@@ -212,7 +212,7 @@ export class Game {
   resume(w) {
     this.resumes++;
     const now = performance.now();
-    const { resend, dropped } = inputsToResend(this.predictor.pending, w.inputSeq);
+    const { resend, dropped } = inputsToResend(this.predictor.pending, w.inputSeq, this.inputAck);
     this.predictor.resume(w.inputSeq, dropped);
     // The resent inputs acknowledge the newest state held now, not what was
     // held when they were first sent.

@@ -71,18 +71,26 @@ export function helloFor({ name, room, auth, session }) {
 /**
  * Splits the unacknowledged inputs after a resume: those the server never
  * received (`seq > inputSeq`) are sent again, oldest first, as many as its
- * buffer takes; the rest of those are given up (the server never applies
- * them, so prediction must not count on them). Inputs at or below `inputSeq`
- * reached the server and are acknowledged as usual.
+ * buffer still takes; the rest of those are given up (the server never
+ * applies them, so prediction must not count on them). Inputs at or below
+ * `inputSeq` reached the server and are acknowledged as usual.
+ *
+ * The buffer holds what the server received and has not applied yet: at
+ * most `inputSeq - appliedSeq`, counted from the newest `input_ack` the page
+ * saw (the server may have applied more since, so this errs towards giving
+ * up an input, which costs a step, rather than sending one the full buffer
+ * drops, which the prediction would have counted on: a correction).
  * @template {SentInput} T
  * @param {T[]} pending unacknowledged inputs, in seq order
  * @param {number} inputSeq Welcome.input_seq
- * @param {number} [max]
+ * @param {number} [appliedSeq] the newest input_ack received; inputSeq by default
+ * @param {number} [max] the server's input buffer
  * @returns {{resend: T[], dropped: T[]}}
  */
-export function inputsToResend(pending, inputSeq, max = MAX_RESEND) {
+export function inputsToResend(pending, inputSeq, appliedSeq = inputSeq, max = MAX_RESEND) {
   const lost = pending.filter((p) => p.seq > inputSeq);
-  return { resend: lost.slice(0, max), dropped: lost.slice(max) };
+  const room = Math.max(0, max - Math.max(0, inputSeq - appliedSeq));
+  return { resend: lost.slice(0, room), dropped: lost.slice(room) };
 }
 
 /** @param {Uint8Array} bytes */
