@@ -4,14 +4,18 @@
 // with jitter.
 //
 // Time is kept in server ticks. Every snapshot arrival gives one sample of
-// "server tick at this local time"; the clock follows the earliest arrivals
-// of the last second (the on-time ones), turns the local clock into a
+// "server tick at this local time"; the clock follows the earliest arrival
+// of the last second or so (the on-time ones), turns the local clock into a
 // server-tick clock that runs at exactly tick_hz, and the render time is that
 // clock minus the interpolation delay, which covers how late snapshots
-// arrive. A late snapshot, or a stall and the burst that ends it, does not
-// drag the clock back: what arrives after it is on time again, and the
-// picture goes on from where it would have been. Pure: the caller passes
-// `now`.
+// arrive. A late snapshot, or a network stall and the burst that ends it,
+// does not drag the clock back: what arrives after it is on time again, and
+// the picture goes on from where it would have been. Only when every arrival
+// of a quarter second, or a few in a row, is late (the server's clock fell
+// behind after a stall it could not catch up, or the route got longer) does
+// the clock move back to them at once. The delay follows the lateness
+// smoothly: the picture slows or hurries a little, and never runs backwards.
+// Pure: the caller passes `now`.
 
 import { PROJECTILE_SPEED } from './rules.js';
 
@@ -32,10 +36,26 @@ const TELEPORT = 150 * 4;
 const MAX_STATES = 64;
 /** Ticks past the newest state that we extrapolate along the velocity before freezing. */
 const MAX_EXTRAPOLATION_TICKS = 6;
-/** Arrival samples the clock follows the earliest of (about 1 s at 30 Hz). */
-const CLOCK_SAMPLES = 30;
+/**
+ * How far back the clock looks for the earliest arrival, in ms of server
+ * ticks (at least four snapshot intervals).
+ */
+const CLOCK_WINDOW_MS = 1000;
+/**
+ * Every arrival of this span (ms; at least two snapshot intervals) later
+ * than on time by more than SHIFT_LATE_MS (and three times the jitter) is a
+ * shift of the server's clock or of the route, not lateness.
+ */
+const SHIFT_SPAN_MS = 250;
+const SHIFT_LATE_MS = 50;
+/** Or this many arrivals in a row (not counting those queued behind another) that late. */
+const SHIFT_ARRIVALS = 4;
+/** The most the delay moves, in ticks per tick of time. */
+const DELAY_SLEW = 0.25;
 /** A clock this many ticks off its samples jumps to them instead of gliding. */
 const RESYNC_TICKS = 10;
+/** A teleport test's reach never exceeds this (quanta): half the arena's height. */
+const MAX_REACH = 800 * 4;
 
 export class Interpolator {
   /**
@@ -59,12 +79,24 @@ export class Interpolator {
     /** Server tick = now / tickMs + offset (null until the first sample). */
     this.offset = /** @type {number|null} */ (null);
     this.lastRenderTick = -Infinity;
+    /** What the delay should be: `delayTicks` moves towards it. */
+    this.targetDelayTicks = this.minDelayTicks;
+    /** When the last frame was sampled (local ms), or null. */
+    this.sampledAt = /** @type {number|null} */ (null);
     /** Frames that had to extrapolate past the newest snapshot. */
     this.underruns = 0;
     /** Highest-tick state pushed, to unwrap u32 ticks into a monotonic number. */
     this.baseTick = /** @type {number|null} */ (null);
-    /** The last arrival samples (server tick minus local ticks), oldest first. */
-    this.samples = /** @type {number[]} */ ([]);
+    /**
+     * The arrivals of the clock's window, oldest first: the snapshot's
+     * tick, when it arrived (local ms), the sample (server tick minus local
+     * ticks), whether it came queued behind the one before, and whether its
+     * lateness was counted into the jitter yet.
+     * @type {{tick: number, at: number, sample: number, queued: boolean, counted: boolean}[]}
+     */
+    this.samples = [];
+    this.windowTicks = Math.max(CLOCK_WINDOW_MS, 4 * snapshotMs) / this.tickMs;
+    this.shiftSpanMs = Math.max(SHIFT_SPAN_MS, 2 * snapshotMs);
     /** When the last state arrived (local ms), or null. */
     this.lastArrival = /** @type {number|null} */ (null);
     /** The farthest an entity can move in one tick (a shot), in quanta. */
@@ -96,24 +128,57 @@ export class Interpolator {
     if (this.states.length > MAX_STATES) this.states.shift();
 
     const sample = t - now / this.tickMs;
-    this.samples.push(sample);
-    if (this.samples.length > CLOCK_SAMPLES) this.samples.shift();
-    // On time is the earliest arrival of the last second. A late snapshot
-    // (a sample below it) leaves it be; a shift of the whole path (every
-    // sample later, for longer than the window) moves it down.
-    const onTime = Math.max(...this.samples);
+    // A snapshot that arrives with the one before it (the backlog after a
+    // stall, read in one go) is late only because that one was: its
+    // lateness is not counted again.
+    const queued = this.lastArrival !== null && now - this.lastArrival < this.tickMs / 4;
+    this.lastArrival = now;
+    const window = this.samples;
+    window.push({ tick: t, at: now, sample, queued, counted: false });
+    // The window is counted in ticks, not arrival time: across a gap in
+    // arrivals (a network stall) it keeps the snapshots before the gap, so
+    // the backlog the stall releases is measured against the clock before
+    // it; the backlog ends with a snapshot on time.
+    while (t - window[0].tick > this.windowTicks) window.shift();
+    let onTime = -Infinity;
+    for (const s of window) onTime = Math.max(onTime, s.sample);
+    // Every arrival late for a shift span or longer, or for a few arrivals
+    // in a row: the clock, or the route, has moved. Those arrivals are the
+    // new on time. (The burst that ends a network stall is late too, but
+    // arrives at once, and its last snapshot is on time.) Late means beyond
+    // what the jitter explains: on a link that jitters a lot, a few late
+    // arrivals in a row are no shift.
+    const late = Math.max(SHIFT_LATE_MS / this.tickMs, 3 * this.jitter);
+    let first = window.length;
+    let arrivals = 0;
+    while (first > 0 && window[first - 1].sample < onTime - late) {
+      first--;
+      if (!window[first].queued) arrivals++;
+    }
+    if (first < window.length && (now - window[first].at >= this.shiftSpanMs || arrivals >= SHIFT_ARRIVALS)) {
+      window.splice(0, first);
+      onTime = -Infinity;
+      for (const s of window) onTime = Math.max(onTime, s.sample);
+    }
+    // An arrival's lateness counts once it is a shift span old and no shift
+    // explained it: the lateness of a shift is not jitter, and counted at
+    // once it would raise the delay, pushing the render time back, just
+    // when the clock must catch up.
+    for (const s of window) {
+      if (s.counted || now - s.at < this.shiftSpanMs) continue;
+      s.counted = true;
+      if (!s.queued) this.jitter += (Math.max(0, onTime - s.sample) - this.jitter) * 0.05;
+    }
     if (this.offset === null || Math.abs(onTime - this.offset) > RESYNC_TICKS) {
       this.offset = onTime; // first sample, or the server's clock jumped
     } else {
-      this.offset += (onTime - this.offset) * 0.1;
+      // Back by at most a tenth of a tick per arrival: the picture slows a
+      // little rather than stops (the render time never runs backwards).
+      this.offset += Math.max((onTime - this.offset) * 0.1, -0.1);
     }
-    // The delay covers a few times the typical lateness. A snapshot that
-    // arrives with the one before it (the backlog after a stall, read in
-    // one go) is late only because that one was: it is not counted again.
-    const queued = this.lastArrival !== null && now - this.lastArrival < this.tickMs / 4;
-    this.lastArrival = now;
-    if (!queued) this.jitter += (Math.max(0, onTime - sample) - this.jitter) * 0.05;
-    this.delayTicks = Math.max(this.minDelayTicks, this.snapshotTicks + 3 * this.jitter);
+    // The delay covers a few times the typical lateness; `sample` moves
+    // towards it.
+    this.targetDelayTicks = Math.max(this.minDelayTicks, this.snapshotTicks + 3 * this.jitter);
   }
 
   /** The server tick the clock says it is now (fractional). @param {number} now */
@@ -129,6 +194,12 @@ export class Interpolator {
   sample(now) {
     const n = this.states.length;
     if (n === 0 || this.offset === null) return { tick: 0, entities: [] };
+    // The delay moves by at most a quarter of the time that passes, so the
+    // picture slows or hurries a little instead of stopping or skipping
+    // when the estimate moves.
+    const step = (DELAY_SLEW * Math.max(0, now - (this.sampledAt ?? now))) / this.tickMs;
+    this.sampledAt = now;
+    this.delayTicks += Math.min(Math.max(this.targetDelayTicks - this.delayTicks, -step), step);
     let rt = this.serverTick(now) - this.delayTicks;
     // Never run backwards: a smoothed offset step would make things jitter.
     if (rt < this.lastRenderTick) rt = this.lastRenderTick;
@@ -158,7 +229,7 @@ export class Interpolator {
     const a = this.states[i];
     const b = this.states[i + 1];
     const alpha = (rt - a.tick) / (b.tick - a.tick);
-    const reach = TELEPORT + this.maxStep * (b.tick - a.tick);
+    const reach = Math.min(TELEPORT + this.maxStep * (b.tick - a.tick), MAX_REACH);
     const out = [];
     for (const ea of a.entities) {
       const eb = b.byId.get(ea.id);
