@@ -203,6 +203,81 @@ test('after a stall, others move again as soon as the data is back, with the usu
   assert.ok(interp.delayTicks * tickMs < 110, `delay ${interp.delayTicks * tickMs} ms after the stall`);
 });
 
+test('after the server\'s clock falls behind, others move again soon, with the usual delay', () => {
+  // A room stalls for 700 ms, catches up 5 ticks at once and goes on from
+  // there: its ticks now come 17 ticks later than before, for good. The
+  // clock must follow at once, not count that as lateness (a delay of a
+  // second) nor wait a second of samples to see it.
+  const tickMs = 1000 / 30;
+  const interp = new Interpolator(30, 30, 100);
+  const stallEnd = 1500 + 700;
+  const arrivals = [];
+  for (let tick = 1, caught = 0, resumedAt = 0; arrivals.length < 200; tick++) {
+    let at = tick * tickMs;
+    if (at >= 1500 && caught < 5) {
+      at = stallEnd;
+      caught++;
+      resumedAt = tick;
+    } else if (at >= 1500) {
+      at = stallEnd + (tick - resumedAt) * tickMs;
+    }
+    arrivals.push([at + 20, tick]);
+  }
+  const back = stallEnd + 20;
+  let next = 0;
+  let lastX = null;
+  let frozenMs = 0;
+  let maxDelayMs = 0;
+  for (let now = 0; now < 6000; now += 1000 / 60) {
+    while (next < arrivals.length && arrivals[next][0] <= now) {
+      const [at, tick] = arrivals[next++];
+      interp.push(movingState(tick), at);
+    }
+    const x = interp.sample(now).entities[0]?.x;
+    if (now > back) {
+      if (x === lastX) frozenMs += 1000 / 60;
+      maxDelayMs = Math.max(maxDelayMs, interp.delayTicks * tickMs);
+    }
+    lastX = x;
+  }
+  // The clock goes back 17 ticks (567 ms) and the picture cannot: it waits
+  // for it, and for no more than a few arrivals to see the shift.
+  assert.ok(frozenMs < 600, `frozen ${frozenMs} ms after the data was back`);
+  assert.ok(maxDelayMs < 110, `the delay rose to ${maxDelayMs} ms`);
+});
+
+test('others never stop under heavy jitter', () => {
+  const tickMs = 1000 / 30;
+  const interp = new Interpolator(30, 30, 100);
+  let seed = 7;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  // Up to 150 ms late, in order (TCP).
+  const arrivals = [];
+  for (let tick = 1, prev = 0; tick * tickMs < 12000; tick++) {
+    prev = Math.max(prev, tick * tickMs + 20 + random() * 150);
+    arrivals.push([prev, tick]);
+  }
+  let next = 0;
+  let lastX = null;
+  const frozen = [];
+  let underrunsBefore = 0;
+  for (let now = 0; now < 11000; now += 1000 / 60) {
+    while (next < arrivals.length && arrivals[next][0] <= now) {
+      const [at, tick] = arrivals[next++];
+      interp.push(movingState(tick), at);
+    }
+    const x = interp.sample(now).entities[0]?.x;
+    if (now < 3000) underrunsBefore = interp.underruns;
+    else if (x === lastX) frozen.push(Math.round(now));
+    lastX = x;
+  }
+  assert.deepEqual(frozen, [], 'frames without movement after the first 3 s');
+  assert.equal(interp.underruns - underrunsBefore, 0, 'underruns after the first 3 s');
+});
+
 test('interpolation glides at low snapshot rates and snaps on respawns', () => {
   // 3 snapshots a second at 30 Hz: a shot moves 960 quanta between two.
   const interp = new Interpolator(30, 3, 100);
@@ -388,11 +463,39 @@ test('a reloaded page whose kept state is not the server\'s baseline asks for a 
   Game.prototype.onSnapshot.call(game, { tick: 510, baseAge: 40, inputAck: 0 }, 100);
   assert.ok(reset, 'the kept state is dropped');
   assert.equal(game.keptOnly, false);
+  assert.deepEqual(sent, [{ type: 'Ack', tick: 500 }], 'Welcome.tick at once: holding nothing');
   acks.tickWithoutInput(110);
-  assert.deepEqual(sent, [{ type: 'Ack', tick: 500 }], 'Welcome.tick: holding nothing');
+  assert.equal(sent.length, 1, 'and not again');
   assert.equal(acks.acked, null, 'nothing held to keep at the next reload');
   // Once it holds nothing, an unusable snapshot changes nothing more.
   reset = false;
   Game.prototype.onSnapshot.call(game, { tick: 511, baseAge: 41, inputAck: 0 }, 120);
   assert.equal(reset, false);
+});
+
+test('a resume counts the inputs the server applied while the page was away', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  /** @param {number} inputAck @param {number} inputAckTick */
+  const resumeWith = (inputAck, inputAckTick) => {
+    /** @type {{seq: number}[]} */
+    let resent = [];
+    const game = {
+      resumes: 0,
+      resent: 0,
+      resendDropped: 0,
+      inputAck,
+      inputAckTick,
+      // Inputs 11 to 30 unacknowledged; the server received up to 14.
+      predictor: { pending: Array.from({ length: 20 }, (_, i) => ({ seq: 11 + i, tick: 0, buttons: 0, aim: 0 })), resume() {} },
+      acks: { reconnected() {}, resend: (/** @type {{seq: number}[]} */ r) => (resent = r) },
+      stats: {},
+    };
+    Game.prototype.resume.call(game, { inputSeq: 14, tick: 110 });
+    return resent.map((p) => p.seq);
+  };
+  // The last snapshot (tick 100) said 10 applied; ten ticks later the
+  // server has applied 11 to 14 as well: its buffer is empty, all 8 fit.
+  assert.deepEqual(resumeWith(10, 100), [15, 16, 17, 18, 19, 20, 21, 22]);
+  // Said so just now: 11 to 14 wait in the buffer, room for 4.
+  assert.deepEqual(resumeWith(10, 110), [15, 16, 17, 18]);
 });

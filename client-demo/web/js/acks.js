@@ -86,7 +86,8 @@ export class Acker {
   /**
    * What was held is of no use (a kept state the server does not take as a
    * baseline): acknowledge Welcome.tick, holding nothing, so that the server
-   * sends a full snapshot. Due at once, with or without an input.
+   * sends a full snapshot. Sent at once (the loop may be throttled in a
+   * background tab), or with the next input if the socket is not open.
    * @param {number} welcomeTick
    */
   forget(welcomeTick) {
@@ -94,6 +95,7 @@ export class Acker {
     this.holding = false;
     this.pending = true;
     this.acked = null;
+    this.sendAlone();
   }
 
   /**

@@ -68,6 +68,8 @@ export class Game {
     this.pacer = new InputPacer(30, 30);
     /** input_ack of the newest snapshot: with the last sent seq, the inputs in flight. */
     this.inputAck = 0;
+    /** The tick of the snapshot that carried `inputAck` (null: none yet). */
+    this.inputAckTick = /** @type {number|null} */ (null);
     /** Inputs sent again after resumes, and given up (more than the server buffers). */
     this.resent = 0;
     this.resendDropped = 0;
@@ -176,6 +178,7 @@ export class Game {
     // Its inputs went up to input_seq; number on from there. The state the
     // old page acknowledged last is probably the server's baseline.
     this.inputAck = w.inputSeq;
+    this.inputAckTick = w.tick;
     const kept = this.conn.store.takeState();
     const seeded = w.resumed && kept !== null;
     this.keptOnly = seeded;
@@ -212,7 +215,11 @@ export class Game {
   resume(w) {
     this.resumes++;
     const now = performance.now();
-    const { resend, dropped } = inputsToResend(this.predictor.pending, w.inputSeq, this.inputAck);
+    // What the server has applied by now: input_ack as last seen, and one
+    // more input per tick since, of those it holds.
+    const since = this.inputAckTick === null ? 0 : Math.max(0, (w.tick - this.inputAckTick) | 0);
+    const applied = Math.min(w.inputSeq, this.inputAck + since);
+    const { resend, dropped } = inputsToResend(this.predictor.pending, w.inputSeq, applied);
     this.predictor.resume(w.inputSeq, dropped);
     // The resent inputs acknowledge the newest state held now, not what was
     // held when they were first sent.
@@ -238,6 +245,7 @@ export class Game {
     // The header holds even when the delta is unusable: which inputs the
     // server has applied, so the pacer does not hold back input meanwhile.
     this.inputAck = msg.inputAck;
+    this.inputAckTick = msg.tick;
     this.pacer.onSnapshot(this.predictor.nextSeq - 1 - msg.inputAck);
     // Unusable: nothing new to acknowledge. The server keeps encoding against
     // the last state it read acknowledged (or sends a full snapshot once

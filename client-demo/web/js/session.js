@@ -75,11 +75,12 @@ export function helloFor({ name, room, auth, session }) {
  * applies them, so prediction must not count on them). Inputs at or below
  * `inputSeq` reached the server and are acknowledged as usual.
  *
- * The buffer holds what the server received and has not applied yet: at
- * most `inputSeq - appliedSeq`, counted from the newest `input_ack` the page
- * saw (the server may have applied more since, so this errs towards giving
- * up an input, which costs a step, rather than sending one the full buffer
- * drops, which the prediction would have counted on: a correction).
+ * The buffer holds what the server received and has not applied yet,
+ * `inputSeq - appliedSeq`, where `appliedSeq` is the caller's estimate (the
+ * newest `input_ack` seen, plus an input per tick since, at most
+ * `inputSeq`). Erring low gives up an input, which costs a step; erring
+ * high sends one the full buffer drops, which the prediction would have
+ * counted on: a correction.
  * @template {SentInput} T
  * @param {T[]} pending unacknowledged inputs, in seq order
  * @param {number} inputSeq Welcome.input_seq
