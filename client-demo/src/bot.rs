@@ -1076,11 +1076,13 @@ impl Game {
     /// Books the bot's totals; called once, however the game ended.
     fn finish(&mut self) {
         let now = Instant::now();
+        // The stop (the window's end), not now: the leave that follows it
+        // may take seconds, and discards the snapshots still on their way.
+        let end = self.samples.window_end().map_or(now, |end| end.min(now));
         // A stall that lasts until the stop has no next snapshot to end its
         // interval: it is counted as one at the stop, once it is longer
         // than a usual wait for the next snapshot.
         if let Some(last) = self.last_snapshot_at {
-            let end = self.samples.window_end().map_or(now, |end| end.min(now));
             let open = end.saturating_duration_since(last);
             if open > 2 * self.snapshot_period {
                 // Booked at its end, like every interval.
@@ -1088,11 +1090,11 @@ impl Game {
                 self.samples.snapshot_interval(at, open);
             }
         }
-        // Inputs still unacknowledged long after they were sent will not be
-        // now; the newest are merely in flight.
+        // Inputs still unacknowledged at the stop long after they were sent
+        // never will be; the newest were merely in flight.
         let stale = self
             .predictor
-            .unacked_sent_before(now.checked_sub(self.ack_grace));
+            .unacked_sent_before(end.checked_sub(self.ack_grace));
         self.metrics.inputs_never_acked.add(u64::from(stale));
         self.link_lost(now);
         let m = &self.metrics;
@@ -1282,6 +1284,36 @@ mod tests {
         assert_eq!(gaps.len(), 1);
         assert!(gaps.max() >= 3_900_000, "{} µs", gaps.max());
         assert_eq!(metrics.inputs_never_acked.get(), 10);
+    }
+
+    #[tokio::test]
+    async fn inputs_in_flight_at_the_stop_are_not_lost_however_long_the_leave_takes() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = Game::new(
+            welcome(),
+            &BotConfig::default(),
+            &Seeds::new(1),
+            Instant::now(),
+            Arc::clone(&metrics),
+        );
+        let now = Instant::now();
+        // The run stopped 3 s ago (its leave took that long); the inputs
+        // went out half a second before the stop, and their acks were
+        // discarded with the leave.
+        let stop = now - Duration::from_secs(3);
+        game.samples = Samples::new(
+            stop - Duration::from_secs(10),
+            Some(Window {
+                from: stop - Duration::from_secs(10),
+                until: stop,
+            }),
+        );
+        for seq in 1..=3 {
+            game.predictor
+                .on_input(seq, 0, stop - Duration::from_millis(500));
+        }
+        game.finish();
+        assert_eq!(metrics.inputs_never_acked.get(), 0);
     }
 
     #[test]

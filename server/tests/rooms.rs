@@ -703,8 +703,25 @@ async fn a_leave_or_a_kick_ends_the_session_before_the_close_is_answered() {
             c.send_frame(Frame::text(Payload::Borrowed(b"not binary")))
                 .await;
         }
-        // `c` reads nothing from here on and so never answers the close.
-        sleep(Duration::from_millis(100)).await;
+        // `c` reads nothing from here on and so never answers the close,
+        // and the server lingers for a second. Its seat must be free well
+        // before that (it was freed only after the linger).
+        let deadline = Instant::now() + Duration::from_millis(600);
+        loop {
+            let rooms = server.json("/rooms").await;
+            let seats = rooms["rooms"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["id"] == welcome.room.as_str()))
+                .map(|r| r["seats_taken"].clone());
+            if seats.is_none_or(|n| n == 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the seat was still taken after a {how}"
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
         let resumed = Client::resume(server.addr, &welcome).await.err();
         assert_eq!(
             resumed,
