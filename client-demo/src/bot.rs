@@ -1226,16 +1226,21 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_ping_in_flight_is_not_replaced_so_long_round_trips_are_measured() {
-        let metrics = Arc::new(Metrics::default());
-        let mut game = Game::new(
+    /// A bot's game just welcomed, counting into `metrics`.
+    fn game(metrics: &Arc<Metrics>) -> Game {
+        Game::new(
             welcome(),
             &BotConfig::default(),
             &Seeds::new(1),
             Instant::now(),
-            Arc::clone(&metrics),
-        );
+            Arc::clone(metrics),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_ping_in_flight_is_not_replaced_so_long_round_trips_are_measured() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = game(&metrics);
         let t0 = Instant::now();
         let first = game.ping_due(t0).expect("a first ping");
         // Interval after interval, the pong is still on its way: no new ping.
@@ -1264,13 +1269,7 @@ mod tests {
     #[tokio::test]
     async fn a_stall_until_the_stop_and_inputs_left_unacknowledged_are_reported() {
         let metrics = Arc::new(Metrics::default());
-        let mut game = Game::new(
-            welcome(),
-            &BotConfig::default(),
-            &Seeds::new(1),
-            Instant::now(),
-            Arc::clone(&metrics),
-        );
+        let mut game = game(&metrics);
         let now = Instant::now();
         let stalled_at = now - Duration::from_secs(4);
         game.last_snapshot_at = Some(stalled_at);
@@ -1289,13 +1288,7 @@ mod tests {
     #[tokio::test]
     async fn inputs_in_flight_at_the_stop_are_not_lost_however_long_the_leave_takes() {
         let metrics = Arc::new(Metrics::default());
-        let mut game = Game::new(
-            welcome(),
-            &BotConfig::default(),
-            &Seeds::new(1),
-            Instant::now(),
-            Arc::clone(&metrics),
-        );
+        let mut game = game(&metrics);
         let now = Instant::now();
         // The run stopped 3 s ago (its leave took that long); the inputs
         // went out half a second before the stop, and their acks were

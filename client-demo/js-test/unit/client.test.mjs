@@ -174,6 +174,24 @@ test('interpolation snaps across teleports and extrapolates only briefly', () =>
   assert.ok(interp.underruns > 0);
 });
 
+/**
+ * Feeds `arrivals` ([arrival ms, tick], in order) of `movingState`s to
+ * `interp`, and samples a frame every 1/60 s until `untilMs`: `frame(now, x)`
+ * gets the moving entity's x (undefined before the first state).
+ * @param {Interpolator} interp @param {number[][]} arrivals @param {number} untilMs
+ * @param {(now: number, x: number|undefined) => void} frame
+ */
+function playFrames(interp, arrivals, untilMs, frame) {
+  let next = 0;
+  for (let now = 0; now < untilMs; now += 1000 / 60) {
+    while (next < arrivals.length && arrivals[next][0] <= now) {
+      const [at, tick] = arrivals[next++];
+      interp.push(movingState(tick), at);
+    }
+    frame(now, interp.sample(now).entities[0]?.x);
+  }
+}
+
 test('after a stall, others move again as soon as the data is back, with the usual delay', () => {
   // 30 Hz, 20 ms one way; the snapshot of tick 45 arrives 400 ms late and
   // the ones behind it queue up behind it (TCP), then come in one burst.
@@ -186,19 +204,12 @@ test('after a stall, others move again as soon as the data is back, with the usu
     arrivals.push([prev, tick]);
   }
   const back = arrivals.find(([, tick]) => tick === 45)[0];
-  let next = 0;
   let lastX = null;
   const frozenAfterBack = [];
-  for (let now = 0; now < 4000; now += 1000 / 60) {
-    while (next < arrivals.length && arrivals[next][0] <= now) {
-      const [at, tick] = arrivals[next++];
-      interp.push(movingState(tick), at);
-    }
-    const x = interp.sample(now).entities[0]?.x;
-    if (x === undefined) continue;
+  playFrames(interp, arrivals, 4000, (now, x) => {
     if (now > back + 50 && x === lastX) frozenAfterBack.push(Math.round(now));
     lastX = x;
-  }
+  });
   assert.deepEqual(frozenAfterBack, [], 'frames without movement once the data was back');
   assert.ok(interp.delayTicks * tickMs < 110, `delay ${interp.delayTicks * tickMs} ms after the stall`);
 });
@@ -224,22 +235,16 @@ test('after the server\'s clock falls behind, others move again soon, with the u
     arrivals.push([at + 20, tick]);
   }
   const back = stallEnd + 20;
-  let next = 0;
   let lastX = null;
   let frozenMs = 0;
   let maxDelayMs = 0;
-  for (let now = 0; now < 6000; now += 1000 / 60) {
-    while (next < arrivals.length && arrivals[next][0] <= now) {
-      const [at, tick] = arrivals[next++];
-      interp.push(movingState(tick), at);
-    }
-    const x = interp.sample(now).entities[0]?.x;
+  playFrames(interp, arrivals, 6000, (now, x) => {
     if (now > back) {
       if (x === lastX) frozenMs += 1000 / 60;
       maxDelayMs = Math.max(maxDelayMs, interp.delayTicks * tickMs);
     }
     lastX = x;
-  }
+  });
   // The clock goes back 17 ticks (567 ms) and the picture cannot: it waits
   // for it, and for no more than a few arrivals to see the shift.
   assert.ok(frozenMs < 600, `frozen ${frozenMs} ms after the data was back`);
@@ -260,20 +265,14 @@ test('others never stop under heavy jitter', () => {
     prev = Math.max(prev, tick * tickMs + 20 + random() * 150);
     arrivals.push([prev, tick]);
   }
-  let next = 0;
   let lastX = null;
   const frozen = [];
   let underrunsBefore = 0;
-  for (let now = 0; now < 11000; now += 1000 / 60) {
-    while (next < arrivals.length && arrivals[next][0] <= now) {
-      const [at, tick] = arrivals[next++];
-      interp.push(movingState(tick), at);
-    }
-    const x = interp.sample(now).entities[0]?.x;
+  playFrames(interp, arrivals, 11000, (now, x) => {
     if (now < 3000) underrunsBefore = interp.underruns;
     else if (x === lastX) frozen.push(Math.round(now));
     lastX = x;
-  }
+  });
   assert.deepEqual(frozen, [], 'frames without movement after the first 3 s');
   assert.equal(interp.underruns - underrunsBefore, 0, 'underruns after the first 3 s');
 });
