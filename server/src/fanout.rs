@@ -130,22 +130,15 @@ async fn run_shard(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
 ) {
-    let mut clients: Vec<Subscriber> = Vec::with_capacity(SHARD_CLIENTS);
+    let mut served = Served {
+        shard,
+        clients: Vec::with_capacity(SHARD_CLIENTS),
+    };
     let mut scratch = Scratch::default();
-    loop {
-        // An error: the room stopped.
-        let stopped = snapshots.changed().await.is_err();
-        {
-            let mut inbox = lock(&shard.inbox);
-            clients.append(&mut inbox.arrivals);
-            inbox.ended = stopped;
-        }
-        if stopped {
-            for client in &clients {
-                client.out.request_close(DisconnectReason::ServerShutdown);
-            }
-            return;
-        }
+    // An error: the room stopped. `served` ends the shard as it goes.
+    while snapshots.changed().await.is_ok() {
+        let clients = &mut served.clients;
+        clients.append(&mut lock(&served.shard.inbox).arrivals);
         let published = Arc::clone(&snapshots.borrow_and_update());
         let now = Instant::now();
         let before = clients.len();
@@ -153,7 +146,29 @@ async fn run_shard(
             client.on_publish(&published, now, &mut scratch, &config, &metrics)
         });
         if clients.len() < before {
-            lock(&shard.inbox).members -= before - clients.len();
+            lock(&served.shard.inbox).members -= before - clients.len();
+        }
+    }
+}
+
+/// A shard's clients, as its task serves them. However the task ends (its
+/// room stopped, or a panic), dropping this marks the shard ended, so no
+/// client is handed to it any more, and closes every client it had or was
+/// about to get: none is left with a connection that no one serves (the
+/// shard also runs their idle and ack timeouts).
+struct Served {
+    shard: Arc<Shard>,
+    clients: Vec<Subscriber>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let mut inbox = lock(&self.shard.inbox);
+        inbox.ended = true;
+        self.clients.append(&mut inbox.arrivals);
+        drop(inbox);
+        for client in &self.clients {
+            client.out.request_close(DisconnectReason::ServerShutdown);
         }
     }
 }
@@ -360,6 +375,60 @@ mod tests {
     use crate::alloc_count;
     use crate::connection::Heard;
     use crate::game::{World, WorldConfig};
+
+    /// A shard's task that ends, here by a panic, leaves no client behind:
+    /// those it served and those handed to it since its last tick are told
+    /// to close, and no one is handed to it any more.
+    #[tokio::test]
+    async fn a_shard_that_panics_closes_its_clients_and_takes_no_more() {
+        let config = Config::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        /// A subscriber on a real socket (its far end returned, to keep
+        /// open), and its outbox.
+        async fn subscriber(
+            listener: &tokio::net::TcpListener,
+            config: &Config,
+            i: u32,
+        ) -> (Subscriber, Arc<Outbox>, tokio::net::TcpStream) {
+            let addr = listener.local_addr().expect("address");
+            let far = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (near, _) = listener.accept().await.expect("accept");
+            let (_, write) = near.into_split();
+            let out = Arc::new(Outbox::new(write));
+            let client = Subscriber::new(
+                Arc::clone(&out),
+                PlayerHandle::for_test(i),
+                Arc::new(AtomicU64::new(NO_ACK)),
+                Arc::new(Heard::new()),
+                None,
+                shared::Tick(0),
+                config,
+            );
+            (client, out, far)
+        }
+        let (served_client, served_out, _far0) = subscriber(&listener, &config, 0).await;
+        let (arriving_client, arriving_out, _far1) = subscriber(&listener, &config, 1).await;
+        let shard = Arc::new(Shard::default());
+        lock(&shard.inbox).arrivals.push(arriving_client);
+        let served = Served {
+            shard: Arc::clone(&shard),
+            clients: vec![served_client],
+        };
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _served = served;
+            panic!("a bug in the fan-out");
+        }));
+        assert!(unwound.is_err());
+        assert!(lock(&shard.inbox).ended, "the shard still takes clients");
+        for out in [served_out, arriving_out] {
+            assert_eq!(
+                out.take_close_request(),
+                Some(DisconnectReason::ServerShutdown)
+            );
+        }
+    }
 
     /// The server's own per-client path allocates nothing per tick: what a
     /// shard does for each client once the tick's delta against that

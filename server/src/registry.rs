@@ -299,8 +299,8 @@ impl Registry {
         self.metrics.rooms_evicted.inc();
     }
 
-    /// Removes a room whose thread failed to start.
-    pub(crate) fn forget(&self, serial: u32) {
+    /// Removes a room whose thread ended (see [`Listing`]).
+    fn forget(&self, serial: u32) {
         let mut inner = self.lock();
         Self::unlist(&self.metrics, &mut inner, serial);
     }
@@ -338,9 +338,69 @@ impl Registry {
     }
 }
 
+/// A room's place in the registry, held by the room's thread: dropped when
+/// the thread ends, however it ends, it unlists the room. A room that
+/// stopped as it should (disposed, evicted, shut down) was unlisted already,
+/// and then this does nothing. One whose runtime could not start, or whose
+/// code panicked, would otherwise stay listed with no thread behind it:
+/// matchmaking would keep choosing it and every join there would be
+/// refused, and it would count against `--max-rooms` for good, never empty
+/// enough to evict. (Its players' connections end as the room's snapshot
+/// channel closes with it.)
+pub(crate) struct Listing {
+    registry: Arc<Registry>,
+    serial: u32,
+}
+
+impl Listing {
+    pub(crate) fn new(registry: Arc<Registry>, serial: u32) -> Self {
+        Self { registry, serial }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(serial = self.serial, "room thread panicked; room unlisted");
+        }
+        self.registry.forget(self.serial);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_whose_thread_panics_is_unlisted() {
+        let (stop, shutdown) = watch::channel(false);
+        let (alive, _rooms_done) = mpsc::channel(1);
+        let registry = Registry::new(
+            Arc::new(Config::default()),
+            Arc::new(Metrics::new()),
+            shutdown,
+            alive,
+        );
+        let room = registry
+            .reserve(&RoomRequest::Named("doomed".into()))
+            .expect("a room");
+        assert_eq!(registry.rooms().len(), 1);
+        // What the room's thread holds, dropped by a panic's unwinding.
+        let listing = Listing::new(Arc::clone(&registry), room.status.serial);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _listing = listing;
+            panic!("a bug in the room");
+        }));
+        assert!(unwound.is_err());
+        assert!(registry.rooms().is_empty(), "still listed");
+        // A new room may take the name.
+        assert!(
+            registry
+                .reserve(&RoomRequest::Named("doomed".into()))
+                .is_ok()
+        );
+        let _ = stop.send(true);
+    }
 
     #[test]
     fn a_room_that_stops_unasked_refuses_as_told_and_a_shutdown_as_shutdown() {

@@ -42,7 +42,7 @@ use crate::config::{Config, MAX_TICK_PHASES};
 use crate::fanout::Fanout;
 use crate::game::{EntityKey, World, WorldConfig};
 use crate::metrics::{InputDrop, Metrics, Phase};
-use crate::registry::Registry;
+use crate::registry::{Listing, Registry};
 
 /// Inputs further ahead of the last applied one than this are refused: no
 /// honest client runs that far ahead.
@@ -570,10 +570,14 @@ pub(crate) fn spawn(
     // whose span is the current one here.
     let span = tracing::info_span!(parent: None, "room", room = %setup.name);
     let (room_metrics, name) = (Arc::clone(&metrics), setup.name.clone());
+    let listing = Listing::new(Arc::clone(&registry), setup.serial);
     std::thread::Builder::new()
         .name(format!("room-{}", setup.name))
         .spawn(move || {
             let _alive = alive;
+            // However the thread ends, a panic included, the room is
+            // unlisted (see `Listing`).
+            let _listing = listing;
             let _entered = span.enter();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_time()
@@ -582,7 +586,6 @@ pub(crate) fn spawn(
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "room runtime failed to start");
-                    registry.forget(setup.serial);
                     return;
                 }
             };
