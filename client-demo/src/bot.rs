@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::brain::Brain;
-use crate::conditioner::{LINK_QUEUE, LinkConfig};
+use crate::conditioner::LinkConfig;
 use crate::connection::{ConnectError, Endpoint};
 use crate::link::{Inbound, Link};
 use crate::metrics::{Metrics, Samples, Window};
@@ -155,8 +155,10 @@ pub enum BotError {
     /// Reading or writing the WebSocket failed.
     #[error("websocket: {0}")]
     WebSocket(String),
-    /// The outbound link queue is full: the server stopped reading.
-    #[error("outbound queue full ({LINK_QUEUE} messages)")]
+    /// The outbound link queue is full ([`crate::conditioner::LINK_QUEUE`]
+    /// messages, plus what the link conditioner's delay holds): the server
+    /// stopped reading.
+    #[error("outbound queue full: the server stopped reading")]
     SendQueueFull,
     /// The reader or writer task is gone.
     #[error("link tasks ended")]

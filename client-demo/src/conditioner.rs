@@ -30,6 +30,11 @@ use tokio::time::Instant;
 /// Default: 256 messages (several seconds of inputs and acks at 30 Hz).
 pub const LINK_QUEUE: usize = 256;
 
+/// The most messages a bot's link carries a second in one direction, with
+/// room to spare: an input or an ack per tick and a ping going out, a
+/// snapshot per tick and a pong coming in, at tick rates up to 60 Hz.
+pub const MESSAGES_PER_SECOND: usize = 128;
+
 /// Latency and jitter of one direction of a link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkConfig {
@@ -52,6 +57,16 @@ impl LinkConfig {
     #[must_use]
     pub fn max_delay(&self) -> Duration {
         self.latency + self.jitter
+    }
+
+    /// How many messages each direction of a link with this delay may hold:
+    /// [`LINK_QUEUE`] for a healthy link, plus what the delay itself holds
+    /// back (at most [`MESSAGES_PER_SECOND`] a second), so that a long
+    /// delay is not mistaken for a server that stopped reading.
+    #[must_use]
+    pub fn queue_len(&self) -> usize {
+        let delayed = self.max_delay().as_millis() * MESSAGES_PER_SECOND as u128 / 1000;
+        LINK_QUEUE.saturating_add(usize::try_from(delayed).unwrap_or(usize::MAX))
     }
 }
 
@@ -265,6 +280,17 @@ mod tests {
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(6));
+    }
+
+    #[test]
+    fn a_long_delay_gets_a_queue_that_holds_it() {
+        assert_eq!(LinkConfig::default().queue_len(), LINK_QUEUE);
+        // Ten seconds each way at 30 Hz: 300 inputs in flight at once.
+        let slow = LinkConfig {
+            latency: Duration::from_secs(9),
+            jitter: Duration::from_secs(1),
+        };
+        assert!(slow.queue_len() >= LINK_QUEUE + 300);
     }
 
     #[tokio::test(start_paused = true)]

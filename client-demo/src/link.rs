@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::bot::BotError;
-use crate::conditioner::{Delayed, DelayedRx, LINK_QUEUE, LinkConditioner, LinkConfig};
+use crate::conditioner::{Delayed, DelayedRx, LinkConditioner, LinkConfig};
 use crate::connection::{self, ConnectError, Endpoint, WsReader, WsWriter};
 use crate::direct::DirectLink;
 use crate::metrics::Metrics;
@@ -247,8 +247,8 @@ impl Tasks {
         metrics: &Arc<Metrics>,
     ) -> Result<Self, ConnectError> {
         let (reader, writer, _local) = connection::connect(endpoint, timeout).await?;
-        let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
-        let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
+        let (out_tx, out_rx) = mpsc::channel(link.queue_len());
+        let (in_tx, in_rx) = mpsc::channel(link.queue_len());
         let writer_task = tokio::spawn(write_loop(writer, out_rx, Arc::clone(metrics)));
         let reader_task = tokio::spawn(read_loop(
             reader,
