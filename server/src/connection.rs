@@ -703,6 +703,20 @@ async fn play(
                 std::future::pending().await
             } => break Some(Control::Disconnect(reason)),
         };
+        // A client whose frames are always ready (a flood, until its rate
+        // kick) would never let the select poll the branches after the
+        // read: look at them here too, without waiting (an atomic load
+        // each), so a takeover or the writer's end is not put off.
+        if writer_task.is_finished() {
+            break None;
+        }
+        if let Some(receiver) = kicked.as_mut() {
+            match receiver.try_recv() {
+                Ok(reason) => break Some(Control::Disconnect(reason)),
+                Err(oneshot::error::TryRecvError::Closed) => kicked = None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+        }
         let inbound = match inbound {
             Err(ReadEnd::Gone) => break Some(Control::CloseReply(1000)),
             Err(ReadEnd::Reason(r)) => break Some(Control::Disconnect(r)),

@@ -237,6 +237,43 @@ impl Flood {
     }
 }
 
+/// Sends `flood` frames as fast as the socket takes them (counted in
+/// `sent`) until the server closes the connection (at most [`STEP`]): the
+/// reason it gave, if one was read, and whether the socket was closed
+/// before the reason was read.
+async fn flood_until_closed(
+    flood: Flood,
+    flooder: &mut Client,
+    sent: &mut u64,
+) -> (Option<DisconnectReason>, bool) {
+    let started = Instant::now();
+    loop {
+        if flood.send(flooder, *sent).await.is_err() {
+            // The server closed the socket between two drains: its reason
+            // is already in our receive buffer.
+            return (flooder.expect_close().await.0, true);
+        }
+        *sent += 1;
+        if sent.is_multiple_of(256) {
+            // Drain what the server sent so its writes never block.
+            let drained = timeout(Duration::from_millis(5), async {
+                loop {
+                    match flooder.next_event().await {
+                        Event::Msg(ServerMsg::Disconnect(r)) => return Some(r),
+                        Event::Closed { .. } => return None,
+                        Event::Msg(_) => {}
+                    }
+                }
+            })
+            .await;
+            if let Ok(end) = drained {
+                return (end, false);
+            }
+        }
+        assert!(started.elapsed() < STEP, "{flood:?}: never disconnected");
+    }
+}
+
 /// Every frame counts against the rate limit, messages or not: a flood of
 /// messages, of WebSocket ping frames or of empty fragments is dropped,
 /// then disconnected with `rate limit exceeded`, while a bystander plays
@@ -252,34 +289,7 @@ async fn a_flood_of_messages_or_frames_is_dropped_then_disconnected() {
         let (mut flooder, _) = Client::join(addr, "flooder").await;
         let started = Instant::now();
         let mut sent = 0u64;
-        // Frames as fast as the socket takes them, until the server gives up.
-        let mut socket_closed = false;
-        let reason = loop {
-            if flood.send(&mut flooder, sent).await.is_err() {
-                // The server closed the socket between two drains: its
-                // reason is already in our receive buffer.
-                socket_closed = true;
-                break flooder.expect_close().await.0;
-            }
-            sent += 1;
-            if sent.is_multiple_of(256) {
-                // Drain what the server sent so its writes never block.
-                let drained = timeout(Duration::from_millis(5), async {
-                    loop {
-                        match flooder.next_event().await {
-                            Event::Msg(ServerMsg::Disconnect(r)) => return Some(r),
-                            Event::Closed { .. } => return None,
-                            Event::Msg(_) => {}
-                        }
-                    }
-                })
-                .await;
-                if let Ok(end) = drained {
-                    break end;
-                }
-            }
-            assert!(started.elapsed() < STEP, "{flood:?}: never disconnected");
-        };
+        let (reason, socket_closed) = flood_until_closed(flood, &mut flooder, &mut sent).await;
         let took = started.elapsed();
         println!(
             "{flood:?} flood: {sent} frames sent, disconnected after {took:?} with {reason:?} \
@@ -471,6 +481,83 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
     ] {
         assert_eq!(status["totals"]["kicks"][label], n, "{label}");
     }
+    server.stop().await;
+}
+
+/// A session taken over by a new connection closes the old one at once,
+/// even while the old one floods without a pause: its frames, always ready
+/// to read, kept the takeover from being seen until the rate limit's kick,
+/// three seconds later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_connection_still_hears_of_its_takeover() {
+    let server = TestServer::start(Config::default()).await;
+    // A raw WebSocket client: the upgrade request with a masked hello
+    // behind it, then the welcome read off the socket.
+    let mut hello = Vec::new();
+    shared::codec::encode_client(&ClientMsg::Hello(Hello::new("flooder")), &mut hello);
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    request.extend([0x82, 0x80 | hello.len() as u8]);
+    request.extend(mask);
+    request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut socket = TcpStream::connect(server.addr).await.expect("connects");
+    socket.write_all(&request).await.expect("writes");
+    let mut got = Vec::new();
+    let welcome = timeout(STEP, async {
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.expect("reads");
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+            let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let frame = &got[head + 4..];
+            if frame.len() >= 2 && frame.len() >= 2 + usize::from(frame[1]) {
+                let payload = &frame[2..2 + usize::from(frame[1])];
+                match shared::codec::decode_server(payload).expect("decodes") {
+                    ServerMsg::Welcome(w) => break w,
+                    other => panic!("expected the welcome, got {other:?}"),
+                }
+            }
+        }
+    })
+    .await
+    .expect("welcomed");
+    // Masked, empty ping frames, 64 KiB at a time, never a pause, never a
+    // read: the server's reader always has a frame ready.
+    let (_read, mut write) = socket.into_split();
+    let flood = tokio::spawn(async move {
+        let batch: Vec<u8> = std::iter::repeat_n([0x89, 0x80, 1, 2, 3, 4], 64 * 1024 / 6)
+            .flatten()
+            .collect();
+        while write.write_all(&batch).await.is_ok() {}
+    });
+    sleep(Duration::from_millis(300)).await;
+    let at = Instant::now();
+    let (_new, resumed) = Client::resume(server.addr, &welcome)
+        .await
+        .expect("resumed");
+    assert!(resumed.resumed);
+    let kicks = loop {
+        let kicks = server.status().await["totals"]["kicks"].clone();
+        if kicks["session_replaced"].as_u64() >= Some(1) || at.elapsed() > Duration::from_secs(2) {
+            break kicks;
+        }
+        sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "flooder closed {:?} after the takeover: {kicks}",
+        at.elapsed()
+    );
+    assert_eq!(kicks["session_replaced"], 1, "{kicks}");
+    assert_eq!(kicks["rate_limited"], 0, "{kicks}");
+    flood.abort();
     server.stop().await;
 }
 
