@@ -703,20 +703,6 @@ async fn play(
                 std::future::pending().await
             } => break Some(Control::Disconnect(reason)),
         };
-        // A client whose frames are always ready (a flood, until its rate
-        // kick) would never let the select poll the branches after the
-        // read: look at them here too, without waiting (an atomic load
-        // each), so a takeover or the writer's end is not put off.
-        if writer_task.is_finished() {
-            break None;
-        }
-        if let Some(receiver) = kicked.as_mut() {
-            match receiver.try_recv() {
-                Ok(reason) => break Some(Control::Disconnect(reason)),
-                Err(oneshot::error::TryRecvError::Closed) => kicked = None,
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-        }
         let inbound = match inbound {
             Err(ReadEnd::Gone) => break Some(Control::CloseReply(1000)),
             Err(ReadEnd::Reason(r)) => break Some(Control::Disconnect(r)),
@@ -761,6 +747,21 @@ async fn play(
             }
             Inbound::Pong => {}
             Inbound::Close(code) => break Some(Control::CloseReply(code)),
+        }
+        // A client whose frames are always ready (a flood, until its rate
+        // kick) would never let the select poll the branches after the
+        // read: look at them here too, once the frame is handled, without
+        // waiting (an atomic load each), so a takeover or the writer's end
+        // is not put off.
+        if writer_task.is_finished() {
+            break None;
+        }
+        if let Some(receiver) = kicked.as_mut() {
+            match receiver.try_recv() {
+                Ok(reason) => break Some(Control::Disconnect(reason)),
+                Err(oneshot::error::TryRecvError::Closed) => kicked = None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
         }
     };
     let forfeit = match &end {

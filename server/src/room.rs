@@ -570,14 +570,15 @@ pub(crate) fn spawn(
     // whose span is the current one here.
     let span = tracing::info_span!(parent: None, "room", room = %setup.name);
     let (room_metrics, name) = (Arc::clone(&metrics), setup.name.clone());
-    let listing = Listing::new(Arc::clone(&registry), setup.serial);
     std::thread::Builder::new()
         .name(format!("room-{}", setup.name))
         .spawn(move || {
             let _alive = alive;
             // However the thread ends, a panic included, the room is
-            // unlisted (see `Listing`).
-            let _listing = listing;
+            // unlisted (see `Listing`). Made here, not before the spawn: a
+            // spawn that fails drops its closure on the calling thread,
+            // which holds the registry's lock.
+            let _listing = Listing::new(Arc::clone(&registry), setup.serial);
             let _entered = span.enter();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_time()
