@@ -371,16 +371,23 @@ impl Drop for Listing {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_room_whose_thread_panics_is_unlisted() {
+    /// A registry with the default config, its shutdown signal (send
+    /// `true` to stop its rooms) and its rooms' `alive` receiver.
+    fn registry() -> (watch::Sender<bool>, mpsc::Receiver<()>, Arc<Registry>) {
         let (stop, shutdown) = watch::channel(false);
-        let (alive, _rooms_done) = mpsc::channel(1);
+        let (alive, rooms_done) = mpsc::channel(1);
         let registry = Registry::new(
             Arc::new(Config::default()),
             Arc::new(Metrics::new()),
             shutdown,
             alive,
         );
+        (stop, rooms_done, registry)
+    }
+
+    #[test]
+    fn a_room_whose_thread_panics_is_unlisted() {
+        let (stop, _rooms_done, registry) = registry();
         let room = registry
             .reserve(&RoomRequest::Named("doomed".into()))
             .expect("a room");
@@ -404,14 +411,7 @@ mod tests {
 
     #[test]
     fn a_room_that_stops_unasked_refuses_as_told_and_a_shutdown_as_shutdown() {
-        let (_stop, shutdown) = watch::channel(false);
-        let (alive, _rooms_done) = mpsc::channel(1);
-        let registry = Registry::new(
-            Arc::new(Config::default()),
-            Arc::new(Metrics::new()),
-            shutdown,
-            alive,
-        );
+        let (_stop, _rooms_done, registry) = registry();
         for otherwise in [
             DisconnectReason::ServerFull,
             DisconnectReason::SessionExpired,

@@ -271,51 +271,15 @@ async fn acks_carried_by_inputs_move_the_baseline_forward_only() {
 /// request must not be lost): it is welcomed like any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_sent_with_the_upgrade_request_is_read() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let server = TestServer::start(config()).await;
-    let mut hello = Vec::new();
-    shared::codec::encode_client(
-        &ClientMsg::Hello(shared::protocol::Hello::new("eager")),
-        &mut hello,
-    );
-    assert!(hello.len() < 126);
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    )
-    .into_bytes();
-    request.extend([0x82, 0x80 | hello.len() as u8]);
-    request.extend(mask);
-    request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     let mut s = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connects");
-    s.write_all(&request).await.expect("writes");
-    let mut got = Vec::new();
-    let welcome = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).await.expect("reads");
-            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&buf[..n]);
-            let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            assert!(got.starts_with(b"HTTP/1.1 101"));
-            let frame = &got[head + 4..];
-            // An unmasked binary frame with a 7-bit length (the welcome).
-            if frame.len() < 2 || frame.len() < 2 + usize::from(frame[1]) {
-                continue;
-            }
-            assert_eq!(frame[0], 0x82);
-            let payload = &frame[2..2 + usize::from(frame[1])];
-            break shared::codec::decode_server(payload).expect("decodes");
-        }
-    })
-    .await
-    .expect("welcomed within 5 s");
+    s.write_all(&common::upgrade_with_hello(server.addr, "eager"))
+        .await
+        .expect("writes");
+    let welcome = common::read_upgrade_answer(&mut s).await;
     assert!(matches!(welcome, ServerMsg::Welcome(_)), "got {welcome:?}");
     server.stop().await;
 }

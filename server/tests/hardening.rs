@@ -493,42 +493,14 @@ async fn a_flooding_connection_still_hears_of_its_takeover() {
     let server = TestServer::start(Config::default()).await;
     // A raw WebSocket client: the upgrade request with a masked hello
     // behind it, then the welcome read off the socket.
-    let mut hello = Vec::new();
-    shared::codec::encode_client(&ClientMsg::Hello(Hello::new("flooder")), &mut hello);
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    )
-    .into_bytes();
-    request.extend([0x82, 0x80 | hello.len() as u8]);
-    request.extend(mask);
-    request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     let mut socket = TcpStream::connect(server.addr).await.expect("connects");
-    socket.write_all(&request).await.expect("writes");
-    let mut got = Vec::new();
-    let welcome = timeout(STEP, async {
-        loop {
-            let mut buf = [0u8; 4096];
-            let n = socket.read(&mut buf).await.expect("reads");
-            assert!(n > 0, "closed");
-            got.extend_from_slice(&buf[..n]);
-            let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let frame = &got[head + 4..];
-            if frame.len() >= 2 && frame.len() >= 2 + usize::from(frame[1]) {
-                let payload = &frame[2..2 + usize::from(frame[1])];
-                match shared::codec::decode_server(payload).expect("decodes") {
-                    ServerMsg::Welcome(w) => break w,
-                    other => panic!("expected the welcome, got {other:?}"),
-                }
-            }
-        }
-    })
-    .await
-    .expect("welcomed");
+    socket
+        .write_all(&common::upgrade_with_hello(server.addr, "flooder"))
+        .await
+        .expect("writes");
+    let ServerMsg::Welcome(welcome) = common::read_upgrade_answer(&mut socket).await else {
+        panic!("expected the welcome");
+    };
     // Masked, empty ping frames, 64 KiB at a time, never a pause, never a
     // read: the server's reader always has a frame ready.
     let (_read, mut write) = socket.into_split();

@@ -27,6 +27,53 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
+/// A raw WebSocket upgrade request for `/ws`, with a masked hello frame of
+/// player `name` right behind it, to send in one write.
+pub fn upgrade_with_hello(addr: SocketAddr, name: &str) -> Vec<u8> {
+    let mut hello = Vec::new();
+    codec::encode_client(&ClientMsg::Hello(Hello::new(name)), &mut hello);
+    assert!(hello.len() < 126, "a 7-bit frame length");
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend([0x82, 0x80 | hello.len() as u8]);
+    request.extend(mask);
+    request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    request
+}
+
+/// Reads the answer to [`upgrade_with_hello`] off `socket`: a 101, then the
+/// first server message (an unmasked binary frame with a 7-bit length, as
+/// a welcome is), decoded. Within [`STEP`].
+pub async fn read_upgrade_answer(socket: &mut TcpStream) -> ServerMsg {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    timeout(STEP, async {
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.expect("reads");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            assert!(got.starts_with(b"HTTP/1.1 101"));
+            let frame = &got[head + 4..];
+            if frame.len() < 2 || frame.len() < 2 + usize::from(frame[1]) {
+                continue;
+            }
+            assert_eq!(frame[0], 0x82);
+            let payload = &frame[2..2 + usize::from(frame[1])];
+            break codec::decode_server(payload).expect("decodes");
+        }
+    })
+    .await
+    .expect("answered in time")
+}
+
 /// Every wait in these tests is bounded by this.
 pub const STEP: Duration = Duration::from_secs(10);
 
