@@ -535,6 +535,10 @@ const RESUME_CHECKS: u32 = 30;
 /// acknowledged: far more than a tick and a loopback round trip.
 const ACK_GRACE: Duration = Duration::from_secs(2);
 
+/// The server's per-player input buffer (its `--input-buffer`, default 8):
+/// more inputs resent at once after a resume would be dropped as overflow.
+const SERVER_INPUT_BUFFER: u32 = 8;
+
 /// How long a ping waits for its pong before another is sent.
 const PING_GIVE_UP: Duration = Duration::from_secs(10);
 
@@ -584,6 +588,9 @@ struct Game {
     /// input, a standalone `Ack` carries it instead.
     ack_pending: bool,
     last_snapshot_at: Option<Instant>,
+    /// The tick of the newest snapshot, whose `input_ack` the predictor
+    /// holds: for what the server applied since (see [`Game::last_resent`]).
+    input_ack_tick: Option<Tick>,
     /// First and newest applied snapshot (tick, arrival): the server's real
     /// tick rate.
     /// The first and the last snapshot inside the measurement window, for
@@ -654,6 +661,7 @@ impl Game {
             ack: welcome.tick,
             ack_pending: false,
             last_snapshot_at: None,
+            input_ack_tick: None,
             first_measured: None,
             last_measured: None,
             newest_snapshot: None,
@@ -877,6 +885,7 @@ impl Game {
             }
             _ => self.accept_snapshot(tick, now),
         }
+        self.input_ack_tick = Some(tick);
         self.reconcile(input_ack, None, now);
     }
 
@@ -907,6 +916,7 @@ impl Game {
                 None
             }
         };
+        self.input_ack_tick = Some(msg.tick);
         self.reconcile(msg.input_ack, own.as_ref(), now);
     }
 
@@ -1047,6 +1057,24 @@ impl Game {
         }
     }
 
+    /// The newest input to send again after the resume `welcome`: those
+    /// after `welcome.input_seq` fit in the server's input buffer
+    /// ([`SERVER_INPUT_BUFFER`]) as far as it does not still hold inputs
+    /// received and not yet applied: those up to `input_seq`, less the
+    /// newest `input_ack` seen and one more applied per tick since.
+    fn last_resent(&self, welcome: &Welcome) -> u32 {
+        let since = self
+            .input_ack_tick
+            .map_or(0, |t| u32::try_from(welcome.tick.since(t)).unwrap_or(0));
+        let applied = welcome
+            .input_seq
+            .min(self.predictor.acked_seq().saturating_add(since));
+        let held = welcome.input_seq - applied;
+        welcome
+            .input_seq
+            .saturating_add(SERVER_INPUT_BUFFER.saturating_sub(held))
+    }
+
     /// Carries on after a verified resume on `link`: sends again the inputs
     /// the server never received, under their own sequence numbers.
     fn resumed(&mut self, welcome: Welcome, link: &mut Link, now: Instant) -> Result<(), BotError> {
@@ -1055,6 +1083,12 @@ impl Game {
             // Nothing held: say so with this connection's welcome tick.
             self.ack = welcome.tick;
         }
+        // The inputs the server's buffer cannot take are given up, as a
+        // page does, rather than sent to be dropped while the prediction
+        // counts on them.
+        let last = self.last_resent(&welcome);
+        self.predictor.give_up_after(last);
+        self.unacked.retain(|i| i.seq <= last);
         let mut resent = 0;
         for input in self.unacked.iter().filter(|i| i.seq > welcome.input_seq) {
             // Acknowledge what is held now, not what was held when the
@@ -1309,6 +1343,30 @@ mod tests {
         }
         game.finish();
         assert_eq!(metrics.inputs_never_acked.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_resends_what_the_server_buffer_still_takes() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = game(&metrics);
+        let now = Instant::now();
+        for seq in 11..=30 {
+            game.predictor.on_input(seq, 0, now);
+        }
+        // The newest snapshot, of tick 100, acknowledged input 10; the server
+        // received up to 14.
+        let _ = game.predictor.on_snapshot(10, None, now);
+        game.input_ack_tick = Some(Tick(100));
+        let resumed_at = |tick| Welcome {
+            resumed: true,
+            input_seq: 14,
+            tick: Tick(tick),
+            ..welcome()
+        };
+        // At once: 11 to 14 still wait in its buffer of 8, room for 4 more.
+        assert_eq!(game.last_resent(&resumed_at(100)), 18);
+        // Ten ticks later they were applied: room for 8.
+        assert_eq!(game.last_resent(&resumed_at(110)), 22);
     }
 
     #[test]

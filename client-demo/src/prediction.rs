@@ -133,6 +133,29 @@ impl Predictor {
         std::mem::take(&mut self.dropped) + stale
     }
 
+    /// After a resume: the inputs after `last_kept` will never be applied
+    /// (the server's buffer cannot take them all), so they are forgotten
+    /// and the inputs kept are predicted again without them. Returns how
+    /// many were forgotten.
+    pub fn give_up_after(&mut self, last_kept: u32) -> u32 {
+        let before = self.pending.len();
+        self.pending.retain(|p| p.seq <= last_kept);
+        let given_up = before - self.pending.len();
+        if given_up > 0
+            && let (_, Some(mut pos)) = self.acked
+        {
+            let alive = self.last_hp.is_none_or(|hp| hp > 0);
+            for p in &mut self.pending {
+                if alive {
+                    pos = rules::move_player(pos, p.buttons, &self.rules);
+                }
+                p.pos_after = pos;
+            }
+            self.predicted = Some(pos);
+        }
+        given_up as u32
+    }
+
     /// Records an input the bot sends now and predicts its movement step.
     /// Dead players do not move, so neither does the prediction.
     pub fn on_input(&mut self, seq: u32, buttons: u8, sent_at: Instant) {
@@ -274,6 +297,29 @@ mod tests {
             angle: 0,
             hp,
         }
+    }
+
+    #[test]
+    fn inputs_given_up_are_predicted_no_more() {
+        let rules = TickRules::new(30);
+        let now = Instant::now();
+        let mut p = Predictor::new(30);
+        let start = IVec2::new(4000, 3000);
+        let _ = p.on_snapshot(0, Some(&me(start, 100)), now);
+        for seq in 1..=10 {
+            p.on_input(seq, buttons::RIGHT, now);
+        }
+        assert_eq!(p.give_up_after(6), 4);
+        assert_eq!(p.unacked(), 6);
+        let mut pos = start;
+        for _ in 0..6 {
+            pos = rules::move_player(pos, buttons::RIGHT, &rules);
+        }
+        assert_eq!(p.predicted(), Some(pos));
+        // The server applies the six: no misprediction.
+        let r = p.on_snapshot(6, Some(&me(pos, 100)), now);
+        assert_eq!(r.error_units, Some(0.0));
+        assert_eq!(p.give_up_after(6), 0);
     }
 
     /// A tiny simulated server: applies one pending input per tick.
