@@ -141,17 +141,11 @@ impl Predictor {
         let before = self.pending.len();
         self.pending.retain(|p| p.seq <= last_kept);
         let given_up = before - self.pending.len();
-        if given_up > 0
-            && let (_, Some(mut pos)) = self.acked
-        {
-            let alive = self.last_hp.is_none_or(|hp| hp > 0);
-            for p in &mut self.pending {
-                if alive {
-                    pos = rules::move_player(pos, p.buttons, &self.rules);
-                }
-                p.pos_after = pos;
-            }
-            self.predicted = Some(pos);
+        // The inputs kept are the oldest, whose predictions stand: the
+        // prediction goes back to the last of them (or to the position held
+        // for the acknowledged input, if none is left).
+        if given_up > 0 && self.predicted.is_some() {
+            self.predicted = self.pending.back().map(|p| p.pos_after).or(self.acked.1);
         }
         given_up as u32
     }
@@ -320,6 +314,18 @@ mod tests {
         let r = p.on_snapshot(6, Some(&me(pos, 100)), now);
         assert_eq!(r.error_units, Some(0.0));
         assert_eq!(p.give_up_after(6), 0);
+
+        // The same after a snapshot without the player, when no position
+        // is held for the acknowledged input.
+        for seq in 7..=10 {
+            p.on_input(seq, buttons::RIGHT, now);
+        }
+        let _ = p.on_snapshot(6, None, now);
+        assert_eq!(p.give_up_after(8), 2);
+        for _ in 0..2 {
+            pos = rules::move_player(pos, buttons::RIGHT, &rules);
+        }
+        assert_eq!(p.predicted(), Some(pos));
     }
 
     /// A tiny simulated server: applies one pending input per tick.
