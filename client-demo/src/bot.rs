@@ -535,6 +535,13 @@ const RESUME_CHECKS: u32 = 30;
 /// acknowledged: far more than a tick and a loopback round trip.
 const ACK_GRACE: Duration = Duration::from_secs(2);
 
+/// Inputs a bot leaves unacknowledged at most before it stops sending more
+/// (the page's `MAX_UNACKED`, `client-demo/web/js/pacing.js`): 1.5 s at
+/// 30 Hz, far more than a working server ever leaves, and well inside the
+/// server's window of 64 for future inputs once a resume gave some up. A
+/// link conditioner's round trip is added on top.
+const MAX_UNACKED: usize = 45;
+
 /// The server's per-player input buffer (its `--input-buffer`, default 8):
 /// more inputs resent at once after a resume would be dropped as overflow.
 const SERVER_INPUT_BUFFER: u32 = 8;
@@ -566,6 +573,9 @@ struct Game {
     /// How long an input may go unacknowledged on a working server: more
     /// than any round trip through the link conditioner.
     ack_grace: Duration,
+    /// Inputs in flight at most ([`MAX_UNACKED`] and the conditioner's
+    /// round trip's worth).
+    max_unacked: usize,
     replica: Replica,
     predictor: Predictor,
     pacer: Pacer,
@@ -650,6 +660,13 @@ impl Game {
                 1.0 / f64::from(welcome.snapshot_hz.clamp(1, welcome.tick_hz.max(1))),
             ),
             ack_grace: ACK_GRACE + 2 * config.link.max_delay(),
+            // The round trip in whole ticks (integers: 200 ms at 30 Hz is
+            // 6, not 6.000001).
+            max_unacked: MAX_UNACKED
+                + usize::try_from(
+                    (2 * config.link.max_delay().as_millis() * u128::from(tick_hz)).div_ceil(1000),
+                )
+                .unwrap_or(usize::MAX / 2),
             replica: Replica::new(),
             predictor: Predictor::new(tick_hz),
             pacer: Pacer::new(tick_hz),
@@ -985,7 +1002,11 @@ impl Game {
             };
             Some((pos, world))
         };
-        if self.pacer.take_skip() {
+        // A server that takes no input (a stall, a dead link) gets no more
+        // than `max_unacked` of them in flight, as from a page: more would
+        // only pile up to be given up at a resume, and could put the next
+        // input past the server's window for future inputs.
+        if self.server_takes_no_input() || self.pacer.take_skip() {
             self.metrics.inputs_paced.inc();
             return self.ack_without_input(now, link);
         }
@@ -1055,6 +1076,12 @@ impl Game {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether so many inputs wait for their acknowledgement that the server
+    /// takes none: no more are sent until it does.
+    fn server_takes_no_input(&self) -> bool {
+        self.predictor.unacked() >= self.max_unacked
     }
 
     /// The newest input to send again after the resume `welcome`: those
@@ -1367,6 +1394,35 @@ mod tests {
         assert_eq!(game.last_resent(&resumed_at(100)), 18);
         // Ten ticks later they were applied: room for 8.
         assert_eq!(game.last_resent(&resumed_at(110)), 22);
+    }
+
+    #[tokio::test]
+    async fn inputs_stop_when_the_server_takes_none() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = game(&metrics);
+        let now = Instant::now();
+        for seq in 1..MAX_UNACKED as u32 {
+            game.predictor.on_input(seq, 0, now);
+        }
+        assert!(!game.server_takes_no_input());
+        game.predictor.on_input(MAX_UNACKED as u32, 0, now);
+        assert!(game.server_takes_no_input());
+        // Through a link conditioner, its round trip's inputs come on top:
+        // 100 ms each way at 30 Hz is 6 more.
+        let slow = Game::new(
+            welcome(),
+            &BotConfig {
+                link: LinkConfig {
+                    latency: Duration::from_millis(100),
+                    jitter: Duration::ZERO,
+                },
+                ..BotConfig::default()
+            },
+            &Seeds::new(1),
+            now,
+            Arc::clone(&metrics),
+        );
+        assert_eq!(slow.max_unacked, MAX_UNACKED + 6);
     }
 
     #[test]
