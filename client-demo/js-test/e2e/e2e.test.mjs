@@ -626,6 +626,58 @@ test('the operator status page shows players, tick times and a live chart', { ti
   assert.deepEqual([...errors, ...player.errors], [], 'no page errors');
 });
 
+test('the status page survives a server restart and shows a hung server as unavailable', { timeout: 60000 }, async () => {
+  assert.ok(browser);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  openContexts.push(context);
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  // The real server's answers, passed on as they are, or made to look like
+  // those of a process that just restarted (counters from zero), or never
+  // answered (a hung server).
+  let mode = 'pass';
+  let requests = 0;
+  await page.route('**/status.json', async (route) => {
+    requests++;
+    if (mode === 'hang') return;
+    const response = await route.fetch();
+    const body = await response.json();
+    if (mode === 'restart') {
+      body.uptime_s = 1;
+      for (const k of ['bytes_out', 'bytes_in', 'snapshots_sent', 'inputs_applied', 'snapshots_age_1', 'snapshots_older_than_3']) body.totals[k] = 0;
+      body.process.cpu_seconds = 0.01;
+    }
+    await route.fulfill({ response, json: body });
+  });
+  await page.goto(`${baseUrl}/status`);
+  await page.waitForFunction(() => window.__status?.rates != null, null, { timeout: 15000 });
+  const cards = () =>
+    page.evaluate(() => ['bw-out', 'bw-in', 'snaps', 'cpu', 'inputs'].map((id) => document.getElementById(id)?.textContent ?? ''));
+
+  mode = 'restart';
+  await page.waitForFunction(() => window.__status?.data?.uptime_s === 1, null, { timeout: 5000 });
+  assert.equal(await page.evaluate(() => window.__status?.rates), null, 'no rates across a restart');
+  for (const text of await cards()) assert.doesNotMatch(text, /-\d/, `a negative figure after the restart: ${text}`);
+  mode = 'pass';
+  await page.waitForFunction(() => (window.__status?.data?.uptime_s ?? 0) > 1, null, { timeout: 5000 });
+  const after = await page.evaluate(() => window.__status?.rates);
+  assert.ok(after && after.snaps >= 0 && after.out >= 0, `rates after the restart: ${JSON.stringify(after)}`);
+
+  mode = 'hang';
+  const hungAt = requests;
+  await page.waitForFunction(() => document.body.classList.contains('stale'), null, { timeout: 8000 });
+  const error = await page.evaluate(() => document.getElementById('error')?.textContent ?? '');
+  assert.match(error, /status unavailable \(no answer in 3 s\)/);
+  // One request at a time, each given up after 3 s: no pile-up.
+  await sleep(2000);
+  assert.ok(requests - hungAt <= 3, `${requests - hungAt} requests to a hung server in about 5 s`);
+  mode = 'pass';
+  await page.waitForFunction(() => !document.body.classList.contains('stale'), null, { timeout: 8000 });
+  assert.deepEqual(errors, [], 'no page errors');
+});
+
 /** The server's rooms, from GET /rooms, by name. */
 async function rooms() {
   const res = await fetch(`${baseUrl}/rooms`);
