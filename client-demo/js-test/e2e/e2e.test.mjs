@@ -567,8 +567,11 @@ test('at 100 ms round trip the own player moves at once and is never corrected',
   assert.deepEqual(p.errors, []);
 });
 
-test('the operator status page shows players, tick times and a live chart', { timeout: 60000 }, async () => {
-  const player = await openPlayer('watched');
+/**
+ * A blank page in a fresh browser context, for the operator's status page,
+ * and the errors it raises.
+ */
+async function statusPage() {
   assert.ok(browser);
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   openContexts.push(context);
@@ -576,6 +579,12 @@ test('the operator status page shows players, tick times and a live chart', { ti
   /** @type {string[]} */
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  return { page, errors };
+}
+
+test('the operator status page shows players, tick times and a live chart', { timeout: 60000 }, async () => {
+  const player = await openPlayer('watched');
+  const { page, errors } = await statusPage();
   await page.goto(`${baseUrl}/status`);
   // Rates need two polls, one second apart.
   await page.waitForFunction(() => window.__status?.rates != null, null, { timeout: 15000 });
@@ -627,13 +636,7 @@ test('the operator status page shows players, tick times and a live chart', { ti
 });
 
 test('the status page survives a server restart and shows a hung server as unavailable', { timeout: 60000 }, async () => {
-  assert.ok(browser);
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  openContexts.push(context);
-  const page = await context.newPage();
-  /** @type {string[]} */
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+  const { page, errors } = await statusPage();
   // The real server's answers, passed on as they are, or made to look like
   // those of a process that just restarted (counters from zero), or never
   // answered (a hung server).
