@@ -8,7 +8,7 @@
 // want one; it is never logged or shown.
 
 import { Game } from './game.js';
-import { getPref, setPref } from './prefs.js';
+import { browserStorage, getPref, setPref } from './prefs.js';
 import { MAX_NAME_CHARS } from './rules.js';
 import { CLAIM_CHANNEL, SessionStore, answerClaims, heldElsewhere } from './session.js';
 import { Ui } from './ui.js';
@@ -39,18 +39,9 @@ if (params.has('stats')) setPref('arena.stats', params.get('stats') === '0' ? 'o
 const room = params.get('room') || null;
 const auth = params.get('token') || null;
 
-/** sessionStorage, if this browser lets the page use it. */
-function sessionStore() {
-  try {
-    return window.sessionStorage;
-  } catch {
-    return null;
-  }
-}
-
 // A duplicated tab holds a copy of this tab's session: it joins as a new
 // player instead of taking this one's (session.js, heldElsewhere).
-const storage = sessionStore();
+const storage = browserStorage('sessionStorage');
 const claims = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CLAIM_CHANNEL) : null;
 const store = new SessionStore(storage);
 const stored = store.load();

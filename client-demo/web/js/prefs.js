@@ -4,14 +4,21 @@
 // refuses writes: the game then plays on without remembering, instead of
 // failing to start.
 
-/** @returns {Storage|null} */
-function storage() {
+/**
+ * `localStorage` or `sessionStorage`, if the browser lets the page use it
+ * (reading either throws when site data is blocked); else null.
+ * @param {'localStorage'|'sessionStorage'} name
+ * @returns {Storage|null}
+ */
+export function browserStorage(name) {
   try {
-    return globalThis.localStorage ?? null;
+    return globalThis[name] ?? null;
   } catch {
     return null;
   }
 }
+
+const storage = () => browserStorage('localStorage');
 
 /**
  * The stored value of `key`, or null (none, or no storage).
