@@ -97,8 +97,6 @@ export class Interpolator {
     this.samples = [];
     this.windowTicks = Math.max(CLOCK_WINDOW_MS, 4 * snapshotMs) / this.tickMs;
     this.shiftSpanMs = Math.max(SHIFT_SPAN_MS, 2 * snapshotMs);
-    /** When the last state arrived (local ms), or null. */
-    this.lastArrival = /** @type {number|null} */ (null);
     /** The farthest an entity can move in one tick (a shot), in quanta. */
     this.maxStep = Math.ceil(PROJECTILE_SPEED / tickHz);
   }
@@ -131,17 +129,16 @@ export class Interpolator {
     // A snapshot that arrives with the one before it (the backlog after a
     // stall, read in one go) is late only because that one was: its
     // lateness is not counted again.
-    const queued = this.lastArrival !== null && now - this.lastArrival < this.tickMs / 4;
-    this.lastArrival = now;
     const window = this.samples;
+    const previous = window[window.length - 1];
+    const queued = previous !== undefined && now - previous.at < this.tickMs / 4;
     window.push({ tick: t, at: now, sample, queued, counted: false });
     // The window is counted in ticks, not arrival time: across a gap in
     // arrivals (a network stall) it keeps the snapshots before the gap, so
     // the backlog the stall releases is measured against the clock before
     // it; the backlog ends with a snapshot on time.
     while (t - window[0].tick > this.windowTicks) window.shift();
-    let onTime = -Infinity;
-    for (const s of window) onTime = Math.max(onTime, s.sample);
+    let onTime = earliest(window);
     // Every arrival late for a shift span or longer, or for a few arrivals
     // in a row: the clock, or the route, has moved. Those arrivals are the
     // new on time. (The burst that ends a network stall is late too, but
@@ -157,8 +154,7 @@ export class Interpolator {
     }
     if (first < window.length && (now - window[first].at >= this.shiftSpanMs || arrivals >= SHIFT_ARRIVALS)) {
       window.splice(0, first);
-      onTime = -Infinity;
-      for (const s of window) onTime = Math.max(onTime, s.sample);
+      onTime = earliest(window);
     }
     // An arrival's lateness counts once it is a shift span old and no shift
     // explained it: the lateness of a shift is not jitter, and counted at
@@ -258,6 +254,17 @@ export class Interpolator {
     }
     return { tick: rt, entities: out };
   }
+}
+
+/**
+ * The on-time sample of a window of arrivals: the highest, the arrival least
+ * late against the server's ticks.
+ * @param {{sample: number}[]} window
+ */
+function earliest(window) {
+  let onTime = -Infinity;
+  for (const s of window) onTime = Math.max(onTime, s.sample);
+  return onTime;
 }
 
 /** @param {NetEntity} e @returns {RenderEntity} */
