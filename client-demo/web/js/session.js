@@ -84,7 +84,7 @@ export function helloFor({ name, room, auth, session }) {
  * @template {SentInput} T
  * @param {T[]} pending unacknowledged inputs, in seq order
  * @param {number} inputSeq Welcome.input_seq
- * @param {number} [appliedSeq] the newest input_ack received; inputSeq by default
+ * @param {number} [appliedSeq] what the server has applied, as estimated; inputSeq by default
  * @param {number} [max] the server's input buffer
  * @returns {{resend: T[], dropped: T[]}}
  */
