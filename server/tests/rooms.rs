@@ -41,6 +41,29 @@ async fn wait_until_disposed(server: &TestServer, room: &str) -> Vec<String> {
     }
 }
 
+/// Waits (up to `within`) until `GET /rooms` shows `seats` taken in `room`
+/// (a room no longer listed has none), polling every 10 ms.
+async fn wait_for_seats(server: &TestServer, room: &str, seats: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let rooms = server.json("/rooms").await;
+        let taken = rooms["rooms"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|r| r["id"] == room)
+            .map_or(Some(0), |r| r["seats_taken"].as_u64());
+        if taken == Some(seats) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{room} still has {taken:?} seats taken, not {seats}, after {within:?}: {rooms}"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_rooms_are_isolated_from_each_other() {
     let server = TestServer::start(Config {
@@ -148,19 +171,7 @@ async fn matchmaking_fills_a_room_to_capacity_then_opens_the_next() {
         leaver.expect_close().await,
         (Some(DisconnectReason::Left), 1000)
     );
-    let deadline = Instant::now() + STEP;
-    loop {
-        let rooms = server.json("/rooms").await;
-        let public1 = rooms["rooms"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["id"] == "public-1").cloned())
-            .expect("public-1 listed");
-        if public1["seats_taken"] == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the seat was not freed: {rooms}");
-        sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_seats(&server, "public-1", 2, STEP).await;
     let (_c, w) = Client::join(server.addr, "refill").await;
     assert_eq!(w.room, "public-1");
     let status = server.status().await;
@@ -641,16 +652,7 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     c.expect_close().await;
     let (_held, _) = Client::join_room(server.addr, "b", "held").await;
     // The room frees the seat at its next tick.
-    let deadline = Instant::now() + STEP;
-    while server.json("/rooms").await["rooms"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .any(|r| r["id"] == "left" && r["seats_taken"] != 0)
-    {
-        assert!(Instant::now() < deadline, "the leave never freed its seat");
-        sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_seats(&server, "left", 0, STEP).await;
     // A third room at the limit of two. "left" was emptied just now: its
     // players may be back in a moment, so it is kept for now.
     let refused = Client::hello(server.addr, named("c", "new")).await.err();
@@ -706,22 +708,7 @@ async fn a_leave_or_a_kick_ends_the_session_before_the_close_is_answered() {
         // `c` reads nothing from here on and so never answers the close,
         // and the server lingers for a second. Its seat must be free well
         // before that (it was freed only after the linger).
-        let deadline = Instant::now() + Duration::from_millis(600);
-        loop {
-            let rooms = server.json("/rooms").await;
-            let seats = rooms["rooms"]
-                .as_array()
-                .and_then(|r| r.iter().find(|r| r["id"] == welcome.room.as_str()))
-                .map(|r| r["seats_taken"].clone());
-            if seats.is_none_or(|n| n == 0) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the seat was still taken after a {how}"
-            );
-            sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_seats(&server, &welcome.room, 0, Duration::from_millis(600)).await;
         let resumed = Client::resume(server.addr, &welcome).await.err();
         assert_eq!(
             resumed,
