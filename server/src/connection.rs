@@ -200,7 +200,7 @@ impl Reader {
     /// (one clock read per frame, for the rate limit and the idle clock).
     async fn next(&mut self) -> Result<(Instant, Inbound<'_>), ReadEnd> {
         loop {
-            let frame = self
+            let mut frame = self
                 .ws
                 .read_frame(&mut |_: Frame<'_>| async { Ok::<(), Infallible>(()) })
                 .await
@@ -213,6 +213,11 @@ impl Reader {
                     | WebSocketError::ConnectionClosed => ReadEnd::Gone,
                     _ => ReadEnd::Reason(DisconnectReason::MalformedMessage),
                 })?;
+            if !is_masked(&mut frame) {
+                // RFC 6455 5.1: a server must close the connection on a
+                // client frame that is not masked.
+                return Err(ReadEnd::Reason(DisconnectReason::MalformedMessage));
+            }
             let now = Instant::now();
             let admitted = frame.opcode == OpCode::Close
                 || !self.limited
@@ -259,6 +264,16 @@ impl Reader {
             }
         }
     }
+}
+
+/// Whether a frame read from the client carried a masking key (the
+/// payload is already unmasked). fastwebsockets keeps the key private and
+/// reads unmasked frames as well: its header writer is the one place that
+/// shows it, as the mask bit.
+fn is_masked(frame: &mut Frame<'_>) -> bool {
+    let mut head = [0u8; 16];
+    frame.fmt_head(&mut head);
+    head[1] & 0x80 != 0
 }
 
 /// The connection's own writes (welcome, pongs, the close), each under a

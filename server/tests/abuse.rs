@@ -141,6 +141,16 @@ async fn bad_messages_get_the_right_close_code_and_others_keep_playing() {
         let got = close_after(addr, join, frames).await;
         assert_eq!(got, (Some(reason), code), "{name}");
     }
+    // RFC 6455 5.1: a client frame without a mask closes the connection with
+    // a protocol error, however valid its payload.
+    let mut c = Client::join(addr, "unmasked").await.0;
+    c.ws.set_auto_apply_mask(false);
+    c.send(&ClientMsg::Input(InputCmd::default())).await;
+    assert_eq!(
+        c.expect_close().await,
+        (Some(DisconnectReason::MalformedMessage), 1002),
+        "unmasked frame"
+    );
 
     let (snapshots, desyncs) = bystander.await.expect("bystander");
     assert!(
