@@ -231,7 +231,7 @@ fn metrics(c: &mut Criterion) {
         b.iter(|| {
             age = age % 3 + 1;
             metrics.snapshot_written(black_box(580), black_box(0));
-            metrics.observe_baseline_age(black_box(age));
+            metrics.observe_baseline_age(black_box(age), black_box(age as u64));
         });
     });
     group.finish();

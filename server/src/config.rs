@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::Tick;
+
 use crate::auth::Authenticator;
 use crate::guard::OriginPolicy;
 
@@ -342,6 +344,20 @@ impl Config {
         let tick = u64::from(tick);
         tick == 0 || (tick * s) / t != ((tick - 1) * s) / t
     }
+
+    /// Snapshots due (by [`Self::snapshot_due`]) after tick `from` up to and
+    /// including tick `to`: 1 from one snapshot to the next, however many
+    /// ticks apart. Across the tick counter's wrap, `to` is taken as
+    /// `2^32` ticks further.
+    pub(crate) fn snapshots_between(&self, from: Tick, to: Tick) -> u64 {
+        let (s, t) = (u64::from(self.snapshot_hz), u64::from(self.tick_hz));
+        let from = u64::from(from.0);
+        let mut to = u64::from(to.0);
+        if to < from {
+            to += 1 << 32;
+        }
+        (to * s) / t - (from * s) / t
+    }
 }
 
 #[cfg(test)]
@@ -478,5 +494,36 @@ mod tests {
             let due = (1..=tick_hz * 10).filter(|&t| c.snapshot_due(t)).count();
             assert_eq!(due as u32, snapshot_hz * 10, "{tick_hz}/{snapshot_hz}");
         }
+    }
+
+    /// Counted between any two ticks, the snapshots between them are the
+    /// due ticks after the first up to the second: one from a snapshot to
+    /// the next, however the ticks fall (60 / 25 Hz alternates 2 and 3
+    /// ticks apart), and the count goes on across the tick counter's wrap.
+    #[test]
+    fn snapshots_between_counts_the_due_ticks() {
+        for (tick_hz, snapshot_hz) in [(30, 30), (60, 20), (60, 25), (30, 7)] {
+            let c = Config {
+                tick_hz,
+                snapshot_hz,
+                ..Config::default()
+            };
+            let due: Vec<u32> = (0..200).filter(|&t| c.snapshot_due(t)).collect();
+            for from in 0..100 {
+                for to in from..200 {
+                    let expected = due.iter().filter(|&&t| t > from && t <= to).count();
+                    assert_eq!(
+                        c.snapshots_between(Tick(from), Tick(to)),
+                        expected as u64,
+                        "{tick_hz}/{snapshot_hz} from {from} to {to}"
+                    );
+                }
+            }
+            for pair in due.windows(2) {
+                assert_eq!(c.snapshots_between(Tick(pair[0]), Tick(pair[1])), 1);
+            }
+        }
+        let c = Config::default();
+        assert_eq!(c.snapshots_between(Tick(u32::MAX - 1), Tick(1)), 3);
     }
 }

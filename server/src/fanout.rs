@@ -297,10 +297,7 @@ impl Subscriber {
         // Snapshots published between the last one written and this one
         // were skipped for this client.
         let skipped = self.last_sent.map_or(0, |prev| {
-            let between = (u64::from(tick.since(prev).max(0) as u32)
-                * u64::from(config.snapshot_hz))
-                / u64::from(config.tick_hz);
-            between.saturating_sub(1)
+            config.snapshots_between(prev, tick).saturating_sub(1)
         });
         metrics.snapshot_written(scratch.body.len() as u64, skipped);
         self.last_sent = Some(tick);
@@ -311,7 +308,8 @@ impl Subscriber {
                 // Baselines older than the one the client acknowledged are
                 // never needed again (acks only move forward).
                 let base = base.state.tick;
-                metrics.observe_baseline_age(tick.since(base));
+                metrics
+                    .observe_baseline_age(tick.since(base), config.snapshots_between(base, tick));
                 while history.front().is_some_and(|p| p.state.tick != base) {
                     history.pop_front();
                 }
@@ -319,7 +317,7 @@ impl Subscriber {
             None => {
                 self.view.full_sent = Some(now);
                 metrics.snapshots_full.inc();
-                metrics.observe_baseline_age(0);
+                metrics.observe_baseline_age(0, 0);
             }
         }
         if history.len() == config.snapshot_history {

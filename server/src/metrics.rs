@@ -126,15 +126,19 @@ pub struct Metrics {
     pub encode_seconds: Histogram,
     /// Age in ticks of the baseline of each snapshot written, 0 for a full
     /// snapshot: how far behind the clients' acknowledgements run. A
-    /// client that acknowledges every snapshot is at 1; loss, a slow
+    /// client that acknowledges every snapshot is at the ticks between two
+    /// snapshots (1 at the default rates); loss, a slow
     /// link or a busy client push it up (`BENCHMARKS.md` section 2 prices
     /// the diff at ages 1, 3 and 10). Observe with
     /// [`Self::observe_baseline_age`].
     pub baseline_age: Histogram,
-    /// Snapshots written against the tick before (age 1), and against a
-    /// baseline more than 3 ticks old: the two ends of
-    /// [`Self::baseline_age`], as counters `/status.json` can read (a
-    /// histogram's buckets are only readable by encoding it). Not
+    /// Snapshots written against the snapshot before, and against a
+    /// baseline more than 3 snapshots old: the two ends of
+    /// [`Self::baseline_age`], counted in snapshots rather than ticks (the
+    /// same with `snapshot_hz` = `tick_hz`; with fewer snapshots than
+    /// ticks a client that acknowledges every one is at age 1 here, at 2
+    /// or more ticks in the histogram), as counters `/status.json` can read
+    /// (a histogram's buckets are only readable by encoding it). Not
     /// exported to Prometheus, which has the histogram.
     pub snapshots_age_1: Counter,
     /// See [`Self::snapshots_age_1`].
@@ -394,13 +398,13 @@ impl Metrics {
         self.snapshots_skipped.inc_by(skipped);
     }
 
-    /// Counts one snapshot written against a baseline `age` ticks old (0
-    /// for a full snapshot).
-    pub fn observe_baseline_age(&self, age: i32) {
-        self.baseline_age.observe(f64::from(age));
-        if age == 1 {
+    /// Counts one snapshot written against a baseline `ticks` old, which is
+    /// `snapshots` published snapshots back (both 0 for a full snapshot).
+    pub fn observe_baseline_age(&self, ticks: i32, snapshots: u64) {
+        self.baseline_age.observe(f64::from(ticks));
+        if snapshots == 1 {
             self.snapshots_age_1.inc();
-        } else if age > 3 {
+        } else if snapshots > 3 {
             self.snapshots_older_than_3.inc();
         }
     }
@@ -492,8 +496,10 @@ mod tests {
     #[test]
     fn baseline_ages_feed_the_histogram_and_both_status_counters() {
         let m = Metrics::new();
+        // Ticks and snapshots as at 60 Hz ticks and 30 Hz snapshots: the
+        // histogram has the ticks, the counters the snapshots.
         for age in [0, 1, 1, 2, 3, 4, 10] {
-            m.observe_baseline_age(age);
+            m.observe_baseline_age(age * 2, age as u64);
         }
         assert_eq!(m.snapshots_age_1.get(), 2);
         assert_eq!(m.snapshots_older_than_3.get(), 2);
@@ -501,9 +507,11 @@ mod tests {
         for series in [
             "arena_snapshot_baseline_age_ticks_count 7",
             "arena_snapshot_baseline_age_ticks_bucket{le=\"0.0\"} 1",
-            "arena_snapshot_baseline_age_ticks_bucket{le=\"1.0\"} 3",
-            "arena_snapshot_baseline_age_ticks_bucket{le=\"3.0\"} 5",
-            "arena_snapshot_baseline_age_ticks_bucket{le=\"12.0\"} 7",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"1.0\"} 1",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"2.0\"} 3",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"6.0\"} 5",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"8.0\"} 6",
+            "arena_snapshot_baseline_age_ticks_bucket{le=\"32.0\"} 7",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }

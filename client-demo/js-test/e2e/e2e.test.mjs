@@ -598,6 +598,9 @@ test('the operator status page shows players, tick times and a live chart', { ti
     snapDetail: document.getElementById('snap-detail')?.textContent ?? '',
     age1Rate: window.__status?.rates?.age1 ?? -1,
     samples: window.__status?.data?.tick_us?.per_second?.length ?? 0,
+    worstRoom: window.__status?.data?.worst_room ?? '',
+    chartTitle: document.getElementById('chart-title')?.textContent ?? '',
+    closes: [...document.querySelectorAll('#kicks tr')].map((tr) => tr.children[0]?.textContent ?? ''),
     roomRows: [...document.querySelectorAll('#rooms tr')].map((tr) => [...tr.children].map((td) => td.textContent ?? '')),
     phases: Object.fromEntries((window.__status?.data?.rooms ?? []).map((r) => [r.name, r.tick_phase])),
     // Any non-transparent pixel in the chart: the lines were drawn.
@@ -618,8 +621,8 @@ test('the operator status page shows players, tick times and a live chart', { ti
   assert.ok(rate > 0, `snapshots/s on the status page: ${shown.snaps}`);
   assert.equal(rate, Math.round(shown.snapsRate), 'the card shows the measured rate');
   // Under it, how old the baselines of those snapshots were.
-  assert.match(shown.snapDetail, /^\d+\.\d% against the tick before · \d+\.\d% older than 3 ticks · \d+ full/, `snapshots card: ${shown.snapDetail}`);
-  assert.equal(shown.snapDetail.split('%')[0], (100 * shown.age1Rate / shown.snapsRate).toFixed(1), 'the card shows the share at age 1');
+  assert.match(shown.snapDetail, /^\d+\.\d% against the snapshot before · \d+\.\d% older than 3 snapshots · \d+ full/, `snapshots card: ${shown.snapDetail}`);
+  assert.equal(shown.snapDetail.split('%')[0], Math.min(100, 100 * shown.age1Rate / shown.snapsRate).toFixed(1), 'the card shows the share at age 1');
   // The room the player was matched into is listed, with the phase of the
   // tick period it ticks in.
   const room = (await view(player.page)).room;
@@ -630,6 +633,14 @@ test('the operator status page shows players, tick times and a live chart', { ti
   assert.equal(listed[2], String(shown.phases[room]), 'the row shows the room\'s phase');
   assert.ok(shown.samples >= 1, 'the chart has per-second samples');
   assert.ok(shown.chartDrawn, 'the tick chart was drawn');
+  // The chart, like the headline's tick figures, is the worst room's (other
+  // tests' rooms may still be open): named.
+  assert.ok(shown.worstRoom !== '', 'a worst room while a player plays');
+  assert.equal(shown.chartTitle, `Tick time, last minute, room ${shown.worstRoom}`);
+  // Every close reason is listed; a leave the player asked for is not
+  // shown as a kick.
+  assert.ok(shown.closes.includes('left (the player asked)'), `close reasons: ${shown.closes}`);
+  assert.ok(shown.closes.includes('too slow'), `close reasons: ${shown.closes}`);
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: `${ARTIFACTS}status.png`, fullPage: true });
   assert.deepEqual([...errors, ...player.errors], [], 'no page errors');
