@@ -1102,6 +1102,17 @@ impl Game {
             .saturating_add(SERVER_INPUT_BUFFER.saturating_sub(held))
     }
 
+    /// Gives up the inputs the server's buffer cannot take after the resume
+    /// `welcome`, as a page does, rather than send them to be dropped while
+    /// the prediction counts on them; counted in
+    /// [`Metrics::inputs_given_up`].
+    fn give_up_beyond_buffer(&mut self, welcome: &Welcome) {
+        let last = self.last_resent(welcome);
+        let given_up = self.predictor.give_up_after(last);
+        self.unacked.retain(|i| i.seq <= last);
+        self.metrics.inputs_given_up.add(u64::from(given_up));
+    }
+
     /// Carries on after a verified resume on `link`: sends again the inputs
     /// the server never received, under their own sequence numbers.
     fn resumed(&mut self, welcome: Welcome, link: &mut Link, now: Instant) -> Result<(), BotError> {
@@ -1110,12 +1121,7 @@ impl Game {
             // Nothing held: say so with this connection's welcome tick.
             self.ack = welcome.tick;
         }
-        // The inputs the server's buffer cannot take are given up, as a
-        // page does, rather than sent to be dropped while the prediction
-        // counts on them.
-        let last = self.last_resent(&welcome);
-        self.predictor.give_up_after(last);
-        self.unacked.retain(|i| i.seq <= last);
+        self.give_up_beyond_buffer(&welcome);
         let mut resent = 0;
         for input in self.unacked.iter().filter(|i| i.seq > welcome.input_seq) {
             // Acknowledge what is held now, not what was held when the
@@ -1394,6 +1400,13 @@ mod tests {
         assert_eq!(game.last_resent(&resumed_at(100)), 18);
         // Ten ticks later they were applied: room for 8.
         assert_eq!(game.last_resent(&resumed_at(110)), 22);
+        // What is past that is given up, predicted no more, and counted for
+        // the report: 23 to 30.
+        game.give_up_beyond_buffer(&resumed_at(110));
+        assert_eq!(metrics.inputs_given_up.get(), 8);
+        assert_eq!(game.last_resent(&resumed_at(110)), 22);
+        game.give_up_beyond_buffer(&resumed_at(110));
+        assert_eq!(metrics.inputs_given_up.get(), 8, "nothing more to give up");
     }
 
     #[tokio::test]

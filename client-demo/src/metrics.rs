@@ -201,6 +201,10 @@ pub struct Metrics {
     /// Inputs sent again after a resume because the server had not received
     /// them (sequence number above `Welcome::input_seq`).
     pub inputs_resent: Counter,
+    /// Inputs given up at a resume instead of resent: more than the
+    /// server's input buffer still took (their effect is dropped from the
+    /// prediction, as the page does).
+    pub inputs_given_up: Counter,
     /// First snapshots after a resume that were deltas (against a baseline
     /// acknowledged on the lost connection).
     pub resume_first_deltas: Counter,

@@ -225,6 +225,9 @@ pub struct Report {
     /// Inputs sent again after a resume because the server had not
     /// received them.
     pub inputs_resent: u64,
+    /// Inputs given up at a resume: more than the server's input buffer
+    /// still took.
+    pub inputs_given_up: u64,
     /// First snapshots after a resume that were deltas against a baseline
     /// acknowledged on the lost connection.
     pub resume_first_snapshot_deltas: u64,
@@ -399,6 +402,7 @@ impl Report {
             resume_failure_reasons: map(&metrics.resume_failure_reasons),
             resume_time_ms: Percentiles::from_histogram(&h.resume_time_us, 1000.0),
             inputs_resent: metrics.inputs_resent.get(),
+            inputs_given_up: metrics.inputs_given_up.get(),
             resume_first_snapshot_deltas: metrics.resume_first_deltas.get(),
             resume_first_snapshot_full: metrics.resume_first_full.get(),
             resume_prediction_checks: metrics.resume_prediction_checks.get(),
@@ -639,9 +643,10 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "  after resumes          {} inputs resent, first snapshot {} deltas / {} full, \
-                 {} of {} prediction checks off",
+                "  after resumes          {} inputs resent, {} given up (past the server's input \
+                 buffer), first snapshot {} deltas / {} full, {} of {} prediction checks off",
                 self.inputs_resent,
+                self.inputs_given_up,
                 self.resume_first_snapshot_deltas,
                 self.resume_first_snapshot_full,
                 self.resume_mispredictions,
