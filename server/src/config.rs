@@ -7,7 +7,7 @@ use std::time::Duration;
 use shared::Tick;
 
 use crate::auth::Authenticator;
-use crate::guard::OriginPolicy;
+use crate::guard::{OperatorToken, OriginPolicy};
 
 /// Most phases of the tick period rooms can be spread over
 /// ([`Config::tick_phases`]).
@@ -54,6 +54,12 @@ pub struct Config {
     /// Checks the token in each hello before the player joins; `None` lets
     /// everyone in. See [`crate::auth`]. Default: `None`.
     pub auth: Option<Arc<dyn Authenticator>>,
+    /// The operators' secret: with one, `/status.json` and `/metrics` answer
+    /// only requests that present it (`Authorization: Bearer`), and `/rooms`
+    /// and `/status.json` name private rooms to them. Without one, those
+    /// endpoints are public and never name a private room, whose name is
+    /// the key to join it. `/metrics` never does. Default: `None`.
+    pub operator_token: Option<OperatorToken>,
     /// Most players connected at once; the next upgrade request gets HTTP 503
     /// before any WebSocket is set up. Default: 1000.
     pub max_clients: usize,
@@ -134,6 +140,7 @@ impl Default for Config {
             resume_grace: Duration::from_secs(10),
             persistent_rooms: Vec::new(),
             auth: None,
+            operator_token: None,
             max_clients,
             max_connections: max_clients + 256,
             header_read_timeout: Duration::from_secs(5),

@@ -1,10 +1,12 @@
-//! Admission and abuse guards: the origin allowlist, per-IP connection
-//! limits, and per-connection message rate limiting.
+//! Admission and abuse guards: the origin allowlist, the operator token,
+//! per-IP connection limits, and per-connection message rate limiting.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 /// Which web origins may open a WebSocket, so another site cannot hijack a
 /// player's browser session (cross-site WebSocket hijacking).
@@ -225,8 +227,62 @@ impl RateGuard {
     }
 }
 
+/// The secret an operator presents (`Authorization: Bearer TOKEN`) to read
+/// `/status.json` and `/metrics` and to see private rooms by name
+/// (`--operator-token`).
+///
+/// Only its SHA-256 is kept, and a presented token is hashed and compared
+/// with that: how long the comparison takes says nothing about the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorToken([u8; 32]);
+
+impl OperatorToken {
+    /// The token `secret`; `None` if it is empty.
+    #[must_use]
+    pub fn new(secret: &str) -> Option<Self> {
+        (!secret.is_empty()).then(|| Self(Sha256::digest(secret.as_bytes()).into()))
+    }
+
+    /// Whether an `Authorization` header value presents this token
+    /// (`Bearer TOKEN`, the scheme's case ignored).
+    #[must_use]
+    pub fn admits(&self, authorization: &[u8]) -> bool {
+        let Some((scheme, token)) = authorization.split_first_chunk::<7>() else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(b"bearer ")
+            && <[u8; 32]>::from(Sha256::digest(token.trim_ascii())) == self.0
+    }
+}
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorToken(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_operator_token_admits_only_its_bearer() {
+        let token = OperatorToken::new("s3cret-operator").expect("non-empty");
+        assert!(token.admits(b"Bearer s3cret-operator"));
+        assert!(token.admits(b"bearer s3cret-operator "));
+        for wrong in [
+            &b""[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer s3cret-operato",
+            b"Bearer s3cret-operatorX",
+            b"Basic s3cret-operator",
+            b"s3cret-operator",
+        ] {
+            assert!(!token.admits(wrong), "{}", String::from_utf8_lossy(wrong));
+        }
+        assert!(OperatorToken::new("").is_none());
+        assert_eq!(format!("{token:?}"), "OperatorToken(..)");
+    }
     use std::net::Ipv4Addr;
 
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
@@ -61,6 +61,54 @@ fn respond(
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     respond(status, body, "text/plain; charset=utf-8", None)
+}
+
+/// Who is asking, as far as the status endpoints care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    /// Presented the operator token: sees everything, private rooms by
+    /// name.
+    Operator,
+    /// No token is configured: the endpoints are public, private rooms
+    /// shown by their label only.
+    Public,
+    /// A token is configured and this request did not present it.
+    Refused,
+}
+
+fn reader<B>(req: &Request<B>, state: &AppState) -> Reader {
+    let Some(token) = &state.conn.config.operator_token else {
+        return Reader::Public;
+    };
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .is_some_and(|value| token.admits(value.as_bytes()));
+    if presented {
+        Reader::Operator
+    } else {
+        Reader::Refused
+    }
+}
+
+/// 401 for an operator endpoint asked without the token.
+fn unauthorized() -> Response<Body> {
+    let mut resp = text(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs the operator token (Authorization: Bearer TOKEN)\n",
+    );
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+/// A room's name as `reader` may see it.
+fn shown_name(room: &crate::room::RoomStatus, reader: Reader) -> String {
+    if reader == Reader::Operator {
+        room.name.clone()
+    } else {
+        room.label.clone()
+    }
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -139,7 +187,8 @@ struct RoomSummary {
     uptime_secs: f64,
 }
 
-fn rooms(state: &AppState) -> Response<Body> {
+/// Public rooms for everyone; private ones too, by name, for an operator.
+fn rooms(state: &AppState, reader: Reader) -> Response<Body> {
     #[derive(Serialize)]
     struct Rooms {
         rooms: Vec<RoomSummary>,
@@ -149,6 +198,7 @@ fn rooms(state: &AppState) -> Response<Body> {
         .registry
         .rooms()
         .into_iter()
+        .filter(|h| h.status.public || reader == Reader::Operator)
         .map(|h| RoomSummary {
             id: h.status.name.clone(),
             public: h.status.public,
@@ -196,7 +246,7 @@ fn json_response(value: &impl Serialize) -> Response<Body> {
     }
 }
 
-fn status(state: &AppState) -> Response<Body> {
+fn status(state: &AppState, reader: Reader) -> Response<Body> {
     let m = &state.conn.metrics;
     let handles = state.conn.registry.rooms();
     let rooms: Vec<RoomView> = handles
@@ -204,7 +254,7 @@ fn status(state: &AppState) -> Response<Body> {
         .map(|h| {
             let room = &h.status;
             RoomView {
-                name: room.name.clone(),
+                name: shown_name(room, reader),
                 public: room.public,
                 tick_phase: room.tick_phase,
                 capacity: state.conn.config.room_capacity,
@@ -376,15 +426,21 @@ pub(crate) async fn handle(
     Ok(match path.as_str() {
         "/ws" => upgrade(req, peer, &state, slots),
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/status.json" => status(&state),
-        "/rooms" => rooms(&state),
+        "/status.json" => match reader(&req, &state) {
+            Reader::Refused => unauthorized(),
+            reader => status(&state, reader),
+        },
+        "/rooms" => rooms(&state, reader(&req, &state)),
         "/status" => respond(
             StatusCode::OK,
             STATUS_PAGE,
             "text/html; charset=utf-8",
             None,
         ),
-        "/metrics" => metrics(&state),
+        "/metrics" => match reader(&req, &state) {
+            Reader::Refused => unauthorized(),
+            _ => metrics(&state),
+        },
         _ => static_file(&path),
     })
 }

@@ -307,8 +307,9 @@ impl Registry {
 
     fn unlist(metrics: &Metrics, inner: &mut Inner, serial: u32) {
         if let Some(name) = inner.serials.remove(&serial) {
-            inner.rooms.remove(&name);
-            metrics.remove_room(&name);
+            if let Some(room) = inner.rooms.remove(&name) {
+                metrics.remove_room(&room.status.label);
+            }
             metrics.rooms.dec();
         }
     }

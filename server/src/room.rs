@@ -253,6 +253,11 @@ const CHART_SECS: usize = 60;
 pub struct RoomStatus {
     /// The room's name.
     pub name: String,
+    /// How the room is shown to anyone but an operator: its name if it is
+    /// public, else `private#SERIAL` (a private room's name is the key to
+    /// join it; `#` is never in a room name). The `room` label of its
+    /// metric series.
+    pub label: String,
     /// The registry's number for this room, which its session tokens carry.
     pub(crate) serial: u32,
     /// Whether matchmaking may place players here (else: joined by name).
@@ -536,9 +541,15 @@ pub(crate) fn spawn(
     let input_capacity = (config.room_capacity * 4 * config.input_buffer).clamp(64, 1 << 16);
     let (input_tx, inputs) = mpsc::channel(input_capacity);
     let (publish, snapshots) = watch::channel(Arc::new(Published::default()));
-    let (players, entities) = metrics.room(&setup.name);
+    let label = if setup.public {
+        setup.name.clone()
+    } else {
+        format!("private#{}", setup.serial)
+    };
+    let (players, entities) = metrics.room(&label);
     let status = Arc::new(RoomStatus {
         name: setup.name.clone(),
+        label,
         serial: setup.serial,
         public: setup.public,
         persistent: setup.persistent,
@@ -569,7 +580,7 @@ pub(crate) fn spawn(
     // A root span: the room outlives the connection whose join created it,
     // whose span is the current one here.
     let span = tracing::info_span!(parent: None, "room", room = %setup.name);
-    let (room_metrics, name) = (Arc::clone(&metrics), setup.name.clone());
+    let (room_metrics, label) = (Arc::clone(&metrics), status.label.clone());
     std::thread::Builder::new()
         .name(format!("room-{}", setup.name))
         .spawn(move || {
@@ -625,7 +636,7 @@ pub(crate) fn spawn(
             runtime.block_on(room.run(setup.grid_epoch, &mut shutdown));
         })
         // The room was never listed: only its metric series are to undo.
-        .inspect_err(|_| room_metrics.remove_room(&name))?;
+        .inspect_err(|_| room_metrics.remove_room(&label))?;
     Ok(handle)
 }
 
@@ -1164,6 +1175,7 @@ mod tests {
     fn the_tick_report_covers_the_last_window_only() {
         let status = RoomStatus {
             name: "t".into(),
+            label: "private#1".into(),
             serial: 1,
             public: false,
             persistent: false,

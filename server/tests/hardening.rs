@@ -789,3 +789,86 @@ async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() 
     );
     server.stop().await;
 }
+
+/// A private room's name is the key to join it: no one but an operator
+/// learns it from the server. Without an operator token the status
+/// endpoints are public and show a private room by its label only; with
+/// one, `/status.json` and `/metrics` answer only to it, and it alone sees
+/// private rooms by name. `/rooms` lists public rooms to everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_room_names_are_shown_to_the_operator_only() {
+    const SECRET: &str = "secret-room-7f3a";
+    let text = |body: Vec<u8>| String::from_utf8_lossy(&body).into_owned();
+    let ids = |rooms: &serde_json::Value| -> Vec<String> {
+        rooms["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+
+    // No token: public endpoints, private rooms unnamed.
+    let server = TestServer::start_public(Config::default()).await;
+    let (_p, w) = Client::join_room(server.addr, "p", SECRET).await;
+    assert_eq!(w.room, SECRET);
+    let (_m, matched) = Client::join(server.addr, "m").await;
+    let (code, rooms) = common::http_get(server.addr, "/rooms").await;
+    assert_eq!(code, 200);
+    let rooms: serde_json::Value = serde_json::from_slice(&rooms).expect("json");
+    assert_eq!(ids(&rooms), [matched.room.as_str()], "public rooms only");
+    let (code, status) = common::http_get(server.addr, "/status.json").await;
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_slice(&status).expect("json");
+    let names: Vec<&str> = status["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names.len(), 2, "both rooms counted: {names:?}");
+    assert!(names.contains(&matched.room.as_str()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("private#")),
+        "the private room by its label: {names:?}"
+    );
+    for path in ["/status.json", "/metrics", "/rooms"] {
+        let (code, body) = common::http_get(server.addr, path).await;
+        assert_eq!(code, 200, "{path}");
+        assert!(
+            !text(body).contains(SECRET),
+            "{path} names the private room"
+        );
+    }
+    server.stop().await;
+
+    // A token: the operator endpoints want it, and its bearer sees all.
+    let server = TestServer::start(Config::default()).await;
+    let (_p, _) = Client::join_room(server.addr, "p", SECRET).await;
+    for path in ["/status.json", "/metrics"] {
+        assert_eq!(common::http_get(server.addr, path).await.0, 401, "{path}");
+        let wrong = [("Authorization", "Bearer not-the-token")];
+        let (code, body) = common::http_get_with(server.addr, path, &wrong).await;
+        assert_eq!(code, 401, "{path} with a wrong token");
+        assert!(!text(body).contains(SECRET));
+        let (code, body) = server.get(path).await;
+        assert_eq!(code, 200, "{path} as the operator");
+        if path == "/metrics" {
+            assert!(!text(body).contains(SECRET), "metric labels never name it");
+        }
+    }
+    let (code, rooms) = common::http_get(server.addr, "/rooms").await;
+    assert_eq!(code, 200);
+    assert!(!text(rooms).contains(SECRET), "anyone's /rooms");
+    assert_eq!(
+        ids(&server.json("/rooms").await),
+        [SECRET],
+        "the operator's /rooms"
+    );
+    let status = server.status().await;
+    assert_eq!(status["rooms"][0]["name"], SECRET);
+    assert_eq!(status["worst_room"], SECRET);
+    // The page itself is static and public: it asks for the token.
+    assert_eq!(common::http_get(server.addr, "/status").await.0, 200);
+    server.stop().await;
+}

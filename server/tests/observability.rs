@@ -20,7 +20,7 @@ fn sample(text: &str, series: &str) -> f64 {
 }
 
 async fn scrape(server: &TestServer) -> String {
-    let (status, body) = http_get(server.addr, "/metrics").await;
+    let (status, body) = server.get("/metrics").await;
     assert_eq!(status, 200);
     String::from_utf8(body).expect("utf-8 exposition")
 }

@@ -28,6 +28,10 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TICK_HZ = 30;
+/** The shared server's operator token (`--operator-token`): its status
+ * endpoints answer only to it, and it alone sees private rooms by name. */
+const OPERATOR_TOKEN = 'e2e-operator-token';
+const AS_OPERATOR = { headers: { Authorization: `Bearer ${OPERATOR_TOKEN}` } };
 const ARENA_WIDTH = 2400 * 4;
 const ARENA_HEIGHT = 1600 * 4;
 // Where `cargo build` puts the binary, honouring CARGO_TARGET_DIR like cargo does.
@@ -83,7 +87,7 @@ function spawnServer(addr, extra = {}) {
  * @returns {Promise<string>}
  */
 function startServer(addr = '127.0.0.1:0') {
-  const { child, url } = spawnServer(addr);
+  const { child, url } = spawnServer(addr, { env: { ARENA_OPERATOR_TOKEN: OPERATOR_TOKEN } });
   server = child;
   return url;
 }
@@ -273,7 +277,7 @@ async function bannerText(page, pattern) {
 
 /** Inputs the server dropped so far, from its status endpoint. */
 async function inputsDropped() {
-  const res = await fetch(`${baseUrl}/status.json`);
+  const res = await fetch(`${baseUrl}/status.json`, AS_OPERATOR);
   assert.equal(res.status, 200, 'GET /status.json');
   const n = (await res.json())?.totals?.inputs_dropped;
   assert.equal(typeof n, 'number', '/status.json has totals.inputs_dropped');
@@ -585,7 +589,7 @@ async function statusPage() {
 test('the operator status page shows players, tick times and a live chart', { timeout: 60000 }, async () => {
   const player = await openPlayer('watched');
   const { page, errors } = await statusPage();
-  await page.goto(`${baseUrl}/status`);
+  await page.goto(`${baseUrl}/status#token=${OPERATOR_TOKEN}`);
   // Rates need two polls, one second apart.
   await page.waitForFunction(() => window.__status?.rates != null, null, { timeout: 15000 });
   const shown = await page.evaluate(() => ({
@@ -641,6 +645,15 @@ test('the operator status page shows players, tick times and a live chart', { ti
   // shown as a kick.
   assert.ok(shown.closes.includes('left (the player asked)'), `close reasons: ${shown.closes}`);
   assert.ok(shown.closes.includes('too slow'), `close reasons: ${shown.closes}`);
+  // Opened without the operator token, the page says how to give it.
+  const anonymous = await statusPage();
+  await anonymous.page.goto(`${baseUrl}/status`);
+  await anonymous.page.waitForFunction(() => document.body.classList.contains('stale'), null, { timeout: 10000 });
+  assert.match(
+    (await anonymous.page.locator('#error').textContent()) ?? '',
+    /wants its operator token: open \/status#token=TOKEN/,
+  );
+  assert.deepEqual(anonymous.errors, [], 'no page errors without the token');
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: `${ARTIFACTS}status.png`, fullPage: true });
   assert.deepEqual([...errors, ...player.errors], [], 'no page errors');
@@ -665,7 +678,7 @@ test('the status page survives a server restart and shows a hung server as unava
     }
     await route.fulfill({ response, json: body });
   });
-  await page.goto(`${baseUrl}/status`);
+  await page.goto(`${baseUrl}/status#token=${OPERATOR_TOKEN}`);
   await page.waitForFunction(() => window.__status?.rates != null, null, { timeout: 15000 });
   const cards = () =>
     page.evaluate(() => ['bw-out', 'bw-in', 'snaps', 'cpu', 'inputs'].map((id) => document.getElementById(id)?.textContent ?? ''));
@@ -694,7 +707,7 @@ test('the status page survives a server restart and shows a hung server as unava
 
 /** The server's rooms, from GET /rooms, by name. */
 async function rooms() {
-  const res = await fetch(`${baseUrl}/rooms`);
+  const res = await fetch(`${baseUrl}/rooms`, AS_OPERATOR);
   assert.equal(res.status, 200, 'GET /rooms');
   /** @type {{id: string, public: boolean, players: number, capacity: number}[]} */
   const list = (await res.json()).rooms;

@@ -57,6 +57,13 @@ struct Args {
     /// lines are visible to every user of the machine.
     #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
+    /// Let only requests with `Authorization: Bearer TOKEN` read
+    /// /status.json and /metrics, and name private rooms to them on
+    /// /status.json and /rooms (open the status page as
+    /// /status#token=TOKEN). Without it those endpoints are public and
+    /// never name a private room. Prefer the environment variable.
+    #[arg(long, env = "ARENA_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
     /// Most players connected at once; more get HTTP 503.
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
@@ -174,6 +181,13 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(server::auth::HmacTokens::new(secret.as_bytes()))
                 as Arc<dyn server::auth::Authenticator>
         }),
+        operator_token: match args.operator_token.as_deref() {
+            None => None,
+            Some(token) => Some(
+                server::guard::OperatorToken::new(token)
+                    .context("--operator-token must not be empty")?,
+            ),
+        },
         max_clients: args.max_clients,
         max_connections: args
             .max_clients

@@ -18,6 +18,7 @@ use hyper::Request;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use server::Config;
+use server::guard::OperatorToken;
 use shared::Tick;
 use shared::codec;
 use shared::protocol::{ClientMsg, DisconnectReason, Hello, RoomRequest, ServerMsg, Welcome};
@@ -79,12 +80,35 @@ pub const STEP: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The operator token [`Self::get`] presents, if the server has one.
+    operator: Option<&'static str>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// The operator token of servers started by [`TestServer::start`].
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
+
 impl TestServer {
-    pub async fn start(config: Config) -> Self {
+    /// Starts the server with `config`, given [`OPERATOR_TOKEN`] unless it
+    /// has a token: the tests read the status endpoints as its operator.
+    pub async fn start(mut config: Config) -> Self {
+        let operator = match config.operator_token {
+            Some(_) => None,
+            None => {
+                config.operator_token = OperatorToken::new(OPERATOR_TOKEN);
+                Some(OPERATOR_TOKEN)
+            }
+        };
+        Self {
+            operator,
+            ..Self::start_public(config).await
+        }
+    }
+
+    /// Starts the server with `config` as it is: with no operator token
+    /// its status endpoints are public.
+    pub async fn start_public(config: Config) -> Self {
         // The production socket set-up (its listen backlog included).
         let listener = server::listen(([127, 0, 0, 1], 0).into(), server::LISTEN_BACKLOG)
             .expect("bind loopback");
@@ -95,9 +119,21 @@ impl TestServer {
         }));
         Self {
             addr,
+            operator: None,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// GET `path` as the operator: the status and the body.
+    pub async fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let auth = self.operator.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        http_get_with(self.addr, path, &headers).await
     }
 
     /// Signals shutdown and waits for `serve` to return; gives its duration.
@@ -119,13 +155,19 @@ impl TestServer {
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
-        let body = http_get(self.addr, path).await.1;
+        let (status, body) = self.get(path).await;
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
         serde_json::from_slice(&body).expect("json body")
     }
 
     /// The value of the first `/metrics` sample line starting with `series`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = String::from_utf8(http_get(self.addr, "/metrics").await.1).expect("utf-8");
+        let text = String::from_utf8(self.get("/metrics").await.1).expect("utf-8");
         text.lines()
             .find(|l| l.starts_with(series))
             .and_then(|l| l.rsplit(' ').next())
@@ -148,9 +190,22 @@ where
 
 /// A plain HTTP/1.1 GET; returns the status and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    http_get_with(addr, path, &[]).await
+}
+
+/// [`http_get`] with extra request headers.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     timeout(STEP, s.read_to_end(&mut buf))
