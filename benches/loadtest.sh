@@ -95,6 +95,9 @@ done
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# The servers this script starts are its own: an operator token exported for
+# another server would close their /status.json and /metrics to it.
+unset ARENA_OPERATOR_TOKEN
 LAYOUTS=${LAYOUTS:-single rooms}
 DURATION=${DURATION:-20}
 RAMP=${RAMP:-200}

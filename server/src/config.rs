@@ -354,20 +354,21 @@ impl Config {
 
     /// Snapshots due (by [`Self::snapshot_due`]) after tick `from` up to and
     /// including tick `to`: 1 from one snapshot to the next, however many
-    /// ticks apart. Across the tick counter's wrap, `to` is taken as
-    /// `2^32` ticks further.
+    /// ticks apart, the tick counter's wrap included.
     pub(crate) fn snapshots_between(&self, from: Tick, to: Tick) -> u64 {
         if self.snapshot_hz == self.tick_hz {
             // Every tick: no division in the fan-out's per-client path.
             return u64::from(to.0.wrapping_sub(from.0));
         }
         let (s, t) = (u64::from(self.snapshot_hz), u64::from(self.tick_hz));
-        let from = u64::from(from.0);
-        let mut to = u64::from(to.0);
-        if to < from {
-            to += 1 << 32;
+        // Due ticks in 1..=n: n * s / t (tick 0 is due as well).
+        let due_after_0 = |tick: u32| u64::from(tick) * s / t;
+        if to.0 >= from.0 {
+            due_after_0(to.0) - due_after_0(from.0)
+        } else {
+            // After `from` to the last tick, then tick 0, then up to `to`.
+            due_after_0(u32::MAX) - due_after_0(from.0) + 1 + due_after_0(to.0)
         }
-        (to * s) / t - (from * s) / t
     }
 }
 
@@ -534,7 +535,25 @@ mod tests {
                 assert_eq!(c.snapshots_between(Tick(pair[0]), Tick(pair[1])), 1);
             }
         }
-        let c = Config::default();
-        assert_eq!(c.snapshots_between(Tick(u32::MAX - 1), Tick(1)), 3);
+        // Across the wrap, as the due ticks fall (tick 0 is always due).
+        for (tick_hz, snapshot_hz) in [(30, 30), (60, 20), (60, 25), (30, 7)] {
+            let c = Config {
+                tick_hz,
+                snapshot_hz,
+                ..Config::default()
+            };
+            let ticks: Vec<u32> = (u32::MAX - 100..=u32::MAX).chain(0..100).collect();
+            for (i, &from) in ticks.iter().enumerate() {
+                let mut due = 0;
+                for &to in &ticks[i + 1..] {
+                    due += u64::from(c.snapshot_due(to));
+                    assert_eq!(
+                        c.snapshots_between(Tick(from), Tick(to)),
+                        due,
+                        "{tick_hz}/{snapshot_hz} from {from} to {to}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -237,10 +237,15 @@ impl RateGuard {
 pub struct OperatorToken([u8; 32]);
 
 impl OperatorToken {
-    /// The token `secret`; `None` if it is empty.
+    /// The token `secret`, without spaces or line ends around it (as a
+    /// secret file or an environment file often has); `None` if that leaves
+    /// nothing, or anything but visible ASCII, which an `Authorization`
+    /// header cannot carry as it is (a browser refuses to send it).
     #[must_use]
     pub fn new(secret: &str) -> Option<Self> {
-        (!secret.is_empty()).then(|| Self(Sha256::digest(secret.as_bytes()).into()))
+        let secret = secret.trim_ascii();
+        let usable = !secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic());
+        usable.then(|| Self(Sha256::digest(secret.as_bytes()).into()))
     }
 
     /// Whether an `Authorization` header value presents this token
@@ -281,6 +286,13 @@ mod tests {
             assert!(!token.admits(wrong), "{}", String::from_utf8_lossy(wrong));
         }
         assert!(OperatorToken::new("").is_none());
+        // Whitespace around it, as a secret file's last line end, is not
+        // part of it; within it, or past ASCII, it cannot be sent.
+        let file = OperatorToken::new(" s3cret-operator\n").expect("trimmed");
+        assert!(file.admits(b"Bearer s3cret-operator"));
+        for unusable in ["  \n", "two words", "caf\u{e9}"] {
+            assert!(OperatorToken::new(unusable).is_none(), "{unusable:?}");
+        }
         assert_eq!(format!("{token:?}"), "OperatorToken(..)");
     }
     use std::net::Ipv4Addr;

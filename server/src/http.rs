@@ -248,7 +248,13 @@ fn json_response(value: &impl Serialize) -> Response<Body> {
 
 fn status(state: &AppState, reader: Reader) -> Response<Body> {
     let m = &state.conn.metrics;
-    let handles = state.conn.registry.rooms();
+    let mut handles = state.conn.registry.rooms();
+    if reader != Reader::Operator {
+        // In the order of what is shown: the registry's order is the real
+        // names', which would place each private room among rooms whose
+        // names a prober chose, one comparison per room it opens.
+        handles.sort_by(|a, b| a.status.label.cmp(&b.status.label));
+    }
     let rooms: Vec<RoomView> = handles
         .iter()
         .map(|h| {

@@ -92,19 +92,20 @@ impl Registry {
     /// Opens the configured persistent rooms.
     pub(crate) fn open_persistent(self: &Arc<Self>) -> Result<(), DisconnectReason> {
         let mut inner = self.lock();
-        for spec in &self.config.persistent_rooms {
-            self.create(&mut inner, spec.name.clone(), false, true, spec.npcs)?;
+        for (i, spec) in self.config.persistent_rooms.iter().enumerate() {
+            self.create(&mut inner, spec.name.clone(), false, Some(i + 1), spec.npcs)?;
         }
         Ok(())
     }
 
-    /// Starts a room; the caller holds the lock.
+    /// Starts a room; the caller holds the lock. `persistent` is the room's
+    /// place (from 1) among the configured persistent rooms, if it is one.
     fn create(
         self: &Arc<Self>,
         inner: &mut Inner,
         name: String,
         public: bool,
-        persistent: bool,
+        persistent: Option<usize>,
         npcs: u32,
     ) -> Result<RoomHandle, DisconnectReason> {
         let Some(alive) = inner.alive.clone() else {
@@ -133,9 +134,18 @@ impl Registry {
             grid_epoch: self.grid_epoch,
             tick_phase,
             name: name.clone(),
+            // How anyone but an operator sees the room: a private room's
+            // name is the key to join it. A persistent room by its place in
+            // the configuration, the same after every restart for
+            // dashboards and alerts. (`#` is in no room name.)
+            label: match (public, persistent) {
+                (true, _) => name.clone(),
+                (false, Some(place)) => format!("persistent#{place}"),
+                (false, None) => format!("private#{serial}"),
+            },
             serial,
             public,
-            persistent,
+            persistent: persistent.is_some(),
             npcs,
         };
         let handle = room::spawn(
@@ -186,7 +196,7 @@ impl Registry {
                     }
                     None => {
                         let npcs = self.config.npcs;
-                        self.create(&mut inner, name.clone(), false, false, npcs)?
+                        self.create(&mut inner, name.clone(), false, None, npcs)?
                     }
                 }
             }
@@ -209,7 +219,7 @@ impl Registry {
                             .find(|name| !inner.rooms.contains_key(name))
                             .unwrap_or_else(|| unreachable!("names are unbounded"));
                         let npcs = self.config.npcs;
-                        self.create(&mut inner, name, true, false, npcs)?
+                        self.create(&mut inner, name, true, None, npcs)?
                     }
                 }
             }

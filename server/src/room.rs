@@ -254,8 +254,9 @@ pub struct RoomStatus {
     /// The room's name.
     pub name: String,
     /// How the room is shown to anyone but an operator: its name if it is
-    /// public, else `private#SERIAL` (a private room's name is the key to
-    /// join it; `#` is never in a room name). The `room` label of its
+    /// public; a private room's name is the key to join it, so
+    /// `persistent#N` for the Nth configured persistent room, else
+    /// `private#SERIAL` (`#` is in no room name). The `room` label of its
     /// metric series.
     pub label: String,
     /// The registry's number for this room, which its session tokens carry.
@@ -494,6 +495,8 @@ pub(crate) struct RoomSetup {
     /// The room's phase of the tick period ([`least_loaded_phase`]).
     pub(crate) tick_phase: u32,
     pub(crate) name: String,
+    /// See [`RoomStatus::label`].
+    pub(crate) label: String,
     pub(crate) serial: u32,
     pub(crate) public: bool,
     pub(crate) persistent: bool,
@@ -541,15 +544,10 @@ pub(crate) fn spawn(
     let input_capacity = (config.room_capacity * 4 * config.input_buffer).clamp(64, 1 << 16);
     let (input_tx, inputs) = mpsc::channel(input_capacity);
     let (publish, snapshots) = watch::channel(Arc::new(Published::default()));
-    let label = if setup.public {
-        setup.name.clone()
-    } else {
-        format!("private#{}", setup.serial)
-    };
-    let (players, entities) = metrics.room(&label);
+    let (players, entities) = metrics.room(&setup.label);
     let status = Arc::new(RoomStatus {
         name: setup.name.clone(),
-        label,
+        label: setup.label.clone(),
         serial: setup.serial,
         public: setup.public,
         persistent: setup.persistent,

@@ -808,10 +808,19 @@ async fn private_room_names_are_shown_to_the_operator_only() {
             .collect()
     };
 
-    // No token: public endpoints, private rooms unnamed.
-    let server = TestServer::start_public(Config::default()).await;
+    // No token: public endpoints, private rooms unnamed. Two more private
+    // rooms, made in the other order than their names': they must not be
+    // listed in their names' order either, which would place a private
+    // room among names a prober chose.
+    let server = TestServer::start_public(Config {
+        persistent_rooms: vec!["lobby".parse().expect("room spec")],
+        ..Config::default()
+    })
+    .await;
     let (_p, w) = Client::join_room(server.addr, "p", SECRET).await;
     assert_eq!(w.room, SECRET);
+    let (_z, _) = Client::join_room(server.addr, "z", "zzzz").await;
+    let (_a, _) = Client::join_room(server.addr, "a", "aaaa").await;
     let (_m, matched) = Client::join(server.addr, "m").await;
     let (code, rooms) = common::http_get(server.addr, "/rooms").await;
     assert_eq!(code, 200);
@@ -826,19 +835,27 @@ async fn private_room_names_are_shown_to_the_operator_only() {
         .iter()
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names.len(), 2, "both rooms counted: {names:?}");
+    assert_eq!(names.len(), 5, "every room counted: {names:?}");
     assert!(names.contains(&matched.room.as_str()), "{names:?}");
     assert!(
-        names.iter().any(|n| n.starts_with("private#")),
-        "the private room by its label: {names:?}"
+        names.contains(&"persistent#1"),
+        "the configured room by its place, the same at every start: {names:?}"
     );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("private#")).count(),
+        3,
+        "the private rooms by their labels: {names:?}"
+    );
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "listed in the order of what is shown");
     for path in ["/status.json", "/metrics", "/rooms"] {
         let (code, body) = common::http_get(server.addr, path).await;
         assert_eq!(code, 200, "{path}");
-        assert!(
-            !text(body).contains(SECRET),
-            "{path} names the private room"
-        );
+        let body = text(body);
+        for name in [SECRET, "zzzz", "aaaa", "lobby"] {
+            assert!(!body.contains(name), "{path} names the private room {name}");
+        }
     }
     server.stop().await;
 

@@ -185,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
             None => None,
             Some(token) => Some(
                 server::guard::OperatorToken::new(token)
-                    .context("--operator-token must not be empty")?,
+                    .context("--operator-token must be visible ASCII: no spaces within")?,
             ),
         },
         max_clients: args.max_clients,
