@@ -495,14 +495,19 @@ mod tests {
         ));
     }
 
+    /// The default configuration at these rates.
+    fn at_rates(tick_hz: u32, snapshot_hz: u32) -> Config {
+        Config {
+            tick_hz,
+            snapshot_hz,
+            ..Config::default()
+        }
+    }
+
     #[test]
     fn snapshot_cadence_matches_the_rate() {
         for (tick_hz, snapshot_hz) in [(30, 30), (60, 20), (30, 7), (128, 1)] {
-            let c = Config {
-                tick_hz,
-                snapshot_hz,
-                ..Config::default()
-            };
+            let c = at_rates(tick_hz, snapshot_hz);
             let due = (1..=tick_hz * 10).filter(|&t| c.snapshot_due(t)).count();
             assert_eq!(due as u32, snapshot_hz * 10, "{tick_hz}/{snapshot_hz}");
         }
@@ -515,11 +520,7 @@ mod tests {
     #[test]
     fn snapshots_between_counts_the_due_ticks() {
         for (tick_hz, snapshot_hz) in [(30, 30), (60, 20), (60, 25), (30, 7)] {
-            let c = Config {
-                tick_hz,
-                snapshot_hz,
-                ..Config::default()
-            };
+            let c = at_rates(tick_hz, snapshot_hz);
             let due: Vec<u32> = (0..200).filter(|&t| c.snapshot_due(t)).collect();
             for from in 0..100 {
                 for to in from..200 {
@@ -537,11 +538,7 @@ mod tests {
         }
         // Across the wrap, as the due ticks fall (tick 0 is always due).
         for (tick_hz, snapshot_hz) in [(30, 30), (60, 20), (60, 25), (30, 7)] {
-            let c = Config {
-                tick_hz,
-                snapshot_hz,
-                ..Config::default()
-            };
+            let c = at_rates(tick_hz, snapshot_hz);
             let ticks: Vec<u32> = (u32::MAX - 100..=u32::MAX).chain(0..100).collect();
             for (i, &from) in ticks.iter().enumerate() {
                 let mut due = 0;
