@@ -411,11 +411,28 @@ fn upgrade(
             Ok(Err(e)) => return debug!(error = %e, "upgrade failed"),
             Err(_) => return debug!("upgrade timed out"),
         };
-        ctx.metrics.connections.inc();
+        let _open = Open::new(&ctx.metrics.connections);
         connection::run(ws, peer, ctx.clone()).await;
-        ctx.metrics.connections.dec();
     });
     response.map(|_| Full::new(Bytes::new()))
+}
+
+/// One WebSocket counted in `arena_connections` for as long as it lives,
+/// however its task ends: a panic, which tokio catches, must not leave the
+/// gauge one too high for good.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Routes one request.
@@ -494,6 +511,20 @@ pub(crate) async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_connection_is_uncounted_however_it_ends() {
+        let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        drop(Open::new(&gauge));
+        assert_eq!(gauge.get(), 0);
+        let unwound = std::panic::catch_unwind(|| {
+            let _open = Open::new(&gauge);
+            assert_eq!(gauge.get(), 1);
+            panic!("a bug in the connection's task");
+        });
+        assert!(unwound.is_err());
+        assert_eq!(gauge.get(), 0);
+    }
 
     #[test]
     fn content_types_by_extension() {
