@@ -80,8 +80,8 @@ struct Args {
     #[arg(long, env = "ARENA_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<u32>,
     /// Apply --max-clients-per-ip and --max-connections-per-ip to loopback
-    /// peers too.
-    #[arg(long, env = "ARENA_LIMIT_LOOPBACK")]
+    /// peers too. (The variable takes 1/0, true/false, yes/no or on/off.)
+    #[arg(long, env = "ARENA_LIMIT_LOOPBACK", value_parser = clap::builder::BoolishValueParser::new())]
     limit_loopback: bool,
     /// Web origins allowed to open the game's WebSocket, comma-separated
     /// (`https://play.example.com`). The page's own host and localhost are
