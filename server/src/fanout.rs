@@ -260,6 +260,13 @@ impl Subscriber {
             // (`last_sent`), not here as well.
             return true;
         }
+        match self.out.precheck() {
+            Offer::Closed => return false,
+            // Still writing an earlier frame: skipped before the encode,
+            // which it would waste (counted at the next snapshot written).
+            Offer::Busy => return true,
+            Offer::Sent => {}
+        }
         let started = Instant::now();
         let delta = &mut scratch.delta;
         let shared = published.shared_delta(baseline.as_ref().map(|p| p.state.tick), || {
@@ -426,6 +433,64 @@ mod tests {
                 Some(DisconnectReason::ServerShutdown)
             );
         }
+    }
+
+    /// A client whose socket has not taken its last frame is skipped before
+    /// its snapshot is encoded: a slow client costs no diff + encode, and
+    /// the encode histogram counts only snapshots written.
+    #[tokio::test]
+    async fn a_client_still_writing_costs_no_encode() {
+        let config = Config::default();
+        let metrics = Metrics::new();
+        let mut world = World::new(WorldConfig::default());
+        for _ in 0..2_000 {
+            world.spawn_npc();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        // A player that reads nothing, behind small socket buffers: the
+        // first (full) snapshot does not fit, and no writer task finishes it.
+        let far = tokio::net::TcpSocket::new_v4().expect("socket");
+        far.set_recv_buffer_size(4096).expect("receive buffer");
+        let _far = far
+            .connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (near, _) = listener.accept().await.expect("accept");
+        socket2::SockRef::from(&near)
+            .set_send_buffer_size(4096)
+            .expect("send buffer");
+        let (_, write) = near.into_split();
+        let acked = Arc::new(AtomicU64::new(NO_ACK));
+        let mut client = Subscriber::new(
+            Arc::new(Outbox::new(write)),
+            PlayerHandle::for_test(0),
+            Arc::clone(&acked),
+            Arc::new(Heard::new()),
+            None,
+            world.tick(),
+            &config,
+        );
+        let mut scratch = Scratch::default();
+        for _ in 0..20 {
+            world.step();
+            let published = Arc::new(Published::new(world.snapshot(), vec![0]));
+            assert!(client.on_publish(&published, Instant::now(), &mut scratch, &config, &metrics));
+            // Acknowledged as if read: every later snapshot has a baseline.
+            acked.store(u64::from(published.state.tick.0), Relaxed);
+        }
+        assert_eq!(metrics.snapshots_sent.get(), 1, "the full snapshot only");
+        let encodes = metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("arena_snapshot_encode_seconds_count "))
+            .map(str::to_owned);
+        assert_eq!(
+            encodes.as_deref(),
+            Some("1"),
+            "one encode, for the snapshot written"
+        );
     }
 
     /// The server's own per-client path allocates nothing per tick: what a

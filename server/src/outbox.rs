@@ -101,6 +101,21 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// For the fan-out, before it encodes: what [`Self::offer`] would
+    /// answer without writing anything, `Closed` or `Busy`, or `Sent` when
+    /// it would try the socket. A client that cannot take a snapshot is not
+    /// worth its encode.
+    pub(crate) fn precheck(&self) -> Offer {
+        let state = self.lock();
+        if state.closed {
+            Offer::Closed
+        } else if state.has_pending() {
+            Offer::Busy
+        } else {
+            Offer::Sent
+        }
+    }
+
     /// For the fan-out: writes `parts` (one or more whole frames) now, as
     /// far as the socket takes them; the rest waits in the outbox and the
     /// writer task finishes it under the write timeout.
