@@ -19,7 +19,8 @@ pub enum Phase {
     Ingest,
     /// `World::step`.
     Simulate,
-    /// Building and publishing the snapshot.
+    /// Building and publishing the snapshot, observed on the ticks that
+    /// publish one (every `tick_hz / snapshot_hz`).
     Snapshot,
     /// The whole tick.
     Total,

@@ -192,6 +192,20 @@ async fn baseline_ages_on_the_status_page_count_snapshots_not_ticks() {
     };
     assert_eq!(bucket("3.0"), bucket("0.0"), "no delta 1 to 3 ticks old");
     assert!(bucket("4.0") - bucket("3.0") >= age_1 as f64);
+    // The snapshot phase of the tick is timed on the ticks that publish
+    // one, a quarter of them (give or take ticks run while the scrape
+    // was being rendered).
+    let phase = |p: &str| {
+        sample(
+            &done,
+            &format!("arena_tick_duration_seconds_count{{phase=\"{p}\"}}"),
+        )
+    };
+    let (ticks, publishing) = (phase("Total"), phase("Snapshot"));
+    assert!(
+        (publishing * 4.0 - ticks).abs() <= 8.0,
+        "{publishing} snapshot phases in {ticks} ticks"
+    );
     server.stop().await;
 }
 
