@@ -544,7 +544,15 @@ pub(crate) fn spawn(
     let input_capacity = (config.room_capacity * 4 * config.input_buffer).clamp(64, 1 << 16);
     let (input_tx, inputs) = mpsc::channel(input_capacity);
     let (publish, snapshots) = watch::channel(Arc::new(Published::default()));
-    let (players, entities) = metrics.room(&setup.label);
+    // Series of their own for public and configured rooms only: rooms
+    // made by name are as many as players care to create, each under a
+    // label of its own, and every series a scrape ever saw stays in
+    // Prometheus. They are counted in `arena_rooms` and the totals.
+    let (players, entities) = if setup.public || setup.persistent {
+        metrics.room(&setup.label)
+    } else {
+        (Gauge::default(), Gauge::default())
+    };
     let status = Arc::new(RoomStatus {
         name: setup.name.clone(),
         label: setup.label.clone(),

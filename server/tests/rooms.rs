@@ -388,12 +388,21 @@ async fn an_empty_room_is_disposed_after_its_grace_but_a_persistent_one_stays() 
     .await;
     let (mut c, w) = Client::join_room(server.addr, "solo", "brief").await;
     assert_eq!(w.room, "brief");
-    assert_eq!(room_series(&server).await, 2, "the lobby's and brief's");
-    c.send(&ClientMsg::Leave).await;
-    c.expect_close().await;
+    // A matchmade room too: public rooms have series of their own.
+    let (mut m, matched) = Client::join(server.addr, "matched").await;
+    assert_eq!(
+        room_series(&server).await,
+        2,
+        "the lobby's and the public room's; none for a room made by name"
+    );
+    for c in [&mut c, &mut m] {
+        c.send(&ClientMsg::Leave).await;
+        c.expect_close().await;
+    }
+    wait_until_disposed(&server, &matched.room).await;
     assert_eq!(wait_until_disposed(&server, "brief").await, ["lobby"]);
     assert_eq!(server.metric("arena_rooms ").await, 1.0);
-    // Its per-room series went with it.
+    // The public room's series went with it.
     assert_eq!(room_series(&server).await, 1, "the lobby's");
     // The name can be used again: a new room.
     let (_c, w) = Client::join_room(server.addr, "again", "brief").await;
@@ -685,8 +694,8 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     assert!(room_threads().contains(&"room-held".to_owned()));
     assert_eq!(server.metric("arena_rooms_evicted_total").await, 1.0);
     assert_eq!(server.metric("arena_rooms ").await, 2.0);
-    // Its per-room series went with it: held's and new's are left.
-    assert_eq!(room_series(&server).await, 2);
+    // Rooms made by name have no series of their own.
+    assert_eq!(room_series(&server).await, 0);
     // A connection lost without a leave keeps its session (and its seat)
     // for the resume grace: "new" is not empty, so a fourth room is
     // refused, and so is any while both rooms are held.
