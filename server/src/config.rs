@@ -194,6 +194,10 @@ pub enum ConfigError {
     /// `now + duration`, which must not overflow.
     #[error("{0} is longer than one day")]
     TooLong(&'static str),
+    /// An NPC count above [`MAX_NPCS`], or one that is not a number, for
+    /// the server (`npcs`) or a persistent room (`NAME:NPCS`).
+    #[error("NPC count {0:?} is not a number up to {MAX_NPCS}")]
+    Npcs(String),
     /// A count above [`MAX_COUNT`].
     #[error("{0} is above {MAX_COUNT}")]
     TooMany(&'static str),
@@ -227,6 +231,12 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// semaphores built from them cannot overflow.
 pub const MAX_COUNT: usize = 1 << 20;
 
+/// Most NPCs in one room: twice the largest world the tick bench measures
+/// (50,000 entities, 27 ns each), a few milliseconds a tick. A room spawns
+/// its NPCs before its loop starts, so a count far beyond would hold its
+/// thread, and its memory, before the first tick.
+pub const MAX_NPCS: u32 = 100_000;
+
 /// A room the server opens at start and keeps open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomSpec {
@@ -246,7 +256,9 @@ impl std::str::FromStr for RoomSpec {
                 name,
                 Some(
                     npcs.parse()
-                        .map_err(|_| ConfigError::RoomName(s.to_owned()))?,
+                        .ok()
+                        .filter(|&n| n <= MAX_NPCS)
+                        .ok_or_else(|| ConfigError::Npcs(npcs.to_owned()))?,
                 ),
             ),
             None => (s, None),
@@ -321,6 +333,11 @@ impl Config {
         }
         if !(1..=MAX_TICK_PHASES).contains(&self.tick_phases) {
             return Err(ConfigError::TickPhases(self.tick_phases));
+        }
+        for npcs in std::iter::once(self.npcs).chain(self.persistent_rooms.iter().map(|r| r.npcs)) {
+            if npcs > MAX_NPCS {
+                return Err(ConfigError::Npcs(npcs.to_string()));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for room in &self.persistent_rooms {
@@ -482,9 +499,20 @@ mod tests {
             "big-1:500".parse::<RoomSpec>().ok().map(|r| r.npcs),
             Some(500)
         );
-        for bad in ["", "a b", "x:", "x:-1", "x:y"] {
+        for bad in ["", "a b", "x:", "x:-1", "x:y", "x:100001"] {
             assert!(bad.parse::<RoomSpec>().is_err(), "{bad}");
         }
+        // A bad count is named as such, not as a bad room name.
+        assert!(matches!("x:y".parse::<RoomSpec>(), Err(ConfigError::Npcs(n)) if n == "y"));
+        assert_eq!(
+            "x:100000".parse::<RoomSpec>().ok().map(|r| r.npcs),
+            Some(MAX_NPCS)
+        );
+        let crowded = Config {
+            npcs: MAX_NPCS + 1,
+            ..Config::default()
+        };
+        assert!(matches!(crowded.validate(), Err(ConfigError::Npcs(_))));
         let twice = Config {
             persistent_rooms: vec!["a".parse().expect("valid"), "a".parse().expect("valid")],
             ..Config::default()

@@ -29,7 +29,7 @@ struct Args {
     /// Snapshots per second (1..=tick rate). Default: the tick rate.
     #[arg(long, env = "ARENA_SNAPSHOT_HZ")]
     snapshot_hz: Option<u32>,
-    /// Server-driven wandering NPCs per room.
+    /// Server-driven wandering NPCs per room (at most 100,000).
     #[arg(long, env = "ARENA_NPCS", default_value_t = Config::default().npcs)]
     npcs: u32,
     /// Players per room, counting those whose session awaits a resume.
