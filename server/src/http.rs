@@ -342,6 +342,20 @@ fn status(state: &AppState, reader: Reader) -> Response<Body> {
 }
 
 fn metrics(state: &AppState) -> Response<Body> {
+    let worst_us = state
+        .conn
+        .registry
+        .rooms()
+        .iter()
+        .map(|h| {
+            h.status
+                .ticks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .p99_us
+        })
+        .fold(0.0, f64::max);
+    state.conn.metrics.worst_room_tick_p99.set(worst_us / 1e6);
     respond(
         StatusCode::OK,
         state.conn.metrics.render(),

@@ -74,6 +74,11 @@ pub struct Metrics {
     tick_phases: [Histogram; 4],
     /// Ticks skipped because the loop fell behind.
     pub tick_overruns: Counter,
+    /// The highest tick p99 of any room over its last 10 seconds of
+    /// ticks, in seconds, set when `/metrics` is read: one slow room among
+    /// a hundred is under 1% of the tick histogram's samples and never
+    /// reaches its p99.
+    pub worst_room_tick_p99: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// How late each tick started against its deadline, in seconds.
     pub tick_jitter: Histogram,
     room_players: Family<RoomLabel, Gauge>,
@@ -191,6 +196,13 @@ impl Metrics {
             "tick_overruns",
             "Ticks skipped because the loop fell behind",
             tick_overruns.clone(),
+        );
+        let worst_room_tick_p99 = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        root.register_with_unit(
+            "worst_room_tick_p99",
+            "The highest tick p99 of any room over its last 10 s of ticks",
+            Unit::Seconds,
+            worst_room_tick_p99.clone(),
         );
         let tick_jitter = Histogram::new(exponential_buckets(10e-6, 2.0, 14));
         root.register_with_unit(
@@ -358,6 +370,7 @@ impl Metrics {
             registry: root,
             tick_phases,
             tick_overruns,
+            worst_room_tick_p99,
             tick_jitter,
             room_players,
             room_entities,

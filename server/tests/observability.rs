@@ -66,6 +66,10 @@ async fn metrics_and_status_move_while_clients_play() {
         );
     }
     assert_eq!(sample(&after, "arena_connections"), 1.0);
+    // The only room's tick p99 (refreshed each second of ticks), as the
+    // worst room's, in seconds.
+    let worst = sample(&after, "arena_worst_room_tick_p99_seconds");
+    assert!(worst > 0.0 && worst < 1.0, "worst room tick p99 {worst} s");
     let room = &welcome.room;
     assert_eq!(
         sample(&after, &format!("arena_room_players{{room=\"{room}\"}}")),
