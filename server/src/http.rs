@@ -40,6 +40,8 @@ pub(crate) struct AppState {
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
     /// When the server started.
     pub(crate) started: std::time::Instant,
+    /// One permit per open TCP connection, of any kind: `max_connections`.
+    pub(crate) connections: Arc<Semaphore>,
 }
 
 /// A response with a body, its content type, and optionally a cache policy.
@@ -356,6 +358,8 @@ fn metrics(state: &AppState) -> Response<Body> {
         })
         .fold(0.0, f64::max);
     state.conn.metrics.worst_room_tick_p99.set(worst_us / 1e6);
+    let open = state.conn.config.max_connections - state.connections.available_permits();
+    state.conn.metrics.tcp_connections.set(open as i64);
     respond(
         StatusCode::OK,
         state.conn.metrics.render(),

@@ -121,16 +121,32 @@ pub async fn serve(
         ),
         done: done_tx,
         started: std::time::Instant::now(),
+        connections: Arc::new(Semaphore::new(config.max_connections)),
     });
-    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let connections = Arc::clone(&state.connections);
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(1);
+    let mut full_logged: Option<std::time::Instant> = None;
     loop {
         // Wait for a connection slot first: beyond `max_connections` the
         // kernel's backlog queues new peers instead of us.
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&connections).acquire_owned() => permit?,
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                state.conn.metrics.connection_slots_full.inc();
+                if full_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    warn!(
+                        max_connections = config.max_connections,
+                        "every connection slot is taken: new connections, health probes \
+                         included, wait in the listen backlog"
+                    );
+                    full_logged = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    permit = Arc::clone(&connections).acquire_owned() => permit?,
+                }
+            }
         };
         let accepted = tokio::select! {
             () = &mut shutdown => break,

@@ -108,6 +108,13 @@ pub struct Metrics {
     /// Upgrade requests refused with 429 (too many WebSockets from the IP),
     /// and connections closed at accept (too many of any kind from it).
     pub refused_per_ip: Counter,
+    /// TCP connections open now, of any kind (`max_connections` at most),
+    /// set when `/metrics` is read.
+    pub tcp_connections: Gauge,
+    /// Times the accept loop found every connection slot taken and waited:
+    /// new peers, `/healthz` probes included, queue in the kernel's backlog
+    /// meanwhile.
+    pub connection_slots_full: Counter,
     /// Messages dropped by a connection's rate limit.
     pub rate_limited: Counter,
     /// Inputs decoded from clients.
@@ -282,6 +289,18 @@ impl Metrics {
             "Upgrades refused (HTTP 429), or connections closed at accept, because their IP had too many",
             refused_per_ip.clone(),
         );
+        let tcp_connections = Gauge::default();
+        root.register(
+            "tcp_connections",
+            "TCP connections open, of any kind (HTTP and WebSocket)",
+            tcp_connections.clone(),
+        );
+        let connection_slots_full = Counter::default();
+        root.register(
+            "connection_slots_full",
+            "Times every connection slot was taken and new connections waited in the backlog",
+            connection_slots_full.clone(),
+        );
         let rate_limited = Counter::default();
         root.register(
             "messages_rate_limited",
@@ -386,6 +405,8 @@ impl Metrics {
             refused_full,
             refused_origin,
             refused_per_ip,
+            tcp_connections,
+            connection_slots_full,
             rate_limited,
             inputs_received,
             inputs_applied,

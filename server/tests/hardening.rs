@@ -716,6 +716,10 @@ async fn websockets_count_against_the_connection_cap() {
         .await
         .expect("served once a player left");
     assert_eq!(status, 200);
+    // The operator can see it happened, and what is open: the other
+    // player, the idle connection and this scrape.
+    assert!(server.metric("arena_connection_slots_full_total").await >= 1.0);
+    assert_eq!(server.metric("arena_tcp_connections").await, 3.0);
     server.stop().await;
 }
 
