@@ -81,3 +81,26 @@ test('a cancelled pointer or a lost focus releases everything', () => {
   fire(globalThis.window, 'blur');
   assert.equal(input.sampleButtons(), 0, 'blur releases keys and the mouse');
 });
+
+test('shortcuts and keys pressed on a button or link are not the game\'s', () => {
+  const { input } = setup();
+  /** @param {Record<string, unknown>} fields @param {unknown} [target] */
+  const key = (fields, target) => {
+    const ev = Object.assign(new Event('keydown', { cancelable: true }), fields);
+    if (target) Object.defineProperty(ev, 'target', { value: target });
+    globalThis.window.dispatchEvent(ev);
+    return ev;
+  };
+  // Cmd+W / Ctrl+S: on macOS the W's keyup never comes while Cmd is held.
+  assert.ok(!key({ code: 'KeyW', metaKey: true }).defaultPrevented);
+  assert.ok(!key({ code: 'KeyS', ctrlKey: true }).defaultPrevented);
+  assert.equal(input.sampleButtons(), 0, 'no key held by a shortcut');
+  // Space on the focused "Reconnect now" button presses the button.
+  const onButton = key({ code: 'Space' }, { tagName: 'BUTTON' });
+  assert.ok(!onButton.defaultPrevented, 'the button gets its Space');
+  assert.equal(input.sampleButtons(), 0, 'and the game does not fire');
+  assert.ok(!key({ code: 'ArrowUp' }, { tagName: 'A' }).defaultPrevented);
+  // On the page itself, the same keys play.
+  assert.ok(key({ code: 'Space' }).defaultPrevented);
+  assert.ok((input.sampleButtons() & Buttons.FIRE) !== 0);
+});

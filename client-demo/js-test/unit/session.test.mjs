@@ -626,6 +626,71 @@ test('no reconnect after a replaced session, a leave, bad auth or a broken rule'
   }
 });
 
+test('a room name the server would refuse is refused before connecting, with the room advice', () => {
+  withFakeClock((clock) => {
+    // Past the size of a hello, the server would answer "message too
+    // large", whose advice (a newer client) is wrong.
+    for (const room of ['x'.repeat(2000), 'a b', 'é']) {
+      const c = connection({ room });
+      c.conn.connect();
+      assert.equal(FakeSocket.all.length, 0, `${room.slice(0, 8)}: no socket opened`);
+      const s = c.status();
+      assert.equal(s.state, 'closed');
+      assert.equal(s.fatal, true);
+      assert.match(s.message, /room name in the address cannot be used: invalid room name/);
+      assert.equal(s.hint, stopAdvice({ type: 'InvalidRoomName' }).hint);
+      clock.advance(60000);
+      assert.equal(FakeSocket.all.length, 0, 'and never retried');
+    }
+  });
+});
+
+test('a second welcome, or one of another protocol, is not taken', () => {
+  withFakeClock((clock) => {
+    const c = connection();
+    c.conn.connect();
+    c.last().open();
+    c.last().receive(welcome());
+    const first = c.last();
+    first.receive(welcome({ playerId: 8 }));
+    assert.equal(c.welcomes.length, 1, 'the second one is not applied');
+    assert.deepEqual(first.closedByClient, { code: CLOSE_UNREADABLE, reason: 'unexpected welcome' });
+    assert.equal(c.status().state, 'closed');
+    assert.equal(c.status().resuming, true, 'the session is kept and resumed');
+    assert.equal(c.conn.pingTimer, null, 'no timers left running');
+    c.conn.teardown();
+    if (c.conn.retryTimer) clearTimeout(c.conn.retryTimer);
+    clock.advance(0);
+
+    const d = connection();
+    d.conn.connect();
+    d.last().open();
+    d.last().receive(welcome({ protocol: PROTOCOL_VERSION + 1 }));
+    assert.equal(d.welcomes.length, 0);
+    assert.equal(d.status().fatal, true);
+    assert.match(d.status().message, new RegExp(`speaks protocol ${PROTOCOL_VERSION + 1}; this page speaks ${PROTOCOL_VERSION}`));
+    assert.equal(d.status().button, 'reload');
+  });
+});
+
+test('a refused reconnect names the server\'s reason', () => {
+  withFakeClock((clock) => {
+    const c = connection({ room: 'duel' });
+    c.conn.connect();
+    c.last().open();
+    c.last().receive(welcome({ room: 'duel' }));
+    c.last().die();
+    assert.match(c.status().message, /^Connection lost$/);
+    clock.advance(700);
+    c.last().open();
+    c.last().kick({ type: 'RoomFull' });
+    assert.equal(c.status().fatal, false);
+    assert.equal(c.status().message, 'Connection lost (reconnect attempt 1 failed: room full)');
+    c.conn.teardown();
+    if (c.conn.retryTimer) clearTimeout(c.conn.retryTimer);
+  });
+});
+
 test('leaving ends the game for good, and "Play again" joins as a new player', () => {
   withFakeClock((clock) => {
     const c = connection({ room: 'duel' });

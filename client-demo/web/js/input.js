@@ -40,6 +40,12 @@ export class Input {
         if (!e.repeat) hooks.onToggleStats();
         return;
       }
+      // A shortcut (Ctrl/Cmd + key) is the browser's: on macOS the key's
+      // keyup never comes while Cmd is held, and the player would run on.
+      // Space or Enter on a focused button or link presses it.
+      if (e.ctrlKey || e.metaKey) return;
+      const tag = /** @type {{tagName?: string}|null} */ (e.target)?.tagName;
+      if (tag === 'BUTTON' || tag === 'A') return;
       if (KEY_BUTTONS.has(e.code)) {
         e.preventDefault(); // arrows and space would scroll the page
         if (e.code === 'Space' && !this.keys.has('Space')) this.pendingClicks++;

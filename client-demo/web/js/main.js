@@ -34,8 +34,8 @@ if (!name) name = cleanName(getPref('arena.name') ?? '') || randomName();
 setPref('arena.name', name);
 if (params.has('stats')) setPref('arena.stats', params.get('stats') === '0' ? 'off' : 'on');
 
-// An empty `?room=` is matchmaking. Anything else goes to the server as is:
-// it answers a bad name with InvalidRoomName, which the page shows.
+// An empty `?room=` is matchmaking. A name the server would refuse is
+// refused by the page before it connects (net.js), with the same advice.
 const room = params.get('room') || null;
 const auth = params.get('token') || null;
 

@@ -16,8 +16,8 @@
 // and pongs every second, so a silent server means a dead link: after
 // SILENCE_TIMEOUT_MS the socket is abandoned and the session resumed.
 
-import { CodecError, decodeServer, encodeClient } from './codec.js';
-import { reasonText } from './protocol.js';
+import { CodecError, decodeServer, encodeClient, isValidRoomName } from './codec.js';
+import { PROTOCOL_VERSION, reasonText } from './protocol.js';
 import { SessionStore, helloFor, nextStep } from './session.js';
 
 /** First retry delay (ms); doubles per failed attempt up to MAX_BACKOFF_MS. */
@@ -148,6 +148,13 @@ export class Connection {
     this.welcomed = false;
     this.serverReason = null;
     this.leaving = false;
+    if (this.opts.room !== null && !isValidRoomName(this.opts.room)) {
+      // The server would refuse it as InvalidRoomName, or, past the size
+      // of a hello, as a message too large, whose advice is wrong here.
+      this.serverReason = { type: 'InvalidRoomName' };
+      this.closed(`The room name in the address cannot be used: ${reasonText(this.serverReason)}`, 'stop');
+      return;
+    }
     const hello = helloFor({ name: this.opts.name(), room: this.opts.room, auth: this.opts.auth, session: this.session });
     this.resuming = hello.resume !== null;
     this.setStatus({ state: 'connecting', resuming: this.resuming, note });
@@ -218,6 +225,19 @@ export class Connection {
   dispatch(msg, bytes) {
     switch (msg.type) {
       case 'Welcome':
+        if (this.welcomed || msg.protocol !== PROTOCOL_VERSION) {
+          // A second welcome would start a second set of timers; another
+          // protocol's means this page no longer understands the server.
+          const ws = this.ws;
+          this.serverReason = null;
+          ws?.close(CLOSE_UNREADABLE, 'unexpected welcome');
+          if (this.welcomed) {
+            this.closed('The server sent a second welcome', 'resume');
+          } else {
+            this.closed(`The server speaks protocol ${msg.protocol}; this page speaks ${PROTOCOL_VERSION}`, 'stop');
+          }
+          return;
+        }
         if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
         this.handshakeTimer = null;
         this.welcomed = true;
@@ -334,7 +354,9 @@ export class Connection {
     if (sessionEnded || this.lostMessage === null || step === 'stop') {
       this.lostMessage = message;
     } else if (step !== 'fresh') {
-      message = `${this.lostMessage} (reconnect attempt ${this.attempt} failed)`;
+      // The server's own words, when it refused the attempt.
+      const why = reason ? `: ${reasonText(reason)}` : '';
+      message = `${this.lostMessage} (reconnect attempt ${this.attempt} failed${why})`;
     }
     if (step === 'stop') {
       const { hint, button } = stopAdvice(reason);
