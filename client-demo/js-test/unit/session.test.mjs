@@ -710,6 +710,46 @@ test('leaving ends the game for good, and "Play again" joins as a new player', (
   });
 });
 
+test('a leave sticks whatever becomes of the connection', () => {
+  /** @param {(c: ReturnType<typeof connection>, clock: any) => void} after */
+  const leaveThen = (after) =>
+    withFakeClock((clock) => {
+      const c = connection({ room: 'duel' });
+      c.conn.connect();
+      c.last().open();
+      c.last().receive(welcome({ room: 'duel' }));
+      c.conn.leave();
+      assert.equal(c.storage.getItem(SESSION_KEY), null, 'the session is forgotten at once');
+      after(c, clock);
+      const s = c.status();
+      assert.equal(s.state, 'closed');
+      assert.equal(s.fatal, true);
+      assert.equal(s.message, 'You left the game');
+      assert.equal(s.button, 'rejoin');
+      clock.advance(60000);
+      assert.equal(FakeSocket.all.length, 1, 'never reconnected, neither resumed nor fresh');
+    });
+  // The connection drops before the server's answer.
+  leaveThen((c) => c.last().die());
+  // The server goes silent instead.
+  leaveThen((c, clock) => clock.advance(10000));
+  // Leaving while the page is reconnecting stops the retries.
+  withFakeClock((clock) => {
+    const c = connection();
+    c.conn.connect();
+    c.last().open();
+    c.last().receive(welcome());
+    c.last().die();
+    assert.equal(c.status().fatal, false, 'a retry is scheduled');
+    c.conn.leave();
+    assert.equal(c.status().fatal, true);
+    assert.equal(c.status().message, 'You left the game');
+    assert.equal(c.storage.getItem(SESSION_KEY), null);
+    clock.advance(60000);
+    assert.equal(FakeSocket.all.length, 1, 'the scheduled retry never ran');
+  });
+});
+
 test('a server gone silent is given up and the session resumed', () => {
   withFakeClock((clock) => {
     const c = connection();

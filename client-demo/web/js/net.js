@@ -202,8 +202,8 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       let message;
-      const step = nextStep(this.serverReason);
-      if (this.serverReason?.type === 'Left' && this.leaving) {
+      const step = this.leaving ? 'stop' : nextStep(this.serverReason);
+      if (this.leaving) {
         message = 'You left the game';
       } else if (this.serverReason) {
         message = `Disconnected by the server: ${reasonText(this.serverReason)}`;
@@ -296,15 +296,33 @@ export class Connection {
   checkSilence() {
     const silent = performance.now() - this.lastMessageAt;
     if (this.welcomed && silent > SILENCE_TIMEOUT_MS) {
-      this.closed(`Connection lost (nothing from the server for ${Math.round(silent / 1000)} s)`, 'resume');
+      if (this.leaving) {
+        this.closed('You left the game', 'stop');
+      } else {
+        this.closed(`Connection lost (nothing from the server for ${Math.round(silent / 1000)} s)`, 'resume');
+      }
     }
   }
 
-  /** Leaves the game for good: the server frees the seat and answers Left. */
+  /**
+   * Leaves the game for good: the server frees the seat and answers Left.
+   * From then on the game is over for this page whatever becomes of the
+   * connection: a close or a silence before the answer must not resume the
+   * session, or join afresh, behind the player's back. Not connected (the
+   * page is reconnecting), it stops trying and lets the session lapse at
+   * the server (its resume grace).
+   */
   leave() {
-    if (!this.playing) return;
     this.leaving = true;
-    this.send({ type: 'Leave' });
+    if (this.playing) {
+      this.send({ type: 'Leave' });
+      this.forgetSession();
+      return;
+    }
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.serverReason = null;
+    this.closed('You left the game', 'stop');
   }
 
   /** Joins as a new player, giving up any session this tab holds. */
@@ -346,7 +364,8 @@ export class Connection {
   closed(message, step) {
     const sessionEnded = this.welcomed;
     const wasResuming = this.resuming;
-    const reason = this.serverReason;
+    // A page that left is told so, whether or not the server's answer came.
+    const reason = this.serverReason ?? (this.leaving ? { type: 'Left' } : null);
     this.teardown();
     this.welcomed = false;
     if (step !== 'resume') this.forgetSession();
