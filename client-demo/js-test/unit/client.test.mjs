@@ -277,6 +277,21 @@ test('others never stop under heavy jitter', () => {
   assert.equal(interp.underruns - underrunsBefore, 0, 'underruns after the first 3 s');
 });
 
+test('a stall is counted once, however many frames it lasts', () => {
+  // 30 Hz, 20 ms one way; nothing between 2 s and 3 s (a stalled link),
+  // then the ticks of that second and on arrive again.
+  const tickMs = 1000 / 30;
+  const interp = new Interpolator(30, 30, 100);
+  const arrivals = [];
+  for (let tick = 1; tick * tickMs < 5000; tick++) {
+    const at = tick * tickMs + 20;
+    if (at < 2000 || at >= 3000) arrivals.push([at, tick]);
+  }
+  playFrames(interp, arrivals, 5000, () => {});
+  // About 55 frames of 60 Hz ran past the newest snapshot: one stall.
+  assert.equal(interp.underruns, 1);
+});
+
 test('interpolation glides at low snapshot rates and snaps on respawns', () => {
   // 3 snapshots a second at 30 Hz: a shot moves 960 quanta between two.
   const interp = new Interpolator(30, 3, 100);

@@ -125,11 +125,14 @@ export class Game {
         this.stats.pingMs = rtt;
         this.pacer.onRtt(rtt);
       },
-      onStatus: (s) =>
+      onStatus: (s) => {
+        // No ping while there is no connection to measure.
+        if (s.state !== 'playing') this.stats.pingMs = null;
         this.ui.showStatus(s, {
           reconnect: () => this.conn.connect(),
           rejoin: () => this.conn.rejoin(),
-        }),
+        });
+      },
     });
   }
 

@@ -83,8 +83,14 @@ export class Interpolator {
     this.targetDelayTicks = this.minDelayTicks;
     /** When the last frame was sampled (local ms), or null. */
     this.sampledAt = /** @type {number|null} */ (null);
-    /** Frames that had to extrapolate past the newest snapshot. */
+    /**
+     * Times the picture ran past the newest snapshot and had to
+     * extrapolate: once per stall, however many frames it lasts (a count
+     * per frame would grow with the display's refresh rate).
+     */
     this.underruns = 0;
+    /** Whether the last frame was past the newest snapshot. */
+    this.underrunning = false;
     /** Highest-tick state pushed, to unwrap u32 ticks into a monotonic number. */
     this.baseTick = /** @type {number|null} */ (null);
     /**
@@ -203,9 +209,11 @@ export class Interpolator {
 
     const first = this.states[0];
     const newest = this.states[n - 1];
+    const past = rt > newest.tick + 0.5;
+    if (past && !this.underrunning) this.underruns++;
+    this.underrunning = past;
     if (rt <= first.tick) return { tick: first.tick, entities: first.entities.map(copy) };
     if (rt >= newest.tick) {
-      if (rt > newest.tick + 0.5) this.underruns++;
       const ahead = Math.min(rt - newest.tick, MAX_EXTRAPOLATION_TICKS);
       return {
         tick: rt,

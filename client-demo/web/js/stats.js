@@ -106,7 +106,7 @@ export function statsLines(s) {
     ['tick / snap Hz', `${s.tickHz} / ${s.snapshotHz}`],
     ['entities', String(s.entities)],
     ['unacked inputs', String(s.pending)],
-    ['interp delay', `${Math.round(s.interpDelayMs)} ms (${s.underruns} underruns)`],
+    ['interp delay', `${Math.round(s.interpDelayMs)} ms (${s.underruns} stalls)`],
     ['resumed / paced', `${s.resumes} / ${s.paced}`],
   ];
 }
