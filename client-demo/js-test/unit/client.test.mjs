@@ -410,6 +410,7 @@ test('a click on a tick the pacer holds back fires on the next tick that sends',
   const game = {
     input: {
       mouse: null,
+      heldKeys: () => 0,
       clicks: 1, // one short click, already released
       sampleButtons() {
         const b = this.clicks > 0 ? Buttons.FIRE : 0;
@@ -512,4 +513,27 @@ test('a resume counts the inputs the server applied while the page was away', as
   assert.deepEqual(resumeWith(10, 100), [15, 16, 17, 18, 19, 20, 21, 22]);
   // Said so just now: 11 to 14 wait in the buffer, room for 4.
   assert.deepEqual(resumeWith(10, 110), [15, 16, 17, 18]);
+});
+
+test('without a pointer, a keyboard player aims where they move and keeps it', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  let held = 0;
+  const game = { input: { mouse: null, heldKeys: () => held }, ownRendered: null, aim: 0 };
+  const aimFor = (/** @type {number} */ buttons) => {
+    held = buttons;
+    Game.prototype.updateAim.call(game);
+    return game.aim;
+  };
+  assert.equal(aimFor(Buttons.RIGHT), aimFromVector(1, 0));
+  assert.equal(aimFor(Buttons.UP | Buttons.LEFT), aimFromVector(-1, -1));
+  assert.equal(aimFor(0), aimFromVector(-1, -1), 'standing still keeps the aim');
+  assert.notEqual(aimFromVector(-1, -1), aimFromVector(1, 0));
+  // Once the pointer has moved, it aims (from the player's drawn position).
+  Object.assign(game, {
+    input: { mouse: { x: 0, y: 0 }, heldKeys: () => Buttons.RIGHT },
+    renderer: { toWorld: () => [1000, 5000] },
+    ownRendered: { x: 1000, y: 1000 },
+  });
+  Game.prototype.updateAim.call(game);
+  assert.equal(game.aim, aimFromVector(0, 4000));
 });

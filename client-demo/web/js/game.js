@@ -22,6 +22,7 @@ import {
   ARENA_WIDTH,
   Buttons,
   aimFromVector,
+  moveAxes,
   projectileVelocity,
   tickRules,
 } from './rules.js';
@@ -424,8 +425,15 @@ export class Game {
 
   updateAim() {
     const m = this.input.mouse;
+    if (!m) {
+      // No pointer yet (a keyboard-only player): aim where the player
+      // moves, and keep that aim when they stop.
+      const [dx, dy] = moveAxes(this.input.heldKeys());
+      if (dx !== 0 || dy !== 0) this.aim = aimFromVector(dx, dy);
+      return;
+    }
     const own = this.ownRendered;
-    if (!m || !own) return;
+    if (!own) return;
     const [wx, wy] = this.renderer.toWorld(m.x, m.y);
     const dx = wx - own.x;
     const dy = wy - own.y;

@@ -96,6 +96,13 @@ export class Input {
    * The buttons for one tick. Consumes the clicks counted since the last call.
    * @returns {number}
    */
+  /** The buttons of the keys held now, without taking pending clicks. */
+  heldKeys() {
+    let b = 0;
+    for (const code of this.keys) b |= KEY_BUTTONS.get(code) ?? 0;
+    return b;
+  }
+
   sampleButtons() {
     let b = 0;
     for (const code of this.keys) b |= KEY_BUTTONS.get(code) ?? 0;
