@@ -468,7 +468,7 @@ test('a reloaded page whose kept state is not the server\'s baseline asks for a 
     keptOnly: true,
     welcome: { tick: 500 },
     stats: { snapshotIn() {} },
-    receiver: { receive: () => null, reset: () => (reset = true) },
+    receiver: { receive: () => null, reset: () => (reset = true), desyncs: 0, badDeltas: 0 },
     inputAck: 0,
     predictor: { nextSeq: 1 },
     pacer: { onSnapshot() {} },
@@ -486,6 +486,46 @@ test('a reloaded page whose kept state is not the server\'s baseline asks for a 
   reset = false;
   Game.prototype.onSnapshot.call(game, { tick: 511, baseAge: 41, inputAck: 0 }, 120);
   assert.equal(reset, false);
+});
+
+test('a snapshot that does not check out against a held state asks for a full one at once', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  const { Acker } = await import('../../web/js/acks.js');
+  for (const failure of ['desyncs', 'badDeltas']) {
+    /** @type {any[]} */
+    const sent = [];
+    const acks = new Acker((msg) => sent.push(msg) > 0);
+    acks.reset(480, true, 0);
+    acks.held(490, 0);
+    let reset = false;
+    const receiver = {
+      desyncs: 0,
+      badDeltas: 0,
+      /** The delta against 490, held, rebuilds a state whose checksum is wrong. */
+      receive() {
+        this[failure]++;
+        return null;
+      },
+      reset: () => (reset = true),
+    };
+    const game = {
+      keptOnly: false,
+      welcome: { tick: 400 },
+      stats: { snapshotIn() {} },
+      receiver,
+      inputAck: 0,
+      predictor: { nextSeq: 1 },
+      pacer: { onSnapshot() {} },
+      acks,
+    };
+    sent.length = 0;
+    Game.prototype.onSnapshot.call(game, { tick: 495, baseAge: 5, inputAck: 0 }, 100);
+    // The deltas to come would be against 490 until it leaves the
+    // server's history (about 2 s of nothing drawn): holding nothing
+    // instead gets a full snapshot.
+    assert.ok(reset, `${failure}: the held states are dropped`);
+    assert.deepEqual(sent, [{ type: 'Ack', tick: 400 }], `${failure}: Welcome.tick acknowledged at once`);
+  }
 });
 
 test('a resume counts the inputs the server applied while the page was away', async () => {

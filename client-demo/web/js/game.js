@@ -245,6 +245,7 @@ export class Game {
   onSnapshot(msg, bytes) {
     const now = performance.now();
     this.stats.snapshotIn(now, bytes);
+    const broken = this.receiver.desyncs + this.receiver.badDeltas;
     const state = this.receiver.receive(msg);
     // The header holds even when the delta is unusable: which inputs the
     // server has applied, so the pacer does not hold back input meanwhile.
@@ -258,9 +259,12 @@ export class Game {
       // Unless all we hold is the state an earlier page kept: then the
       // server's baseline is older (the old page's ack of the kept state was
       // lost with its connection), and it would stay so until it leaves the
-      // server's history, about 2 s with nothing drawn. Holding nothing
-      // gets a full snapshot at once.
-      if (this.keptOnly && msg.baseAge !== 0 && this.welcome) {
+      // server's history, about 2 s with nothing drawn. Or unless the delta
+      // applied to a state we hold did not check out (a desync, or a delta
+      // that does not fit it): that state is suspect, and the next deltas
+      // are against it. Holding nothing gets a full snapshot at once.
+      const failed = this.receiver.desyncs + this.receiver.badDeltas > broken;
+      if ((failed || (this.keptOnly && msg.baseAge !== 0)) && this.welcome) {
         this.keptOnly = false;
         this.receiver.reset();
         this.acks.forget(this.welcome.tick);
