@@ -577,3 +577,27 @@ test('without a pointer, a keyboard player aims where they move and keeps it', a
   Game.prototype.updateAim.call(game);
   assert.equal(game.aim, aimFromVector(0, 4000));
 });
+
+test('effects come from what changed between frames, not across a gap', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  /** @type {string[]} */
+  const made = [];
+  const game = {
+    lastRendered: new Map(),
+    lastRenderedAt: null,
+    effects: { muzzle: () => made.push('muzzle'), impact: () => made.push('impact'), hit() {}, death() {}, spawn() {} },
+  };
+  const shot = (/** @type {number} */ id) => ({ id, kind: Kind.Projectile, x: 0, y: 0, vx: 1, vy: 0, hp: 1, angle: 0 });
+  const frame = (/** @type {any[]} */ entities, /** @type {number} */ now) => Game.prototype.spawnEffects.call(game, entities, now);
+  // The first picture after a welcome, or a frame with nothing yet: no news.
+  frame([], 0);
+  frame([shot(1), shot(2)], 16);
+  assert.deepEqual(made, [], 'shots already in flight do not flash');
+  frame([shot(1), shot(2), shot(3)], 33);
+  assert.deepEqual(made, ['muzzle'], 'a shot fired between two frames does');
+  // A tab in the background for a second: what changed meanwhile is not news.
+  frame([shot(4), shot(5)], 1033);
+  assert.deepEqual(made, ['muzzle']);
+  frame([shot(5)], 1050);
+  assert.deepEqual(made, ['muzzle', 'impact'], 'a shot gone between two frames hits');
+});

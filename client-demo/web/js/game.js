@@ -32,6 +32,8 @@ import { NetStats, statsLines } from './stats.js';
 
 /** Most simulation steps run back to back after a stall (a hidden tab). */
 const MAX_CATCHUP_STEPS = 5;
+/** A frame this long after the last one spawns no effects (see `spawnEffects`). */
+const EFFECTS_GAP_MS = 250;
 
 /**
  * @typedef {import('./codec.js').SnapshotMsg} SnapshotMsg
@@ -97,6 +99,8 @@ export class Game {
     this.knownProjectiles = new Set();
     /** Entity ids -> last rendered {hp, x, y, kind}, to turn changes into effects. */
     this.lastRendered = new Map();
+    /** When `lastRendered` was drawn (local ms), or null: none to compare. */
+    this.lastRenderedAt = /** @type {number|null} */ (null);
     /** @type {{id: number, x: number, y: number, hp: number} | null} own entity in the newest state */
     this.own = null;
     this.diedAt = /** @type {number|null} */ (null);
@@ -172,6 +176,7 @@ export class Game {
     this.hidden.clear();
     this.knownProjectiles.clear();
     this.lastRendered.clear();
+    this.lastRenderedAt = null;
     this.effects.clear();
     this.own = null;
     this.diedAt = null;
@@ -459,7 +464,7 @@ export class Game {
     const entities = sample.entities.filter(
       (e) => e.id !== ownId && !(e.kind === Kind.Projectile && this.hidden.has(e.id)),
     );
-    this.spawnEffects(entities);
+    this.spawnEffects(entities, now);
     const alpha = this.acc / this.stepMs;
     const pos = this.predictor.renderPosition(alpha);
     this.ownRendered = pos;
@@ -491,9 +496,24 @@ export class Game {
     }
   }
 
-  /** Effects for what changed since the last frame in the interpolated view. @param {RenderEntity[]} entities */
-  spawnEffects(entities) {
+  /**
+   * Effects for what changed since the last frame in the interpolated view.
+   * None after a gap (a background tab come back, a new connection): what
+   * changed meanwhile is not news, and every shot in flight would flash
+   * from mid-air.
+   * @param {RenderEntity[]} entities @param {number} now
+   */
+  spawnEffects(entities, now) {
+    const recent = this.lastRenderedAt !== null && now - this.lastRenderedAt < EFFECTS_GAP_MS;
+    // Nothing drawn yet (no snapshot since the welcome) is no picture to
+    // compare the first one with.
+    this.lastRenderedAt = entities.length > 0 ? now : null;
     const seen = new Map();
+    if (!recent) {
+      for (const e of entities) seen.set(e.id, { kind: e.kind, hp: e.hp, x: e.x, y: e.y });
+      this.lastRendered = seen;
+      return;
+    }
     for (const e of entities) {
       const before = this.lastRendered.get(e.id);
       if (e.kind === Kind.Projectile) {
