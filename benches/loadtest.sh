@@ -204,7 +204,9 @@ steal() {
 }
 # Mean duration of each tick phase over the window, in µs, from the
 # Prometheus histograms' _sum and _count (every room together):
-# "ingest / simulate / snapshot".
+# "ingest / simulate / snapshot". The snapshot phase is timed on the ticks
+# that publish one: with fewer snapshots than ticks the three do not add up
+# to a tick (this script runs snapshots at the tick rate).
 phases() {
     awk '
         /^arena_tick_duration_seconds_(sum|count)\{phase="(Ingest|Simulate|Snapshot)"\}/ {

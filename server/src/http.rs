@@ -40,8 +40,6 @@ pub(crate) struct AppState {
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
     /// When the server started.
     pub(crate) started: std::time::Instant,
-    /// One permit per open TCP connection, of any kind: `max_connections`.
-    pub(crate) connections: Arc<Semaphore>,
 }
 
 /// A response with a body, its content type, and optionally a cache policy.
@@ -358,8 +356,6 @@ fn metrics(state: &AppState) -> Response<Body> {
         })
         .fold(0.0, f64::max);
     state.conn.metrics.worst_room_tick_p99.set(worst_us / 1e6);
-    let open = state.conn.config.max_connections - state.connections.available_permits();
-    state.conn.metrics.tcp_connections.set(open as i64);
     respond(
         StatusCode::OK,
         state.conn.metrics.render(),
@@ -372,14 +368,15 @@ fn metrics(state: &AppState) -> Response<Body> {
 static STATUS_PAGE: &str = include_str!("status.html");
 
 /// What one TCP connection holds while it is open: its slot of
-/// `max_connections` and of its IP's `max_connections_per_ip`. Shared by the
-/// HTTP connection and, after an upgrade, by the WebSocket's task, so the
-/// slots are given back when the socket closes, not when hyper lets go of
-/// it at the upgrade.
+/// `max_connections` and of its IP's `max_connections_per_ip`, and its
+/// count in `arena_tcp_connections`. Shared by the HTTP connection and,
+/// after an upgrade, by the WebSocket's task, so the slots are given back
+/// when the socket closes, not when hyper lets go of it at the upgrade.
 #[derive(Debug)]
 pub(crate) struct ConnSlots {
     pub(crate) _any: OwnedSemaphorePermit,
     pub(crate) _ip: crate::guard::IpPermit,
+    pub(crate) _open: Open,
 }
 
 fn upgrade(
@@ -435,13 +432,15 @@ fn upgrade(
     response.map(|_| Full::new(Bytes::new()))
 }
 
-/// One WebSocket counted in `arena_connections` for as long as it lives,
-/// however its task ends: a panic, which tokio catches, must not leave the
-/// gauge one too high for good.
-struct Open(prometheus_client::metrics::gauge::Gauge);
+/// One connection counted in a gauge (`arena_connections`,
+/// `arena_tcp_connections`) for as long as it lives, however its task
+/// ends: a panic, which tokio catches, must not leave the gauge one too
+/// high for good.
+#[derive(Debug)]
+pub(crate) struct Open(prometheus_client::metrics::gauge::Gauge);
 
 impl Open {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+    pub(crate) fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }

@@ -121,9 +121,8 @@ pub async fn serve(
         ),
         done: done_tx,
         started: std::time::Instant::now(),
-        connections: Arc::new(Semaphore::new(config.max_connections)),
     });
-    let connections = Arc::clone(&state.connections);
+    let connections = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(1);
     let mut full_logged: Option<std::time::Instant> = None;
@@ -137,8 +136,8 @@ pub async fn serve(
                 if full_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     warn!(
                         max_connections = config.max_connections,
-                        "every connection slot is taken: new connections, health probes \
-                         included, wait in the listen backlog"
+                        "every connection slot is taken: no new connection (health probes \
+                         included) is accepted until one closes"
                     );
                     full_logged = Some(std::time::Instant::now());
                 }
@@ -166,6 +165,7 @@ pub async fn serve(
                 let slots = http::ConnSlots {
                     _any: permit,
                     _ip: ip,
+                    _open: http::Open::new(&state.conn.metrics.tcp_connections),
                 };
                 tokio::spawn(http::serve_connection(
                     stream,

@@ -108,12 +108,11 @@ pub struct Metrics {
     /// Upgrade requests refused with 429 (too many WebSockets from the IP),
     /// and connections closed at accept (too many of any kind from it).
     pub refused_per_ip: Counter,
-    /// TCP connections open now, of any kind (`max_connections` at most),
-    /// set when `/metrics` is read.
+    /// TCP connections open now, of any kind (`max_connections` at most).
     pub tcp_connections: Gauge,
-    /// Times the accept loop found every connection slot taken and waited:
-    /// new peers, `/healthz` probes included, queue in the kernel's backlog
-    /// meanwhile.
+    /// Times every connection slot was taken and the accept loop stopped
+    /// accepting until one closed: peers that connect meanwhile, `/healthz`
+    /// probes included, queue in the kernel's backlog.
     pub connection_slots_full: Counter,
     /// Messages dropped by a connection's rate limit.
     pub rate_limited: Counter,
@@ -298,7 +297,7 @@ impl Metrics {
         let connection_slots_full = Counter::default();
         root.register(
             "connection_slots_full",
-            "Times every connection slot was taken and new connections waited in the backlog",
+            "Times every connection slot was taken and the server stopped accepting until one closed",
             connection_slots_full.clone(),
         );
         let rate_limited = Counter::default();

@@ -696,6 +696,11 @@ async fn websockets_count_against_the_connection_cap() {
         ..Config::default()
     })
     .await;
+    assert_eq!(
+        server.metric("arena_tcp_connections").await,
+        1.0,
+        "this scrape's only"
+    );
     let (a, _) = Client::join(server.addr, "a").await;
     let (_b, _) = Client::join(server.addr, "b").await;
     // The third slot: a connection that has not sent its request yet

@@ -588,9 +588,10 @@ test('effects come from what changed between frames, not across a gap', async ()
     effects: { muzzle: () => made.push('muzzle'), impact: () => made.push('impact'), hit() {}, death() {}, spawn() {} },
   };
   const shot = (/** @type {number} */ id) => ({ id, kind: Kind.Projectile, x: 0, y: 0, vx: 1, vy: 0, hp: 1, angle: 0 });
-  const frame = (/** @type {any[]} */ entities, /** @type {number} */ now) => Game.prototype.spawnEffects.call(game, entities, now);
-  // The first picture after a welcome, or a frame with nothing yet: no news.
-  frame([], 0);
+  const frame = (/** @type {any[]} */ entities, /** @type {number} */ now, pictured = true) =>
+    Game.prototype.spawnEffects.call(game, entities, now, pictured);
+  // A frame with no snapshot yet, then the first picture: no news.
+  frame([], 0, false);
   frame([shot(1), shot(2)], 16);
   assert.deepEqual(made, [], 'shots already in flight do not flash');
   frame([shot(1), shot(2), shot(3)], 33);
@@ -600,4 +601,8 @@ test('effects come from what changed between frames, not across a gap', async ()
   assert.deepEqual(made, ['muzzle']);
   frame([shot(5)], 1050);
   assert.deepEqual(made, ['muzzle', 'impact'], 'a shot gone between two frames hits');
+  // Alone in an empty arena, the first shot to appear still flashes.
+  frame([], 1066);
+  frame([shot(6)], 1083);
+  assert.deepEqual(made, ['muzzle', 'impact', 'impact', 'muzzle']);
 });

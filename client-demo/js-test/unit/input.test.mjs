@@ -99,8 +99,16 @@ test('shortcuts and keys pressed on a button or link are not the game\'s', () =>
   const onButton = key({ code: 'Space' }, { tagName: 'BUTTON' });
   assert.ok(!onButton.defaultPrevented, 'the button gets its Space');
   assert.equal(input.sampleButtons(), 0, 'and the game does not fire');
-  assert.ok(!key({ code: 'ArrowUp' }, { tagName: 'A' }).defaultPrevented);
-  // On the page itself, the same keys play.
+  // Other keys play whatever has focus: after following the footer's
+  // status link, focus stays on it.
+  assert.ok(key({ code: 'KeyW' }, { tagName: 'A' }).defaultPrevented);
+  assert.equal(input.heldKeys(), Buttons.UP);
+  assert.ok(key({ code: 'KeyD' }, { tagName: 'BUTTON' }).defaultPrevented);
+  assert.equal(input.heldKeys(), Buttons.UP | Buttons.RIGHT);
+  // Cmd going down lets go of them: their keyups will not come.
+  key({ code: 'MetaLeft', key: 'Meta', metaKey: true });
+  assert.equal(input.heldKeys(), 0);
+  // On the page itself, Space fires.
   assert.ok(key({ code: 'Space' }).defaultPrevented);
   assert.ok((input.sampleButtons() & Buttons.FIRE) !== 0);
 });

@@ -733,6 +733,33 @@ test('a leave sticks whatever becomes of the connection', () => {
   leaveThen((c) => c.last().die());
   // The server goes silent instead.
   leaveThen((c, clock) => clock.advance(10000));
+  // Or sends what the page cannot read.
+  leaveThen((c) => c.last().onmessage?.({ data: new Uint8Array([9, 0, 0]).buffer }));
+  // Or a second welcome.
+  leaveThen((c) => c.last().receive(welcome({ room: 'duel' })));
+  // Only the server's answer says the seat is free now.
+  withFakeClock(() => {
+    const c = connection();
+    c.conn.connect();
+    c.last().open();
+    c.last().receive(welcome());
+    c.conn.leave();
+    c.last().die();
+    assert.match(c.status().hint, /once the server stops waiting for you/);
+  });
+  withFakeClock(() => {
+    const c = connection();
+    c.conn.connect();
+    c.last().open();
+    c.last().receive(welcome());
+    c.conn.leave();
+    c.last().kick({ type: 'Left' });
+    assert.equal(c.status().hint, stopAdvice({ type: 'Left' }).hint);
+    // And a stopped page has nothing to leave: the button changes nothing.
+    const stopped = c.status();
+    c.conn.leave();
+    assert.equal(c.status(), stopped);
+  });
   // Leaving while the page is reconnecting stops the retries.
   withFakeClock((clock) => {
     const c = connection();

@@ -224,6 +224,9 @@ export class Game {
   resume(w) {
     this.resumes++;
     const now = performance.now();
+    // The picture jumps from the world held through the outage to the
+    // server's: no effects for what changed meanwhile.
+    this.lastRenderedAt = null;
     // What the server has applied by now: input_ack as last seen, and one
     // more input per tick since, of those it holds.
     const since = this.inputAckTick === null ? 0 : Math.max(0, (w.tick - this.inputAckTick) | 0);
@@ -464,7 +467,7 @@ export class Game {
     const entities = sample.entities.filter(
       (e) => e.id !== ownId && !(e.kind === Kind.Projectile && this.hidden.has(e.id)),
     );
-    this.spawnEffects(entities, now);
+    this.spawnEffects(entities, now, this.interp.states.length > 0);
     const alpha = this.acc / this.stepMs;
     const pos = this.predictor.renderPosition(alpha);
     this.ownRendered = pos;
@@ -502,12 +505,12 @@ export class Game {
    * changed meanwhile is not news, and every shot in flight would flash
    * from mid-air.
    * @param {RenderEntity[]} entities @param {number} now
+   * @param {boolean} pictured whether the interpolator holds a state: no
+   *   snapshot since the welcome is no picture to compare the first with
    */
-  spawnEffects(entities, now) {
+  spawnEffects(entities, now, pictured) {
     const recent = this.lastRenderedAt !== null && now - this.lastRenderedAt < EFFECTS_GAP_MS;
-    // Nothing drawn yet (no snapshot since the welcome) is no picture to
-    // compare the first one with.
-    this.lastRenderedAt = entities.length > 0 ? now : null;
+    this.lastRenderedAt = pictured ? now : null;
     const seen = new Map();
     if (!recent) {
       for (const e of entities) seen.set(e.id, { kind: e.kind, hp: e.hp, x: e.x, y: e.y });

@@ -40,12 +40,15 @@ export class Input {
         if (!e.repeat) hooks.onToggleStats();
         return;
       }
-      // A shortcut (Ctrl/Cmd + key) is the browser's: on macOS the key's
-      // keyup never comes while Cmd is held, and the player would run on.
-      // Space or Enter on a focused button or link presses it.
+      // A shortcut (Ctrl/Cmd + key) is the browser's. On macOS no keyup
+      // comes for a key released while Cmd is held, so Cmd going down lets
+      // go of every key: the player would run on.
+      if (e.key === 'Meta') this.releaseAll();
       if (e.ctrlKey || e.metaKey) return;
+      // Space on a focused button presses it (Enter, which presses buttons
+      // and follows links, is no game key). Every other key plays.
       const tag = /** @type {{tagName?: string}|null} */ (e.target)?.tagName;
-      if (tag === 'BUTTON' || tag === 'A') return;
+      if (tag === 'BUTTON' && e.code === 'Space') return;
       if (KEY_BUTTONS.has(e.code)) {
         e.preventDefault(); // arrows and space would scroll the page
         if (e.code === 'Space' && !this.keys.has('Space')) this.pendingClicks++;
@@ -92,10 +95,6 @@ export class Input {
     this.mouseDown = false;
   }
 
-  /**
-   * The buttons for one tick. Consumes the clicks counted since the last call.
-   * @returns {number}
-   */
   /** The buttons of the keys held now, without taking pending clicks. */
   heldKeys() {
     let b = 0;
@@ -103,9 +102,12 @@ export class Input {
     return b;
   }
 
+  /**
+   * The buttons for one tick. Consumes the clicks counted since the last call.
+   * @returns {number}
+   */
   sampleButtons() {
-    let b = 0;
-    for (const code of this.keys) b |= KEY_BUTTONS.get(code) ?? 0;
+    let b = this.heldKeys();
     if (this.mouseDown || this.pendingClicks > 0) b |= Buttons.FIRE;
     this.pendingClicks = 0;
     return b;

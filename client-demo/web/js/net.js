@@ -313,6 +313,8 @@ export class Connection {
    * the server (its resume grace).
    */
   leave() {
+    // Already stopped (a refusal, or left): nothing to leave.
+    if (this.status?.state === 'closed' && this.status.fatal) return;
     this.leaving = true;
     if (this.playing) {
       this.send({ type: 'Leave' });
@@ -362,10 +364,14 @@ export class Connection {
    * @param {NextStep} step
    */
   closed(message, step) {
+    // After a leave, any end is the end of the game (see `leave`).
+    if (this.leaving) {
+      step = 'stop';
+      message = 'You left the game';
+    }
     const sessionEnded = this.welcomed;
     const wasResuming = this.resuming;
-    // A page that left is told so, whether or not the server's answer came.
-    const reason = this.serverReason ?? (this.leaving ? { type: 'Left' } : null);
+    const reason = this.serverReason;
     this.teardown();
     this.welcomed = false;
     if (step !== 'resume') this.forgetSession();
@@ -378,7 +384,13 @@ export class Connection {
       message = `${this.lostMessage} (reconnect attempt ${this.attempt} failed${why})`;
     }
     if (step === 'stop') {
-      const { hint, button } = stopAdvice(reason);
+      const advice = stopAdvice(this.leaving ? { type: 'Left' } : reason);
+      const { button } = advice;
+      // Unconfirmed by the server, the seat is held for its resume grace.
+      const hint =
+        this.leaving && reason?.type !== 'Left'
+          ? 'Your seat is free for someone else once the server stops waiting for you (a few seconds).'
+          : advice.hint;
       this.setStatus({ state: 'closed', message, retryAt: null, fatal: true, resuming: false, hint, button });
       return;
     }
