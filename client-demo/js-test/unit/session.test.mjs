@@ -464,6 +464,18 @@ function connection(o = {}) {
   return { conn, statuses, welcomes, storage, last, status: () => statuses[statuses.length - 1] };
 }
 
+/**
+ * A connection that has connected, opened and been welcomed: playing.
+ * @param {{room?: string|null, auth?: string|null, storage?: any}} [o] @param {Partial<any>} [w]
+ */
+function playing(o = {}, w = {}) {
+  const c = connection(o);
+  c.conn.connect();
+  c.last().open();
+  c.last().receive(welcome(w));
+  return c;
+}
+
 /** @param {Partial<any>} [w] */
 function welcome(w = {}) {
   return {
@@ -516,10 +528,7 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
 
 test('a server message that does not decode closes the socket, says why and resumes', () => {
   withFakeClock((clock) => {
-    const c = connection();
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome());
+    const c = playing();
     const socket = c.last();
     // Variant 9 of a four-variant enum: not a ServerMsg.
     socket.onmessage?.({ data: new Uint8Array([9, 0, 0]).buffer });
@@ -594,10 +603,7 @@ test('no reconnect after a replaced session, a leave, bad auth or a broken rule'
   ];
   for (const reason of stops) {
     withFakeClock((clock) => {
-      const c = connection();
-      c.conn.connect();
-      c.last().open();
-      c.last().receive(welcome());
+      const c = playing();
       c.last().kick(reason);
       const s = c.status();
       assert.equal(s.state, 'closed', reason.type);
@@ -612,10 +618,7 @@ test('no reconnect after a replaced session, a leave, bad auth or a broken rule'
   // Network trouble the server names keeps the session.
   for (const type of ['IdleTimeout', 'TooSlow']) {
     withFakeClock((clock) => {
-      const c = connection();
-      c.conn.connect();
-      c.last().open();
-      c.last().receive(welcome());
+      const c = playing();
       c.last().kick({ type });
       assert.equal(c.status().fatal, false);
       clock.advance(1000);
@@ -647,10 +650,7 @@ test('a room name the server would refuse is refused before connecting, with the
 
 test('a second welcome, or one of another protocol, is not taken', () => {
   withFakeClock((clock) => {
-    const c = connection();
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome());
+    const c = playing();
     const first = c.last();
     first.receive(welcome({ playerId: 8 }));
     assert.equal(c.welcomes.length, 1, 'the second one is not applied');
@@ -662,10 +662,7 @@ test('a second welcome, or one of another protocol, is not taken', () => {
     if (c.conn.retryTimer) clearTimeout(c.conn.retryTimer);
     clock.advance(0);
 
-    const d = connection();
-    d.conn.connect();
-    d.last().open();
-    d.last().receive(welcome({ protocol: PROTOCOL_VERSION + 1 }));
+    const d = playing({}, { protocol: PROTOCOL_VERSION + 1 });
     assert.equal(d.welcomes.length, 0);
     assert.equal(d.status().fatal, true);
     assert.match(d.status().message, new RegExp(`speaks protocol ${PROTOCOL_VERSION + 1}; this page speaks ${PROTOCOL_VERSION}`));
@@ -675,10 +672,7 @@ test('a second welcome, or one of another protocol, is not taken', () => {
 
 test('a refused reconnect names the server\'s reason', () => {
   withFakeClock((clock) => {
-    const c = connection({ room: 'duel' });
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome({ room: 'duel' }));
+    const c = playing({ room: 'duel' }, { room: 'duel' });
     c.last().die();
     assert.match(c.status().message, /^Connection lost$/);
     clock.advance(700);
@@ -693,10 +687,7 @@ test('a refused reconnect names the server\'s reason', () => {
 
 test('leaving ends the game for good, and "Play again" joins as a new player', () => {
   withFakeClock((clock) => {
-    const c = connection({ room: 'duel' });
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome({ room: 'duel' }));
+    const c = playing({ room: 'duel' }, { room: 'duel' });
     c.conn.leave();
     assert.deepEqual(c.last().sent.at(-1), { type: 'Leave' });
     c.last().kick({ type: 'Left' });
@@ -714,10 +705,7 @@ test('a leave sticks whatever becomes of the connection', () => {
   /** @param {(c: ReturnType<typeof connection>, clock: any) => void} after */
   const leaveThen = (after) =>
     withFakeClock((clock) => {
-      const c = connection({ room: 'duel' });
-      c.conn.connect();
-      c.last().open();
-      c.last().receive(welcome({ room: 'duel' }));
+      const c = playing({ room: 'duel' }, { room: 'duel' });
       c.conn.leave();
       assert.equal(c.storage.getItem(SESSION_KEY), null, 'the session is forgotten at once');
       after(c, clock);
@@ -739,19 +727,13 @@ test('a leave sticks whatever becomes of the connection', () => {
   leaveThen((c) => c.last().receive(welcome({ room: 'duel' })));
   // Only the server's answer says the seat is free now.
   withFakeClock(() => {
-    const c = connection();
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome());
+    const c = playing();
     c.conn.leave();
     c.last().die();
     assert.match(c.status().hint, /once the server stops waiting for you/);
   });
   withFakeClock(() => {
-    const c = connection();
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome());
+    const c = playing();
     c.conn.leave();
     c.last().kick({ type: 'Left' });
     assert.equal(c.status().hint, stopAdvice({ type: 'Left' }).hint);
@@ -762,10 +744,7 @@ test('a leave sticks whatever becomes of the connection', () => {
   });
   // Leaving while the page is reconnecting stops the retries.
   withFakeClock((clock) => {
-    const c = connection();
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome());
+    const c = playing();
     c.last().die();
     assert.equal(c.status().fatal, false, 'a retry is scheduled');
     c.conn.leave();
@@ -779,10 +758,7 @@ test('a leave sticks whatever becomes of the connection', () => {
 
 test('a server gone silent is given up and the session resumed', () => {
   withFakeClock((clock) => {
-    const c = connection();
-    c.conn.connect();
-    c.last().open();
-    c.last().receive(welcome());
+    const c = playing();
     const first = c.last();
     // Pongs keep it alive.
     for (let i = 0; i < 10; i++) {
