@@ -30,6 +30,7 @@ mod outbox;
 pub mod process;
 mod registry;
 pub mod room;
+mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -125,7 +126,7 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(1);
-    let mut full_logged: Option<std::time::Instant> = None;
+    let mut slots_full_log = throttle::LogEvery::new(Duration::from_secs(10));
     loop {
         // Wait for a connection slot first: beyond `max_connections` the
         // kernel's backlog queues new peers instead of us.
@@ -133,13 +134,12 @@ pub async fn serve(
             Ok(permit) => permit,
             Err(_) => {
                 state.conn.metrics.connection_slots_full.inc();
-                if full_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                if slots_full_log.due(std::time::Instant::now()).is_some() {
                     warn!(
                         max_connections = config.max_connections,
                         "every connection slot is taken: no new connection (health probes \
                          included) is accepted until one closes"
                     );
-                    full_logged = Some(std::time::Instant::now());
                 }
                 tokio::select! {
                     () = &mut shutdown => break,

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::room::{self, RoomHandle, RoomSetup, RoomStatus};
+use crate::throttle::LogEvery;
 
 /// How long a room must have been empty before a new room may take its
 /// place at the room limit ([`Registry::eviction_victim`]).
@@ -49,15 +50,12 @@ struct Inner {
     /// Each room thread holds a clone; shutdown waits until all are gone.
     /// `None` once the registry is closed: no room may start after that.
     alive: Option<mpsc::Sender<()>>,
-    /// When the room limit was last logged, and rooms refused since: a
-    /// client can ask for new rooms as fast as it can connect, and each
-    /// refusal is counted (`arena_kicks_total{reason="server_full"}`), so
-    /// the log says it once per [`LIMIT_LOG_EVERY`].
-    limit_logged: Option<(std::time::Instant, u64)>,
+    /// The room limit's warning: a client can ask for new rooms as fast as
+    /// it can connect, and each refusal is counted
+    /// (`arena_kicks_total{reason="server_full"}`), so the log says it once
+    /// every 10 s, with the refusals since.
+    limit_log: LogEvery,
 }
-
-/// How often the room limit is logged while rooms are being refused.
-const LIMIT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Inner {
     /// `ServerShutdown` once the registry is closed.
@@ -89,7 +87,7 @@ impl Registry {
                 // before a restart unlikely to name a live room.
                 next_serial: fastrand::u32(1..),
                 alive: Some(alive),
-                limit_logged: None,
+                limit_log: LogEvery::new(std::time::Duration::from_secs(10)),
             }),
         })
     }
@@ -105,28 +103,6 @@ impl Registry {
             self.create(&mut inner, spec.name.clone(), false, Some(i + 1), spec.npcs)?;
         }
         Ok(())
-    }
-
-    /// Logs a room refused at the room limit, at most once per
-    /// [`LIMIT_LOG_EVERY`], with the refusals since the last line; whether
-    /// it logged.
-    fn log_room_limit(inner: &mut Inner) -> bool {
-        let now = std::time::Instant::now();
-        match &mut inner.limit_logged {
-            Some((at, refused)) if now.duration_since(*at) < LIMIT_LOG_EVERY => {
-                *refused += 1;
-                false
-            }
-            logged => {
-                let refused = logged.map_or(1, |(_, n)| n + 1);
-                warn!(
-                    rooms = inner.rooms.len(),
-                    refused, "room limit reached: new rooms refused"
-                );
-                *logged = Some((now, 0));
-                true
-            }
-        }
     }
 
     /// Starts a room; the caller holds the lock. `persistent` is the room's
@@ -145,7 +121,12 @@ impl Registry {
         // At the limit, an empty room makes way, once the new one runs.
         let victim = if inner.rooms.len() >= self.config.max_rooms {
             let Some(victim) = Self::eviction_victim(inner) else {
-                Self::log_room_limit(inner);
+                if let Some(refused) = inner.limit_log.due(std::time::Instant::now()) {
+                    warn!(
+                        rooms = inner.rooms.len(),
+                        refused, "room limit reached: new rooms refused"
+                    );
+                }
                 return Err(DisconnectReason::ServerFull);
             };
             Some(victim)
@@ -412,23 +393,6 @@ impl Drop for Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A client asking for rooms at the limit as fast as it can gets one
-    /// log line per ten seconds, not one per refusal.
-    #[tokio::test]
-    async fn the_room_limit_is_logged_once_in_a_while() {
-        let (_stop, _done, registry) = registry();
-        let mut inner = registry.lock();
-        assert!(Registry::log_room_limit(&mut inner), "the first refusal");
-        for _ in 0..100 {
-            assert!(!Registry::log_room_limit(&mut inner));
-        }
-        assert_eq!(inner.limit_logged.map(|(_, n)| n), Some(100));
-        // Ten seconds on, the next refusal is logged with the count.
-        inner.limit_logged = inner.limit_logged.map(|(at, n)| (at - LIMIT_LOG_EVERY, n));
-        assert!(Registry::log_room_limit(&mut inner));
-        assert_eq!(inner.limit_logged.map(|(_, n)| n), Some(0));
-    }
 
     /// A registry with the default config, its shutdown signal (send
     /// `true` to stop its rooms) and its rooms' `alive` receiver.
