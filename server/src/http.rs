@@ -270,11 +270,7 @@ fn status(state: &AppState, reader: Reader) -> Response<Body> {
                 // The figures without the one-minute chart: only the worst
                 // room's is shown (below), and 60 entries a room made the
                 // document grow by some 3 KB per room.
-                tick_us: room
-                    .ticks
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .without_chart(),
+                tick_us: room.tick_report().without_chart(),
             }
         })
         .collect();
@@ -290,13 +286,7 @@ fn status(state: &AppState, reader: Reader) -> Response<Body> {
         // The room's figures as listed, with its chart (which the room may
         // have moved on by a second since).
         |(r, h)| TickReport {
-            per_second: h
-                .status
-                .ticks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .per_second
-                .clone(),
+            per_second: h.status.tick_report().per_second.clone(),
             ..r.tick_us.clone()
         },
     );
@@ -347,13 +337,7 @@ fn metrics(state: &AppState) -> Response<Body> {
         .registry
         .rooms()
         .iter()
-        .map(|h| {
-            h.status
-                .ticks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .p99_us
-        })
+        .map(|h| h.status.tick_report().p99_us)
         .fold(0.0, f64::max);
     state.conn.metrics.worst_room_tick_p99.set(worst_us / 1e6);
     respond(

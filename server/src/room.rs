@@ -294,6 +294,12 @@ pub struct RoomStatus {
 pub(crate) const NOT_EMPTY: u64 = u64::MAX;
 
 impl RoomStatus {
+    /// The room's tick figures, locked (a panic while they were held
+    /// leaves them readable).
+    pub(crate) fn tick_report(&self) -> std::sync::MutexGuard<'_, TickReport> {
+        self.ticks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Gives a seat back: the registry may hand it to someone else.
     pub(crate) fn release_seat(&self) {
         if self.occupancy.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -416,10 +422,7 @@ impl TickClock {
         scratch.clear();
         scratch.extend(self.lateness.iter());
         let (late_p50, late_p99) = (quantile(scratch, 0.5), quantile(scratch, 0.99));
-        let mut report = status
-            .ticks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut report = status.tick_report();
         report.ticks = self.total_ticks;
         report.overruns = overruns;
         report.p50_us = p50;
