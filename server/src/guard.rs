@@ -268,6 +268,9 @@ impl std::fmt::Debug for OperatorToken {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
 
     #[test]
     fn the_operator_token_admits_only_its_bearer() {
@@ -295,9 +298,6 @@ mod tests {
         }
         assert_eq!(format!("{token:?}"), "OperatorToken(..)");
     }
-    use std::net::Ipv4Addr;
-
-    use super::*;
 
     #[test]
     fn origin_policy() {
