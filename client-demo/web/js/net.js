@@ -202,10 +202,8 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       let message;
-      const step = this.leaving ? 'stop' : nextStep(this.serverReason);
-      if (this.leaving) {
-        message = 'You left the game';
-      } else if (this.serverReason) {
+      const step = nextStep(this.serverReason);
+      if (this.serverReason) {
         message = `Disconnected by the server: ${reasonText(this.serverReason)}`;
       } else if (ev.reason) {
         message = `Disconnected by the server: ${ev.reason} (code ${ev.code})`;
@@ -296,11 +294,7 @@ export class Connection {
   checkSilence() {
     const silent = performance.now() - this.lastMessageAt;
     if (this.welcomed && silent > SILENCE_TIMEOUT_MS) {
-      if (this.leaving) {
-        this.closed('You left the game', 'stop');
-      } else {
-        this.closed(`Connection lost (nothing from the server for ${Math.round(silent / 1000)} s)`, 'resume');
-      }
+      this.closed(`Connection lost (nothing from the server for ${Math.round(silent / 1000)} s)`, 'resume');
     }
   }
 
