@@ -175,7 +175,7 @@ impl Registry {
         if let Some(victim) = victim {
             self.evict(inner, &victim);
         }
-        info!(room = %name, public, persistent, tick_phase, "room created");
+        info!(room = %name, serial, public, persistent = persistent.is_some(), tick_phase, "room created");
         self.metrics.rooms_created.inc();
         self.metrics.rooms.inc();
         inner.serials.insert(serial, name.clone());
@@ -207,8 +207,27 @@ impl Registry {
                         handle.clone()
                     }
                     None => {
-                        let npcs = self.config.npcs;
-                        self.create(&mut inner, name.clone(), false, None, npcs)?
+                        // A configured room is listed from the start and
+                        // never disposed, so it is missing only if its
+                        // thread ended unasked (a panic: `Listing`). It
+                        // comes back as configured, with its NPCs and its
+                        // label, not as a room made by name that goes
+                        // when empty. On a join, not as soon as it ends: a
+                        // room that fails at every start then costs a
+                        // thread per join, not a loop of them.
+                        let configured = self
+                            .config
+                            .persistent_rooms
+                            .iter()
+                            .position(|spec| spec.name == *name);
+                        let (place, npcs) = match configured {
+                            Some(i) => {
+                                warn!(room = %name, "reopening a configured room whose thread ended");
+                                (Some(i + 1), self.config.persistent_rooms[i].npcs)
+                            }
+                            None => (None, self.config.npcs),
+                        };
+                        self.create(&mut inner, name.clone(), false, place, npcs)?
                     }
                 }
             }
@@ -397,14 +416,13 @@ mod tests {
     /// A registry with the default config, its shutdown signal (send
     /// `true` to stop its rooms) and its rooms' `alive` receiver.
     fn registry() -> (watch::Sender<bool>, mpsc::Receiver<()>, Arc<Registry>) {
+        registry_with(Config::default())
+    }
+
+    fn registry_with(config: Config) -> (watch::Sender<bool>, mpsc::Receiver<()>, Arc<Registry>) {
         let (stop, shutdown) = watch::channel(false);
         let (alive, rooms_done) = mpsc::channel(1);
-        let registry = Registry::new(
-            Arc::new(Config::default()),
-            Arc::new(Metrics::new()),
-            shutdown,
-            alive,
-        );
+        let registry = Registry::new(Arc::new(config), Arc::new(Metrics::new()), shutdown, alive);
         (stop, rooms_done, registry)
     }
 
@@ -429,6 +447,50 @@ mod tests {
                 .reserve(&RoomRequest::Named("doomed".into()))
                 .is_ok()
         );
+        let _ = stop.send(true);
+    }
+
+    /// A configured room whose thread ended (a panic) comes back on the
+    /// next join by its name as it was configured: kept when empty, its
+    /// own NPC count, its configured label; not as a room made by name
+    /// with the default NPCs, disposed once empty, shown as private.
+    #[test]
+    fn a_configured_room_whose_thread_ended_reopens_as_configured() {
+        let (stop, _rooms_done, registry) = registry_with(Config {
+            persistent_rooms: vec![
+                "lobby:0".parse().expect("a spec"),
+                "arena:7".parse().expect("a spec"),
+            ],
+            ..Config::default()
+        });
+        registry.open_persistent().expect("rooms open");
+        let serial = |name: &str| {
+            let rooms = registry.rooms();
+            rooms
+                .iter()
+                .find(|h| h.status.name == name)
+                .map(|h| h.status.serial)
+        };
+        let first = serial("arena").expect("the configured room");
+        // What a panic of the room's thread does (`Listing`).
+        registry.forget(first);
+        assert_eq!(serial("arena"), None);
+        let again = registry
+            .reserve(&RoomRequest::Named("arena".into()))
+            .expect("a seat");
+        assert_ne!(again.status.serial, first, "a new room");
+        assert!(again.status.persistent, "kept when empty");
+        assert_eq!(again.status.label, "persistent#2");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while again.status.entities.get() != 7 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the room has {} entities, not its 7 NPCs",
+                again.status.entities.get()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        registry.unreserve(&again);
         let _ = stop.send(true);
     }
 

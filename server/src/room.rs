@@ -591,7 +591,11 @@ pub(crate) fn spawn(
     let span = tracing::info_span!(parent: None, "room", room = %setup.name);
     let (room_metrics, label) = (Arc::clone(&metrics), status.label.clone());
     std::thread::Builder::new()
-        .name(format!("room-{}", setup.name))
+        // By serial (logged with the name when the room is created), not
+        // by name: thread names are world-readable in `/proc`, and a
+        // private room's name is the key to join it. (Linux keeps 15
+        // bytes: `room-` and a `u32`.)
+        .name(format!("room-{}", setup.serial))
         .spawn(move || {
             let _alive = alive;
             // However the thread ends, a panic included, the room is

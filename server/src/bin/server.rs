@@ -166,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    server::log_panics();
     let defaults = Config::default();
     let config = Config {
         tick_hz: args.tick_hz,
