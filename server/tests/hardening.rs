@@ -410,6 +410,30 @@ async fn cheating_inputs_gain_nothing() {
     server.stop().await;
 }
 
+/// `server mint-token`, what a game backend runs to issue join tokens,
+/// reads its secret from `ARENA_AUTH_SECRET` like the server, and is not
+/// refused for a serving variable it has no use for.
+#[test]
+fn mint_token_issues_a_token_the_server_accepts_whatever_the_other_variables() {
+    let minted = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["mint-token", "--user", "alice", "--ttl-secs", "60"])
+        .env("ARENA_AUTH_SECRET", "the backend's secret")
+        .env("ARENA_TICK_HZ", "fast")
+        .env("ARENA_ROOMS", "not a room name!")
+        .output()
+        .expect("the server binary runs");
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).expect("a text token");
+    let identity = server::auth::HmacTokens::new("the backend's secret")
+        .check(Some(token.trim()), server::auth::unix_now())
+        .expect("a valid token");
+    assert_eq!(identity.user, "alice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_on_only_valid_unexpired_tokens_join() {
     const SECRET: &[u8] = b"test secret";

@@ -96,6 +96,17 @@ struct Args {
     log_format: LogFormat,
 }
 
+/// The subcommands alone. `Args` reads every serving flag from its
+/// `ARENA_*` variable whatever the command line says, so a bad variable
+/// unrelated to minting (`ARENA_TICK_HZ=fast`) would refuse `mint-token`;
+/// a command line that starts with a subcommand is parsed with this.
+#[derive(Parser, Debug)]
+#[command(name = "server", version)]
+struct SubcommandOnly {
+    #[command(subcommand)]
+    command: Command,
+}
+
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     /// Print a join token for --auth-secret (what a game backend issues
@@ -142,19 +153,24 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if let Some(Command::MintToken {
-        user,
-        ttl_secs,
-        auth_secret,
-    }) = &args.command
-    {
+    let subcommand = std::env::args_os().nth(1).is_some_and(|first| {
+        <Command as clap::Subcommand>::has_subcommand(&first.to_string_lossy())
+    });
+    let args = if subcommand {
+        let SubcommandOnly { command } = SubcommandOnly::parse();
+        let Command::MintToken {
+            user,
+            ttl_secs,
+            auth_secret,
+        } = &command;
         let expires = server::auth::unix_now().saturating_add(*ttl_secs);
         let token = shared::auth::mint(auth_secret.as_bytes(), user, expires)
             .context("the user id must be 1 to 64 of A-Z a-z 0-9 - _")?;
         println!("{token}");
         return Ok(());
-    }
+    } else {
+        Args::parse()
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr (colour only on a terminal); stdout carries just the
     // `listening on` line that scripts parse.
