@@ -363,6 +363,20 @@ pub(crate) struct ConnSlots {
     pub(crate) _open: Open,
 }
 
+/// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 4.1 has clients
+/// make it, and 4.2.1 servers require it: 16 bytes in base64, so 22
+/// characters of the alphabet, the last of them one with its low four
+/// bits zero (`A`, `Q`, `g` or `w`), and `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    let base64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    match key {
+        [head @ .., last, b'=', b'='] if head.len() == 21 => {
+            head.iter().all(base64) && matches!(last, b'A' | b'Q' | b'g' | b'w')
+        }
+        _ => false,
+    }
+}
+
 fn upgrade(
     mut req: Request<Incoming>,
     peer: SocketAddr,
@@ -371,6 +385,13 @@ fn upgrade(
 ) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return text(StatusCode::UPGRADE_REQUIRED, "websocket upgrade required\n");
+    }
+    // fastwebsockets checks that a key is there, not what it is.
+    if let Some(key) = req.headers().get("sec-websocket-key")
+        && !is_websocket_key(key.as_bytes())
+    {
+        debug!(%peer, "bad upgrade request: Sec-WebSocket-Key is not 16 bytes in base64");
+        return text(StatusCode::BAD_REQUEST, "bad websocket upgrade request\n");
     }
     // Refuse before the upgrade: each refusal costs one HTTP response.
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());

@@ -273,3 +273,48 @@ async fn shutdown_tells_every_client_and_returns_in_time() {
         assert_eq!(closed, (Some(DisconnectReason::ServerShutdown), 1001));
     }
 }
+
+/// An upgrade request that breaks RFC 6455 4.1 gets HTTP 400 and no
+/// WebSocket (`PROTOCOL.md` section 1, "Refused upgrades"); a browser's
+/// key is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_upgrade_request_is_refused_with_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Config::default()).await;
+    let status = |key: Option<&'static str>, version: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        let key = key.map_or(String::new(), |k| format!("Sec-WebSocket-Key: {k}\r\n"));
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             {key}Sec-WebSocket-Version: {version}\r\n\r\n",
+            server.addr
+        );
+        s.write_all(request.as_bytes()).await.expect("write");
+        let mut head = [0u8; 12];
+        timeout(STEP, s.read_exact(&mut head))
+            .await
+            .expect("an answer in time")
+            .expect("a status line");
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    };
+    for (key, version) in [
+        (None, "13"),
+        (Some("x"), "13"),
+        (Some("!!!!notbase64!!!!!!!!!=="), "13"),
+        // 15 bytes, and 17.
+        (Some("AAAAAAAAAAAAAAAAAAAA"), "13"),
+        (Some("AAAAAAAAAAAAAAAAAAAAAAA="), "13"),
+        // Bits past the 16 bytes.
+        (Some("dGhlIHNhbXBsZSBub25jZR=="), "13"),
+        (Some("dGhlIHNhbXBsZSBub25jZQ=="), "12"),
+    ] {
+        assert_eq!(status(key, version).await, "400", "{key:?} {version}");
+    }
+    // RFC 6455's own example key, and one as browsers make them.
+    for key in ["dGhlIHNhbXBsZSBub25jZQ==", "x3JJHMbDL1EzLkh9GBhXDw=="] {
+        assert_eq!(status(Some(key), "13").await, "101", "{key}");
+    }
+    server.stop().await;
+}
