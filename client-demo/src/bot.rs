@@ -290,6 +290,9 @@ pub async fn run(
     let outcome = loop {
         let trigger = match game.play(&mut link, &mut stop).await {
             Ok(PlayEnd::Stopped) => {
+                // Booked before the leave: the swarm aborts a bot whose
+                // leave outlasts its deadline.
+                game.finish();
                 if !link.leave(config.close_timeout).await {
                     metrics.unclean_closes.inc();
                 }
@@ -598,6 +601,19 @@ struct Game {
     /// input, a standalone `Ack` carries it instead.
     ack_pending: bool,
     last_snapshot_at: Option<Instant>,
+    /// Since when the bot has had no snapshot on its connection: the
+    /// connection's welcome, then each snapshot's arrival; `None` while
+    /// reconnecting. For [`Metrics::snapshot_gap`], which, unlike the
+    /// snapshot intervals, also sees the time to a connection's first
+    /// snapshot and the ramp.
+    gap_from: Option<Instant>,
+    /// Whether any snapshot arrived, on any connection.
+    got_snapshot: bool,
+    /// `input_ack` and tick of the newest snapshot on this connection, for
+    /// [`Metrics::inputs_skipped_by_server`].
+    last_input_ack: Option<(u32, Tick)>,
+    /// Whether [`Self::finish`] booked the totals already.
+    finished: bool,
     /// The tick of the newest snapshot, whose `input_ack` the predictor
     /// holds: for what the server applied since (see [`Game::last_resent`]).
     input_ack_tick: Option<Tick>,
@@ -678,6 +694,10 @@ impl Game {
             ack: welcome.tick,
             ack_pending: false,
             last_snapshot_at: None,
+            gap_from: Some(now),
+            got_snapshot: false,
+            last_input_ack: None,
+            finished: false,
             input_ack_tick: None,
             first_measured: None,
             last_measured: None,
@@ -855,6 +875,10 @@ impl Game {
         if let Some(prev) = self.last_snapshot_at.replace(now) {
             self.samples.snapshot_interval(now, now - prev);
         }
+        if let Some(from) = self.gap_from.replace(now) {
+            m.snapshot_gap(now.saturating_duration_since(from));
+        }
+        self.got_snapshot = true;
         if std::mem::take(&mut self.resume_first_pending) {
             if full {
                 m.resume_first_full.inc();
@@ -903,6 +927,7 @@ impl Game {
             _ => self.accept_snapshot(tick, now),
         }
         self.input_ack_tick = Some(tick);
+        self.count_skipped_inputs(tick, input_ack);
         self.reconcile(input_ack, None, now);
     }
 
@@ -934,7 +959,31 @@ impl Game {
             }
         };
         self.input_ack_tick = Some(msg.tick);
+        self.count_skipped_inputs(msg.tick, msg.input_ack);
         self.reconcile(msg.input_ack, own.as_ref(), now);
+    }
+
+    /// Counts the inputs the server passed over between the previous
+    /// snapshot of this connection and this one, of `tick` acknowledging
+    /// input `input_ack`: the server applies at most one input per tick, so
+    /// an ack that moved further than the ticks between them skipped the
+    /// rest ([`Metrics::inputs_skipped_by_server`]). They were acknowledged
+    /// like any other, and `inputs_never_acked` cannot see them.
+    fn count_skipped_inputs(&mut self, tick: Tick, input_ack: u32) {
+        if let Some((ack, at)) = self.last_input_ack {
+            let ticks = tick.since(at);
+            if ticks <= 0 {
+                // Not newer: a protocol error, counted where it is seen.
+                return;
+            }
+            if let Some(moved) = input_ack.checked_sub(ack) {
+                let skipped = moved.saturating_sub(ticks.unsigned_abs());
+                self.metrics
+                    .inputs_skipped_by_server
+                    .add(u64::from(skipped));
+            }
+        }
+        self.last_input_ack = Some((input_ack, tick));
     }
 
     /// Books what a snapshot acknowledging `input_ack` and showing the
@@ -1050,8 +1099,15 @@ impl Game {
         self.samples.flush(&self.metrics, now);
         self.server_reason = None;
         self.ping = None;
-        // The gap is the resume's, not a snapshot interval.
+        // The time to the loss was without a snapshot; what follows is the
+        // resume's, not a snapshot interval.
+        if let Some(from) = self.gap_from.take() {
+            self.metrics
+                .snapshot_gap(now.saturating_duration_since(from));
+        }
         self.last_snapshot_at = None;
+        // Inputs given up at a resume are counted as such, not as skipped.
+        self.last_input_ack = None;
         self.snapshot_on_this_link = false;
     }
 
@@ -1137,17 +1193,30 @@ impl Game {
         self.metrics.inputs_resent.add(resent);
         self.metrics.connected_now.inc();
         self.connected_since = Some(now);
+        self.gap_from = Some(now);
         self.resume_first_pending = true;
         self.resume_checks_left = RESUME_CHECKS;
         Ok(())
     }
 
-    /// Books the bot's totals; called once, however the game ended.
+    /// Books the bot's totals, however the game ended: at the stop, before
+    /// the leave (which the swarm may abort), or when the connection is
+    /// lost for good. Only the first call counts.
     fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let now = Instant::now();
         // The stop (the window's end), not now: the leave that follows it
         // may take seconds, and discards the snapshots still on their way.
         let end = self.samples.window_end().map_or(now, |end| end.min(now));
+        if let Some(from) = self.gap_from.take() {
+            self.metrics
+                .snapshot_gap(end.saturating_duration_since(from));
+        }
+        if !self.got_snapshot {
+            self.metrics.clients_without_snapshot.inc();
+        }
         // A stall that lasts until the stop has no next snapshot to end its
         // interval: it is counted as one at the stop, once it is longer
         // than a usual wait for the next snapshot.
@@ -1352,6 +1421,59 @@ mod tests {
         assert_eq!(gaps.len(), 1);
         assert!(gaps.max() >= 3_900_000, "{} µs", gaps.max());
         assert_eq!(metrics.inputs_never_acked.get(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_bot_that_never_gets_a_snapshot_is_counted_and_its_wait_is_a_gap() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = game(&metrics);
+        // Welcomed 3 s ago; nothing since.
+        game.gap_from = Some(Instant::now() - Duration::from_secs(3));
+        game.finish();
+        game.finish();
+        assert_eq!(metrics.clients_without_snapshot.get(), 1, "booked once");
+        assert!(metrics.longest_snapshot_gap_us.get() >= 2_900_000);
+        // A bot that got one is not counted.
+        let metrics = Arc::new(Metrics::default());
+        let mut served = self::game(&metrics);
+        served.on_snapshot_header(Tick(10), 0, 0, Instant::now());
+        served.finish();
+        assert_eq!(metrics.clients_without_snapshot.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stall_cut_short_by_a_lost_connection_is_still_a_gap() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = game(&metrics);
+        let now = Instant::now();
+        game.on_snapshot_header(Tick(10), 0, 0, now - Duration::from_secs(3));
+        assert!(metrics.longest_snapshot_gap_us.get() < 1_000_000);
+        // Three seconds without a snapshot, then the connection goes (a
+        // deliberate drop, say): the stall was real.
+        game.link_lost(now);
+        assert!(metrics.longest_snapshot_gap_us.get() >= 3_000_000);
+        // Reconnecting is the resume's time, not a gap.
+        game.finish();
+        assert!(metrics.longest_snapshot_gap_us.get() < 3_100_000);
+    }
+
+    #[tokio::test]
+    async fn inputs_the_server_passed_over_are_counted_but_not_across_a_resume() {
+        let metrics = Arc::new(Metrics::default());
+        let mut game = game(&metrics);
+        let now = Instant::now();
+        game.on_snapshot_header(Tick(100), 0, 10, now);
+        // Two ticks, one input each at most: 11 and 12 applied, 13 to 15
+        // dropped, or the ack could not be 15.
+        game.on_snapshot_header(Tick(102), 2, 15, now);
+        assert_eq!(metrics.inputs_skipped_by_server.get(), 3);
+        // In step with the ticks: nothing skipped.
+        game.on_snapshot_header(Tick(105), 3, 18, now);
+        assert_eq!(metrics.inputs_skipped_by_server.get(), 3);
+        // Inputs given up at a resume are counted there.
+        game.link_lost(now);
+        game.on_snapshot_header(Tick(107), 2, 40, now);
+        assert_eq!(metrics.inputs_skipped_by_server.get(), 3);
     }
 
     #[tokio::test]

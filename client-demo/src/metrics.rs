@@ -86,6 +86,10 @@ impl Counter {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    /// Raises the value to `v` if it is lower (for maxima).
+    pub fn max(&self, v: u64) {
+        self.0.fetch_max(v, Ordering::Relaxed);
+    }
     /// The current value.
     #[must_use]
     pub fn get(&self) -> u64 {
@@ -175,8 +179,26 @@ pub struct Metrics {
     /// Corrections caused by a death or respawn (not in the histogram),
     /// inside the measurement [`Window`].
     pub life_event_corrections: Counter,
+    /// Inputs the server skipped rather than applied, at least: a snapshot's
+    /// `input_ack` that moved further than the ticks since the previous
+    /// snapshot (the server applies at most one input per tick) passed over
+    /// inputs the server dropped (its buffer was full, or they came too far
+    /// ahead). Counted on each connection, not across a resume (inputs
+    /// given up there are [`Self::inputs_given_up`]).
+    pub inputs_skipped_by_server: Counter,
+    /// The longest time any bot went without a snapshot while connected,
+    /// over the whole run, the ramp included, in microseconds (a maximum,
+    /// not a sum: [`Self::snapshot_gap`]). The snapshot interval
+    /// histogram only has the measurement [`Window`]'s.
+    pub longest_snapshot_gap_us: Counter,
+    /// Bots that were welcomed and ended without receiving a single
+    /// snapshot.
+    pub clients_without_snapshot: Counter,
     /// Bots that sent a close frame but saw no close frame back in time.
     pub unclean_closes: Counter,
+    /// Bots still closing at the swarm's drain deadline, and aborted (their
+    /// figures were booked at the stop, before they began to leave).
+    pub bots_aborted: Counter,
     /// Sum over bots of server ticks advanced between their first and last
     /// snapshot inside the measurement [`Window`]; with `tick_time_us`, the
     /// server's real tick rate.
@@ -234,6 +256,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Notes that a bot went `d` without a snapshot while connected: the
+    /// time from its connection's `Welcome` (or its last snapshot) to its
+    /// next snapshot, to the loss of the connection, or to the stop.
+    pub fn snapshot_gap(&self, d: Duration) {
+        self.longest_snapshot_gap_us.max(micros(d));
+    }
+
     /// Counts one occurrence of `label` in `map`.
     pub fn count_reason(map: &Mutex<BTreeMap<String, u64>>, label: &str) {
         let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

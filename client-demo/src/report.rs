@@ -62,10 +62,12 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// A bot that went this long (ms) without a snapshot at full load saw the
-/// game freeze: the run is not healthy (a warning only when the bots were
-/// saturated, which can delay their reads as much). A gap still open at the
-/// stop counts too.
+/// A bot that went this long (ms) without a snapshot while connected saw
+/// the game freeze: the run is not healthy (a warning only when the bots
+/// were saturated, which can delay their reads as much). Counted over the
+/// whole run, the ramp included, from each connection's welcome: the time
+/// to a connection's first snapshot, and a gap still open at the stop or at
+/// the loss of the connection, count too.
 pub const SNAPSHOT_GAP_MS: f64 = 2000.0;
 
 /// Everything a run measured, in the shape of the JSON report.
@@ -150,6 +152,15 @@ pub struct Report {
     pub protocol_errors: u64,
     /// Bots whose close frame got no close frame back in time.
     pub unclean_closes: u64,
+    /// Bots still closing at the swarm's drain deadline, and aborted (their
+    /// figures were booked before they began to leave).
+    pub bots_aborted: u64,
+    /// Welcomed bots that ended without receiving a single snapshot.
+    pub clients_without_snapshot: u64,
+    /// The longest time a bot went without a snapshot while connected, over
+    /// the whole run (the ramp included, unlike `snapshot_interval_ms`),
+    /// from each connection's welcome, in milliseconds.
+    pub longest_snapshot_gap_ms: f64,
     /// Inputs sent by all bots.
     pub inputs_sent: u64,
     /// Inputs acknowledged by a snapshot.
@@ -161,6 +172,11 @@ pub struct Report {
     /// Inputs the server never acknowledged although far newer ones were
     /// sent (the bot stopped waiting for them).
     pub inputs_never_acked: u64,
+    /// Inputs the server passed over instead of applying, at least: a
+    /// snapshot's `input_ack` that moved further than the ticks since the
+    /// bot's previous snapshot (one input per tick is applied) skipped the
+    /// rest, which the server dropped (its buffer of them was full).
+    pub inputs_skipped_by_server: u64,
     /// Prediction checks in `prediction_error`.
     pub prediction_samples: u64,
     /// Prediction checks with a non-zero error.
@@ -377,10 +393,14 @@ impl Report {
             link_jitter_ms: facts.link_jitter.as_secs_f64() * 1000.0,
             protocol_errors: metrics.protocol_errors.get(),
             unclean_closes: metrics.unclean_closes.get(),
+            bots_aborted: metrics.bots_aborted.get(),
+            clients_without_snapshot: metrics.clients_without_snapshot.get(),
+            longest_snapshot_gap_ms: round3(metrics.longest_snapshot_gap_us.get() as f64 / 1000.0),
             inputs_sent: metrics.inputs_sent.get(),
             inputs_acked: metrics.inputs_acked.get(),
             inputs_paced: metrics.inputs_paced.get(),
             inputs_never_acked: metrics.inputs_never_acked.get(),
+            inputs_skipped_by_server: metrics.inputs_skipped_by_server.get(),
             prediction_samples: metrics.prediction_samples.get(),
             mispredictions: metrics.mispredictions.get(),
             life_event_corrections: metrics.life_event_corrections.get(),
@@ -430,6 +450,10 @@ impl Report {
             (self.decode_errors, "decode errors"),
             (self.protocol_errors, "protocol errors"),
             (self.inputs_never_acked, "inputs never acknowledged"),
+            (
+                self.clients_without_snapshot,
+                "bots connected but never received a snapshot",
+            ),
             (self.resumes_failed, "failed session resumes"),
         ];
         for (n, what) in counts {
@@ -466,10 +490,17 @@ impl Report {
                 self.snapshots_per_client_per_s
             ));
         }
-        if self.snapshot_interval_ms.max > SNAPSHOT_GAP_MS {
+        let gap = self
+            .longest_snapshot_gap_ms
+            .max(self.snapshot_interval_ms.max);
+        if gap > SNAPSHOT_GAP_MS {
+            shortfalls.push(format!("a bot went {gap:.0} ms without a snapshot"));
+        }
+        if self.inputs_skipped_by_server > 0 {
             shortfalls.push(format!(
-                "a bot went {:.0} ms without a snapshot",
-                self.snapshot_interval_ms.max
+                "the server dropped at least {} inputs (its buffer of a player's inputs \
+                 was full): players lost those moves",
+                self.inputs_skipped_by_server
             ));
         }
         if self.bot_cpu_saturated {
@@ -523,6 +554,12 @@ impl Report {
             warnings.push(format!(
                 "{} bots got no close frame back from the server",
                 self.unclean_closes
+            ));
+        }
+        if self.bots_aborted > 0 {
+            warnings.push(format!(
+                "{} bots were still leaving at the drain deadline and were aborted",
+                self.bots_aborted
             ));
         }
         if self.tick_hz > 0
@@ -608,14 +645,20 @@ impl fmt::Display for Report {
         }
         write_percentiles(f, "input→ack latency", &self.input_ack_latency_ms, "ms")?;
         write_percentiles(f, "snapshot interval", &self.snapshot_interval_ms, "ms")?;
+        writeln!(
+            f,
+            "  longest snapshot gap   {:.0} ms (whole run, ramp included); {} bots never got a snapshot",
+            self.longest_snapshot_gap_ms, self.clients_without_snapshot
+        )?;
         write_percentiles(f, "prediction error", &self.prediction_error, "units")?;
         write_percentiles(f, "ping rtt", &self.rtt_ms, "ms")?;
         write_percentiles(f, "time to join", &self.join_time_ms, "ms")?;
         write_percentiles(f, "bot timer lateness", &self.input_send_lateness_ms, "ms")?;
         writeln!(
             f,
-            "  inputs                 {} sent, {} acknowledged, {} skipped to drain the server's buffer",
-            self.inputs_sent, self.inputs_acked, self.inputs_paced
+            "  inputs                 {} sent, {} acknowledged, {} skipped to drain the server's buffer, \
+             {} dropped by the server (at least)",
+            self.inputs_sent, self.inputs_acked, self.inputs_paced, self.inputs_skipped_by_server
         )?;
         writeln!(
             f,
@@ -790,7 +833,8 @@ mod tests {
 
     #[test]
     fn any_failure_count_makes_the_run_unhealthy() {
-        let setters: [fn(&mut Report); 7] = [
+        let setters: [fn(&mut Report); 8] = [
+            |r| r.clients_without_snapshot = 1,
             |r| r.resumes_failed = 1,
             |r| r.connect_failures = 1,
             |r| r.disconnects = 1,
@@ -851,9 +895,12 @@ mod tests {
 
     #[test]
     fn a_short_snapshot_rate_or_a_long_gap_fails_the_run_unless_the_bots_were_saturated() {
-        let shortfalls: [fn(&mut Report); 2] = [
+        let shortfalls: [fn(&mut Report); 4] = [
             |r| r.snapshots_per_client_per_s = 20.0,
             |r| r.snapshot_interval_ms.max = SNAPSHOT_GAP_MS + 1.0,
+            // In the ramp, outside the window of the intervals.
+            |r| r.longest_snapshot_gap_ms = SNAPSHOT_GAP_MS + 1.0,
+            |r| r.inputs_skipped_by_server = 1,
         ];
         for short in shortfalls {
             let mut report = Report::build(&facts(), &healthy_metrics());
@@ -871,6 +918,7 @@ mod tests {
         let mut report = Report::build(&facts(), &healthy_metrics());
         report.snapshots_per_client_per_s = 27.5;
         report.snapshot_interval_ms.max = SNAPSHOT_GAP_MS;
+        report.longest_snapshot_gap_ms = SNAPSHOT_GAP_MS;
         report.judge();
         assert!(report.healthy && report.warnings.is_empty(), "{report:?}");
     }

@@ -224,7 +224,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
             () = tokio::time::sleep_until(drain_deadline) => {
                 let stuck = bots.len() as u64;
                 tracing::warn!("{stuck} bots did not finish closing in time; aborting them");
-                metrics.unclean_closes.add(stuck);
+                metrics.bots_aborted.add(stuck);
                 bots.abort_all();
                 while bots.join_next().await.is_some() {}
             }
@@ -285,7 +285,7 @@ impl Tally {
                 tracing::debug!("disconnected: {e}");
                 Metrics::count_reason(&metrics.disconnect_reasons, &e.label());
             }
-            // Aborted at the drain deadline: already counted as unclean.
+            // Aborted at the drain deadline: counted as such.
             Err(e) if e.is_cancelled() => {}
             Err(e) => {
                 self.disconnects += 1;
