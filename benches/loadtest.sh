@@ -84,8 +84,8 @@
 #       `bot_cpu_percent_full_load`, or the whole run's average from bots
 #       that predate it, then marked "(run)"); healthy
 #       says "(N connections lost)" when the server dropped connections
-#       that the bots then resumed, which the report counts as a warning,
-#       not a problem.
+#       that the bots then resumed, which the report counts as a problem
+#       (the run is unhealthy: a player would have seen it).
 
 set -euo pipefail
 
@@ -122,6 +122,8 @@ for layout in $LAYOUTS; do
 done
 
 mkdir -p "$OUT"
+# The server and bots of the run in progress: reaped ones are taken off, so
+# that an exit never signals a process id the system has since reused.
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -343,6 +345,7 @@ for n in "${CLIENTS[@]}"; do
         wait "$bots_pid" || echo "bots exited with status $? (see $OUT/bots-$tag.log)" >&2
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
+        PIDS=()
 
         [ -s "$json" ] || echo '{}' >"$json"
         jq -rn --arg layout "$layout" --argjson n "$n" --arg phases "$(phases)" --arg steal "$(steal)" \
@@ -401,7 +404,8 @@ for n in "${CLIENTS[@]}"; do
                 (if has("bot_cpu_saturated") then .bot_cpu_saturated else "?" end),
                 (if has("healthy") then
                     # Connections the server dropped and the bots resumed
-                    # keep a run healthy (a warning in the report): say so.
+                    # make a run unhealthy (a problem in the report): say
+                    # how many.
                     ((.resume_triggers // {}) | to_entries
                         | map(select(.key != "chaos") | .value) | add // 0) as $lost
                     | (.healthy | tostring)
