@@ -161,6 +161,9 @@ struct Status {
 #[derive(Serialize)]
 struct RoomView {
     name: String,
+    /// The room's serial: its thread is `room-SERIAL`, for `top -H` and
+    /// the panic log (`private#SERIAL` shows it in the name too).
+    serial: u32,
     public: bool,
     /// The phase of the tick period the room ticks in, of `--tick-phases`.
     tick_phase: u32,
@@ -261,6 +264,7 @@ fn status(state: &AppState, reader: Reader) -> Response<Body> {
             let room = &h.status;
             RoomView {
                 name: shown_name(room, reader),
+                serial: room.serial,
                 public: room.public,
                 tick_phase: room.tick_phase,
                 capacity: state.conn.config.room_capacity,

@@ -672,6 +672,25 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     let (_held, _) = Client::join_room(server.addr, "b", "held").await;
     // The room frees the seat at its next tick.
     wait_for_seats(&server, "left", 0, STEP).await;
+    // Room threads are named by serial (a private room's name is its key).
+    let status = server.status().await;
+    let thread = |name: &str| {
+        let rooms = status["rooms"].as_array().expect("rooms");
+        let room = rooms.iter().find(|r| r["name"] == name).expect("listed");
+        format!("room-{}", room["serial"].as_u64().expect("a serial"))
+    };
+    let (left_thread, held_thread) = (thread("left"), thread("held"));
+    assert!(
+        room_threads().contains(&left_thread),
+        "{:?}",
+        room_threads()
+    );
+    assert!(
+        !room_threads()
+            .iter()
+            .any(|t| t.contains("left") || t.contains("held")),
+        "no thread is named after a room"
+    );
     // A third room at the limit of two. "left" was emptied just now: its
     // players may be back in a moment, so it is kept for now.
     let refused = Client::hello(server.addr, named("c", "new")).await.err();
@@ -684,14 +703,14 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     assert_eq!(rooms, ["held", "new"]);
     // Its thread ends at its next tick (the server runs in this process).
     let deadline = Instant::now() + STEP;
-    while room_threads().contains(&"room-left".to_owned()) {
+    while room_threads().contains(&left_thread) {
         assert!(
             Instant::now() < deadline,
             "the evicted room's thread runs on"
         );
         sleep(Duration::from_millis(20)).await;
     }
-    assert!(room_threads().contains(&"room-held".to_owned()));
+    assert!(room_threads().contains(&held_thread));
     assert_eq!(server.metric("arena_rooms_evicted_total").await, 1.0);
     assert_eq!(server.metric("arena_rooms ").await, 2.0);
     // Rooms made by name have no series of their own.
