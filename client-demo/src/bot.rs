@@ -540,9 +540,8 @@ const ACK_GRACE: Duration = Duration::from_secs(2);
 
 /// Inputs a bot leaves unacknowledged at most before it stops sending more
 /// (the page's `MAX_UNACKED`, `client-demo/web/js/pacing.js`): 1.5 s at
-/// 30 Hz, far more than a working server ever leaves, and well inside the
-/// server's window of 64 for future inputs once a resume gave some up. A
-/// link conditioner's round trip is added on top.
+/// 30 Hz, far more than a working server ever leaves. A link conditioner's
+/// round trip is added on top.
 const MAX_UNACKED: usize = 45;
 
 /// The server's per-player input buffer (its `--input-buffer`, default 8):
@@ -1053,8 +1052,7 @@ impl Game {
         };
         // A server that takes no input (a stall, a dead link) gets no more
         // than `max_unacked` of them in flight, as from a page: more would
-        // only pile up to be given up at a resume, and could put the next
-        // input past the server's window for future inputs.
+        // only overflow the server's buffer, or be given up at a resume.
         if self.server_takes_no_input() || self.pacer.take_skip() {
             self.metrics.inputs_paced.inc();
             return self.ack_without_input(now, link);

@@ -54,8 +54,6 @@ pub enum InputDrop {
     BufferFull,
     /// Sequence already applied, or a duplicate.
     Stale,
-    /// Sequence too far ahead of the last applied one.
-    Future,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,7 +118,7 @@ pub struct Metrics {
     pub inputs_received: Counter,
     /// Inputs applied by a tick.
     pub inputs_applied: Counter,
-    inputs_dropped: [Counter; 4],
+    inputs_dropped: [Counter; 3],
     /// Snapshots written to clients.
     pub snapshots_sent: Counter,
     /// Of those, full snapshots (the client had no usable baseline).
@@ -165,7 +163,6 @@ fn drop_index(reason: InputDrop) -> usize {
         InputDrop::QueueFull => 0,
         InputDrop::BufferFull => 1,
         InputDrop::Stale => 2,
-        InputDrop::Future => 3,
     }
 }
 
@@ -323,7 +320,6 @@ impl Metrics {
             InputDrop::QueueFull,
             InputDrop::BufferFull,
             InputDrop::Stale,
-            InputDrop::Future,
         ]
         .map(|reason| drop_family.get_or_create_owned(&DropLabel { reason }));
         root.register(

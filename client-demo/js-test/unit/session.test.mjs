@@ -824,7 +824,6 @@ test('a server that takes no input stops the inputs until it acknowledges again'
   assert.equal(pacer.skip(MAX_UNACKED - 1), false);
   assert.equal(pacer.skip(MAX_UNACKED), true);
   assert.equal(pacer.stalled, 1);
-  assert.ok(MAX_UNACKED < 64, 'stays inside the server\'s window of future seqs');
 });
 
 test('pacing drains a backlog in a model of the server', () => {

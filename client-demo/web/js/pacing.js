@@ -20,9 +20,8 @@
 //
 // Separately, with MAX_UNACKED inputs unacknowledged the server is not taking
 // input at all (stalled, or the link is dead and not yet noticed): inputs
-// stop until it acknowledges again. That also keeps seqs within the server's
-// window of acceptable seqs (64 ahead of the last applied), which matters
-// when the session is resumed on a new connection.
+// stop until it acknowledges again: what would be sent meanwhile could only
+// overflow the server's buffer of 8, or be given up at a resume.
 //
 // Pure: times and counts arrive as arguments.
 
