@@ -127,6 +127,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // What an operator checks first after a deploy: whether joins need a
+    // token and who may read the status, said once (the secrets are not).
+    info!(
+        tick_hz = config.tick_hz,
+        snapshot_hz = config.snapshot_hz,
+        join_tokens_required = config.auth.is_some(),
+        operator_token = config.operator_token.is_some(),
+        max_clients = config.max_clients,
+        "serving"
+    );
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());

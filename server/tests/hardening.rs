@@ -434,6 +434,62 @@ fn mint_token_issues_a_token_the_server_accepts_whatever_the_other_variables() {
     assert_eq!(identity.user, "alice");
 }
 
+/// An empty secret is an HMAC key anyone can sign with: neither the
+/// server nor `mint-token` runs with one, set by flag or (as a deploy
+/// whose secret is missing does) by an empty variable.
+#[test]
+fn an_empty_auth_secret_is_refused() {
+    let run = |args: &[&str], secret: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        command.args(args).env_remove("ARENA_AUTH_SECRET");
+        if let Some(secret) = secret {
+            command.env("ARENA_AUTH_SECRET", secret);
+        }
+        // A server that takes the secret would serve until stopped.
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the server binary runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("a status") {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        (
+            status.is_some_and(|s| s.success()) || status.is_none(),
+            stderr,
+        )
+    };
+    let serve = ["--addr", "127.0.0.1:0"];
+    let mint = ["mint-token", "--user", "mallory"];
+    for (args, secret) in [
+        (&serve[..], Some("")),
+        (&serve[..], Some("  ")),
+        (&["--addr", "127.0.0.1:0", "--auth-secret", ""][..], None),
+        (&mint[..], Some("")),
+        (
+            &["mint-token", "--user", "mallory", "--auth-secret", " "][..],
+            None,
+        ),
+    ] {
+        let (ok, stderr) = run(args, secret);
+        assert!(!ok, "{args:?} {secret:?} ran");
+        assert!(stderr.contains("auth secret"), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_on_only_valid_unexpired_tokens_join() {
     const SECRET: &[u8] = b"test secret";

@@ -151,6 +151,20 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The join-token secret, refused when it is empty or blank: an HMAC key
+/// of nothing is one anyone can sign with, and a deploy that sets
+/// `ARENA_AUTH_SECRET=` from a missing secret would run with joins that
+/// look protected and are not. Kept as given otherwise (tokens minted with
+/// it stay valid).
+fn usable_secret(secret: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        !secret.trim().is_empty(),
+        "the auth secret (--auth-secret, ARENA_AUTH_SECRET) is empty: anyone could sign \
+         join tokens with it"
+    );
+    Ok(secret)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let subcommand = std::env::args_os().nth(1).is_some_and(|first| {
@@ -163,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
             ttl_secs,
             auth_secret,
         } = &command;
+        let auth_secret = usable_secret(auth_secret)?;
         let expires = server::auth::unix_now().saturating_add(*ttl_secs);
         let token = shared::auth::mint(auth_secret.as_bytes(), user, expires)
             .context("the user id must be 1 to 64 of A-Z a-z 0-9 - _")?;
@@ -194,10 +209,12 @@ async fn main() -> anyhow::Result<()> {
         resume_grace: Duration::from_secs(args.resume_grace_secs),
         empty_room_grace: Duration::from_secs(args.empty_room_grace_secs),
         persistent_rooms: args.rooms.clone(),
-        auth: args.auth_secret.as_ref().map(|secret| {
-            Arc::new(server::auth::HmacTokens::new(secret.as_bytes()))
-                as Arc<dyn server::auth::Authenticator>
-        }),
+        auth: match args.auth_secret.as_deref() {
+            None => None,
+            Some(secret) => Some(Arc::new(server::auth::HmacTokens::new(
+                usable_secret(secret)?.as_bytes(),
+            )) as Arc<dyn server::auth::Authenticator>),
+        },
         operator_token: match args.operator_token.as_deref() {
             None => None,
             Some(token) => Some(
