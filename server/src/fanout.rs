@@ -245,9 +245,18 @@ impl Subscriber {
         let ack = self.acked.load(Relaxed);
         if ack != self.last_ack.0 {
             self.last_ack = (ack, now);
-        } else if now.saturating_duration_since(self.last_ack.1) > config.ack_timeout {
-            self.out.request_close(DisconnectReason::TooSlow);
-            return false;
+        } else {
+            let stalled = now.saturating_duration_since(self.last_ack.1);
+            // Too slow: heard from since its acks stopped (inputs, pings, a
+            // browser's pongs while its page is frozen), yet acknowledging
+            // nothing. A client heard from not at all since is gone or
+            // silent, which the idle timeout says, at its own time: with
+            // the defaults (10 s and 15 s) every vanished player was
+            // counted as too slow, the alert for slow clients.
+            if stalled > config.ack_timeout && self.heard.silence(now) < stalled {
+                self.out.request_close(DisconnectReason::TooSlow);
+                return false;
+            }
         }
         let baseline = self.view.baseline(ack).cloned();
         if baseline.is_none()

@@ -637,6 +637,23 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
     assert_session_kept(server.addr, &welcome).await;
     server.stop().await;
 
+    // With the ack timeout the shorter, as by default (10 s against 15 s),
+    // a client that sends nothing is still idle, not too slow.
+    let server = TestServer::start(Config {
+        idle_timeout: Duration::from_millis(1600),
+        ack_timeout: Duration::from_millis(500),
+        ..Config::default()
+    })
+    .await;
+    let (mut silent, _) = Client::join(server.addr, "silent").await;
+    let started = Instant::now();
+    let (reason, _) = timeout(Duration::from_secs(5), silent.expect_close())
+        .await
+        .expect("closed within 5 s");
+    assert_eq!(reason, Some(DisconnectReason::IdleTimeout));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    server.stop().await;
+
     let server = TestServer::start(Config {
         idle_timeout: Duration::from_secs(60),
         ack_timeout: Duration::from_millis(800),
