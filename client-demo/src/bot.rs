@@ -173,7 +173,7 @@ impl BotError {
     #[must_use]
     pub fn label(&self) -> String {
         match self {
-            Self::Connect(e) => e.label().to_owned(),
+            Self::Connect(e) => e.label().into_owned(),
             Self::Rejected(r) => format!("rejected_{}", r.label()),
             Self::WelcomeTimeout(_) => "welcome_timeout".into(),
             Self::NoWelcome(_) => "no_welcome".into(),

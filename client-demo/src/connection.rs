@@ -79,9 +79,14 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// A short stable label for the report's failure breakdown.
+    /// A short stable label for the report's failure breakdown: for an
+    /// HTTP refusal its status (`http_429`: too many connections from the
+    /// address; `http_503`: the server is full; `http_403`: the origin).
     #[must_use]
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> std::borrow::Cow<'static, str> {
+        if let Self::Handshake(WebSocketError::InvalidStatusCode(status)) = self {
+            return format!("http_{status}").into();
+        }
         match self {
             Self::Tcp { source, .. } => match source.kind() {
                 std::io::ErrorKind::ConnectionRefused => "tcp_refused",
@@ -90,10 +95,10 @@ impl ConnectError {
                 }
                 _ => "tcp_error",
             },
-            Self::Handshake(WebSocketError::InvalidStatusCode(_)) => "http_status",
             Self::Handshake(_) | Self::Request(_) | Self::NotTcp => "handshake",
             Self::Timeout(_) => "connect_timeout",
         }
+        .into()
     }
 }
 
@@ -289,7 +294,7 @@ mod tests {
             path: "/ws".into(),
         };
         let err = connect(&endpoint, Duration::from_secs(5)).await.err();
-        assert_eq!(err.map(|e| e.label()), Some("tcp_refused"));
+        assert_eq!(err.map(|e| e.label()).as_deref(), Some("tcp_refused"));
     }
 
     #[tokio::test]
@@ -315,6 +320,6 @@ mod tests {
             path: "/ws".into(),
         };
         let err = connect(&endpoint, Duration::from_secs(5)).await.err();
-        assert_eq!(err.map(|e| e.label()), Some("http_status"));
+        assert_eq!(err.map(|e| e.label()).as_deref(), Some("http_404"));
     }
 }
