@@ -157,8 +157,16 @@ enum Inbound<'a> {
 /// to read, so a flood of them must meet the same fate. Over the limit, a
 /// ping frame goes unanswered, a pong is ignored, and a message is dropped
 /// whole if any of its fragments was (all counted in
-/// `arena_messages_rate_limited_total`); sustained, the connection is
+/// `arena_messages_rate_limited_total`, a message at its first dropped
+/// fragment); sustained, the connection is
 /// closed with `RateLimited`. A close frame is always read.
+///
+/// After a dropped frame the reader waits for the bucket to refill before
+/// it reads another: a flooder's frames then wait in its own socket (TCP
+/// holds it back), not in the server's CPU. Reading and dropping them as
+/// fast as they came cost a core per flooding connection (6 million tiny
+/// frames a second) for the seconds before the kick, and a flooder that
+/// reconnects never stops.
 struct Reader {
     ws: WebSocketRead<ReadSide>,
     message: Vec<u8>,
@@ -167,9 +175,10 @@ struct Reader {
     /// message is dropped when it ends.
     dropping: bool,
     guard: RateGuard,
-    /// Off while lingering after the close: what the client sends then is
-    /// discarded anyway, and a kick would close the socket on unread bytes.
-    limited: bool,
+    /// Set while lingering after the close: frames over the rate are still
+    /// dropped and waited for, but never kicked (a kick would end the read
+    /// at once, and close the socket on unread bytes).
+    lingering: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -182,16 +191,18 @@ impl Reader {
             in_fragment: false,
             dropping: false,
             guard: RateGuard::new(rate, burst, config.rate_limit_kick_secs, Instant::now()),
-            limited: true,
+            lingering: false,
             metrics,
         }
     }
 
-    /// Charges one frame, read at `now`, to `guard`: whether it may be used.
-    fn admit(guard: &mut RateGuard, now: Instant) -> Result<bool, ReadEnd> {
+    /// Charges one frame, read at `now`, to `guard`: whether it may be
+    /// used. Never a kick while `lingering`.
+    fn admit(guard: &mut RateGuard, lingering: bool, now: Instant) -> Result<bool, ReadEnd> {
         match guard.admit(now) {
             Admit::Pass => Ok(true),
             Admit::Drop => Ok(false),
+            Admit::Kick if lingering => Ok(false),
             Admit::Kick => Err(ReadEnd::Reason(DisconnectReason::RateLimited)),
         }
     }
@@ -219,9 +230,8 @@ impl Reader {
                 return Err(ReadEnd::Reason(DisconnectReason::MalformedMessage));
             }
             let now = Instant::now();
-            let admitted = frame.opcode == OpCode::Close
-                || !self.limited
-                || Self::admit(&mut self.guard, now)?;
+            let admitted =
+                frame.opcode == OpCode::Close || Self::admit(&mut self.guard, self.lingering, now)?;
             match frame.opcode {
                 OpCode::Binary | OpCode::Continuation => {
                     let starts = frame.opcode == OpCode::Binary;
@@ -238,18 +248,23 @@ impl Reader {
                         return Err(ReadEnd::Reason(DisconnectReason::MessageTooLarge));
                     }
                     self.message.extend_from_slice(&frame.payload);
-                    self.dropping |= !admitted;
                     self.in_fragment = !frame.fin;
-                    if frame.fin {
-                        if self.dropping {
-                            self.metrics.rate_limited.inc();
-                            continue;
-                        }
+                    if !admitted && !self.dropping {
+                        // Counted once, when it is known to be dropped: a
+                        // message of endless fragments counts too.
+                        self.metrics.rate_limited.inc();
+                        self.dropping = true;
+                    }
+                    if frame.fin && !self.dropping {
                         return Ok((now, Inbound::Binary(&self.message)));
+                    }
+                    if !admitted {
+                        tokio::time::sleep(self.guard.refill_wait()).await;
                     }
                 }
                 OpCode::Ping | OpCode::Pong if !admitted => {
                     self.metrics.rate_limited.inc();
+                    tokio::time::sleep(self.guard.refill_wait()).await;
                 }
                 OpCode::Text => return Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
                 OpCode::Close => {
@@ -824,11 +839,15 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// inputs until it reads the close. Bounded in time, and in bytes by the
 /// read's own limits.
 ///
-/// The rate limit is off meanwhile: a client kicked for flooding is still
-/// flooding, and a second kick would end the read at once, and the socket
-/// with a reset.
+/// The rate limit holds meanwhile, without its kick: a game sending its
+/// inputs is read in full, while a client kicked for flooding, still
+/// flooding, is read at the rate (read at full speed, its backlog cost a
+/// second of a core per kick, and a flooder that reconnects is kicked
+/// every few seconds) and may see the socket reset after the second. Its
+/// close frame was sent first and stays readable: Linux keeps received
+/// bytes readable after a reset.
 async fn linger(reader: &mut Reader) {
-    reader.limited = false;
+    reader.lingering = true;
     let _ = timeout(CLOSE_LINGER, async {
         while let Ok((_, inbound)) = reader.next().await {
             if let Inbound::Close(_) = inbound {

@@ -225,6 +225,14 @@ impl RateGuard {
             Admit::Drop
         }
     }
+
+    /// How long after the last [`Self::admit`] the bucket holds a whole
+    /// token again: what a connection over its rate waits before it reads
+    /// another frame.
+    pub(crate) fn refill_wait(&self) -> Duration {
+        let missing = (1.0 - self.tokens).max(0.0);
+        Duration::from_secs_f64(missing / self.rate.max(f64::MIN_POSITIVE))
+    }
 }
 
 /// The secret an operator presents (`Authorization: Bearer TOKEN`) to read
