@@ -10,7 +10,7 @@
 //! touches the world, and the room never waits for either.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -449,7 +449,7 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         metrics: Arc::clone(&ctx.metrics),
         span: span.clone(),
     };
-    let Some((room, seat)) = handshake(&mut reader, &mut writer, &ctx)
+    let Some((room, seat)) = handshake(&mut reader, &mut writer, &ctx, peer.ip())
         .instrument(span.clone())
         .await
     else {
@@ -475,6 +475,7 @@ async fn handshake(
     reader: &mut Reader,
     writer: &mut Writer,
     ctx: &ConnContext,
+    ip: IpAddr,
 ) -> Option<(RoomHandle, Seat)> {
     // A server shutting down tells a client still to say hello why, as it
     // tells its players, instead of letting it wait for the hello deadline.
@@ -497,7 +498,7 @@ async fn handshake(
     };
     let name = sanitize_name(&hello.name);
     let deadline = tokio::time::Instant::now() + ctx.config.hello_timeout;
-    let (room, seat) = match enter(ctx, hello, &name, deadline).await {
+    let (room, seat) = match enter(ctx, hello, &name, ip, deadline).await {
         Ok(entered) => entered,
         Err(reason) => {
             writer.close(reason).await;
@@ -557,6 +558,7 @@ async fn enter(
     ctx: &ConnContext,
     hello: Hello,
     name: &str,
+    ip: IpAddr,
     deadline: tokio::time::Instant,
 ) -> Result<(RoomHandle, Seat), DisconnectReason> {
     let (reply, answer) = oneshot::channel();
@@ -567,7 +569,7 @@ async fn enter(
             ctx.registry
                 .room_gone_reason(DisconnectReason::SessionExpired)
         };
-        let resume = RoomCmd::Resume { token, reply };
+        let resume = RoomCmd::Resume { token, ip, reply };
         send_by(&room, resume, deadline, gone).await?;
         let seat = answered(&room, answer, deadline, false, gone).await?;
         return Ok((room, seat));
@@ -589,6 +591,7 @@ async fn enter(
     let room = ctx.registry.reserve(&hello.room)?;
     let join = RoomCmd::Join {
         name: name.to_owned(),
+        ip,
         reply,
     };
     let gone = || ctx.registry.room_gone_reason(DisconnectReason::ServerFull);

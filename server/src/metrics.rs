@@ -91,6 +91,9 @@ pub struct Metrics {
     pub resumes: Counter,
     /// Sessions whose resume grace ran out; their players were removed.
     pub sessions_expired: Counter,
+    /// Sessions whose connection was lost while their address already had
+    /// `max_clients_per_ip` sessions awaiting a resume: removed at once.
+    pub sessions_not_parked: Counter,
     /// Rooms open now.
     pub rooms: Gauge,
     /// Rooms created since start.
@@ -245,6 +248,12 @@ impl Metrics {
             "Dropped sessions not resumed within the grace period",
             sessions_expired.clone(),
         );
+        let sessions_not_parked = Counter::default();
+        root.register(
+            "sessions_not_parked",
+            "Dropped sessions removed at once: their address had as many awaiting a resume as it may",
+            sessions_not_parked.clone(),
+        );
         let rooms = Gauge::default();
         root.register("rooms", "Rooms open", rooms.clone());
         let rooms_created = Counter::default();
@@ -393,6 +402,7 @@ impl Metrics {
             leaves,
             resumes,
             sessions_expired,
+            sessions_not_parked,
             rooms,
             rooms_created,
             rooms_evicted,

@@ -8,6 +8,7 @@
 //! join is on its way to it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::guard::{IpPermit, PerIpLimiter};
 use crate::metrics::Metrics;
 use crate::room::{self, RoomHandle, RoomSetup, RoomStatus};
 use crate::throttle::LogEvery;
@@ -37,6 +39,9 @@ pub(crate) struct Registry {
     /// takes the phase whose rooms hold the fewest seats
     /// ([`room::least_loaded_phase`]).
     grid_epoch: tokio::time::Instant,
+    /// Sessions awaiting a resume, per address of their last connection
+    /// (at most `max_clients_per_ip`, loopback exempt as configured).
+    parked: Arc<PerIpLimiter>,
     inner: Mutex<Inner>,
 }
 
@@ -76,6 +81,7 @@ impl Registry {
         alive: mpsc::Sender<()>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            parked: PerIpLimiter::new(config.max_clients_per_ip, config.per_ip_exempt_loopback),
             config,
             metrics,
             shutdown,
@@ -90,6 +96,12 @@ impl Registry {
                 limit_log: LogEvery::new(std::time::Duration::from_secs(10)),
             }),
         })
+    }
+
+    /// A place for a session of `ip` awaiting a resume, held by the room
+    /// while it waits; `None` when its address has as many as it may.
+    pub(crate) fn park_permit(&self, ip: IpAddr) -> Option<IpPermit> {
+        self.parked.try_acquire(ip)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

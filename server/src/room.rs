@@ -23,6 +23,7 @@
 //! numbering and (if still held) its last acknowledged snapshot.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -41,6 +42,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, MAX_TICK_PHASES};
 use crate::fanout::Fanout;
 use crate::game::{EntityKey, World, WorldConfig};
+use crate::guard::IpPermit;
 use crate::metrics::{InputDrop, Metrics, Phase};
 use crate::registry::{Listing, Registry};
 
@@ -99,14 +101,18 @@ pub(crate) struct Seat {
 /// Requests to the room that must not be lost (unlike inputs).
 #[derive(Debug)]
 pub(crate) enum RoomCmd {
-    /// A new player; its seat was reserved in the registry.
+    /// A new player; its seat was reserved in the registry. `ip`: the
+    /// connection's peer, whose count of sessions awaiting a resume a
+    /// parked session adds to.
     Join {
         name: String,
+        ip: IpAddr,
         reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
     },
-    /// A new connection for an existing session.
+    /// A new connection, from `ip`, for an existing session.
     Resume {
         token: SessionToken,
+        ip: IpAddr,
         reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
     },
     /// A connection ended. `forfeit`: the player left on purpose or was
@@ -485,6 +491,11 @@ struct Slot {
     kick: Option<oneshot::Sender<DisconnectReason>>,
     /// While the session waits for a resume: when it gives up.
     parked_until: Option<Instant>,
+    /// The address of its last connection.
+    ip: IpAddr,
+    /// While parked: its place among its address's sessions awaiting a
+    /// resume ([`Registry::park_permit`]).
+    park_permit: Option<IpPermit>,
 }
 
 /// How a room is started.
@@ -841,8 +852,8 @@ impl Room {
                 break;
             };
             match cmd {
-                RoomCmd::Join { name, reply } => {
-                    let joined = self.join(name);
+                RoomCmd::Join { name, ip, reply } => {
+                    let joined = self.join(name, ip);
                     if joined.is_err() {
                         self.status.release_seat();
                     }
@@ -851,8 +862,8 @@ impl Room {
                         self.remove(seat.handle);
                     }
                 }
-                RoomCmd::Resume { token, reply } => {
-                    let resumed = self.resume(token);
+                RoomCmd::Resume { token, ip, reply } => {
+                    let resumed = self.resume(token, ip);
                     if let Err(Ok(seat)) = reply.send(resumed) {
                         // Gave up waiting: the session stays parked.
                         self.disconnected(seat.handle, seat.epoch, false);
@@ -902,7 +913,7 @@ impl Room {
         })
     }
 
-    fn join(&mut self, name: String) -> Result<Seat, DisconnectReason> {
+    fn join(&mut self, name: String, ip: IpAddr) -> Result<Seat, DisconnectReason> {
         let (key, player_id) = self
             .world
             .spawn_player(name)
@@ -924,6 +935,8 @@ impl Room {
             acked: Arc::new(AtomicU64::new(NO_ACK)),
             kick: None,
             parked_until: None,
+            ip,
+            park_permit: None,
         };
         let index = match self.free_slots.pop() {
             Some(i) => {
@@ -943,7 +956,7 @@ impl Room {
         self.seat(index, false).ok_or(DisconnectReason::ServerFull)
     }
 
-    fn resume(&mut self, token: SessionToken) -> Result<Seat, DisconnectReason> {
+    fn resume(&mut self, token: SessionToken, ip: IpAddr) -> Result<Seat, DisconnectReason> {
         let index = *self
             .tokens
             .get(&token)
@@ -959,6 +972,9 @@ impl Room {
         if slot.parked_until.take().is_some() {
             self.parked -= 1;
         }
+        // Its connection counts now, against the address it came from.
+        slot.park_permit = None;
+        slot.ip = ip;
         slot.epoch = slot.epoch.wrapping_add(1);
         let player_id = slot.player_id;
         self.metrics.resumes.inc();
@@ -980,9 +996,28 @@ impl Room {
             return;
         }
         slot.kick = None;
-        if slot.parked_until.is_none() {
+        if slot.parked_until.is_some() {
+            return;
+        }
+        // A parked session holds a seat, and often a room, with no
+        // connection: it counts against its address's sessions
+        // (`--max-clients-per-ip`), or else one address could open sessions
+        // and drop them, holding every room of the server with a few
+        // connections at a time. Past that count it is given up instead.
+        let (ip, player_id) = (slot.ip, slot.player_id);
+        let Some(permit) = self.registry.park_permit(ip) else {
+            debug!(
+                player_id,
+                "its address has as many sessions awaiting a resume as it may: removed"
+            );
+            self.metrics.sessions_not_parked.inc();
+            self.remove(player);
+            return;
+        };
+        if let Some(slot) = self.slot_mut(player) {
+            slot.park_permit = Some(permit);
             slot.parked_until = Some(Instant::now() + grace);
-            debug!(player_id = slot.player_id, "session parked for resume");
+            debug!(player_id, "session parked for resume");
             self.parked += 1;
         }
     }
@@ -1090,6 +1125,8 @@ mod tests {
             acked: Arc::new(AtomicU64::new(NO_ACK)),
             kick: None,
             parked_until: None,
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            park_permit: None,
         }
     }
 

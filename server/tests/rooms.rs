@@ -756,3 +756,46 @@ async fn a_leave_or_a_kick_ends_the_session_before_the_close_is_answered() {
     }
     server.stop().await;
 }
+
+/// A session awaiting a resume holds a seat, and a room, without a
+/// connection: it counts against its address (`--max-clients-per-ip`), or
+/// one address joining named rooms and dropping its connections could hold
+/// every room of the server with one connection at a time. Past the limit
+/// a lost connection's session is given up at once; resumes are not
+/// limited by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_awaiting_a_resume_count_against_their_address() {
+    let server = TestServer::start(Config {
+        max_clients_per_ip: 2,
+        per_ip_exempt_loopback: false,
+        resume_grace: Duration::from_secs(600),
+        empty_room_grace: Duration::from_secs(600),
+        ..Config::default()
+    })
+    .await;
+    let mut welcomes = Vec::new();
+    for room in ["a", "b", "c"] {
+        let (c, welcome) = Client::join_room(server.addr, "p", room).await;
+        // Gone without a leave: the session waits for a resume.
+        drop(c);
+        welcomes.push(welcome);
+    }
+    wait_for_seats(&server, "a", 1, STEP).await;
+    wait_for_seats(&server, "b", 1, STEP).await;
+    // The third is over the address's two: its seat went with it.
+    wait_for_seats(&server, "c", 0, STEP).await;
+    assert_eq!(server.metric("arena_sessions_not_parked_total").await, 1.0);
+    assert_eq!(
+        Client::resume(server.addr, &welcomes[2]).await.err(),
+        Some((Some(DisconnectReason::SessionExpired), 1008))
+    );
+    // A parked one resumes, and its place is free while it plays.
+    let (_a, resumed) = Client::resume(server.addr, &welcomes[0])
+        .await
+        .expect("resumed");
+    assert!(resumed.resumed);
+    let (d, _) = Client::join_room(server.addr, "p", "d").await;
+    drop(d);
+    wait_for_seats(&server, "d", 1, STEP).await;
+    server.stop().await;
+}

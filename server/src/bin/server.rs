@@ -68,9 +68,10 @@ struct Args {
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
     /// Most players (WebSocket sessions) from one IP address, or one IPv6
-    /// /64 (0: unlimited); more get HTTP 429. Loopback peers are exempt
-    /// unless --limit-loopback is given. --max-connections-per-ip caps TCP
-    /// connections of any kind.
+    /// /64 (0: unlimited); more get HTTP 429. As many more may await a
+    /// resume; past that a dropped session is given up. Loopback peers are
+    /// exempt unless --limit-loopback is given. --max-connections-per-ip
+    /// caps TCP connections of any kind.
     #[arg(long, env = "ARENA_MAX_CLIENTS_PER_IP", default_value_t = Config::default().max_clients_per_ip)]
     max_clients_per_ip: u32,
     /// Most TCP connections of any kind from one IP address, idle HTTP
