@@ -21,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use shared::Tick;
 use shared::codec::{self, MAX_CLIENT_MESSAGE};
 use shared::protocol::{
-    ClientMsg, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION, ServerMsg, Welcome,
+    ClientMsg, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION, RoomRequest,
+    ServerMsg, Welcome,
 };
 use shared::rules::MAX_NAME_CHARS;
 use std::pin::Pin;
@@ -564,12 +565,21 @@ async fn enter(
     let (reply, answer) = oneshot::channel();
     if let Some(token) = hello.resume {
         // The session token is the credential: it was issued after auth.
-        let room = ctx.registry.find_session(&hello.room, &token)?;
+        let room = ctx.registry.find_session(&token)?;
         let gone = || {
             ctx.registry
                 .room_gone_reason(DisconnectReason::SessionExpired)
         };
-        let resume = RoomCmd::Resume { token, ip, reply };
+        let named = match hello.room {
+            RoomRequest::Named(name) => Some(name),
+            RoomRequest::Matchmake => None,
+        };
+        let resume = RoomCmd::Resume {
+            token,
+            named,
+            ip,
+            reply,
+        };
         send_by(&room, resume, deadline, gone).await?;
         let seat = answered(&room, answer, deadline, false, gone).await?;
         return Ok((room, seat));

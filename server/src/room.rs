@@ -109,9 +109,11 @@ pub(crate) enum RoomCmd {
         ip: IpAddr,
         reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
     },
-    /// A new connection, from `ip`, for an existing session.
+    /// A new connection, from `ip`, for an existing session, in the room
+    /// the hello `named` (if it named one).
     Resume {
         token: SessionToken,
+        named: Option<String>,
         ip: IpAddr,
         reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
     },
@@ -862,8 +864,13 @@ impl Room {
                         self.remove(seat.handle);
                     }
                 }
-                RoomCmd::Resume { token, ip, reply } => {
-                    let resumed = self.resume(token, ip);
+                RoomCmd::Resume {
+                    token,
+                    named,
+                    ip,
+                    reply,
+                } => {
+                    let resumed = self.resume(token, named.as_deref(), ip);
                     if let Err(Ok(seat)) = reply.send(resumed) {
                         // Gave up waiting: the session stays parked.
                         self.disconnected(seat.handle, seat.epoch, false);
@@ -956,11 +963,23 @@ impl Room {
         self.seat(index, false).ok_or(DisconnectReason::ServerFull)
     }
 
-    fn resume(&mut self, token: SessionToken, ip: IpAddr) -> Result<Seat, DisconnectReason> {
+    /// Hands a session its seat back, its old connection replaced: not for
+    /// a token this room never issued (or whose session ended), then
+    /// `SessionExpired` whatever the name, nor when the hello `named`
+    /// another room (`SessionWrongRoom`, only to a holder of the token).
+    fn resume(
+        &mut self,
+        token: SessionToken,
+        named: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Seat, DisconnectReason> {
         let index = *self
             .tokens
             .get(&token)
             .ok_or(DisconnectReason::SessionExpired)?;
+        if named.is_some_and(|name| name != self.status.name) {
+            return Err(DisconnectReason::SessionWrongRoom);
+        }
         let slot = self.slots[index as usize]
             .as_mut()
             .ok_or(DisconnectReason::SessionExpired)?;

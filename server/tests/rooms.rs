@@ -318,6 +318,28 @@ async fn a_resume_after_grace_or_for_another_room_is_refused_with_a_reason() {
         wrong,
         Some((Some(DisconnectReason::SessionWrongRoom), 1008))
     );
+    // A forged token carrying the room's serial (its first four bytes)
+    // learns nothing of the room's name: the same answer for the right
+    // name, another room's and one that is nobody's.
+    let mut forged = welcome.session;
+    forged.0[8] ^= 1;
+    for name in ["arena-1", "arena-2", "guess"] {
+        let answer = Client::hello(
+            server.addr,
+            Hello {
+                room: RoomRequest::Named(name.into()),
+                resume: Some(forged),
+                ..Hello::new("")
+            },
+        )
+        .await
+        .err();
+        assert_eq!(
+            answer,
+            Some((Some(DisconnectReason::SessionExpired), 1008)),
+            "{name}"
+        );
+    }
 
     c.kill();
     // The entity waits out the grace period, then goes.
