@@ -512,8 +512,18 @@ pub(crate) async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         handle(req, peer, Arc::clone(&state), Arc::clone(&slots))
     });
+    // One request per connection (`Connection: close`): a keep-alive
+    // connection sending a request every few seconds held its slot for
+    // good, and a few addresses holding every spare slot that way kept
+    // health probes out for as long as they liked. Closed after each
+    // answer, every slot comes free within the header deadline, and the
+    // kernel's backlog hands it to the peer that waited longest. A page
+    // load opens a connection per file, on loopback or a LAN a fraction of
+    // a millisecond each; a WebSocket upgrade is the first request of its
+    // connection anyway.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(false)
         .header_read_timeout(header_timeout)
         .max_buf_size(16 * 1024)
         .serve_connection(io, service)

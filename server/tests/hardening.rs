@@ -1006,3 +1006,29 @@ async fn private_room_names_are_shown_to_the_operator_only() {
     assert_eq!(common::http_get(server.addr, "/status").await.0, 200);
     server.stop().await;
 }
+
+/// Plain HTTP is one request per connection: a keep-alive connection
+/// sending a request every few seconds held its slot for good, and a few
+/// addresses doing so kept every other client, health probes included,
+/// out of a full server (an attack review: 0 of 10 probes answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_connections_close_after_one_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Config::default()).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    // HTTP/1.1 asks for keep-alive unless told otherwise.
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: arena\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(2), s.read_to_end(&mut answer))
+        .await
+        .expect("closed after the answer, not kept open")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    server.stop().await;
+}
