@@ -84,9 +84,8 @@ pub struct Config {
     /// Default: 5 s.
     pub write_timeout: Duration,
     /// A client that acknowledges no snapshot for this long while snapshots
-    /// are being sent, and is heard from meanwhile, is disconnected as too
-    /// slow (one heard from not at all is left to `idle_timeout`).
-    /// Default: 10 s.
+    /// are being sent is disconnected: as too slow if it was heard from
+    /// meanwhile, as idle if not (gone). Default: 10 s.
     pub ack_timeout: Duration,
     /// Snapshots each client's writer keeps as possible baselines, and each
     /// room keeps for resuming clients. A client whose newest ack is older

@@ -247,14 +247,20 @@ impl Subscriber {
             self.last_ack = (ack, now);
         } else {
             let stalled = now.saturating_duration_since(self.last_ack.1);
-            // Too slow: heard from since its acks stopped (inputs, pings, a
-            // browser's pongs while its page is frozen), yet acknowledging
-            // nothing. A client heard from not at all since is gone or
-            // silent, which the idle timeout says, at its own time: with
-            // the defaults (10 s and 15 s) every vanished player was
-            // counted as too slow, the alert for slow clients.
-            if stalled > config.ack_timeout && self.heard.silence(now) < stalled {
-                self.out.request_close(DisconnectReason::TooSlow);
+            if stalled > config.ack_timeout {
+                // Too slow: heard from since its acks stopped (inputs,
+                // pings, a browser's pongs while its page is frozen), yet
+                // acknowledging nothing. Heard from not at all since: gone
+                // (its network, its process), which is idle. Both were
+                // `TooSlow`, and with the defaults (10 s against the idle
+                // timeout's 15 s) every player who vanished was counted as
+                // a slow client, whose alert the README recommends.
+                let reason = if self.heard.silence(now) < stalled {
+                    DisconnectReason::TooSlow
+                } else {
+                    DisconnectReason::IdleTimeout
+                };
+                self.out.request_close(reason);
                 return false;
             }
         }

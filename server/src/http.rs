@@ -472,7 +472,11 @@ pub(crate) async fn handle(
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
     }
     let path = req.uri().path().to_owned();
-    Ok(match path.as_str() {
+    let mut response = match path.as_str() {
+        // RFC 6455 4.1: the opening handshake is a GET.
+        "/ws" if req.method() != Method::GET => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         "/ws" => upgrade(req, peer, &state, slots),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/status.json" => match reader(&req, &state) {
@@ -491,7 +495,22 @@ pub(crate) async fn handle(
             _ => metrics(&state),
         },
         _ => static_file(&path),
-    })
+    };
+    // One request per plain HTTP connection: a keep-alive connection
+    // sending a request every few seconds held its slot for good, and a
+    // few addresses holding every spare slot that way kept health probes
+    // out for as long as they liked. Closed after each answer, every slot
+    // comes free within the header deadline, and the kernel's backlog
+    // hands it to the peer that waited longest. A page load opens a
+    // connection per file, a fraction of a millisecond each on loopback or
+    // a LAN. (Not the 101 of an upgrade, whose connection lives on.)
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
 }
 
 /// Serves one TCP connection's HTTP/1.1 requests, with a deadline on reading
@@ -512,18 +531,8 @@ pub(crate) async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         handle(req, peer, Arc::clone(&state), Arc::clone(&slots))
     });
-    // One request per connection (`Connection: close`): a keep-alive
-    // connection sending a request every few seconds held its slot for
-    // good, and a few addresses holding every spare slot that way kept
-    // health probes out for as long as they liked. Closed after each
-    // answer, every slot comes free within the header deadline, and the
-    // kernel's backlog hands it to the peer that waited longest. A page
-    // load opens a connection per file, on loopback or a LAN a fraction of
-    // a millisecond each; a WebSocket upgrade is the first request of its
-    // connection anyway.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive(false)
         .header_read_timeout(header_timeout)
         .max_buf_size(16 * 1024)
         .serve_connection(io, service)

@@ -649,20 +649,19 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
     server.stop().await;
 
     // With the ack timeout the shorter, as by default (10 s against 15 s),
-    // a client that sends nothing is still idle, not too slow.
+    // a seated client that sends nothing is closed at the ack timeout, but
+    // as idle (gone), not as too slow.
     let server = TestServer::start(Config {
-        idle_timeout: Duration::from_millis(1600),
+        idle_timeout: Duration::from_secs(60),
         ack_timeout: Duration::from_millis(500),
         ..Config::default()
     })
     .await;
     let (mut silent, _) = Client::join(server.addr, "silent").await;
-    let started = Instant::now();
     let (reason, _) = timeout(Duration::from_secs(5), silent.expect_close())
         .await
         .expect("closed within 5 s");
     assert_eq!(reason, Some(DisconnectReason::IdleTimeout));
-    assert!(started.elapsed() >= Duration::from_millis(1500));
     server.stop().await;
 
     let server = TestServer::start(Config {
@@ -836,15 +835,18 @@ async fn websockets_count_against_the_connection_cap() {
     server.stop().await;
 }
 
-/// A client that sends requests and never reads the answers is cut at the
-/// write deadline: it does not hold its connection slot (hyper has no
-/// write timeout of its own), and its address can connect again.
+/// A client that pipelines requests and never reads the answers does not
+/// hold its connection slot: it gets one answer, then the connection is
+/// closed, and its address can connect again at once. (Before plain HTTP
+/// closed after each answer, 300 pipelined requests for a 35 KB file held
+/// the slot until the write deadline cut the connection: hyper has none of
+/// its own. The deadline still guards the one answer, but no answer of
+/// this server comes near what loopback buffers hold, some megabytes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() {
+async fn a_client_that_never_reads_its_responses_does_not_hold_its_slot() {
     const REQUESTS: usize = 300;
-    const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
     let server = TestServer::start(Config {
-        write_timeout: WRITE_TIMEOUT,
+        write_timeout: Duration::from_secs(60),
         max_connections_per_ip: 1,
         max_clients_per_ip: 1,
         per_ip_exempt_loopback: false,
@@ -856,9 +858,6 @@ async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() 
     assert_eq!(status, 200);
     // The server lets go of that connection's slot once it has closed it.
     sleep(Duration::from_millis(300)).await;
-    // Several megabytes of answers: more than the socket buffers between
-    // the two ends hold, the client's kept small.
-    let total = REQUESTS * body.len();
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let mut stuck = socket.connect(server.addr).await.expect("connect");
@@ -868,14 +867,7 @@ async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() 
         .await
         .expect("pipelined requests");
     sleep(Duration::from_millis(300)).await;
-    // Its address's one connection slot is taken while the server writes.
-    let mut refused = TcpStream::connect(server.addr).await.expect("connect");
-    assert!(
-        closed_within(&mut refused, Duration::from_secs(2)).await,
-        "a second connection from the address was served"
-    );
-    // The deadline passes; the server lets go of the slot.
-    sleep(WRITE_TIMEOUT + Duration::from_millis(1500)).await;
+    // Its address's one slot is free again, long before any deadline.
     let mut next = TcpStream::connect(server.addr).await.expect("connect");
     next.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
@@ -887,7 +879,7 @@ async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() 
         "the stalled connection still holds the slot: /healthz got {:?}",
         String::from_utf8_lossy(&answer)
     );
-    // What the stalled client reads now ends short of every answer.
+    // What the stalled client reads is one answer at most.
     let mut got = 0;
     let mut buf = vec![0; 64 * 1024];
     let read_all = timeout(STEP, async {
@@ -900,10 +892,7 @@ async fn a_client_that_never_reads_its_responses_is_cut_at_the_write_deadline() 
     })
     .await;
     assert!(read_all.is_ok(), "the stalled connection stayed open");
-    assert!(
-        got < total,
-        "the client got all {total} bytes: the server was never cut off"
-    );
+    assert!(got < 2 * body.len(), "{got} bytes: more than one answer");
     server.stop().await;
 }
 
