@@ -367,11 +367,12 @@ fn echo_code(code: u16) -> u16 {
     }
 }
 
-/// Strips control characters, trims, and cuts to the maximum length.
+/// Strips control and format characters, trims, and cuts to the maximum
+/// length.
 fn sanitize_name(name: &str) -> String {
     let clean: String = name
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !c.is_control() && !is_format(c))
         .take(MAX_NAME_CHARS)
         .collect();
     let clean = clean.trim();
@@ -380,6 +381,37 @@ fn sanitize_name(name: &str) -> String {
     } else {
         clean.to_owned()
     }
+}
+
+/// Whether `c` is a Unicode format character (general category Cf, as of
+/// Unicode 15): invisible, and some (the bidirectional overrides, U+202A
+/// to U+202E and U+2066 to U+2069) reorder the text around them, so a name
+/// holding them can show as another player's (`ana` + U+200B + U+202E
+/// looked like `ana` on every scoreboard).
+fn is_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0xAD | 0x600..=0x605
+            | 0x61C
+            | 0x6DD
+            | 0x70F
+            | 0x890..=0x891
+            | 0x8E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// Reads the hello and checks it. Pings before the hello are answered.
@@ -1092,5 +1124,11 @@ mod tests {
         assert_eq!(sanitize_name("\u{0}\u{1}"), "player");
         assert_eq!(sanitize_name(&"x".repeat(100)).chars().count(), 16);
         assert_eq!(sanitize_name("日本語の名前"), "日本語の名前");
+        // Invisible and reordering characters: not another player's look.
+        assert_eq!(sanitize_name("ana\u{200B}\u{202E}"), "ana");
+        assert_eq!(sanitize_name("\u{2066}bo\u{FEFF}b\u{2069}"), "bob");
+        assert_eq!(sanitize_name("\u{200B}\u{200D}"), "player");
+        // Letters and marks of every script stay.
+        assert_eq!(sanitize_name("Zoë ☃ عمر"), "Zoë ☃ عمر");
     }
 }
