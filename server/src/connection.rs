@@ -269,9 +269,11 @@ impl Reader {
                 }
                 OpCode::Text => return Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
                 OpCode::Close => {
-                    let code = match frame.payload.get(..2) {
-                        Some(c) => u16::from_be_bytes([c[0], c[1]]),
-                        None => 1000,
+                    // RFC 6455 5.5.1: empty, or a two-byte code first.
+                    let code = match *frame.payload {
+                        [] => 1000,
+                        [_] => return Err(ReadEnd::Reason(DisconnectReason::MalformedMessage)),
+                        [high, low, ..] => u16::from_be_bytes([high, low]),
                     };
                     return Ok((now, Inbound::Close(code)));
                 }

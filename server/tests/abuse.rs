@@ -323,3 +323,39 @@ async fn a_malformed_upgrade_request_is_refused() {
     assert_eq!(request("HEAD", key, "13").await, "405");
     server.stop().await;
 }
+
+/// RFC 6455 5.5.1: a close frame's body is empty or starts with a two-byte
+/// code; one of a single byte is a protocol error (1002), not a close to
+/// echo with 1000. (Raw bytes: the test client refuses to read a reason
+/// after it sent a close.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_frame_of_one_byte_is_a_protocol_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Config::default()).await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(&common::upgrade_with_hello(server.addr, "closer"))
+        .await
+        .expect("upgrade and hello");
+    assert!(matches!(
+        common::read_upgrade_answer(&mut socket).await,
+        shared::protocol::ServerMsg::Welcome(_)
+    ));
+    let mask = [9, 8, 7, 6];
+    let mut close = vec![0x88, 0x80 | 1];
+    close.extend(mask);
+    close.push(0x03 ^ mask[0]);
+    socket.write_all(&close).await.expect("close frame");
+    let mut got = Vec::new();
+    let _ = timeout(STEP, socket.read_to_end(&mut got)).await;
+    // The close frame the server sent: 0x88, a length, then the code.
+    let code = got
+        .windows(4)
+        .rev()
+        .find(|w| w[0] == 0x88 && w[1] >= 2 && w[1] < 126)
+        .map(|w| u16::from_be_bytes([w[2], w[3]]));
+    assert_eq!(code, Some(1002), "{got:02x?}");
+    server.stop().await;
+}
