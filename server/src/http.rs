@@ -468,11 +468,11 @@ pub(crate) async fn handle(
     state: Arc<AppState>,
     slots: Arc<ConnSlots>,
 ) -> Result<Response<Body>, Infallible> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
-    }
     let path = req.uri().path().to_owned();
     let mut response = match path.as_str() {
+        _ if req.method() != Method::GET && req.method() != Method::HEAD => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         // RFC 6455 4.1: the opening handshake is a GET.
         "/ws" if req.method() != Method::GET => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
