@@ -611,6 +611,9 @@ struct Game {
     /// `input_ack` and tick of the newest snapshot on this connection, for
     /// [`Metrics::inputs_skipped_by_server`].
     last_input_ack: Option<(u32, Tick)>,
+    /// The sequence numbers given up at the last resume (first, last), until
+    /// the server's acks pass them: skipped by the bot, not the server.
+    given_up: Option<(u32, u32)>,
     /// Whether [`Self::finish`] booked the totals already.
     finished: bool,
     /// The tick of the newest snapshot, whose `input_ack` the predictor
@@ -696,6 +699,7 @@ impl Game {
             gap_from: Some(now),
             got_snapshot: false,
             last_input_ack: None,
+            given_up: None,
             finished: false,
             input_ack_tick: None,
             first_measured: None,
@@ -976,11 +980,21 @@ impl Game {
                 return;
             }
             if let Some(moved) = input_ack.checked_sub(ack) {
-                let skipped = moved.saturating_sub(ticks.unsigned_abs());
+                // Those the bot gave up at a resume were never sent again:
+                // the server's acks pass over them without a drop.
+                let given_up = self.given_up.map_or(0, |(first, last)| {
+                    (input_ack.min(last) + 1).saturating_sub(first.max(ack + 1))
+                });
+                let skipped = moved
+                    .saturating_sub(ticks.unsigned_abs())
+                    .saturating_sub(given_up);
                 self.metrics
                     .inputs_skipped_by_server
                     .add(u64::from(skipped));
             }
+        }
+        if self.given_up.is_some_and(|(_, last)| input_ack >= last) {
+            self.given_up = None;
         }
         self.last_input_ack = Some((input_ack, tick));
     }
@@ -1165,6 +1179,9 @@ impl Game {
         let given_up = self.predictor.give_up_after(last);
         self.unacked.retain(|i| i.seq <= last);
         self.metrics.inputs_given_up.add(u64::from(given_up));
+        if given_up > 0 {
+            self.given_up = Some((last + 1, self.seq));
+        }
     }
 
     /// Carries on after a verified resume on `link`: sends again the inputs
@@ -1468,10 +1485,28 @@ mod tests {
         // In step with the ticks: nothing skipped.
         game.on_snapshot_header(Tick(105), 3, 18, now);
         assert_eq!(metrics.inputs_skipped_by_server.get(), 3);
-        // Inputs given up at a resume are counted there.
+        // Inputs given up at a resume are counted there: sent up to 40,
+        // the server had 20 and takes 8 more, 29 to 40 are given up. It
+        // applies 21 to 28 one per tick, then the next new input, 41.
         game.link_lost(now);
-        game.on_snapshot_header(Tick(107), 2, 40, now);
+        for seq in 19..=40 {
+            game.predictor.on_input(seq, 0, now);
+        }
+        game.seq = 40;
+        game.give_up_beyond_buffer(&Welcome {
+            resumed: true,
+            input_seq: 20,
+            tick: Tick(107),
+            ..welcome()
+        });
+        assert_eq!(metrics.inputs_given_up.get(), 12);
+        game.on_snapshot_header(Tick(108), 1, 20, now);
+        game.on_snapshot_header(Tick(116), 8, 28, now);
+        game.on_snapshot_header(Tick(117), 1, 41, now);
         assert_eq!(metrics.inputs_skipped_by_server.get(), 3);
+        // Past them, a jump is the server's again.
+        game.on_snapshot_header(Tick(118), 1, 44, now);
+        assert_eq!(metrics.inputs_skipped_by_server.get(), 5);
     }
 
     #[tokio::test]
