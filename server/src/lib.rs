@@ -73,13 +73,21 @@ pub fn log_panics() {
         let backtrace = std::backtrace::Backtrace::capture();
         let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured)
             .then(|| backtrace.to_string());
-        error!(
-            panic = message,
-            location,
-            thread = std::thread::current().name().unwrap_or("unnamed"),
-            backtrace,
-            "a thread panicked"
-        );
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        if tracing::enabled!(tracing::Level::ERROR) {
+            error!(
+                panic = message,
+                location, thread, backtrace, "a thread panicked"
+            );
+        } else {
+            // Logs filtered down to nothing (`RUST_LOG=off`): a panic is
+            // still said, as the standard hook would.
+            eprintln!(
+                "thread '{thread}' panicked at {}:\n{message}",
+                location.as_deref().unwrap_or("an unknown place")
+            );
+        }
     }));
 }
 

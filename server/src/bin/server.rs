@@ -166,27 +166,35 @@ fn usable_secret(secret: &str) -> anyhow::Result<&str> {
     Ok(secret)
 }
 
+/// Runs a subcommand.
+fn run(command: Command) -> anyhow::Result<()> {
+    let Command::MintToken {
+        user,
+        ttl_secs,
+        auth_secret,
+    } = command;
+    let auth_secret = usable_secret(&auth_secret)?;
+    let expires = server::auth::unix_now().saturating_add(ttl_secs);
+    let token = shared::auth::mint(auth_secret.as_bytes(), &user, expires)
+        .context("the user id must be 1 to 64 of A-Z a-z 0-9 - _")?;
+    println!("{token}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let subcommand = std::env::args_os().nth(1).is_some_and(|first| {
         <Command as clap::Subcommand>::has_subcommand(&first.to_string_lossy())
     });
-    let args = if subcommand {
-        let SubcommandOnly { command } = SubcommandOnly::parse();
-        let Command::MintToken {
-            user,
-            ttl_secs,
-            auth_secret,
-        } = &command;
-        let auth_secret = usable_secret(auth_secret)?;
-        let expires = server::auth::unix_now().saturating_add(*ttl_secs);
-        let token = shared::auth::mint(auth_secret.as_bytes(), user, expires)
-            .context("the user id must be 1 to 64 of A-Z a-z 0-9 - _")?;
-        println!("{token}");
-        return Ok(());
-    } else {
-        Args::parse()
-    };
+    if subcommand {
+        return run(SubcommandOnly::parse().command);
+    }
+    let args = Args::parse();
+    // A subcommand after serving flags (`server --log-format json
+    // mint-token …`): run it rather than serve.
+    if let Some(command) = args.command {
+        return run(command);
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr (colour only on a terminal); stdout carries just the
     // `listening on` line that scripts parse.
