@@ -870,10 +870,21 @@ impl Room {
                     ip,
                     reply,
                 } => {
-                    let resumed = self.resume(token, named.as_deref(), ip);
-                    if let Err(Ok(seat)) = reply.send(resumed) {
-                        // Gave up waiting: the session stays parked.
-                        self.disconnected(seat.handle, seat.epoch, false);
+                    let resumed = self.resume(token, named.as_deref());
+                    let handle = resumed.as_ref().ok().map(|seat| seat.handle);
+                    match reply.send(resumed) {
+                        // Gave up waiting: the session stays parked, in the
+                        // place among its address's it had.
+                        Err(Ok(seat)) => self.disconnected(seat.handle, seat.epoch, false),
+                        // Its connection counts now, against the address it
+                        // came from.
+                        Ok(()) => {
+                            if let Some(slot) = handle.and_then(|h| self.slot_mut(h)) {
+                                slot.park_permit = None;
+                                slot.ip = ip;
+                            }
+                        }
+                        Err(Err(_)) => {}
                     }
                 }
                 RoomCmd::Disconnected {
@@ -971,7 +982,6 @@ impl Room {
         &mut self,
         token: SessionToken,
         named: Option<&str>,
-        ip: IpAddr,
     ) -> Result<Seat, DisconnectReason> {
         let index = *self
             .tokens
@@ -991,9 +1001,6 @@ impl Room {
         if slot.parked_until.take().is_some() {
             self.parked -= 1;
         }
-        // Its connection counts now, against the address it came from.
-        slot.park_permit = None;
-        slot.ip = ip;
         slot.epoch = slot.epoch.wrapping_add(1);
         let player_id = slot.player_id;
         self.metrics.resumes.inc();
@@ -1024,7 +1031,9 @@ impl Room {
         // and drop them, holding every room of the server with a few
         // connections at a time. Past that count it is given up instead.
         let (ip, player_id) = (slot.ip, slot.player_id);
-        let Some(permit) = self.registry.park_permit(ip) else {
+        // A resume that was never delivered kept the place it had.
+        let held = slot.park_permit.take();
+        let Some(permit) = held.or_else(|| self.registry.park_permit(ip)) else {
             debug!(
                 player_id,
                 "its address has as many sessions awaiting a resume as it may: removed"

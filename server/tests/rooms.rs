@@ -818,6 +818,20 @@ async fn sessions_awaiting_a_resume_count_against_their_address() {
     assert!(resumed.resumed);
     let (d, _) = Client::join_room(server.addr, "p", "d").await;
     drop(d);
-    wait_for_seats(&server, "d", 1, STEP).await;
+    // Once the room has seen the connection go (no player in it), its
+    // seat is still taken: parked, not given up.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let status = server.status().await;
+        let rooms = status["rooms"].as_array().expect("rooms").clone();
+        let d = rooms.iter().find(|r| r["name"] == "d").expect("listed");
+        if d["players"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "d's connection never ended: {d}");
+        sleep(Duration::from_millis(10)).await;
+    }
+    wait_for_seats(&server, "d", 1, Duration::ZERO).await;
+    assert_eq!(server.metric("arena_sessions_not_parked_total").await, 1.0);
     server.stop().await;
 }
