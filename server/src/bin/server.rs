@@ -131,25 +131,40 @@ enum LogFormat {
     Json,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// Completes at the first SIGINT (Ctrl-C) or SIGTERM after the call.
+///
+/// The handlers are installed here, not when the future is first polled:
+/// the server is polled only once it serves, after the `listening on` line
+/// that scripts and tests wait for, and a signal sent in between was lost
+/// (SIGINT, which a shell ignores for its background jobs) or killed the
+/// process with its default action instead of a clean stop (SIGTERM).
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listening = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        match listening {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The join-token secret, refused when it is empty or blank: an HMAC key
@@ -249,10 +264,11 @@ async fn main() -> anyhow::Result<()> {
         ..defaults
     };
     config.validate()?;
+    let shutdown = shutdown_signal();
     let listener = server::listen(args.addr, args.listen_backlog)
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port when --addr ends in :0.
     println!("listening on http://{addr}");
-    server::serve(listener, config, shutdown_signal()).await
+    server::serve(listener, config, shutdown).await
 }
