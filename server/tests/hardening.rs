@@ -451,18 +451,7 @@ fn mint_token_issues_a_token_the_server_accepts_whatever_the_other_variables() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the server binary runs");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = late.try_wait().expect("a status") {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = late.kill();
-            let _ = late.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut late, Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
         "served instead of minting"
@@ -475,6 +464,26 @@ fn mint_token_issues_a_token_the_server_accepts_whatever_the_other_variables() {
         .check(Some(token.trim()), server::auth::unix_now())
         .expect("a valid token");
     assert_eq!(identity.user, "bob");
+}
+
+/// How `child` exited, if it did within `limit`; killed otherwise (a
+/// server serving when it should not have).
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("a status") {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// An empty secret is an HMAC key anyone can sign with: neither the
@@ -494,18 +503,7 @@ fn an_empty_auth_secret_is_refused() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("the server binary runs");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("a status") {
-                break Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = exit_within(&mut child, Duration::from_secs(10));
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
