@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
@@ -470,11 +472,9 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let mut response = match path.as_str() {
-        _ if req.method() != Method::GET && req.method() != Method::HEAD => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
-        // RFC 6455 4.1: the opening handshake is a GET.
-        "/ws" if req.method() != Method::GET => {
+        // GET or HEAD; a WebSocket's opening handshake is a GET (RFC 6455
+        // 4.1).
+        path if req.method() != Method::GET && (req.method() != Method::HEAD || path == "/ws") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         "/ws" => upgrade(req, peer, &state, slots),
@@ -505,10 +505,9 @@ pub(crate) async fn handle(
     // connection per file, a fraction of a millisecond each on loopback or
     // a LAN. (Not the 101 of an upgrade, whose connection lives on.)
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response.headers_mut().insert(
-            hyper::header::CONNECTION,
-            hyper::header::HeaderValue::from_static("close"),
-        );
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
 }
