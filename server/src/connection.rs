@@ -259,13 +259,9 @@ impl Reader {
                     if frame.fin && !self.dropping {
                         return Ok((now, Inbound::Binary(&self.message)));
                     }
-                    if !admitted {
-                        tokio::time::sleep(self.guard.refill_wait()).await;
-                    }
                 }
                 OpCode::Ping | OpCode::Pong if !admitted => {
                     self.metrics.rate_limited.inc();
-                    tokio::time::sleep(self.guard.refill_wait()).await;
                 }
                 OpCode::Text => return Err(ReadEnd::Reason(DisconnectReason::UnexpectedMessage)),
                 OpCode::Close => {
@@ -279,6 +275,11 @@ impl Reader {
                 }
                 OpCode::Ping => return Ok((now, Inbound::Ping(frame.payload.to_vec()))),
                 OpCode::Pong => return Ok((now, Inbound::Pong)),
+            }
+            // A fragment, or a frame dropped: after a drop, the next read
+            // waits for the bucket.
+            if !admitted {
+                tokio::time::sleep(self.guard.refill_wait()).await;
             }
         }
     }
