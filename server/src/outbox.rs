@@ -75,6 +75,18 @@ impl State {
         self.sent < self.pending.len()
     }
 
+    /// What an offer meets now: `Closed`, `Busy` with an earlier frame, or
+    /// `Sent` when the socket may be tried.
+    fn readiness(&self) -> Offer {
+        if self.closed {
+            Offer::Closed
+        } else if self.has_pending() {
+            Offer::Busy
+        } else {
+            Offer::Sent
+        }
+    }
+
     /// Marks the outbox failed for `why`, which it returns.
     fn fail(&mut self, why: WriteFailed) -> WriteFailed {
         self.failed = Some(why);
@@ -106,14 +118,7 @@ impl Outbox {
     /// it would try the socket. A client that cannot take a snapshot is not
     /// worth its encode.
     pub(crate) fn precheck(&self) -> Offer {
-        let state = self.lock();
-        if state.closed {
-            Offer::Closed
-        } else if state.has_pending() {
-            Offer::Busy
-        } else {
-            Offer::Sent
-        }
+        self.lock().readiness()
     }
 
     /// For the fan-out: writes `parts` (one or more whole frames) now, as
@@ -121,11 +126,9 @@ impl Outbox {
     /// writer task finishes it under the write timeout.
     pub(crate) fn offer(&self, parts: &[IoSlice<'_>]) -> Offer {
         let mut state = self.lock();
-        if state.closed {
-            return Offer::Closed;
-        }
-        if state.has_pending() {
-            return Offer::Busy;
+        match state.readiness() {
+            Offer::Sent => {}
+            refused => return refused,
         }
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let written = match self.half.try_write_vectored(parts) {
