@@ -606,8 +606,6 @@ struct Game {
     /// snapshot intervals, also sees the time to a connection's first
     /// snapshot and the ramp.
     gap_from: Option<Instant>,
-    /// Whether any snapshot arrived, on any connection.
-    got_snapshot: bool,
     /// `input_ack` and tick of the newest snapshot on this connection, for
     /// [`Metrics::inputs_skipped_by_server`].
     last_input_ack: Option<(u32, Tick)>,
@@ -638,7 +636,8 @@ struct Game {
     /// Whether the current connection delivered a snapshot yet.
     snapshot_on_this_link: bool,
     /// When the bot started its first connect, until its first snapshot
-    /// records the time it took to join.
+    /// (on any connection) records the time it took to join: `Some` at the
+    /// end, the bot never got one.
     joining_since: Option<Instant>,
     /// After a resume: whether the first snapshot is still awaited, and how
     /// many prediction checks are still booked as the resume's.
@@ -697,7 +696,6 @@ impl Game {
             ack_pending: false,
             last_snapshot_at: None,
             gap_from: Some(now),
-            got_snapshot: false,
             last_input_ack: None,
             given_up: None,
             finished: false,
@@ -881,7 +879,6 @@ impl Game {
         if let Some(from) = self.gap_from.replace(now) {
             m.snapshot_gap(now.saturating_duration_since(from));
         }
-        self.got_snapshot = true;
         if std::mem::take(&mut self.resume_first_pending) {
             if full {
                 m.resume_first_full.inc();
@@ -1229,7 +1226,8 @@ impl Game {
             self.metrics
                 .snapshot_gap(end.saturating_duration_since(from));
         }
-        if !self.got_snapshot {
+        // Still joining: no snapshot arrived on any connection.
+        if self.joining_since.is_some() {
             self.metrics.clients_without_snapshot.inc();
         }
         // A stall that lasts until the stop has no next snapshot to end its

@@ -182,9 +182,8 @@ pub struct Metrics {
     /// Inputs the server skipped rather than applied, at least: a snapshot's
     /// `input_ack` that moved further than the ticks since the previous
     /// snapshot (the server applies at most one input per tick) passed over
-    /// inputs the server dropped (its buffer was full, or they came too far
-    /// ahead). Counted on each connection, not across a resume (inputs
-    /// given up there are [`Self::inputs_given_up`]).
+    /// inputs the server dropped (its buffer was full). Not those given up
+    /// at a resume ([`Self::inputs_given_up`]).
     pub inputs_skipped_by_server: Counter,
     /// The longest time any bot went without a snapshot while connected,
     /// over the whole run, the ramp included, in microseconds (a maximum,
