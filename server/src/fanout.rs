@@ -396,6 +396,15 @@ mod tests {
     use crate::connection::Heard;
     use crate::game::{World, WorldConfig};
 
+    /// A world of `npcs` NPCs and nothing else.
+    fn world_of_npcs(npcs: usize) -> World {
+        let mut world = World::new(WorldConfig::default());
+        for _ in 0..npcs {
+            world.spawn_npc();
+        }
+        world
+    }
+
     /// A shard's task that ends, here by a panic, leaves no client behind:
     /// those it served and those handed to it since its last tick are told
     /// to close, and no one is handed to it any more.
@@ -457,10 +466,7 @@ mod tests {
     async fn a_client_still_writing_costs_no_encode() {
         let config = Config::default();
         let metrics = Metrics::new();
-        let mut world = World::new(WorldConfig::default());
-        for _ in 0..2_000 {
-            world.spawn_npc();
-        }
+        let mut world = world_of_npcs(2_000);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -529,10 +535,7 @@ mod tests {
         // Well past anything a first tick or two might grow.
         let warm_up = config.snapshot_history as u32 + 10;
         let metrics = Metrics::new();
-        let mut world = World::new(WorldConfig::default());
-        for _ in 0..200 {
-            world.spawn_npc();
-        }
+        let mut world = world_of_npcs(200);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -659,17 +659,26 @@ async fn a_flooding_connection_still_hears_of_its_takeover() {
 /// it keeps pinging but acknowledges no snapshot. Both keep the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
-    let server = TestServer::start(Config {
-        idle_timeout: Duration::from_millis(800),
-        ack_timeout: Duration::from_secs(60),
-        ..Config::default()
-    })
-    .await;
-    let (mut silent, welcome) = Client::join(server.addr, "silent").await;
+    let with_timeouts = |idle_timeout, ack_timeout| {
+        TestServer::start(Config {
+            idle_timeout,
+            ack_timeout,
+            ..Config::default()
+        })
+    };
+    /// How a client that joins and then sends nothing is closed.
+    async fn silent_until_closed(
+        server: &TestServer,
+    ) -> ((Option<DisconnectReason>, u16), Welcome) {
+        let (mut silent, welcome) = Client::join(server.addr, "silent").await;
+        let closed = timeout(Duration::from_secs(5), silent.expect_close())
+            .await
+            .expect("closed within 5 s");
+        (closed, welcome)
+    }
+    let server = with_timeouts(Duration::from_millis(800), Duration::from_secs(60)).await;
     let started = Instant::now();
-    let (reason, code) = timeout(Duration::from_secs(5), silent.expect_close())
-        .await
-        .expect("closed within 5 s");
+    let ((reason, code), welcome) = silent_until_closed(&server).await;
     assert_eq!(reason, Some(DisconnectReason::IdleTimeout));
     assert_eq!(code, DisconnectReason::IdleTimeout.close_code());
     // Counted from when the seat was taken, a little before the welcome
@@ -681,25 +690,12 @@ async fn silent_and_non_acking_clients_are_closed_with_their_reason() {
     // With the ack timeout the shorter, as by default (10 s against 15 s),
     // a seated client that sends nothing is closed at the ack timeout, but
     // as idle (gone), not as too slow.
-    let server = TestServer::start(Config {
-        idle_timeout: Duration::from_secs(60),
-        ack_timeout: Duration::from_millis(500),
-        ..Config::default()
-    })
-    .await;
-    let (mut silent, _) = Client::join(server.addr, "silent").await;
-    let (reason, _) = timeout(Duration::from_secs(5), silent.expect_close())
-        .await
-        .expect("closed within 5 s");
+    let server = with_timeouts(Duration::from_secs(60), Duration::from_millis(500)).await;
+    let ((reason, _), _) = silent_until_closed(&server).await;
     assert_eq!(reason, Some(DisconnectReason::IdleTimeout));
     server.stop().await;
 
-    let server = TestServer::start(Config {
-        idle_timeout: Duration::from_secs(60),
-        ack_timeout: Duration::from_millis(800),
-        ..Config::default()
-    })
-    .await;
+    let server = with_timeouts(Duration::from_secs(60), Duration::from_millis(800)).await;
     let (mut pinger, welcome) = Client::join(server.addr, "pinger").await;
     let end = Instant::now() + Duration::from_secs(5);
     let mut nonce = 0;
