@@ -65,8 +65,9 @@ pub struct Config {
     pub max_clients: usize,
     /// Most TCP connections open at once: HTTP connections (counting ones
     /// still sending their headers) and WebSockets, for their whole life.
-    /// The accept loop waits while this many are open. Default:
-    /// `max_clients + 256`.
+    /// With this many open, each new connection closes the oldest that is
+    /// not a player yet (plain HTTP, or a WebSocket before its hello; see
+    /// module `evict`). Default: `max_clients + 256`.
     pub max_connections: usize,
     /// Time a client has to send its complete HTTP request head (slowloris).
     /// Default: 5 s.

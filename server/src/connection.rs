@@ -36,6 +36,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
 use crate::deadline::WriteDeadline;
+use crate::evict::Ticket;
 use crate::fanout::Subscriber;
 use crate::guard::{Admit, RateGuard};
 use crate::metrics::{InputDrop, Metrics};
@@ -461,7 +462,12 @@ async fn read_hello(reader: &mut Reader, writer: &mut Writer) -> Result<Hello, R
 /// and the events of the play loop, but the play loop is not instrumented:
 /// entering and leaving a span on every poll cost 3% of the server's CPU
 /// at 1,000 clients (BENCHMARKS.md section 7).
-pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnContext) {
+pub(crate) async fn run(
+    ws: WebSocket<Upgrade>,
+    peer: SocketAddr,
+    ctx: ConnContext,
+    unproven: &Ticket,
+) {
     let Some((read, out)) = into_tcp(ws) else {
         return tracing::error!(%peer, "upgraded stream is not a TcpStream; closing");
     };
@@ -485,12 +491,16 @@ pub(crate) async fn run(ws: WebSocket<Upgrade>, peer: SocketAddr, ctx: ConnConte
         metrics: Arc::clone(&ctx.metrics),
         span: span.clone(),
     };
-    let Some((room, seat)) = handshake(&mut reader, &mut writer, &ctx, peer.ip())
+    let Some((room, seat)) = handshake(&mut reader, &mut writer, &ctx, peer.ip(), unproven)
         .instrument(span.clone())
         .await
     else {
         writer.out.finish();
-        return linger(&mut reader).await;
+        // An evicted connection lingers no longer than it takes to notice.
+        return tokio::select! {
+            () = linger(&mut reader) => {}
+            () = unproven.evicted() => {}
+        };
     };
     let forfeit = play(reader, writer, &room, seat, &ctx, &span).await;
     info!(parent: &span, forfeit, "connection ended");
@@ -507,11 +517,16 @@ impl Drop for Finish {
 
 /// Reads the hello, seats the player and sends the welcome. `None` when the
 /// connection ended (the client was told why, when there was a why).
+///
+/// Until its hello, the connection may be evicted to make room for another
+/// when every connection slot is taken (`crate::evict`): it is told that the
+/// server is full. From its hello on it never is.
 async fn handshake(
     reader: &mut Reader,
     writer: &mut Writer,
     ctx: &ConnContext,
     ip: IpAddr,
+    unproven: &Ticket,
 ) -> Option<(RoomHandle, Seat)> {
     // A server shutting down tells a client still to say hello why, as it
     // tells its players, instead of letting it wait for the hello deadline.
@@ -519,8 +534,14 @@ async fn handshake(
     let read = tokio::select! {
         read = timeout(ctx.config.hello_timeout, read_hello(reader, writer)) => read,
         () = crate::stopped(&mut shutdown) => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerShutdown))),
+        () = unproven.evicted() => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerFull))),
     };
     let hello = match read {
+        // Evicted as the hello arrived: too late.
+        Ok(Ok(_)) if !unproven.prove() => {
+            writer.close(DisconnectReason::ServerFull).await;
+            return None;
+        }
         Ok(Ok(hello)) => hello,
         Ok(Err(ReadEnd::Gone)) => return None,
         Ok(Err(ReadEnd::Reason(reason))) => {

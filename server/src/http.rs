@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::connection::{self, ConnContext};
 use crate::deadline::WriteDeadline;
+use crate::evict::{Ticket, Unproven};
 use crate::guard::PerIpLimiter;
 use crate::process::{self, ProcessStats};
 use crate::room::TickReport;
@@ -38,6 +39,9 @@ pub(crate) struct AppState {
     pub(crate) per_ip: Arc<PerIpLimiter>,
     /// TCP connections of any kind per peer IP.
     pub(crate) per_ip_connections: Arc<PerIpLimiter>,
+    /// Connections that are not players yet, to close the oldest when
+    /// every slot is taken.
+    pub(crate) unproven: Arc<Unproven>,
     /// Dropped by each WebSocket task when it ends; shutdown waits for all.
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
     /// When the server started.
@@ -362,11 +366,14 @@ static STATUS_PAGE: &str = include_str!("status.html");
 /// count in `arena_tcp_connections`. Shared by the HTTP connection and,
 /// after an upgrade, by the WebSocket's task, so the slots are given back
 /// when the socket closes, not when hyper lets go of it at the upgrade.
+/// Until the connection is a player, it may be told to close to make room
+/// (`unproven`).
 #[derive(Debug)]
 pub(crate) struct ConnSlots {
     pub(crate) _any: OwnedSemaphorePermit,
     pub(crate) _ip: crate::guard::IpPermit,
     pub(crate) _open: Open,
+    pub(crate) unproven: Ticket,
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 4.1 has clients
@@ -430,15 +437,18 @@ fn upgrade(
     tokio::spawn(async move {
         let _permit: OwnedSemaphorePermit = permit;
         let _ip_permit = ip_permit;
-        let _slots = slots;
         let _done = done;
-        let ws = match tokio::time::timeout(ctx.config.hello_timeout, fut).await {
+        let upgraded = tokio::select! {
+            upgraded = tokio::time::timeout(ctx.config.hello_timeout, fut) => upgraded,
+            () = slots.unproven.evicted() => return debug!(%peer, "evicted during the upgrade"),
+        };
+        let ws = match upgraded {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => return debug!(error = %e, "upgrade failed"),
             Err(_) => return debug!("upgrade timed out"),
         };
         let _open = Open::new(&ctx.metrics.connections);
-        connection::run(ws, peer, ctx.clone()).await;
+        connection::run(ws, peer, ctx.clone(), &slots.unproven).await;
     });
     response.map(|_| Full::new(Bytes::new()))
 }
@@ -527,8 +537,9 @@ pub(crate) async fn serve_connection(
     let mut shutdown = state.conn.shutdown.clone();
     let header_timeout = state.conn.config.header_read_timeout;
     let slots = Arc::new(slots);
+    let service_slots = Arc::clone(&slots);
     let service = hyper::service::service_fn(move |req| {
-        handle(req, peer, Arc::clone(&state), Arc::clone(&slots))
+        handle(req, peer, Arc::clone(&state), Arc::clone(&service_slots))
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -543,6 +554,9 @@ pub(crate) async fn serve_connection(
                 debug!(%peer, error = %e, "http connection ended with an error");
             }
         }
+        // Dropping the connection closes it; a WebSocket it upgraded hears
+        // of the eviction through the slots it shares.
+        () = slots.unproven.evicted() => debug!(%peer, "evicted to make room"),
         () = crate::stopped(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             if let Err(e) = conn.await {

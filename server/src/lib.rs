@@ -10,8 +10,10 @@
 //!   snapshot after each published tick, one task wake-up per 32 clients
 //!   instead of one per client; a client's socket is shared through its outbox
 //!   (module `outbox`);
-//! * the **accept loop** ([`serve`]) caps open connections and hands each to
-//!   hyper (module `http`), which serves files, status, and the WebSocket upgrade.
+//! * the **accept loop** ([`serve`]) caps open connections (making room by
+//!   closing the oldest that is not a player yet, module `evict`) and hands
+//!   each to hyper (module `http`), which serves files, status, and the
+//!   WebSocket upgrade.
 //!
 //! [`serve`] is the whole server; `src/bin/server.rs` only parses flags.
 
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod deadline;
+mod evict;
 mod fanout;
 pub mod game;
 pub mod guard;
@@ -172,6 +175,7 @@ pub async fn serve(
             config.max_connections_per_ip,
             config.per_ip_exempt_loopback,
         ),
+        unproven: evict::Unproven::new(),
         done: done_tx,
         started: std::time::Instant::now(),
     });
@@ -180,25 +184,6 @@ pub async fn serve(
     let mut backoff = Duration::from_millis(1);
     let mut slots_full_log = throttle::LogEvery::new(Duration::from_secs(10));
     loop {
-        // Wait for a connection slot first: beyond `max_connections` the
-        // kernel's backlog queues new peers instead of us.
-        let permit = match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                state.conn.metrics.connection_slots_full.inc();
-                if slots_full_log.due(std::time::Instant::now()).is_some() {
-                    warn!(
-                        max_connections = config.max_connections,
-                        "every connection slot is taken: no new connection (health probes \
-                         included) is accepted until one closes"
-                    );
-                }
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    permit = Arc::clone(&connections).acquire_owned() => permit?,
-                }
-            }
-        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
@@ -207,17 +192,45 @@ pub async fn serve(
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(1);
                 // Over its address's share: closed at once, before any
-                // byte is read, and the slot goes back to the loop.
+                // byte is read, and no slot taken.
                 let Some(ip) = state.per_ip_connections.try_acquire(peer.ip()) else {
                     state.conn.metrics.refused_per_ip.inc();
                     tracing::debug!(%peer, "too many connections from this address; closed");
                     continue;
+                };
+                let permit = match Arc::clone(&connections).try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        // Every slot taken: the oldest connection that is
+                        // not a player yet makes room (`evict`). There is
+                        // always one, as `max_connections` is above
+                        // `max_clients`; without, this one waits.
+                        let metrics = &state.conn.metrics;
+                        metrics.connection_slots_full.inc();
+                        let evicted = state.unproven.evict_oldest();
+                        if evicted {
+                            metrics.connections_evicted.inc();
+                        }
+                        if slots_full_log.due(std::time::Instant::now()).is_some() {
+                            warn!(
+                                max_connections = config.max_connections,
+                                evicted,
+                                "every connection slot is taken: the oldest connection that is \
+                                 not a player yet is closed for each new one"
+                            );
+                        }
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            permit = Arc::clone(&connections).acquire_owned() => permit?,
+                        }
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 let slots = http::ConnSlots {
                     _any: permit,
                     _ip: ip,
                     _open: http::Open::new(&state.conn.metrics.tcp_connections),
+                    unproven: state.unproven.register(),
                 };
                 tokio::spawn(http::serve_connection(
                     stream,

@@ -111,10 +111,15 @@ pub struct Metrics {
     pub refused_per_ip: Counter,
     /// TCP connections open now, of any kind (`max_connections` at most).
     pub tcp_connections: Gauge,
-    /// Times every connection slot was taken and the accept loop stopped
-    /// accepting until one closed: peers that connect meanwhile, `/healthz`
-    /// probes included, queue in the kernel's backlog.
+    /// Connections accepted while every connection slot was taken: each
+    /// closed the oldest connection that was not a player yet
+    /// ([`Metrics::connections_evicted`]), or, with none to close, waited
+    /// for a slot.
     pub connection_slots_full: Counter,
+    /// Connections that were not players yet (plain HTTP, or a WebSocket
+    /// before its hello), closed to make room for a new one when every slot
+    /// was taken: the oldest first.
+    pub connections_evicted: Counter,
     /// Messages dropped by a connection's rate limit.
     pub rate_limited: Counter,
     /// Inputs decoded from clients.
@@ -303,8 +308,14 @@ impl Metrics {
         let connection_slots_full = Counter::default();
         root.register(
             "connection_slots_full",
-            "Times every connection slot was taken and the server stopped accepting until one closed",
+            "Connections accepted while every connection slot was taken",
             connection_slots_full.clone(),
+        );
+        let connections_evicted = Counter::default();
+        root.register(
+            "connections_evicted",
+            "Connections not yet players (HTTP, or WebSocket before its hello) closed, oldest first, to make room when every slot was taken",
+            connections_evicted.clone(),
         );
         let rate_limited = Counter::default();
         root.register(
@@ -412,6 +423,7 @@ impl Metrics {
             refused_per_ip,
             tcp_connections,
             connection_slots_full,
+            connections_evicted,
             rate_limited,
             inputs_received,
             inputs_applied,

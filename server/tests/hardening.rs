@@ -820,7 +820,9 @@ async fn one_address_cannot_hold_more_than_its_share_of_connections() {
 
 /// A WebSocket keeps its connection slot for its whole life (hyper lets go
 /// of the socket at the upgrade): `max_connections` bounds the process's
-/// sockets, players included.
+/// sockets, players included. When every slot is taken, a new connection
+/// closes the oldest that is not a player yet; players are never closed
+/// for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_count_against_the_connection_cap() {
     let server = TestServer::start(Config {
@@ -834,30 +836,85 @@ async fn websockets_count_against_the_connection_cap() {
         1.0,
         "this scrape's only"
     );
-    let (a, _) = Client::join(server.addr, "a").await;
-    let (_b, _) = Client::join(server.addr, "b").await;
+    let (mut a, _) = Client::join(server.addr, "a").await;
+    let (mut b, _) = Client::join(server.addr, "b").await;
     // The third slot: a connection that has not sent its request yet
     // (the header deadline is 5 s).
-    let _idle = TcpStream::connect(server.addr).await.expect("connect");
+    let mut idle = TcpStream::connect(server.addr).await.expect("connect");
     sleep(Duration::from_millis(100)).await;
-    // Every slot is taken, two of them by players: the accept loop waits.
-    let healthz = common::http_get(server.addr, "/healthz");
-    tokio::pin!(healthz);
-    assert!(
-        timeout(Duration::from_millis(500), &mut healthz)
-            .await
-            .is_err(),
-        "a third connection was served beside two players"
-    );
-    a.kill();
-    let (status, _) = timeout(STEP, healthz)
+    // Every slot is taken, two of them by players: the idle connection
+    // makes room, long before its deadline.
+    let (status, _) = timeout(STEP, common::http_get(server.addr, "/healthz"))
         .await
-        .expect("served once a player left");
+        .expect("a probe waited beside an idle connection");
     assert_eq!(status, 200);
-    // The operator can see it happened, and what is open: the other
-    // player, the idle connection and this scrape.
+    assert!(
+        closed_within(&mut idle, Duration::from_millis(500)).await,
+        "the idle connection was not closed"
+    );
+    // The players still play.
+    a.next_snapshot().await;
+    b.next_snapshot().await;
+    // The operator can see it happened, and what is open: two players and
+    // this scrape.
     assert!(server.metric("arena_connection_slots_full_total").await >= 1.0);
+    assert!(server.metric("arena_connections_evicted_total").await >= 1.0);
     assert_eq!(server.metric("arena_tcp_connections").await, 3.0);
+    server.stop().await;
+}
+
+/// Slowloris: connections that trickle their request heads, or upgrade and
+/// never say hello, from as many addresses as there are slots, cannot keep
+/// players or probes out. Each new connection closes the oldest that is not
+/// a player yet; a WebSocket closed that way is told the server is full.
+/// (Before, the accept loop waited for a slot, and every one came free only
+/// at a 5 s deadline, for an attacker to take again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_handshake_cannot_lock_players_out() {
+    const SLOTS: usize = 24;
+    let server = TestServer::start(Config {
+        max_clients: 8,
+        max_connections: SLOTS,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    // A WebSocket that upgrades and sends no hello (the oldest), then
+    // request heads that never end in every other slot.
+    let mut silent = Client::connect(addr).await;
+    let mut trickling = Vec::new();
+    for _ in 1..SLOTS {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        trickling.push(s);
+    }
+    sleep(Duration::from_millis(200)).await;
+    // Every slot is held. A player joins at once, and a probe is answered.
+    let started = Instant::now();
+    let (mut player, _) = timeout(STEP, Client::join(addr, "player"))
+        .await
+        .expect("a player was kept out");
+    player.next_snapshot().await;
+    let (status, _) = timeout(STEP, common::http_get(addr, "/healthz"))
+        .await
+        .expect("a probe was kept out");
+    assert_eq!(status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "served after {waited:?}: a slot came free only at a deadline"
+    );
+    // The WebSocket without a hello went first, told why.
+    assert_eq!(
+        silent.expect_close().await,
+        (Some(DisconnectReason::ServerFull), 1013)
+    );
+    // One for the player, one for the probe.
+    let evicted = server.metric("arena_connections_evicted_total").await;
+    assert!(evicted >= 2.0, "{evicted} evicted for two connections");
+    drop(trickling);
     server.stop().await;
 }
 
