@@ -464,6 +464,15 @@ fn mint_token_issues_a_token_the_server_accepts_whatever_the_other_variables() {
         .check(Some(token.trim()), server::auth::unix_now())
         .expect("a valid token");
     assert_eq!(identity.user, "bob");
+    // A token that would be expired when printed is refused, not printed.
+    let expired = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["mint-token", "--user", "carol", "--ttl-secs", "0"])
+        .args(["--auth-secret", "s3cret"])
+        .output()
+        .expect("the server binary runs");
+    assert!(!expired.status.success(), "minted a token expired at once");
+    assert!(expired.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&expired.stderr).contains("--ttl-secs"));
 }
 
 /// How `child` exited, if it did within `limit`; killed otherwise (a

@@ -116,8 +116,9 @@ enum Command {
         /// The account id the token names: 1 to 64 of A-Z a-z 0-9 - _.
         #[arg(long)]
         user: String,
-        /// Seconds until the token expires.
-        #[arg(long, default_value_t = 3600)]
+        /// Seconds until the token expires, at least 1 (a token of 0 would
+        /// be expired when printed).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
         ttl_secs: u64,
         /// The server's secret.
         #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true)]
