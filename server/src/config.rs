@@ -60,8 +60,10 @@ pub struct Config {
     /// endpoints are public and never name a private room, whose name is
     /// the key to join it. `/metrics` never does. Default: `None`.
     pub operator_token: Option<OperatorToken>,
-    /// Most players connected at once; the next upgrade request gets HTTP 503
-    /// before any WebSocket is set up. Default: 1000.
+    /// Most players connected at once, counting WebSockets that have not
+    /// said hello yet. With this many, an upgrade request closes the oldest
+    /// of those (module `evict`), or, with none, gets HTTP 503 before any
+    /// WebSocket is set up. Default: 1000.
     pub max_clients: usize,
     /// Most TCP connections open at once: HTTP connections (counting ones
     /// still sending their headers) and WebSockets, for their whole life.

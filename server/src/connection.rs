@@ -340,6 +340,11 @@ impl Writer {
     /// pending, then shuts the write half (FIN). Best effort: the client
     /// may already be gone.
     async fn close(&mut self, reason: DisconnectReason) {
+        self.close_by(reason, self.deadline()).await;
+    }
+
+    /// [`Writer::close`], giving up on the socket at `deadline`.
+    async fn close_by(&mut self, reason: DisconnectReason, deadline: tokio::time::Instant) {
         debug!(parent: &self.span, reason = reason.label(), "closing connection");
         self.metrics.count_kick(&reason);
         codec::encode_server(&ServerMsg::Disconnect(reason.clone()), &mut self.buf);
@@ -348,7 +353,7 @@ impl Writer {
         let text = reason.to_string();
         let close = Frame::close(reason.close_code(), text.as_bytes());
         put_frame(&mut self.frame, OpCode::Close, &close.payload);
-        let _ = self.out.close_with(&self.frame, self.deadline()).await;
+        let _ = self.out.close_with(&self.frame, deadline).await;
     }
 
     /// Echoes the client's close (code `code`), then shuts the write half.
@@ -536,20 +541,25 @@ async fn handshake(
         () = crate::stopped(&mut shutdown) => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerShutdown))),
         () = unproven.evicted() => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerFull))),
     };
-    let hello = match read {
+    let heard = match read {
+        Ok(Ok(hello)) if unproven.prove() => Ok(hello),
         // Evicted as the hello arrived: too late.
-        Ok(Ok(_)) if !unproven.prove() => {
-            writer.close(DisconnectReason::ServerFull).await;
-            return None;
-        }
-        Ok(Ok(hello)) => hello,
+        Ok(Ok(_)) => Err(DisconnectReason::ServerFull),
         Ok(Err(ReadEnd::Gone)) => return None,
-        Ok(Err(ReadEnd::Reason(reason))) => {
-            writer.close(reason).await;
-            return None;
-        }
-        Err(_) => {
-            writer.close(DisconnectReason::HelloTimeout).await;
+        Ok(Err(ReadEnd::Reason(reason))) => Err(reason),
+        Err(_) => Err(DisconnectReason::HelloTimeout),
+    };
+    let hello = match heard {
+        Ok(hello) => hello,
+        Err(reason) => {
+            // An evicted connection's place is wanted now: it is told why
+            // only if its socket takes the close at once.
+            let deadline = if unproven.is_evicted() {
+                tokio::time::Instant::now()
+            } else {
+                writer.deadline()
+            };
+            writer.close_by(reason, deadline).await;
             return None;
         }
     };

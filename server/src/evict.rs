@@ -1,29 +1,65 @@
-//! Making room when every connection slot is taken: the oldest connection
-//! that is not yet a player is closed.
+//! Making room when every connection slot, or every player's place, is
+//! taken: the oldest connection that is not yet a player is closed.
 //!
 //! Timeouts bound how long one connection may take to send its request head
 //! or its hello (5 s each by default), and per-address caps bound how many
 //! one address holds, but together they still let a few dozen addresses
-//! hold every slot of `max_connections` for good, reopening each
-//! connection as its deadline closes it (slowloris). When the accept loop
-//! finds no free slot it closes the connection that has gone longest
-//! without becoming a player: a plain HTTP connection (request head,
-//! answer), or a WebSocket before its hello. Players are never closed this
-//! way, and there is always one to close: `max_connections` is above
-//! `max_clients` (`Config::validate`).
+//! hold every slot of `max_connections`, or every place of `max_clients`
+//! with WebSockets that never say hello, for good, reopening each
+//! connection as its deadline closes it (slowloris). So:
+//! * when the accept loop finds no free connection slot, it closes the
+//!   connection that has gone longest without becoming a player: a plain
+//!   HTTP connection (request head, answer), or a WebSocket before its
+//!   hello. There is always one, as `max_connections` is above
+//!   `max_clients` (`Config::validate`);
+//! * when an upgrade finds every player's place taken, the oldest WebSocket
+//!   that has not said hello goes (none: the server is full of players, and
+//!   the upgrade is refused).
 //!
+//! Players (a WebSocket whose hello was read) are never closed this way.
 //! A real client is in that state for about one round trip, an attacker's
 //! connection for as long as the deadlines allow, so the attacker's go
-//! first. To close a real one, an attacker has to open every spare slot's
+//! first. To close a real one, an attacker has to open every spare place's
 //! worth of connections within that round trip, again and again (at the
 //! defaults 256 per round trip, thousands a second): a flood, where a
 //! trickle from a few addresses sufficed before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::Notify;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// How long a connection told to close has to give its place back before
+/// the next oldest is told too. Its task only has to run: an evicted
+/// connection writes nothing it would wait for.
+const PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A permit of `places` (connection slots, or players' places) once one is
+/// free, telling connections to close with `evict`, each counted in
+/// `evicted`, until one is. `None` when none is free and there is nothing
+/// (left) to evict.
+pub(crate) async fn make_room(
+    places: &Arc<Semaphore>,
+    mut evict: impl FnMut() -> bool,
+    evicted: &Counter,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(permit) = Arc::clone(places).try_acquire_owned() {
+            return Some(permit);
+        }
+        if !evict() {
+            return None;
+        }
+        evicted.inc();
+        if let Ok(Ok(permit)) =
+            tokio::time::timeout(PATIENCE, Arc::clone(places).acquire_owned()).await
+        {
+            return Some(permit);
+        }
+    }
+}
 
 /// The connections that are not players yet, oldest first.
 #[derive(Debug, Default)]
@@ -37,6 +73,24 @@ struct Inner {
     next: u64,
     /// By order of registration.
     open: BTreeMap<u64, Arc<Eviction>>,
+    /// The orders of those of `open` that are WebSockets, each holding a
+    /// player's place.
+    websockets: BTreeSet<u64>,
+}
+
+impl Inner {
+    /// Takes `order` out of the lists: `None` if it was not in them.
+    fn remove(&mut self, order: u64) -> Option<Arc<Eviction>> {
+        self.websockets.remove(&order);
+        self.open.remove(&order)
+    }
+}
+
+impl Eviction {
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
 }
 
 /// One connection's eviction: a flag, and a wake-up for whoever waits on it.
@@ -83,26 +137,52 @@ impl Unproven {
     /// Tells the oldest connection that is not a player to close. `false`
     /// when there is none.
     pub(crate) fn evict_oldest(&self) -> bool {
-        let Some((_, eviction)) = self.lock().open.pop_first() else {
-            return false;
-        };
-        eviction.evicted.store(true, Ordering::Release);
-        eviction.notify.notify_waiters();
-        true
+        self.evict(|inner| inner.open.keys().next().copied())
     }
 
-    /// How many connections are not players yet.
+    /// Tells the oldest WebSocket that has not said hello to close, giving
+    /// back a player's place. `false` when there is none.
+    pub(crate) fn evict_oldest_websocket(&self) -> bool {
+        self.evict(|inner| inner.websockets.first().copied())
+    }
+
+    /// Evicts the connection `pick` names, if any.
+    fn evict(&self, pick: impl FnOnce(&Inner) -> Option<u64>) -> bool {
+        let eviction = {
+            let mut inner = self.lock();
+            pick(&inner).and_then(|order| inner.remove(order))
+        };
+        eviction.map(|e| e.evict()).is_some()
+    }
+
+    /// How many connections are not players yet, and how many of them are
+    /// WebSockets.
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().open.len()
+    fn len(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.open.len(), inner.websockets.len())
     }
 }
 
 impl Ticket {
+    /// The connection is a WebSocket now, holding a player's place until it
+    /// says hello ([`Unproven::evict_oldest_websocket`]).
+    pub(crate) fn upgraded(&self) {
+        let mut inner = self.list.lock();
+        if inner.open.contains_key(&self.order) {
+            inner.websockets.insert(self.order);
+        }
+    }
+
     /// The connection became a player: it is never evicted from now on.
     /// `false` if it was evicted first (then it must close).
     pub(crate) fn prove(&self) -> bool {
-        self.list.lock().open.remove(&self.order).is_some()
+        self.list.lock().remove(self.order).is_some()
+    }
+
+    /// Whether the connection was told to close.
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.eviction.evicted.load(Ordering::Acquire)
     }
 
     /// Completes once the connection is evicted; never after it is proven.
@@ -112,7 +192,7 @@ impl Ticket {
             // still wakes it (`notify_waiters` wakes every `Notified` that
             // exists).
             let woken = self.eviction.notify.notified();
-            if self.eviction.evicted.load(Ordering::Acquire) {
+            if self.is_evicted() {
                 return;
             }
             woken.await;
@@ -122,7 +202,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.list.lock().open.remove(&self.order);
+        self.list.lock().remove(self.order);
     }
 }
 
@@ -155,8 +235,65 @@ mod tests {
         assert!(!second.prove());
         // A connection that closed by itself leaves nothing to evict.
         drop(third);
-        assert_eq!(list.len(), 0);
+        assert_eq!(list.len(), (0, 0));
         assert!(!list.evict_oldest());
+    }
+
+    #[tokio::test]
+    async fn a_players_place_is_taken_back_from_the_oldest_websocket_without_hello() {
+        let list = Unproven::new();
+        let http = list.register();
+        let hello = list.register();
+        let silent = list.register();
+        let younger = list.register();
+        for ws in [&hello, &silent, &younger] {
+            ws.upgraded();
+        }
+        assert!(hello.prove());
+        // The oldest WebSocket without a hello, not the older HTTP
+        // connection, nor the player.
+        assert!(list.evict_oldest_websocket());
+        assert!(is_evicted(&silent).await);
+        assert!(!is_evicted(&http).await);
+        assert!(!is_evicted(&hello).await);
+        // Evicted for the connection cap, a WebSocket is gone from both.
+        assert!(list.evict_oldest());
+        assert!(is_evicted(&http).await);
+        assert!(list.evict_oldest());
+        assert!(is_evicted(&younger).await);
+        assert_eq!(list.len(), (0, 0));
+        assert!(!list.evict_oldest_websocket());
+        // An evicted connection marked a WebSocket afterwards is not listed.
+        let late = list.register();
+        assert!(list.evict_oldest());
+        late.upgraded();
+        assert_eq!(list.len(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn room_is_made_past_a_connection_that_does_not_give_its_place_back() {
+        let places = Arc::new(Semaphore::new(0));
+        let evicted = Counter::default();
+        // The first connection told to close keeps its place; the second
+        // gives it back.
+        let mut told = 0;
+        let evict = || {
+            told += 1;
+            if told == 2 {
+                places.add_permits(1);
+            }
+            true
+        };
+        let permit =
+            tokio::time::timeout(Duration::from_secs(5), make_room(&places, evict, &evicted))
+                .await
+                .expect("waited on the connection that kept its place");
+        assert!(permit.is_some());
+        assert_eq!(evicted.get(), 2);
+        // Nothing to evict and no place free: no wait, no count.
+        let none = make_room(&places, || false, &evicted).await;
+        assert!(none.is_none());
+        assert_eq!(evicted.get(), 2);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::connection::{self, ConnContext};
 use crate::deadline::WriteDeadline;
-use crate::evict::{Ticket, Unproven};
+use crate::evict::{self, Ticket, Unproven};
 use crate::guard::PerIpLimiter;
 use crate::process::{self, ProcessStats};
 use crate::room::TickReport;
@@ -370,10 +370,12 @@ static STATUS_PAGE: &str = include_str!("status.html");
 /// (`unproven`).
 #[derive(Debug)]
 pub(crate) struct ConnSlots {
-    pub(crate) _any: OwnedSemaphorePermit,
-    pub(crate) _ip: crate::guard::IpPermit,
+    // Dropped in this order: the gauge first, so that a connection given
+    // the slot never counts this one as still open.
     pub(crate) _open: Open,
     pub(crate) unproven: Ticket,
+    pub(crate) _ip: crate::guard::IpPermit,
+    pub(crate) _any: OwnedSemaphorePermit,
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 4.1 has clients
@@ -390,7 +392,7 @@ fn is_websocket_key(key: &[u8]) -> bool {
     }
 }
 
-fn upgrade(
+async fn upgrade(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     state: &Arc<AppState>,
@@ -421,8 +423,14 @@ fn upgrade(
             "too many connections from this address\n",
         );
     };
-    let Ok(permit) = Arc::clone(&state.clients).try_acquire_owned() else {
-        state.conn.metrics.refused_full.inc();
+    // Every player's place taken: a WebSocket that has not said hello
+    // makes room, the oldest first (`crate::evict`); with none, the server
+    // is full of players.
+    let metrics = &state.conn.metrics;
+    let evict = || state.unproven.evict_oldest_websocket();
+    let Some(permit) = evict::make_room(&state.clients, evict, &metrics.connections_evicted).await
+    else {
+        metrics.refused_full.inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "server full\n");
     };
     let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
@@ -432,6 +440,8 @@ fn upgrade(
             return text(StatusCode::BAD_REQUEST, "bad websocket upgrade request\n");
         }
     };
+    // From now on it holds a player's place, until its hello.
+    slots.unproven.upgraded();
     let ctx = state.conn.clone();
     let done = state.done.clone();
     tokio::spawn(async move {
@@ -487,7 +497,7 @@ pub(crate) async fn handle(
         path if req.method() != Method::GET && (req.method() != Method::HEAD || path == "/ws") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
-        "/ws" => upgrade(req, peer, &state, slots),
+        "/ws" => upgrade(req, peer, &state, slots).await,
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/status.json" => match reader(&req, &state) {
             Reader::Refused => unauthorized(),
@@ -509,9 +519,10 @@ pub(crate) async fn handle(
     // One request per plain HTTP connection: a keep-alive connection
     // sending a request every few seconds held its slot for good, and a
     // few addresses holding every spare slot that way kept health probes
-    // out for as long as they liked. Closed after each answer, every slot
-    // comes free within the header deadline, and the kernel's backlog
-    // hands it to the peer that waited longest. A page load opens a
+    // out for as long as they liked. Closed after each answer, no plain
+    // connection outlives the header deadline and one answer (and a full
+    // server closes the oldest of them for each new connection,
+    // `crate::evict`). A page load opens a
     // connection per file, a fraction of a millisecond each on loopback or
     // a LAN. (Not the 101 of an upgrade, whose connection lives on.)
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {

@@ -201,27 +201,31 @@ pub async fn serve(
                 let permit = match Arc::clone(&connections).try_acquire_owned() {
                     Ok(permit) => permit,
                     Err(_) => {
-                        // Every slot taken: the oldest connection that is
-                        // not a player yet makes room (`evict`). There is
-                        // always one, as `max_connections` is above
-                        // `max_clients`; without, this one waits.
-                        let metrics = &state.conn.metrics;
-                        metrics.connection_slots_full.inc();
-                        let evicted = state.unproven.evict_oldest();
-                        if evicted {
-                            metrics.connections_evicted.inc();
-                        }
+                        state.conn.metrics.connection_slots_full.inc();
                         if slots_full_log.due(std::time::Instant::now()).is_some() {
                             warn!(
                                 max_connections = config.max_connections,
-                                evicted,
-                                "every connection slot is taken: the oldest connection that is \
-                                 not a player yet is closed for each new one"
+                                "every connection slot is taken: connections that are not \
+                                 players yet are closed, the oldest first, to make room"
                             );
                         }
+                        let room = async {
+                            let metrics = &state.conn.metrics;
+                            let evict = || state.unproven.evict_oldest();
+                            match evict::make_room(
+                                &connections,
+                                evict,
+                                &metrics.connections_evicted,
+                            )
+                            .await
+                            {
+                                Some(permit) => Ok(permit),
+                                None => Arc::clone(&connections).acquire_owned().await,
+                            }
+                        };
                         tokio::select! {
                             () = &mut shutdown => break,
-                            permit = Arc::clone(&connections).acquire_owned() => permit?,
+                            permit = room => permit?,
                         }
                     }
                 };

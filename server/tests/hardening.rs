@@ -851,6 +851,7 @@ async fn websockets_count_against_the_connection_cap() {
     // (the header deadline is 5 s).
     let mut idle = TcpStream::connect(server.addr).await.expect("connect");
     sleep(Duration::from_millis(100)).await;
+    let before = a.next_snapshot().await.tick;
     // Every slot is taken, two of them by players: the idle connection
     // makes room, long before its deadline.
     let (status, _) = timeout(STEP, common::http_get(server.addr, "/healthz"))
@@ -861,9 +862,11 @@ async fn websockets_count_against_the_connection_cap() {
         closed_within(&mut idle, Duration::from_millis(500)).await,
         "the idle connection was not closed"
     );
-    // The players still play.
-    a.next_snapshot().await;
-    b.next_snapshot().await;
+    // The players still play: snapshots of ticks after the eviction (not
+    // only those buffered before it), half a second's worth.
+    for player in [&mut a, &mut b] {
+        while player.next_snapshot().await.tick.since(before) < 15 {}
+    }
     // The operator can see it happened, and what is open: two players and
     // this scrape.
     assert!(server.metric("arena_connection_slots_full_total").await >= 1.0);
@@ -924,6 +927,53 @@ async fn connections_that_never_finish_their_handshake_cannot_lock_players_out()
     let evicted = server.metric("arena_connections_evicted_total").await;
     assert!(evicted >= 2.0, "{evicted} evicted for two connections");
     drop(trickling);
+    server.stop().await;
+}
+
+/// WebSockets that never say hello cannot hold every player's place: the
+/// connection cap is far from full, but the player cap is, and an upgrade
+/// closes the oldest WebSocket that has not said hello (told the server is
+/// full) instead of being refused with 503. When the places are players',
+/// the upgrade is refused as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_that_never_say_hello_cannot_hold_every_players_place() {
+    const PLACES: usize = 6;
+    let server = TestServer::start(Config {
+        max_clients: PLACES,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    let mut silent = Vec::new();
+    for _ in 0..PLACES {
+        silent.push(Client::connect(addr).await);
+    }
+    // Every place is held; a player joins at once, well within the hello
+    // deadline (5 s) that would have freed one.
+    let started = Instant::now();
+    let (mut player, _) = Client::join(addr, "player").await;
+    player.next_snapshot().await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "joined after {waited:?}");
+    assert_eq!(
+        silent[0].expect_close().await,
+        (Some(DisconnectReason::ServerFull), 1013),
+        "the oldest WebSocket without a hello goes first"
+    );
+    // The rest of the places filled by players: the next upgrade closes
+    // the silent ones, then is refused.
+    let mut players = vec![player];
+    for i in 1..PLACES {
+        players.push(Client::join(addr, &format!("p{i}")).await.0);
+    }
+    match try_connect_with(addr, &[]).await {
+        Err(refused) => assert!(refused.contains("503"), "{refused}"),
+        Ok(_) => panic!("a seventh WebSocket beside six players"),
+    }
+    assert_eq!(
+        server.metric("arena_connections_evicted_total").await,
+        PLACES as f64
+    );
     server.stop().await;
 }
 
