@@ -340,11 +340,6 @@ impl Writer {
     /// pending, then shuts the write half (FIN). Best effort: the client
     /// may already be gone.
     async fn close(&mut self, reason: DisconnectReason) {
-        self.close_by(reason, self.deadline()).await;
-    }
-
-    /// [`Writer::close`], giving up on the socket at `deadline`.
-    async fn close_by(&mut self, reason: DisconnectReason, deadline: tokio::time::Instant) {
         debug!(parent: &self.span, reason = reason.label(), "closing connection");
         self.metrics.count_kick(&reason);
         codec::encode_server(&ServerMsg::Disconnect(reason.clone()), &mut self.buf);
@@ -353,7 +348,7 @@ impl Writer {
         let text = reason.to_string();
         let close = Frame::close(reason.close_code(), text.as_bytes());
         put_frame(&mut self.frame, OpCode::Close, &close.payload);
-        let _ = self.out.close_with(&self.frame, deadline).await;
+        let _ = self.out.close_with(&self.frame, self.deadline()).await;
     }
 
     /// Echoes the client's close (code `code`), then shuts the write half.
@@ -523,9 +518,10 @@ impl Drop for Finish {
 /// Reads the hello, seats the player and sends the welcome. `None` when the
 /// connection ended (the client was told why, when there was a why).
 ///
-/// Until its hello, the connection may be evicted to make room for another
-/// when every connection slot is taken (`crate::evict`): it is told that the
-/// server is full. From its hello on it never is.
+/// Until it is seated, the connection may be evicted to make room for
+/// another when every connection slot or player's place is taken
+/// (`crate::evict`): it is told that the server is full, if its socket
+/// takes that at once. Seated, it never is.
 async fn handshake(
     reader: &mut Reader,
     writer: &mut Writer,
@@ -541,25 +537,18 @@ async fn handshake(
         () = crate::stopped(&mut shutdown) => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerShutdown))),
         () = unproven.evicted() => Ok(Err(ReadEnd::Reason(DisconnectReason::ServerFull))),
     };
-    let heard = match read {
-        Ok(Ok(hello)) if unproven.prove() => Ok(hello),
+    let hello = match read {
         // Evicted as the hello arrived: too late.
-        Ok(Ok(_)) => Err(DisconnectReason::ServerFull),
+        Ok(Ok(_)) if unproven.is_evicted() => Err(DisconnectReason::ServerFull),
+        Ok(Ok(hello)) => Ok(hello),
         Ok(Err(ReadEnd::Gone)) => return None,
         Ok(Err(ReadEnd::Reason(reason))) => Err(reason),
         Err(_) => Err(DisconnectReason::HelloTimeout),
     };
-    let hello = match heard {
+    let hello = match hello {
         Ok(hello) => hello,
         Err(reason) => {
-            // An evicted connection's place is wanted now: it is told why
-            // only if its socket takes the close at once.
-            let deadline = if unproven.is_evicted() {
-                tokio::time::Instant::now()
-            } else {
-                writer.deadline()
-            };
-            writer.close_by(reason, deadline).await;
+            refuse(writer, reason, unproven).await;
             return None;
         }
     };
@@ -568,10 +557,17 @@ async fn handshake(
     let (room, seat) = match enter(ctx, hello, &name, ip, deadline).await {
         Ok(entered) => entered,
         Err(reason) => {
-            writer.close(reason).await;
+            refuse(writer, reason, unproven).await;
             return None;
         }
     };
+    // Seated: a player from now on, never evicted. Unless it was while the
+    // room seated it (up to a tick): then the seat goes back.
+    if !unproven.prove() {
+        hand_back(&room, &seat).await;
+        refuse(writer, DisconnectReason::ServerFull, unproven).await;
+        return None;
+    }
     let span = tracing::Span::current();
     span.record("room", room.status.name.as_str());
     span.record("player", seat.player_id);
@@ -596,21 +592,36 @@ async fn handshake(
         input_seq: seat.input_seq,
     });
     if writer.message(&welcome).await.is_err() {
-        // The seat is taken: hand it back as a lost connection would, but
-        // a new player's for good: its client never got the token that
-        // would resume it.
-        let (player, epoch) = (seat.handle, seat.epoch);
-        let _ = room
-            .cmds
-            .send(RoomCmd::Disconnected {
-                player,
-                epoch,
-                forfeit: !seat.resumed,
-            })
-            .await;
+        hand_back(&room, &seat).await;
         return None;
     }
     Some((room, seat))
+}
+
+/// Gives back a seat whose client never got its welcome, as a lost
+/// connection would, but a new player's for good: its client never got the
+/// token that would resume it. A resumed session stays resumable.
+async fn hand_back(room: &RoomHandle, seat: &Seat) {
+    let (player, epoch) = (seat.handle, seat.epoch);
+    let _ = room
+        .cmds
+        .send(RoomCmd::Disconnected {
+            player,
+            epoch,
+            forfeit: !seat.resumed,
+        })
+        .await;
+}
+
+/// Tells a connection that is not a player why it is refused
+/// ([`Writer::close`]), unless it is evicted first: its place is wanted
+/// now, so the close is written only if its socket takes it at once.
+async fn refuse(writer: &mut Writer, reason: DisconnectReason, unproven: &Ticket) {
+    tokio::select! {
+        biased;
+        () = writer.close(reason) => {}
+        () = unproven.evicted() => {}
+    }
 }
 
 /// Authenticates a new player and seats it, or hands a resumed session its

@@ -5,24 +5,30 @@
 //! or its hello (5 s each by default), and per-address caps bound how many
 //! one address holds, but together they still let a few dozen addresses
 //! hold every slot of `max_connections`, or every place of `max_clients`
-//! with WebSockets that never say hello, for good, reopening each
-//! connection as its deadline closes it (slowloris). So:
+//! with WebSockets that never say hello (or say one that is refused), for
+//! good, reopening each connection as its deadline closes it (slowloris).
+//! So:
 //! * when the accept loop finds no free connection slot, it closes the
 //!   connection that has gone longest without becoming a player: a plain
-//!   HTTP connection (request head, answer), or a WebSocket before its
-//!   hello. There is always one, as `max_connections` is above
-//!   `max_clients` (`Config::validate`);
+//!   HTTP connection (request head, answer), or a WebSocket that is not
+//!   seated (its hello not read yet, or being answered, or refused). There
+//!   is always one, as `max_connections` is above `max_clients`
+//!   (`Config::validate`);
 //! * when an upgrade finds every player's place taken, the oldest WebSocket
-//!   that has not said hello goes (none: the server is full of players, and
-//!   the upgrade is refused).
+//!   that is not seated goes (none: the server is full of players, and the
+//!   upgrade is refused).
 //!
-//! Players (a WebSocket whose hello was read) are never closed this way.
-//! A real client is in that state for about one round trip, an attacker's
-//! connection for as long as the deadlines allow, so the attacker's go
-//! first. To close a real one, an attacker has to open every spare place's
-//! worth of connections within that round trip, again and again (at the
-//! defaults 256 per round trip, thousands a second): a flood, where a
-//! trickle from a few addresses sufficed before.
+//! Players (seated: welcomed, or about to be) are never closed this way.
+//! A real client is not seated for about one round trip and a tick, an
+//! attacker's connection for as long as the deadlines allow, so the
+//! attacker's go first. To close a real one, an attacker has to open every
+//! spare place's worth of connections within that time, again and again
+//! (at the defaults 256 slots, or the players' places not taken by
+//! players): a flood, where a trickle from a few addresses sufficed
+//! before. Between real clients, the newest wins: at the player cap, a
+//! client whose hello is still on its way loses its place to an upgrade
+//! that arrives meanwhile, and is told the server is full (it retries, as
+//! after a 503).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,8 +146,8 @@ impl Unproven {
         self.evict(|inner| inner.open.keys().next().copied())
     }
 
-    /// Tells the oldest WebSocket that has not said hello to close, giving
-    /// back a player's place. `false` when there is none.
+    /// Tells the oldest WebSocket that is not seated to close, giving back
+    /// a player's place. `false` when there is none.
     pub(crate) fn evict_oldest_websocket(&self) -> bool {
         self.evict(|inner| inner.websockets.first().copied())
     }
@@ -165,8 +171,9 @@ impl Unproven {
 }
 
 impl Ticket {
-    /// The connection is a WebSocket now, holding a player's place until it
-    /// says hello ([`Unproven::evict_oldest_websocket`]).
+    /// The connection is a WebSocket now, holding a player's place: until
+    /// it is seated, that place may be taken back
+    /// ([`Unproven::evict_oldest_websocket`]).
     pub(crate) fn upgraded(&self) {
         let mut inner = self.list.lock();
         if inner.open.contains_key(&self.order) {
@@ -174,8 +181,8 @@ impl Ticket {
         }
     }
 
-    /// The connection became a player: it is never evicted from now on.
-    /// `false` if it was evicted first (then it must close).
+    /// The connection became a player (seated): it is never evicted from
+    /// now on. `false` if it was evicted first (then it must close).
     pub(crate) fn prove(&self) -> bool {
         self.list.lock().remove(self.order).is_some()
     }

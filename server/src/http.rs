@@ -423,8 +423,8 @@ async fn upgrade(
             "too many connections from this address\n",
         );
     };
-    // Every player's place taken: a WebSocket that has not said hello
-    // makes room, the oldest first (`crate::evict`); with none, the server
+    // Every player's place taken: a WebSocket not seated yet makes room,
+    // the oldest first (`crate::evict`); with none, the server
     // is full of players.
     let metrics = &state.conn.metrics;
     let evict = || state.unproven.evict_oldest_websocket();

@@ -12,7 +12,7 @@ use common::{Client, Event, Replica, STEP, TestServer, play_for, try_connect_wit
 use server::Config;
 use shared::Tick;
 use shared::protocol::{
-    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg, Welcome,
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg, SessionToken, Welcome,
 };
 use shared::rules::{TickRules, buttons};
 use shared::snapshot::EntityKind;
@@ -975,6 +975,77 @@ async fn websockets_that_never_say_hello_cannot_hold_every_players_place() {
         PLACES as f64
     );
     server.stop().await;
+}
+
+/// A WebSocket refused before it is seated still holds a player's place
+/// while it is told why and lingers for the client's close: it may be
+/// evicted all that time too. One refused with a made-up resume token (no
+/// credentials needed) that never closes its side does not keep a player
+/// out, nor does one whose close the server cannot write because it reads
+/// nothing (its pongs filled the socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_websockets_give_their_place_back_when_it_is_wanted() {
+    let server = TestServer::start(Config {
+        max_clients: 1,
+        hello_timeout: Duration::from_secs(1),
+        // Pings as fast as the socket takes them.
+        message_rate_slack: 20_000,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    // Refused, and lingering: the server waits up to a second for a close
+    // that never comes.
+    let mut refused = Client::connect(addr).await;
+    refused
+        .send(&ClientMsg::Hello(Hello {
+            resume: Some(SessionToken([7; 16])),
+            ..Hello::new("forger")
+        }))
+        .await;
+    assert!(matches!(
+        refused.recv().await,
+        Event::Msg(ServerMsg::Disconnect(DisconnectReason::SessionExpired))
+    ));
+    if let Err(refused) = seated(addr).await {
+        panic!("kept out by a refused WebSocket's linger: {refused}");
+    }
+    // Deaf: pings until the server's pongs fill the socket, then the hello
+    // deadline passes while the server cannot write its close.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(2048).expect("SO_RCVBUF");
+    let mut deaf = socket.connect(addr).await.expect("connect");
+    deaf.write_all(&common::upgrade_request(addr))
+        .await
+        .expect("upgrade");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(deaf.read_u8().await.expect("101"));
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let started = Instant::now();
+    let ping = common::masked_frame(0x9, &[0x55; 125]);
+    while started.elapsed() < Duration::from_millis(800)
+        && timeout(Duration::from_millis(100), deaf.write_all(&ping))
+            .await
+            .is_ok_and(|w| w.is_ok())
+    {}
+    sleep(Duration::from_millis(1300).saturating_sub(started.elapsed())).await;
+    let joined = timeout(Duration::from_secs(2), seated(addr)).await;
+    if let Ok(Err(refused)) | Err(refused) = joined.map_err(|_| "no answer".to_owned()) {
+        panic!("kept out by a WebSocket stuck in its close: {refused}");
+    }
+    server.stop().await;
+}
+
+/// Whether a player joining `addr` is welcomed; what it got otherwise.
+async fn seated(addr: std::net::SocketAddr) -> Result<(), String> {
+    let mut c = try_connect_with(addr, &[]).await?;
+    c.send(&ClientMsg::Hello(Hello::new("player"))).await;
+    match c.recv().await {
+        Event::Msg(ServerMsg::Welcome(_)) => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
 }
 
 /// A client that pipelines requests and never reads the answers does not

@@ -33,17 +33,28 @@ use tokio::time::{Instant, timeout};
 pub fn upgrade_with_hello(addr: SocketAddr, name: &str) -> Vec<u8> {
     let mut hello = Vec::new();
     codec::encode_client(&ClientMsg::Hello(Hello::new(name)), &mut hello);
-    assert!(hello.len() < 126, "a 7-bit frame length");
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut request = format!(
+    let mut request = upgrade_request(addr);
+    request.extend(masked_frame(0x2, &hello));
+    request
+}
+
+/// A raw WebSocket upgrade request for `/ws`, without a hello.
+pub fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
+    format!(
         "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
-    .into_bytes();
-    request.extend([0x82, 0x80 | hello.len() as u8]);
-    request.extend(mask);
-    request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    request
+    .into_bytes()
+}
+
+/// A masked client frame of `opcode` with a 7-bit payload length.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126, "a 7-bit frame length");
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend(mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
 }
 
 /// Reads the answer to [`upgrade_with_hello`] off `socket`: a 101, then the
