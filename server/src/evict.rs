@@ -38,8 +38,9 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How long a connection told to close has to give its place back before
-/// the next oldest is told too. Its task only has to run: an evicted
-/// connection writes nothing it would wait for.
+/// the next oldest is told too. Its task only has to run (an evicted
+/// connection waits on no write), unless it is being seated: that it
+/// finishes first, up to a tick, then hands the seat back.
 const PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A permit of `places` (connection slots, or players' places) once one is
@@ -92,18 +93,18 @@ impl Inner {
     }
 }
 
-impl Eviction {
-    fn evict(&self) {
-        self.evicted.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-}
-
 /// One connection's eviction: a flag, and a wake-up for whoever waits on it.
 #[derive(Debug, Default)]
 struct Eviction {
     evicted: AtomicBool,
     notify: Notify,
+}
+
+impl Eviction {
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
 }
 
 /// A connection's place among the [`Unproven`]; leaves it when dropped or
