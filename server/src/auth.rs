@@ -24,7 +24,11 @@ use shared::protocol::DisconnectReason;
 /// Who the authenticator says a player is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    /// The account id, logged at join (never the token).
+    /// The account id, logged at join (never the token). A user plays one
+    /// game at a time: a join ends the user's other session
+    /// ([`Config::one_session_per_user`](crate::Config::one_session_per_user)),
+    /// so an authenticator that names no account (every guest the same
+    /// user) must turn that off.
     pub user: String,
 }
 

@@ -128,6 +128,16 @@ pub struct Config {
     /// Consecutive seconds with rate-limited messages before the client is
     /// disconnected as abusive. Default: 3.
     pub rate_limit_kick_secs: u32,
+    /// With `auth`: one session per user (the [`Identity`] the
+    /// authenticator names). A user who joins again ends the session they
+    /// had, playing or awaiting a resume, wherever it is; its connection is
+    /// told `SessionReplaced`. Without it, one join token seats as many
+    /// players as connections it is sent on while it is valid. Turn it off
+    /// only if your authenticator names no account (every guest the same
+    /// user, say). Default: true.
+    ///
+    /// [`Identity`]: crate::auth::Identity
+    pub one_session_per_user: bool,
 }
 
 impl Default for Config {
@@ -164,6 +174,7 @@ impl Default for Config {
             per_ip_exempt_loopback: true,
             message_rate_slack: 10,
             rate_limit_kick_secs: 3,
+            one_session_per_user: true,
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::metrics::{InputDrop, Metrics};
 use crate::outbox::{Outbox, WriteFailed, put_frame};
 use crate::registry::Registry;
 use crate::room::{NO_ACK, Published, RoomCmd, RoomHandle, Seat};
+use crate::users::UserClaim;
 
 /// What the HTTP server upgrades: hyper's type-erased stream over the TCP
 /// stream it was given.
@@ -661,6 +662,7 @@ async fn enter(
         let seat = answered(&room, answer, deadline, false, gone).await?;
         return Ok((room, seat));
     }
+    let mut user = None;
     if let Some(auth) = &ctx.config.auth {
         let token = hello.auth.as_ref().map(|t| t.0.as_str());
         if token.is_some_and(|t| t.len() > MAX_AUTH_TOKEN_BYTES) {
@@ -674,11 +676,26 @@ async fn enter(
                 DisconnectReason::from(refusal)
             })?;
         tracing::Span::current().record("user", identity.user.as_str());
+        user = Some(identity.user);
     }
     let room = ctx.registry.reserve(&hello.room)?;
+    // One game per user: this join ends the user's other session, if any.
+    let claim = user
+        .filter(|_| ctx.config.one_session_per_user)
+        .map(|user| {
+            let (claim, replaced) = ctx.registry.users().claim(&user);
+            if let Some((cmds, player)) = replaced {
+                info!("the user joined again: their other session ends");
+                // In the background: that room's queue may be full.
+                tokio::spawn(async move { cmds.send(RoomCmd::Replaced { player }).await });
+            }
+            claim
+        });
+    let key = claim.as_ref().map(UserClaim::key);
     let join = RoomCmd::Join {
         name: name.to_owned(),
         ip,
+        claim,
         reply,
     };
     let gone = || ctx.registry.room_gone_reason(DisconnectReason::ServerFull);
@@ -689,6 +706,12 @@ async fn enter(
         return Err(reason);
     }
     let seat = answered(&room, answer, deadline, true, gone).await?;
+    // Seated where a newer join of the user will find it, unless one has
+    // come meanwhile: then this one is the older, and ends.
+    if key.is_some_and(|key| !key.seated((room.cmds.clone(), seat.handle))) {
+        hand_back(&room, &seat).await;
+        return Err(DisconnectReason::SessionReplaced);
+    }
     Ok((room, seat))
 }
 

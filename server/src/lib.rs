@@ -34,6 +34,7 @@ pub mod process;
 mod registry;
 pub mod room;
 mod throttle;
+mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;

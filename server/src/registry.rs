@@ -22,6 +22,7 @@ use crate::guard::{IpPermit, PerIpLimiter};
 use crate::metrics::Metrics;
 use crate::room::{self, RoomHandle, RoomSetup, RoomStatus};
 use crate::throttle::LogEvery;
+use crate::users::Users;
 
 /// How long a room must have been empty before a new room may take its
 /// place at the room limit ([`Registry::eviction_victim`]).
@@ -42,6 +43,8 @@ pub(crate) struct Registry {
     /// Sessions awaiting a resume, per address of their last connection
     /// (at most `max_clients_per_ip`, loopback exempt as configured).
     parked: Arc<PerIpLimiter>,
+    /// Each user's one session (`crate::users`).
+    users: Arc<Users>,
     inner: Mutex<Inner>,
 }
 
@@ -82,6 +85,7 @@ impl Registry {
     ) -> Arc<Self> {
         Arc::new(Self {
             parked: PerIpLimiter::new(config.max_clients_per_ip, config.per_ip_exempt_loopback),
+            users: Users::new(),
             config,
             metrics,
             shutdown,
@@ -102,6 +106,11 @@ impl Registry {
     /// while it waits; `None` when its address has as many as it may.
     pub(crate) fn park_permit(&self, ip: IpAddr) -> Option<IpPermit> {
         self.parked.try_acquire(ip)
+    }
+
+    /// Each user's one session, for joins with a user (`crate::users`).
+    pub(crate) fn users(&self) -> &Arc<Users> {
+        &self.users
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

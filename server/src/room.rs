@@ -45,6 +45,7 @@ use crate::game::{EntityKey, World, WorldConfig};
 use crate::guard::IpPermit;
 use crate::metrics::{InputDrop, Metrics, Phase};
 use crate::registry::{Listing, Registry};
+use crate::users::UserClaim;
 
 /// Joins, resumes and disconnects handled per tick at most; the rest wait
 /// for the next one.
@@ -107,6 +108,9 @@ pub(crate) enum RoomCmd {
     Join {
         name: String,
         ip: IpAddr,
+        /// The user's claim to their one session, kept with the seat
+        /// (`crate::users`).
+        claim: Option<UserClaim>,
         reply: oneshot::Sender<Result<Seat, DisconnectReason>>,
     },
     /// A new connection, from `ip`, for an existing session, in the room
@@ -125,6 +129,9 @@ pub(crate) enum RoomCmd {
         epoch: u32,
         forfeit: bool,
     },
+    /// The player's user joined again (`crate::users`): the session ends,
+    /// its connection, if it has one, told `SessionReplaced`.
+    Replaced { player: PlayerHandle },
 }
 
 /// One published tick: the replicated state plus each player's last applied
@@ -498,6 +505,8 @@ struct Slot {
     /// While parked: its place among its address's sessions awaiting a
     /// resume ([`Registry::park_permit`]).
     park_permit: Option<IpPermit>,
+    /// Its user's one session, given up with the seat (`crate::users`).
+    _claim: Option<UserClaim>,
 }
 
 /// How a room is started.
@@ -854,8 +863,13 @@ impl Room {
                 break;
             };
             match cmd {
-                RoomCmd::Join { name, ip, reply } => {
-                    let joined = self.join(name, ip);
+                RoomCmd::Join {
+                    name,
+                    ip,
+                    claim,
+                    reply,
+                } => {
+                    let joined = self.join(name, ip, claim);
                     if joined.is_err() {
                         self.status.release_seat();
                     }
@@ -892,6 +906,12 @@ impl Room {
                     epoch,
                     forfeit,
                 } => self.disconnected(player, epoch, forfeit),
+                RoomCmd::Replaced { player } => {
+                    if let Some(kick) = self.slot_mut(player).and_then(|s| s.kick.take()) {
+                        let _ = kick.send(DisconnectReason::SessionReplaced);
+                    }
+                    self.remove(player);
+                }
             }
         }
         let players = self.slots.len() - self.free_slots.len() - self.parked;
@@ -931,7 +951,12 @@ impl Room {
         })
     }
 
-    fn join(&mut self, name: String, ip: IpAddr) -> Result<Seat, DisconnectReason> {
+    fn join(
+        &mut self,
+        name: String,
+        ip: IpAddr,
+        claim: Option<UserClaim>,
+    ) -> Result<Seat, DisconnectReason> {
         let (key, player_id) = self
             .world
             .spawn_player(name)
@@ -955,6 +980,7 @@ impl Room {
             parked_until: None,
             ip,
             park_permit: None,
+            _claim: claim,
         };
         let index = match self.free_slots.pop() {
             Some(i) => {
@@ -1155,6 +1181,7 @@ mod tests {
             parked_until: None,
             ip: std::net::Ipv4Addr::LOCALHOST.into(),
             park_permit: None,
+            _claim: None,
         }
     }
 

@@ -12,7 +12,8 @@ use common::{Client, Event, Replica, STEP, TestServer, play_for, try_connect_wit
 use server::Config;
 use shared::Tick;
 use shared::protocol::{
-    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, ServerMsg, SessionToken, Welcome,
+    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, RoomRequest, ServerMsg, SessionToken,
+    Welcome,
 };
 use shared::rules::{TickRules, buttons};
 use shared::snapshot::EntityKind;
@@ -610,6 +611,81 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
         ("auth_expired", 1),
     ] {
         assert_eq!(status["totals"]["kicks"][label], n, "{label}");
+    }
+    server.stop().await;
+}
+
+/// One game per user: a join token's user who joins again ends the
+/// session they had, wherever it is, playing or awaiting a resume (its
+/// connection told `SessionReplaced`), so one token cannot seat a crowd.
+/// Other users are untouched; the rule can be turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_joins_again_ends_the_session_they_had() {
+    const SECRET: &[u8] = b"test secret";
+    let config = || Config {
+        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
+        ..Config::default()
+    };
+    let now = server::auth::unix_now();
+    let as_user = |user: &str, room: &str| Hello {
+        auth: Some(AuthToken(
+            shared::auth::mint(SECRET, user, now + 60).expect("valid user"),
+        )),
+        room: RoomRequest::Named(room.into()),
+        ..Hello::new(user)
+    };
+    let server = TestServer::start(config()).await;
+    let addr = server.addr;
+    let join = |hello| async move {
+        Client::hello(addr, hello)
+            .await
+            .unwrap_or_else(|refused| panic!("refused: {refused:?}"))
+    };
+    let (mut first, _) = join(as_user("alice", "one")).await;
+    let (mut bob, _) = join(as_user("bob", "one")).await;
+    let (mut second, welcome) = join(as_user("alice", "two")).await;
+    assert_eq!(
+        first.expect_close().await,
+        (Some(DisconnectReason::SessionReplaced), 1000)
+    );
+    second.next_snapshot().await;
+    let before = bob.next_snapshot().await.tick;
+    while bob.next_snapshot().await.tick.since(before) < 10 {}
+    // A session awaiting a resume ends too: its token resumes no more.
+    second.kill();
+    sleep(Duration::from_millis(200)).await;
+    let (_third, _) = join(as_user("alice", "one")).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        Client::resume(addr, &welcome).await.err(),
+        Some((Some(DisconnectReason::SessionExpired), 1008))
+    );
+    // Alice has one seat, Bob one.
+    let players: f64 = server.status().await["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .filter_map(|r| r["players"].as_f64())
+        .sum();
+    assert_eq!(players, 2.0);
+    server.stop().await;
+
+    // Turned off, the same token seats two players.
+    let server = TestServer::start(Config {
+        one_session_per_user: false,
+        ..config()
+    })
+    .await;
+    let addr = server.addr;
+    let (mut one, _) = Client::hello(addr, as_user("alice", "one"))
+        .await
+        .expect("joins");
+    let (mut two, _) = Client::hello(addr, as_user("alice", "two"))
+        .await
+        .expect("joins again");
+    for client in [&mut one, &mut two] {
+        let before = client.next_snapshot().await.tick;
+        while client.next_snapshot().await.tick.since(before) < 10 {}
     }
     server.stop().await;
 }
