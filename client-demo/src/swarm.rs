@@ -48,8 +48,11 @@ pub struct SwarmConfig {
     /// `None`.
     pub room: Option<String>,
     /// Secret of the server's join tokens (its `--auth-secret`). When set,
-    /// each bot mints its own token for user `bot-<n>`, valid for
-    /// [`TOKEN_LIFETIME`]. Default: `None` (no token sent).
+    /// each bot mints its own token for user `bot-<run>-<n>`, valid for
+    /// [`TOKEN_LIFETIME`]: `<run>` is random per swarm, since the server
+    /// lets a user play one game at a time, and two swarms against one
+    /// server must not take each other's places. Default: `None` (no token
+    /// sent).
     pub auth_secret: Option<AuthSecret>,
     /// Per-bot timeouts and ping rate; `name`, `seed`, `link`, `room` and
     /// `auth` are filled in per bot.
@@ -70,10 +73,11 @@ impl std::fmt::Debug for AuthSecret {
 /// How long a bot's join token stays valid: 1 h, longer than any run.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Mints bot `n`'s join token (user `bot-<n>`), valid until
-/// [`TOKEN_LIFETIME`] after `now_unix` (Unix seconds).
-fn bot_token(secret: &AuthSecret, n: u32, now_unix: u64) -> Option<AuthToken> {
-    let user = format!("bot-{n}");
+/// Mints the join token of bot `n` of swarm `run` (user `bot-<run>-<n>`,
+/// `run` in hex), valid until [`TOKEN_LIFETIME`] after `now_unix` (Unix
+/// seconds).
+fn bot_token(secret: &AuthSecret, run: u32, n: u32, now_unix: u64) -> Option<AuthToken> {
+    let user = format!("bot-{run:08x}-{n}");
     shared::auth::mint(&secret.0, &user, now_unix + TOKEN_LIFETIME.as_secs()).map(AuthToken)
 }
 
@@ -172,6 +176,8 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
     // saturation verdict and the rates are about full load, which the whole
     // run's averages (ramp and drain included) understate.
     let mut at_full_load: Option<(Option<Duration>, Counts)> = None;
+    // Names this swarm's users apart from another's (see `auth_secret`).
+    let run = fastrand::u32(..);
     loop {
         let next_launch = start + gap * launched;
         tokio::select! {
@@ -190,7 +196,7 @@ pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
                     auth: config
                         .auth_secret
                         .as_ref()
-                        .and_then(|secret| bot_token(secret, n, unix_now())),
+                        .and_then(|secret| bot_token(secret, run, n, unix_now())),
                     window: Some(window),
                     ..config.bot.clone()
                 };
@@ -392,11 +398,13 @@ mod tests {
     fn each_bot_mints_its_own_token_and_the_secret_stays_hidden() {
         let secret = AuthSecret(b"s3cret-value".to_vec());
         let now = 1_700_000_000;
-        let token = bot_token(&secret, 7, now).map(|t| t.0).unwrap_or_default();
+        let token = bot_token(&secret, 0xabc, 7, now)
+            .map(|t| t.0)
+            .unwrap_or_default();
         let claims = shared::auth::verify(&secret.0, &token, now + 3599);
         assert_eq!(
             claims.map(|c| (c.user, c.expires)),
-            Ok(("bot-7".to_owned(), now + 3600))
+            Ok(("bot-00000abc-7".to_owned(), now + 3600))
         );
         assert_eq!(
             shared::auth::verify(&secret.0, &token, now + 3600),

@@ -59,7 +59,8 @@ struct Args {
     #[arg(long)]
     room: Option<String>,
     /// Secret of the server's join tokens (the server's --auth-secret):
-    /// each bot mints its own token, user `bot-<n>`, valid for an hour.
+    /// each bot mints its own token, user `bot-<run>-<n>` (`<run>` random
+    /// per swarm: a user plays one game at a time), valid for an hour.
     /// Tokens are never printed.
     #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true, value_parser = secret)]
     auth_secret: Option<AuthSecret>,
