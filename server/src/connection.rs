@@ -43,7 +43,7 @@ use crate::metrics::{InputDrop, Metrics};
 use crate::outbox::{Outbox, WriteFailed, put_frame};
 use crate::registry::Registry;
 use crate::room::{NO_ACK, Published, RoomCmd, RoomHandle, Seat};
-use crate::users::UserClaim;
+use crate::users::{ClaimKey, UserClaim};
 
 /// What the HTTP server upgrades: hyper's type-erased stream over the TCP
 /// stream it was given.
@@ -555,7 +555,7 @@ async fn handshake(
     };
     let name = sanitize_name(&hello.name);
     let deadline = tokio::time::Instant::now() + ctx.config.hello_timeout;
-    let (room, seat) = match enter(ctx, hello, &name, ip, deadline).await {
+    let (room, seat, user) = match enter(ctx, hello, &name, ip, deadline).await {
         Ok(entered) => entered,
         Err(reason) => {
             refuse(writer, reason, unproven).await;
@@ -596,6 +596,13 @@ async fn handshake(
         hand_back(&room, &seat).await;
         return None;
     }
+    // Welcomed: the user's session from now on; the one it replaces ends.
+    if let Some((cmds, player)) = user.and_then(|key| key.seated((room.cmds.clone(), seat.handle)))
+    {
+        info!("the user joined again: their other session ends");
+        // In the background: that room's queue may be full.
+        tokio::spawn(async move { cmds.send(RoomCmd::Replaced { player }).await });
+    }
     Some((room, seat))
 }
 
@@ -626,7 +633,8 @@ async fn refuse(writer: &mut Writer, reason: DisconnectReason, unproven: &Ticket
 }
 
 /// Authenticates a new player and seats it, or hands a resumed session its
-/// seat back, by `deadline`.
+/// seat back, by `deadline`. A new player with a user (join tokens) comes
+/// with its claim to the user's one session (`crate::users`).
 ///
 /// A room or an auth hook that has not answered by then means the server is
 /// overloaded: `ServerFull` (1013) tells the client to try again later. Giving
@@ -639,7 +647,7 @@ async fn enter(
     name: &str,
     ip: IpAddr,
     deadline: tokio::time::Instant,
-) -> Result<(RoomHandle, Seat), DisconnectReason> {
+) -> Result<(RoomHandle, Seat, Option<ClaimKey>), DisconnectReason> {
     let (reply, answer) = oneshot::channel();
     if let Some(token) = hello.resume {
         // The session token is the credential: it was issued after auth.
@@ -660,7 +668,7 @@ async fn enter(
         };
         send_by(&room, resume, deadline, gone).await?;
         let seat = answered(&room, answer, deadline, false, gone).await?;
-        return Ok((room, seat));
+        return Ok((room, seat, None));
     }
     let mut user = None;
     if let Some(auth) = &ctx.config.auth {
@@ -679,18 +687,11 @@ async fn enter(
         user = Some(identity.user);
     }
     let room = ctx.registry.reserve(&hello.room)?;
-    // One game per user: this join ends the user's other session, if any.
+    // One game per user: once welcomed, this join ends the user's other
+    // session (`handshake`).
     let claim = user
         .filter(|_| ctx.config.one_session_per_user)
-        .map(|user| {
-            let (claim, replaced) = ctx.registry.users().claim(&user);
-            if let Some((cmds, player)) = replaced {
-                info!("the user joined again: their other session ends");
-                // In the background: that room's queue may be full.
-                tokio::spawn(async move { cmds.send(RoomCmd::Replaced { player }).await });
-            }
-            claim
-        });
+        .map(|user| ctx.registry.users().claim(&user));
     let key = claim.as_ref().map(UserClaim::key);
     let join = RoomCmd::Join {
         name: name.to_owned(),
@@ -706,13 +707,7 @@ async fn enter(
         return Err(reason);
     }
     let seat = answered(&room, answer, deadline, true, gone).await?;
-    // Seated where a newer join of the user will find it, unless one has
-    // come meanwhile: then this one is the older, and ends.
-    if key.is_some_and(|key| !key.seated((room.cmds.clone(), seat.handle))) {
-        hand_back(&room, &seat).await;
-        return Err(DisconnectReason::SessionReplaced);
-    }
-    Ok((room, seat))
+    Ok((room, seat, key))
 }
 
 /// Hands `cmd` to the room by `deadline`: `ServerFull` if its queue stays

@@ -102,6 +102,9 @@ pub struct Metrics {
     /// the room limit.
     pub rooms_evicted: Counter,
     kicks: [Counter; REASONS.len()],
+    /// Sessions ended because their user joined again (join tokens: one
+    /// game per user).
+    pub sessions_replaced: Counter,
     /// Upgrade requests refused with 503 because the server was full.
     pub refused_full: Counter,
     /// Upgrade requests refused with 403 for a disallowed `Origin`.
@@ -288,6 +291,12 @@ impl Metrics {
             refused_full.clone(),
         );
 
+        let sessions_replaced = Counter::default();
+        root.register(
+            "sessions_replaced",
+            "Sessions ended because their user joined again (join tokens: one game per user)",
+            sessions_replaced.clone(),
+        );
         let refused_origin = Counter::default();
         root.register(
             "refused_origin",
@@ -419,6 +428,7 @@ impl Metrics {
             rooms_created,
             rooms_evicted,
             kicks,
+            sessions_replaced,
             refused_full,
             refused_origin,
             refused_per_ip,

@@ -50,6 +50,9 @@ use crate::users::UserClaim;
 /// Joins, resumes and disconnects handled per tick at most; the rest wait
 /// for the next one.
 const COMMANDS_PER_TICK: usize = 256;
+/// Tokens of replaced sessions a room remembers (`Room::replaced`): far
+/// more than its seats, bounded against a user joining again and again.
+const REPLACED_TOKENS: usize = 256;
 /// The "nothing acknowledged yet" value of an ack cell.
 pub(crate) const NO_ACK: u64 = u64::MAX;
 
@@ -531,6 +534,12 @@ struct Room {
     slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
     tokens: HashMap<SessionToken, u32>,
+    /// Tokens of sessions ended because their user joined again, with when
+    /// they stop being remembered (the resume grace): their resume is
+    /// answered `SessionReplaced`, not `SessionExpired`, so that the client
+    /// stops instead of joining afresh and taking the game back. Oldest
+    /// first, at most [`REPLACED_TOKENS`].
+    replaced: VecDeque<(SessionToken, Instant)>,
     parked: usize,
     cmds: mpsc::Receiver<RoomCmd>,
     inputs: mpsc::Receiver<(PlayerHandle, InputCmd)>,
@@ -651,6 +660,7 @@ pub(crate) fn spawn(
                 slots: Vec::new(),
                 free_slots: Vec::new(),
                 tokens: HashMap::new(),
+                replaced: VecDeque::new(),
                 parked: 0,
                 cmds,
                 inputs,
@@ -906,12 +916,7 @@ impl Room {
                     epoch,
                     forfeit,
                 } => self.disconnected(player, epoch, forfeit),
-                RoomCmd::Replaced { player } => {
-                    if let Some(kick) = self.slot_mut(player).and_then(|s| s.kick.take()) {
-                        let _ = kick.send(DisconnectReason::SessionReplaced);
-                    }
-                    self.remove(player);
-                }
+                RoomCmd::Replaced { player } => self.replaced(player),
             }
         }
         let players = self.slots.len() - self.free_slots.len() - self.parked;
@@ -1009,10 +1014,13 @@ impl Room {
         token: SessionToken,
         named: Option<&str>,
     ) -> Result<Seat, DisconnectReason> {
-        let index = *self
-            .tokens
-            .get(&token)
-            .ok_or(DisconnectReason::SessionExpired)?;
+        let Some(&index) = self.tokens.get(&token) else {
+            return Err(if self.replaced.iter().any(|(t, _)| *t == token) {
+                DisconnectReason::SessionReplaced
+            } else {
+                DisconnectReason::SessionExpired
+            });
+        };
         if named.is_some_and(|name| name != self.status.name) {
             return Err(DisconnectReason::SessionWrongRoom);
         }
@@ -1033,6 +1041,26 @@ impl Room {
         debug!(player_id, "session resumed");
         self.seat(index, true)
             .ok_or(DisconnectReason::SessionExpired)
+    }
+
+    /// Ends a session whose user joined again (`crate::users`): its
+    /// connection, if it has one, is told `SessionReplaced`, and so is a
+    /// resume of its token within the resume grace.
+    fn replaced(&mut self, player: PlayerHandle) {
+        let Some(slot) = self.slot_mut(player) else {
+            return; // gone already
+        };
+        if let Some(kick) = slot.kick.take() {
+            let _ = kick.send(DisconnectReason::SessionReplaced);
+        }
+        let token = slot.token;
+        if self.replaced.len() == REPLACED_TOKENS {
+            self.replaced.pop_front();
+        }
+        let until = Instant::now() + self.config.resume_grace;
+        self.replaced.push_back((token, until));
+        self.metrics.sessions_replaced.inc();
+        self.remove(player);
     }
 
     fn disconnected(&mut self, player: PlayerHandle, epoch: u32, forfeit: bool) {
@@ -1078,6 +1106,13 @@ impl Room {
 
     fn expire_parked(&mut self) {
         let now = Instant::now();
+        while self
+            .replaced
+            .front()
+            .is_some_and(|&(_, until)| until <= now)
+        {
+            self.replaced.pop_front();
+        }
         let expired: Vec<PlayerHandle> = self
             .slots
             .iter()

@@ -3,14 +3,14 @@
 //!
 //! Join tokens are stateless (`HmacTokens`): one token, or one leaked,
 //! would otherwise seat as many players as connections are allowed, for
-//! as long as it is valid. Each authenticated join *claims* its user here
-//! before it reaches a room; the room keeps the claim with the seat for the
-//! session's whole life (playing or awaiting a resume), and drops it with
-//! the seat. A newer claim for the same user replaces the older one, and
-//! the older session is ended where it is, its connection told
-//! `SessionReplaced` (the same user playing elsewhere, as after a resume
-//! elsewhere). A join whose claim was replaced while the room seated it
-//! gives its seat back.
+//! as long as it is valid. Each authenticated join carries a *claim* to
+//! its room, which keeps it with the seat for the session's whole life
+//! (playing or awaiting a resume) and drops it with the seat. Once the join
+//! is welcomed, its claim becomes the user's session here
+//! ([`ClaimKey::seated`]), and the session it replaces, if any, is ended
+//! where it is: its connection told `SessionReplaced`, its token answered
+//! the same for a while (`room`). A join that fails ends nothing, and of two
+//! joins of one user at once, the one welcomed last stays.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,7 +22,7 @@ use crate::room::{PlayerHandle, RoomCmd};
 /// Where a user's session is seated: its room's commands and its seat.
 pub(crate) type SeatRoute = (mpsc::Sender<RoomCmd>, PlayerHandle);
 
-/// The users with a session (or a join on its way to one).
+/// Each user's session.
 #[derive(Debug, Default)]
 pub(crate) struct Users {
     inner: Mutex<Inner>,
@@ -32,18 +32,12 @@ pub(crate) struct Users {
 struct Inner {
     /// The generation of the next claim.
     next: u64,
-    by_user: HashMap<String, Entry>,
+    /// The claim of each user's session, and where it is seated.
+    by_user: HashMap<String, (u64, SeatRoute)>,
 }
 
-#[derive(Debug)]
-struct Entry {
-    generation: u64,
-    /// `None` until the room has seated the join.
-    seat: Option<SeatRoute>,
-}
-
-/// A user's claim to their one session; gives it up when dropped, unless a
-/// newer claim replaced it. Held by the room's seat.
+/// A join's claim to its user's one session; gives the session up when
+/// dropped (with the seat), unless a newer one has replaced it.
 #[derive(Debug)]
 pub(crate) struct UserClaim(ClaimKey);
 
@@ -66,29 +60,20 @@ impl Users {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Claims `user`'s session for a new join, and returns where the
-    /// session it replaces is seated, if it is (one whose join is still on
-    /// its way finds out in [`UserClaim::seated`]).
-    pub(crate) fn claim(self: &Arc<Self>, user: &str) -> (UserClaim, Option<SeatRoute>) {
+    /// A claim for a new join of `user`; nothing changes until it is
+    /// seated.
+    pub(crate) fn claim(self: &Arc<Self>, user: &str) -> UserClaim {
         let mut inner = self.lock();
         let generation = inner.next;
         inner.next += 1;
-        let replaced = inner.by_user.insert(
-            user.to_owned(),
-            Entry {
-                generation,
-                seat: None,
-            },
-        );
-        let claim = UserClaim(ClaimKey {
+        UserClaim(ClaimKey {
             users: Arc::clone(self),
             user: user.to_owned(),
             generation,
-        });
-        (claim, replaced.and_then(|e| e.seat))
+        })
     }
 
-    /// Users with a session, or a join on its way to one.
+    /// Users with a session.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().by_user.len()
@@ -102,18 +87,14 @@ impl UserClaim {
 }
 
 impl ClaimKey {
-    /// The room seated the join at `seat`: a newer join of the same user
-    /// ends it there from now on. `false` if one has already replaced this
-    /// claim (then the seat must be given back).
-    pub(crate) fn seated(&self, seat: SeatRoute) -> bool {
+    /// The join was welcomed at `seat`: it is the user's session now, and
+    /// the session it replaces, if there is one, is returned, to be ended.
+    pub(crate) fn seated(&self, seat: SeatRoute) -> Option<SeatRoute> {
         let mut inner = self.users.lock();
-        match inner.by_user.get_mut(&self.user) {
-            Some(entry) if entry.generation == self.generation => {
-                entry.seat = Some(seat);
-                true
-            }
-            _ => false,
-        }
+        let old = inner
+            .by_user
+            .insert(self.user.clone(), (self.generation, seat))?;
+        (old.0 != self.generation).then_some(old.1)
     }
 }
 
@@ -124,7 +105,7 @@ impl Drop for UserClaim {
         if inner
             .by_user
             .get(&key.user)
-            .is_some_and(|e| e.generation == key.generation)
+            .is_some_and(|(generation, _)| *generation == key.generation)
         {
             inner.by_user.remove(&key.user);
         }
@@ -141,16 +122,20 @@ mod tests {
     }
 
     #[test]
-    fn a_users_new_join_finds_the_session_it_replaces() {
+    fn a_users_welcomed_join_replaces_the_session_they_had() {
         let users = Users::new();
-        let (first, none) = users.claim("alice");
-        assert!(none.is_none());
+        let first = users.claim("alice");
         let (seat, _room) = route(3);
-        assert!(first.key().seated(seat));
-        let (_bob, none) = users.claim("bob");
-        assert!(none.is_none(), "another user replaces nothing");
-        let (second, replaced) = users.claim("alice");
-        let (_, player) = replaced.expect("the first session's seat");
+        assert!(first.key().seated(seat).is_none());
+        let bob = users.claim("bob");
+        let (seat, _room) = route(4);
+        assert!(
+            bob.key().seated(seat).is_none(),
+            "another user replaces nothing"
+        );
+        let second = users.claim("alice");
+        let (seat, _room) = route(5);
+        let (_, player) = second.key().seated(seat).expect("the first session's seat");
         assert_eq!(player, PlayerHandle::for_test(3));
         // The replaced session's seat goes; the new claim stays.
         drop(first);
@@ -160,20 +145,30 @@ mod tests {
     }
 
     #[test]
-    fn a_join_replaced_before_it_was_seated_gives_its_seat_back() {
+    fn a_join_that_fails_ends_nothing_and_the_last_welcomed_stays() {
         let users = Users::new();
-        let (first, _) = users.claim("alice");
-        let key = first.key();
-        // A second join while the first is on its way to its room: there is
-        // no seat to end yet.
-        let (second, replaced) = users.claim("alice");
-        assert!(replaced.is_none());
+        let first = users.claim("alice");
         let (seat, _room) = route(1);
-        assert!(!key.seated(seat), "the older join must give its seat back");
-        drop(first);
+        assert!(first.key().seated(seat).is_none());
+        // A second join that is never welcomed (refused, or its connection
+        // lost): the first session is untouched.
+        drop(users.claim("alice"));
+        assert_eq!(users.len(), 1);
+        // Two joins at once: the one welcomed last replaces the other.
+        let (a, b) = (users.claim("alice"), users.claim("alice"));
         let (seat, _room) = route(2);
-        assert!(second.key().seated(seat));
-        drop(second);
+        assert_eq!(
+            b.key().seated(seat).map(|(_, p)| p),
+            Some(PlayerHandle::for_test(1))
+        );
+        let (seat, _room) = route(3);
+        assert_eq!(
+            a.key().seated(seat).map(|(_, p)| p),
+            Some(PlayerHandle::for_test(2))
+        );
+        drop((first, b));
+        assert_eq!(users.len(), 1, "a's");
+        drop(a);
         assert_eq!(users.len(), 0, "nothing left behind");
     }
 }

@@ -608,10 +608,11 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
     server.stop().await;
 }
 
-/// One game per user: a join token's user who joins again ends the
-/// session they had, wherever it is, playing or awaiting a resume (its
-/// connection told `SessionReplaced`), so one token cannot seat a crowd.
-/// Other users are untouched; the rule can be turned off.
+/// One game per user: a join token's user whose new join is welcomed ends
+/// the session they had, wherever it is, playing or awaiting a resume (its
+/// connection told `SessionReplaced`, and so is a resume of its token), so
+/// one token cannot seat a crowd. A refused join ends nothing; other users
+/// are untouched; the rule can be turned off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_who_joins_again_ends_the_session_they_had() {
     const SECRET: &[u8] = b"test secret";
@@ -636,6 +637,15 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
     };
     let (mut first, _) = join(as_user("alice", "one")).await;
     let (mut bob, _) = join(as_user("bob", "one")).await;
+    // Refused: the first session plays on.
+    assert_eq!(
+        Client::hello(addr, as_user("alice", "no room!"))
+            .await
+            .err(),
+        Some((Some(DisconnectReason::InvalidRoomName), 1008))
+    );
+    let before = first.next_snapshot().await.tick;
+    while first.next_snapshot().await.tick.since(before) < 10 {}
     let (mut second, welcome) = join(as_user("alice", "two")).await;
     assert_eq!(
         first.expect_close().await,
@@ -644,15 +654,18 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
     second.next_snapshot().await;
     let before = bob.next_snapshot().await.tick;
     while bob.next_snapshot().await.tick.since(before) < 10 {}
-    // A session awaiting a resume ends too: its token resumes no more.
+    // A session awaiting a resume ends too. Its token resumes no more, and
+    // says why: a client told its session expired would join afresh, and
+    // take the game back from the newer session.
     second.kill();
     sleep(Duration::from_millis(200)).await;
     let (_third, _) = join(as_user("alice", "one")).await;
     sleep(Duration::from_millis(200)).await;
     assert_eq!(
         Client::resume(addr, &welcome).await.err(),
-        Some((Some(DisconnectReason::SessionExpired), 1008))
+        Some((Some(DisconnectReason::SessionReplaced), 1000))
     );
+    assert_eq!(server.metric("arena_sessions_replaced_total").await, 2.0);
     // Alice has one seat, Bob one.
     let players: f64 = server.status().await["rooms"]
         .as_array()
