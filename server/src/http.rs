@@ -445,9 +445,12 @@ async fn upgrade(
     let ctx = state.conn.clone();
     let done = state.done.clone();
     tokio::spawn(async move {
-        let _permit: OwnedSemaphorePermit = permit;
-        let _ip_permit = ip_permit;
+        // Dropped in the reverse order: the player's places before the
+        // gauge, so that a scrape that counts no connection finds them free.
         let _done = done;
+        let _open = Open::new(&ctx.metrics.connections);
+        let _ip_permit = ip_permit;
+        let _permit: OwnedSemaphorePermit = permit;
         let upgraded = tokio::select! {
             upgraded = tokio::time::timeout(ctx.config.hello_timeout, fut) => upgraded,
             () = slots.unproven.evicted() => return debug!(%peer, "evicted during the upgrade"),
@@ -457,7 +460,6 @@ async fn upgrade(
             Ok(Err(e)) => return debug!(error = %e, "upgrade failed"),
             Err(_) => return debug!("upgrade timed out"),
         };
-        let _open = Open::new(&ctx.metrics.connections);
         connection::run(ws, peer, ctx.clone(), &slots.unproven).await;
     });
     response.map(|_| Full::new(Bytes::new()))

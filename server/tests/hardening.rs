@@ -1092,6 +1092,12 @@ async fn refused_websockets_give_their_place_back_when_it_is_wanted() {
     if let Err(refused) = seated(addr).await {
         panic!("kept out by a refused WebSocket's linger: {refused}");
     }
+    // That player's place comes free once the server has read its end.
+    let started = Instant::now();
+    while server.metric("arena_connections").await > 0.0 {
+        assert!(started.elapsed() < STEP, "the player's connection stayed");
+        sleep(Duration::from_millis(20)).await;
+    }
     // Deaf: pings until the server's pongs fill the socket, then the hello
     // deadline passes while the server cannot write its close.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
