@@ -377,7 +377,7 @@ fn echo_code(code: u16) -> u16 {
 fn sanitize_name(name: &str) -> String {
     let clean: String = name
         .chars()
-        .filter(|&c| !c.is_control() && !is_format(c))
+        .filter(|&c| !c.is_control() && !is_format(c) && !is_blank(c))
         .take(MAX_NAME_CHARS)
         .collect();
     let clean = clean.trim();
@@ -416,6 +416,32 @@ fn is_format(c: char) -> bool {
             | 0x1D173..=0x1D17A
             | 0xE0001
             | 0xE0020..=0xE007F
+    )
+}
+
+/// Whether `c` shows as nothing, or as blank space, though it is neither a
+/// control nor a format character nor white space (which `trim` takes off
+/// the ends): the Hangul fillers and the blank Braille pattern, letters
+/// and symbols that draw nothing; invisible combining marks (the grapheme
+/// joiner, Khmer's inherent vowels, Mongolian's and Unicode's variation
+/// selectors); and the line and paragraph separators, which would break a
+/// name over two lines. With them a name could look empty, or exactly like
+/// another player's. (An emoji loses its variation selector, and may show
+/// in its text style.)
+fn is_blank(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x115F..=0x1160
+            | 0x3164
+            | 0xFFA0
+            | 0x2800
+            | 0x34F
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180D
+            | 0x180F
+            | 0x2028..=0x2029
+            | 0xFE00..=0xFE0F
+            | 0xE0100..=0xE01EF
     )
 }
 
@@ -1191,6 +1217,12 @@ mod tests {
         assert_eq!(sanitize_name("ana\u{200B}\u{202E}"), "ana");
         assert_eq!(sanitize_name("\u{2066}bo\u{FEFF}b\u{2069}"), "bob");
         assert_eq!(sanitize_name("\u{200B}\u{200D}"), "player");
+        // Blank-looking letters and invisible marks: an empty-looking name,
+        // or one that looks like another's.
+        assert_eq!(sanitize_name("\u{3164}\u{115F}\u{FFA0}\u{2800}"), "player");
+        assert_eq!(sanitize_name("an\u{34F}a\u{FE0F}\u{E0100}"), "ana");
+        assert_eq!(sanitize_name("a\u{2028}b\u{2029}"), "ab");
+        assert_eq!(sanitize_name("ana\u{3164}"), "ana");
         // Letters and marks of every script stay.
         assert_eq!(sanitize_name("Zoë ☃ عمر"), "Zoë ☃ عمر");
     }
