@@ -209,6 +209,10 @@ pub enum ConfigError {
     /// `now + duration`, which must not overflow.
     #[error("{0} is longer than one day")]
     TooLong(&'static str),
+    /// A timeout or the ping interval of zero: every connection would be
+    /// closed at once, or pinged with every snapshot.
+    #[error("{0} must be longer than zero")]
+    ZeroDuration(&'static str),
     /// An NPC count above [`MAX_NPCS`], or one that is not a number, for
     /// the server (`npcs`) or a persistent room (`NAME:NPCS`).
     #[error("NPC count {0:?} is not a number up to {MAX_NPCS}")]
@@ -331,6 +335,18 @@ impl Config {
                 return Err(ConfigError::TooLong(name));
             }
         }
+        for (name, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("hello_timeout", self.hello_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("ping_interval", self.ping_interval),
+            ("write_timeout", self.write_timeout),
+            ("ack_timeout", self.ack_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
         if self.max_connections <= self.max_clients {
             return Err(ConfigError::Connections {
                 connections: self.max_connections,
@@ -439,6 +455,19 @@ mod tests {
             c.validate(),
             Err(ConfigError::TooMany("max_clients"))
         ));
+        let c = Config {
+            ping_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::ZeroDuration("ping_interval"))
+        ));
+        let c = Config {
+            resume_grace: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "no resume at all is a choice");
     }
 
     /// Caps that would cut players silently are refused: a connection cap

@@ -469,6 +469,31 @@ fn mint_token_issues_a_token_the_server_accepts_whatever_the_other_variables() {
     assert!(String::from_utf8_lossy(&expired.stderr).contains("--ttl-secs"));
 }
 
+/// The connection timeouts have flags: a hello deadline of one second
+/// closes a silent WebSocket with `HelloTimeout` after about a second, not
+/// the default five; a deadline of zero is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeouts_are_flags() {
+    let zero = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--addr", "127.0.0.1:0", "--idle-timeout-secs", "0"])
+        .output()
+        .expect("the server binary runs");
+    assert!(!zero.status.success(), "served with a zero idle timeout");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--idle-timeout-secs"));
+    let (_server, addr) = common::start_binary(&["--hello-timeout-secs", "1"]);
+    let mut silent = Client::connect(addr).await;
+    let started = Instant::now();
+    assert_eq!(
+        silent.expect_close().await,
+        (Some(DisconnectReason::HelloTimeout), 1008)
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(3000),
+        "closed after {waited:?}: the flag did not reach the server"
+    );
+}
+
 /// How `child` exited, if it did within `limit`; killed otherwise (a
 /// server serving when it should not have).
 fn exit_within(

@@ -64,7 +64,8 @@ struct Args {
     /// never name a private room. Prefer the environment variable.
     #[arg(long, env = "ARENA_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
-    /// Most players connected at once; more get HTTP 503.
+    /// Most players connected at once, counting WebSockets not seated yet;
+    /// past it the oldest of those makes room, or with none, HTTP 503.
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
     /// Most players (WebSocket sessions) from one IP address, or one IPv6
@@ -92,6 +93,24 @@ struct Args {
     /// Seconds to wait for clients to close on shutdown.
     #[arg(long, env = "ARENA_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     shutdown_grace_secs: u64,
+    /// Seconds a client has to send its whole HTTP request head (1..=86400).
+    #[arg(long, env = "ARENA_HEADER_TIMEOUT_SECS", default_value_t = Config::default().header_read_timeout.as_secs(), value_parser = timeout_secs())]
+    header_timeout_secs: u64,
+    /// Seconds from the WebSocket upgrade to the hello (1..=86400).
+    #[arg(long, env = "ARENA_HELLO_TIMEOUT_SECS", default_value_t = Config::default().hello_timeout.as_secs(), value_parser = timeout_secs())]
+    hello_timeout_secs: u64,
+    /// Seconds without a message before a connection is closed as idle
+    /// (1..=86400); clients send an input every tick and answer pings.
+    #[arg(long, env = "ARENA_IDLE_TIMEOUT_SECS", default_value_t = Config::default().idle_timeout.as_secs(), value_parser = timeout_secs())]
+    idle_timeout_secs: u64,
+    /// Seconds a player may go without acknowledging a snapshot before it
+    /// is closed, as too slow, or as idle if it sent nothing (1..=86400).
+    #[arg(long, env = "ARENA_ACK_TIMEOUT_SECS", default_value_t = Config::default().ack_timeout.as_secs(), value_parser = timeout_secs())]
+    ack_timeout_secs: u64,
+    /// Seconds a socket may take nothing before its write fails and the
+    /// client is dropped (1..=86400).
+    #[arg(long, env = "ARENA_WRITE_TIMEOUT_SECS", default_value_t = Config::default().write_timeout.as_secs(), value_parser = timeout_secs())]
+    write_timeout_secs: u64,
     /// Log format.
     #[arg(long, env = "ARENA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -124,6 +143,12 @@ enum Command {
         #[arg(long, env = "ARENA_AUTH_SECRET", hide_env_values = true)]
         auth_secret: String,
     },
+}
+
+/// A timeout in whole seconds: at least one (a zero would close every
+/// connection at once), at most a day (`Config::validate`'s bound).
+fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=86_400)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -252,6 +277,11 @@ async fn main() -> anyhow::Result<()> {
             .max_clients
             .saturating_add(defaults.max_connections - defaults.max_clients),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs),
+        hello_timeout: Duration::from_secs(args.hello_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        ack_timeout: Duration::from_secs(args.ack_timeout_secs),
+        write_timeout: Duration::from_secs(args.write_timeout_secs),
         max_clients_per_ip: args.max_clients_per_ip,
         max_connections_per_ip: args.max_connections_per_ip.unwrap_or(
             match args.max_clients_per_ip {

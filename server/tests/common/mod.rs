@@ -86,6 +86,43 @@ pub async fn read_upgrade_answer(socket: &mut TcpStream) -> ServerMsg {
     .expect("answered in time")
 }
 
+/// The server binary, serving on an ephemeral loopback port; killed if
+/// the test ends before it exits.
+pub struct Binary(pub std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the server binary with `args` on 127.0.0.1 and an ephemeral
+/// port, and waits for its `listening on` line.
+pub fn start_binary(args: &[&str]) -> (Binary, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("utf-8");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (Binary(child), addr)
+}
+
 /// Every wait in these tests is bounded by this.
 pub const STEP: Duration = Duration::from_secs(10);
 
