@@ -545,10 +545,11 @@ impl Drop for Finish {
 /// Reads the hello, seats the player and sends the welcome. `None` when the
 /// connection ended (the client was told why, when there was a why).
 ///
-/// Until it is seated, the connection may be evicted to make room for
-/// another when every connection slot or player's place is taken
-/// (`crate::evict`): it is told that the server is full, if its socket
-/// takes that at once. Seated, it never is.
+/// Until its hello, and again once its hello is refused, the connection
+/// may be evicted to make room for another when every connection slot or
+/// player's place is taken (`crate::evict`): it is told that the server is
+/// full, if its socket takes that at once. While it is seated (up to a
+/// tick) and as a player, it never is.
 async fn handshake(
     reader: &mut Reader,
     writer: &mut Writer,
@@ -566,7 +567,7 @@ async fn handshake(
     };
     let hello = match read {
         // Evicted as the hello arrived: too late.
-        Ok(Ok(_)) if unproven.is_evicted() => Err(DisconnectReason::ServerFull),
+        Ok(Ok(_)) if !unproven.prove() => Err(DisconnectReason::ServerFull),
         Ok(Ok(hello)) => Ok(hello),
         Ok(Err(ReadEnd::Gone)) => return None,
         Ok(Err(ReadEnd::Reason(reason))) => Err(reason),
@@ -584,17 +585,11 @@ async fn handshake(
     let (room, seat, user) = match enter(ctx, hello, &name, ip, deadline).await {
         Ok(entered) => entered,
         Err(reason) => {
+            unproven.refused();
             refuse(writer, reason, unproven).await;
             return None;
         }
     };
-    // Seated: a player from now on, never evicted. Unless it was while the
-    // room seated it (up to a tick): then the seat goes back.
-    if !unproven.prove() {
-        hand_back(&room, &seat).await;
-        refuse(writer, DisconnectReason::ServerFull, unproven).await;
-        return None;
-    }
     let span = tracing::Span::current();
     span.record("room", room.status.name.as_str());
     span.record("player", seat.player_id);

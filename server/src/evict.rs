@@ -10,25 +10,24 @@
 //! So:
 //! * when the accept loop finds no free connection slot, it closes the
 //!   connection that has gone longest without becoming a player: a plain
-//!   HTTP connection (request head, answer), or a WebSocket that is not
-//!   seated (its hello not read yet, or being answered, or refused). There
-//!   is always one, as `max_connections` is above `max_clients`
-//!   (`Config::validate`);
+//!   HTTP connection (request head, answer), or a WebSocket whose hello has
+//!   not been read, or was refused. There is always one, as
+//!   `max_connections` is above `max_clients` (`Config::validate`);
 //! * when an upgrade finds every player's place taken, the oldest WebSocket
-//!   that is not seated goes (none: the server is full of players, and the
-//!   upgrade is refused).
+//!   of those goes (none: the server is full of players, and the upgrade
+//!   is refused).
 //!
-//! Players (seated: welcomed, or about to be) are never closed this way.
-//! A real client is not seated for about one round trip and a tick, an
-//! attacker's connection for as long as the deadlines allow, so the
-//! attacker's go first. To close a real one, an attacker has to open every
-//! spare place's worth of connections within that time, again and again
-//! (at the defaults 256 slots, or the players' places not taken by
-//! players): a flood, where a trickle from a few addresses sufficed
-//! before. Between real clients, the newest wins: at the player cap, a
-//! client whose hello is still on its way loses its place to an upgrade
-//! that arrives meanwhile, and is told the server is full (it retries, as
-//! after a 503).
+//! A WebSocket whose hello was read is not closed this way while its room
+//! seats it, nor as a player. A real client is in the evictable state for
+//! about one round trip, an attacker's connection for as long as the
+//! deadlines allow, so the attacker's go first. To close a real one, an
+//! attacker has to open every spare place's worth of connections within
+//! that round trip, again and again (at the defaults 256 slots, or the
+//! players' places not taken by players): a flood, where a trickle from a
+//! few addresses sufficed before. Between real clients, the newest wins:
+//! at the player cap, a client whose hello is still on its way loses its
+//! place to an upgrade that arrives meanwhile, and is told the server is
+//! full (it retries, as after a 503).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,9 +37,8 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How long a connection told to close has to give its place back before
-/// the next oldest is told too. Its task only has to run (an evicted
-/// connection waits on no write), unless it is being seated: that it
-/// finishes first, up to a tick, then hands the seat back.
+/// the next oldest is told too. Its task only has to run: an evicted
+/// connection waits on no write.
 const PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A permit of `places` (connection slots, or players' places) once one is
@@ -98,6 +96,8 @@ impl Inner {
 struct Eviction {
     evicted: AtomicBool,
     notify: Notify,
+    /// Whether it holds a player's place ([`Ticket::upgraded`]).
+    websocket: AtomicBool,
 }
 
 impl Eviction {
@@ -147,8 +147,9 @@ impl Unproven {
         self.evict(|inner| inner.open.keys().next().copied())
     }
 
-    /// Tells the oldest WebSocket that is not seated to close, giving back
-    /// a player's place. `false` when there is none.
+    /// Tells the oldest WebSocket whose hello has not been read, or was
+    /// refused, to close, giving back a player's place. `false` when there
+    /// is none.
     pub(crate) fn evict_oldest_websocket(&self) -> bool {
         self.evict(|inner| inner.websockets.first().copied())
     }
@@ -173,19 +174,35 @@ impl Unproven {
 
 impl Ticket {
     /// The connection is a WebSocket now, holding a player's place: until
-    /// it is seated, that place may be taken back
+    /// its hello, that place may be taken back
     /// ([`Unproven::evict_oldest_websocket`]).
     pub(crate) fn upgraded(&self) {
+        self.eviction.websocket.store(true, Ordering::Relaxed);
         let mut inner = self.list.lock();
         if inner.open.contains_key(&self.order) {
             inner.websockets.insert(self.order);
         }
     }
 
-    /// The connection became a player (seated): it is never evicted from
-    /// now on. `false` if it was evicted first (then it must close).
+    /// The connection said hello: it is not evicted while it is seated,
+    /// nor as a player. `false` if it was evicted first (then it must
+    /// close).
     pub(crate) fn prove(&self) -> bool {
         self.list.lock().remove(self.order).is_some()
+    }
+
+    /// Its hello was refused: while it is told why and lingers, it may be
+    /// evicted again, before any other (it keeps its place in the order,
+    /// the oldest).
+    pub(crate) fn refused(&self) {
+        if self.is_evicted() {
+            return;
+        }
+        let mut inner = self.list.lock();
+        inner.open.insert(self.order, Arc::clone(&self.eviction));
+        if self.eviction.websocket.load(Ordering::Relaxed) {
+            inner.websockets.insert(self.order);
+        }
     }
 
     /// Whether the connection was told to close.
@@ -276,6 +293,26 @@ mod tests {
         assert!(list.evict_oldest());
         late.upgraded();
         assert_eq!(list.len(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_refused_hello_makes_the_connection_the_first_to_go() {
+        let list = Unproven::new();
+        let refused = list.register();
+        refused.upgraded();
+        let younger = list.register();
+        younger.upgraded();
+        assert!(refused.prove());
+        // While its room seats it, a connection that said hello stays.
+        assert_eq!(list.len(), (1, 1));
+        // Refused: evictable again, before the younger one.
+        refused.refused();
+        assert_eq!(list.len(), (2, 2));
+        assert!(list.evict_oldest_websocket());
+        assert!(is_evicted(&refused).await);
+        assert!(!is_evicted(&younger).await);
+        drop(refused);
+        assert_eq!(list.len(), (1, 1));
     }
 
     #[tokio::test]

@@ -423,7 +423,7 @@ async fn upgrade(
             "too many connections from this address\n",
         );
     };
-    // Every player's place taken: a WebSocket not seated yet makes room,
+    // Every player's place taken: a WebSocket before its hello makes room,
     // the oldest first (`crate::evict`); with none, the server
     // is full of players.
     let metrics = &state.conn.metrics;

@@ -120,7 +120,7 @@ pub struct Metrics {
     /// for a slot.
     pub connection_slots_full: Counter,
     /// Connections that were not players yet (plain HTTP, or a WebSocket
-    /// not seated yet), closed to make room, the oldest first: for a new
+    /// before its hello), closed to make room, the oldest first: for a new
     /// connection when every slot was taken, or for an upgrade when every
     /// player's place was (WebSockets only).
     pub connections_evicted: Counter,
@@ -324,7 +324,7 @@ impl Metrics {
         let connections_evicted = Counter::default();
         root.register(
             "connections_evicted",
-            "Connections not yet players (HTTP, or WebSocket not seated yet) closed, oldest first, to make room when every connection slot or player's place was taken",
+            "Connections not yet players (HTTP, or WebSocket before its hello) closed, oldest first, to make room when every connection slot or player's place was taken",
             connections_evicted.clone(),
         );
         let rate_limited = Counter::default();

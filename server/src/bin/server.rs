@@ -64,7 +64,7 @@ struct Args {
     /// never name a private room. Prefer the environment variable.
     #[arg(long, env = "ARENA_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
-    /// Most players connected at once, counting WebSockets not seated yet;
+    /// Most players connected at once, counting WebSockets before hello;
     /// past it the oldest of those makes room, or with none, HTTP 503.
     #[arg(long, env = "ARENA_MAX_CLIENTS", default_value_t = Config::default().max_clients)]
     max_clients: usize,
