@@ -320,30 +320,24 @@ impl Config {
                 return Err(ConfigError::TooMany(name));
             }
         }
-        for (name, value) in [
-            ("empty_room_grace", self.empty_room_grace),
-            ("resume_grace", self.resume_grace),
-            ("header_read_timeout", self.header_read_timeout),
-            ("hello_timeout", self.hello_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("ping_interval", self.ping_interval),
-            ("write_timeout", self.write_timeout),
-            ("ack_timeout", self.ack_timeout),
-            ("shutdown_grace", self.shutdown_grace),
+        // Graces may be zero (no resume, no empty room kept); a timeout or
+        // the ping interval of zero would close every connection at once,
+        // or ping it with every snapshot.
+        for (name, value, may_be_zero) in [
+            ("empty_room_grace", self.empty_room_grace, true),
+            ("resume_grace", self.resume_grace, true),
+            ("header_read_timeout", self.header_read_timeout, false),
+            ("hello_timeout", self.hello_timeout, false),
+            ("idle_timeout", self.idle_timeout, false),
+            ("ping_interval", self.ping_interval, false),
+            ("write_timeout", self.write_timeout, false),
+            ("ack_timeout", self.ack_timeout, false),
+            ("shutdown_grace", self.shutdown_grace, true),
         ] {
             if value > MAX_DURATION {
                 return Err(ConfigError::TooLong(name));
             }
-        }
-        for (name, value) in [
-            ("header_read_timeout", self.header_read_timeout),
-            ("hello_timeout", self.hello_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("ping_interval", self.ping_interval),
-            ("write_timeout", self.write_timeout),
-            ("ack_timeout", self.ack_timeout),
-        ] {
-            if value.is_zero() {
+            if value.is_zero() && !may_be_zero {
                 return Err(ConfigError::ZeroDuration(name));
             }
         }
