@@ -146,9 +146,9 @@ enum Command {
 }
 
 /// A timeout in whole seconds: at least one (a zero would close every
-/// connection at once), at most a day (`Config::validate`'s bound).
+/// connection at once), at most `Config::validate`'s bound, a day.
 fn timeout_secs() -> clap::builder::RangedU64ValueParser<u64> {
-    clap::value_parser!(u64).range(1..=86_400)
+    clap::value_parser!(u64).range(1..=server::config::MAX_DURATION.as_secs())
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
