@@ -669,16 +669,14 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
             .err(),
         Some((Some(DisconnectReason::InvalidRoomName), 1008))
     );
-    let before = first.next_snapshot().await.tick;
-    while first.next_snapshot().await.tick.since(before) < 10 {}
+    first.plays_on(10).await;
     let (mut second, welcome) = join(as_user("alice", "two")).await;
     assert_eq!(
         first.expect_close().await,
         (Some(DisconnectReason::SessionReplaced), 1000)
     );
     second.next_snapshot().await;
-    let before = bob.next_snapshot().await.tick;
-    while bob.next_snapshot().await.tick.since(before) < 10 {}
+    bob.plays_on(10).await;
     // A session awaiting a resume ends too. Its token resumes no more, and
     // says why: a client told its session expired would join afresh, and
     // take the game back from the newer session.
@@ -715,8 +713,7 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
         .await
         .expect("joins again");
     for client in [&mut one, &mut two] {
-        let before = client.next_snapshot().await.tick;
-        while client.next_snapshot().await.tick.since(before) < 10 {}
+        client.plays_on(10).await;
     }
     server.stop().await;
 }
@@ -972,7 +969,7 @@ async fn websockets_count_against_the_connection_cap() {
     // The players still play: snapshots of ticks after the eviction (not
     // only those buffered before it), half a second's worth.
     for player in [&mut a, &mut b] {
-        while player.next_snapshot().await.tick.since(before) < 15 {}
+        player.snapshots_past(before, 15).await;
     }
     // The operator can see it happened, and what is open: two players and
     // this scrape.

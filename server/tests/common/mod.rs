@@ -488,6 +488,18 @@ impl Client {
             }
         }
     }
+
+    /// Reads snapshots until one of a tick `ticks` after `from`: the
+    /// client still plays then, not only on snapshots buffered before.
+    pub async fn snapshots_past(&mut self, from: Tick, ticks: i32) {
+        while self.next_snapshot().await.tick.since(from) < ticks {}
+    }
+
+    /// Reads snapshots for `ticks` ticks from the next one.
+    pub async fn plays_on(&mut self, ticks: i32) {
+        let from = self.next_snapshot().await.tick;
+        self.snapshots_past(from, ticks).await;
+    }
 }
 
 /// A client-side copy of the world rebuilt from deltas, as a real client keeps it.
