@@ -424,8 +424,8 @@ async fn upgrade(
         );
     };
     // Every player's place taken: a WebSocket before its hello makes room,
-    // the oldest first (`crate::evict`); with none, the server
-    // is full of players.
+    // the oldest first (`crate::evict`); with none, the server is full of
+    // players.
     let metrics = &state.conn.metrics;
     let evict = || state.unproven.evict_oldest_websocket();
     let Some(permit) = evict::make_room(&state.clients, evict, &metrics.connections_evicted).await
@@ -524,9 +524,9 @@ pub(crate) async fn handle(
     // out for as long as they liked. Closed after each answer, no plain
     // connection outlives the header deadline and one answer (and a full
     // server closes the oldest of them for each new connection,
-    // `crate::evict`). A page load opens a
-    // connection per file, a fraction of a millisecond each on loopback or
-    // a LAN. (Not the 101 of an upgrade, whose connection lives on.)
+    // `crate::evict`). A page load opens a connection per file, a fraction
+    // of a millisecond each on loopback or a LAN. (Not the 101 of an
+    // upgrade, whose connection lives on.)
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         response
             .headers_mut()
