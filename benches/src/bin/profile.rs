@@ -15,6 +15,8 @@
 //! pairs only, so the states stay in cache and the branch predictor has
 //! seen the same four messages before (`time-diff-once`, like the criterion
 //! bench, reads for every message two states not read for 60 messages).
+//! `time-split` and `time-split-hot` time the two halves apart: the diff
+//! alone, then the encoder alone over the same messages diffed beforehand.
 //! The set-up
 //! (building and warming the arena) is outside the loop; the loop's own cost
 //! is what `callgrind_annotate` shows under `profile::run_*`.
@@ -107,6 +109,58 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
     );
 }
 
+/// Times the diff and the encoder apart, over the pairs of `time_diff`:
+/// the median of `rounds` passes of each, in ns per message. What the
+/// difference between the cold and the hot pairs costs, and where.
+fn time_split(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
+    let history = arena.history(HISTORY);
+    let mut pairs = pairs(&history, age);
+    if hot {
+        pairs = (0..pairs.len()).map(|k| pairs[k % 4].clone()).collect();
+    }
+    let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
+    let msgs: Vec<SnapshotMsg> = pairs
+        .iter()
+        .zip(&sums)
+        .map(|((base, current), &sum)| {
+            let mut msg = SnapshotMsg::default();
+            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, &mut msg);
+            msg
+        })
+        .collect();
+    let mut msg = SnapshotMsg::default();
+    let mut buf = Vec::new();
+    let per_msg = |start: Instant| start.elapsed().as_nanos() as f64 / pairs.len() as f64;
+    let (mut diff, mut encode) = (Vec::new(), Vec::new());
+    for _ in 0..=rounds.max(1) {
+        let start = Instant::now();
+        for ((base, current), &sum) in pairs.iter().zip(&sums) {
+            snapshot::diff_into_with_checksum(Some(base), current, sum, 1, &mut msg);
+            black_box(&msg);
+        }
+        diff.push(per_msg(start));
+        let start = Instant::now();
+        for m in &msgs {
+            codec::encode_snapshot(m, &mut buf);
+            black_box(buf.len());
+        }
+        encode.push(per_msg(start));
+    }
+    // The first pass of each warms up.
+    let median = |ns: &mut Vec<f64>| {
+        ns.remove(0);
+        ns.sort_by(f64::total_cmp);
+        ns[ns.len() / 2]
+    };
+    println!(
+        "split{} {} entities, age {age}: diff median {:.0} ns, encode median {:.0} ns per message",
+        if hot { " (hot)" } else { "" },
+        arena.world.entity_count(),
+        median(&mut diff),
+        median(&mut encode),
+    );
+}
+
 #[inline(never)]
 fn run_decode(arena: &mut Arena, age: usize, iterations: usize) {
     let history = arena.history(HISTORY);
@@ -145,10 +199,12 @@ fn main() -> ExitCode {
         Some("decode") => run_decode(&mut arena, age, iterations),
         Some("time-diff-once") => time_diff(&mut arena, age, iterations, false),
         Some("time-diff-once-hot") => time_diff(&mut arena, age, iterations, true),
+        Some("time-split") => time_split(&mut arena, age, iterations, false),
+        Some("time-split-hot") => time_split(&mut arena, age, iterations, true),
         _ => {
             eprintln!(
-                "usage: profile tick|diff|diff-once|decode|time-diff-once|time-diff-once-hot \
-                 ENTITIES AGE ITERATIONS"
+                "usage: profile tick|diff|diff-once|decode|time-diff-once|time-diff-once-hot\
+                 |time-split|time-split-hot ENTITIES AGE ITERATIONS"
             );
             return ExitCode::FAILURE;
         }
