@@ -284,16 +284,23 @@ impl Subscriber {
         }
         let started = Instant::now();
         let delta = &mut scratch.delta;
-        let shared = published.shared_delta(baseline.as_ref().map(|p| p.state.tick), || {
-            snapshot::diff_into_with_checksum(
-                baseline.as_ref().map(|p| &p.state),
-                &published.state,
-                published.checksum,
-                0,
-                delta,
-            );
-            codec::SharedSnapshot::new(delta)
-        });
+        let (against, shared) =
+            published.shared_delta(baseline.as_ref().map(|p| p.state.tick), |against| {
+                snapshot::diff_into_with_checksum(
+                    baseline
+                        .as_ref()
+                        .filter(|_| against.is_some())
+                        .map(|p| &p.state),
+                    &published.state,
+                    published.checksum,
+                    0,
+                    delta,
+                );
+                codec::SharedSnapshot::new(delta)
+            });
+        // The tick's shared deltas were all taken by other baselines: this
+        // client gets the full snapshot.
+        let baseline = baseline.filter(|_| against.is_some());
         shared.write_for(published.input_ack(self.player), &mut scratch.body);
         metrics
             .encode_seconds
@@ -390,6 +397,8 @@ impl ClientView {
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncReadExt;
+
+    use shared::protocol::ServerMsg;
 
     use super::*;
     use crate::alloc_count;
@@ -512,6 +521,91 @@ mod tests {
             Some("1"),
             "one encode, for the snapshot written"
         );
+    }
+
+    /// Clients holding more different baselines than a tick shares deltas
+    /// for (a hostile swarm can arrange it): those turned away get the full
+    /// snapshot, encoded once, instead of a delta encoded for each of them.
+    #[tokio::test]
+    async fn clients_beyond_the_shared_deltas_get_the_full_snapshot() {
+        const TURNED_AWAY: usize = 4;
+        const CLIENTS: usize = room::SHARED_DELTAS + TURNED_AWAY;
+        let config = Config::default();
+        let metrics = Metrics::new();
+        let mut world = world_of_npcs(200);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (mut clients, mut acks, mut drains) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..CLIENTS {
+            let mut far = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (near, _) = listener.accept().await.expect("accept");
+            let (_, write) = near.into_split();
+            drains.push(tokio::spawn(async move {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(1..) = far.read(&mut buf).await {}
+            }));
+            let acked = Arc::new(AtomicU64::new(NO_ACK));
+            clients.push(Subscriber::new(
+                Arc::new(Outbox::new(write)),
+                PlayerHandle::for_test(i as u32),
+                Arc::clone(&acked),
+                Arc::new(Heard::new()),
+                None,
+                world.tick(),
+                &config,
+            ));
+            acks.push(acked);
+        }
+        let mut scratch = Scratch::default();
+        let mut published_ticks = Vec::new();
+        // Client i is skipped while its first (full) snapshot is not
+        // acknowledged, i ticks, then acknowledges ticks it was sent from
+        // tick 2i + 1 on.
+        let warm_up = 2 * CLIENTS + 2;
+        for tick in 0..warm_up + 5 {
+            world.step();
+            let published = Arc::new(Published::new(world.snapshot(), vec![0; CLIENTS]));
+            published_ticks.push(published.state.tick);
+            let fulls = metrics.snapshots_full.get();
+            for (i, client) in clients.iter_mut().enumerate() {
+                assert!(client.on_publish(
+                    &published,
+                    Instant::now(),
+                    &mut scratch,
+                    &config,
+                    &metrics
+                ));
+                if tick < warm_up {
+                    continue;
+                }
+                let Ok(ServerMsg::Snapshot(sent)) = codec::decode_server(&scratch.body) else {
+                    panic!("client {i} was not written a snapshot");
+                };
+                // Client i holds the snapshot i + 1 ticks old.
+                let expected = if i < room::SHARED_DELTAS {
+                    i as u32 + 1
+                } else {
+                    0
+                };
+                assert_eq!(sent.base_age, expected, "client {i}, tick {tick}");
+            }
+            if tick >= warm_up {
+                assert_eq!(metrics.snapshots_full.get() - fulls, TURNED_AWAY as u64);
+            }
+            // Each client acknowledges with its own lag: client i the
+            // snapshot published i ticks ago, when it was sent one.
+            for (i, acked) in acks.iter().enumerate() {
+                if let Some(t) = published_ticks.len().checked_sub(i + 1) {
+                    acked.store(u64::from(published_ticks[t].0), Relaxed);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        for drain in drains {
+            drain.abort();
+        }
     }
 
     /// The server's own per-client path allocates nothing per tick: what a

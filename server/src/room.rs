@@ -157,9 +157,12 @@ pub struct Published {
     deltas: Mutex<Vec<(Option<Tick>, SharedSlot)>>,
 }
 
-/// Distinct baselines cached per published tick; clients beyond them encode
-/// their own delta.
-const SHARED_DELTAS: usize = 32;
+/// Distinct baselines a published tick is encoded against, besides the
+/// full snapshot. A client whose baseline is not among them once they are
+/// taken gets the full snapshot: however its clients acknowledge (a hostile
+/// swarm can hold dozens of different baselines), a tick costs at most
+/// `SHARED_DELTAS + 1` encodes, not one per client.
+pub(crate) const SHARED_DELTAS: usize = 32;
 
 /// One cached delta, filled once by the first shard that needs it.
 type SharedSlot = Arc<OnceLock<Arc<SharedSnapshot>>>;
@@ -180,9 +183,11 @@ impl Published {
         self.acks.get(player.slot as usize).copied().unwrap_or(0)
     }
 
-    /// The delta against `baseline` (a tick the fan-out sent
-    /// before, or `None` for a full snapshot), encoded by `encode` once per
-    /// distinct baseline, up to [`SHARED_DELTAS`] of them.
+    /// The delta against `baseline` (a tick the fan-out sent before, or
+    /// `None` for a full snapshot), encoded by `encode` once per distinct
+    /// baseline, and the baseline it is against: `baseline`, or `None` when
+    /// [`SHARED_DELTAS`] other baselines have their delta already (then
+    /// `encode` is asked for the full snapshot, once per tick).
     ///
     /// The first shard to need a baseline claims its slot under the lock
     /// and encodes outside it; a shard on another worker that needs the same
@@ -192,24 +197,27 @@ impl Published {
     pub(crate) fn shared_delta(
         &self,
         baseline: Option<Tick>,
-        encode: impl FnOnce() -> SharedSnapshot,
-    ) -> Arc<SharedSnapshot> {
-        let slot = {
+        encode: impl FnOnce(Option<Tick>) -> SharedSnapshot,
+    ) -> (Option<Tick>, Arc<SharedSnapshot>) {
+        let (baseline, slot) = {
             let mut deltas = self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
-            match deltas.iter().find(|(b, _)| *b == baseline) {
+            let full = || deltas.iter().filter(|(b, _)| b.is_some()).count() >= SHARED_DELTAS;
+            let baseline = match baseline {
+                Some(_) if !deltas.iter().any(|(b, _)| *b == baseline) && full() => None,
+                _ => baseline,
+            };
+            let slot = match deltas.iter().find(|(b, _)| *b == baseline) {
                 Some((_, slot)) => Arc::clone(slot),
-                None if deltas.len() < SHARED_DELTAS => {
+                None => {
                     let slot = SharedSlot::default();
                     deltas.push((baseline, Arc::clone(&slot)));
                     slot
                 }
-                None => {
-                    drop(deltas);
-                    return Arc::new(encode());
-                }
-            }
+            };
+            (baseline, slot)
         };
-        Arc::clone(slot.get_or_init(|| Arc::new(encode())))
+        let bytes = slot.get_or_init(|| Arc::new(encode(baseline)));
+        (baseline, Arc::clone(bytes))
     }
 }
 
@@ -1362,10 +1370,10 @@ mod tests {
         let published = Published::default();
         let encodes = AtomicUsize::new(0);
         let start = std::sync::Barrier::new(2);
-        let got: Vec<Arc<SharedSnapshot>> = std::thread::scope(|scope| {
+        let got: Vec<(Option<Tick>, Arc<SharedSnapshot>)> = std::thread::scope(|scope| {
             let shard = || {
                 start.wait();
-                published.shared_delta(Some(Tick(9)), || {
+                published.shared_delta(Some(Tick(9)), |_| {
                     encodes.fetch_add(1, Ordering::Relaxed);
                     // Long enough for the other shard to arrive meanwhile.
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1376,30 +1384,61 @@ mod tests {
             handles.map(|h| h.join().expect("shard")).into()
         });
         assert_eq!(encodes.load(Ordering::Relaxed), 1);
-        assert!(Arc::ptr_eq(&got[0], &got[1]));
+        assert!(Arc::ptr_eq(&got[0].1, &got[1].1));
     }
 
     #[test]
     fn one_encode_per_distinct_baseline() {
         let published = Published::default();
         let encodes = std::cell::Cell::new(0);
-        let encode = || {
+        let encode = |_| {
             encodes.set(encodes.get() + 1);
             SharedSnapshot::default()
         };
-        let a = published.shared_delta(Some(Tick(5)), encode);
-        let b = published.shared_delta(Some(Tick(5)), encode);
-        let _full = published.shared_delta(None, encode);
+        let (_, a) = published.shared_delta(Some(Tick(5)), encode);
+        let (_, b) = published.shared_delta(Some(Tick(5)), encode);
+        let (_, full) = published.shared_delta(None, encode);
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(encodes.get(), 2);
+        // Every client acknowledging a baseline of its own: once the
+        // shared deltas are taken, the rest get the full snapshot.
         for t in 0..2 * SHARED_DELTAS as u32 {
-            let _ = published.shared_delta(Some(Tick(100 + t)), encode);
+            let (against, bytes) = published.shared_delta(Some(Tick(100 + t)), encode);
+            if (t as usize) < SHARED_DELTAS - 1 {
+                assert_eq!(against, Some(Tick(100 + t)));
+            } else {
+                assert_eq!(against, None, "baseline {t} of the loop");
+                assert!(Arc::ptr_eq(&bytes, &full));
+            }
         }
         assert_eq!(
-            published.deltas.lock().map(|d| d.len()).unwrap_or(0),
-            SHARED_DELTAS,
-            "the cache is bounded"
+            encodes.get(),
+            SHARED_DELTAS + 1,
+            "one per tick and baseline, bounded"
         );
+        // A baseline with its delta still gets it.
+        let (against, again) = published.shared_delta(Some(Tick(5)), encode);
+        assert_eq!(against, Some(Tick(5)));
+        assert!(Arc::ptr_eq(&again, &a));
+    }
+
+    /// Without a full snapshot encoded first, the first client turned away
+    /// from the taken shared deltas encodes it.
+    #[test]
+    fn the_full_snapshot_is_encoded_for_the_first_client_turned_away() {
+        let published = Published::default();
+        let encodes = std::cell::RefCell::new(Vec::new());
+        let encode = |against| {
+            encodes.borrow_mut().push(against);
+            SharedSnapshot::default()
+        };
+        for t in 0..SHARED_DELTAS as u32 + 3 {
+            let _ = published.shared_delta(Some(Tick(t)), encode);
+        }
+        let mut expected: Vec<Option<Tick>> =
+            (0..SHARED_DELTAS as u32).map(|t| Some(Tick(t))).collect();
+        expected.push(None);
+        assert_eq!(*encodes.borrow(), expected);
     }
 
     #[test]
