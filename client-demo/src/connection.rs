@@ -2,11 +2,17 @@
 //! fastwebsockets' client handshake, split into a read half and a write half
 //! so that one task can block on reading while another writes on time.
 //!
-//! Only `ws://` is supported: the swarm targets servers on this machine or a
-//! test network, where TLS would only measure the bot's own crypto.
+//! `ws://` and `wss://`. The second is for a deployment behind a TLS proxy
+//! (the server itself speaks plain HTTP): the bots trust the operating
+//! system's certificate store and any certificates given with `--ca-file`.
+//! On this machine or a test network, `ws://` measures the server without
+//! the bots' own cryptography.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +28,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, Chain, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, RootCertStore};
 
 /// The read half of a bot's connection, reassembling fragmented messages.
 pub type WsReader = FragmentCollectorRead<ReadHalf<TokioIo<Upgraded>>>;
@@ -43,17 +53,47 @@ pub enum UrlError {
         /// What the parser said.
         source: hyper::http::uri::InvalidUri,
     },
-    /// A scheme other than `ws`.
-    #[error("unsupported scheme in {0:?}: only ws:// is supported")]
+    /// A scheme other than `ws` and `wss`.
+    #[error("unsupported scheme in {0:?}: ws:// or wss://")]
     Scheme(String),
     /// No host in the URL.
     #[error("no host in {0:?}")]
     NoHost(String),
+    /// The host of a `wss://` URL is not a name a certificate can carry.
+    #[error("{0:?} is not a host name a TLS certificate can carry")]
+    TlsName(String),
+    /// Certificates to trust were given for a `ws://` URL.
+    #[error("a CA file applies to wss:// URLs only, not {0:?}")]
+    CaFileWithoutTls(String),
+    /// The CA file cannot be read, or holds no PEM certificate.
+    #[error("CA file {path:?}: {why}")]
+    CaFile {
+        /// The file given.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// The TLS library refused its own safe defaults (not expected).
+    #[error("tls setup: {0}")]
+    TlsSetup(String),
+    /// No certificate to trust at all: the system has none, and no CA
+    /// file was given.
+    #[error("no trusted certificates: the system store is empty and no CA file was given")]
+    NoRoots,
 }
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The TLS handshake of a `wss://` connection failed (a certificate not
+    /// trusted or not for this host, no protocol in common).
+    #[error("tls handshake with {addr}: {source}")]
+    Tls {
+        /// The address dialled.
+        addr: String,
+        /// The I/O error wrapping rustls's.
+        source: std::io::Error,
+    },
     /// TCP connect failed (refused, unreachable, out of ports, ...).
     #[error("tcp connect to {addr}: {source}")]
     Tcp {
@@ -95,6 +135,7 @@ impl ConnectError {
                 }
                 _ => "tcp_error",
             },
+            Self::Tls { .. } => "tls",
             Self::Handshake(_) | Self::Request(_) | Self::NotTcp => "handshake",
             Self::Timeout(_) => "connect_timeout",
         }
@@ -102,33 +143,122 @@ impl ConnectError {
     }
 }
 
-/// Where the bots connect: a parsed `ws://host:port/path` URL.
+/// Where the bots connect: a parsed `ws://` or `wss://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     /// `host:port`, dialled and sent as the `Host` header.
     pub authority: String,
     /// The request target, e.g. `/ws`.
     pub path: String,
+    /// For `wss://`: the certificate's name to check and whom to trust.
+    pub tls: Option<Tls>,
 }
 
+/// How a `wss://` endpoint's certificate is checked: the name it must carry
+/// (the URL's host) and the certificates trusted to vouch for it.
+#[derive(Clone)]
+pub struct Tls {
+    name: ServerName<'static>,
+    connector: TlsConnector,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two endpoints' TLS settings are the same if they check the same name
+/// against the same configuration.
+impl PartialEq for Tls {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(self.connector.config(), other.connector.config())
+    }
+}
+
+impl Eq for Tls {}
+
 impl Endpoint {
-    /// Parses a `ws://` URL; the port defaults to 80 and the path to `/`.
+    /// Parses a `ws://` or `wss://` URL; the port defaults to 80 or 443 and
+    /// the path to `/`. A `wss://` endpoint trusts the system's certificate
+    /// store.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
+        Self::parse_trusting(url, None)
+    }
+
+    /// Like [`Endpoint::parse`], and a `wss://` endpoint also trusts the PEM
+    /// certificates in `ca_file` (a private CA, or a self-signed
+    /// certificate).
+    pub fn parse_trusting(url: &str, ca_file: Option<&Path>) -> Result<Self, UrlError> {
         let uri: Uri = url.parse().map_err(|source| UrlError::Invalid {
             url: url.to_owned(),
             source,
         })?;
-        if uri.scheme_str() != Some("ws") {
-            return Err(UrlError::Scheme(url.to_owned()));
-        }
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => return Err(UrlError::Scheme(url.to_owned())),
+        };
         let host = uri.host().ok_or_else(|| UrlError::NoHost(url.to_owned()))?;
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let path = uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        let tls = match (secure, ca_file) {
+            (false, None) => None,
+            (false, Some(_)) => return Err(UrlError::CaFileWithoutTls(url.to_owned())),
+            (true, ca_file) => Some(Tls::for_host(host, ca_file)?),
+        };
         Ok(Self {
             authority: format!("{host}:{port}"),
             path: if path.is_empty() { "/".into() } else { path },
+            tls,
+        })
+    }
+}
+
+impl Tls {
+    /// The settings for a server named `host` (a DNS name, or an IP
+    /// address in brackets or not), trusting the system store and `ca_file`.
+    fn for_host(host: &str, ca_file: Option<&Path>) -> Result<Self, UrlError> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_owned())
+            .map_err(|_| UrlError::TlsName(host.to_owned()))?;
+        let mut roots = RootCertStore::empty();
+        // Unreadable entries of the store are skipped, as curl does; an
+        // empty store is refused below unless a CA file fills it.
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(path) = ca_file {
+            let ca_error = |why: String| UrlError::CaFile {
+                path: path.to_owned(),
+                why,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_error(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ca_error(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_error("no PEM certificate in it".into()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err(UrlError::NoRoots);
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UrlError::TlsSetup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            name,
+            connector: TlsConnector::from(Arc::new(config)),
         })
     }
 }
@@ -173,6 +303,10 @@ pub async fn connect_direct(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<(DirectReader, OwnedWriteHalf), ConnectError> {
+    if endpoint.tls.is_some() {
+        // The direct path writes to the TCP socket itself.
+        return Err(ConnectError::NotTcp);
+    }
     let (ws, _local) = with_timeout(timeout, connect_inner(endpoint)).await?;
     let upgraded = ws.into_inner().into_inner();
     let parts = upgraded
@@ -211,6 +345,29 @@ async fn connect_inner(
         .map_err(tcp_err)?;
     stream.set_nodelay(true).map_err(tcp_err)?;
     let local = stream.local_addr().map_err(tcp_err)?;
+    let request = handshake_request(endpoint)?;
+    let (mut ws, _response) = match &endpoint.tls {
+        None => handshake::client(&SpawnExecutor, request, stream).await?,
+        Some(tls) => {
+            let stream = tls
+                .connector
+                .connect(tls.name.clone(), stream)
+                .await
+                .map_err(|source| ConnectError::Tls {
+                    addr: endpoint.authority.clone(),
+                    source,
+                })?;
+            handshake::client(&SpawnExecutor, request, stream).await?
+        }
+    };
+    // The codec refuses anything larger anyway; refusing it at the frame
+    // layer keeps a broken server from making a bot buffer 64 MiB.
+    ws.set_max_message_size(shared::codec::MAX_SERVER_MESSAGE);
+    Ok((ws, local))
+}
+
+/// The HTTP request that asks `endpoint` for a WebSocket.
+fn handshake_request(endpoint: &Endpoint) -> Result<Request<Empty<Bytes>>, ConnectError> {
     let request = Request::builder()
         .method("GET")
         .uri(endpoint.path.as_str())
@@ -220,11 +377,7 @@ async fn connect_inner(
         .header("Sec-WebSocket-Key", handshake::generate_key())
         .header("Sec-WebSocket-Version", "13")
         .body(Empty::<Bytes>::new())?;
-    let (mut ws, _response) = handshake::client(&SpawnExecutor, request, stream).await?;
-    // The codec refuses anything larger anyway; refusing it at the frame
-    // layer keeps a broken server from making a bot buffer 64 MiB.
-    ws.set_max_message_size(shared::codec::MAX_SERVER_MESSAGE);
-    Ok((ws, local))
+    Ok(request)
 }
 
 /// Size of the WebSocket frame header for a payload of `len` bytes, with the
@@ -249,20 +402,18 @@ mod tests {
             Endpoint::parse("ws://127.0.0.1:8080/ws").ok(),
             Some(Endpoint {
                 authority: "127.0.0.1:8080".into(),
-                path: "/ws".into()
+                path: "/ws".into(),
+                tls: None,
             })
         );
         assert_eq!(
             Endpoint::parse("ws://localhost").ok(),
             Some(Endpoint {
                 authority: "localhost:80".into(),
-                path: "/".into()
+                path: "/".into(),
+                tls: None,
             })
         );
-        assert!(matches!(
-            Endpoint::parse("wss://example.invalid/ws"),
-            Err(UrlError::Scheme(_))
-        ));
         assert!(matches!(
             Endpoint::parse("http://127.0.0.1/ws"),
             Err(UrlError::Scheme(_))
@@ -270,6 +421,58 @@ mod tests {
         assert!(matches!(
             Endpoint::parse("not a url"),
             Err(UrlError::Invalid { .. })
+        ));
+    }
+
+    /// A PEM file of a self-signed certificate for `127.0.0.1`, removed
+    /// when dropped.
+    struct CaFile(PathBuf);
+
+    impl CaFile {
+        fn new(contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "bots-ca-{}-{}.pem",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            std::fs::write(&path, contents).expect("write the CA file");
+            Self(path)
+        }
+
+        fn self_signed() -> Self {
+            let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+                .expect("a self-signed certificate");
+            Self::new(&key.cert.pem())
+        }
+    }
+
+    impl Drop for CaFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn parses_wss_urls_with_the_certificates_to_trust() {
+        let ca = CaFile::self_signed();
+        let endpoint = Endpoint::parse_trusting("wss://127.0.0.1/ws", Some(&ca.0));
+        let endpoint = endpoint.expect("a wss:// endpoint");
+        assert_eq!(endpoint.authority, "127.0.0.1:443");
+        assert_eq!(endpoint.path, "/ws");
+        assert!(endpoint.tls.is_some());
+        assert!(matches!(
+            Endpoint::parse_trusting("ws://127.0.0.1/ws", Some(&ca.0)),
+            Err(UrlError::CaFileWithoutTls(_))
+        ));
+        let missing = ca.0.with_extension("missing");
+        assert!(matches!(
+            Endpoint::parse_trusting("wss://127.0.0.1/ws", Some(&missing)),
+            Err(UrlError::CaFile { .. })
+        ));
+        let empty = CaFile::new("not a certificate\n");
+        assert!(matches!(
+            Endpoint::parse_trusting("wss://127.0.0.1/ws", Some(&empty.0)),
+            Err(UrlError::CaFile { .. })
         ));
     }
 
@@ -292,6 +495,7 @@ mod tests {
         let endpoint = Endpoint {
             authority: format!("127.0.0.1:{port}"),
             path: "/ws".into(),
+            tls: None,
         };
         let err = connect(&endpoint, Duration::from_secs(5)).await.err();
         assert_eq!(err.map(|e| e.label()).as_deref(), Some("tcp_refused"));
@@ -318,6 +522,7 @@ mod tests {
         let endpoint = Endpoint {
             authority: addr.to_string(),
             path: "/ws".into(),
+            tls: None,
         };
         let err = connect(&endpoint, Duration::from_secs(5)).await.err();
         assert_eq!(err.map(|e| e.label()).as_deref(), Some("http_404"));

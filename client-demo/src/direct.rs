@@ -411,6 +411,7 @@ mod tests {
         let endpoint = Endpoint {
             authority: addr.to_string(),
             path: "/ws".into(),
+            tls: None,
         };
         let metrics = Arc::new(Metrics::default());
         let link = DirectLink::open(&endpoint, WAIT, true, &metrics).await;

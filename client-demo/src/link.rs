@@ -143,7 +143,8 @@ impl Link {
         light: bool,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, ConnectError> {
-        let transport = if light && link.is_transparent() {
+        // The direct path writes to the TCP socket itself: not through TLS.
+        let transport = if light && link.is_transparent() && endpoint.tls.is_none() {
             let direct = DirectLink::open(endpoint, timeout, light, metrics).await?;
             Transport::Direct(Box::new(direct))
         } else {

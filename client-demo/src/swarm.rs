@@ -24,8 +24,13 @@ use crate::report::{Counts, Report, RunFacts};
 /// Settings of a swarm run.
 #[derive(Clone, Debug)]
 pub struct SwarmConfig {
-    /// WebSocket URL of the server. Default: `ws://127.0.0.1:8080/ws`.
+    /// WebSocket URL of the server, `ws://` or `wss://`. Default:
+    /// `ws://127.0.0.1:8080/ws`.
     pub url: String,
+    /// PEM certificates a `wss://` server's certificate may be vouched for
+    /// by, besides the system's store (a private CA, or a self-signed
+    /// certificate). Default: `None`.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Bots to start. Default: 100.
     pub clients: u32,
     /// Time at full load, after the last bot started. Default: 20 s.
@@ -91,6 +96,7 @@ impl Default for SwarmConfig {
     fn default() -> Self {
         Self {
             url: "ws://127.0.0.1:8080/ws".into(),
+            ca_file: None,
             clients: 100,
             duration: Duration::from_secs(20),
             ramp_per_sec: 100.0,
@@ -124,7 +130,10 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 /// Runs a swarm to completion and reports what it measured.
 pub async fn run(config: SwarmConfig) -> Result<Report, SwarmError> {
-    let endpoint = Arc::new(Endpoint::parse(&config.url)?);
+    let endpoint = Arc::new(Endpoint::parse_trusting(
+        &config.url,
+        config.ca_file.as_deref(),
+    )?);
     if config.clients == 0 {
         return Err(SwarmError::Config("clients must be at least 1"));
     }
@@ -433,7 +442,11 @@ mod tests {
                 ..SwarmConfig::default()
             },
             SwarmConfig {
-                url: "wss://127.0.0.1/ws".into(),
+                url: "http://127.0.0.1/ws".into(),
+                ..SwarmConfig::default()
+            },
+            SwarmConfig {
+                ca_file: Some("ca.pem".into()),
                 ..SwarmConfig::default()
             },
             SwarmConfig {

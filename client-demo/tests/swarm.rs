@@ -37,7 +37,16 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `swarm_config` against a fresh server on 127.0.0.1 and returns the
 /// report once the server has shut down.
-async fn run_against_local_server(mut swarm_config: SwarmConfig) -> Report {
+async fn run_against_local_server(swarm_config: SwarmConfig) -> Report {
+    run_against_local_server_via(swarm_config, async |addr| format!("ws://{addr}/ws")).await
+}
+
+/// [`run_against_local_server`], the bots pointed at the URL `front` gives
+/// for the server's address (`ws://` to it, or something in front of it).
+async fn run_against_local_server_via(
+    mut swarm_config: SwarmConfig,
+    front: impl AsyncFnOnce(std::net::SocketAddr) -> String,
+) -> Report {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -54,7 +63,7 @@ async fn run_against_local_server(mut swarm_config: SwarmConfig) -> Report {
         let _ = stop_rx.await;
     }));
 
-    swarm_config.url = format!("ws://{addr}/ws");
+    swarm_config.url = front(addr).await;
     let report = tokio::time::timeout(TEST_TIMEOUT, swarm::run(swarm_config))
         .await
         .expect("swarm finished in time")
@@ -403,4 +412,112 @@ async fn bots_still_connecting_at_the_stop_are_connection_failures() {
     assert_eq!(report.unclean_closes, 0);
     assert!(!report.healthy);
     assert!(took < Duration::from_secs(5), "the run took {took:?}");
+}
+
+/// A TLS terminator on 127.0.0.1 in front of `backend`, as a deployment's
+/// proxy is: each connection's TLS is ended here and its bytes carried to
+/// the server's plain port. Returns its address and its certificate
+/// (self-signed, for 127.0.0.1) as PEM.
+async fn tls_front(backend: std::net::SocketAddr) -> (std::net::SocketAddr, String) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a self-signed certificate");
+    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![key.cert.der().clone()], private)
+    .expect("the server's TLS configuration");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = plain.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, key.cert.pem())
+}
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        )))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `wss://`: the bots play through a TLS proxy in front of the server,
+/// trusting its certificate from `--ca-file`, and the netcode checks hold;
+/// a proxy whose certificate they do not trust fails every connection's TLS
+/// handshake, reported as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_play_through_a_tls_proxy_they_trust() {
+    let _one = ONE_SWARM_AT_A_TIME.lock().await;
+    let clients = 6;
+    let ca = TempFile::new("bots-ca.pem");
+    let config = SwarmConfig {
+        clients,
+        duration: Duration::from_secs(3),
+        // A ramp of a few ticks, whose snapshots the checks expect.
+        ramp_per_sec: 20.0,
+        ca_file: Some(ca.0.clone()),
+        ..SwarmConfig::default()
+    };
+    let trusted = run_against_local_server_via(config.clone(), async |addr| {
+        let (front, pem) = tls_front(addr).await;
+        std::fs::write(&ca.0, pem).expect("write the CA file");
+        format!("wss://{front}/ws")
+    })
+    .await;
+    assert_netcode_correct(&trusted, u64::from(clients));
+
+    // Another self-signed certificate than the proxy's.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a self-signed certificate");
+    let untrusted = run_against_local_server_via(config, async |addr| {
+        let (front, _) = tls_front(addr).await;
+        std::fs::write(&ca.0, other.cert.pem()).expect("write the CA file");
+        format!("wss://{front}/ws")
+    })
+    .await;
+    assert_eq!(untrusted.clients_connected, 0, "{untrusted}");
+    assert!(
+        untrusted.connect_failures >= u64::from(clients),
+        "{untrusted}"
+    );
+    assert_eq!(
+        untrusted.connect_failure_reasons.keys().collect::<Vec<_>>(),
+        vec!["tls"],
+        "{untrusted}"
+    );
+    assert!(!untrusted.healthy);
 }

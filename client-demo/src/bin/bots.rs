@@ -19,9 +19,13 @@ use client_demo::swarm::{self, AuthSecret, SwarmConfig};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// WebSocket URL of the server.
+    /// WebSocket URL of the server: ws:// or, through a TLS proxy, wss://.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// PEM certificates to trust for a wss:// URL besides the system's
+    /// (a staging CA, or the proxy's self-signed certificate).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
     /// Number of bots.
     #[arg(long, default_value_t = 100)]
     clients: u32,
@@ -95,6 +99,7 @@ fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
     let ping = seconds("ping-interval", args.ping_interval)?;
     Ok(SwarmConfig {
         url: args.url.clone(),
+        ca_file: args.ca_file.clone(),
         clients: args.clients,
         duration: seconds("duration", args.duration)?,
         ramp_per_sec: args.ramp_per_sec,
