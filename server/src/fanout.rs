@@ -284,22 +284,24 @@ impl Subscriber {
         }
         let started = Instant::now();
         let delta = &mut scratch.delta;
-        let (against, shared) =
-            published.shared_delta(baseline.as_ref().map(|p| p.state.tick), |against| {
-                snapshot::diff_into_with_checksum(
-                    baseline
-                        .as_ref()
-                        .filter(|_| against.is_some())
-                        .map(|p| &p.state),
-                    &published.state,
-                    published.checksum,
-                    0,
-                    delta,
-                );
-                codec::SharedSnapshot::new(delta)
-            });
-        // The tick's shared deltas were all taken by other baselines: this
-        // client gets the full snapshot.
+        let base_tick = baseline.as_ref().map(|p| p.state.tick);
+        let recent = base_tick
+            .is_some_and(|base| config.snapshots_between(base, tick) <= room::RECENT_SNAPSHOTS);
+        let (against, shared) = published.shared_delta(base_tick, recent, |against| {
+            snapshot::diff_into_with_checksum(
+                baseline
+                    .as_ref()
+                    .filter(|_| against.is_some())
+                    .map(|p| &p.state),
+                &published.state,
+                published.checksum,
+                0,
+                delta,
+            );
+            codec::SharedSnapshot::new(delta)
+        });
+        // The tick's shared deltas for older baselines were all taken by
+        // others: this client gets the full snapshot.
         let baseline = baseline.filter(|_| against.is_some());
         shared.write_for(published.input_ack(self.player), &mut scratch.body);
         metrics
@@ -523,13 +525,17 @@ mod tests {
         );
     }
 
-    /// Clients holding more different baselines than a tick shares deltas
-    /// for (a hostile swarm can arrange it): those turned away get the full
-    /// snapshot, encoded once, instead of a delta encoded for each of them.
+    /// Clients holding more different old baselines than a tick shares
+    /// deltas for (a hostile swarm can arrange it): those turned away get
+    /// the full snapshot, encoded once, instead of a delta encoded for each
+    /// of them; clients that keep up still get their deltas, even when the
+    /// old baselines came first; and a client turned away gets deltas again
+    /// once it acknowledges a snapshot it holds.
     #[tokio::test]
     async fn clients_beyond_the_shared_deltas_get_the_full_snapshot() {
         const TURNED_AWAY: usize = 4;
-        const CLIENTS: usize = room::SHARED_DELTAS + TURNED_AWAY;
+        const RECENT: usize = room::RECENT_SNAPSHOTS as usize;
+        const CLIENTS: usize = room::SHARED_DELTAS + TURNED_AWAY + RECENT;
         let config = Config::default();
         let metrics = Metrics::new();
         let mut world = world_of_npcs(200);
@@ -558,18 +564,24 @@ mod tests {
             ));
             acks.push(acked);
         }
+        // Client i acknowledges the snapshot published `lag(i)` ticks
+        // before the newest: the most lagging clients are served first, and
+        // the last three keep up.
+        let lag = |i: usize| CLIENTS - i;
         let mut scratch = Scratch::default();
         let mut published_ticks = Vec::new();
-        // Client i is skipped while its first (full) snapshot is not
-        // acknowledged, i ticks, then acknowledges ticks it was sent from
-        // tick 2i + 1 on.
+        // A client is skipped while its first (full) snapshot is not
+        // acknowledged, for its lag, then acknowledges ticks it was sent
+        // from twice its lag on.
         let warm_up = 2 * CLIENTS + 2;
-        for tick in 0..warm_up + 5 {
+        let measured = 5;
+        for tick in 0..=warm_up + measured {
             world.step();
             let published = Arc::new(Published::new(world.snapshot(), vec![0; CLIENTS]));
             published_ticks.push(published.state.tick);
             let fulls = metrics.snapshots_full.get();
             for (i, client) in clients.iter_mut().enumerate() {
+                let sent = metrics.snapshots_sent.get();
                 assert!(client.on_publish(
                     &published,
                     Instant::now(),
@@ -580,24 +592,36 @@ mod tests {
                 if tick < warm_up {
                     continue;
                 }
-                let Ok(ServerMsg::Snapshot(sent)) = codec::decode_server(&scratch.body) else {
+                assert_eq!(
+                    metrics.snapshots_sent.get(),
+                    sent + 1,
+                    "client {i} was skipped"
+                );
+                let Ok(ServerMsg::Snapshot(msg)) = codec::decode_server(&scratch.body) else {
                     panic!("client {i} was not written a snapshot");
                 };
-                // Client i holds the snapshot i + 1 ticks old.
-                let expected = if i < room::SHARED_DELTAS {
-                    i as u32 + 1
+                let expected = if tick == warm_up + measured {
+                    // Everyone acknowledged the newest snapshot it holds.
+                    1
+                } else if i < room::SHARED_DELTAS || lag(i) <= RECENT {
+                    lag(i) as u32
                 } else {
                     0
                 };
-                assert_eq!(sent.base_age, expected, "client {i}, tick {tick}");
+                assert_eq!(msg.base_age, expected, "client {i}, tick {tick}");
             }
-            if tick >= warm_up {
+            if (warm_up..warm_up + measured).contains(&tick) {
                 assert_eq!(metrics.snapshots_full.get() - fulls, TURNED_AWAY as u64);
             }
-            // Each client acknowledges with its own lag: client i the
-            // snapshot published i ticks ago, when it was sent one.
             for (i, acked) in acks.iter().enumerate() {
-                if let Some(t) = published_ticks.len().checked_sub(i + 1) {
+                // At the last tick but one, every client acknowledges the
+                // snapshot just sent: a full one for those turned away.
+                let lag = if tick + 1 == warm_up + measured {
+                    1
+                } else {
+                    lag(i)
+                };
+                if let Some(t) = published_ticks.len().checked_sub(lag) {
                     acked.store(u64::from(published_ticks[t].0), Relaxed);
                 }
             }

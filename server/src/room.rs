@@ -154,15 +154,31 @@ pub struct Published {
     /// input ack: the first client to need one encodes it, the others copy
     /// it. A std mutex: held for a lookup or a push, never across `.await`
     /// nor during an encode.
-    deltas: Mutex<Vec<(Option<Tick>, SharedSlot)>>,
+    deltas: Mutex<Vec<SharedDelta>>,
 }
 
-/// Distinct baselines a published tick is encoded against, besides the
-/// full snapshot. A client whose baseline is not among them once they are
-/// taken gets the full snapshot: however its clients acknowledge (a hostile
-/// swarm can hold dozens of different baselines), a tick costs at most
-/// `SHARED_DELTAS + 1` encodes, not one per client.
+/// Distinct older baselines a published tick is encoded against, besides
+/// the recent ones and the full snapshot. A client whose baseline is older
+/// than [`RECENT_SNAPSHOTS`] and not among them once they are taken gets the
+/// full snapshot: however its clients acknowledge (a hostile swarm can hold
+/// dozens of different old baselines), a tick costs at most
+/// `SHARED_DELTAS + RECENT_SNAPSHOTS + 1` encodes, not one per client.
 pub(crate) const SHARED_DELTAS: usize = 32;
+
+/// Baselines at most this many snapshots old always get their shared delta:
+/// that is where clients that keep up are (99-100% of them in the load
+/// test), so clients holding old baselines cannot take their places.
+pub(crate) const RECENT_SNAPSHOTS: u64 = 3;
+
+/// A delta of one published tick against one baseline (`None`: the full
+/// snapshot).
+#[derive(Debug)]
+struct SharedDelta {
+    baseline: Option<Tick>,
+    /// Counted against [`SHARED_DELTAS`]: an older baseline.
+    counted: bool,
+    slot: SharedSlot,
+}
 
 /// One cached delta, filled once by the first shard that needs it.
 type SharedSlot = Arc<OnceLock<Arc<SharedSnapshot>>>;
@@ -186,8 +202,9 @@ impl Published {
     /// The delta against `baseline` (a tick the fan-out sent before, or
     /// `None` for a full snapshot), encoded by `encode` once per distinct
     /// baseline, and the baseline it is against: `baseline`, or `None` when
-    /// [`SHARED_DELTAS`] other baselines have their delta already (then
-    /// `encode` is asked for the full snapshot, once per tick).
+    /// it is not `recent` (at most [`RECENT_SNAPSHOTS`] old) and
+    /// [`SHARED_DELTAS`] other older baselines have their delta already
+    /// (then `encode` is asked for the full snapshot, once per tick).
     ///
     /// The first shard to need a baseline claims its slot under the lock
     /// and encodes outside it; a shard on another worker that needs the same
@@ -197,23 +214,33 @@ impl Published {
     pub(crate) fn shared_delta(
         &self,
         baseline: Option<Tick>,
+        recent: bool,
         encode: impl FnOnce(Option<Tick>) -> SharedSnapshot,
     ) -> (Option<Tick>, Arc<SharedSnapshot>) {
         let (baseline, slot) = {
             let mut deltas = self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
-            let full = || deltas.iter().filter(|(b, _)| b.is_some()).count() >= SHARED_DELTAS;
-            let baseline = match baseline {
-                Some(_) if !deltas.iter().any(|(b, _)| *b == baseline) && full() => None,
+            let cached = |deltas: &[SharedDelta], baseline| {
+                deltas
+                    .iter()
+                    .find(|d| d.baseline == baseline)
+                    .map(|d| Arc::clone(&d.slot))
+            };
+            let counted = baseline.is_some() && !recent;
+            let baseline = match cached(&deltas, baseline) {
+                None if counted && deltas.iter().filter(|d| d.counted).count() >= SHARED_DELTAS => {
+                    None
+                }
                 _ => baseline,
             };
-            let slot = match deltas.iter().find(|(b, _)| *b == baseline) {
-                Some((_, slot)) => Arc::clone(slot),
-                None => {
-                    let slot = SharedSlot::default();
-                    deltas.push((baseline, Arc::clone(&slot)));
-                    slot
-                }
-            };
+            let slot = cached(&deltas, baseline).unwrap_or_else(|| {
+                let slot = SharedSlot::default();
+                deltas.push(SharedDelta {
+                    baseline,
+                    counted: counted && baseline.is_some(),
+                    slot: Arc::clone(&slot),
+                });
+                slot
+            });
             (baseline, slot)
         };
         let bytes = slot.get_or_init(|| Arc::new(encode(baseline)));
@@ -1373,7 +1400,7 @@ mod tests {
         let got: Vec<(Option<Tick>, Arc<SharedSnapshot>)> = std::thread::scope(|scope| {
             let shard = || {
                 start.wait();
-                published.shared_delta(Some(Tick(9)), |_| {
+                published.shared_delta(Some(Tick(9)), true, |_| {
                     encodes.fetch_add(1, Ordering::Relaxed);
                     // Long enough for the other shard to arrive meanwhile.
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1395,15 +1422,15 @@ mod tests {
             encodes.set(encodes.get() + 1);
             SharedSnapshot::default()
         };
-        let (_, a) = published.shared_delta(Some(Tick(5)), encode);
-        let (_, b) = published.shared_delta(Some(Tick(5)), encode);
-        let (_, full) = published.shared_delta(None, encode);
+        let (_, a) = published.shared_delta(Some(Tick(5)), false, encode);
+        let (_, b) = published.shared_delta(Some(Tick(5)), false, encode);
+        let (_, full) = published.shared_delta(None, false, encode);
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(encodes.get(), 2);
         // Every client acknowledging a baseline of its own: once the
         // shared deltas are taken, the rest get the full snapshot.
         for t in 0..2 * SHARED_DELTAS as u32 {
-            let (against, bytes) = published.shared_delta(Some(Tick(100 + t)), encode);
+            let (against, bytes) = published.shared_delta(Some(Tick(100 + t)), false, encode);
             if (t as usize) < SHARED_DELTAS - 1 {
                 assert_eq!(against, Some(Tick(100 + t)));
             } else {
@@ -1417,9 +1444,16 @@ mod tests {
             "one per tick and baseline, bounded"
         );
         // A baseline with its delta still gets it.
-        let (against, again) = published.shared_delta(Some(Tick(5)), encode);
+        let (against, again) = published.shared_delta(Some(Tick(5)), false, encode);
         assert_eq!(against, Some(Tick(5)));
         assert!(Arc::ptr_eq(&again, &a));
+        // Recent baselines always get theirs, however many older ones
+        // took the rest.
+        for t in 200..200 + RECENT_SNAPSHOTS as u32 {
+            let (against, _) = published.shared_delta(Some(Tick(t)), true, encode);
+            assert_eq!(against, Some(Tick(t)));
+        }
+        assert_eq!(encodes.get(), SHARED_DELTAS + 1 + RECENT_SNAPSHOTS as usize);
     }
 
     /// Without a full snapshot encoded first, the first client turned away
@@ -1433,7 +1467,7 @@ mod tests {
             SharedSnapshot::default()
         };
         for t in 0..SHARED_DELTAS as u32 + 3 {
-            let _ = published.shared_delta(Some(Tick(t)), encode);
+            let _ = published.shared_delta(Some(Tick(t)), false, encode);
         }
         let mut expected: Vec<Option<Tick>> =
             (0..SHARED_DELTAS as u32).map(|t| Some(Tick(t))).collect();
