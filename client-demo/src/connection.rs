@@ -135,7 +135,18 @@ impl ConnectError {
                 }
                 _ => "tcp_error",
             },
-            Self::Tls { .. } => "tls",
+            // A certificate or protocol refused; a connection reset in the
+            // middle of the handshake is the network's, as for TCP.
+            Self::Tls { source, .. } => {
+                if source
+                    .get_ref()
+                    .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some())
+                {
+                    "tls"
+                } else {
+                    "tcp_error"
+                }
+            }
             Self::Handshake(_) | Self::Request(_) | Self::NotTcp => "handshake",
             Self::Timeout(_) => "connect_timeout",
         }
@@ -219,6 +230,19 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The `Host` header: the authority, without the scheme's default port
+    /// (as browsers send it: a proxy that routes by exact host may not
+    /// know `example.com:443`).
+    #[must_use]
+    pub fn host_header(&self) -> &str {
+        let default = if self.tls.is_some() { ":443" } else { ":80" };
+        self.authority
+            .strip_suffix(default)
+            .unwrap_or(&self.authority)
+    }
+}
+
 impl Tls {
     /// The settings for a server named `host` (a DNS name, or an IP
     /// address in brackets or not), trusting the system store and `ca_file`.
@@ -249,13 +273,16 @@ impl Tls {
         if roots.is_empty() {
             return Err(UrlError::NoRoots);
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map_err(|e| UrlError::TlsSetup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        // The WebSocket handshake is HTTP/1.1; a proxy that also speaks
+        // HTTP/2 must not pick that.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             name,
             connector: TlsConnector::from(Arc::new(config)),
@@ -371,7 +398,7 @@ fn handshake_request(endpoint: &Endpoint) -> Result<Request<Empty<Bytes>>, Conne
     let request = Request::builder()
         .method("GET")
         .uri(endpoint.path.as_str())
-        .header(HOST, endpoint.authority.as_str())
+        .header(HOST, endpoint.host_header())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
         .header("Sec-WebSocket-Key", handshake::generate_key())
@@ -405,6 +432,12 @@ mod tests {
                 path: "/ws".into(),
                 tls: None,
             })
+        );
+        assert_eq!(
+            Endpoint::parse("ws://localhost")
+                .map(|e| e.host_header().to_owned())
+                .ok(),
+            Some("localhost".to_owned())
         );
         assert_eq!(
             Endpoint::parse("ws://localhost").ok(),
@@ -458,8 +491,19 @@ mod tests {
         let endpoint = Endpoint::parse_trusting("wss://127.0.0.1/ws", Some(&ca.0));
         let endpoint = endpoint.expect("a wss:// endpoint");
         assert_eq!(endpoint.authority, "127.0.0.1:443");
+        assert_eq!(endpoint.host_header(), "127.0.0.1");
         assert_eq!(endpoint.path, "/ws");
         assert!(endpoint.tls.is_some());
+        let v6 = Endpoint::parse_trusting("wss://[::1]:8443/ws", Some(&ca.0));
+        let v6 = v6.expect("an IPv6 wss:// endpoint");
+        assert_eq!(v6.authority, "[::1]:8443");
+        assert_eq!(v6.host_header(), "[::1]:8443");
+        assert_eq!(
+            v6.tls.map(|t| t.name),
+            Some(ServerName::IpAddress(
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into()
+            ))
+        );
         assert!(matches!(
             Endpoint::parse_trusting("ws://127.0.0.1/ws", Some(&ca.0)),
             Err(UrlError::CaFileWithoutTls(_))

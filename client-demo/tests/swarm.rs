@@ -500,6 +500,27 @@ async fn bots_play_through_a_tls_proxy_they_trust() {
     .await;
     assert_netcode_correct(&trusted, u64::from(clients));
 
+    // Light bots, which read their socket directly over ws://, take the
+    // two-task link over TLS.
+    let light = run_against_local_server_via(
+        SwarmConfig {
+            bot: BotConfig {
+                light: true,
+                ..BotConfig::default()
+            },
+            ..config.clone()
+        },
+        async |addr| {
+            let (front, pem) = tls_front(addr).await;
+            std::fs::write(&ca.0, pem).expect("write the CA file");
+            format!("wss://{front}/ws")
+        },
+    )
+    .await;
+    assert!(light.light_mode);
+    assert_netcode_correct(&light, u64::from(clients));
+    assert!(light.inputs_acked > light.clients_connected * u64::from(TICK_HZ));
+
     // Another self-signed certificate than the proxy's.
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
         .expect("a self-signed certificate");
