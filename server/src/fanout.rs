@@ -416,6 +416,46 @@ mod tests {
         world
     }
 
+    /// `n` subscribers on real loopback sockets, seated at the world's
+    /// tick, with the ack each acknowledges through and the tasks that read
+    /// everything written to them (between ticks), as players do.
+    async fn players(
+        n: usize,
+        world: &World,
+        config: &Config,
+    ) -> (
+        Vec<Subscriber>,
+        Vec<Arc<AtomicU64>>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (mut clients, mut acks, mut drains) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let mut far = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (near, _) = listener.accept().await.expect("accept");
+            let (_, write) = near.into_split();
+            drains.push(tokio::spawn(async move {
+                let mut buf = vec![0; 1 << 16];
+                while let Ok(1..) = far.read(&mut buf).await {}
+            }));
+            let acked = Arc::new(AtomicU64::new(NO_ACK));
+            clients.push(Subscriber::new(
+                Arc::new(Outbox::new(write)),
+                PlayerHandle::for_test(i as u32),
+                Arc::clone(&acked),
+                Arc::new(Heard::new()),
+                None,
+                world.tick(),
+                config,
+            ));
+            acks.push(acked);
+        }
+        (clients, acks, drains)
+    }
+
     /// A shard's task that ends, here by a panic, leaves no client behind:
     /// those it served and those handed to it since its last tick are told
     /// to close, and no one is handed to it any more.
@@ -539,31 +579,7 @@ mod tests {
         let config = Config::default();
         let metrics = Metrics::new();
         let mut world = world_of_npcs(200);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (mut clients, mut acks, mut drains) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..CLIENTS {
-            let mut far = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let (near, _) = listener.accept().await.expect("accept");
-            let (_, write) = near.into_split();
-            drains.push(tokio::spawn(async move {
-                let mut buf = vec![0; 1 << 16];
-                while let Ok(1..) = far.read(&mut buf).await {}
-            }));
-            let acked = Arc::new(AtomicU64::new(NO_ACK));
-            clients.push(Subscriber::new(
-                Arc::new(Outbox::new(write)),
-                PlayerHandle::for_test(i as u32),
-                Arc::clone(&acked),
-                Arc::new(Heard::new()),
-                None,
-                world.tick(),
-                &config,
-            ));
-            acks.push(acked);
-        }
+        let (mut clients, acks, drains) = players(CLIENTS, &world, &config).await;
         // Client i acknowledges the snapshot published `lag(i)` ticks
         // before the newest: the most lagging clients are served first, and
         // the last three keep up.
@@ -654,32 +670,7 @@ mod tests {
         let warm_up = config.snapshot_history as u32 + 10;
         let metrics = Metrics::new();
         let mut world = world_of_npcs(200);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (mut clients, mut acks, mut drains) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..CLIENTS {
-            let mut far = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let (near, _) = listener.accept().await.expect("accept");
-            let (_, write) = near.into_split();
-            // The player's side reads everything (between ticks).
-            drains.push(tokio::spawn(async move {
-                let mut buf = vec![0; 1 << 16];
-                while let Ok(1..) = far.read(&mut buf).await {}
-            }));
-            let acked = Arc::new(AtomicU64::new(NO_ACK));
-            clients.push(Subscriber::new(
-                Arc::new(Outbox::new(write)),
-                PlayerHandle::for_test(i as u32),
-                Arc::clone(&acked),
-                Arc::new(Heard::new()),
-                None,
-                world.tick(),
-                &config,
-            ));
-            acks.push(acked);
-        }
+        let (mut clients, acks, drains) = players(CLIENTS, &world, &config).await;
         let mut scratch = Scratch::default();
         let mut allocations = 0;
         for tick in 0..TICKS {
