@@ -547,6 +547,16 @@ struct Slot {
     _claim: Option<UserClaim>,
 }
 
+impl Slot {
+    /// Ends the session's connection, if it still has one: a newer one took
+    /// the session (a resume, or the user's join elsewhere).
+    fn end_replaced_connection(&mut self) {
+        if let Some(kick) = self.kick.take() {
+            let _ = kick.send(DisconnectReason::SessionReplaced);
+        }
+    }
+}
+
 /// How a room is started.
 pub(crate) struct RoomSetup {
     /// The server's grid of tick deadlines, which every room shares,
@@ -1062,11 +1072,9 @@ impl Room {
         let slot = self.slots[index as usize]
             .as_mut()
             .ok_or(DisconnectReason::SessionExpired)?;
-        if let Some(kick) = slot.kick.take() {
-            // The old connection is still attached (its peer may not know
-            // yet that it is dead): the newer one wins.
-            let _ = kick.send(DisconnectReason::SessionReplaced);
-        }
+        // The old connection may still be attached (its peer may not know
+        // yet that it is dead): the newer one wins.
+        slot.end_replaced_connection();
         if slot.parked_until.take().is_some() {
             self.parked -= 1;
         }
@@ -1085,9 +1093,7 @@ impl Room {
         let Some(slot) = self.slot_mut(player) else {
             return; // gone already
         };
-        if let Some(kick) = slot.kick.take() {
-            let _ = kick.send(DisconnectReason::SessionReplaced);
-        }
+        slot.end_replaced_connection();
         let token = slot.token;
         if self.replaced.len() == REPLACED_TOKENS {
             self.replaced.pop_front();
