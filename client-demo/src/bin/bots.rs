@@ -5,6 +5,7 @@
 //! Exit codes: 0 healthy, 1 unhealthy run, 2 the run could not start or the
 //! report could not be written.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,7 +26,7 @@ struct Args {
     /// PEM certificates to trust for a wss:// URL besides the system's
     /// (a staging CA, or the proxy's self-signed certificate).
     #[arg(long, value_name = "PEM")]
-    ca_file: Option<std::path::PathBuf>,
+    ca_file: Option<PathBuf>,
     /// Number of bots.
     #[arg(long, default_value_t = 100)]
     clients: u32,
@@ -124,14 +125,26 @@ fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
 async fn run(args: Args) -> anyhow::Result<bool> {
     let config = config(&args)?;
     let report = swarm::run(config).await?;
-    print!("{report}");
+    let mut out = std::io::stdout().lock();
+    let printed = write!(out, "{report}").and_then(|()| out.flush());
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n")
             .with_context(|| format!("writing the report to {}", path.display()))?;
-        println!("report written to {}", path.display());
+        unless_unread(writeln!(out, "report written to {}", path.display()))?;
     }
+    unless_unread(printed)?;
     Ok(report.healthy)
+}
+
+/// A write to standard output, whose reader may have stopped reading (the
+/// report piped to `head`): that is not an error of the run, and the
+/// run's verdict stands; any other failure to write is.
+fn unless_unread(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 fn main() -> ExitCode {
