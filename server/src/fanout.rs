@@ -285,8 +285,10 @@ impl Subscriber {
         let started = Instant::now();
         let delta = &mut scratch.delta;
         let base_tick = baseline.as_ref().map(|p| p.state.tick);
-        let recent = base_tick
-            .is_some_and(|base| config.snapshots_between(base, tick) <= room::RECENT_SNAPSHOTS);
+        // The baseline's age in snapshots, for the shared deltas and the
+        // metrics.
+        let base_age = base_tick.map(|base| config.snapshots_between(base, tick));
+        let recent = base_age.is_some_and(|age| age <= room::RECENT_SNAPSHOTS);
         let (against, shared) = published.shared_delta(base_tick, recent, |against| {
             snapshot::diff_into_with_checksum(
                 baseline
@@ -300,9 +302,9 @@ impl Subscriber {
             );
             codec::SharedSnapshot::new(delta)
         });
-        // The tick's shared deltas for older baselines were all taken by
-        // others: this client gets the full snapshot.
-        let baseline = baseline.filter(|_| against.is_some());
+        // `against` is `None` when the tick's shared deltas for older
+        // baselines were all taken by others: this client gets the full
+        // snapshot.
         shared.write_for(published.input_ack(self.player), &mut scratch.body);
         metrics
             .encode_seconds
@@ -333,14 +335,12 @@ impl Subscriber {
         metrics.snapshot_written(scratch.body.len() as u64, skipped);
         self.last_sent = Some(tick);
         let history = &mut self.view.history;
-        match &baseline {
-            Some(base) => {
+        match against.zip(base_age) {
+            Some((base, age)) => {
                 self.view.full_sent = None;
                 // Baselines older than the one the client acknowledged are
                 // never needed again (acks only move forward).
-                let base = base.state.tick;
-                metrics
-                    .observe_baseline_age(tick.since(base), config.snapshots_between(base, tick));
+                metrics.observe_baseline_age(tick.since(base), age);
                 while history.front().is_some_and(|p| p.state.tick != base) {
                     history.pop_front();
                 }
