@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use config::{Config, ConfigError, MAX_TICK_PHASES, RoomSpec};
@@ -210,23 +210,9 @@ pub async fn serve(
                                  players yet are closed, the oldest first, to make room"
                             );
                         }
-                        let room = async {
-                            let metrics = &state.conn.metrics;
-                            let evict = || state.unproven.evict_oldest();
-                            match evict::make_room(
-                                &connections,
-                                evict,
-                                &metrics.connections_evicted,
-                            )
-                            .await
-                            {
-                                Some(permit) => Ok(permit),
-                                None => Arc::clone(&connections).acquire_owned().await,
-                            }
-                        };
                         tokio::select! {
                             () = &mut shutdown => break,
-                            permit = room => permit?,
+                            permit = make_slot(&state, &connections) => permit?,
                         }
                     }
                 };
@@ -279,6 +265,22 @@ pub async fn serve(
     }
     info!("shutdown complete");
     Ok(())
+}
+
+/// A connection slot for a connection accepted while every one is taken:
+/// the oldest connections that are not players yet are closed until one
+/// gives its slot back (`evict`). With none to close (not reachable with a
+/// valid config, where `max_connections` is above `max_clients`), it waits
+/// for a slot.
+async fn make_slot(
+    state: &AppState,
+    connections: &Arc<Semaphore>,
+) -> Result<OwnedSemaphorePermit, AcquireError> {
+    let evict = || state.unproven.evict_oldest();
+    match evict::make_room(connections, evict, &state.conn.metrics.connections_evicted).await {
+        Some(permit) => Ok(permit),
+        None => Arc::clone(connections).acquire_owned().await,
+    }
 }
 
 /// Completes once the shutdown flag is set (or its sender is gone). Drops the
