@@ -228,9 +228,7 @@ impl Endpoint {
             tls,
         })
     }
-}
 
-impl Endpoint {
     /// The `Host` header: the authority, without the scheme's default port
     /// (as browsers send it: a proxy that routes by exact host may not
     /// know `example.com:443`).

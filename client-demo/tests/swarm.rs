@@ -416,9 +416,14 @@ async fn bots_still_connecting_at_the_stop_are_connection_failures() {
 
 /// A TLS terminator on 127.0.0.1 in front of `backend`, as a deployment's
 /// proxy is: each connection's TLS is ended here and its bytes carried to
-/// the server's plain port. Returns its address and its certificate
-/// (self-signed, for 127.0.0.1) as PEM.
-async fn tls_front(backend: std::net::SocketAddr) -> (std::net::SocketAddr, String) {
+/// the server's plain port. Its certificate is self-signed for 127.0.0.1;
+/// `ca_file` is written with it, or with `trust` instead. Returns the
+/// `wss://` URL of the game.
+async fn tls_front(
+    backend: std::net::SocketAddr,
+    ca_file: &std::path::Path,
+    trust: Option<&str>,
+) -> String {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -453,7 +458,9 @@ async fn tls_front(backend: std::net::SocketAddr) -> (std::net::SocketAddr, Stri
             });
         }
     });
-    (addr, key.cert.pem())
+    let pem = key.cert.pem();
+    std::fs::write(ca_file, trust.unwrap_or(&pem)).expect("write the CA file");
+    format!("wss://{addr}/ws")
 }
 
 /// A file in the temporary directory, removed when dropped.
@@ -493,9 +500,7 @@ async fn bots_play_through_a_tls_proxy_they_trust() {
         ..SwarmConfig::default()
     };
     let trusted = run_against_local_server_via(config.clone(), async |addr| {
-        let (front, pem) = tls_front(addr).await;
-        std::fs::write(&ca.0, pem).expect("write the CA file");
-        format!("wss://{front}/ws")
+        tls_front(addr, &ca.0, None).await
     })
     .await;
     assert_netcode_correct(&trusted, u64::from(clients));
@@ -510,11 +515,7 @@ async fn bots_play_through_a_tls_proxy_they_trust() {
             },
             ..config.clone()
         },
-        async |addr| {
-            let (front, pem) = tls_front(addr).await;
-            std::fs::write(&ca.0, pem).expect("write the CA file");
-            format!("wss://{front}/ws")
-        },
+        async |addr| tls_front(addr, &ca.0, None).await,
     )
     .await;
     assert!(light.light_mode);
@@ -524,10 +525,9 @@ async fn bots_play_through_a_tls_proxy_they_trust() {
     // Another self-signed certificate than the proxy's.
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
         .expect("a self-signed certificate");
+    let other = other.cert.pem();
     let untrusted = run_against_local_server_via(config, async |addr| {
-        let (front, _) = tls_front(addr).await;
-        std::fs::write(&ca.0, other.cert.pem()).expect("write the CA file");
-        format!("wss://{front}/ws")
+        tls_front(addr, &ca.0, Some(&other)).await
     })
     .await;
     assert_eq!(untrusted.clients_connected, 0, "{untrusted}");
