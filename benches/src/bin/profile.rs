@@ -23,6 +23,7 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use benches::{Arena, pairs};
@@ -59,17 +60,28 @@ fn run_diff(arena: &mut Arena, age: usize, iterations: usize, checksum_once: boo
     }
 }
 
-/// Times `diff-once` on this machine: the median and the fastest of
-/// `rounds` passes over every pair (or, `hot`, as many messages over the
-/// first four pairs), in ns per message. A quick A/B check between two
-/// builds; criterion gives the figures that are quoted.
-fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
+/// A baseline and a state `age` ticks later.
+type Pair = (Arc<WorldState>, Arc<WorldState>);
+
+/// The (baseline, state) pairs `age` ticks apart the timing modes go over,
+/// with each state's checksum: every pair of a 64-tick history, or, `hot`,
+/// its first four over and over.
+fn timed_pairs(arena: &mut Arena, age: usize, hot: bool) -> (Vec<Pair>, Vec<u32>) {
     let history = arena.history(HISTORY);
     let mut pairs = pairs(&history, age);
     if hot {
         pairs = (0..pairs.len()).map(|k| pairs[k % 4].clone()).collect();
     }
-    let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
+    let sums = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
+    (pairs, sums)
+}
+
+/// Times `diff-once` on this machine: the median and the fastest of
+/// `rounds` passes over every pair (or, `hot`, as many messages over the
+/// first four pairs), in ns per message. A quick A/B check between two
+/// builds; criterion gives the figures that are quoted.
+fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
+    let (pairs, sums) = timed_pairs(arena, age, hot);
     let mut msg = SnapshotMsg::default();
     let mut buf = Vec::new();
     // What the diff finds, per message: the entities that left dead
@@ -113,12 +125,7 @@ fn time_diff(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
 /// the median of `rounds` passes of each, in ns per message. What the
 /// difference between the cold and the hot pairs costs, and where.
 fn time_split(arena: &mut Arena, age: usize, rounds: usize, hot: bool) {
-    let history = arena.history(HISTORY);
-    let mut pairs = pairs(&history, age);
-    if hot {
-        pairs = (0..pairs.len()).map(|k| pairs[k % 4].clone()).collect();
-    }
-    let sums: Vec<u32> = pairs.iter().map(|(_, c)| snapshot::checksum(c)).collect();
+    let (pairs, sums) = timed_pairs(arena, age, hot);
     let msgs: Vec<SnapshotMsg> = pairs
         .iter()
         .zip(&sums)
