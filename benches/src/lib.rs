@@ -422,12 +422,14 @@ pub fn all_moving(entities: usize, ticks: usize, turn: f64, seed: u64) -> Vec<Ar
                 vy,
                 angle: rng.u8(..),
                 hp: 100,
+                vel_age: 1,
             }
         })
         .collect();
     let mut history = Vec::with_capacity(ticks);
     for t in 0..ticks {
         for e in &mut world {
+            let vel = (e.vx, e.vy);
             if rng.f64() < turn {
                 (e.vx, e.vy) = dirs[rng.usize(..dirs.len())];
                 e.angle = rng.u8(..);
@@ -441,6 +443,12 @@ pub fn all_moving(entities: usize, ticks: usize, turn: f64, seed: u64) -> Vec<Ar
             }
             e.x += e.vx;
             e.y += e.vy;
+            // What the server's simulation knows (`NetEntity::vel_age`).
+            e.vel_age = if (e.vx, e.vy) == vel {
+                e.vel_age.saturating_add(1)
+            } else {
+                1
+            };
         }
         history.push(Arc::new(WorldState {
             tick: shared::Tick(t as u32 + 1),

@@ -222,6 +222,7 @@ mod tests {
             vy: 0,
             angle: 0,
             hp,
+            vel_age: 0,
         }
     }
 

@@ -290,6 +290,7 @@ mod tests {
             vy: 0,
             angle: 0,
             hp,
+            vel_age: 0,
         }
     }
 

@@ -179,6 +179,7 @@ mod tests {
                     vy: (tick % 3) as i32,
                     angle: tick as u8,
                     hp: 100,
+                    vel_age: 0,
                 })
                 .collect(),
             players: std::sync::Arc::new(vec![PlayerInfo {

@@ -44,7 +44,10 @@ impl EntityKind {
 }
 
 /// One entity as replicated: everything quantized to integers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Equality and hashing cover the replicated fields only, not
+/// [`NetEntity::vel_age`]: a state a client rebuilt equals the server's.
+#[derive(Clone, Copy, Debug)]
 pub struct NetEntity {
     /// Network id: stable for the entity's life, unique in a state, never
     /// above [`MAX_NET_ID`].
@@ -63,6 +66,48 @@ pub struct NetEntity {
     pub angle: u8,
     /// Hit points; 0 means dead and waiting to respawn.
     pub hp: u8,
+    /// Not replicated: for how many ticks, this one included, the velocity
+    /// (`vx`, `vy`) has had its current value, saturating at 255; 0 when
+    /// unknown. The server's simulation knows it and fills it in; decoders
+    /// leave it 0.
+    ///
+    /// An encoder hint, in what was the struct's padding: the turn age of a
+    /// velocity change (see [`fields::VEL`]) is then `min(vel_age, age)`,
+    /// one load, instead of a least-squares fit with a division behind a
+    /// branch that a third of changed entities take and the predictor
+    /// cannot learn (the fallback when it is 0). That fit was a tenth of
+    /// diff + encode at age 10 (`BENCHMARKS.md` section 2). Any turn age
+    /// decodes to the same state; this one is exact for an entity that
+    /// turned once since the baseline, and costs a few bits more than the
+    /// fit for one that turned twice.
+    pub vel_age: u8,
+}
+
+impl NetEntity {
+    /// The replicated fields, which equality and hashing compare.
+    fn replicated(&self) -> (u32, EntityKind, [i32; 4], u8, u8) {
+        (
+            self.id,
+            self.kind,
+            [self.x, self.y, self.vx, self.vy],
+            self.angle,
+            self.hp,
+        )
+    }
+}
+
+impl PartialEq for NetEntity {
+    fn eq(&self, other: &Self) -> bool {
+        self.replicated() == other.replicated()
+    }
+}
+
+impl Eq for NetEntity {}
+
+impl std::hash::Hash for NetEntity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.replicated().hash(state);
+    }
 }
 
 /// Scoreboard entry of one player.
@@ -670,13 +715,19 @@ impl Staged {
         // velocity change `dv` is 0 and `k` changes nothing.
         let r0x = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
         let r0y = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
-        // Only entities that turned pay for the turn age. Computed for every
-        // changed entity, branch-free, its division sat on the chain of
-        // value counts from one entity to the next and made the whole diff
-        // + encode 25-50% slower (criterion, alternating runs); behind this
-        // branch (taken by about a third of changed entities at age 10,
-        // fewer at age 1) it costs the same as protocol 3's, within noise.
-        let turn = if (dvx | dvy) != 0 {
+        // The turn age: at age 1 it can only be 1; a server's states know
+        // it (`vel_age`: one load, no branch). Without that hint, only
+        // entities that turned pay for the least-squares fit: computed for
+        // every changed entity, branch-free, its division made the whole
+        // diff + encode 25-50% slower (criterion, alternating runs); behind
+        // this branch (taken by about a third of changed entities at age
+        // 10) it is still a sixth of the diff: the branch mispredicts, and
+        // the division's latency is on the way to the entity's values.
+        let turn = if AGE_ONE {
+            1
+        } else if c.vel_age != 0 {
+            i32::from(c.vel_age).min(age)
+        } else if (dvx | dvy) != 0 {
             turn_age(r0x, r0y, dvx, dvy, age)
         } else {
             1
@@ -874,6 +925,7 @@ pub fn apply_into(
             vy: c.vy,
             angle: c.angle,
             hp: c.hp,
+            vel_age: 0,
         })
     });
     let mut changed_ids = GapReader::new();
@@ -1074,7 +1126,12 @@ mod reference {
                     let turned = dvx != 0 || dvy != 0;
                     let mut rx = c.x.wrapping_sub(b.x.wrapping_add(b.vx.wrapping_mul(age)));
                     let mut ry = c.y.wrapping_sub(b.y.wrapping_add(b.vy.wrapping_mul(age)));
-                    let k = turn_age(rx, ry, dvx, dvy, age);
+                    // The velocity's age where the state knows it, else
+                    // the best fit.
+                    let k = match c.vel_age {
+                        0 => turn_age(rx, ry, dvx, dvy, age),
+                        known => i32::from(known).clamp(1, age),
+                    };
                     if turned {
                         rx = rx.wrapping_sub(dvx.wrapping_mul(k));
                         ry = ry.wrapping_sub(dvy.wrapping_mul(k));
@@ -1216,10 +1273,18 @@ mod reference {
                 vy: rng.small(),
                 angle: rng.next() as u8,
                 hp: rng.next() as u8,
+                vel_age: 0,
             };
             let mut c = b;
             c.x = c.x.wrapping_add(c.vx.wrapping_mul(age as i32));
             c.y = c.y.wrapping_add(c.vy.wrapping_mul(age as i32));
+            // The velocity's age: unknown (a rebuilt state's) half the
+            // time, else anything up to past the baseline, or saturated.
+            c.vel_age = match rng.below(4) {
+                0 | 1 => 0,
+                2 => 1 + rng.below(u64::from(age) + 2) as u8,
+                _ => u8::MAX,
+            };
             match rng.below(10) {
                 0 => {
                     base.entities.push(b);

@@ -126,6 +126,7 @@ fn ent(id: u32, kind: EntityKind, motion: [i32; 4], angle: u8, hp: u8) -> NetEnt
         vy,
         angle,
         hp,
+        vel_age: 0,
     }
 }
 

@@ -96,10 +96,20 @@ struct Entity {
     vel: IVec2,
     aim: u16,
     hp: u8,
+    /// The tick `vel` took its current value ([`NetEntity::vel_age`]).
+    vel_since: Tick,
     body: Body,
 }
 
 impl Entity {
+    /// Sets the velocity at `tick`, which starts its age if it changed.
+    fn set_vel(&mut self, vel: IVec2, tick: Tick) {
+        if vel != self.vel {
+            self.vel = vel;
+            self.vel_since = tick;
+        }
+    }
+
     fn fighter_mut(&mut self) -> Option<&mut Fighter> {
         match &mut self.body {
             Body::Player { fighter, .. } | Body::Npc { fighter, .. } => Some(fighter),
@@ -197,6 +207,7 @@ impl World {
             vel,
             aim,
             hp,
+            vel_since: self.tick,
             body,
         });
         match self.ids.alloc(key, self.tick) {
@@ -333,7 +344,7 @@ impl World {
                     continue;
                 }
             }
-            e.vel = e.pos - prev;
+            e.set_vel(e.pos - prev, self.tick);
         }
 
         // Hits: projectiles against the fighters bucketed by cell.
@@ -378,7 +389,7 @@ impl World {
                     f.deaths += 1;
                     f.respawn_in = rules.respawn_ticks;
                 }
-                v.vel = IVec2::ZERO;
+                v.set_vel(IVec2::ZERO, self.tick);
                 if let Some(shooter) = self.entities.get_mut(owner)
                     && let Some(f) = shooter.fighter_mut()
                 {
@@ -407,7 +418,7 @@ impl World {
                         self.rng.i32(r..=rules::ARENA_WIDTH - r),
                         self.rng.i32(r..=rules::ARENA_HEIGHT - r),
                     );
-                    e.vel = IVec2::ZERO;
+                    e.set_vel(IVec2::ZERO, self.tick);
                 }
             }
         }
@@ -441,6 +452,7 @@ impl World {
                 vy: e.vel.y,
                 angle: rules::replicated_angle(e.aim),
                 hp: e.hp,
+                vel_age: u8::try_from(self.tick.since(e.vel_since) + 1).unwrap_or(u8::MAX),
             });
         }
         if self.roster_dirty {

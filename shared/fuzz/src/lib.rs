@@ -472,6 +472,7 @@ fn entity(id: u32, e: &ArbEntity) -> NetEntity {
         vy: e.vy,
         angle: e.angle,
         hp: e.hp,
+        vel_age: 0,
     }
 }
 

@@ -16,6 +16,7 @@ fn entity(id: u32, kind: EntityKind, x: i32, y: i32, vx: i32, vy: i32) -> NetEnt
         vy,
         angle: 0,
         hp: 100,
+        vel_age: 0,
     }
 }
 
@@ -115,42 +116,45 @@ fn a_turn_costs_a_few_bits_and_consecutive_ids_cost_one() {
 /// What a player does most: turn (or stop) once between two acknowledged
 /// snapshots. The delta carries the velocity change and when it happened
 /// (the turn age `k`), never a position residual, whatever the baseline's
-/// age; and the client rebuilds the exact position from them.
+/// age; and the client rebuilds the exact position from them. Whether the
+/// state knows the velocity's age (a server's) or not (the diff then fits
+/// it).
 #[test]
 fn a_single_turn_or_stop_costs_no_position_residual_at_any_age() {
-    for age in [1, 2, 3, 5, 10, 30] {
-        for k in 1..=age {
-            for (new_vx, new_vy) in [(0, 32), (-23, 23), (0, 0), (-32, 0)] {
-                let b = entity(4, EntityKind::Player, 4800, 3200, 32, 0);
-                let mut c = b;
-                c.x += 32 * (age - k) + new_vx * k;
-                c.y += new_vy * k;
-                (c.vx, c.vy) = (new_vx, new_vy);
-                let base = WorldState {
-                    tick: Tick(100),
-                    entities: vec![b],
-                    players: Arc::default(),
-                };
-                let current = WorldState {
-                    tick: Tick(100 + age as u32),
-                    entities: vec![c],
-                    players: Arc::default(),
-                };
-                let msg = diff(Some(&base), &current, 0);
-                assert_eq!(msg.changed, vec![4 << 4 | fields::VEL], "age {age} k {k}");
-                let mut expect = vec![new_vx - 32, new_vy];
-                if age > 1 {
-                    expect.push(k);
-                }
-                assert_eq!(
-                    msg.values, expect,
-                    "age {age} k {k} to ({new_vx}, {new_vy})"
-                );
-                assert_eq!(
-                    apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
-                    current
-                );
+    let cases = [1, 2, 3, 5, 10, 30]
+        .into_iter()
+        .flat_map(|age| (1..=age).map(move |k| (age, k)))
+        .flat_map(|(age, k)| [(0, 32), (-23, 23), (0, 0), (-32, 0)].map(|v| (age, k, v)));
+    for (age, k, (new_vx, new_vy)) in cases {
+        for known in [false, true] {
+            let b = entity(4, EntityKind::Player, 4800, 3200, 32, 0);
+            let mut c = b;
+            c.x += 32 * (age - k) + new_vx * k;
+            c.y += new_vy * k;
+            (c.vx, c.vy) = (new_vx, new_vy);
+            c.vel_age = if known { k as u8 } else { 0 };
+            let base = WorldState {
+                tick: Tick(100),
+                entities: vec![b],
+                players: Arc::default(),
+            };
+            let current = WorldState {
+                tick: Tick(100 + age as u32),
+                entities: vec![c],
+                players: Arc::default(),
+            };
+            let msg = diff(Some(&base), &current, 0);
+            let case = format!("age {age} k {k} to ({new_vx}, {new_vy}), age known {known}");
+            assert_eq!(msg.changed, vec![4 << 4 | fields::VEL], "{case}");
+            let mut expect = vec![new_vx - 32, new_vy];
+            if age > 1 {
+                expect.push(k);
             }
+            assert_eq!(msg.values, expect, "{case}");
+            assert_eq!(
+                apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+                current
+            );
         }
     }
 }
@@ -193,6 +197,57 @@ fn turn_age_plus_residual_rebuilds_any_motion() {
         apply(Some(&base), &other).is_ok(),
         "any k applies (wrapping)"
     );
+}
+
+/// The velocity's age a server's state knows is the turn age the delta
+/// sends, whatever the motion: two turns since the baseline take a
+/// residual on top (which the least-squares fit could have made smaller),
+/// a wrong or saturated age a bigger one, and every one rebuilds exactly.
+#[test]
+fn the_velocity_age_is_the_turn_age_sent_and_any_rebuilds_exactly() {
+    let b = entity(1, EntityKind::Npc, 1000, 1000, 19, 0);
+    let base = WorldState {
+        tick: Tick(10),
+        entities: vec![b],
+        players: Arc::default(),
+    };
+    // 2 ticks at (19, 0), 3 at (0, 19), the last 3 at (-13, 13).
+    let mut c = b;
+    (c.x, c.y, c.vx, c.vy) = (1000 + 38 - 39, 1000 + 57 + 39, -13, 13);
+    for (vel_age, k) in [(3, 3), (1, 1), (8, 8), (200, 8), (255, 8)] {
+        c.vel_age = vel_age;
+        let current = WorldState {
+            tick: Tick(18),
+            entities: vec![c],
+            players: Arc::default(),
+        };
+        let msg = diff(Some(&base), &current, 0);
+        assert_eq!(
+            msg.changed,
+            vec![1 << 4 | fields::POS | fields::VEL],
+            "vel_age {vel_age}"
+        );
+        assert_eq!(msg.values[2..], [-13 - 19, 13, k], "vel_age {vel_age}");
+        assert_eq!(
+            apply(Some(&base), &over_the_wire(&msg)).expect("applies"),
+            current
+        );
+    }
+}
+
+/// A state a client rebuilds has no velocity ages, and equals the server's:
+/// equality and hashing see replicated fields only.
+#[test]
+fn velocity_ages_are_not_part_of_an_entitys_identity() {
+    use std::hash::BuildHasher;
+    let a = entity(1, EntityKind::Npc, 10, 20, 3, 4);
+    let mut b = a;
+    b.vel_age = 17;
+    assert_eq!(a, b);
+    let hasher = std::collections::hash_map::RandomState::new();
+    assert_eq!(hasher.hash_one(a), hasher.hash_one(b));
+    b.hp -= 1;
+    assert_ne!(a, b);
 }
 
 /// A kill changes two scoreboard entries every few ticks: they travel as
@@ -457,6 +512,7 @@ fn arb_entity(id: u32) -> impl Strategy<Value = NetEntity> {
             vy,
             angle,
             hp,
+            vel_age: 0,
         })
 }
 

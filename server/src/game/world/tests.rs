@@ -212,3 +212,58 @@ fn removed_entities_leave_the_snapshot_and_scoreboard() {
     assert!(snap.entities.iter().all(|e| e.id != id));
     assert!(snap.players.is_empty());
 }
+
+/// The velocity's age the snapshot reports is the ticks since the velocity
+/// took its value, so a player who turned once since a client's baseline is
+/// sent the turn and when it happened, with no position residual; a shot
+/// starts its age when fired.
+#[test]
+fn velocity_ages_count_ticks_since_the_last_change() {
+    let mut w = world();
+    let (p, id) = w.spawn_player("ana".into()).expect("spawn");
+    w.set_position(p, IVec2::new(4000, 3000));
+    let me = |s: &WorldState| *s.entities.iter().find(|e| e.id == id).expect("present");
+    let mut seq = 0;
+    let mut press = |w: &mut World, b: u8| {
+        seq += 1;
+        w.set_input(p, input(seq, b, 0));
+        w.step();
+        w.snapshot()
+    };
+    for age in 1..=6 {
+        assert_eq!(me(&press(&mut w, buttons::RIGHT)).vel_age, age);
+    }
+    let baseline = w.snapshot();
+    for _ in 0..3 {
+        press(&mut w, buttons::RIGHT);
+    }
+    for age in 1..=4 {
+        assert_eq!(me(&press(&mut w, buttons::UP)).vel_age, age);
+    }
+    let current = w.snapshot();
+    let msg = shared::snapshot::diff(Some(&baseline), &current, 0);
+    assert_eq!(msg.changed, [id << 4 | shared::snapshot::fields::VEL]);
+    let step = w.rules().player_step;
+    assert_eq!(msg.values, [-step, -step, 4]);
+    assert_eq!(shared::snapshot::apply(Some(&baseline), &msg), Ok(current));
+
+    // Standing still is a velocity like any other; it saturates at 255.
+    for age in 1..=300u32 {
+        w.step();
+        assert_eq!(me(&w.snapshot()).vel_age, age.min(255) as u8);
+    }
+
+    let (mut w, shooter, _) = shooting_range();
+    w.set_input(shooter, input(1, buttons::FIRE, 0));
+    w.step();
+    let shot = |w: &mut World| {
+        let s = w.snapshot();
+        s.entities
+            .iter()
+            .find(|e| e.kind == EntityKind::Projectile)
+            .map(|e| e.vel_age)
+    };
+    assert_eq!(shot(&mut w), Some(1));
+    w.step();
+    assert_eq!(shot(&mut w), Some(2));
+}
