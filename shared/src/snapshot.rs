@@ -145,7 +145,8 @@ pub struct WorldState {
 /// head's `u32` with a 4-bit field mask).
 pub const MAX_NET_ID: u32 = u32::MAX >> FIELD_BITS;
 
-/// Field groups of a changed entity, in the order their values follow.
+/// Field groups of a changed entity, in the order of their columns in
+/// [`SnapshotMsg::values`].
 pub mod fields {
     /// Position residual against dead reckoning: two values (x, y).
     pub const POS: u32 = 1;
@@ -226,7 +227,12 @@ pub struct SnapshotMsg {
     pub created: Vec<EntityCreate>,
     /// One head per changed entity: `gap << 4 | field_mask`.
     pub changed: Vec<u32>,
-    /// The changed fields' values, head after head, in field bit order.
+    /// The changed fields' values, in columns: the `POS` pair of every head
+    /// with [`fields::POS`], in head order, then the `VEL` values of every
+    /// head with [`fields::VEL`], then the `ANGLE` values, then the `HP`
+    /// values (protocol 6; protocol 5 listed them head after head). Each
+    /// column is a run of values of one kind, which an encoder codes in one
+    /// loop, without a branch on which fields each head has.
     pub values: Vec<i32>,
     /// Ids (absolute, increasing) of scoreboard entries that are gone.
     pub players_removed: Vec<u32>,
@@ -530,7 +536,7 @@ fn diff_entities(bs: &[NetEntity], cs: &[NetEntity], age: i32, out: &mut Snapsho
         } else {
             walk::<false>(bs, cs, age, staged, &mut gaps, out)
         };
-        staged.flush(out);
+        staged.finish(out);
         ij
     });
     for b in &bs[i..] {
@@ -620,37 +626,44 @@ fn turn_age(rx: i32, ry: i32, dvx: i32, dvy: i32, age: i32) -> i32 {
     ((k + 0.5) as i32).clamp(1, age.max(1))
 }
 
-/// Heads staged before they go to [`SnapshotMsg::changed`].
-const HEADS: usize = 128;
-/// Values staged before they go to [`SnapshotMsg::values`]: room for seven
-/// (every field group, the turn age included) per staged head, and for the
-/// last head's writes, which touch eight slots.
-const VALUES: usize = 7 * HEADS + 1;
+/// Changed entities staged before they go to the message's lists (and
+/// their values to [`Staged::columns`]): 36 KiB of stage per thread, which
+/// holds the whole delta of most worlds.
+const HEADS: usize = 1024;
 
-/// The changed entities of a delta, staged per thread and appended to the
-/// message's lists a block at a time.
+/// The changed entities of a delta, staged per thread: their heads, and
+/// their values in four columns, one per field group, in the order
+/// [`SnapshotMsg::values`] lists them.
 ///
 /// Which field groups of a changed entity differ is as good as random, so a
 /// branch per group is a misprediction every few entities. Instead every
-/// group is written as if it had changed, and the write position advances
-/// only past those that did: straight-line code whose cost does not depend
-/// on the data. The staging arrays make that possible without `unsafe` (a
-/// `Vec` cannot be written past its length) and spare `Vec::push`'s
-/// capacity test per value.
+/// group is written to its column as if it had changed, and the column's
+/// length advances only past those that did: straight-line code whose cost
+/// does not depend on the data. The staging arrays make that possible
+/// without `unsafe` (a `Vec` cannot be written past its length; their
+/// lengths are powers of two, so an index wraps with a mask instead of a
+/// bounds check) and spare `Vec::push`'s capacity test per value.
 ///
 /// Whether an entity changed at all stays a branch, in the merge walk: it
 /// is much better predicted (players turn, NPCs mostly fly straight, and
 /// ids come in runs of each), and a branch-free walk that staged every
-/// entity cost a third more instructions at ages 1 and 3, which clients
-/// that acknowledge every tick use, for fewer mispredictions only at age
-/// 10 (callgrind: 5,000 entities, age 3, 516k instructions and 300
-/// mispredictions against 451k and 690 here; age 10, 524k and 480 against
-/// 523k and 1,390).
+/// entity was slower at every age measured (sessions 3, 25 and 26,
+/// `BENCHMARKS.md` section 8).
 struct Staged {
     heads: [u32; HEADS],
-    values: [i32; VALUES],
+    /// `POS` pairs.
+    pos: [i32; 2 * HEADS],
+    /// `VEL` pairs, each with its turn age from age 2 on (at most three
+    /// values a head; four slots for a mask).
+    vel: [i32; 4 * HEADS],
+    angle: [i32; HEADS],
+    hp: [i32; HEADS],
     heads_len: usize,
-    values_len: usize,
+    /// The values in each staged column.
+    lens: [usize; 4],
+    /// Each column's values from the stages flushed before, for a delta
+    /// of more than [`HEADS`] changed entities.
+    columns: [Vec<i32>; 4],
     /// Id of the last changed entity, for the gap of the next head (the
     /// changed list's [`GapWriter`]).
     prev: u32,
@@ -658,16 +671,20 @@ struct Staged {
 
 thread_local! {
     /// The stage of [`diff_entities`] on this thread.
-    static STAGE: RefCell<Staged> = RefCell::new(Staged::new());
+    static STAGE: RefCell<Box<Staged>> = RefCell::new(Box::new(Staged::new()));
 }
 
 impl Staged {
     fn new() -> Self {
         Self {
             heads: [0; HEADS],
-            values: [0; VALUES],
+            pos: [0; 2 * HEADS],
+            vel: [0; 4 * HEADS],
+            angle: [0; HEADS],
+            hp: [0; HEADS],
             heads_len: 0,
-            values_len: 0,
+            lens: [0; 4],
+            columns: Default::default(),
             prev: GapWriter::new().prev,
         }
     }
@@ -676,7 +693,10 @@ impl Staged {
     /// which are never read).
     fn reset(&mut self) {
         self.heads_len = 0;
-        self.values_len = 0;
+        self.lens = [0; 4];
+        for c in &mut self.columns {
+            c.clear();
+        }
         self.prev = GapWriter::new().prev;
     }
 
@@ -736,47 +756,70 @@ impl Staged {
         let ry = r0y.wrapping_sub(dvy.wrapping_mul(turn));
         let da = i32::from(c.angle.wrapping_sub(b.angle) as i8);
         let dh = i32::from(c.hp) - i32::from(b.hp);
-        let (nh, nv) = (self.heads_len, self.values_len);
-        // nv <= 7 * nh and nh < HEADS: the eight slots are in bounds.
-        let Some(w) = self
-            .values
-            .get_mut(nv..)
-            .and_then(<[i32]>::first_chunk_mut::<8>)
-        else {
-            unreachable!("at most seven values per staged head");
-        };
-        w[0] = rx;
-        w[1] = ry;
-        let pos = usize::from((rx | ry) != 0);
-        let mut k = 2 * pos;
-        w[k] = dvx;
-        w[k + 1] = dvy;
-        w[k + 2] = turn;
-        let vel = usize::from((dvx | dvy) != 0);
-        k += (2 + usize::from(age > 1)) * vel;
-        w[k] = da;
-        let angle = usize::from(da != 0);
-        k += angle;
-        w[k] = dh;
-        let hp = usize::from(dh != 0);
-        k += hp;
-        self.values_len = nv + k;
+        // Each column written as if the field had changed, its length
+        // advanced only if it had.
+        let n = self.lens[0];
+        self.pos[n % (2 * HEADS)] = rx;
+        self.pos[(n + 1) % (2 * HEADS)] = ry;
+        let pos = u32::from((rx | ry) != 0);
+        self.lens[0] = n + 2 * pos as usize;
+        let n = self.lens[1];
+        self.vel[n % (4 * HEADS)] = dvx;
+        self.vel[(n + 1) % (4 * HEADS)] = dvy;
+        self.vel[(n + 2) % (4 * HEADS)] = turn;
+        let vel = u32::from((dvx | dvy) != 0);
+        self.lens[1] = n + if AGE_ONE { 2 } else { 3 } * vel as usize;
+        let n = self.lens[2];
+        self.angle[n % HEADS] = da;
+        let angle = u32::from(da != 0);
+        self.lens[2] = n + angle as usize;
+        let n = self.lens[3];
+        self.hp[n % HEADS] = dh;
+        let hp = u32::from(dh != 0);
+        self.lens[3] = n + hp as usize;
         const _: () =
             assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
         let mask = pos | (vel << 1) | (angle << 2) | (hp << 3);
+        let nh = self.heads_len;
         self.heads[nh % HEADS] =
-            (c.id.wrapping_sub(self.prev).wrapping_sub(1) << FIELD_BITS) | mask as u32;
+            (c.id.wrapping_sub(self.prev).wrapping_sub(1) << FIELD_BITS) | mask;
         self.heads_len = nh + 1;
         self.prev = c.id;
     }
 
-    /// Appends the staged heads and values to `out` and empties the stage.
+    /// Appends the staged heads to `out` and the values to
+    /// [`Staged::columns`], and empties the stage.
     fn flush(&mut self, out: &mut SnapshotMsg) {
         out.changed.extend_from_slice(&self.heads[..self.heads_len]);
-        out.values
-            .extend_from_slice(&self.values[..self.values_len]);
+        let [np, nv, na, nh] = self.lens;
+        let [pos, vel, angle, hp] = &mut self.columns;
+        pos.extend_from_slice(&self.pos[..np]);
+        vel.extend_from_slice(&self.vel[..nv]);
+        angle.extend_from_slice(&self.angle[..na]);
+        hp.extend_from_slice(&self.hp[..nh]);
         self.heads_len = 0;
-        self.values_len = 0;
+        self.lens = [0; 4];
+    }
+
+    /// The values in the stage, column by column.
+    fn staged(&self) -> [&[i32]; 4] {
+        let [np, nv, na, nh] = self.lens;
+        [
+            &self.pos[..np],
+            &self.vel[..nv],
+            &self.angle[..na],
+            &self.hp[..nh],
+        ]
+    }
+
+    /// Appends the staged heads to `out`, and all the values, one column
+    /// after another.
+    fn finish(&mut self, out: &mut SnapshotMsg) {
+        out.changed.extend_from_slice(&self.heads[..self.heads_len]);
+        for (flushed, staged) in self.columns.iter().zip(self.staged()) {
+            out.values.extend_from_slice(flushed);
+            out.values.extend_from_slice(staged);
+        }
     }
 }
 
@@ -831,7 +874,7 @@ pub fn diff(baseline: Option<&WorldState>, current: &WorldState, input_ack: u32)
     out
 }
 
-/// Pulls values for one changed entity.
+/// Reads one column of a message's values.
 struct Values<'a> {
     values: &'a [i32],
     at: usize,
@@ -845,35 +888,84 @@ impl Values<'_> {
     }
 }
 
+/// A message's values read column by column (see [`SnapshotMsg::values`]).
+struct Columns<'a> {
+    pos: Values<'a>,
+    vel: Values<'a>,
+    angle: Values<'a>,
+    hp: Values<'a>,
+    /// How many values the heads ask for.
+    wanted: usize,
+}
+
+impl<'a> Columns<'a> {
+    /// Splits `values` where the heads say its columns end (a column cut
+    /// short if there are too few values: reading past its end is a
+    /// [`DeltaError::ValueCount`], like any difference between
+    /// [`Columns::wanted`] and the values there are).
+    fn new(values: &'a [i32], heads: &[u32], base_age: u32) -> Self {
+        let count = |field: u32| heads.iter().filter(|&&h| h & field != 0).count();
+        let vel_values = if base_age > 1 { 3 } else { 2 };
+        // At most seven values a head: no overflow for any list that fits
+        // in memory.
+        let lens = [
+            2 * count(fields::POS),
+            vel_values * count(fields::VEL),
+            count(fields::ANGLE),
+            count(fields::HP),
+        ];
+        let mut rest = values;
+        let [pos, vel, angle, hp] = lens.map(|len| {
+            let (column, after) = rest.split_at(len.min(rest.len()));
+            rest = after;
+            Values {
+                values: column,
+                at: 0,
+            }
+        });
+        Self {
+            pos,
+            vel,
+            angle,
+            hp,
+            wanted: lens.iter().sum(),
+        }
+    }
+}
+
 fn apply_change(
     e: &mut NetEntity,
     mask: u32,
     age: i32,
-    values: &mut Values<'_>,
+    columns: &mut Columns<'_>,
 ) -> Result<(), DeltaError> {
     // Dead reckoning first, with the baseline's velocity.
     e.x = e.x.wrapping_add(e.vx.wrapping_mul(age));
     e.y = e.y.wrapping_add(e.vy.wrapping_mul(age));
     if mask & fields::POS != 0 {
-        e.x = e.x.wrapping_add(values.next()?);
-        e.y = e.y.wrapping_add(values.next()?);
+        e.x = e.x.wrapping_add(columns.pos.next()?);
+        e.y = e.y.wrapping_add(columns.pos.next()?);
     }
     if mask & fields::VEL != 0 {
-        let dvx = values.next()?;
-        let dvy = values.next()?;
+        let dvx = columns.vel.next()?;
+        let dvy = columns.vel.next()?;
         // The last `k` ticks were flown with the new velocity, not the old.
         // Sent from a base age of 2 on (as the unsigned `base_age`).
-        let k = if age as u32 > 1 { values.next()? } else { 1 };
+        let k = if age as u32 > 1 {
+            columns.vel.next()?
+        } else {
+            1
+        };
         e.vx = e.vx.wrapping_add(dvx);
         e.vy = e.vy.wrapping_add(dvy);
         e.x = e.x.wrapping_add(dvx.wrapping_mul(k));
         e.y = e.y.wrapping_add(dvy.wrapping_mul(k));
     }
     if mask & fields::ANGLE != 0 {
-        e.angle = e.angle.wrapping_add(values.next()? as u8);
+        e.angle = e.angle.wrapping_add(columns.angle.next()? as u8);
     }
     if mask & fields::HP != 0 {
-        e.hp = (i32::from(e.hp).wrapping_add(values.next()?)) as u8;
+        e.hp = (i32::from(e.hp).wrapping_add(columns.hp.next()?)) as u8;
     }
     Ok(())
 }
@@ -934,10 +1026,7 @@ pub fn apply_into(
             .id(h >> FIELD_BITS)
             .map(|id| (id, h & FIELD_MASK))
     });
-    let mut values = Values {
-        values: &msg.values,
-        at: 0,
-    };
+    let mut columns = Columns::new(&msg.values, &msg.changed, msg.base_age);
 
     let mut rem = next_removed()?;
     let mut cre = created.next().transpose()?;
@@ -966,7 +1055,7 @@ pub fn apply_into(
         match chg {
             Some((c, _)) if c < b.id => return Err(DeltaError::UnknownEntity(c)),
             Some((c, mask)) if c == b.id => {
-                apply_change(&mut e, mask, age, &mut values)?;
+                apply_change(&mut e, mask, age, &mut columns)?;
                 chg = changed.next().transpose()?;
             }
             _ => {
@@ -986,7 +1075,7 @@ pub fn apply_into(
         out.entities.push(c);
         cre = created.next().transpose()?;
     }
-    if values.at != msg.values.len() {
+    if columns.wanted != msg.values.len() {
         return Err(DeltaError::ValueCount);
     }
 
@@ -1117,6 +1206,8 @@ mod reference {
         };
         let (mut removed, mut created, mut changed) =
             (GapWriter::new(), GapWriter::new(), GapWriter::new());
+        // The values of each field group, in head order.
+        let mut columns: [Vec<i32>; 4] = Default::default();
         let (bs, cs) = (&base.entities, &current.entities);
         let (mut i, mut j) = (0, 0);
         while i < bs.len() || j < cs.len() {
@@ -1139,29 +1230,27 @@ mod reference {
                     let da = i32::from(c.angle.wrapping_sub(b.angle) as i8);
                     let dh = i32::from(c.hp) - i32::from(b.hp);
                     let mut mask = 0;
-                    let mut values = vec![];
                     if rx != 0 || ry != 0 {
                         mask |= fields::POS;
-                        values.extend([rx, ry]);
+                        columns[0].extend([rx, ry]);
                     }
                     if turned {
                         mask |= fields::VEL;
-                        values.extend([dvx, dvy]);
+                        columns[1].extend([dvx, dvy]);
                         if age > 1 {
-                            values.push(k);
+                            columns[1].push(k);
                         }
                     }
                     if da != 0 {
                         mask |= fields::ANGLE;
-                        values.push(da);
+                        columns[2].push(da);
                     }
                     if dh != 0 {
                         mask |= fields::HP;
-                        values.push(dh);
+                        columns[3].push(dh);
                     }
                     if mask != 0 {
                         out.changed.push((changed.gap(c.id) << FIELD_BITS) | mask);
-                        out.values.extend(values);
                     }
                     i += 1;
                     j += 1;
@@ -1183,6 +1272,7 @@ mod reference {
                 (Some(_), None) | (None, None) => unreachable!("loop condition"),
             }
         }
+        out.values = columns.concat();
         let (bp, cp) = (&base.players, &current.players);
         let mut scored = GapWriter::new();
         let (mut i, mut j) = (0, 0);

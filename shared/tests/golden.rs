@@ -553,14 +553,16 @@ fn handmade_deltas() -> Vec<(&'static str, WorldState, SnapshotMsg)> {
             1 << 4 | fields::POS | fields::ANGLE | fields::HP,
             fields::VEL | fields::HP,
         ],
+        // Column by column: POS (id 1), VEL (id 2), ANGLE (id 1), HP (ids
+        // 1 and 2).
         values: vec![
             i32::MAX,
             i32::MIN,
-            1000,
-            300,
             i32::MIN,
             i32::MAX,
             i32::MAX, // the turn age: any value applies, wrapping
+            1000,
+            300,
             -1_000_000,
         ],
         // Score changes wrap too: 1 - 2 and 1 + u32::MAX.

@@ -240,12 +240,12 @@ function diff(base, cur) {
   }
   const age = cur.tick - base.tick;
   const changed = [];
-  const values = [];
+  // The values column by column (protocol 6): POS, VEL, ANGLE.
+  const pos = [], vel = [], angles = [];
   let prev = null;
   cur.entities.forEach((c, i) => {
     const b = base.entities[i];
     let mask = 0;
-    const v = [];
     // Protocol 4: a velocity change carries its turn age k (from age 2 on),
     // and the residual is against base.pos + base.vel*(age-k) + new.vel*k.
     const dvx = c.vx - b.vx;
@@ -253,14 +253,14 @@ function diff(base, cur) {
     const k = turnAge(c.x - (b.x + b.vx * age), c.y - (b.y + b.vy * age), dvx, dvy, age);
     const rx = c.x - (b.x + b.vx * age + dvx * k);
     const ry = c.y - (b.y + b.vy * age + dvy * k);
-    if (rx || ry) (mask |= Fields.POS), v.push(rx, ry);
-    if (dvx || dvy) (mask |= Fields.VEL), v.push(dvx, dvy, ...(age > 1 ? [k] : []));
-    if (c.angle !== b.angle) (mask |= Fields.ANGLE), v.push(((c.angle - b.angle + 128) & 0xff) - 128);
+    if (rx || ry) (mask |= Fields.POS), pos.push(rx, ry);
+    if (dvx || dvy) (mask |= Fields.VEL), vel.push(dvx, dvy, ...(age > 1 ? [k] : []));
+    if (c.angle !== b.angle) (mask |= Fields.ANGLE), angles.push(((c.angle - b.angle + 128) & 0xff) - 128);
     if (!mask) return;
     changed.push(((prev === null ? c.id : c.id - prev - 1) << 4) | mask);
     prev = c.id;
-    values.push(...v);
   });
+  const values = [...pos, ...vel, ...angles];
   // The one player keeps its name: a score change travels without it.
   const gained = cur.players[0].score - base.players[0].score;
   const scored = gained ? [{ gap: cur.players[0].id, score: gained, deaths: 0 }] : [];

@@ -18,6 +18,7 @@ import {
   encodeServer,
 } from '../../web/js/codec.js';
 import { emptySnapshot } from './serde-shape.mjs';
+import { PROTOCOL_VERSION } from '../../web/js/protocol.js';
 
 /** Asserts that `f` throws a CodecError whose message matches `re`. */
 function refused(/** @type {() => unknown} */ f, /** @type {RegExp} */ re, /** @type {string} */ what) {
@@ -28,7 +29,7 @@ function refused(/** @type {() => unknown} */ f, /** @type {RegExp} */ re, /** @
 function hello(/** @type {number} */ len, /** @type {object} */ fields = {}) {
   return {
     type: 'Hello',
-    protocol: 5,
+    protocol: PROTOCOL_VERSION,
     name: 'x'.repeat(len),
     room: null,
     auth: null,

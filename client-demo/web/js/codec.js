@@ -12,7 +12,7 @@
 // * fixed-size arrays ([u8; 16], the session token): the items, no length.
 // * enums: the variant index as a u32 varint, then the variant's fields.
 // * String and Vec: the length as a u64 varint, then the items (UTF-8 bytes).
-// * a snapshot's created entities, change heads and values (protocol 5) are
+// * a snapshot's created entities, change heads and values (protocol 6) are
 //   one bit-packed byte string, a Vec<u8> in bincode's eyes: see "The entity
 //   section" below.
 //
@@ -501,7 +501,7 @@ export function decodeClient(data) {
 }
 
 // ---------------------------------------------------------------------------
-// The entity section of a snapshot (protocol 5): a port of
+// The entity section of a snapshot (protocol 6): a port of
 // `shared/src/codec/entities.rs`, which is the reference.
 //
 // A snapshot's created entities, change heads and values travel as one byte
@@ -740,20 +740,27 @@ const TURN_AGE = -1;
 
 /**
  * Calls `f` with the code of each value in order until it returns false
- * (entities.rs `for_each_code`): per head its set fields POS (2 values), VEL
- * (2, then the turn age when `turn`, from base age 2 on), ANGLE (1), HP (1),
- * then ORDER_SURPLUS for values the heads do not ask for. `f` knows how many
- * values there are, and stops the walk after the last.
+ * (entities.rs `for_each_code`). The values are in columns: two POS values
+ * for each head with POS, then two VEL values for each head with VEL (each
+ * pair followed by its turn age when `turn`, from base age 2 on), then one
+ * ANGLE value for each head with ANGLE, then one HP value for each head
+ * with HP; then ORDER_SURPLUS for values the heads do not ask for. `f` knows
+ * how many values there are, and stops the walk after the last.
  * @param {number[]} heads @param {boolean} turn
  * @param {(code: number) => boolean} f
  */
 function forEachCode(heads, turn, f) {
+  let pos = 0, vel = 0, angle = 0, hp = 0;
   for (const m of heads) {
-    if (m & Fields.POS && !(f(ORDER_POS) && f(ORDER_POS))) return;
-    if (m & Fields.VEL && !(f(ORDER_VEL) && f(ORDER_VEL) && (!turn || f(TURN_AGE)))) return;
-    if (m & Fields.ANGLE && !f(ORDER_ANGLE)) return;
-    if (m & Fields.HP && !f(ORDER_HP)) return;
+    pos += m & Fields.POS ? 1 : 0;
+    vel += m & Fields.VEL ? 1 : 0;
+    angle += m & Fields.ANGLE ? 1 : 0;
+    hp += m & Fields.HP ? 1 : 0;
   }
+  for (let i = 0; i < pos; i++) if (!(f(ORDER_POS) && f(ORDER_POS))) return;
+  for (let i = 0; i < vel; i++) if (!(f(ORDER_VEL) && f(ORDER_VEL) && (!turn || f(TURN_AGE)))) return;
+  for (let i = 0; i < angle; i++) if (!f(ORDER_ANGLE)) return;
+  for (let i = 0; i < hp; i++) if (!f(ORDER_HP)) return;
   while (f(ORDER_SURPLUS));
 }
 
@@ -894,7 +901,7 @@ export function packEntities(s) {
  *   resend two names (protocol 4)
  * A snapshot's `created`, `changed` and `values` are the lists the Rust
  * SnapshotMsg holds; on the wire they are its bit-packed entity section
- * (protocol 5, see above), decoded into these lists before anything else
+ * (protocol 6, see above), decoded into these lists before anything else
  * looks at them.
  * @typedef {{tick: number, baseAge: number, inputAck: number, checksum: number,
  *   removed: number[], created: EntityCreate[], changed: number[], values: number[],

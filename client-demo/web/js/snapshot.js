@@ -21,7 +21,8 @@ export const MAX_NET_ID = 0xffffffff >>> 4;
 const FIELD_BITS = 4;
 const FIELD_MASK = (1 << FIELD_BITS) - 1;
 
-/** Field groups of a changed entity, in the order their values follow. */
+/** Field groups of a changed entity. A message lists its values column by
+ * column, in this order: every POS pair, then every VEL change, and so on. */
 export const Fields = Object.freeze({ POS: 1, VEL: 2, ANGLE: 4, HP: 8 });
 
 /** Why a delta cannot be applied; `kind` is the Rust DeltaError variant. */
@@ -101,39 +102,74 @@ function gapReader() {
 }
 
 /**
+ * A message's values, read column by column (shared::snapshot `Columns`):
+ * the POS pairs of the heads with POS, then the VEL pairs (each with its turn
+ * age from base age 2 on), then the ANGLE values, then the HP values. A
+ * column is cut short if there are too few values; reading past its end, or
+ * any other number of values than the heads ask for (`wanted`), is a
+ * ValueCount error.
+ */
+class Columns {
+  /** @param {number[]} values @param {number[]} heads @param {number} baseAge */
+  constructor(values, heads, baseAge) {
+    let pos = 0, vel = 0, angle = 0, hp = 0;
+    for (const m of heads) {
+      pos += m & Fields.POS ? 1 : 0;
+      vel += m & Fields.VEL ? 1 : 0;
+      angle += m & Fields.ANGLE ? 1 : 0;
+      hp += m & Fields.HP ? 1 : 0;
+    }
+    const lens = [2 * pos, (baseAge >>> 0 > 1 ? 3 : 2) * vel, angle, hp];
+    this.values = values;
+    /** Where each column starts and ends in `values`, and where it is read. */
+    this.ends = [];
+    this.at = [];
+    let start = 0;
+    for (const len of lens) {
+      this.at.push(start);
+      start = Math.min(start + len, values.length);
+      this.ends.push(start);
+    }
+    this.wanted = lens[0] + lens[1] + lens[2] + lens[3];
+  }
+
+  /** The next value of column `c` (0 POS, 1 VEL, 2 ANGLE, 3 HP). */
+  next(/** @type {number} */ c) {
+    if (this.at[c] >= this.ends[c]) throw new DeltaError('ValueCount');
+    return this.values[this.at[c]++];
+  }
+}
+
+/**
  * Applies a changed-entity record to a copy of its baseline entity.
  * @param {NetEntity} e mutated
  * @param {number} mask
  * @param {number} age
- * @param {{values: number[], at: number}} values
+ * @param {Columns} values
  */
 function applyChange(e, mask, age, values) {
-  const next = () => {
-    if (values.at >= values.values.length) throw new DeltaError('ValueCount');
-    return values.values[values.at++];
-  };
   // Dead reckoning first, with the baseline's velocity.
   e.x = (e.x + Math.imul(e.vx, age)) | 0;
   e.y = (e.y + Math.imul(e.vy, age)) | 0;
   if (mask & Fields.POS) {
-    e.x = (e.x + next()) | 0;
-    e.y = (e.y + next()) | 0;
+    e.x = (e.x + values.next(0)) | 0;
+    e.y = (e.y + values.next(0)) | 0;
   }
   if (mask & Fields.VEL) {
-    const dvx = next();
-    const dvy = next();
+    const dvx = values.next(1);
+    const dvy = values.next(1);
     // Protocol 4: the last `k` ticks were flown with the new velocity, not
     // the baseline's. `k` is sent from a base age of 2 on (compared as the
     // unsigned base_age); at age 1 it can only be 1. Any `k` is valid: the
     // arithmetic wraps and the POS residual covers the rest.
-    const k = age >>> 0 > 1 ? next() : 1;
+    const k = age >>> 0 > 1 ? values.next(1) : 1;
     e.vx = (e.vx + dvx) | 0;
     e.vy = (e.vy + dvy) | 0;
     e.x = (e.x + Math.imul(dvx, k)) | 0;
     e.y = (e.y + Math.imul(dvy, k)) | 0;
   }
-  if (mask & Fields.ANGLE) e.angle = (e.angle + next()) & 0xff;
-  if (mask & Fields.HP) e.hp = (e.hp + next()) & 0xff;
+  if (mask & Fields.ANGLE) e.angle = (e.angle + values.next(2)) & 0xff;
+  if (mask & Fields.HP) e.hp = (e.hp + values.next(3)) & 0xff;
 }
 
 /**
@@ -179,7 +215,7 @@ export function applyDelta(baseline, msg) {
     const h = msg.changed[hi++];
     return [changedId(h >>> FIELD_BITS), h & FIELD_MASK];
   };
-  const values = { values: msg.values, at: 0 };
+  const values = new Columns(msg.values, msg.changed, msg.baseAge);
 
   let rem = nextRemoved();
   let cre = nextCreated();
@@ -222,7 +258,7 @@ export function applyDelta(baseline, msg) {
     out.push(cre);
     cre = nextCreated();
   }
-  if (values.at !== msg.values.length) throw new DeltaError('ValueCount');
+  if (values.wanted !== msg.values.length) throw new DeltaError('ValueCount');
 
   return { tick: msg.tick, entities: out, players: applyPlayers(base.players, msg) };
 }

@@ -1,4 +1,4 @@
-//! The entity section of a snapshot (protocol 5): created entities, change
+//! The entity section of a snapshot (protocol 6): created entities, change
 //! heads and their values, bit-packed (`PROTOCOL.md` 5.2 for the layout,
 //! 2.5 for the codes).
 //!
@@ -305,14 +305,19 @@ enum Code {
 }
 
 /// Calls `f` with the code of each value in order, until `f` returns an
-/// error, which it returns: each head's set bits in the order `POS` (2
-/// values), `VEL` (2, then the turn age when `turn`, that is `base_age` ≥
-/// 2), `ANGLE` (1), `HP` (1), then [`order::SURPLUS`] for values the heads
-/// do not ask for. `f` knows how many values there are, and stops the walk
-/// after the last.
+/// error, which it returns: the values are in columns (see
+/// [`SnapshotMsg::values`]): two `POS` values for each head with `POS`,
+/// then two `VEL` values for each head with `VEL`, each pair followed by
+/// its turn age when `turn` (that is `base_age` ≥ 2), then one `ANGLE`
+/// value for each head with `ANGLE`, one `HP` value for each with `HP`;
+/// then [`order::SURPLUS`] for values the heads do not ask for. `f` knows
+/// how many values there are, and stops the walk after the last.
 ///
 /// The one statement of which code each value has, for the encoder and the
-/// decoder: unrolled over the mask bits, no per-value dispatch.
+/// decoder. Each column is a loop of one code: no branch on which fields a
+/// head has, which is as good as random (protocol 5 walked the values head
+/// by head, and its encoder spent a third of its time on mispredicted
+/// branches; `BENCHMARKS.md` section 2).
 #[inline(always)]
 fn for_each_code<E>(heads: &[u32], turn: bool, mut f: impl FnMut(Code) -> Result<(), E>) -> E {
     macro_rules! code {
@@ -322,24 +327,32 @@ fn for_each_code<E>(heads: &[u32], turn: bool, mut f: impl FnMut(Code) -> Result
             }
         };
     }
+    // How many heads have each field, in one pass.
+    let mut count = [0; 4];
     for &head in heads {
-        if head & fields::POS != 0 {
-            code!(Code::Signed(order::POS));
-            code!(Code::Signed(order::POS));
+        for (bit, n) in count.iter_mut().enumerate() {
+            *n += (head >> bit) & 1;
         }
-        if head & fields::VEL != 0 {
-            code!(Code::Signed(order::VEL));
-            code!(Code::Signed(order::VEL));
-            if turn {
-                code!(Code::TurnAge);
-            }
+    }
+    const _: () =
+        assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
+    let [pos, vel, angle, hp] = count;
+    for _ in 0..pos {
+        code!(Code::Signed(order::POS));
+        code!(Code::Signed(order::POS));
+    }
+    for _ in 0..vel {
+        code!(Code::Signed(order::VEL));
+        code!(Code::Signed(order::VEL));
+        if turn {
+            code!(Code::TurnAge);
         }
-        if head & fields::ANGLE != 0 {
-            code!(Code::Signed(order::ANGLE));
-        }
-        if head & fields::HP != 0 {
-            code!(Code::Signed(order::HP));
-        }
+    }
+    for _ in 0..angle {
+        code!(Code::Signed(order::ANGLE));
+    }
+    for _ in 0..hp {
+        code!(Code::Signed(order::HP));
     }
     loop {
         code!(Code::Signed(order::SURPLUS));
@@ -653,6 +666,44 @@ mod tests {
             assert_eq!(bytes.len(), bits / 8 + 1, "{kind:?} with {hp}");
             assert_eq!(unpacked(&bytes, 0).map(|u| u.created), Ok(s.created));
         }
+    }
+
+    /// Protocol 6: the values travel column by column, each with its
+    /// column's code, whatever the order of the heads that own them.
+    #[test]
+    fn values_travel_in_columns_each_with_its_code() {
+        let s = SnapshotMsg {
+            base_age: 3,
+            // Id 0 re-aimed and hit, id 1 turned, id 2 moved and re-aimed.
+            changed: vec![
+                fields::ANGLE | fields::HP,
+                fields::VEL,
+                fields::POS | fields::ANGLE,
+            ],
+            // POS (id 2), VEL and its turn age (id 1), ANGLE (ids 0, 2),
+            // HP (id 0).
+            values: vec![5, -6, 7, -8, 2, 9, -10, -25],
+            ..SnapshotMsg::default()
+        };
+        let expected = bits_of(|w| {
+            w.golomb(0, order::COUNT);
+            w.golomb(3, order::COUNT);
+            for head in &s.changed {
+                w.put(u64::from(head & 0xF), 4);
+                w.golomb(0, order::HEAD_GAP);
+            }
+            w.golomb(8, order::COUNT);
+            w.signed(5, order::POS);
+            w.signed(-6, order::POS);
+            w.signed(7, order::VEL);
+            w.signed(-8, order::VEL);
+            w.golomb(2 - 1, order::TURN);
+            w.signed(9, order::ANGLE);
+            w.signed(-10, order::ANGLE);
+            w.signed(-25, order::HP);
+        });
+        assert_eq!(section(&s), expected);
+        assert_eq!(unpacked(&expected, 3).map(|u| u.values), Ok(s.values));
     }
 
     #[test]
