@@ -380,8 +380,16 @@ pub(super) fn pack(s: &SnapshotMsg, out: &mut Vec<u8>) {
     }
     w.golomb(s.changed.len() as u32, order::COUNT);
     for &head in &s.changed {
-        w.put(u64::from(head & 0xF), 4);
-        w.golomb(head >> 4, order::HEAD_GAP);
+        // The mask and the gap's code in one write when they fit 32 bits
+        // (a gap below 2^14): one flush test a head instead of two.
+        let x = u64::from(head >> 4) + (1 << order::HEAD_GAP);
+        let width = 2 * (64 - x.leading_zeros()) - order::HEAD_GAP - 1;
+        if width <= 28 {
+            w.put(u64::from(head & 0xF) << width | x, width + 4);
+        } else {
+            w.put(u64::from(head & 0xF), 4);
+            w.golomb(head >> 4, order::HEAD_GAP);
+        }
     }
     w.golomb(s.values.len() as u32, order::COUNT);
     let mut values = s.values.iter();
