@@ -874,6 +874,22 @@ pub fn diff(baseline: Option<&WorldState>, current: &WorldState, input_ack: u32)
     out
 }
 
+/// How many change heads have each field group, in the order `POS`,
+/// `VEL`, `ANGLE`, `HP`: how many entries each column of
+/// [`SnapshotMsg::values`] has. One pass, no branch per head.
+#[must_use]
+pub(crate) fn field_counts(heads: &[u32]) -> [usize; 4] {
+    const _: () =
+        assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
+    let mut count = [0; 4];
+    for &head in heads {
+        for (bit, n) in count.iter_mut().enumerate() {
+            *n += ((head >> bit) & 1) as usize;
+        }
+    }
+    count
+}
+
 /// Reads one column of a message's values.
 struct Values<'a> {
     values: &'a [i32],
@@ -904,16 +920,11 @@ impl<'a> Columns<'a> {
     /// [`DeltaError::ValueCount`], like any difference between
     /// [`Columns::wanted`] and the values there are).
     fn new(values: &'a [i32], heads: &[u32], base_age: u32) -> Self {
-        let count = |field: u32| heads.iter().filter(|&&h| h & field != 0).count();
+        let [pos, vel, angle, hp] = field_counts(heads);
         let vel_values = if base_age > 1 { 3 } else { 2 };
         // At most seven values a head: no overflow for any list that fits
         // in memory.
-        let lens = [
-            2 * count(fields::POS),
-            vel_values * count(fields::VEL),
-            count(fields::ANGLE),
-            count(fields::HP),
-        ];
+        let lens = [2 * pos, vel_values * vel, angle, hp];
         let mut rest = values;
         let [pos, vel, angle, hp] = lens.map(|len| {
             let (column, after) = rest.split_at(len.min(rest.len()));

@@ -24,7 +24,7 @@
 
 import { KIND_COUNT, Kind } from './protocol.js';
 import { MAX_HP } from './rules.js';
-import { Fields } from './snapshot.js';
+import { fieldCounts } from './snapshot.js';
 
 /** Largest client message the server accepts, in bytes (shared::codec). */
 export const MAX_CLIENT_MESSAGE = 1024;
@@ -750,13 +750,7 @@ const TURN_AGE = -1;
  * @param {(code: number) => boolean} f
  */
 function forEachCode(heads, turn, f) {
-  let pos = 0, vel = 0, angle = 0, hp = 0;
-  for (const m of heads) {
-    pos += m & Fields.POS ? 1 : 0;
-    vel += m & Fields.VEL ? 1 : 0;
-    angle += m & Fields.ANGLE ? 1 : 0;
-    hp += m & Fields.HP ? 1 : 0;
-  }
+  const { pos, vel, angle, hp } = fieldCounts(heads);
   for (let i = 0; i < pos; i++) if (!(f(ORDER_POS) && f(ORDER_POS))) return;
   for (let i = 0; i < vel; i++) if (!(f(ORDER_VEL) && f(ORDER_VEL) && (!turn || f(TURN_AGE)))) return;
   for (let i = 0; i < angle; i++) if (!f(ORDER_ANGLE)) return;

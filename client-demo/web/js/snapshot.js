@@ -102,6 +102,23 @@ function gapReader() {
 }
 
 /**
+ * How many change heads have each field, which is how many entries each
+ * column of a message's values has (shared::snapshot::field_counts).
+ * @param {number[]} heads
+ * @returns {{pos: number, vel: number, angle: number, hp: number}}
+ */
+export function fieldCounts(heads) {
+  let pos = 0, vel = 0, angle = 0, hp = 0;
+  for (const m of heads) {
+    pos += m & Fields.POS ? 1 : 0;
+    vel += m & Fields.VEL ? 1 : 0;
+    angle += m & Fields.ANGLE ? 1 : 0;
+    hp += m & Fields.HP ? 1 : 0;
+  }
+  return { pos, vel, angle, hp };
+}
+
+/**
  * A message's values, read column by column (shared::snapshot `Columns`):
  * the POS pairs of the heads with POS, then the VEL pairs (each with its turn
  * age from base age 2 on), then the ANGLE values, then the HP values. A
@@ -112,13 +129,7 @@ function gapReader() {
 class Columns {
   /** @param {number[]} values @param {number[]} heads @param {number} baseAge */
   constructor(values, heads, baseAge) {
-    let pos = 0, vel = 0, angle = 0, hp = 0;
-    for (const m of heads) {
-      pos += m & Fields.POS ? 1 : 0;
-      vel += m & Fields.VEL ? 1 : 0;
-      angle += m & Fields.ANGLE ? 1 : 0;
-      hp += m & Fields.HP ? 1 : 0;
-    }
+    const { pos, vel, angle, hp } = fieldCounts(heads);
     const lens = [2 * pos, (baseAge >>> 0 > 1 ? 3 : 2) * vel, angle, hp];
     this.values = values;
     /** Where each column starts and ends in `values`, and where it is read. */

@@ -20,7 +20,7 @@
 
 use super::zigzag;
 use crate::rules::MAX_HP;
-use crate::snapshot::{EntityCreate, EntityKind, SnapshotMsg, fields};
+use crate::snapshot::{EntityCreate, EntityKind, SnapshotMsg, field_counts};
 
 /// Code orders (`k`) per field. The bandwidth bin (`benches/src/bin/bandwidth.rs`)
 /// measured them on the realistic worlds (`BENCHMARKS.md` section 5).
@@ -327,16 +327,7 @@ fn for_each_code<E>(heads: &[u32], turn: bool, mut f: impl FnMut(Code) -> Result
             }
         };
     }
-    // How many heads have each field, in one pass.
-    let mut count = [0; 4];
-    for &head in heads {
-        for (bit, n) in count.iter_mut().enumerate() {
-            *n += (head >> bit) & 1;
-        }
-    }
-    const _: () =
-        assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
-    let [pos, vel, angle, hp] = count;
+    let [pos, vel, angle, hp] = field_counts(heads);
     for _ in 0..pos {
         code!(Code::Signed(order::POS));
         code!(Code::Signed(order::POS));
@@ -506,6 +497,7 @@ pub(super) fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::fields;
 
     fn bits_of(write: impl FnOnce(&mut BitWriter<'_>)) -> Vec<u8> {
         let mut out = Vec::new();
