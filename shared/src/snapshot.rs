@@ -160,6 +160,11 @@ pub mod fields {
     /// Hit point change: one value.
     pub const HP: u32 = 8;
 }
+
+// Bit `i` of a mask is column `i` of the values: `field_counts` and
+// `Staged::changed` rely on it.
+const _: () =
+    assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
 const FIELD_BITS: u32 = 4;
 const FIELD_MASK: u32 = (1 << FIELD_BITS) - 1;
 
@@ -654,6 +659,18 @@ const HEADS: usize = 4096;
 /// `BENCHMARKS.md` section 8).
 struct Staged {
     heads: [u32; HEADS],
+    values: StagedValues,
+    heads_len: usize,
+    /// Each column's values from the stages flushed before, for a delta
+    /// of more than [`HEADS`] changed entities.
+    columns: [Vec<i32>; 4],
+    /// Id of the last changed entity, for the gap of the next head (the
+    /// changed list's [`GapWriter`]).
+    prev: u32,
+}
+
+/// The values of [`Staged`]'s changed entities, column by column.
+struct StagedValues {
     /// `POS` pairs.
     pos: [i32; 2 * HEADS],
     /// `VEL` pairs, each with its turn age from age 2 on (at most three
@@ -661,15 +678,21 @@ struct Staged {
     vel: [i32; 4 * HEADS],
     angle: [i32; HEADS],
     hp: [i32; HEADS],
-    heads_len: usize,
-    /// The values in each staged column.
+    /// The values in each column.
     lens: [usize; 4],
-    /// Each column's values from the stages flushed before, for a delta
-    /// of more than [`HEADS`] changed entities.
-    columns: [Vec<i32>; 4],
-    /// Id of the last changed entity, for the gap of the next head (the
-    /// changed list's [`GapWriter`]).
-    prev: u32,
+}
+
+impl StagedValues {
+    /// The values staged, column by column.
+    fn columns(&self) -> [&[i32]; 4] {
+        let [np, nv, na, nh] = self.lens;
+        [
+            &self.pos[..np],
+            &self.vel[..nv],
+            &self.angle[..na],
+            &self.hp[..nh],
+        ]
+    }
 }
 
 thread_local! {
@@ -681,12 +704,14 @@ impl Staged {
     fn new() -> Self {
         Self {
             heads: [0; HEADS],
-            pos: [0; 2 * HEADS],
-            vel: [0; 4 * HEADS],
-            angle: [0; HEADS],
-            hp: [0; HEADS],
+            values: StagedValues {
+                pos: [0; 2 * HEADS],
+                vel: [0; 4 * HEADS],
+                angle: [0; HEADS],
+                hp: [0; HEADS],
+                lens: [0; 4],
+            },
             heads_len: 0,
-            lens: [0; 4],
             columns: Default::default(),
             prev: GapWriter::new().prev,
         }
@@ -696,7 +721,7 @@ impl Staged {
     /// which are never read).
     fn reset(&mut self) {
         self.heads_len = 0;
-        self.lens = [0; 4];
+        self.values.lens = [0; 4];
         for c in &mut self.columns {
             c.clear();
         }
@@ -761,27 +786,26 @@ impl Staged {
         let dh = i32::from(c.hp) - i32::from(b.hp);
         // Each column written as if the field had changed, its length
         // advanced only if it had.
-        let n = self.lens[0];
-        self.pos[n % (2 * HEADS)] = rx;
-        self.pos[(n + 1) % (2 * HEADS)] = ry;
+        let v = &mut self.values;
+        let n = v.lens[0];
+        v.pos[n % (2 * HEADS)] = rx;
+        v.pos[(n + 1) % (2 * HEADS)] = ry;
         let pos = u32::from((rx | ry) != 0);
-        self.lens[0] = n + 2 * pos as usize;
-        let n = self.lens[1];
-        self.vel[n % (4 * HEADS)] = dvx;
-        self.vel[(n + 1) % (4 * HEADS)] = dvy;
-        self.vel[(n + 2) % (4 * HEADS)] = turn;
+        v.lens[0] = n + 2 * pos as usize;
+        let n = v.lens[1];
+        v.vel[n % (4 * HEADS)] = dvx;
+        v.vel[(n + 1) % (4 * HEADS)] = dvy;
+        v.vel[(n + 2) % (4 * HEADS)] = turn;
         let vel = u32::from((dvx | dvy) != 0);
-        self.lens[1] = n + if AGE_ONE { 2 } else { 3 } * vel as usize;
-        let n = self.lens[2];
-        self.angle[n % HEADS] = da;
+        v.lens[1] = n + if AGE_ONE { 2 } else { 3 } * vel as usize;
+        let n = v.lens[2];
+        v.angle[n % HEADS] = da;
         let angle = u32::from(da != 0);
-        self.lens[2] = n + angle as usize;
-        let n = self.lens[3];
-        self.hp[n % HEADS] = dh;
+        v.lens[2] = n + angle as usize;
+        let n = v.lens[3];
+        v.hp[n % HEADS] = dh;
         let hp = u32::from(dh != 0);
-        self.lens[3] = n + hp as usize;
-        const _: () =
-            assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
+        v.lens[3] = n + hp as usize;
         let mask = pos | (vel << 1) | (angle << 2) | (hp << 3);
         let nh = self.heads_len;
         self.heads[nh % HEADS] =
@@ -794,32 +818,18 @@ impl Staged {
     /// [`Staged::columns`], and empties the stage.
     fn flush(&mut self, out: &mut SnapshotMsg) {
         out.changed.extend_from_slice(&self.heads[..self.heads_len]);
-        let [np, nv, na, nh] = self.lens;
-        let [pos, vel, angle, hp] = &mut self.columns;
-        pos.extend_from_slice(&self.pos[..np]);
-        vel.extend_from_slice(&self.vel[..nv]);
-        angle.extend_from_slice(&self.angle[..na]);
-        hp.extend_from_slice(&self.hp[..nh]);
+        for (column, staged) in self.columns.iter_mut().zip(self.values.columns()) {
+            column.extend_from_slice(staged);
+        }
         self.heads_len = 0;
-        self.lens = [0; 4];
-    }
-
-    /// The values in the stage, column by column.
-    fn staged(&self) -> [&[i32]; 4] {
-        let [np, nv, na, nh] = self.lens;
-        [
-            &self.pos[..np],
-            &self.vel[..nv],
-            &self.angle[..na],
-            &self.hp[..nh],
-        ]
+        self.values.lens = [0; 4];
     }
 
     /// Appends the staged heads to `out`, and all the values, one column
     /// after another.
     fn finish(&mut self, out: &mut SnapshotMsg) {
         out.changed.extend_from_slice(&self.heads[..self.heads_len]);
-        for (flushed, staged) in self.columns.iter().zip(self.staged()) {
+        for (flushed, staged) in self.columns.iter().zip(self.values.columns()) {
             out.values.extend_from_slice(flushed);
             out.values.extend_from_slice(staged);
         }
@@ -882,8 +892,6 @@ pub fn diff(baseline: Option<&WorldState>, current: &WorldState, input_ack: u32)
 /// [`SnapshotMsg::values`] has. One pass, no branch per head.
 #[must_use]
 pub(crate) fn field_counts(heads: &[u32]) -> [usize; 4] {
-    const _: () =
-        assert!(fields::POS == 1 && fields::VEL == 2 && fields::ANGLE == 4 && fields::HP == 8);
     let mut count = [0; 4];
     for &head in heads {
         for (bit, n) in count.iter_mut().enumerate() {
