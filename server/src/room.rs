@@ -226,22 +226,27 @@ impl Published {
                     .map(|d| Arc::clone(&d.slot))
             };
             let counted = baseline.is_some() && !recent;
-            let baseline = match cached(&deltas, baseline) {
-                None if counted && deltas.iter().filter(|d| d.counted).count() >= SHARED_DELTAS => {
-                    None
+            match cached(&deltas, baseline) {
+                Some(slot) => (baseline, slot),
+                None => {
+                    // An older baseline past the cap gets the full snapshot,
+                    // which may be cached already.
+                    let full =
+                        counted && deltas.iter().filter(|d| d.counted).count() >= SHARED_DELTAS;
+                    let baseline = if full { None } else { baseline };
+                    let cached_full = if full { cached(&deltas, None) } else { None };
+                    let slot = cached_full.unwrap_or_else(|| {
+                        let slot = SharedSlot::default();
+                        deltas.push(SharedDelta {
+                            baseline,
+                            counted: counted && !full,
+                            slot: Arc::clone(&slot),
+                        });
+                        slot
+                    });
+                    (baseline, slot)
                 }
-                _ => baseline,
-            };
-            let slot = cached(&deltas, baseline).unwrap_or_else(|| {
-                let slot = SharedSlot::default();
-                deltas.push(SharedDelta {
-                    baseline,
-                    counted: counted && baseline.is_some(),
-                    slot: Arc::clone(&slot),
-                });
-                slot
-            });
-            (baseline, slot)
+            }
         };
         let bytes = slot.get_or_init(|| Arc::new(encode(baseline)));
         (baseline, Arc::clone(bytes))
