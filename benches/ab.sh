@@ -9,9 +9,10 @@
 #   benches/ab.sh main .               # main against the working tree as it is
 #   ROUNDS=6 CASES="1000 1 150;5000 10 30" benches/ab.sh v1 v2 v3
 #
-# Each argument is a git revision, or `.` for the working tree with its
-# uncommitted changes. Each is built once (`cargo build --profile bench -p
-# benches --bin profile`, in a worktree for a revision), then every round
+# Each argument is a git revision from session 25 on (whose `profile` has
+# `time-split`), or `.` for the working tree with its uncommitted changes.
+# Each is built once (`cargo build --profile bench -p benches --bin
+# profile`, in a worktree for a revision), then every round
 # runs `profile time-split ENTITIES AGE PASSES` for each case and each
 # build in turn: the diff alone, then the encoder alone over the same
 # messages, medians of PASSES passes over a 64-tick history (see
