@@ -123,24 +123,34 @@ for c in "${!CASE_LIST[@]}"; do
     read -r entities age passes <<<"${CASE_LIST[$c]}"
     echo
     echo "$entities entities, baseline age $age ($passes passes a round): diff / encode / total [range of totals]"
-    for b in $(seq 0 $((n - 1))); do
-        awk -v c="$c" -v b="$b" -v name="${NAMES[$b]}" '
-            function median(a, k,    i, j, t) {
-                for (i = 2; i <= k; i++) {
-                    t = a[i]
-                    for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
-                    a[j + 1] = t
-                }
-                return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    # One pass over the timings per case: each build's medians, the range
+    # of its totals, and its median total against the first build's.
+    printf '%s\n' "${NAMES[@]}" | awk -v c="$c" -v n="$n" -v timings="$OUT/timings" '
+        # Sorts a[1..k] in place and returns its median.
+        function median(a, k,    i, j, t) {
+            for (i = 2; i <= k; i++) {
+                t = a[i]
+                for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
+                a[j + 1] = t
             }
-            $1 == c && $2 == b { k++; d[k] = $3; e[k] = $4; t[k] = $3 + $4 }
-            END {
-                lo = t[1]; hi = t[1]
-                for (i = 1; i <= k; i++) { if (t[i] < lo) lo = t[i]; if (t[i] > hi) hi = t[i] }
-                printf "%s\t%.3f / %.3f / %.3f [%.3f-%.3f]\n", name, median(d, k) / 1000, median(e, k) / 1000, median(t, k) / 1000, lo / 1000, hi / 1000
-            }' "$OUT/timings"
-    done | awk -F'\t' '
-        { split($2, f, " / "); total = f[3] + 0 }
-        NR == 1 { first = total; printf "  %-28s %s\n", $1, $2; next }
-        { printf "  %-28s %s  %+.1f%%\n", $1, $2, (total / first - 1) * 100 }'
+            return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+        }
+        { name[NR - 1] = $0 }
+        END {
+            while ((getline line < timings) > 0) {
+                split(line, f, " ")
+                if (f[1] != c) continue
+                b = f[2]; k = ++count[b]
+                diff[b, k] = f[3]; enc[b, k] = f[4]
+            }
+            for (b = 0; b < n; b++) {
+                k = count[b]
+                for (i = 1; i <= k; i++) { d[i] = diff[b, i]; e[i] = enc[b, i]; t[i] = d[i] + e[i] }
+                md = median(d, k); me = median(e, k); mt = median(t, k)
+                printf "  %-28s %.3f / %.3f / %.3f [%.3f-%.3f]", name[b], md / 1000, me / 1000, mt / 1000, t[1] / 1000, t[k] / 1000
+                if (b == 0) first = mt
+                else printf "  %+.1f%%", (mt / first - 1) * 100
+                printf "\n"
+            }
+        }'
 done
