@@ -591,7 +591,8 @@ async fn handshake(
         }
     };
     let span = tracing::Span::current();
-    span.record("room", room.status.name.as_str());
+    // The label: a private room's name is the key to join it.
+    span.record("room", room.status.label.as_str());
     span.record("player", seat.player_id);
     if seat.resumed {
         info!(

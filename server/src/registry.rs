@@ -163,19 +163,20 @@ impl Registry {
             }),
             self.config.tick_phases,
         );
+        // How anyone but an operator sees the room, the logs included: a
+        // private room's name is the key to join it. A persistent room by
+        // its place in the configuration, the same after every restart for
+        // dashboards and alerts. (`#` is in no room name.)
+        let label = match (public, persistent) {
+            (true, _) => name.clone(),
+            (false, Some(place)) => format!("persistent#{place}"),
+            (false, None) => format!("private#{serial}"),
+        };
         let setup = RoomSetup {
             grid_epoch: self.grid_epoch,
             tick_phase,
             name: name.clone(),
-            // How anyone but an operator sees the room: a private room's
-            // name is the key to join it. A persistent room by its place in
-            // the configuration, the same after every restart for
-            // dashboards and alerts. (`#` is in no room name.)
-            label: match (public, persistent) {
-                (true, _) => name.clone(),
-                (false, Some(place)) => format!("persistent#{place}"),
-                (false, None) => format!("private#{serial}"),
-            },
+            label: label.clone(),
             serial,
             public,
             persistent: persistent.is_some(),
@@ -196,7 +197,7 @@ impl Registry {
         if let Some(victim) = victim {
             self.evict(inner, &victim);
         }
-        info!(room = %name, serial, public, persistent = persistent.is_some(), tick_phase, "room created");
+        info!(room = %label, serial, public, persistent = persistent.is_some(), tick_phase, "room created");
         self.metrics.rooms_created.inc();
         self.metrics.rooms.inc();
         inner.serials.insert(serial, name.clone());
@@ -243,7 +244,10 @@ impl Registry {
                             .position(|spec| spec.name == *name);
                         let (place, npcs) = match configured {
                             Some(i) => {
-                                warn!(room = %name, "reopening a configured room whose thread ended");
+                                warn!(
+                                    room = %format!("persistent#{}", i + 1),
+                                    "reopening a configured room whose thread ended"
+                                );
                                 (Some(i + 1), self.config.persistent_rooms[i].npcs)
                             }
                             None => (None, self.config.npcs),
@@ -351,7 +355,7 @@ impl Registry {
     fn evict(&self, inner: &mut Inner, room: &RoomStatus) {
         room.evicted.store(true, Ordering::Release);
         Self::unlist(&self.metrics, inner, room.serial);
-        info!(room = %room.name, "room limit reached: evicted an empty room");
+        info!(room = %room.label, "room limit reached: evicted an empty room");
         self.metrics.rooms_evicted.inc();
     }
 

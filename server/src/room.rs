@@ -666,10 +666,11 @@ pub(crate) fn spawn(
     let config = Arc::clone(config);
     // A root span: the room outlives the connection whose join created it,
     // whose span is the current one here.
-    let span = tracing::info_span!(parent: None, "room", room = %setup.name);
+    // Named by its label: a private room's name is the key to join it.
+    let span = tracing::info_span!(parent: None, "room", room = %setup.label);
     let (room_metrics, label) = (Arc::clone(&metrics), status.label.clone());
     std::thread::Builder::new()
-        // By serial (logged with the name when the room is created), not
+        // By serial (logged with the label when the room is created), not
         // by name: thread names are world-readable in `/proc`, and a
         // private room's name is the key to join it. (Linux keeps 15
         // bytes: `room-` and a `u32`.)
