@@ -708,12 +708,13 @@ async fn enter(
         tracing::Span::current().record("user", identity.user.as_str());
         user = Some(identity.user);
     }
-    let room = ctx.registry.reserve(&hello.room)?;
     // One game per user: once welcomed, this join ends the user's other
-    // session (`handshake`).
+    // session (`handshake`), whose seat is theirs to take over.
     let claim = user
         .filter(|_| ctx.config.one_session_per_user)
         .map(|user| ctx.registry.users().claim(&user));
+    let replacing = claim.as_ref().and_then(UserClaim::replaces_in);
+    let room = ctx.registry.reserve(&hello.room, replacing.as_ref())?;
     let key = claim.as_ref().map(UserClaim::key);
     let join = RoomCmd::Join {
         name: name.to_owned(),

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::guard::{IpPermit, PerIpLimiter};
 use crate::metrics::Metrics;
-use crate::room::{self, RoomHandle, RoomSetup, RoomStatus};
+use crate::room::{self, RoomCmd, RoomHandle, RoomSetup, RoomStatus};
 use crate::throttle::LogEvery;
 use crate::users::Users;
 
@@ -209,9 +209,19 @@ impl Registry {
     /// (created if needed). The seat counts against the room's capacity
     /// until the room frees it (or [`Self::unreserve`] if the join never
     /// reached the room).
+    ///
+    /// `replacing` is the room of the session this join ends once welcomed
+    /// (the user's one session, `crate::users`). Its seat is the user's
+    /// own: a user who joins again a full room they are in (playing, or
+    /// their seat held for a resume after a reload that lost the session
+    /// token) takes one seat over the capacity for the moment until the
+    /// old one goes, rather than being told the room is full of
+    /// themselves. One at most: of several joins of one user at once, the
+    /// others are refused as any other join would be.
     pub(crate) fn reserve(
         self: &Arc<Self>,
         request: &RoomRequest,
+        replacing: Option<&mpsc::Sender<RoomCmd>>,
     ) -> Result<RoomHandle, DisconnectReason> {
         let capacity = self.config.room_capacity;
         let mut inner = self.lock();
@@ -223,7 +233,9 @@ impl Registry {
                 }
                 match inner.rooms.get(name) {
                     Some(handle) => {
-                        if handle.status.occupancy.load(Ordering::Acquire) >= capacity {
+                        let own_seat = replacing.is_some_and(|r| r.same_channel(&handle.cmds));
+                        let limit = capacity + usize::from(own_seat);
+                        if handle.status.occupancy.load(Ordering::Acquire) >= limit {
                             return Err(DisconnectReason::RoomFull);
                         }
                         handle.clone()
@@ -449,7 +461,7 @@ mod tests {
     fn a_room_whose_thread_panics_is_unlisted() {
         let (stop, _rooms_done, registry) = registry();
         let room = registry
-            .reserve(&RoomRequest::Named("doomed".into()))
+            .reserve(&RoomRequest::Named("doomed".into()), None)
             .expect("a room");
         assert_eq!(registry.rooms().len(), 1);
         // What the room's thread holds, dropped by a panic's unwinding.
@@ -463,7 +475,7 @@ mod tests {
         // A new room may take the name.
         assert!(
             registry
-                .reserve(&RoomRequest::Named("doomed".into()))
+                .reserve(&RoomRequest::Named("doomed".into()), None)
                 .is_ok()
         );
         let _ = stop.send(true);
@@ -495,7 +507,7 @@ mod tests {
         registry.forget(first);
         assert_eq!(serial("arena"), None);
         let again = registry
-            .reserve(&RoomRequest::Named("arena".into()))
+            .reserve(&RoomRequest::Named("arena".into()), None)
             .expect("a seat");
         assert_ne!(again.status.serial, first, "a new room");
         assert!(again.status.persistent, "kept when empty");

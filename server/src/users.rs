@@ -84,6 +84,16 @@ impl UserClaim {
     pub(crate) fn key(&self) -> ClaimKey {
         self.0.clone()
     }
+
+    /// The room of the session this claim would replace, if the user has
+    /// one: its seat is the user's own, and goes once this join is
+    /// welcomed (`Registry::reserve`).
+    pub(crate) fn replaces_in(&self) -> Option<mpsc::Sender<RoomCmd>> {
+        let key = &self.0;
+        let inner = key.users.lock();
+        let (generation, (room, _)) = inner.by_user.get(&key.user)?;
+        (*generation != key.generation).then(|| room.clone())
+    }
 }
 
 impl ClaimKey {
@@ -142,6 +152,28 @@ mod tests {
         assert_eq!(users.len(), 2);
         drop(second);
         assert_eq!(users.len(), 1, "bob's");
+    }
+
+    #[test]
+    fn a_claim_knows_the_room_of_the_session_it_would_replace() {
+        let users = Users::new();
+        let first = users.claim("alice");
+        assert!(first.replaces_in().is_none(), "no session yet");
+        let (seat, _room) = route(1);
+        let room = seat.0.clone();
+        assert!(first.key().seated(seat).is_none());
+        assert!(
+            first.replaces_in().is_none(),
+            "a session does not replace itself"
+        );
+        let second = users.claim("alice");
+        assert!(
+            second.replaces_in().is_some_and(|r| r.same_channel(&room)),
+            "the first session's room"
+        );
+        assert!(users.claim("bob").replaces_in().is_none(), "bob has none");
+        drop(first);
+        assert!(second.replaces_in().is_none(), "the session ended");
     }
 
     #[test]

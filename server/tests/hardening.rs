@@ -718,6 +718,85 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
     server.stop().await;
 }
 
+/// A user who joins a full room again takes over their own seat, whether
+/// their session there still plays (a second tab) or awaits a resume (a
+/// reload that lost the session token): the room is not full of them. It
+/// is full for anyone else, and for a user whose session is elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_joins_a_full_room_again_takes_their_own_seat() {
+    const SECRET: &[u8] = b"test secret";
+    let server = TestServer::start(Config {
+        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
+        room_capacity: 2,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    let now = server::auth::unix_now();
+    let as_user = |user: &str, room: &str| Hello {
+        auth: Some(AuthToken(
+            shared::auth::mint(SECRET, user, now + 60).expect("valid user"),
+        )),
+        room: RoomRequest::Named(room.into()),
+        ..Hello::new(user)
+    };
+    let join = |hello| async move {
+        Client::hello(addr, hello)
+            .await
+            .unwrap_or_else(|refused| panic!("refused: {refused:?}"))
+    };
+    let room_full = Some((Some(DisconnectReason::RoomFull), 1013));
+    let seats_taken = || async {
+        let rooms = server.json("/rooms").await;
+        rooms["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .find(|r| r["id"] == "duel")
+            .and_then(|r| r["seats_taken"].as_u64())
+            .expect("the room is listed")
+    };
+    let (mut first, _) = join(as_user("alice", "duel")).await;
+    let (mut bob, _) = join(as_user("bob", "duel")).await;
+    let (_carol, _) = join(as_user("carol", "elsewhere")).await;
+    assert_eq!(
+        Client::hello(addr, as_user("carol", "duel")).await.err(),
+        room_full,
+        "full for a user whose session is in another room"
+    );
+    assert_eq!(
+        Client::hello(addr, as_user("dave", "duel")).await.err(),
+        room_full
+    );
+
+    // A second tab, while the first plays.
+    first.plays_on(5).await;
+    let (mut second, _) = join(as_user("alice", "duel")).await;
+    assert_eq!(
+        first.expect_close().await,
+        (Some(DisconnectReason::SessionReplaced), 1000)
+    );
+    second.plays_on(5).await;
+    assert_eq!(seats_taken().await, 2, "the old seat went");
+
+    // A reload: the connection drops, the seat waits for a resume that
+    // never comes (the page lost its token), and the user joins afresh.
+    second.kill();
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(seats_taken().await, 2, "the seat awaits its resume");
+    let (mut third, _) = join(as_user("alice", "duel")).await;
+    third.plays_on(5).await;
+    bob.plays_on(5).await;
+    assert_eq!(seats_taken().await, 2, "the parked seat went");
+    assert_eq!(
+        Client::hello(addr, as_user("dave", "duel")).await.err(),
+        room_full,
+        "still full for anyone else"
+    );
+    assert_eq!(server.metric("arena_sessions_replaced_total").await, 2.0);
+    server.stop().await;
+}
+
 /// A session taken over by a new connection closes the old one at once,
 /// even while the old one floods without a pause: its frames, always ready
 /// to read, kept the takeover from being seen until the rate limit's kick,
