@@ -85,8 +85,9 @@ pub struct BotConfig {
     /// How long a bot keeps trying to reconnect after losing its connection:
     /// attempts that fail on the transport (refused, timed out) or are
     /// refused with `ServerFull` or `HelloTimeout` are retried with backoff
-    /// until then; any other refusal ends the attempt at once. Default:
-    /// 10 s, the server's default resume grace.
+    /// until then, or until the server's resume grace (from its welcome)
+    /// runs out if that comes first; any other refusal ends the attempt at
+    /// once. Default: 10 s, the server's default resume grace.
     pub resume_window: Duration,
     /// Light mode, for load tests: the bot reads only each snapshot's header
     /// (tick, base age, input ack), acknowledges it, and sends inputs,
@@ -421,7 +422,8 @@ async fn resume(
     metrics.resumes_attempted.inc();
     Metrics::count_reason(&metrics.resume_triggers, trigger);
     let lost_at = Instant::now();
-    let deadline = lost_at + config.resume_window;
+    // Past the server's grace a resume can only be refused.
+    let deadline = lost_at + config.resume_window.min(game.resume_grace);
     let player_id = game.player_id;
     let fail = |reason: &str| {
         metrics.resumes_failed.inc();
@@ -560,6 +562,9 @@ struct Game {
     /// the player back after a lost connection.
     room: String,
     session: SessionToken,
+    /// How long the server holds the session's seat for a resume
+    /// (`Welcome::resume_grace_ms`).
+    resume_grace: Duration,
     /// Connections opened after the first one.
     connections: u64,
     period: Duration,
@@ -669,6 +674,7 @@ impl Game {
             player_id: welcome.player_id,
             room: welcome.room,
             session: welcome.session,
+            resume_grace: Duration::from_millis(u64::from(welcome.resume_grace_ms)),
             connections: 0,
             period,
             phase: period.mul_f64(fastrand::Rng::with_seed(seeds.phase).f64()),
@@ -1296,6 +1302,7 @@ mod tests {
             session: SessionToken([9; 16]),
             resumed: false,
             input_seq: 0,
+            resume_grace_ms: 10_000,
         }
     }
 

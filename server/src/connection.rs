@@ -613,6 +613,8 @@ async fn handshake(
         session: seat.session,
         resumed: seat.resumed,
         input_seq: seat.input_seq,
+        // At most a day (`Config::validate`): 86.4 million fits.
+        resume_grace_ms: u32::try_from(ctx.config.resume_grace.as_millis()).unwrap_or(u32::MAX),
     });
     if writer.message(&welcome).await.is_err() {
         hand_back(&room, &seat).await;

@@ -167,8 +167,12 @@ impl Drop for Served {
         inbox.ended = true;
         self.clients.append(&mut inbox.arrivals);
         drop(inbox);
+        // Its room stopped with players in it, or this task panicked: a
+        // fault of the room's, not the server's. (A room stops with players
+        // in it for a shutdown too, but then each connection's writer sees
+        // the shutdown first and says so: `connection::write_loop`.)
         for client in &self.clients {
-            client.out.request_close(DisconnectReason::ServerShutdown);
+            client.out.request_close(DisconnectReason::RoomClosed);
         }
     }
 }
@@ -503,10 +507,7 @@ mod tests {
         assert!(unwound.is_err());
         assert!(lock(&shard.inbox).ended, "the shard still takes clients");
         for out in [served_out, arriving_out] {
-            assert_eq!(
-                out.take_close_request(),
-                Some(DisconnectReason::ServerShutdown)
-            );
+            assert_eq!(out.take_close_request(), Some(DisconnectReason::RoomClosed));
         }
     }
 

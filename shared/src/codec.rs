@@ -629,6 +629,7 @@ mod tests {
                 session: SessionToken([7; 16]),
                 resumed: true,
                 input_seq: 1234,
+                resume_grace_ms: 10_000,
             }),
             ServerMsg::Pong {
                 nonce: 5,
@@ -838,6 +839,7 @@ mod tests {
             session: SessionToken([0; 16]),
             resumed: false,
             input_seq: 0,
+            resume_grace_ms: 0,
         }));
         assert_eq!(peek_snapshot_header(&welcome), None);
         // Tags bincode refuses for a u32 (u64 and u128 widths, 255).

@@ -11,7 +11,7 @@ use crate::snapshot::SnapshotMsg;
 
 /// Version of this protocol. A client sends it in [`Hello`]; the server
 /// answers a mismatch with [`DisconnectReason::VersionMismatch`] and closes.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Client to server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +197,11 @@ pub struct Welcome {
     /// after this one and numbers new inputs on from its own counter; the
     /// server applies each sequence number at most once.
     pub input_seq: u32,
+    /// How long the server holds the player's seat for a resume after its
+    /// connection drops, in milliseconds (0: not at all). Past it, a resume
+    /// is answered [`DisconnectReason::SessionExpired`]: a client that is
+    /// still trying can tell its player the game is over.
+    pub resume_grace_ms: u32,
 }
 
 /// Why the server closed a connection. Sent as [`ServerMsg::Disconnect`] and,
@@ -267,6 +272,10 @@ pub enum DisconnectReason {
     /// Answer to [`ClientMsg::Leave`].
     #[error("left")]
     Left,
+    /// The player's room stopped for a fault of its own (the server goes
+    /// on): the session is gone, a fresh join works at once.
+    #[error("room closed")]
+    RoomClosed,
 }
 
 impl DisconnectReason {
@@ -290,11 +299,12 @@ impl DisconnectReason {
             | Self::AuthExpired => 1008,
             Self::RoomFull => 1013,
             Self::SessionReplaced | Self::Left => 1000,
+            Self::RoomClosed => 1011,
         }
     }
 
     /// Every reason's [`label`](Self::label), by [`index`](Self::index).
-    pub const LABELS: [&'static str; 19] = [
+    pub const LABELS: [&'static str; 20] = [
         "version_mismatch",
         "server_full",
         "malformed_message",
@@ -314,6 +324,7 @@ impl DisconnectReason {
         "auth_invalid",
         "auth_expired",
         "left",
+        "room_closed",
     ];
 
     /// One value of every reason, in wire order (`VersionMismatch` with
@@ -344,6 +355,7 @@ impl DisconnectReason {
             Self::AuthInvalid,
             Self::AuthExpired,
             Self::Left,
+            Self::RoomClosed,
         ]
     }
 
@@ -371,13 +383,14 @@ impl DisconnectReason {
             Self::AuthInvalid => 16,
             Self::AuthExpired => 17,
             Self::Left => 18,
+            Self::RoomClosed => 19,
         }
     }
 
     /// Whether the server kept the player's session after closing with this
     /// reason, so the client may resume it within the grace period: true for
     /// network trouble (idle, too slow), false for rule breaking, refusals,
-    /// a deliberate leave and shutdown.
+    /// a deliberate leave, shutdown and a room that stopped.
     #[must_use]
     pub fn session_kept(&self) -> bool {
         matches!(self, Self::IdleTimeout | Self::TooSlow)
@@ -458,6 +471,7 @@ mod tests {
             DisconnectReason::Left,
             DisconnectReason::SessionReplaced,
             DisconnectReason::ServerShutdown,
+            DisconnectReason::RoomClosed,
         ] {
             assert!(!r.session_kept(), "{r:?}");
         }

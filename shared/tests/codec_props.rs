@@ -179,7 +179,7 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
             "[a-z0-9-]{1,32}",
             any::<[u8; SESSION_TOKEN_BYTES]>(),
             any::<bool>(),
-            any::<u32>(),
+            (any::<u32>(), any::<u32>()),
         )
             .prop_map(
                 |(
@@ -191,7 +191,7 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
                     room,
                     session,
                     resumed,
-                    input_seq,
+                    (input_seq, resume_grace_ms),
                 )| {
                     ServerMsg::Welcome(Welcome {
                         protocol,
@@ -203,6 +203,7 @@ fn arb_server_msg() -> impl Strategy<Value = ServerMsg> {
                         session: SessionToken(session),
                         resumed,
                         input_seq,
+                        resume_grace_ms,
                     })
                 },
             ),

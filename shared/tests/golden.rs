@@ -247,6 +247,7 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
                 session: SessionToken(std::array::from_fn(|i| (255 - i) as u8)),
                 resumed: false,
                 input_seq: 0,
+                resume_grace_ms: 10_000,
             }),
         ),
         (
@@ -261,6 +262,7 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
                 session: SessionToken([0xff; 16]),
                 resumed: true,
                 input_seq: u32::MAX,
+                resume_grace_ms: u32::MAX,
             }),
         ),
         (
@@ -886,7 +888,7 @@ fn malformed_server() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("empty", vec![]),
         ("unknown variant", vec![5]),
-        ("unknown disconnect reason", vec![3, 19]),
+        ("unknown disconnect reason", vec![3, 20]),
         ("version mismatch truncated", vec![3, 0, 1]),
         ("trailing byte", trailing),
         ("truncated snapshot", truncated),

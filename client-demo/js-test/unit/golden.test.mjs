@@ -141,7 +141,7 @@ test('every disconnect reason has the server text, label and close code', () => 
     variants.add(msg.reason.type);
   }
   assert.deepEqual([...variants], DISCONNECT_VARIANTS, 'every variant, in wire order');
-  assert.equal(variants.size, 19);
+  assert.equal(variants.size, 20);
 });
 
 /** @param {any} v serde form of a DisconnectReason */

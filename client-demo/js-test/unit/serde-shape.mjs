@@ -81,6 +81,7 @@ export function toSerde(msg) {
           session: Array.from(msg.session),
           resumed: msg.resumed,
           input_seq: msg.inputSeq,
+          resume_grace_ms: msg.resumeGraceMs,
         },
       };
     case 'Snapshot':
@@ -134,6 +135,7 @@ export function fromSerde(v) {
         session: bytes(f.session),
         resumed: f.resumed,
         inputSeq: f.input_seq,
+        resumeGraceMs: f.resume_grace_ms,
       };
     case 'Pong':
       return { type, nonce: big(f.nonce), tick: f.tick };

@@ -97,8 +97,9 @@ test('bad option tags and bools are refused, as bincode refuses them', () => {
     session: token(1),
     resumed: true,
     inputSeq: 9,
+    resumeGraceMs: 0,
   });
-  const resumedAt = welcome.length - 2; // then input_seq (one byte)
+  const resumedAt = welcome.length - 3; // then input_seq and resume_grace_ms (one byte each)
   assert.equal(welcome[resumedAt], 1);
   for (const b of [0, 1]) {
     const ok = welcome.slice();
@@ -114,7 +115,17 @@ test('the encoder refuses a session token of the wrong size and a non-bool', () 
   const hello = { type: 'Hello', protocol: PROTOCOL_VERSION, name: '', room: null, auth: null };
   assert.throws(() => encodeClient({ ...hello, resume: new Uint8Array(15) }), RangeError);
   assert.throws(() => encodeClient({ ...hello, resume: /** @type {any} */ ([1, 2]) }), RangeError);
-  const welcome = { type: 'Welcome', protocol: PROTOCOL_VERSION, playerId: 1, tickHz: 30, snapshotHz: 30, tick: 5, room: 'r', inputSeq: 0 };
+  const welcome = {
+    type: 'Welcome',
+    protocol: PROTOCOL_VERSION,
+    playerId: 1,
+    tickHz: 30,
+    snapshotHz: 30,
+    tick: 5,
+    room: 'r',
+    inputSeq: 0,
+    resumeGraceMs: 10000,
+  };
   assert.throws(() => encodeServer({ ...welcome, session: token(0), resumed: /** @type {any} */ (1) }), TypeError);
   assert.throws(() => encodeServer({ ...welcome, session: new Uint8Array(17), resumed: false }), RangeError);
 });
@@ -125,7 +136,7 @@ test('the encoder refuses a session token of the wrong size and a non-bool', () 
 test('which reasons resume, rejoin, join fresh or stop', () => {
   const expected = {
     resume: ['ServerFull', 'HelloTimeout', 'IdleTimeout', 'TooSlow', 'RoomFull'],
-    rejoin: ['ServerShutdown'],
+    rejoin: ['ServerShutdown', 'RoomClosed'],
     fresh: ['SessionExpired', 'SessionWrongRoom'],
     stop: [
       'VersionMismatch',
@@ -489,6 +500,7 @@ function welcome(w = {}) {
     session: token(0x42),
     resumed: false,
     inputSeq: 0,
+    resumeGraceMs: 10000,
     ...w,
   };
 }
@@ -522,6 +534,64 @@ test('a dropped connection resumes the session with the welcome\'s token and roo
     c.last().receive(welcome({ resumed: true, inputSeq: 33 }));
     assert.deepEqual(c.status(), { state: 'playing', resumed: true, room: 'public-1' });
     assert.equal(c.welcomes[1].inputSeq, 33);
+    c.conn.teardown();
+  });
+});
+
+test('past the server\'s resume grace the page stops promising a resume and joins afresh', () => {
+  withFakeClock((clock) => {
+    const c = playing({}, { resumeGraceMs: 3000 });
+    c.last().die();
+    assert.equal(c.status().resuming, true);
+    assert.doesNotMatch(c.status().message, /ended/);
+    // The server is down: every attempt fails, at most 2 s apart while the
+    // seat is held.
+    let attempts = 0;
+    while (c.status().resuming) {
+      clock.advance(2500);
+      c.last().die();
+      attempts++;
+      assert.ok(attempts < 10, 'still resuming long past the grace');
+    }
+    assert.ok(performance.now() >= 3000, 'resumed for the whole grace');
+    assert.ok(performance.now() < 3000 + 2500 + 1, 'not long after it');
+    assert.equal(c.status().state, 'closed');
+    assert.equal(c.status().fatal, false);
+    assert.match(c.status().message, /Your game has ended \(the server holds a seat for 3 s/);
+    assert.equal(c.storage.getItem(SESSION_KEY), null, 'the token is forgotten');
+    // The next attempts say so too, and join as a new player.
+    const nextAttempt = () => {
+      const sockets = FakeSocket.all.length;
+      for (let waited = 0; FakeSocket.all.length === sockets; waited += 100) {
+        assert.ok(waited < 20000, 'no retry');
+        clock.advance(100);
+      }
+    };
+    nextAttempt();
+    c.last().die();
+    assert.match(c.status().message, /reconnect attempt \d+ failed\)\. Your game has ended/);
+    nextAttempt();
+    c.last().open();
+    assert.equal(c.last().hello.resume, null);
+    c.last().receive(welcome({ session: token(0x43) }));
+    assert.equal(c.status().state, 'playing');
+    // A new game, a new grace: a drop resumes again.
+    c.last().die();
+    assert.equal(c.status().resuming, true);
+    assert.doesNotMatch(c.status().message, /ended/);
+    c.conn.teardown();
+  });
+});
+
+test('a server that holds no seat is joined afresh after any drop', () => {
+  withFakeClock((clock) => {
+    const c = playing({}, { resumeGraceMs: 0 });
+    c.last().die();
+    assert.equal(c.status().resuming, false);
+    assert.match(c.status().message, /this server holds no seat/);
+    clock.advance(700);
+    c.last().open();
+    assert.equal(c.last().hello.resume, null);
     c.conn.teardown();
   });
 });

@@ -905,10 +905,11 @@ export function packEntities(s) {
  *   | {type: 'ServerFull'|'MalformedMessage'|'MessageTooLarge'|'UnexpectedMessage'
  *      |'HelloTimeout'|'IdleTimeout'|'TooSlow'|'RateLimited'|'ServerShutdown'
  *      |'RoomFull'|'InvalidRoomName'|'SessionExpired'|'SessionWrongRoom'
- *      |'SessionReplaced'|'AuthRequired'|'AuthInvalid'|'AuthExpired'|'Left'}} DisconnectReason
+ *      |'SessionReplaced'|'AuthRequired'|'AuthInvalid'|'AuthExpired'|'Left'
+ *      |'RoomClosed'}} DisconnectReason
  * @typedef {{type: 'Welcome', protocol: number, playerId: number, tickHz: number,
  *     snapshotHz: number, tick: number, room: string, session: Uint8Array,
- *     resumed: boolean, inputSeq: number}
+ *     resumed: boolean, inputSeq: number, resumeGraceMs: number}
  *   | {type: 'Snapshot', snapshot: SnapshotMsg}
  *   | {type: 'Pong', nonce: bigint, tick: number}
  *   | {type: 'Disconnect', reason: DisconnectReason}} ServerMsg
@@ -937,6 +938,7 @@ export const DISCONNECT_VARIANTS = [
   'AuthInvalid',
   'AuthExpired',
   'Left',
+  'RoomClosed',
 ];
 
 /** @param {Reader} r @returns {PlayerInfo} */
@@ -1009,6 +1011,7 @@ export function decodeServer(data) {
         session: r.fixedBytes(SESSION_TOKEN_BYTES),
         resumed: r.bool(),
         inputSeq: r.u32(),
+        resumeGraceMs: r.u32(),
       };
       break;
     case 1:
@@ -1054,6 +1057,7 @@ export function encodeServer(msg) {
       w.fixedBytes(msg.session, SESSION_TOKEN_BYTES);
       w.bool(msg.resumed);
       w.u32(msg.inputSeq);
+      w.u32(msg.resumeGraceMs);
       break;
     case 'Snapshot': {
       const s = msg.snapshot;

@@ -76,6 +76,11 @@ export function stopAdvice(reason) {
   }
 }
 
+/** A duration for a player: `10 s`, `2.5 s`. @param {number} ms */
+function seconds(ms) {
+  return `${Number((ms / 1000).toFixed(1))} s`;
+}
+
 export class Connection {
   /**
    * @param {{
@@ -129,6 +134,14 @@ export class Connection {
     /** Why the last game session ended; kept while the retries fail, so the
      * player still sees the server's reason rather than "could not connect". */
     this.lostMessage = /** @type {string|null} */ (null);
+    /** How long the server holds this page's seat for a resume, from its
+     * welcome (ms; null: not welcomed by this page yet, as after a reload). */
+    this.graceMs = /** @type {number|null} */ (null);
+    /** When the welcomed connection was lost (performance.now()), while
+     * reconnecting. */
+    this.lostAt = /** @type {number|null} */ (null);
+    /** Said while reconnecting once the resume grace has passed. */
+    this.endedNote = /** @type {string|null} */ (null);
   }
 
   /** @param {ConnStatus} s */
@@ -241,6 +254,9 @@ export class Connection {
         this.welcomed = true;
         this.attempt = 0;
         this.lostMessage = null;
+        this.lostAt = null;
+        this.endedNote = null;
+        this.graceMs = msg.resumeGraceMs;
         this.session = { requested: this.opts.room, room: msg.room, token: msg.session, playerId: msg.playerId };
         this.store.save(this.session);
         this.setStatus({ state: 'playing', resumed: msg.resumed, room: msg.room });
@@ -324,6 +340,7 @@ export class Connection {
   /** Joins as a new player, giving up any session this tab holds. */
   rejoin() {
     this.forgetSession();
+    this.endedNote = null;
     this.attempt = 0;
     this.lostMessage = null;
     this.connect();
@@ -370,6 +387,22 @@ export class Connection {
     this.welcomed = false;
     if (step !== 'resume') this.forgetSession();
     if (step === 'fresh' && !wasResuming) step = 'rejoin'; // no token was refused: never loop
+    if (sessionEnded) this.lostAt = performance.now();
+    // Past the server's resume grace the seat is gone: a resume could only
+    // be refused, so stop promising one and join afresh once it answers.
+    const lapsed =
+      step === 'resume' &&
+      this.session !== null &&
+      this.graceMs !== null &&
+      this.lostAt !== null &&
+      performance.now() - this.lostAt >= this.graceMs;
+    if (lapsed) {
+      this.forgetSession();
+      const grace = /** @type {number} */ (this.graceMs);
+      this.endedNote = grace
+        ? `Your game has ended (the server holds a seat for ${seconds(grace)} after a connection is lost): you will join as a new player`
+        : 'Your game has ended (this server holds no seat after a connection is lost): you will join as a new player';
+    }
     if (sessionEnded || this.lostMessage === null || step === 'stop') {
       this.lostMessage = message;
     } else if (step !== 'fresh') {
@@ -377,13 +410,15 @@ export class Connection {
       const why = reason ? `: ${reasonText(reason)}` : '';
       message = `${this.lostMessage} (reconnect attempt ${this.attempt} failed${why})`;
     }
+    if (this.endedNote !== null && step !== 'stop') message = `${message}. ${this.endedNote}`;
     if (step === 'stop') {
       const advice = stopAdvice(this.leaving ? { type: 'Left' } : reason);
       const { button } = advice;
       // Unconfirmed by the server, the seat is held for its resume grace.
+      const wait = this.graceMs === null ? 'a few seconds' : seconds(this.graceMs);
       const hint =
         this.leaving && reason?.type !== 'Left'
-          ? 'Your seat is free for someone else once the server stops waiting for you (a few seconds).'
+          ? `Your seat is free for someone else once the server stops waiting for you (${wait}).`
           : advice.hint;
       this.setStatus({ state: 'closed', message, retryAt: null, fatal: true, resuming: false, hint, button });
       return;

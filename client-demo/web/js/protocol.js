@@ -2,7 +2,7 @@
 // port of `shared/src/protocol.rs`. The golden vectors check every value here.
 
 /** Must equal shared::protocol::PROTOCOL_VERSION; sent in the hello. */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 
 /** Entity kinds by wire index (shared::snapshot::EntityKind). */
 export const Kind = Object.freeze({ Player: 0, Npc: 1, Projectile: 2 });
@@ -45,6 +45,7 @@ const REASONS = {
   AuthInvalid: { code: 1008, label: 'auth_invalid', text: 'authentication failed', then: 'stop' },
   AuthExpired: { code: 1008, label: 'auth_expired', text: 'authentication token expired', then: 'stop' },
   Left: { code: 1000, label: 'left', text: 'left', then: 'stop' },
+  RoomClosed: { code: 1011, label: 'room_closed', text: 'room closed', then: 'rejoin' },
 };
 
 /**

@@ -273,6 +273,7 @@ fn delta_seeds(m: &Match, seeds: &mut Seeds) {
         session: SessionToken([0x5a; 16]),
         resumed: false,
         input_seq: 0,
+        resume_grace_ms: 10_000,
     });
     add("welcome".into(), server_bytes(&welcome));
     add(
