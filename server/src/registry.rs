@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::guard::{IpPermit, PerIpLimiter};
 use crate::metrics::Metrics;
-use crate::room::{self, RoomCmd, RoomHandle, RoomSetup, RoomStatus};
+use crate::room::{self, ReplacedTokens, RoomCmd, RoomHandle, RoomSetup, RoomStatus};
 use crate::throttle::LogEvery;
 use crate::users::Users;
 
@@ -45,8 +45,16 @@ pub(crate) struct Registry {
     parked: Arc<PerIpLimiter>,
     /// Each user's one session (`crate::users`).
     users: Arc<Users>,
+    /// The replaced sessions of rooms that have gone ([`RoomStatus::replaced`],
+    /// taken over as each room is unlisted): the room of such a session may
+    /// empty and go within its resume grace (its user joined elsewhere).
+    replaced: ReplacedTokens,
     inner: Mutex<Inner>,
 }
+
+/// Replaced sessions of rooms that have gone, remembered at most: each
+/// room's own bound, for as many rooms as typically go within a grace.
+const GONE_ROOMS_REPLACED: usize = 1024;
 
 #[derive(Debug)]
 struct Inner {
@@ -86,6 +94,7 @@ impl Registry {
         Arc::new(Self {
             parked: PerIpLimiter::new(config.max_clients_per_ip, config.per_ip_exempt_loopback),
             users: Users::new(),
+            replaced: ReplacedTokens::new(GONE_ROOMS_REPLACED),
             config,
             metrics,
             shutdown,
@@ -314,12 +323,19 @@ impl Registry {
     ) -> Result<RoomHandle, DisconnectReason> {
         let inner = self.lock();
         inner.open()?;
-        inner
+        let room = inner
             .serials
             .get(&room::token_serial(token))
-            .and_then(|name| inner.rooms.get(name))
-            .cloned()
-            .ok_or(DisconnectReason::SessionExpired)
+            .and_then(|name| inner.rooms.get(name));
+        match room {
+            Some(room) => Ok(room.clone()),
+            // Under the lock: a room's replaced sessions move here as it is
+            // unlisted, so one or the other has them.
+            None if self.replaced.contains(token, tokio::time::Instant::now()) => {
+                Err(DisconnectReason::SessionReplaced)
+            }
+            None => Err(DisconnectReason::SessionExpired),
+        }
     }
 
     /// Called by a room that has been empty for its grace period: removes it
@@ -334,7 +350,7 @@ impl Registry {
             .get(&name)
             .is_none_or(|h| h.status.occupancy.load(Ordering::Acquire) == 0);
         if empty {
-            Self::unlist(&self.metrics, &mut inner, serial);
+            self.unlist(&mut inner, serial);
         }
         empty
     }
@@ -366,7 +382,7 @@ impl Registry {
     /// Unlists a room and tells it to stop (at its next tick).
     fn evict(&self, inner: &mut Inner, room: &RoomStatus) {
         room.evicted.store(true, Ordering::Release);
-        Self::unlist(&self.metrics, inner, room.serial);
+        self.unlist(inner, room.serial);
         info!(room = %room.label, "room limit reached: evicted an empty room");
         self.metrics.rooms_evicted.inc();
     }
@@ -374,15 +390,18 @@ impl Registry {
     /// Removes a room whose thread ended (see [`Listing`]).
     fn forget(&self, serial: u32) {
         let mut inner = self.lock();
-        Self::unlist(&self.metrics, &mut inner, serial);
+        self.unlist(&mut inner, serial);
     }
 
-    fn unlist(metrics: &Metrics, inner: &mut Inner, serial: u32) {
+    fn unlist(&self, inner: &mut Inner, serial: u32) {
         if let Some(name) = inner.serials.remove(&serial) {
             if let Some(room) = inner.rooms.remove(&name) {
-                metrics.remove_room(&room.status.label);
+                self.metrics.remove_room(&room.status.label);
+                let now = tokio::time::Instant::now();
+                self.replaced.expire(now);
+                self.replaced.absorb(room.status.replaced.take());
             }
-            metrics.rooms.dec();
+            self.metrics.rooms.dec();
         }
     }
 

@@ -50,9 +50,71 @@ use crate::users::UserClaim;
 /// Joins, resumes and disconnects handled per tick at most; the rest wait
 /// for the next one.
 const COMMANDS_PER_TICK: usize = 256;
-/// Tokens of replaced sessions a room remembers (`Room::replaced`): far
-/// more than its seats, bounded against a user joining again and again.
+/// Tokens of replaced sessions a room remembers ([`RoomStatus::replaced`]):
+/// far more than its seats, bounded against a user joining again and again.
 const REPLACED_TOKENS: usize = 256;
+
+/// Tokens of sessions ended because their user joined again (`crate::users`),
+/// each until its resume grace would have ended: a resume of one is
+/// answered `SessionReplaced`, not `SessionExpired`, so that the client
+/// stops instead of joining afresh and taking the game back. Oldest first,
+/// bounded: past the bound the oldest is forgotten (its resume is then told
+/// `SessionExpired`).
+#[derive(Debug)]
+pub(crate) struct ReplacedTokens {
+    bound: usize,
+    tokens: Mutex<VecDeque<(SessionToken, Instant)>>,
+}
+
+impl ReplacedTokens {
+    pub(crate) fn new(bound: usize) -> Self {
+        Self {
+            bound,
+            tokens: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(SessionToken, Instant)>> {
+        // Held for a scan of at most `bound` entries, never across an await.
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers `token` until `until`.
+    pub(crate) fn remember(&self, token: SessionToken, until: Instant) {
+        self.absorb(std::iter::once((token, until)));
+    }
+
+    /// Remembers each of `tokens`, in order, as [`Self::remember`] does.
+    pub(crate) fn absorb(&self, tokens: impl IntoIterator<Item = (SessionToken, Instant)>) {
+        let mut held = self.lock();
+        for entry in tokens {
+            if held.len() == self.bound {
+                held.pop_front();
+            }
+            held.push_back(entry);
+        }
+    }
+
+    /// Whether `token` is remembered (and not past its time at `now`).
+    pub(crate) fn contains(&self, token: &SessionToken, now: Instant) -> bool {
+        self.lock()
+            .iter()
+            .any(|(t, until)| t == token && *until > now)
+    }
+
+    /// Forgets the tokens whose time has come.
+    pub(crate) fn expire(&self, now: Instant) {
+        let mut held = self.lock();
+        while held.front().is_some_and(|&(_, until)| until <= now) {
+            held.pop_front();
+        }
+    }
+
+    /// Takes every token remembered (for the registry, when the room goes).
+    pub(crate) fn take(&self) -> VecDeque<(SessionToken, Instant)> {
+        std::mem::take(&mut *self.lock())
+    }
+}
 /// The "nothing acknowledged yet" value of an ack cell.
 pub(crate) const NO_ACK: u64 = u64::MAX;
 
@@ -338,6 +400,10 @@ pub struct RoomStatus {
     /// Set by the registry when it unlisted this room, empty, to open
     /// another at the room limit; the room stops at its next tick.
     pub(crate) evicted: AtomicBool,
+    /// Sessions of this room ended because their user joined again; the
+    /// registry takes them over when the room goes, so that a resume of one
+    /// is still told why after that (`Registry::find_session`).
+    pub(crate) replaced: ReplacedTokens,
     /// Since when the room has been empty: when its last seat was given
     /// back, in microseconds after `started`; [`NOT_EMPTY`] from the moment
     /// a seat is reserved, and before the first. Read through
@@ -584,12 +650,6 @@ struct Room {
     slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
     tokens: HashMap<SessionToken, u32>,
-    /// Tokens of sessions ended because their user joined again, with when
-    /// they stop being remembered (the resume grace): their resume is
-    /// answered `SessionReplaced`, not `SessionExpired`, so that the client
-    /// stops instead of joining afresh and taking the game back. Oldest
-    /// first, at most [`REPLACED_TOKENS`].
-    replaced: VecDeque<(SessionToken, Instant)>,
     parked: usize,
     cmds: mpsc::Receiver<RoomCmd>,
     inputs: mpsc::Receiver<(PlayerHandle, InputCmd)>,
@@ -650,6 +710,7 @@ pub(crate) fn spawn(
             ..TickReport::default()
         }),
         evicted: AtomicBool::new(false),
+        replaced: ReplacedTokens::new(REPLACED_TOKENS),
         empty_since_us: AtomicU64::new(NOT_EMPTY),
     });
     let handle = RoomHandle {
@@ -711,7 +772,6 @@ pub(crate) fn spawn(
                 slots: Vec::new(),
                 free_slots: Vec::new(),
                 tokens: HashMap::new(),
-                replaced: VecDeque::new(),
                 parked: 0,
                 cmds,
                 inputs,
@@ -1066,7 +1126,7 @@ impl Room {
         named: Option<&str>,
     ) -> Result<Seat, DisconnectReason> {
         let Some(&index) = self.tokens.get(&token) else {
-            return Err(if self.replaced.iter().any(|(t, _)| *t == token) {
+            return Err(if self.status.replaced.contains(&token, Instant::now()) {
                 DisconnectReason::SessionReplaced
             } else {
                 DisconnectReason::SessionExpired
@@ -1101,11 +1161,8 @@ impl Room {
         };
         slot.end_replaced_connection();
         let token = slot.token;
-        if self.replaced.len() == REPLACED_TOKENS {
-            self.replaced.pop_front();
-        }
         let until = Instant::now() + self.config.resume_grace;
-        self.replaced.push_back((token, until));
+        self.status.replaced.remember(token, until);
         self.metrics.sessions_replaced.inc();
         self.remove(player);
     }
@@ -1153,13 +1210,7 @@ impl Room {
 
     fn expire_parked(&mut self) {
         let now = Instant::now();
-        while self
-            .replaced
-            .front()
-            .is_some_and(|&(_, until)| until <= now)
-        {
-            self.replaced.pop_front();
-        }
+        self.status.replaced.expire(now);
         let expired: Vec<PlayerHandle> = self
             .slots
             .iter()
@@ -1247,6 +1298,33 @@ fn accept_input(slot: &mut Slot, cmd: InputCmd, cap: usize) -> Result<(), InputD
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaced_tokens_are_bounded_and_forgotten_in_time() {
+        let now = Instant::now();
+        let token = |b: u8| SessionToken([b; SESSION_TOKEN_BYTES]);
+        let replaced = ReplacedTokens::new(2);
+        replaced.remember(token(1), now + Duration::from_secs(1));
+        replaced.remember(token(2), now + Duration::from_secs(5));
+        assert!(replaced.contains(&token(1), now));
+        assert!(
+            !replaced.contains(&token(1), now + Duration::from_secs(1)),
+            "its time came"
+        );
+        replaced.remember(token(3), now + Duration::from_secs(5));
+        assert!(
+            !replaced.contains(&token(1), now),
+            "the oldest went past the bound"
+        );
+        assert!(replaced.contains(&token(2), now) && replaced.contains(&token(3), now));
+        // Another set takes them over, as the registry does when a room goes.
+        let gone = ReplacedTokens::new(8);
+        gone.absorb(replaced.take());
+        assert!(!replaced.contains(&token(2), now), "taken");
+        assert!(gone.contains(&token(2), now) && gone.contains(&token(3), now));
+        gone.expire(now + Duration::from_secs(5));
+        assert!(gone.take().is_empty(), "expired");
+    }
 
     fn slot() -> Slot {
         let mut keys: slotmap::SlotMap<EntityKey, ()> = slotmap::SlotMap::with_key();
@@ -1379,6 +1457,7 @@ mod tests {
             entities: Gauge::default(),
             ticks: Mutex::default(),
             evicted: AtomicBool::new(false),
+            replaced: ReplacedTokens::new(REPLACED_TOKENS),
             empty_since_us: AtomicU64::new(NOT_EMPTY),
         };
         let mut clock = TickClock::new();

@@ -718,6 +718,61 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
     server.stop().await;
 }
 
+/// A session ended because its user joined elsewhere is told so on a
+/// resume even after its room has gone (its user's joining elsewhere may
+/// be what emptied it): told `SessionExpired`, its client would join
+/// afresh and take the game back from the newer session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_is_told_so_after_its_room_is_gone() {
+    const SECRET: &[u8] = b"test secret";
+    let server = TestServer::start(Config {
+        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
+        empty_room_grace: Duration::ZERO,
+        resume_grace: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    let now = server::auth::unix_now();
+    let as_user = |user: &str, room: &str| Hello {
+        auth: Some(AuthToken(
+            shared::auth::mint(SECRET, user, now + 60).expect("valid user"),
+        )),
+        room: RoomRequest::Named(room.into()),
+        ..Hello::new(user)
+    };
+    let (first, welcome) = Client::hello(addr, as_user("alice", "one"))
+        .await
+        .expect("joins");
+    first.kill();
+    let (mut second, _) = Client::hello(addr, as_user("alice", "two"))
+        .await
+        .expect("joins elsewhere");
+    second.plays_on(3).await;
+    let deadline = tokio::time::Instant::now() + common::STEP;
+    loop {
+        let rooms = server.json("/rooms").await;
+        let listed = rooms["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .any(|r| r["id"] == "one");
+        if !listed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room one was never disposed"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        Client::resume(addr, &welcome).await.err(),
+        Some((Some(DisconnectReason::SessionReplaced), 1000))
+    );
+    server.stop().await;
+}
+
 /// A user who joins a full room again takes over their own seat, whether
 /// their session there still plays (a second tab) or awaits a resume (a
 /// reload that lost the session token): the room is not full of them. It
