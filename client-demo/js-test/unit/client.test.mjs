@@ -528,6 +528,59 @@ test('a snapshot that does not check out against a held state asks for a full on
   }
 });
 
+test('full snapshots that keep failing their checksum stop the page instead of looping', async () => {
+  const { Game } = await import('../../web/js/game.js');
+  const { Acker } = await import('../../web/js/acks.js');
+  /** @type {string[]} */
+  const abandoned = [];
+  let good = false;
+  /** @type {any[]} the scoreboard, unchanged */
+  const players = [];
+  const receiver = {
+    desyncs: 0,
+    badDeltas: 0,
+    /** @param {any} msg */
+    receive(msg) {
+      if (good) return { tick: msg.tick, entities: [], players };
+      this.desyncs++;
+      return null;
+    },
+    reset() {},
+  };
+  const game = {
+    keptOnly: false,
+    fullFailures: 0,
+    welcome: { tick: 400, playerId: 1 },
+    stats: { snapshotIn() {} },
+    receiver,
+    inputAck: 0,
+    predictor: { nextSeq: 1 },
+    pacer: { onSnapshot() {} },
+    acks: new Acker(() => true),
+    conn: { abandon: (/** @type {string} */ m) => abandoned.push(m) },
+    interp: { push() {} },
+    applyOwn() {},
+    matchShots() {},
+    players,
+  };
+  const full = (/** @type {number} */ tick) => ({ tick, baseAge: 0, inputAck: 0 });
+  // A failed delta, then two failed full snapshots: asking again is right.
+  Game.prototype.onSnapshot.call(game, { tick: 401, baseAge: 1, inputAck: 0 }, 100);
+  Game.prototype.onSnapshot.call(game, full(430), 100);
+  Game.prototype.onSnapshot.call(game, full(460), 100);
+  assert.deepEqual(abandoned, []);
+  // One that checks out starts the count again.
+  good = true;
+  Game.prototype.onSnapshot.call(game, full(490), 100);
+  good = false;
+  Game.prototype.onSnapshot.call(game, full(520), 100);
+  Game.prototype.onSnapshot.call(game, full(550), 100);
+  assert.deepEqual(abandoned, []);
+  Game.prototype.onSnapshot.call(game, full(580), 100);
+  assert.equal(abandoned.length, 1, 'the third full failure in a row gives up');
+  assert.match(abandoned[0], /does not check out on this page/);
+});
+
 test('a resume counts the inputs the server applied while the page was away', async () => {
   const { Game } = await import('../../web/js/game.js');
   /** @param {number} inputAck @param {number} inputAckTick */

@@ -596,6 +596,27 @@ test('a server that holds no seat is joined afresh after any drop', () => {
   });
 });
 
+test('a page that cannot use the server\'s snapshots stops, asks for a reload and keeps the session', () => {
+  withFakeClock((clock) => {
+    const c = playing();
+    const socket = c.last();
+    c.conn.abandon('The game state from the server does not check out on this page');
+    assert.equal(socket.closedByClient?.code, 4002);
+    assert.equal(c.status().state, 'closed');
+    assert.equal(c.status().fatal, true);
+    assert.equal(c.status().button, 'reload');
+    assert.match(c.status().message, /does not check out/);
+    clock.advance(60000);
+    assert.equal(FakeSocket.all.length, 1, 'no reconnect behind the player\'s back');
+    // The reloaded page resumes the player.
+    const again = connection({ storage: c.storage });
+    again.conn.connect();
+    again.last().open();
+    assert.deepEqual(again.last().hello.resume, token(0x42));
+    again.conn.teardown();
+  });
+});
+
 test('a server message that does not decode closes the socket, says why and resumes', () => {
   withFakeClock((clock) => {
     const c = playing();

@@ -32,6 +32,8 @@ import { NetStats, statsLines } from './stats.js';
 
 /** Most simulation steps run back to back after a stall (a hidden tab). */
 const MAX_CATCHUP_STEPS = 5;
+/** Full snapshots in a row that fail their checksum before the page gives up. */
+const FULL_FAILURES_MAX = 3;
 /** A frame this long after the last one spawns no effects (see `spawnEffects`). */
 const EFFECTS_GAP_MS = 250;
 
@@ -80,6 +82,8 @@ export class Game {
     this.resumes = 0;
     /** Holding only the state an earlier page kept: no snapshot applied since. */
     this.keptOnly = false;
+    /** Full snapshots in a row that did not check out (see `onSnapshot`). */
+    this.fullFailures = 0;
     this.interp = new Interpolator(30, 30);
     this.stepMs = 1000 / 30;
     this.acc = 0;
@@ -272,6 +276,15 @@ export class Game {
       // that does not fit it): that state is suspect, and the next deltas
       // are against it. Holding nothing gets a full snapshot at once.
       const failed = this.receiver.desyncs + this.receiver.badDeltas > broken;
+      // A full snapshot depends on no state of ours: if several in a row
+      // do not check out, this page and the server disagree on the rules
+      // or the format (an old page cached under the same protocol
+      // version), and asking for more would loop with nothing drawn.
+      if (failed && msg.baseAge === 0 && ++this.fullFailures >= FULL_FAILURES_MAX) {
+        this.fullFailures = 0;
+        this.conn.abandon(`The game state from the server does not check out on this page (${FULL_FAILURES_MAX} full snapshots in a row)`);
+        return;
+      }
       if ((failed || (this.keptOnly && msg.baseAge !== 0)) && this.welcome) {
         this.keptOnly = false;
         this.receiver.reset();
@@ -280,6 +293,7 @@ export class Game {
       return;
     }
     this.keptOnly = false;
+    this.fullFailures = 0;
     this.acks.held(state.tick, now);
     this.stepsSinceSnapshot = 0;
     this.interp.push(state, now);

@@ -337,6 +337,24 @@ export class Connection {
     this.closed('You left the game', 'stop');
   }
 
+  /**
+   * Stops for good on the page's own finding that it cannot play with this
+   * server (its snapshots do not check out here), and asks the player to
+   * reload. The session is kept, parked at the server for its grace: the
+   * reloaded page, which may be the server's current one, resumes it.
+   * @param {string} message
+   */
+  abandon(message) {
+    const session = this.session;
+    this.serverReason = null;
+    this.ws?.close(CLOSE_UNREADABLE, 'unusable snapshots');
+    this.closed(message, 'stop');
+    if (session) {
+      this.session = session;
+      this.store.save(session);
+    }
+  }
+
   /** Joins as a new player, giving up any session this tab holds. */
   rejoin() {
     this.forgetSession();
