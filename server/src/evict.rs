@@ -1,5 +1,6 @@
 //! Making room when every connection slot, or every player's place, is
-//! taken: the oldest connection that is not yet a player is closed.
+//! taken: a connection that is not yet a player is closed, the oldest of
+//! the address that holds the most of them.
 //!
 //! Timeouts bound how long one connection may take to send its request head
 //! or its hello (5 s each by default), and per-address caps bound how many
@@ -8,33 +9,43 @@
 //! with WebSockets that never say hello (or say one that is refused), for
 //! good, reopening each connection as its deadline closes it (slowloris).
 //! So:
-//! * when the accept loop finds no free connection slot, it closes the
-//!   connection that has gone longest without becoming a player: a plain
-//!   HTTP connection (request head, answer), or a WebSocket whose hello has
-//!   not been read, or was refused. There is always one, as
-//!   `max_connections` is above `max_clients` (`Config::validate`);
-//! * when an upgrade finds every player's place taken, the oldest WebSocket
-//!   of those goes (none: the server is full of players, and the upgrade
-//!   is refused).
+//! * when the accept loop finds no free connection slot, it closes a
+//!   connection that is not a player yet: a plain HTTP connection (request
+//!   head, answer), or a WebSocket whose hello has not been read, or was
+//!   refused. There is always one, as `max_connections` is above
+//!   `max_clients` (`Config::validate`);
+//! * when an upgrade finds every player's place taken, a WebSocket of those
+//!   goes (none: the server is full of players, and the upgrade is
+//!   refused).
+//!
+//! Which one: the oldest of the address (an IPv4 address, an IPv6 /64:
+//! `guard::address_key`) that holds the most such connections, and of two
+//! addresses holding as many, the one whose oldest is older.
 //!
 //! A WebSocket whose hello was read is not closed this way while its room
-//! seats it, nor as a player. A real client is in the evictable state for
-//! about one round trip, an attacker's connection for as long as the
-//! deadlines allow, so the attacker's go first. To close a real one, an
-//! attacker has to open every spare place's worth of connections within
-//! that round trip, again and again (at the defaults 256 slots, or the
-//! players' places not taken by players): a flood, where a trickle from a
-//! few addresses sufficed before. Between real clients, the newest wins:
+//! seats it, nor as a player. A real client holds one evictable connection
+//! for about one round trip; an attacker's addresses hold many (up to the
+//! per-address cap, 64 by default), for as long as the deadlines allow, so
+//! the attacker's go first, and of them the most crowded address's: a real
+//! client goes only once no address holds more evictable connections than
+//! its one. To close a real one, an attacker needs as many addresses as
+//! there are spare places (at the defaults 256 slots, or the players'
+//! places not taken by players), each opening its connection within that
+//! round trip, again and again; from fewer addresses, however fast, it
+//! only closes its own. Between real clients, the newest wins:
 //! at the player cap, a client whose hello is still on its way loses its
 //! place to an upgrade that arrives meanwhile, and is told the server is
 //! full (it retries, as after a 503).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::guard::address_key;
 
 /// How long a connection told to close has to give its place back before
 /// the next oldest is told too. Its task only has to run: an evicted
@@ -78,26 +89,67 @@ struct Inner {
     next: u64,
     /// By order of registration.
     open: BTreeMap<u64, Arc<Eviction>>,
+    /// The orders of `open`, by address ([`address_key`]).
+    by_address: Orders,
     /// The orders of those of `open` that are WebSockets, each holding a
-    /// player's place.
-    websockets: BTreeSet<u64>,
+    /// player's place, by address.
+    websockets: Orders,
+}
+
+/// Connection orders by address, each address's oldest first.
+#[derive(Debug, Default)]
+struct Orders(HashMap<IpAddr, BTreeSet<u64>>);
+
+impl Orders {
+    fn insert(&mut self, address: IpAddr, order: u64) {
+        self.0.entry(address).or_default().insert(order);
+    }
+
+    fn remove(&mut self, address: IpAddr, order: u64) {
+        if let Some(orders) = self.0.get_mut(&address) {
+            orders.remove(&order);
+            if orders.is_empty() {
+                self.0.remove(&address);
+            }
+        }
+    }
+
+    /// The oldest connection of the address that holds the most, the
+    /// address with the oldest connection of those that hold as many.
+    /// A scan of the addresses: it runs only when every place is taken.
+    fn pick(&self) -> Option<u64> {
+        self.0
+            .values()
+            .filter_map(|orders| Some((orders.len(), *orders.first()?)))
+            .max_by(|(n, a), (m, b)| n.cmp(m).then(b.cmp(a)))
+            .map(|(_, oldest)| oldest)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.values().map(BTreeSet::len).sum()
+    }
 }
 
 impl Inner {
     /// Takes `order` out of the lists: `None` if it was not in them.
     fn remove(&mut self, order: u64) -> Option<Arc<Eviction>> {
-        self.websockets.remove(&order);
-        self.open.remove(&order)
+        let eviction = self.open.remove(&order)?;
+        self.by_address.remove(eviction.address, order);
+        self.websockets.remove(eviction.address, order);
+        Some(eviction)
     }
 }
 
 /// One connection's eviction: a flag, and a wake-up for whoever waits on it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Eviction {
     evicted: AtomicBool,
     notify: Notify,
     /// Whether it holds a player's place ([`Ticket::upgraded`]).
     websocket: AtomicBool,
+    /// Its peer's address ([`address_key`]).
+    address: IpAddr,
 }
 
 impl Eviction {
@@ -127,13 +179,19 @@ impl Unproven {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a connection, the newest.
-    pub(crate) fn register(self: &Arc<Self>) -> Ticket {
-        let eviction = Arc::new(Eviction::default());
+    /// Adds a connection from `peer`, the newest.
+    pub(crate) fn register(self: &Arc<Self>, peer: IpAddr) -> Ticket {
+        let eviction = Arc::new(Eviction {
+            evicted: AtomicBool::new(false),
+            notify: Notify::new(),
+            websocket: AtomicBool::new(false),
+            address: address_key(peer),
+        });
         let mut inner = self.lock();
         let order = inner.next;
         inner.next += 1;
         inner.open.insert(order, Arc::clone(&eviction));
+        inner.by_address.insert(eviction.address, order);
         Ticket {
             list: Arc::clone(self),
             order,
@@ -141,17 +199,18 @@ impl Unproven {
         }
     }
 
-    /// Tells the oldest connection that is not a player to close. `false`
-    /// when there is none.
+    /// Tells a connection that is not a player to close: the oldest of the
+    /// address that holds the most such connections. `false` when there is
+    /// none.
     pub(crate) fn evict_oldest(&self) -> bool {
-        self.evict(|inner| inner.open.keys().next().copied())
+        self.evict(|inner| inner.by_address.pick())
     }
 
-    /// Tells the oldest WebSocket whose hello has not been read, or was
-    /// refused, to close, giving back a player's place. `false` when there
-    /// is none.
+    /// Tells a WebSocket whose hello has not been read, or was refused, to
+    /// close, giving back a player's place: the oldest of the address that
+    /// holds the most such WebSockets. `false` when there is none.
     pub(crate) fn evict_oldest_websocket(&self) -> bool {
-        self.evict(|inner| inner.websockets.first().copied())
+        self.evict(|inner| inner.websockets.pick())
     }
 
     /// Evicts the connection `pick` names, if any.
@@ -168,6 +227,7 @@ impl Unproven {
     #[cfg(test)]
     fn len(&self) -> (usize, usize) {
         let inner = self.lock();
+        assert_eq!(inner.by_address.len(), inner.open.len());
         (inner.open.len(), inner.websockets.len())
     }
 }
@@ -180,7 +240,7 @@ impl Ticket {
         self.eviction.websocket.store(true, Ordering::Relaxed);
         let mut inner = self.list.lock();
         if inner.open.contains_key(&self.order) {
-            inner.websockets.insert(self.order);
+            inner.websockets.insert(self.eviction.address, self.order);
         }
     }
 
@@ -199,9 +259,11 @@ impl Ticket {
             return;
         }
         let mut inner = self.list.lock();
+        let address = self.eviction.address;
         inner.open.insert(self.order, Arc::clone(&self.eviction));
+        inner.by_address.insert(address, self.order);
         if self.eviction.websocket.load(Ordering::Relaxed) {
-            inner.websockets.insert(self.order);
+            inner.websockets.insert(address, self.order);
         }
     }
 
@@ -237,6 +299,19 @@ mod tests {
 
     use super::*;
 
+    /// One address, as every test client on loopback is.
+    const ONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, last))
+    }
+
+    fn v6(network: u16, host: u16) -> IpAddr {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001, 0xdb8, 0, network, 0, 0, 0, host,
+        ))
+    }
+
     /// Whether `ticket.evicted()` completes within a short wait.
     async fn is_evicted(ticket: &Ticket) -> bool {
         tokio::time::timeout(Duration::from_millis(50), ticket.evicted())
@@ -247,9 +322,9 @@ mod tests {
     #[tokio::test]
     async fn the_oldest_connection_that_is_not_a_player_goes_first() {
         let list = Unproven::new();
-        let first = list.register();
-        let second = list.register();
-        let third = list.register();
+        let first = list.register(ONE);
+        let second = list.register(ONE);
+        let third = list.register(ONE);
         // The oldest became a player: the next oldest goes.
         assert!(first.prove());
         assert!(list.evict_oldest());
@@ -264,13 +339,57 @@ mod tests {
         assert!(!list.evict_oldest());
     }
 
+    /// A flood from a few addresses (each up to its per-address cap) is
+    /// evicted before anyone else: a real client, one connection between
+    /// its upgrade and its welcome, goes only once no address holds more
+    /// than it does, so closing it takes as many addresses as there are
+    /// spare places, not a flood within its round trip.
+    #[tokio::test]
+    async fn the_address_that_holds_the_most_loses_its_oldest_first() {
+        for websockets in [false, true] {
+            let list = Unproven::new();
+            let evict = || {
+                if websockets {
+                    list.evict_oldest_websocket()
+                } else {
+                    list.evict_oldest()
+                }
+            };
+            // A flood from two addresses, one an IPv6 /64 rotating through
+            // its hosts; its first connection is older than the player.
+            let mut flood = vec![list.register(v4(9))];
+            let player = list.register(v4(1));
+            flood.extend((0..2).map(|_| list.register(v4(9))));
+            flood.extend((0..4).map(|h| list.register(v6(7, h))));
+            for ticket in flood.iter().chain([&player]) {
+                ticket.upgraded();
+            }
+            // An HTTP connection: a WebSocket eviction never takes it.
+            let late = list.register(v4(2));
+            // The address holding the most goes first, each its oldest
+            // first; of two holding as many, the one with the oldest.
+            for _ in 0..5 {
+                assert!(evict());
+            }
+            let evicted = [true, true, false, true, true, true, false];
+            for (i, (ticket, expected)) in flood.iter().zip(evicted).enumerate() {
+                assert_eq!(is_evicted(ticket).await, expected, "flood connection {i}");
+            }
+            assert!(!is_evicted(&player).await && !is_evicted(&late).await);
+            // One each now: the oldest goes first, as from one address.
+            assert!(evict());
+            assert!(is_evicted(&player).await, "websockets: {websockets}");
+            assert!(!is_evicted(&late).await);
+        }
+    }
+
     #[tokio::test]
     async fn a_players_place_is_taken_back_from_the_oldest_websocket_without_hello() {
         let list = Unproven::new();
-        let http = list.register();
-        let hello = list.register();
-        let silent = list.register();
-        let younger = list.register();
+        let http = list.register(ONE);
+        let hello = list.register(ONE);
+        let silent = list.register(ONE);
+        let younger = list.register(ONE);
         for ws in [&hello, &silent, &younger] {
             ws.upgraded();
         }
@@ -289,7 +408,7 @@ mod tests {
         assert_eq!(list.len(), (0, 0));
         assert!(!list.evict_oldest_websocket());
         // An evicted connection marked a WebSocket afterwards is not listed.
-        let late = list.register();
+        let late = list.register(ONE);
         assert!(list.evict_oldest());
         late.upgraded();
         assert_eq!(list.len(), (0, 0));
@@ -298,9 +417,9 @@ mod tests {
     #[tokio::test]
     async fn a_refused_hello_makes_the_connection_the_first_to_go() {
         let list = Unproven::new();
-        let refused = list.register();
+        let refused = list.register(ONE);
         refused.upgraded();
-        let younger = list.register();
+        let younger = list.register(ONE);
         younger.upgraded();
         assert!(refused.prove());
         // While its room seats it, a connection that said hello stays.
@@ -344,7 +463,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_waiting_for_its_eviction_is_woken() {
         let list = Unproven::new();
-        let ticket = list.register();
+        let ticket = list.register(ONE);
         let waiter = tokio::spawn(async move { ticket.evicted().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(list.evict_oldest());

@@ -76,6 +76,16 @@ impl OriginPolicy {
     }
 }
 
+/// What one customer of the network is: an IPv4 address, or an IPv6 /64
+/// network (see [`PerIpLimiter`]). IPv4-mapped IPv6 addresses (the IPv4
+/// peers of a dual-stack socket) are their IPv4 address.
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
+
 /// Counts connections per peer address: per IPv4 address, and per IPv6
 /// /64 network.
 ///
@@ -142,10 +152,7 @@ impl PerIpLimiter {
                 ip: None,
             });
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
-            v4 => v4,
-        };
+        let ip = address_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = counts.entry(ip).or_insert(0);
         if *n >= self.max {

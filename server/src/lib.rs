@@ -221,7 +221,7 @@ pub async fn serve(
                     _any: permit,
                     _ip: ip,
                     _open: http::Open::new(&state.conn.metrics.tcp_connections),
-                    unproven: state.unproven.register(),
+                    unproven: state.unproven.register(peer.ip()),
                 };
                 tokio::spawn(http::serve_connection(
                     stream,
