@@ -561,12 +561,7 @@ fn an_empty_auth_secret_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_on_only_valid_unexpired_tokens_join() {
-    const SECRET: &[u8] = b"test secret";
-    let server = TestServer::start(Config {
-        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::start(with_tokens(Config::default())).await;
     let now = server::auth::unix_now();
     let token = |secret: &[u8], expires| {
         let t = shared::auth::mint(secret, "alice", expires).expect("valid user");
@@ -591,7 +586,7 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
         ),
         (
             "expired",
-            token(SECRET, now.saturating_sub(1)),
+            token(TOKEN_SECRET, now.saturating_sub(1)),
             DisconnectReason::AuthExpired,
         ),
         (
@@ -612,7 +607,7 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
             "{what}"
         );
     }
-    let (c, welcome) = attempt(token(SECRET, now + 60))
+    let (c, welcome) = attempt(token(TOKEN_SECRET, now + 60))
         .await
         .expect("a valid token joins");
     // A resume needs no token: the session token is the credential.
@@ -633,6 +628,31 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
     server.stop().await;
 }
 
+/// The join-token secret of the servers [`with_tokens`] configures.
+const TOKEN_SECRET: &[u8] = b"test secret";
+
+/// `config` requiring join tokens signed with [`TOKEN_SECRET`].
+fn with_tokens(config: Config) -> Config {
+    Config {
+        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(
+            TOKEN_SECRET,
+        ))),
+        ..config
+    }
+}
+
+/// A hello of `user`, with a valid join token, for the room `room`.
+fn as_user(user: &str, room: &str) -> Hello {
+    let expires = server::auth::unix_now() + 60;
+    Hello {
+        auth: Some(AuthToken(
+            shared::auth::mint(TOKEN_SECRET, user, expires).expect("valid user"),
+        )),
+        room: RoomRequest::Named(room.into()),
+        ..Hello::new(user)
+    }
+}
+
 /// One game per user: a join token's user whose new join is welcomed ends
 /// the session they had, wherever it is, playing or awaiting a resume (its
 /// connection told `SessionReplaced`, and so is a resume of its token), so
@@ -640,20 +660,7 @@ async fn with_auth_on_only_valid_unexpired_tokens_join() {
 /// are untouched; the rule can be turned off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_who_joins_again_ends_the_session_they_had() {
-    const SECRET: &[u8] = b"test secret";
-    let config = || Config {
-        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
-        ..Config::default()
-    };
-    let now = server::auth::unix_now();
-    let as_user = |user: &str, room: &str| Hello {
-        auth: Some(AuthToken(
-            shared::auth::mint(SECRET, user, now + 60).expect("valid user"),
-        )),
-        room: RoomRequest::Named(room.into()),
-        ..Hello::new(user)
-    };
-    let server = TestServer::start(config()).await;
+    let server = TestServer::start(with_tokens(Config::default())).await;
     let addr = server.addr;
     let join = |hello| async move {
         Client::hello(addr, hello)
@@ -700,10 +707,10 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
     server.stop().await;
 
     // Turned off, the same token seats two players.
-    let server = TestServer::start(Config {
+    let server = TestServer::start(with_tokens(Config {
         one_session_per_user: false,
-        ..config()
-    })
+        ..Config::default()
+    }))
     .await;
     let addr = server.addr;
     let (mut one, _) = Client::hello(addr, as_user("alice", "one"))
@@ -724,23 +731,13 @@ async fn a_user_who_joins_again_ends_the_session_they_had() {
 /// afresh and take the game back from the newer session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_session_is_told_so_after_its_room_is_gone() {
-    const SECRET: &[u8] = b"test secret";
-    let server = TestServer::start(Config {
-        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
+    let server = TestServer::start(with_tokens(Config {
         empty_room_grace: Duration::ZERO,
         resume_grace: Duration::from_secs(60),
         ..Config::default()
-    })
+    }))
     .await;
     let addr = server.addr;
-    let now = server::auth::unix_now();
-    let as_user = |user: &str, room: &str| Hello {
-        auth: Some(AuthToken(
-            shared::auth::mint(SECRET, user, now + 60).expect("valid user"),
-        )),
-        room: RoomRequest::Named(room.into()),
-        ..Hello::new(user)
-    };
     let (first, welcome) = Client::hello(addr, as_user("alice", "one"))
         .await
         .expect("joins");
@@ -749,23 +746,7 @@ async fn a_replaced_session_is_told_so_after_its_room_is_gone() {
         .await
         .expect("joins elsewhere");
     second.plays_on(3).await;
-    let deadline = tokio::time::Instant::now() + common::STEP;
-    loop {
-        let rooms = server.json("/rooms").await;
-        let listed = rooms["rooms"]
-            .as_array()
-            .expect("rooms")
-            .iter()
-            .any(|r| r["id"] == "one");
-        if !listed {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "room one was never disposed"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_until_unlisted("one").await;
     assert_eq!(
         Client::resume(addr, &welcome).await.err(),
         Some((Some(DisconnectReason::SessionReplaced), 1000))
@@ -779,22 +760,12 @@ async fn a_replaced_session_is_told_so_after_its_room_is_gone() {
 /// is full for anyone else, and for a user whose session is elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_who_joins_a_full_room_again_takes_their_own_seat() {
-    const SECRET: &[u8] = b"test secret";
-    let server = TestServer::start(Config {
-        auth: Some(std::sync::Arc::new(server::auth::HmacTokens::new(SECRET))),
+    let server = TestServer::start(with_tokens(Config {
         room_capacity: 2,
         ..Config::default()
-    })
+    }))
     .await;
     let addr = server.addr;
-    let now = server::auth::unix_now();
-    let as_user = |user: &str, room: &str| Hello {
-        auth: Some(AuthToken(
-            shared::auth::mint(SECRET, user, now + 60).expect("valid user"),
-        )),
-        room: RoomRequest::Named(room.into()),
-        ..Hello::new(user)
-    };
     let join = |hello| async move {
         Client::hello(addr, hello)
             .await

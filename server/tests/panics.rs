@@ -2,26 +2,9 @@
 //! operator's log collector reads every other line. In a test binary of its
 //! own: the panic hook is the whole process's.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
+mod common;
 
-/// A log writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::Captured;
 
 #[test]
 fn a_panic_is_one_json_log_event_with_its_message_place_and_thread() {
@@ -55,8 +38,7 @@ fn a_panic_is_one_json_log_event_with_its_message_place_and_thread() {
 }
 
 fn line_of(captured: &Captured) -> String {
-    let bytes = captured.0.lock().unwrap_or_else(PoisonError::into_inner);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let text = captured.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "one event: {text}");
     lines[0].to_owned()

@@ -18,29 +18,6 @@ fn ids(replica: &Replica) -> Vec<u32> {
     replica.latest().players.iter().map(|p| p.id).collect()
 }
 
-/// Waits (up to [`STEP`]) until `GET /rooms` no longer lists `room`, and
-/// returns the rooms it lists then.
-async fn wait_until_disposed(server: &TestServer, room: &str) -> Vec<String> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let rooms = server.json("/rooms").await;
-        let names: Vec<String> = rooms["rooms"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
-            .collect();
-        if !names.iter().any(|name| name == room) {
-            return names;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{room} never disposed: {names:?}"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits (up to `within`) until `GET /rooms` shows `seats` taken in `room`
 /// (a room no longer listed has none), polling every 10 ms.
 async fn wait_for_seats(server: &TestServer, room: &str, seats: u64, within: Duration) {
@@ -421,8 +398,8 @@ async fn an_empty_room_is_disposed_after_its_grace_but_a_persistent_one_stays() 
         c.send(&ClientMsg::Leave).await;
         c.expect_close().await;
     }
-    wait_until_disposed(&server, &matched.room).await;
-    assert_eq!(wait_until_disposed(&server, "brief").await, ["lobby"]);
+    server.wait_until_unlisted(&matched.room).await;
+    assert_eq!(server.wait_until_unlisted("brief").await, ["lobby"]);
     assert_eq!(server.metric("arena_rooms ").await, 1.0);
     // The public room's series went with it.
     assert_eq!(room_series(&server).await, 1, "the lobby's");
@@ -575,7 +552,7 @@ async fn a_new_room_ticks_in_the_phase_with_the_fewest_players() {
     let mut b = clients.remove(1);
     b.send(&ClientMsg::Leave).await;
     b.expect_close().await;
-    wait_until_disposed(&server, "b").await;
+    server.wait_until_unlisted("b").await;
     // Phase 1 is empty now: the next room takes it (in order of creation it
     // would have been phase 0 again, beside "a").
     clients.push(Client::join_room(server.addr, "p", "e").await.0);
@@ -721,7 +698,7 @@ async fn at_the_room_limit_an_empty_room_makes_way_for_a_new_one() {
     sleep(Duration::from_millis(2500)).await;
     let (dropped, w) = Client::join_room(server.addr, "c", "new").await;
     assert_eq!(w.room, "new");
-    let rooms = wait_until_disposed(&server, "left").await;
+    let rooms = server.wait_until_unlisted("left").await;
     assert_eq!(rooms, ["held", "new"]);
     // Its thread ends at its next tick (the server runs in this process).
     let deadline = Instant::now() + STEP;

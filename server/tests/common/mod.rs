@@ -123,6 +123,36 @@ pub fn start_binary(args: &[&str]) -> (Binary, SocketAddr) {
     (Binary(child), addr)
 }
 
+/// A log writer into a shared buffer, for tests that read what the server
+/// logs (with a global subscriber: a test binary of their own).
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
 /// Every wait in these tests is bounded by this.
 pub const STEP: Duration = Duration::from_secs(10);
 
@@ -170,6 +200,29 @@ impl TestServer {
             operator: None,
             stop: Some(stop),
             task,
+        }
+    }
+
+    /// Waits (up to [`STEP`]) until `GET /rooms` no longer lists `room`
+    /// (disposed, evicted or ended), and returns the rooms it lists then.
+    pub async fn wait_until_unlisted(&self, room: &str) -> Vec<String> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let rooms = self.json("/rooms").await;
+            let names: Vec<String> = rooms["rooms"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect();
+            if !names.iter().any(|name| name == room) {
+                return names;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{room} never unlisted: {names:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
