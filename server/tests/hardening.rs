@@ -1139,6 +1139,73 @@ async fn connections_that_never_finish_their_handshake_cannot_lock_players_out()
     server.stop().await;
 }
 
+/// Making room takes from the address that holds the most connections that
+/// are not players yet: a flood from one address, however fast, closes its
+/// own connections, not a client's from another address, even when the
+/// client's is the oldest (which went first before session 29).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_makes_room_from_its_own_connections() {
+    const SLOTS: usize = 12;
+    let server = TestServer::start(Config {
+        max_clients: 4,
+        max_connections: SLOTS,
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr;
+    // A connection from 127.0.0.`last` (all of 127/8 is this machine's)
+    // that has sent the start of a request head.
+    let from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(([127, 0, 0, last], 0).into())
+            .expect("bind a loopback address");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        stream
+    };
+    // The oldest connection: a client still sending its request head.
+    let mut client = from(3).await;
+    sleep(Duration::from_millis(50)).await;
+    // A flood from another address fills every other slot, then goes on.
+    let mut flood = Vec::new();
+    for _ in 1..SLOTS {
+        flood.push(from(2).await);
+    }
+    sleep(Duration::from_millis(100)).await;
+    for _ in 0..SLOTS {
+        flood.push(from(2).await);
+    }
+    // Each of those made room for itself once accepted.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let evicted = server.metric("arena_connections_evicted_total").await;
+        if evicted >= SLOTS as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{evicted} evicted");
+        sleep(Duration::from_millis(20)).await;
+    }
+    // The client's connection is still there: it ends its head and is
+    // answered.
+    client.write_all(b"\r\n").await.expect("write");
+    let mut answer = vec![0; 64];
+    let n = timeout(STEP, client.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    drop(flood);
+    server.stop().await;
+}
+
 /// WebSockets that never say hello cannot hold every player's place: the
 /// connection cap is far from full, but the player cap is, and an upgrade
 /// closes the oldest WebSocket that has not said hello (told the server is
