@@ -62,14 +62,15 @@ pub struct Config {
     pub operator_token: Option<OperatorToken>,
     /// Most players connected at once, counting WebSockets that have not
     /// said hello yet (or whose hello was refused). With this many, an upgrade request
-    /// closes the oldest of those (module `evict`), or, with none, gets HTTP
+    /// closes one of those, the oldest of the address holding the most
+    /// (module `evict`), or, with none, gets HTTP
     /// 503 before any WebSocket is set up. Default: 1000.
     pub max_clients: usize,
     /// Most TCP connections open at once: HTTP connections (counting ones
     /// still sending their headers) and WebSockets, for their whole life.
-    /// With this many open, each new connection closes the oldest that is
-    /// not a player yet (plain HTTP, or a WebSocket before its hello; see
-    /// module `evict`). Default: `max_clients + 256`.
+    /// With this many open, each new connection closes one that is not a
+    /// player yet (plain HTTP, or a WebSocket before its hello), the oldest
+    /// of the address holding the most (module `evict`). Default: `max_clients + 256`.
     pub max_connections: usize,
     /// Time a client has to send its complete HTTP request head (slowloris).
     /// Default: 5 s.

@@ -48,7 +48,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use crate::guard::address_key;
 
 /// How long a connection told to close has to give its place back before
-/// the next oldest is told too. Its task only has to run: an evicted
+/// the next one is told too. Its task only has to run: an evicted
 /// connection waits on no write.
 const PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -202,14 +202,14 @@ impl Unproven {
     /// Tells a connection that is not a player to close: the oldest of the
     /// address that holds the most such connections. `false` when there is
     /// none.
-    pub(crate) fn evict_oldest(&self) -> bool {
+    pub(crate) fn evict_connection(&self) -> bool {
         self.evict(|inner| inner.by_address.pick())
     }
 
     /// Tells a WebSocket whose hello has not been read, or was refused, to
     /// close, giving back a player's place: the oldest of the address that
     /// holds the most such WebSockets. `false` when there is none.
-    pub(crate) fn evict_oldest_websocket(&self) -> bool {
+    pub(crate) fn evict_websocket(&self) -> bool {
         self.evict(|inner| inner.websockets.pick())
     }
 
@@ -235,7 +235,7 @@ impl Unproven {
 impl Ticket {
     /// The connection is a WebSocket now, holding a player's place: until
     /// its hello, that place may be taken back
-    /// ([`Unproven::evict_oldest_websocket`]).
+    /// ([`Unproven::evict_websocket`]).
     pub(crate) fn upgraded(&self) {
         self.eviction.websocket.store(true, Ordering::Relaxed);
         let mut inner = self.list.lock();
@@ -327,7 +327,7 @@ mod tests {
         let third = list.register(ONE);
         // The oldest became a player: the next oldest goes.
         assert!(first.prove());
-        assert!(list.evict_oldest());
+        assert!(list.evict_connection());
         assert!(!is_evicted(&first).await, "a player is never evicted");
         assert!(is_evicted(&second).await);
         assert!(!is_evicted(&third).await);
@@ -336,7 +336,7 @@ mod tests {
         // A connection that closed by itself leaves nothing to evict.
         drop(third);
         assert_eq!(list.len(), (0, 0));
-        assert!(!list.evict_oldest());
+        assert!(!list.evict_connection());
     }
 
     /// A flood from a few addresses (each up to its per-address cap) is
@@ -350,9 +350,9 @@ mod tests {
             let list = Unproven::new();
             let evict = || {
                 if websockets {
-                    list.evict_oldest_websocket()
+                    list.evict_websocket()
                 } else {
-                    list.evict_oldest()
+                    list.evict_connection()
                 }
             };
             // A flood from two addresses, one an IPv6 /64 rotating through
@@ -396,20 +396,20 @@ mod tests {
         assert!(hello.prove());
         // The oldest WebSocket without a hello, not the older HTTP
         // connection, nor the player.
-        assert!(list.evict_oldest_websocket());
+        assert!(list.evict_websocket());
         assert!(is_evicted(&silent).await);
         assert!(!is_evicted(&http).await);
         assert!(!is_evicted(&hello).await);
         // Evicted for the connection cap, a WebSocket is gone from both.
-        assert!(list.evict_oldest());
+        assert!(list.evict_connection());
         assert!(is_evicted(&http).await);
-        assert!(list.evict_oldest());
+        assert!(list.evict_connection());
         assert!(is_evicted(&younger).await);
         assert_eq!(list.len(), (0, 0));
-        assert!(!list.evict_oldest_websocket());
+        assert!(!list.evict_websocket());
         // An evicted connection marked a WebSocket afterwards is not listed.
         let late = list.register(ONE);
-        assert!(list.evict_oldest());
+        assert!(list.evict_connection());
         late.upgraded();
         assert_eq!(list.len(), (0, 0));
     }
@@ -427,7 +427,7 @@ mod tests {
         // Refused: evictable again, before the younger one.
         refused.refused();
         assert_eq!(list.len(), (2, 2));
-        assert!(list.evict_oldest_websocket());
+        assert!(list.evict_websocket());
         assert!(is_evicted(&refused).await);
         assert!(!is_evicted(&younger).await);
         drop(refused);
@@ -466,7 +466,7 @@ mod tests {
         let ticket = list.register(ONE);
         let waiter = tokio::spawn(async move { ticket.evicted().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(list.evict_oldest());
+        assert!(list.evict_connection());
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("the waiting connection was not woken")

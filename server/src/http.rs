@@ -39,8 +39,8 @@ pub(crate) struct AppState {
     pub(crate) per_ip: Arc<PerIpLimiter>,
     /// TCP connections of any kind per peer IP.
     pub(crate) per_ip_connections: Arc<PerIpLimiter>,
-    /// Connections that are not players yet, to close the oldest when
-    /// every slot is taken.
+    /// Connections that are not players yet, to close one of when every
+    /// slot is taken.
     pub(crate) unproven: Arc<Unproven>,
     /// Dropped by each WebSocket task when it ends; shutdown waits for all.
     pub(crate) done: tokio::sync::mpsc::Sender<()>,
@@ -424,10 +424,10 @@ async fn upgrade(
         );
     };
     // Every player's place taken: a WebSocket before its hello makes room,
-    // the oldest first (`crate::evict`); with none, the server is full of
-    // players.
+    // the oldest of the address holding the most (`crate::evict`); with
+    // none, the server is full of players.
     let metrics = &state.conn.metrics;
-    let evict = || state.unproven.evict_oldest_websocket();
+    let evict = || state.unproven.evict_websocket();
     let Some(permit) = evict::make_room(&state.clients, evict, &metrics.connections_evicted).await
     else {
         metrics.refused_full.inc();
@@ -523,7 +523,7 @@ pub(crate) async fn handle(
     // few addresses holding every spare slot that way kept health probes
     // out for as long as they liked. Closed after each answer, no plain
     // connection outlives the header deadline and one answer (and a full
-    // server closes the oldest of them for each new connection,
+    // server closes one of them for each new connection,
     // `crate::evict`). A page load opens a connection per file, a fraction
     // of a millisecond each on loopback or a LAN. (Not the 101 of an
     // upgrade, whose connection lives on.)

@@ -11,7 +11,7 @@
 //!   instead of one per client; a client's socket is shared through its outbox
 //!   (module `outbox`);
 //! * the **accept loop** ([`serve`]) caps open connections (making room by
-//!   closing the oldest that is not a player yet, module `evict`) and hands
+//!   closing one that is not a player yet, module `evict`) and hands
 //!   each to hyper (module `http`), which serves files, status, and the
 //!   WebSocket upgrade.
 //!
@@ -207,7 +207,8 @@ pub async fn serve(
                             warn!(
                                 max_connections = config.max_connections,
                                 "every connection slot is taken: connections that are not \
-                                 players yet are closed, the oldest first, to make room"
+                                 players yet are closed to make room, the oldest of the \
+                                 address holding the most first"
                             );
                         }
                         tokio::select! {
@@ -268,15 +269,15 @@ pub async fn serve(
 }
 
 /// A connection slot for a connection accepted while every one is taken:
-/// the oldest connections that are not players yet are closed until one
-/// gives its slot back (`evict`). With none to close (not reachable with a
+/// connections that are not players yet are closed (`evict`) until one
+/// gives its slot back. With none to close (not reachable with a
 /// valid config, where `max_connections` is above `max_clients`), it waits
 /// for a slot.
 async fn make_slot(
     state: &AppState,
     connections: &Arc<Semaphore>,
 ) -> Result<OwnedSemaphorePermit, AcquireError> {
-    let evict = || state.unproven.evict_oldest();
+    let evict = || state.unproven.evict_connection();
     match evict::make_room(connections, evict, &state.conn.metrics.connections_evicted).await {
         Some(permit) => Ok(permit),
         None => Arc::clone(connections).acquire_owned().await,

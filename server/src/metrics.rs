@@ -115,12 +115,13 @@ pub struct Metrics {
     /// TCP connections open now, of any kind (`max_connections` at most).
     pub tcp_connections: Gauge,
     /// Connections accepted while every connection slot was taken: each
-    /// closed the oldest connection that was not a player yet
+    /// closed a connection that was not a player yet
     /// ([`Metrics::connections_evicted`]), or, with none to close, waited
     /// for a slot.
     pub connection_slots_full: Counter,
     /// Connections that were not players yet (plain HTTP, or a WebSocket
-    /// before its hello), closed to make room, the oldest first: for a new
+    /// before its hello), closed to make room, the oldest of the address
+    /// holding the most of them first: for a new
     /// connection when every slot was taken, or for an upgrade when every
     /// player's place was (WebSockets only).
     pub connections_evicted: Counter,
@@ -324,7 +325,7 @@ impl Metrics {
         let connections_evicted = Counter::default();
         root.register(
             "connections_evicted",
-            "Connections not yet players (HTTP, or WebSocket before its hello) closed, oldest first, to make room when every connection slot or player's place was taken",
+            "Connections not yet players (HTTP, or WebSocket before its hello) closed to make room (the oldest of the address holding the most first) when every connection slot or player's place was taken",
             connections_evicted.clone(),
         );
         let rate_limited = Counter::default();
