@@ -52,6 +52,12 @@ pub(crate) struct Registry {
     inner: Mutex<Inner>,
 }
 
+/// How the `place`th configured room (from 1) is shown to anyone but an
+/// operator, and logged: its name is the key to join it.
+fn persistent_label(place: usize) -> String {
+    format!("persistent#{place}")
+}
+
 /// Replaced sessions of rooms that have gone, remembered at most: each
 /// room's own bound, for as many rooms as typically go within a grace.
 const GONE_ROOMS_REPLACED: usize = 1024;
@@ -178,7 +184,7 @@ impl Registry {
         // dashboards and alerts. (`#` is in no room name.)
         let label = match (public, persistent) {
             (true, _) => name.clone(),
-            (false, Some(place)) => format!("persistent#{place}"),
+            (false, Some(place)) => persistent_label(place),
             (false, None) => format!("private#{serial}"),
         };
         let setup = RoomSetup {
@@ -266,7 +272,7 @@ impl Registry {
                         let (place, npcs) = match configured {
                             Some(i) => {
                                 warn!(
-                                    room = %format!("persistent#{}", i + 1),
+                                    room = %persistent_label(i + 1),
                                     "reopening a configured room whose thread ended"
                                 );
                                 (Some(i + 1), self.config.persistent_rooms[i].npcs)

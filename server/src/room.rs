@@ -115,6 +115,7 @@ impl ReplacedTokens {
         std::mem::take(&mut *self.lock())
     }
 }
+
 /// The "nothing acknowledged yet" value of an ack cell.
 pub(crate) const NO_ACK: u64 = u64::MAX;
 

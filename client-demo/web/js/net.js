@@ -417,9 +417,8 @@ export class Connection {
     if (lapsed) {
       this.forgetSession();
       const grace = /** @type {number} */ (this.graceMs);
-      this.endedNote = grace
-        ? `Your game has ended (the server holds a seat for ${seconds(grace)} after a connection is lost): you will join as a new player`
-        : 'Your game has ended (this server holds no seat after a connection is lost): you will join as a new player';
+      const held = grace ? `the server holds a seat for ${seconds(grace)}` : 'this server holds no seat';
+      this.endedNote = `Your game has ended (${held} after a connection is lost): you will join as a new player`;
     }
     if (sessionEnded || this.lostMessage === null || step === 'stop') {
       this.lostMessage = message;
