@@ -1074,6 +1074,13 @@ async fn write_loop(
     snapshots: watch::Receiver<Arc<Published>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Read where the fan-out asks for a close: a room stops on the same
+    // signal, and its shards then ask to close every client with
+    // `RoomClosed`. The stop branch, polled first, usually wins, but a
+    // watch can also answer "not yet" when the task has used up its
+    // cooperative budget, and then the close request would go out as a
+    // fault of the room's.
+    let stopping = shutdown.clone();
     let stop = crate::stopped(&mut shutdown);
     tokio::pin!(stop);
     let result: Result<(), WriteFailed> = async {
@@ -1086,6 +1093,11 @@ async fn write_loop(
                 }
                 () = writer.out.woken() => match writer.out.take_close_request() {
                     Some(reason) => {
+                        let reason = if *stopping.borrow() {
+                            DisconnectReason::ServerShutdown
+                        } else {
+                            reason
+                        };
                         writer.close(reason).await;
                         return Ok(());
                     }
