@@ -102,6 +102,11 @@ pub struct BotConfig {
     /// join times count for the whole run. Default: `None`, everything is
     /// measured.
     pub window: Option<Window>,
+    /// Light bots on a transparent link only: ask for the server's datagram
+    /// channel and carry inputs, acks and snapshots as UDP datagrams
+    /// (`PROTOCOL.md` section 3.7), as a native game client would. The
+    /// WebSocket keeps the rest. Default: false.
+    pub datagrams: bool,
 }
 
 impl Default for BotConfig {
@@ -120,6 +125,7 @@ impl Default for BotConfig {
             resume_window: Duration::from_secs(10),
             light: false,
             window: None,
+            datagrams: false,
         }
     }
 }
@@ -258,6 +264,7 @@ pub async fn run(
         config.link,
         seeds.link(0),
         config.light,
+        config.datagrams,
         &metrics,
     );
     let mut link = tokio::select! {
@@ -384,6 +391,7 @@ async fn exchange_hello(
             Ok(ServerMsg::Disconnect(reason)) => Err(BotError::Rejected(reason)),
             Ok(ServerMsg::Snapshot(_)) => Err(BotError::NoWelcome("a snapshot")),
             Ok(ServerMsg::Pong { .. }) => Err(BotError::NoWelcome("a pong")),
+            Ok(ServerMsg::DatagramChannel(_)) => Err(BotError::NoWelcome("a datagram channel")),
             Err(_) => Err(BotError::NoWelcome("undecodable bytes")),
         },
         Inbound::Text => Err(BotError::NoWelcome("a text frame")),
@@ -452,6 +460,7 @@ async fn resume(
                 config.link,
                 seeds.link(game.connections),
                 config.light,
+                config.datagrams,
                 &metrics,
             ) => opened,
         };
@@ -860,8 +869,9 @@ impl Game {
                 self.metrics.protocol_errors.inc();
                 warn_limited(format_args!("player {}: second welcome", self.player_id));
             }
-            // Callers handle snapshots before this; nothing to do.
-            Ok(ServerMsg::Snapshot(_)) => {}
+            // Callers handle snapshots before this, and a direct link the
+            // datagram channel it asked for; nothing to do.
+            Ok(ServerMsg::Snapshot(_) | ServerMsg::DatagramChannel(_)) => {}
             Err(e) => {
                 self.metrics.decode_errors.inc();
                 warn_limited(format_args!(

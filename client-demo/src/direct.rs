@@ -23,6 +23,16 @@
 //!
 //! Protocol obligations: pings are answered with pongs as they are read, and
 //! the server's close is echoed (fastwebsockets hands the echo over).
+//!
+//! **Datagrams** (`PROTOCOL.md` section 3.7), when asked for: the link sends
+//! `OpenDatagrams` right after the hello, opens a UDP socket when the
+//! server's `DatagramChannel` arrives (handled here, not passed to the
+//! core), and from then on sends inputs and acks as datagrams, each input
+//! with the three before it, so that a lost datagram loses no input.
+//! Snapshots arrive by either path, the datagram socket read first; one
+//! that is not newer than the newest delivered (datagrams may be reordered,
+//! or overtake a large snapshot on the WebSocket) is dropped and counted,
+//! as a real client drops a stale datagram.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -32,10 +42,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use std::net::{IpAddr, SocketAddr};
+
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
-use shared::codec;
-use shared::protocol::ClientMsg;
-use tokio::io::AsyncWrite;
+use shared::Tick;
+use shared::codec::{self, DatagramMsg};
+use shared::protocol::{
+    ClientMsg, DatagramChannel, DatagramKey, InputCmd, MAX_DATAGRAM_MESSAGES, ServerMsg,
+};
+use tokio::io::{AsyncWrite, ReadBuf};
+use tokio::net::UdpSocket;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 
@@ -122,17 +138,55 @@ pub(crate) struct DirectLink {
     closing: bool,
     /// Writing failed: the socket is broken, and reading will say how.
     write_failed: bool,
+    datagrams: Datagrams,
+    /// The newest snapshot tick delivered, with datagrams: an older one is
+    /// dropped.
+    newest: Option<Tick>,
+}
+
+/// The link's datagram channel.
+enum Datagrams {
+    /// Not asked for (or the server offers none).
+    Off,
+    /// Asked for: `OpenDatagrams` goes out after the hello, and the answer
+    /// opens a socket from `local` (the WebSocket's own address: the server
+    /// accepts datagrams only from it) to the server's `ip`.
+    Wanted {
+        local: IpAddr,
+        server: IpAddr,
+    },
+    Open(Box<Udp>),
+}
+
+struct Udp {
+    socket: UdpSocket,
+    key: DatagramKey,
+    /// The inputs sent before the newest, oldest first, repeated in each
+    /// datagram.
+    recent: Vec<InputCmd>,
+    msgs: Vec<DatagramMsg>,
+    out: Vec<u8>,
+    buf: Box<[u8; 2048]>,
 }
 
 impl DirectLink {
     /// Opens a WebSocket to `endpoint` within `timeout`.
+    /// With `datagrams`, asks for the datagram channel after the hello.
     pub(crate) async fn open(
         endpoint: &Endpoint,
         timeout: Duration,
         light: bool,
+        datagrams: bool,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, ConnectError> {
         let (reader, writer) = connection::connect_direct(endpoint, timeout).await?;
+        let datagrams = match (datagrams, writer.local_addr(), writer.peer_addr()) {
+            (true, Ok(local), Ok(server)) => Datagrams::Wanted {
+                local: local.ip(),
+                server: server.ip(),
+            },
+            _ => Datagrams::Off,
+        };
         Ok(Self {
             reads: Box::new(Reads {
                 next: read_next,
@@ -148,6 +202,8 @@ impl DirectLink {
             read_ended: false,
             closing: false,
             write_failed: false,
+            datagrams,
+            newest: None,
         })
     }
 
@@ -160,6 +216,27 @@ impl DirectLink {
         if self.queued >= LINK_QUEUE {
             return Err(BotError::SendQueueFull);
         }
+        if let Datagrams::Open(udp) = &mut self.datagrams {
+            let by_datagram = match msg {
+                ClientMsg::Input(cmd) => Some(DatagramMsg::Input(*cmd)),
+                ClientMsg::Ack(tick) => Some(DatagramMsg::Ack(*tick)),
+                _ => None,
+            };
+            if let Some(msg) = by_datagram {
+                udp.send(msg, &self.metrics);
+                return Ok(());
+            }
+        }
+        self.send_frame(msg);
+        if matches!(msg, ClientMsg::Hello(_)) && matches!(self.datagrams, Datagrams::Wanted { .. })
+        {
+            // Read once the server seats the client (PROTOCOL.md section 3.7).
+            self.send_frame(&ClientMsg::OpenDatagrams);
+        }
+        Ok(())
+    }
+
+    fn send_frame(&mut self, msg: &ClientMsg) {
         codec::encode_client(msg, &mut self.payload);
         let len = self.payload.len();
         self.metrics
@@ -169,7 +246,52 @@ impl DirectLink {
         let mut payload = std::mem::take(&mut self.payload);
         self.queue(Frame::binary(Payload::BorrowedMut(&mut payload)));
         self.payload = payload;
-        Ok(())
+    }
+
+    /// Opens the datagram socket the server's answer names, if it was
+    /// asked for; a server that offers none (port 0), or a socket that
+    /// cannot be opened, leaves the link on its WebSocket alone.
+    fn open_datagrams(&mut self, channel: DatagramChannel) {
+        let Datagrams::Wanted { local, server } = self.datagrams else {
+            return;
+        };
+        self.datagrams = Datagrams::Off;
+        if channel.port == 0 {
+            return;
+        }
+        let opened = std::net::UdpSocket::bind(SocketAddr::new(local, 0)).and_then(|socket| {
+            socket.connect(SocketAddr::new(server, channel.port))?;
+            socket.set_nonblocking(true)?;
+            UdpSocket::from_std(socket)
+        });
+        match opened {
+            Ok(socket) => {
+                self.datagrams = Datagrams::Open(Box::new(Udp {
+                    socket,
+                    key: channel.key,
+                    recent: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
+                    msgs: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
+                    out: Vec::with_capacity(128),
+                    buf: Box::new([0; 2048]),
+                }));
+            }
+            Err(e) => tracing::warn!("cannot open the datagram socket: {e}"),
+        }
+    }
+
+    /// Whether a snapshot of `tick` is newer than every one delivered (and
+    /// takes it as the newest). Without datagrams everything is: the
+    /// WebSocket keeps the server's order.
+    fn newer(&mut self, tick: Tick) -> bool {
+        if matches!(self.datagrams, Datagrams::Off) {
+            return true;
+        }
+        if self.newest.is_some_and(|newest| tick.since(newest) <= 0) {
+            self.metrics.stale_snapshots_dropped.inc();
+            return false;
+        }
+        self.newest = Some(tick);
+        true
     }
 
     /// Sends our close frame (code 1000), the last thing written.
@@ -260,6 +382,39 @@ impl DirectLink {
         if self.read_ended {
             return Poll::Ready(None);
         }
+        while let Datagrams::Open(udp) = &mut self.datagrams {
+            let mut buf = ReadBuf::new(&mut udp.buf[..]);
+            match udp.socket.poll_recv(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let now = Instant::now();
+                    let bytes = buf.filled();
+                    self.metrics.bytes_received.add(bytes.len() as u64);
+                    self.metrics.snapshots_by_datagram.inc();
+                    let item = match self
+                        .light
+                        .then(|| codec::peek_snapshot_header(bytes))
+                        .flatten()
+                    {
+                        Some((tick, base_age, input_ack)) => Inbound::SnapshotHeader {
+                            tick,
+                            base_age,
+                            input_ack,
+                        },
+                        None => Inbound::Binary(bytes.to_vec()),
+                    };
+                    if self.delivers(&item) {
+                        return Poll::Ready(Some((item, now)));
+                    }
+                }
+                // An ICMP error for an earlier datagram (the server's port
+                // closed): the WebSocket says what happened.
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!("datagram receive failed: {e}");
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
         loop {
             let (frame, obligation) = ready!(self.reads.poll_frame(cx));
             let now = Instant::now();
@@ -274,7 +429,20 @@ impl DirectLink {
                 }
             };
             let item = match frame.opcode {
-                OpCode::Binary => Inbound::binary(frame.payload, self.light, &self.metrics),
+                OpCode::Binary => {
+                    if matches!(self.datagrams, Datagrams::Wanted { .. })
+                        && let Ok(ServerMsg::DatagramChannel(channel)) =
+                            codec::decode_server(&frame.payload)
+                    {
+                        self.open_datagrams(channel);
+                        continue;
+                    }
+                    let item = Inbound::binary(frame.payload, self.light, &self.metrics);
+                    if !self.delivers(&item) {
+                        continue;
+                    }
+                    item
+                }
                 OpCode::Text => Inbound::Text,
                 OpCode::Close => {
                     self.read_ended = true;
@@ -290,10 +458,42 @@ impl DirectLink {
         }
     }
 
+    /// Whether `item` goes to the core: all but a stale snapshot header.
+    fn delivers(&mut self, item: &Inbound) -> bool {
+        match item {
+            Inbound::SnapshotHeader { tick, .. } => self.newer(*tick),
+            _ => true,
+        }
+    }
+
     /// Writes what is still queued (a close, typically), for at most
     /// `timeout`.
     pub(crate) async fn flush(&mut self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, poll_fn(|cx| self.poll_write_out(cx))).await;
+    }
+}
+
+impl Udp {
+    /// Sends `msg` as one datagram, an input with the (up to) three inputs
+    /// before it. A datagram the socket does not take is lost, like one
+    /// the network drops: the next carries the same inputs again.
+    fn send(&mut self, msg: DatagramMsg, metrics: &Metrics) {
+        self.msgs.clear();
+        if let DatagramMsg::Input(cmd) = msg {
+            self.msgs
+                .extend(self.recent.iter().map(|c| DatagramMsg::Input(*c)));
+            if self.recent.len() == MAX_DATAGRAM_MESSAGES - 1 {
+                self.recent.remove(0);
+            }
+            self.recent.push(cmd);
+        }
+        self.msgs.push(msg);
+        codec::encode_datagram(&self.key, &self.msgs, &mut self.out);
+        metrics.bytes_sent.add(self.out.len() as u64);
+        if let Err(e) = self.socket.try_send(&self.out) {
+            metrics.datagrams_unsent.inc();
+            tracing::debug!("datagram not sent: {e}");
+        }
     }
 }
 
@@ -414,7 +614,7 @@ mod tests {
             tls: None,
         };
         let metrics = Arc::new(Metrics::default());
-        let link = DirectLink::open(&endpoint, WAIT, true, &metrics).await;
+        let link = DirectLink::open(&endpoint, WAIT, true, false, &metrics).await;
         let mut link = link.expect("connected");
         match recv(&mut link).await {
             Inbound::SnapshotHeader {

@@ -134,18 +134,21 @@ impl Link {
     /// [`Inbound::SnapshotHeader`]: no copy of the message, no allocation.
     /// A light link that `link` does not delay is read and written by the
     /// caller's task (see [`crate::direct`]); any other has a reader and a
-    /// writer task.
+    /// writer task. With `datagrams`, a direct link asks for the datagram
+    /// channel (`PROTOCOL.md` section 3.7); other links ignore it (the swarm
+    /// refuses that combination).
     pub(crate) async fn open(
         endpoint: &Endpoint,
         timeout: Duration,
         link: LinkConfig,
         seeds: (u64, u64),
         light: bool,
+        datagrams: bool,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, ConnectError> {
         // The direct path writes to the TCP socket itself: not through TLS.
         let transport = if light && link.is_transparent() && endpoint.tls.is_none() {
-            let direct = DirectLink::open(endpoint, timeout, light, metrics).await?;
+            let direct = DirectLink::open(endpoint, timeout, light, datagrams, metrics).await?;
             Transport::Direct(Box::new(direct))
         } else {
             Transport::Tasks(Tasks::open(endpoint, timeout, link, seeds, light, metrics).await?)

@@ -149,10 +149,20 @@ pub struct Metrics {
     pub connected_total: Counter,
     /// Snapshots received (including ones that failed to apply).
     pub snapshots: Counter,
-    /// WebSocket bytes received: payloads plus frame headers.
+    /// Bytes received: WebSocket payloads plus frame headers, and datagram
+    /// payloads.
     pub bytes_received: Counter,
-    /// WebSocket bytes sent: payloads plus (masked) frame headers.
+    /// Bytes sent: WebSocket payloads plus (masked) frame headers, and
+    /// datagram payloads.
     pub bytes_sent: Counter,
+    /// Snapshots that came as datagrams (`--datagrams`).
+    pub snapshots_by_datagram: Counter,
+    /// Snapshots dropped on arrival because a newer one had come first
+    /// (datagrams may be reordered, or overtake a large snapshot on the
+    /// WebSocket).
+    pub stale_snapshots_dropped: Counter,
+    /// Datagrams the bot's socket did not take (its buffer was full).
+    pub datagrams_unsent: Counter,
     /// Server messages that did not decode.
     pub decode_errors: Counter,
     /// Snapshots whose rebuilt state did not match the server's checksum, or

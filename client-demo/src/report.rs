@@ -150,6 +150,12 @@ pub struct Report {
     /// Messages that broke the protocol's order (stale snapshot, regressing
     /// input ack, unexpected message).
     pub protocol_errors: u64,
+    /// Snapshots that came as datagrams (bots run with `--datagrams`).
+    pub snapshots_by_datagram: u64,
+    /// Snapshots dropped on arrival because a newer one had come first.
+    pub stale_snapshots_dropped: u64,
+    /// Datagrams the bots' sockets did not take.
+    pub datagrams_unsent: u64,
     /// Bots whose close frame got no close frame back in time.
     pub unclean_closes: u64,
     /// Bots still closing at the swarm's drain deadline, and aborted (their
@@ -392,6 +398,9 @@ impl Report {
             link_latency_ms: facts.link_latency.as_secs_f64() * 1000.0,
             link_jitter_ms: facts.link_jitter.as_secs_f64() * 1000.0,
             protocol_errors: metrics.protocol_errors.get(),
+            snapshots_by_datagram: metrics.snapshots_by_datagram.get(),
+            stale_snapshots_dropped: metrics.stale_snapshots_dropped.get(),
+            datagrams_unsent: metrics.datagrams_unsent.get(),
             unclean_closes: metrics.unclean_closes.get(),
             bots_aborted: metrics.bots_aborted.get(),
             clients_without_snapshot: metrics.clients_without_snapshot.get(),
@@ -629,6 +638,13 @@ impl fmt::Display for Report {
             self.bytes_received_per_client_per_s / 1000.0,
             self.bytes_sent_per_client_per_s / 1000.0
         )?;
+        if self.snapshots_by_datagram > 0 || self.datagrams_unsent > 0 {
+            writeln!(
+                f,
+                "  datagrams              {} snapshots by datagram, {} stale dropped, {} unsent",
+                self.snapshots_by_datagram, self.stale_snapshots_dropped, self.datagrams_unsent
+            )?;
+        }
         if self.desync_checking {
             writeln!(
                 f,

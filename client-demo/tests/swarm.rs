@@ -368,6 +368,45 @@ async fn light_bots_on_a_direct_link_resume_and_leave_cleanly() {
     assert!(report.rtt_ms.samples > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_bots_play_over_datagrams_and_resume_onto_new_ones() {
+    let _one = ONE_SWARM_AT_A_TIME.lock().await;
+    let clients = 12;
+    // Inputs, acks and snapshots as UDP datagrams (PROTOCOL.md section
+    // 3.7), with drops and resumes: each new connection asks for a new key.
+    let report = run_against_local_server(SwarmConfig {
+        clients,
+        duration: Duration::from_secs(4),
+        ramp_per_sec: 50.0,
+        seed: 6,
+        bot: BotConfig {
+            light: true,
+            datagrams: true,
+            resume_chance: 0.25,
+            ..BotConfig::default()
+        },
+        ..SwarmConfig::default()
+    })
+    .await;
+    assert_netcode_correct(&report, u64::from(clients));
+    assert_chaos_resumes_succeeded(&report);
+    assert_eq!(report.unclean_closes, 0);
+    let min = report.clients_connected * u64::from(TICK_HZ);
+    // Nearly every snapshot came by datagram: all but the first few of
+    // each connection, written before the server heard a datagram.
+    assert!(
+        report.snapshots_by_datagram * 10 > report.snapshots_received * 9,
+        "{} of {} snapshots by datagram",
+        report.snapshots_by_datagram,
+        report.snapshots_received
+    );
+    // The inputs inside the datagrams were applied and acknowledged.
+    assert!(report.inputs_acked > min);
+    assert_eq!(report.inputs_skipped_by_server, 0);
+    // Pings still go over the WebSocket.
+    assert!(report.rtt_ms.samples > 0);
+}
+
 /// A server that takes connections and never answers them: the bots still
 /// connecting when the run ends are connection failures, and the run ends
 /// on time. They used to wait out their connect timeout (10 s), be aborted

@@ -139,6 +139,14 @@ pub struct Config {
     ///
     /// [`Identity`]: crate::auth::Identity
     pub one_session_per_user: bool,
+    /// The UDP port of the datagram channel (`PROTOCOL.md` section 3.7), on
+    /// the HTTP listener's address: native clients that ask may send their
+    /// inputs and receive their snapshots as datagrams, which cost the
+    /// server about half of what the WebSocket does. `Some(0)`: any free
+    /// port (clients are told which; give a fixed one behind a firewall).
+    /// `None`: no datagrams, every client on its WebSocket alone.
+    /// Default: `Some(0)`.
+    pub datagram_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -176,6 +184,7 @@ impl Default for Config {
             message_rate_slack: 10,
             rate_limit_kick_secs: 3,
             one_session_per_user: true,
+            datagram_port: Some(0),
         }
     }
 }

@@ -11,8 +11,8 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Role, WebSocket, WebSocketError, WebSocketRead};
@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 use shared::Tick;
 use shared::codec::{self, MAX_CLIENT_MESSAGE};
 use shared::protocol::{
-    ClientMsg, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION, RoomRequest,
-    ServerMsg, Welcome,
+    ClientMsg, DatagramChannel, DatagramKey, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES,
+    PROTOCOL_VERSION, RoomRequest, ServerMsg, Welcome,
 };
 use shared::rules::MAX_NAME_CHARS;
 use std::pin::Pin;
@@ -35,6 +35,7 @@ use tokio::time::{timeout, timeout_at};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::config::Config;
+use crate::datagram::{Datagrams, PeerParts, Registration};
 use crate::deadline::WriteDeadline;
 use crate::evict::Ticket;
 use crate::fanout::Subscriber;
@@ -111,6 +112,10 @@ fn into_tcp(ws: WebSocket<Upgrade>) -> Option<(WebSocketRead<ReadSide>, Outbox)>
     Some((read, Outbox::new(write)))
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Messages the reader (or shutdown) hands to the writer. The queue is small
 /// (16): a client that floods pings beyond it simply loses the extra pongs.
 #[derive(Debug)]
@@ -123,6 +128,8 @@ enum Control {
     CloseReply(u16),
     /// Close with a reason and stop.
     Disconnect(DisconnectReason),
+    /// Answer to `OpenDatagrams`.
+    Datagrams(DatagramChannel),
 }
 const CONTROL_QUEUE: usize = 16;
 
@@ -133,6 +140,8 @@ pub(crate) struct ConnContext {
     pub(crate) registry: Arc<Registry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The datagram channel, unless the server offers none.
+    pub(crate) datagrams: Option<Arc<Datagrams>>,
 }
 
 /// Why a read ended.
@@ -529,7 +538,7 @@ pub(crate) async fn run(
             () = unproven.evicted() => {}
         };
     };
-    let forfeit = play(reader, writer, &room, seat, &ctx, &span).await;
+    let forfeit = play(reader, writer, &room, seat, &ctx, peer.ip(), &span).await;
     info!(parent: &span, forfeit, "connection ended");
 }
 
@@ -813,6 +822,7 @@ async fn play(
     room: &RoomHandle,
     seat: Seat,
     ctx: &ConnContext,
+    ip: IpAddr,
     span: &tracing::Span,
 ) -> bool {
     let Seat {
@@ -825,18 +835,29 @@ async fn play(
         ..
     } = seat;
     let mut kicked = Some(kicked);
-    let mut acks = AckCell::new(acked, joined);
+    let acks = AckCell::new(acked, joined);
+    let cell = Arc::clone(&acks.cell);
+    // Shared with the datagram channel's receiving task, if the client
+    // opens one; uncontended otherwise.
+    let acks = Arc::new(Mutex::new(acks));
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    room.fanout.subscribe(Subscriber::new(
-        Arc::clone(&writer.out),
-        player,
-        Arc::clone(&acks.cell),
-        Arc::clone(&heard),
-        baseline,
-        joined,
-        &ctx.config,
-    ));
+    let route = ctx.datagrams.as_ref().map(|datagrams| datagrams.route());
+    // The connection's key in the datagram channel, once it asked for one;
+    // dropped (its datagrams no longer read) when play ends.
+    let mut registration: Option<Registration> = None;
+    room.fanout.subscribe(
+        Subscriber::new(
+            Arc::clone(&writer.out),
+            player,
+            cell,
+            Arc::clone(&heard),
+            baseline,
+            joined,
+            &ctx.config,
+        )
+        .with_route(route.clone()),
+    );
     let out = Arc::clone(&writer.out);
     let mut writer_task = tokio::spawn(write_loop(
         writer,
@@ -879,13 +900,38 @@ async fn play(
                 ctx.metrics.bytes_in.inc_by(bytes.len() as u64);
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
-                        acks.offer(cmd.ack);
+                        lock(&acks).offer(cmd.ack);
                         ctx.metrics.inputs_received.inc();
                         if room.inputs.try_send((player, cmd)).is_err() {
                             ctx.metrics.count_input_drop(InputDrop::QueueFull);
                         }
                     }
-                    Ok(ClientMsg::Ack(tick)) => acks.offer(tick),
+                    Ok(ClientMsg::Ack(tick)) => lock(&acks).offer(tick),
+                    Ok(ClientMsg::OpenDatagrams) => {
+                        let channel = match (&ctx.datagrams, &route) {
+                            (Some(datagrams), Some(route)) => registration
+                                .get_or_insert_with(|| {
+                                    let parts = PeerParts {
+                                        ip,
+                                        player,
+                                        route: Arc::clone(route),
+                                        acks: Arc::clone(&acks),
+                                        heard: Arc::clone(&heard),
+                                        inputs: room.inputs.clone(),
+                                        out: Arc::clone(&out),
+                                    };
+                                    datagrams.register(parts, &ctx.config)
+                                })
+                                .channel(),
+                            _ => DatagramChannel {
+                                port: 0,
+                                key: DatagramKey::default(),
+                            },
+                        };
+                        if control_tx.try_send(Control::Datagrams(channel)).is_err() {
+                            ctx.metrics.outbound_drops.inc();
+                        }
+                    }
                     Ok(ClientMsg::Ping(nonce)) => {
                         if control_tx.try_send(Control::Pong(nonce)).is_err() {
                             ctx.metrics.outbound_drops.inc();
@@ -927,6 +973,8 @@ async fn play(
             }
         }
     };
+    // No more inputs by datagram for a player on its way out.
+    drop(registration);
     let forfeit = match &end {
         Some(Control::Disconnect(reason)) => {
             info!(parent: span, reason = reason.label(), "disconnecting client");
@@ -996,7 +1044,8 @@ async fn linger(reader: &mut Reader) {
 /// and an input resent after a resume may carry an older one; a client only
 /// keeps states from the baseline of the newest delta on, so a baseline must
 /// never move back.
-struct AckCell {
+#[derive(Debug)]
+pub(crate) struct AckCell {
     /// The newest ack read on this connection, for the fan-out.
     cell: Arc<AtomicU64>,
     /// The session's ack, which a resume takes its baseline from. Only ticks
@@ -1020,7 +1069,7 @@ impl AckCell {
         }
     }
 
-    fn offer(&mut self, tick: Tick) {
+    pub(crate) fn offer(&mut self, tick: Tick) {
         if self.newest.is_some_and(|newest| tick.since(newest) <= 0) {
             return;
         }
@@ -1107,6 +1156,9 @@ async fn write_loop(
                     Some(Control::Pong(nonce)) => {
                         let tick = snapshots.borrow().state.tick;
                         writer.message(&ServerMsg::Pong { nonce, tick }).await?;
+                    }
+                    Some(Control::Datagrams(channel)) => {
+                        writer.message(&ServerMsg::DatagramChannel(channel)).await?;
                     }
                     Some(Control::WsPong(payload)) => {
                         writer.frame(OpCode::Pong, &payload).await?;

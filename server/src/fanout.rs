@@ -21,12 +21,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
-use shared::protocol::DisconnectReason;
+use shared::protocol::{DisconnectReason, MAX_SNAPSHOT_DATAGRAM};
 use shared::snapshot::{self, SnapshotMsg};
 use shared::{Tick, codec};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::datagram::Route;
 use crate::metrics::Metrics;
 use crate::outbox::{Offer, Outbox, put_frame, put_head};
 use crate::room::{self, NO_ACK, PlayerHandle, Published};
@@ -186,6 +187,10 @@ pub(crate) struct Subscriber {
     acked: Arc<AtomicU64>,
     /// When the reader last heard from the client.
     heard: Arc<crate::connection::Heard>,
+    /// Its datagram route, when the server offers datagrams: snapshots of
+    /// up to [`MAX_SNAPSHOT_DATAGRAM`] bytes go there once the client has
+    /// sent a datagram, the rest (and pings) over the WebSocket.
+    route: Option<Arc<Route>>,
     view: ClientView,
     next_ping: Instant,
     /// The last ack value seen, and when it changed.
@@ -214,6 +219,7 @@ impl Subscriber {
             player,
             acked,
             heard,
+            route: None,
             view: ClientView {
                 history,
                 full_sent: None,
@@ -224,6 +230,13 @@ impl Subscriber {
             last_ack: (NO_ACK, now),
             last_sent: None,
         }
+    }
+
+    /// Sends this client's snapshots of up to [`MAX_SNAPSHOT_DATAGRAM`]
+    /// bytes by `route` once the client has sent a datagram.
+    pub(crate) fn with_route(mut self, route: Option<Arc<Route>>) -> Self {
+        self.route = route;
+        self
     }
 
     /// Sends this client the published tick, as a delta against its newest
@@ -279,12 +292,14 @@ impl Subscriber {
             // (`last_sent`), not here as well.
             return true;
         }
+        let datagram_to = self.route.as_ref().and_then(|route| route.to());
         match self.out.precheck() {
             Offer::Closed => return false,
             // Still writing an earlier frame: skipped before the encode,
-            // which it would waste (counted at the next snapshot written).
-            Offer::Busy => return true,
-            Offer::Sent => {}
+            // which it would waste (counted at the next snapshot written),
+            // unless the snapshot may go by datagram.
+            Offer::Busy if datagram_to.is_none() => return true,
+            Offer::Busy | Offer::Sent => {}
         }
         let started = Instant::now();
         let delta = &mut scratch.delta;
@@ -318,18 +333,32 @@ impl Subscriber {
         if ping {
             put_frame(&mut scratch.head, OpCode::Ping, &[]);
         }
-        let mut head = [0; 10];
-        let len = put_head(&mut head, OpCode::Binary, &scratch.body);
-        scratch.head.extend_from_slice(&head[..len]);
-        let frames = [IoSlice::new(&scratch.head), IoSlice::new(&scratch.body)];
-        match self.out.offer(&frames) {
-            Offer::Closed => return false,
-            // The socket has not taken the last frame yet: skip this one.
-            Offer::Busy => return true,
-            Offer::Sent => {}
-        }
-        if ping {
-            self.next_ping = now + config.ping_interval;
+        let datagram = datagram_to.filter(|_| scratch.body.len() <= MAX_SNAPSHOT_DATAGRAM);
+        if let (Some(to), Some(route)) = (datagram, &self.route) {
+            // The ping still goes over the WebSocket: it keeps the
+            // connection's own liveness, which the datagrams do not prove.
+            if ping && self.out.offer(&[IoSlice::new(&scratch.head)]) == Offer::Sent {
+                self.next_ping = now + config.ping_interval;
+            }
+            if route.send(to, &scratch.body).is_err() {
+                metrics.datagram_send_failures.inc();
+                return true;
+            }
+            metrics.datagram_snapshots.inc();
+        } else {
+            let mut head = [0; 10];
+            let len = put_head(&mut head, OpCode::Binary, &scratch.body);
+            scratch.head.extend_from_slice(&head[..len]);
+            let frames = [IoSlice::new(&scratch.head), IoSlice::new(&scratch.body)];
+            match self.out.offer(&frames) {
+                Offer::Closed => return false,
+                // The socket has not taken the last frame yet: skip this one.
+                Offer::Busy => return true,
+                Offer::Sent => {}
+            }
+            if ping {
+                self.next_ping = now + config.ping_interval;
+            }
         }
         // Snapshots published between the last one written and this one
         // were skipped for this client.

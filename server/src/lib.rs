@@ -22,6 +22,7 @@ mod alloc_count;
 pub mod auth;
 pub mod config;
 mod connection;
+mod datagram;
 mod deadline;
 mod evict;
 mod fanout;
@@ -152,6 +153,21 @@ pub async fn serve(
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
+    let datagrams = match config.datagram_port {
+        Some(port) => {
+            let ip = listener.local_addr()?.ip();
+            let datagrams = datagram::Datagrams::bind(ip, port, Arc::clone(&metrics))
+                .map_err(|e| anyhow::anyhow!("could not bind the datagram port {port}: {e}"))?;
+            let datagrams = Arc::new(datagrams);
+            let (reader, stop) = (Arc::clone(&datagrams), stop_rx.clone());
+            std::thread::Builder::new()
+                .name("datagrams".into())
+                .spawn(move || reader.run(&stop))?;
+            info!(port = datagrams.port(), "datagram channel open (UDP)");
+            Some(datagrams)
+        }
+        None => None,
+    };
     let (rooms_alive, mut rooms_done) = mpsc::channel::<()>(1);
     let registry = Registry::new(
         Arc::clone(&config),
@@ -169,6 +185,7 @@ pub async fn serve(
             registry: Arc::clone(&registry),
             metrics,
             shutdown: stop_rx,
+            datagrams,
         },
         clients: Arc::new(Semaphore::new(config.max_clients)),
         per_ip: guard::PerIpLimiter::new(config.max_clients_per_ip, config.per_ip_exempt_loopback),

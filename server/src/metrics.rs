@@ -61,6 +61,35 @@ struct DropLabel {
     reason: InputDrop,
 }
 
+/// Why a datagram from a client was not used (`PROTOCOL.md` section 3.7).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum DatagramRefusal {
+    /// Too short to hold a key, or its key names no connection in play.
+    UnknownKey,
+    /// The key of a connection whose WebSocket came from another IP
+    /// address: a guessed or stolen key, or a client that moved.
+    WrongAddress,
+    /// The right key from the right address, but not a valid datagram:
+    /// the connection is closed with `MalformedMessage`.
+    Malformed,
+    /// Over the connection's message rate.
+    RateLimited,
+}
+
+impl DatagramRefusal {
+    const ALL: [Self; 4] = [
+        Self::UnknownKey,
+        Self::WrongAddress,
+        Self::Malformed,
+        Self::RateLimited,
+    ];
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    reason: DatagramRefusal,
+}
+
 /// Every disconnect reason label, indexed by [`DisconnectReason::index`].
 pub const REASONS: [&str; DisconnectReason::LABELS.len()] = DisconnectReason::LABELS;
 
@@ -132,6 +161,14 @@ pub struct Metrics {
     /// Inputs applied by a tick.
     pub inputs_applied: Counter,
     inputs_dropped: [Counter; 3],
+    /// Client datagrams used (their key, address and content were valid).
+    pub datagrams_received: Counter,
+    datagrams_refused: [Counter; DatagramRefusal::ALL.len()],
+    /// Snapshots sent as datagrams (counted in `snapshots_sent` too).
+    pub datagram_snapshots: Counter,
+    /// Snapshots a datagram route could not send (the socket's buffer was
+    /// full, or the system call failed): skipped, like a busy WebSocket's.
+    pub datagram_send_failures: Counter,
     /// Snapshots written to clients.
     pub snapshots_sent: Counter,
     /// Of those, full snapshots (the client had no usable baseline).
@@ -358,6 +395,32 @@ impl Metrics {
             "Inputs not applied, by reason",
             drop_family,
         );
+        let datagrams_received = Counter::default();
+        root.register(
+            "datagrams_received",
+            "Client datagrams used",
+            datagrams_received.clone(),
+        );
+        let refusal_family = Family::<RefusalLabel, Counter>::default();
+        let datagrams_refused = DatagramRefusal::ALL
+            .map(|reason| refusal_family.get_or_create_owned(&RefusalLabel { reason }));
+        root.register(
+            "datagrams_refused",
+            "Client datagrams not used, by reason",
+            refusal_family,
+        );
+        let datagram_snapshots = Counter::default();
+        root.register(
+            "datagram_snapshots",
+            "Snapshots sent as datagrams",
+            datagram_snapshots.clone(),
+        );
+        let datagram_send_failures = Counter::default();
+        root.register(
+            "datagram_send_failures",
+            "Snapshots a datagram route could not send (skipped)",
+            datagram_send_failures.clone(),
+        );
 
         let snapshots_sent = Counter::default();
         root.register(
@@ -440,6 +503,10 @@ impl Metrics {
             inputs_received,
             inputs_applied,
             inputs_dropped,
+            datagrams_received,
+            datagrams_refused,
+            datagram_snapshots,
+            datagram_send_failures,
             snapshots_sent,
             snapshots_full,
             snapshots_skipped,
@@ -520,6 +587,17 @@ impl Metrics {
     /// Counts an input that was not applied.
     pub fn count_input_drop(&self, reason: InputDrop) {
         self.inputs_dropped[drop_index(reason)].inc();
+    }
+
+    /// Counts a client datagram that was not used.
+    pub fn count_datagram_refusal(&self, reason: DatagramRefusal) {
+        self.datagrams_refused[reason as usize].inc();
+    }
+
+    /// Client datagrams not used so far, for one reason.
+    #[must_use]
+    pub fn datagrams_refused(&self, reason: DatagramRefusal) -> u64 {
+        self.datagrams_refused[reason as usize].get()
     }
 
     /// Inputs dropped so far, all reasons.

@@ -19,7 +19,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::Tick;
-use crate::protocol::{ClientMsg, ServerMsg};
+use crate::protocol::{
+    ClientMsg, DATAGRAM_KEY_BYTES, DatagramKey, InputCmd, MAX_CLIENT_DATAGRAM,
+    MAX_DATAGRAM_MESSAGES, ServerMsg,
+};
 use crate::snapshot::{PlayerInfo, ScoreDelta, SnapshotMsg};
 
 mod entities;
@@ -106,6 +109,104 @@ pub fn client_bytes(msg: &ClientMsg) -> Vec<u8> {
 /// Decodes a client message, bounded by [`MAX_CLIENT_MESSAGE`].
 pub fn decode_client(bytes: &[u8]) -> Result<ClientMsg, CodecError> {
     decode(bytes, DECODE_CLIENT, MAX_CLIENT_MESSAGE)
+}
+
+/// A message a client may send in a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatagramMsg {
+    /// [`ClientMsg::Input`].
+    Input(InputCmd),
+    /// [`ClientMsg::Ack`].
+    Ack(Tick),
+}
+
+impl From<DatagramMsg> for ClientMsg {
+    fn from(msg: DatagramMsg) -> Self {
+        match msg {
+            DatagramMsg::Input(cmd) => Self::Input(cmd),
+            DatagramMsg::Ack(tick) => Self::Ack(tick),
+        }
+    }
+}
+
+/// A client datagram (`PROTOCOL.md` section 3.7): the connection's key, then
+/// one to [`MAX_DATAGRAM_MESSAGES`] messages, each an input or an ack.
+/// Decoding a valid one allocates nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientDatagram {
+    /// The key of the connection it claims to belong to.
+    pub key: DatagramKey,
+    msgs: [DatagramMsg; MAX_DATAGRAM_MESSAGES],
+    len: usize,
+}
+
+impl ClientDatagram {
+    /// Its messages, in the order the client wrote them.
+    #[must_use]
+    pub fn messages(&self) -> &[DatagramMsg] {
+        &self.msgs[..self.len]
+    }
+}
+
+/// Encodes a client datagram into `out` (cleared first): `key`, then each
+/// of `msgs` as [`encode_client`] would, back to back. The caller keeps to
+/// [`MAX_DATAGRAM_MESSAGES`]; more would be refused by the server whole.
+pub fn encode_datagram(key: &DatagramKey, msgs: &[DatagramMsg], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&key.0);
+    for msg in msgs {
+        let msg = ClientMsg::from(*msg);
+        if let Err(e) = bincode::serde::encode_into_std_write(&msg, out, ENCODE) {
+            unreachable!("encoding into a Vec failed: {e}");
+        }
+    }
+}
+
+/// Decodes a client datagram, bounded by [`MAX_CLIENT_DATAGRAM`]: the key,
+/// then messages up to the datagram's end. An empty datagram, more than
+/// [`MAX_DATAGRAM_MESSAGES`] messages, a message other than an input or an
+/// ack, or one cut short, is an error.
+pub fn decode_datagram(bytes: &[u8]) -> Result<ClientDatagram, CodecError> {
+    if bytes.len() > MAX_CLIENT_DATAGRAM {
+        return Err(CodecError::TooLarge {
+            limit: MAX_CLIENT_DATAGRAM,
+        });
+    }
+    let Some((key, mut rest)) = bytes.split_first_chunk::<DATAGRAM_KEY_BYTES>() else {
+        return Err(CodecError::Malformed(
+            "datagram shorter than its key".into(),
+        ));
+    };
+    let mut datagram = ClientDatagram {
+        key: DatagramKey(*key),
+        msgs: [DatagramMsg::Ack(Tick(0)); MAX_DATAGRAM_MESSAGES],
+        len: 0,
+    };
+    while !rest.is_empty() {
+        if datagram.len == MAX_DATAGRAM_MESSAGES {
+            return Err(CodecError::Malformed(format!(
+                "more than {MAX_DATAGRAM_MESSAGES} messages in a datagram"
+            )));
+        }
+        let (msg, used): (ClientMsg, usize) =
+            bincode::serde::decode_from_slice(rest, DECODE_CLIENT)
+                .map_err(|e| CodecError::Malformed(e.to_string()))?;
+        datagram.msgs[datagram.len] = match msg {
+            ClientMsg::Input(cmd) => DatagramMsg::Input(cmd),
+            ClientMsg::Ack(tick) => DatagramMsg::Ack(tick),
+            _ => {
+                return Err(CodecError::Malformed(
+                    "only inputs and acks travel in datagrams".into(),
+                ));
+            }
+        };
+        datagram.len += 1;
+        rest = &rest[used..];
+    }
+    if datagram.len == 0 {
+        return Err(CodecError::Malformed("a datagram with no message".into()));
+    }
+    Ok(datagram)
 }
 
 /// Reads the protocol version of a [`ClientMsg::Hello`] from its first bytes,
@@ -587,6 +688,59 @@ mod tests {
             auth: None,
             resume: None,
         })
+    }
+
+    #[test]
+    fn a_datagram_is_its_key_then_its_messages_back_to_back() {
+        let key = DatagramKey(std::array::from_fn(|i| i as u8));
+        let input = InputCmd {
+            seq: 300,
+            tick: Tick(7),
+            ack: Tick(6),
+            buttons: 5,
+            aim: 9,
+        };
+        let msgs = [DatagramMsg::Input(input), DatagramMsg::Ack(Tick(6))];
+        let mut bytes = Vec::new();
+        encode_datagram(&key, &msgs, &mut bytes);
+        let mut expected = key.0.to_vec();
+        expected.extend(client_bytes(&ClientMsg::Input(input)));
+        expected.extend(client_bytes(&ClientMsg::Ack(Tick(6))));
+        assert_eq!(bytes, expected);
+        let datagram = decode_datagram(&bytes).expect("decodes");
+        assert_eq!(datagram.key, key);
+        assert_eq!(datagram.messages(), &msgs);
+    }
+
+    #[test]
+    fn a_datagram_that_is_not_a_key_and_one_to_four_inputs_or_acks_is_refused() {
+        let key = DatagramKey([7; DATAGRAM_KEY_BYTES]);
+        let ack = DatagramMsg::Ack(Tick(1));
+        let encoded = |msgs: &[DatagramMsg]| {
+            let mut bytes = Vec::new();
+            encode_datagram(&key, msgs, &mut bytes);
+            bytes
+        };
+        assert!(decode_datagram(&encoded(&[ack; MAX_DATAGRAM_MESSAGES])).is_ok());
+        let mut hello = key.0.to_vec();
+        hello.extend(client_bytes(&ClientMsg::Leave));
+        let mut truncated = encoded(&[DatagramMsg::Input(InputCmd {
+            seq: 70_000,
+            ..InputCmd::default()
+        })]);
+        truncated.pop();
+        let mut huge = encoded(&[ack]);
+        huge.resize(MAX_CLIENT_DATAGRAM + 1, 0);
+        for (name, bytes) in [
+            ("shorter than the key", key.0[..15].to_vec()),
+            ("the key alone", key.0.to_vec()),
+            ("five messages", encoded(&[ack; MAX_DATAGRAM_MESSAGES + 1])),
+            ("a leave", hello),
+            ("a message cut short", truncated),
+            ("over the size limit", huge),
+        ] {
+            assert!(decode_datagram(&bytes).is_err(), "{name}");
+        }
     }
 
     #[test]

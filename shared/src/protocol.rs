@@ -11,7 +11,7 @@ use crate::snapshot::SnapshotMsg;
 
 /// Version of this protocol. A client sends it in [`Hello`]; the server
 /// answers a mismatch with [`DisconnectReason::VersionMismatch`] and closes.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Client to server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,13 @@ pub enum ClientMsg {
     /// [`DisconnectReason::session_kept`] is true) keeps the player's entity
     /// for the resume grace period; a kick for breaking the rules does not.
     Leave,
+    /// Asks for a datagram channel (`PROTOCOL.md` section 3.7): a native
+    /// client that can send UDP may then carry its inputs and acks, and
+    /// receive its snapshots, as datagrams, which cost both ends less than
+    /// the WebSocket. Answered with [`ServerMsg::DatagramChannel`]. It may
+    /// follow the hello at once: the server reads it once the client is
+    /// seated. Everything else stays on the WebSocket.
+    OpenDatagrams,
 }
 
 /// Join request.
@@ -168,7 +175,52 @@ pub enum ServerMsg {
     },
     /// Sent right before the server closes the connection.
     Disconnect(DisconnectReason),
+    /// Answer to [`ClientMsg::OpenDatagrams`].
+    DatagramChannel(DatagramChannel),
 }
+
+/// Where and how to send datagrams (`PROTOCOL.md` section 3.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramChannel {
+    /// The server's UDP port, on the address the WebSocket connected to; 0
+    /// when this server offers no datagrams (the client stays on the
+    /// WebSocket alone).
+    pub port: u16,
+    /// Starts every datagram the client sends. The server accepts a
+    /// datagram only with the key of a connection in play and only from
+    /// that connection's IP address, and sends snapshots to the address
+    /// (IP and port) of the newest such datagram.
+    pub key: DatagramKey,
+}
+
+/// Length of a [`DatagramKey`], in bytes.
+pub const DATAGRAM_KEY_BYTES: usize = 16;
+
+/// The secret that names a connection in its datagrams: 16 random bytes,
+/// one per connection, on the wire as 16 raw bytes. Its `Debug` output is
+/// redacted.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct DatagramKey(pub [u8; DATAGRAM_KEY_BYTES]);
+
+impl std::fmt::Debug for DatagramKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatagramKey(<redacted>)")
+    }
+}
+
+/// Most messages in one client datagram. A client repeats its newest
+/// inputs in each datagram so that one lost datagram loses none of them:
+/// four cover three losses in a row.
+pub const MAX_DATAGRAM_MESSAGES: usize = 4;
+
+/// Largest client datagram the server reads, in bytes: the key and four
+/// inputs (at most 15 bytes each) fit several times over.
+pub const MAX_CLIENT_DATAGRAM: usize = 128;
+
+/// Largest snapshot the server sends as a datagram, in bytes; a larger one
+/// goes over the WebSocket. Small enough to pass any path's MTU (IPv6's
+/// minimum is 1,280 bytes, headers included) without fragmenting.
+pub const MAX_SNAPSHOT_DATAGRAM: usize = 1200;
 
 /// What a client learns when it joins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,8 +26,8 @@ use shared::codec::{
     server_bytes,
 };
 use shared::protocol::{
-    AuthToken, ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest,
-    ServerMsg, SessionToken, Welcome,
+    AuthToken, ClientMsg, DatagramChannel, DatagramKey, DisconnectReason, Hello, InputCmd,
+    PROTOCOL_VERSION, RoomRequest, ServerMsg, SessionToken, Welcome,
 };
 use shared::rules::{self, TickRules, buttons, move_player};
 use shared::snapshot::{
@@ -207,6 +207,7 @@ fn client_messages() -> Vec<(&'static str, ClientMsg)> {
             }),
         ),
         ("leave", ClientMsg::Leave),
+        ("open datagrams", ClientMsg::OpenDatagrams),
         ("input zero", input(0, 0, 0, 0, 0)),
         (
             "input typical",
@@ -280,6 +281,20 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
             },
         ),
     ];
+    out.push((
+        "datagram channel".to_string(),
+        ServerMsg::DatagramChannel(DatagramChannel {
+            port: 8080,
+            key: DatagramKey(std::array::from_fn(|i| (i * 13 + 7) as u8)),
+        }),
+    ));
+    out.push((
+        "datagram channel refused".to_string(),
+        ServerMsg::DatagramChannel(DatagramChannel {
+            port: 0,
+            key: DatagramKey([0; 16]),
+        }),
+    ));
     for reason in every_disconnect_reason() {
         out.push((
             format!("disconnect {}", reason.label()),
@@ -803,7 +818,7 @@ fn malformed_client() -> Vec<(&'static str, Vec<u8>)> {
     oversized.truncate(MAX_CLIENT_MESSAGE + 1);
     vec![
         ("empty", vec![]),
-        ("unknown variant", vec![5]),
+        ("unknown variant", vec![6]),
         (
             "variant index as u64 varint",
             vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0],

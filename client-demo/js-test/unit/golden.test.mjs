@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 
 import {
   CodecError,
+  DATAGRAM_KEY_BYTES,
   DISCONNECT_VARIANTS,
   MAX_CLIENT_MESSAGE,
   MAX_SERVER_MESSAGE,
@@ -70,7 +71,7 @@ test('client messages decode to the Rust value and re-encode to the same bytes',
     assert.equal(bytesToHex(encodeClient(fromSerde(v.value))), v.hex, `${v.name} (encoded from the Rust value)`);
   }
   const seen = new Set(golden.client_messages.map((v) => variantOf(v.value)));
-  assert.deepEqual([...seen].sort(), ['Ack', 'Hello', 'Input', 'Leave', 'Ping']);
+  assert.deepEqual([...seen].sort(), ['Ack', 'Hello', 'Input', 'Leave', 'OpenDatagrams', 'Ping']);
   // Every field of the hello is exercised: both room requests, both tokens.
   const hellos = golden.client_messages.filter((v) => variantOf(v.value) === 'Hello').map((v) => v.value.Hello);
   assert.ok(hellos.some((h) => h.room === 'Matchmake'));
@@ -122,9 +123,40 @@ test('server messages decode to the Rust value and re-encode to the same bytes',
     }
   }
   const seen = new Set(all.map((v) => variantOf(v.value)));
-  assert.deepEqual([...seen].sort(), ['Disconnect', 'Pong', 'Snapshot', 'Welcome']);
+  assert.deepEqual([...seen].sort(), ['DatagramChannel', 'Disconnect', 'Pong', 'Snapshot', 'Welcome']);
   const welcomes = golden.server_messages.filter((v) => variantOf(v.value) === 'Welcome').map((v) => v.value.Welcome);
   assert.deepEqual(new Set(welcomes.map((w) => w.resumed)), new Set([true, false]), 'both values of resumed');
+  // A datagram channel on a port (a u16 varint of 3 bytes) and a refused one (port 0).
+  const channels = golden.server_messages.filter((v) => variantOf(v.value) === 'DatagramChannel').map((v) => v.value.DatagramChannel);
+  assert.ok(channels.some((c) => c.port === 0), 'a refused channel');
+  assert.ok(channels.some((c) => c.port >= 251), 'a port wider than one varint byte');
+});
+
+test('the datagram messages are laid out as protocol 8 says', () => {
+  // OpenDatagrams: the variant index alone.
+  assert.equal(bytesToHex(encodeClient({ type: 'OpenDatagrams' })), '05');
+  assert.deepEqual(decodeClient(Uint8Array.from([5])), { type: 'OpenDatagrams' });
+  assert.deepEqual(decodeClient(Uint8Array.from([4])), { type: 'Leave' });
+  assert.throws(() => decodeClient(Uint8Array.from([5, 0])), CodecError, 'no payload');
+  assert.throws(() => decodeClient(Uint8Array.from([6])), CodecError, 'variant 6');
+  // DatagramChannel: variant 4, the port as a u16 varint, the key's 16 raw bytes.
+  const key = Uint8Array.from({ length: DATAGRAM_KEY_BYTES }, (_, i) => 255 - i);
+  for (const [port, portHex] of [
+    [0, '00'],
+    [250, 'fa'],
+    [251, 'fbfb00'],
+    [65535, 'fbffff'],
+  ]) {
+    const bytes = encodeServer({ type: 'DatagramChannel', port, key });
+    assert.equal(bytesToHex(bytes), `04${portHex}${bytesToHex(key)}`, `port ${port}`);
+    assert.deepEqual(decodeServer(bytes), { type: 'DatagramChannel', port, key });
+  }
+  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 65536, key }), RangeError);
+  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 1, key: key.subarray(1) }), RangeError);
+  // A u32 varint marker is too wide for the u16 port; a short key is cut.
+  assert.throws(() => decodeServer(Uint8Array.from([4, 0xfc, 1, 0, 0, 0, ...key])), CodecError);
+  assert.throws(() => decodeServer(Uint8Array.from([4, 1, ...key.subarray(1)])), CodecError);
+  assert.throws(() => decodeServer(Uint8Array.from([5])), CodecError, 'variant 5');
 });
 
 test('every disconnect reason has the server text, label and close code', () => {

@@ -62,7 +62,8 @@ export function toSerde(msg) {
         },
       };
     case 'Leave':
-      return 'Leave';
+    case 'OpenDatagrams':
+      return msg.type;
     case 'Input':
       return { Input: { seq: msg.seq, tick: msg.tick, ack: msg.ack, buttons: msg.buttons, aim: msg.aim } };
     case 'Ack':
@@ -92,6 +93,8 @@ export function toSerde(msg) {
       const { type, ...fields } = msg.reason;
       return { Disconnect: Object.keys(fields).length ? { [type]: fields } : type };
     }
+    case 'DatagramChannel':
+      return { DatagramChannel: { port: msg.port, key: Array.from(msg.key) } };
     default:
       throw new Error(`unknown message ${msg.type}`);
   }
@@ -141,6 +144,8 @@ export function fromSerde(v) {
       return { type, nonce: big(f.nonce), tick: f.tick };
     case 'Disconnect':
       return { type, reason: typeof f === 'string' ? { type: f } : { type: Object.keys(f)[0], ...Object.values(f)[0] } };
+    case 'DatagramChannel':
+      return { type, port: f.port, key: bytes(f.key) };
     default:
       throw new Error(`fromSerde: unsupported ${type}`);
   }

@@ -621,7 +621,7 @@ test('a server message that does not decode closes the socket, says why and resu
   withFakeClock((clock) => {
     const c = playing();
     const socket = c.last();
-    // Variant 9 of a four-variant enum: not a ServerMsg.
+    // Variant 9 of a five-variant enum: not a ServerMsg.
     socket.onmessage?.({ data: new Uint8Array([9, 0, 0]).buffer });
     assert.equal(socket.readyState, 3, 'the page closed the socket');
     assert.deepEqual(socket.closedByClient, { code: CLOSE_UNREADABLE, reason: 'malformed server message' });
@@ -633,6 +633,25 @@ test('a server message that does not decode closes the socket, says why and resu
     assert.equal(FakeSocket.all.length, 2, 'a new socket resumes the session');
     c.last().open();
     assert.deepEqual(c.last().hello.resume, token(0x42));
+    c.conn.teardown();
+  });
+});
+
+test('a datagram channel the page never asked for is ignored (protocol 8)', () => {
+  withFakeClock(() => {
+    const c = playing();
+    const socket = c.last();
+    const sent = socket.sent.length;
+    const statuses = c.statuses.length;
+    for (const port of [0, 8080]) {
+      socket.receive({ type: 'DatagramChannel', port, key: token(port & 0xff) });
+    }
+    assert.equal(socket.readyState, 1, 'the socket stays open');
+    assert.equal(socket.closedByClient, null);
+    assert.equal(socket.sent.length, sent, 'nothing is sent in reply');
+    assert.equal(c.statuses.length, statuses, 'the status does not change');
+    assert.equal(c.status().state, 'playing');
+    assert.ok(socket.sent.every((m) => m.type !== 'OpenDatagrams'), 'the page never asks for datagrams');
     c.conn.teardown();
   });
 });

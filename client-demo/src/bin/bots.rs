@@ -79,6 +79,11 @@ struct Args {
     /// with no replica and no prediction. Desyncs are NOT checked.
     #[arg(long)]
     light: bool,
+    /// With --light on a ws:// URL and no latency or jitter: carry inputs,
+    /// acks and snapshots as UDP datagrams (the server's datagram channel),
+    /// as a native game client would; the WebSocket keeps the rest.
+    #[arg(long, requires = "light")]
+    datagrams: bool,
 }
 
 /// Parses the auth secret into a type whose `Debug` output is redacted, so
@@ -98,6 +103,13 @@ fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
 fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
     let defaults = SwarmConfig::default();
     let ping = seconds("ping-interval", args.ping_interval)?;
+    if args.datagrams && (args.latency_ms > 0 || args.jitter_ms > 0 || args.url.starts_with("wss:"))
+    {
+        anyhow::bail!(
+            "--datagrams needs a ws:// URL and no --latency-ms or --jitter-ms: the bots read \
+             their datagrams themselves, past the link conditioner and any TLS proxy"
+        );
+    }
     Ok(SwarmConfig {
         url: args.url.clone(),
         ca_file: args.ca_file.clone(),
@@ -117,6 +129,7 @@ fn config(args: &Args) -> anyhow::Result<SwarmConfig> {
             ping_interval: (!ping.is_zero()).then_some(ping),
             resume_chance: args.resume_chance,
             light: args.light,
+            datagrams: args.datagrams,
             ..defaults.bot
         },
     })

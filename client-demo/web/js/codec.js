@@ -410,10 +410,14 @@ export function isValidRoomName(name) {
  *   | {type: 'Input', seq: number, tick: number, ack: number, buttons: number, aim: number}
  *   | {type: 'Ack', tick: number}
  *   | {type: 'Ping', nonce: bigint}
- *   | {type: 'Leave'}} ClientMsg
+ *   | {type: 'Leave'}
+ *   | {type: 'OpenDatagrams'}} ClientMsg
+ * `OpenDatagrams` (protocol 8) asks for a datagram channel; only a native
+ * client that can send UDP does. The page never sends it: a browser has no
+ * UDP socket.
  */
 
-const CLIENT_VARIANTS = ['Hello', 'Input', 'Ack', 'Ping', 'Leave'];
+const CLIENT_VARIANTS = ['Hello', 'Input', 'Ack', 'Ping', 'Leave', 'OpenDatagrams'];
 /** RoomRequest variants. */
 const ROOM_MATCHMAKE = 0;
 const ROOM_NAMED = 1;
@@ -455,6 +459,7 @@ export function encodeClient(msg) {
       w.u64(msg.nonce);
       break;
     case 'Leave':
+    case 'OpenDatagrams':
       break;
   }
   return w.finish();
@@ -492,9 +497,15 @@ export function decodeClient(data) {
     case 3:
       msg = { type: 'Ping', nonce: r.u64() };
       break;
-    default:
+    case 4:
       msg = { type: 'Leave' };
       break;
+    case 5:
+      msg = { type: 'OpenDatagrams' };
+      break;
+    default:
+      // r.variant() refused every other index already.
+      throw new CodecError('unreachable ClientMsg variant');
   }
   r.finish();
   return msg;
@@ -912,10 +923,18 @@ export function packEntities(s) {
  *     resumed: boolean, inputSeq: number, resumeGraceMs: number}
  *   | {type: 'Snapshot', snapshot: SnapshotMsg}
  *   | {type: 'Pong', nonce: bigint, tick: number}
- *   | {type: 'Disconnect', reason: DisconnectReason}} ServerMsg
+ *   | {type: 'Disconnect', reason: DisconnectReason}
+ *   | {type: 'DatagramChannel', port: number, key: Uint8Array}} ServerMsg
+ * `DatagramChannel` (protocol 8) answers a client's OpenDatagrams: the
+ * server's UDP port (0: no datagrams offered) and the 16-byte key that
+ * starts each of the client's datagrams. The page never asks for one and
+ * ignores it.
  */
 
-const SERVER_VARIANTS = ['Welcome', 'Snapshot', 'Pong', 'Disconnect'];
+const SERVER_VARIANTS = ['Welcome', 'Snapshot', 'Pong', 'Disconnect', 'DatagramChannel'];
+
+/** Length of a datagram key, in bytes (shared::protocol::DATAGRAM_KEY_BYTES). */
+export const DATAGRAM_KEY_BYTES = 16;
 
 /** DisconnectReason variants in wire order. */
 export const DISCONNECT_VARIANTS = [
@@ -1020,7 +1039,7 @@ export function decodeServer(data) {
     case 2:
       msg = { type: 'Pong', nonce: r.u64(), tick: r.u32() };
       break;
-    default: {
+    case 3: {
       const v = r.variant(DISCONNECT_VARIANTS.length, 'DisconnectReason');
       /** @type {DisconnectReason} */
       const reason =
@@ -1030,6 +1049,12 @@ export function decodeServer(data) {
       msg = { type: 'Disconnect', reason };
       break;
     }
+    case 4:
+      msg = { type: 'DatagramChannel', port: r.u16(), key: r.fixedBytes(DATAGRAM_KEY_BYTES) };
+      break;
+    default:
+      // r.variant() refused every other index already.
+      throw new CodecError('unreachable ServerMsg variant');
   }
   r.finish();
   return msg;
@@ -1099,6 +1124,10 @@ export function encodeServer(msg) {
       }
       break;
     }
+    case 'DatagramChannel':
+      w.u16(msg.port);
+      w.fixedBytes(msg.key, DATAGRAM_KEY_BYTES);
+      break;
   }
   return w.finish();
 }

@@ -280,6 +280,11 @@ export class Connection {
         // The close frame follows; remember why.
         this.serverReason = msg.reason;
         break;
+      case 'DatagramChannel':
+        // The answer to an OpenDatagrams, which only a native client sends
+        // (a browser has no UDP socket): the page never asks, so one that
+        // arrives anyway is ignored.
+        break;
     }
   }
 

@@ -111,6 +111,15 @@ struct Args {
     /// client is dropped (1..=86400).
     #[arg(long, env = "ARENA_WRITE_TIMEOUT_SECS", default_value_t = Config::default().write_timeout.as_secs(), value_parser = timeout_secs())]
     write_timeout_secs: u64,
+    /// UDP port of the datagram channel for native clients, on the --addr
+    /// address (0: any free port; clients are told which). Open it in the
+    /// firewall with a fixed port, or turn it off with --no-datagrams.
+    #[arg(long, env = "ARENA_DATAGRAM_PORT", default_value_t = 0)]
+    datagram_port: u16,
+    /// Offer no datagram channel: every client on its WebSocket alone.
+    /// (The variable takes 1/0, true/false, yes/no or on/off.)
+    #[arg(long, env = "ARENA_NO_DATAGRAMS", value_parser = clap::builder::BoolishValueParser::new())]
+    no_datagrams: bool,
     /// Log format.
     #[arg(long, env = "ARENA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -292,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         per_ip_exempt_loopback: !args.limit_loopback,
         allowed_origins: server::guard::OriginPolicy::parse(&args.allowed_origins),
+        datagram_port: (!args.no_datagrams).then_some(args.datagram_port),
         ..defaults
     };
     config.validate()?;

@@ -40,13 +40,15 @@ pub fn baseline() -> &'static WorldState {
 }
 
 /// `client_msg` target: what the server runs on every binary message a
-/// client sends.
+/// client sends, and on every datagram (`decode_datagram`, the same bytes
+/// read as a datagram).
 ///
 /// # Panics
 /// On a bug: a decoder panicked, a decoded message does not round-trip, the
 /// canonical encoding is longer than the input, or the hello peek disagrees
 /// with the full decode.
 pub fn client_msg(data: &[u8]) {
+    client_datagram(data);
     let peeked = peek_hello_version(data);
     let Ok(msg) = decode_client(data) else {
         return;
@@ -62,6 +64,21 @@ pub fn client_msg(data: &[u8]) {
     let bytes = client_bytes(&msg);
     assert!(bytes.len() <= data.len(), "{msg:?} re-encoded longer");
     assert_eq!(decode_client(&bytes), Ok(msg), "client message round trip");
+}
+
+/// A datagram that decodes must survive re-encoding, never longer.
+fn client_datagram(data: &[u8]) {
+    let Ok(datagram) = codec::decode_datagram(data) else {
+        return;
+    };
+    let mut bytes = Vec::new();
+    codec::encode_datagram(&datagram.key, datagram.messages(), &mut bytes);
+    assert!(bytes.len() <= data.len(), "{datagram:?} re-encoded longer");
+    assert_eq!(
+        codec::decode_datagram(&bytes),
+        Ok(datagram),
+        "datagram round trip"
+    );
 }
 
 /// `delta` target: what a client runs on every binary message the server

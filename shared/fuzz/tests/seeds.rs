@@ -25,10 +25,12 @@ use std::path::{Path, PathBuf};
 use glam::IVec2;
 use server::game::{EntityKey, World, WorldConfig};
 use shared::Tick;
-use shared::codec::{client_bytes, decode_server, encode_snapshot, server_bytes};
+use shared::codec::{
+    self, DatagramMsg, client_bytes, decode_server, encode_snapshot, server_bytes,
+};
 use shared::protocol::{
-    ClientMsg, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest, ServerMsg,
-    SessionToken, Welcome,
+    ClientMsg, DatagramKey, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest,
+    ServerMsg, SessionToken, Welcome,
 };
 use shared::rules::buttons;
 use shared::snapshot::{self, WorldState};
@@ -175,6 +177,7 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
             }),
         ),
         ("leave", ClientMsg::Leave),
+        ("open_datagrams", ClientMsg::OpenDatagrams),
         ("ack_0", ClientMsg::Ack(Tick(0))),
         ("ack_250", ClientMsg::Ack(Tick(250))),
         ("ack_251", ClientMsg::Ack(Tick(251))),
@@ -228,6 +231,23 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
     let input = client_bytes(&ClientMsg::Input(m.inputs[3]));
     add("input_truncated", input[..input.len() - 1].to_vec());
     add("unknown_variant", vec![9]);
+    // Datagrams: a key, then inputs and acks (PROTOCOL.md section 6).
+    let key = DatagramKey(std::array::from_fn(|i| (i * 29 + 3) as u8));
+    let msgs: Vec<DatagramMsg> = (0..4)
+        .map(|i| DatagramMsg::Input(m.inputs[i]))
+        .chain([DatagramMsg::Ack(Tick(77))])
+        .collect();
+    for (name, take) in [
+        ("datagram_one_input", &msgs[..1]),
+        ("datagram_four_inputs", &msgs[..4]),
+        ("datagram_five_messages", &msgs[..]),
+        ("datagram_ack", &msgs[4..]),
+        ("datagram_key_only", &msgs[..0]),
+    ] {
+        let mut bytes = Vec::new();
+        codec::encode_datagram(&key, take, &mut bytes);
+        add(name, bytes);
+    }
 }
 
 fn delta_seeds(m: &Match, seeds: &mut Seeds) {

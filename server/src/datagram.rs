@@ -1,0 +1,377 @@
+//! The datagram channel (`PROTOCOL.md` section 3.7): a native client's inputs
+//! and acks, and its snapshots, as UDP datagrams beside its WebSocket.
+//!
+//! Over TCP the kernel alone charges 6-8 µs per client per snapshot on the
+//! benchmark machine, a datagram 3.4-4.8 (`BENCHMARKS.md` section 6, "The
+//! transport floor"): the server's largest cost is the transport, and this
+//! is the cheaper one. The WebSocket stays the connection: the join, the
+//! session, pings, the close and any snapshot too large for one datagram
+//! go over it, and a client that never asks for datagrams (every browser)
+//! sees no difference.
+//!
+//! **Who may send.** A client asks over its WebSocket
+//! ([`ClientMsg::OpenDatagrams`](shared::protocol::ClientMsg)) and is given
+//! a key of 16 random bytes. A datagram is used only if it starts with the
+//! key of a connection in play *and* comes from that WebSocket's IP
+//! address, so neither a stranger who guessed nothing nor one who learnt
+//! the key from elsewhere can feed a player inputs. The server sends
+//! snapshots to the address of the newest valid datagram (a NAT may change
+//! the port), never to an address that did not send one: it cannot be
+//! pointed at a third party. It answers no datagram with one of its own;
+//! a snapshot goes out once per tick whatever arrives, so nothing is
+//! amplified.
+//!
+//! **Reading without a wake-up per datagram.** Every player sends a
+//! datagram a tick; read as they come, each would wake a thread (the
+//! runtime's, from `epoll_wait`), and waking threads was a fifth of the
+//! server's time with datagrams read that way (`BENCHMARKS.md` section 7).
+//! So one thread of its own reads them: it waits on an epoll of its own
+//! while none come, and once they flow it reads what arrived every
+//! [`DRAIN_PERIOD`] (1 ms) and sleeps between: a thousand wake-ups a
+//! second at most, whatever the number of players, for at most a
+//! millisecond more on an input's way (the room applies it at its next
+//! tick, up to 33 ms away, anyway).
+//!
+//! **Budgets.** One socket and one receiving thread for the whole server.
+//! Datagrams of a connection count against its own rate limit (a second
+//! [`RateGuard`] with the WebSocket's rate: a client moves its inputs from
+//! one to the other), and a sustained flood closes its WebSocket with
+//! `RateLimited`; datagrams with no valid key or from the wrong address
+//! cost one map lookup each and are counted, never answered. A malformed
+//! datagram with a valid key and address is the client's fault: its
+//! WebSocket is closed with `MalformedMessage`, as a malformed message on
+//! the WebSocket would be.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use shared::codec::{self, DatagramMsg};
+use shared::protocol::{
+    DATAGRAM_KEY_BYTES, DatagramChannel, DatagramKey, DisconnectReason, InputCmd,
+    MAX_CLIENT_DATAGRAM, MAX_SNAPSHOT_DATAGRAM,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::connection::{AckCell, Heard};
+use crate::guard::{Admit, RateGuard};
+use crate::metrics::{DatagramRefusal, InputDrop, Metrics};
+use crate::outbox::Outbox;
+use crate::room::PlayerHandle;
+
+/// The receive buffer asked of the kernel for the datagram socket: 4 MiB.
+/// Every player sends a datagram a tick, and while the server's core is
+/// busy with a fan-out they wait in this buffer, each small datagram
+/// charged about a kilobyte of it. The kernel's default (208 KiB) held
+/// about 200, and at 1,000 players in one room the load test lost inputs
+/// (`UdpRcvbufErrors`); 4 MiB holds a tick of several thousand players.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// While datagrams flow, the receiving thread reads what arrived this
+/// often, and sleeps between.
+const DRAIN_PERIOD: Duration = Duration::from_millis(1);
+
+/// While none flow, how often the receiving thread looks whether the
+/// server is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The server's datagram socket and the connections that may use it.
+#[derive(Debug)]
+pub(crate) struct Datagrams {
+    socket: Arc<UdpSocket>,
+    port: u16,
+    /// A std mutex, held for one lookup, insert or removal: never across an
+    /// `.await`. One entry per connection that asked, removed when it ends.
+    peers: Mutex<HashMap<DatagramKey, Arc<Peer>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Where a connection's snapshots go as datagrams, once it has sent one.
+/// Shared by the connection's peer entry (which sets it) and its fan-out
+/// subscriber (which reads it every snapshot).
+#[derive(Debug)]
+pub(crate) struct Route {
+    socket: Arc<UdpSocket>,
+    to: Mutex<Option<SocketAddr>>,
+}
+
+impl Route {
+    /// The client's datagram address, if it has sent a valid datagram.
+    pub(crate) fn to(&self) -> Option<SocketAddr> {
+        *lock(&self.to)
+    }
+
+    /// Sends one snapshot (at most [`MAX_SNAPSHOT_DATAGRAM`] bytes) without
+    /// waiting (the socket is non-blocking): a full socket buffer is an
+    /// error, and the snapshot is skipped like one a busy WebSocket could
+    /// not take.
+    pub(crate) fn send(&self, to: SocketAddr, body: &[u8]) -> io::Result<()> {
+        debug_assert!(body.len() <= MAX_SNAPSHOT_DATAGRAM);
+        self.socket.send_to(body, to).map(|_| ())
+    }
+}
+
+/// What the receiving task needs of one connection in play.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// The WebSocket's IP address: the only source accepted.
+    ip: IpAddr,
+    pub(crate) player: PlayerHandle,
+    pub(crate) route: Arc<Route>,
+    /// Shared with the connection's reader: acks arrive by both ways.
+    pub(crate) acks: Arc<Mutex<AckCell>>,
+    pub(crate) heard: Arc<Heard>,
+    pub(crate) inputs: mpsc::Sender<(PlayerHandle, InputCmd)>,
+    /// To close the connection (malformed datagrams, a flood).
+    pub(crate) out: Arc<Outbox>,
+    state: Mutex<PeerState>,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    guard: RateGuard,
+    /// The newest input sequence number passed to the room: a client
+    /// repeats each input in several datagrams, and only the first copy
+    /// needs the room's queue.
+    last_seq: u32,
+}
+
+/// A connection's entry in the map, removed when dropped (the connection
+/// ended).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    datagrams: Arc<Datagrams>,
+    key: DatagramKey,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.datagrams.peers).remove(&self.key);
+    }
+}
+
+impl Registration {
+    /// What the client is told.
+    pub(crate) fn channel(&self) -> DatagramChannel {
+        DatagramChannel {
+            port: self.datagrams.port,
+            key: self.key,
+        }
+    }
+}
+
+/// What a peer is made of, less what the map adds.
+pub(crate) struct PeerParts {
+    pub(crate) ip: IpAddr,
+    pub(crate) player: PlayerHandle,
+    pub(crate) route: Arc<Route>,
+    pub(crate) acks: Arc<Mutex<AckCell>>,
+    pub(crate) heard: Arc<Heard>,
+    pub(crate) inputs: mpsc::Sender<(PlayerHandle, InputCmd)>,
+    pub(crate) out: Arc<Outbox>,
+}
+
+impl Datagrams {
+    /// Binds the datagram socket on `ip` (the HTTP listener's address) at
+    /// `port` (0: any free port; the clients are told which).
+    pub(crate) fn bind(ip: IpAddr, port: u16, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, port))?;
+        let sock = socket2::SockRef::from(&socket);
+        // Best effort: the kernel caps it at `net.core.rmem_max`.
+        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
+        let buffer = sock.recv_buffer_size().unwrap_or(0);
+        if buffer < RECV_BUFFER {
+            warn!(
+                asked = RECV_BUFFER,
+                got = buffer,
+                "the datagram socket's receive buffer is smaller than asked: with \
+                 hundreds of players some of their inputs may be lost while the \
+                 server is busy; raise net.core.rmem_max"
+            );
+        }
+        let port = socket.local_addr()?.port();
+        Ok(Self {
+            socket: Arc::new(socket),
+            port,
+            peers: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    /// The port clients are told to send to.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A route for a new connection, unset until it sends a datagram.
+    pub(crate) fn route(&self) -> Arc<Route> {
+        Arc::new(Route {
+            socket: Arc::clone(&self.socket),
+            to: Mutex::new(None),
+        })
+    }
+
+    /// Gives a connection a key. Its datagrams are read from now on, until
+    /// the registration is dropped.
+    pub(crate) fn register(self: &Arc<Self>, parts: PeerParts, config: &Config) -> Registration {
+        let (rate, burst) = config.message_rate();
+        let now = Instant::now();
+        let peer = Arc::new(Peer {
+            ip: parts.ip.to_canonical(),
+            player: parts.player,
+            route: parts.route,
+            acks: parts.acks,
+            heard: parts.heard,
+            inputs: parts.inputs,
+            out: parts.out,
+            state: Mutex::new(PeerState {
+                guard: RateGuard::new(rate, burst, config.rate_limit_kick_secs, now),
+                last_seq: 0,
+            }),
+        });
+        let mut peers = lock(&self.peers);
+        loop {
+            let key = new_key();
+            if let Entry::Vacant(slot) = peers.entry(key) {
+                slot.insert(peer);
+                return Registration {
+                    datagrams: Arc::clone(self),
+                    key,
+                };
+            }
+        }
+    }
+
+    /// Reads datagrams until `stop` says so, or its sender is gone: the
+    /// body of the server's one receiving thread (see the module docs).
+    pub(crate) fn run(&self, stop: &watch::Receiver<bool>) {
+        let mut poll = match Poll::new() {
+            Ok(poll) => poll,
+            Err(e) => return warn!(error = %e, "no epoll for the datagram socket; datagrams stop"),
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.socket);
+        let mut source = mio::unix::SourceFd(&fd);
+        if let Err(e) = poll
+            .registry()
+            .register(&mut source, Token(0), Interest::READABLE)
+        {
+            return warn!(error = %e, "cannot watch the datagram socket; datagrams stop");
+        }
+        let mut events = Events::with_capacity(4);
+        let mut buf = [0u8; MAX_CLIENT_DATAGRAM + 1];
+        let stopping = || stop.has_changed().is_err() || *stop.borrow();
+        while !stopping() {
+            // Idle: sleep until a datagram comes (the registration is
+            // edge-triggered; one that came since the last read is an
+            // event already).
+            if let Err(e) = poll.poll(&mut events, Some(STOP_CHECK))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return warn!(error = %e, "waiting on the datagram socket failed; datagrams stop");
+            }
+            // Flowing: read what came, a period at a time, until a period
+            // brings nothing.
+            while self.drain(&mut buf) > 0 && !stopping() {
+                std::thread::sleep(DRAIN_PERIOD);
+            }
+        }
+    }
+
+    /// Reads and handles every datagram waiting; returns how many.
+    fn drain(&self, buf: &mut [u8]) -> usize {
+        let mut read = 0;
+        loop {
+            match self.socket.recv_from(buf) {
+                Ok((len, from)) => {
+                    read += 1;
+                    self.receive(&buf[..len], from, Instant::now());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // An ICMP error for an earlier send (a client's port
+                // closed) surfaces here on some systems: not fatal.
+                Err(e) => {
+                    debug!(error = %e, "datagram receive failed");
+                    return read.max(1);
+                }
+            }
+        }
+    }
+
+    /// Handles one datagram from `from`.
+    fn receive(&self, bytes: &[u8], from: SocketAddr, now: Instant) {
+        let metrics = &self.metrics;
+        let Some(key) = bytes.first_chunk::<DATAGRAM_KEY_BYTES>() else {
+            return metrics.count_datagram_refusal(DatagramRefusal::UnknownKey);
+        };
+        let Some(peer) = lock(&self.peers).get(&DatagramKey(*key)).cloned() else {
+            return metrics.count_datagram_refusal(DatagramRefusal::UnknownKey);
+        };
+        if from.ip().to_canonical() != peer.ip {
+            return metrics.count_datagram_refusal(DatagramRefusal::WrongAddress);
+        }
+        let mut state = lock(&peer.state);
+        match state.guard.admit(now) {
+            Admit::Pass => {}
+            Admit::Drop => return metrics.count_datagram_refusal(DatagramRefusal::RateLimited),
+            Admit::Kick => {
+                metrics.count_datagram_refusal(DatagramRefusal::RateLimited);
+                return peer.out.request_close(DisconnectReason::RateLimited);
+            }
+        }
+        let datagram = match codec::decode_datagram(bytes) {
+            Ok(datagram) => datagram,
+            Err(_) => {
+                metrics.count_datagram_refusal(DatagramRefusal::Malformed);
+                return peer.out.request_close(DisconnectReason::MalformedMessage);
+            }
+        };
+        metrics.datagrams_received.inc();
+        metrics.bytes_in.inc_by(bytes.len() as u64);
+        peer.heard.hear(now);
+        *lock(&peer.route.to) = Some(from);
+        let mut acks = lock(&peer.acks);
+        for msg in datagram.messages() {
+            match *msg {
+                DatagramMsg::Input(cmd) => {
+                    acks.offer(cmd.ack);
+                    // Each input once: the copies repeated for loss are
+                    // older than the newest passed on.
+                    if cmd.seq <= state.last_seq {
+                        continue;
+                    }
+                    state.last_seq = cmd.seq;
+                    metrics.inputs_received.inc();
+                    if peer.inputs.try_send((peer.player, cmd)).is_err() {
+                        metrics.count_input_drop(InputDrop::QueueFull);
+                    }
+                }
+                DatagramMsg::Ack(tick) => acks.offer(tick),
+            }
+        }
+    }
+}
+
+fn new_key() -> DatagramKey {
+    let mut bytes = [0u8; DATAGRAM_KEY_BYTES];
+    if getrandom::fill(&mut bytes).is_err() {
+        // As `room::new_token`: weaker, but serving beats refusing.
+        warn!("OS randomness unavailable; datagram key from fastrand");
+        for b in &mut bytes {
+            *b = fastrand::u8(..);
+        }
+    }
+    DatagramKey(bytes)
+}

@@ -1,0 +1,371 @@
+//! The datagram channel (`PROTOCOL.md` section 3.7) on real sockets: a
+//! client that opens it plays with its inputs, acks and snapshots as UDP
+//! datagrams; datagrams with a wrong key, from a wrong address or malformed
+//! are not used; a snapshot too large for a datagram and everything but
+//! inputs, acks and snapshots stay on the WebSocket.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Client, Event, Replica, STEP, TestServer};
+use server::Config;
+use shared::codec::{self, DatagramMsg};
+use shared::protocol::{
+    ClientMsg, DatagramChannel, DatagramKey, DisconnectReason, InputCmd, MAX_SNAPSHOT_DATAGRAM,
+    ServerMsg, Welcome,
+};
+use shared::snapshot::SnapshotMsg;
+use shared::{Tick, rules};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
+
+/// Asks for the channel over the WebSocket and returns the answer.
+async fn open(client: &mut Client) -> DatagramChannel {
+    client.send(&ClientMsg::OpenDatagrams).await;
+    loop {
+        match client.recv().await {
+            Event::Msg(ServerMsg::DatagramChannel(channel)) => return channel,
+            Event::Msg(_) => {}
+            Event::Closed { code, reason } => panic!("closed {code}: {reason}"),
+        }
+    }
+}
+
+/// A UDP socket on `ip`, connected to the server's datagram port.
+async fn udp_from(ip: [u8; 4], server: &TestServer, channel: DatagramChannel) -> UdpSocket {
+    let socket = UdpSocket::bind(SocketAddr::from((ip, 0)))
+        .await
+        .expect("bind udp");
+    socket
+        .connect(SocketAddr::new(server.addr.ip(), channel.port))
+        .await
+        .expect("connect udp");
+    socket
+}
+
+async fn send(socket: &UdpSocket, key: DatagramKey, msgs: &[DatagramMsg]) {
+    let mut bytes = Vec::new();
+    codec::encode_datagram(&key, msgs, &mut bytes);
+    socket.send(&bytes).await.expect("send datagram");
+}
+
+fn snapshot_of(bytes: &[u8]) -> SnapshotMsg {
+    match codec::decode_server(bytes).expect("a datagram decodes") {
+        ServerMsg::Snapshot(snapshot) => snapshot,
+        other => panic!("a datagram that is not a snapshot: {other:?}"),
+    }
+}
+
+/// Where a snapshot came from.
+#[derive(Debug, PartialEq)]
+enum Path {
+    Datagram,
+    WebSocket,
+}
+
+/// The next snapshot by either path; the WebSocket's other messages are
+/// passed over (its pings are answered by the client library).
+async fn next_snapshot(client: &mut Client, udp: &UdpSocket) -> (Path, SnapshotMsg, usize) {
+    let mut buf = vec![0; 64 * 1024];
+    timeout(STEP, async {
+        loop {
+            tokio::select! {
+                got = udp.recv(&mut buf) => {
+                    let len = got.expect("udp recv");
+                    return (Path::Datagram, snapshot_of(&buf[..len]), len);
+                }
+                event = client.next_event() => match event {
+                    Event::Msg(ServerMsg::Snapshot(s)) => {
+                        let len = codec::server_bytes(&ServerMsg::Snapshot(s.clone())).len();
+                        return (Path::WebSocket, s, len);
+                    }
+                    Event::Msg(_) => {}
+                    Event::Closed { code, reason } => panic!("closed {code}: {reason}"),
+                },
+            }
+        }
+    })
+    .await
+    .expect("a snapshot in time")
+}
+
+/// Plays `ticks` inputs over datagrams, each datagram carrying the newest
+/// input and the three before it, acknowledging every snapshot applied.
+/// Returns the replica and how many snapshots came by each path.
+async fn play_by_datagrams(
+    client: &mut Client,
+    udp: &UdpSocket,
+    key: DatagramKey,
+    welcome: &Welcome,
+    inputs: u32,
+) -> (Replica, u32, u32) {
+    let mut replica = Replica::default();
+    let mut newest: Option<Tick> = None;
+    let (mut by_datagram, mut by_websocket) = (0, 0);
+    let mut sent: Vec<InputCmd> = Vec::new();
+    for seq in 1..=inputs {
+        let ack = newest.unwrap_or(welcome.tick);
+        sent.push(InputCmd {
+            seq,
+            tick: ack,
+            ack,
+            buttons: rules::buttons::RIGHT,
+            aim: 0,
+        });
+        let redundant: Vec<DatagramMsg> = sent
+            .iter()
+            .rev()
+            .take(4)
+            .rev()
+            .map(|cmd| DatagramMsg::Input(*cmd))
+            .collect();
+        send(udp, key, &redundant).await;
+        let (path, snapshot, len) = next_snapshot(client, udp).await;
+        match path {
+            Path::Datagram => {
+                by_datagram += 1;
+                assert!(len <= MAX_SNAPSHOT_DATAGRAM, "a datagram of {len} bytes");
+            }
+            Path::WebSocket => by_websocket += 1,
+        }
+        // Datagrams may arrive out of order: an older tick is dropped.
+        if newest.is_none_or(|n| snapshot.tick.since(n) > 0) {
+            newest = Some(replica.apply(&snapshot));
+        }
+    }
+    (replica, by_datagram, by_websocket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_plays_with_its_inputs_and_snapshots_as_datagrams() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut client, welcome) = Client::join(server.addr, "udp").await;
+    let channel = open(&mut client).await;
+    assert_ne!(channel.port, 0, "the server offers datagrams by default");
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+
+    let (replica, by_datagram, by_websocket) =
+        play_by_datagrams(&mut client, &udp, channel.key, &welcome, 90).await;
+    assert_eq!(replica.desyncs, 0);
+    // Every snapshot after the first datagram comes as one: at most the
+    // one or two written before the server heard from the client did not.
+    assert!(
+        by_datagram >= 85,
+        "{by_datagram} by datagram, {by_websocket} by WebSocket"
+    );
+    assert!(by_websocket <= 3, "{by_websocket} by WebSocket");
+    // The acks inside the datagrams' inputs were read: deltas, not full
+    // snapshots over and over.
+    assert!(replica.deltas >= 85, "{} deltas", replica.deltas);
+    // And the inputs were applied, each once (the copies were not).
+    let (_, last, _) = next_snapshot(&mut client, &udp).await;
+    assert!(last.input_ack >= 85, "input ack {}", last.input_ack);
+    let applied = server.metric("arena_inputs_applied_total").await;
+    assert!(
+        applied <= 90.0,
+        "{applied} inputs applied of 90 sent, 4 copies each"
+    );
+    assert!(server.metric("arena_datagrams_received_total").await >= 85.0);
+    assert!(server.metric("arena_datagram_snapshots_total").await >= 85.0);
+
+    // A second ask gets the same key: the channel is the connection's.
+    let again = open(&mut client).await;
+    assert_eq!(again, channel);
+
+    // Gone with its connection: the key names nothing once it leaves.
+    let unknown = r#"arena_datagrams_refused_total{reason="UnknownKey"}"#;
+    let before = server.metric(unknown).await;
+    client.send(&ClientMsg::Leave).await;
+    assert_eq!(client.expect_close().await.0, Some(DisconnectReason::Left));
+    send(&udp, channel.key, &[DatagramMsg::Ack(Tick(1))]).await;
+    wait_for_metric(&server, unknown, before + 1.0).await;
+}
+
+/// Waits until the `/metrics` series reaches `at_least`.
+async fn wait_for_metric(server: &TestServer, series: &str, at_least: f64) {
+    let deadline = Instant::now() + STEP;
+    while server.metric(series).await < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_with_a_wrong_key_or_from_another_address_are_not_used() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut client, welcome) = Client::join(server.addr, "victim").await;
+    let channel = open(&mut client).await;
+    let input = DatagramMsg::Input(InputCmd {
+        seq: 1,
+        tick: welcome.tick,
+        ack: welcome.tick,
+        buttons: rules::buttons::FIRE,
+        aim: 0,
+    });
+
+    // The right key from another address (the WebSocket came from
+    // 127.0.0.1): an attacker who learnt the key cannot play the player,
+    // nor have its snapshots sent to itself (or to a victim it spoofs).
+    let elsewhere = udp_from([127, 0, 0, 2], &server, channel).await;
+    send(&elsewhere, channel.key, &[input]).await;
+    wait_for_metric(
+        &server,
+        r#"arena_datagrams_refused_total{reason="WrongAddress"}"#,
+        1.0,
+    )
+    .await;
+    // A wrong key, and a datagram too short to hold one, from the right
+    // address.
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    let mut wrong = channel.key;
+    wrong.0[0] ^= 1;
+    send(&udp, wrong, &[input]).await;
+    udp.send(&channel.key.0[..15]).await.expect("send");
+    wait_for_metric(
+        &server,
+        r#"arena_datagrams_refused_total{reason="UnknownKey"}"#,
+        2.0,
+    )
+    .await;
+
+    // None of them was used: the input is not applied, no snapshot goes
+    // to either socket, and the WebSocket plays on.
+    let mut buf = [0; 2048];
+    let mut replica = Replica::default();
+    for _ in 0..10 {
+        let snapshot = client.next_snapshot().await;
+        assert_eq!(snapshot.input_ack, 0, "an input from a refused datagram");
+        let tick = replica.apply(&snapshot);
+        client.send(&ClientMsg::Ack(tick)).await;
+    }
+    for socket in [&elsewhere, &udp] {
+        assert!(
+            timeout(Duration::from_millis(100), socket.recv(&mut buf))
+                .await
+                .is_err(),
+            "a snapshot sent where no valid datagram came from"
+        );
+    }
+    assert_eq!(server.metric("arena_datagrams_received_total").await, 0.0);
+
+    // The right key from the right address is used.
+    send(&udp, channel.key, &[input]).await;
+    let len = timeout(STEP, udp.recv(&mut buf))
+        .await
+        .expect("a snapshot by datagram")
+        .expect("recv");
+    assert!(snapshot_of(&buf[..len]).tick.since(welcome.tick) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_datagram_with_the_right_key_closes_the_connection() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut client, _) = Client::join(server.addr, "broken").await;
+    let channel = open(&mut client).await;
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    // A hello in a datagram: only inputs and acks travel there.
+    let mut bytes = channel.key.0.to_vec();
+    bytes.extend(codec::client_bytes(&ClientMsg::Hello(
+        shared::protocol::Hello::new("x"),
+    )));
+    udp.send(&bytes).await.expect("send");
+    assert_eq!(
+        client.expect_close().await,
+        (Some(DisconnectReason::MalformedMessage), 1002)
+    );
+    assert_eq!(
+        server
+            .metric(r#"arena_datagrams_refused_total{reason="Malformed"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_datagrams_is_rate_limited_and_then_closed() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut client, welcome) = Client::join(server.addr, "flood").await;
+    let channel = open(&mut client).await;
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    let ack = [DatagramMsg::Ack(welcome.tick)];
+    // 70 messages a second are allowed (30 inputs, 30 acks, 10 more); this
+    // sends about 2,000 a second until the server gives up on the client,
+    // three seconds of flood with the defaults (bounded here at 8).
+    let flood = async {
+        loop {
+            for _ in 0..20 {
+                send(&udp, channel.key, &ack).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let closed = timeout(Duration::from_secs(8), async {
+        tokio::select! {
+            () = flood => unreachable!(),
+            closed = client.expect_close() => closed,
+        }
+    })
+    .await
+    .expect("closed within 8 s");
+    assert_eq!(closed, (Some(DisconnectReason::RateLimited), 1008));
+    assert!(
+        server
+            .metric(r#"arena_datagrams_refused_total{reason="RateLimited"}"#)
+            .await
+            > 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_too_large_for_a_datagram_goes_over_the_websocket() {
+    // 400 NPCs: a full snapshot is several KB.
+    let server = TestServer::start(Config {
+        npcs: 400,
+        ..Config::default()
+    })
+    .await;
+    let (mut client, welcome) = Client::join(server.addr, "big").await;
+    let channel = open(&mut client).await;
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    // Acknowledging the welcome's tick says "I hold nothing": the server
+    // sends full snapshots (one a second while none is acknowledged), now
+    // with a datagram route known.
+    let deadline = Instant::now() + STEP;
+    loop {
+        send(&udp, channel.key, &[DatagramMsg::Ack(welcome.tick)]).await;
+        let (path, snapshot, len) = next_snapshot(&mut client, &udp).await;
+        if path == Path::Datagram {
+            assert!(len <= MAX_SNAPSHOT_DATAGRAM, "a datagram of {len} bytes");
+        }
+        let routed = server.metric("arena_datagrams_received_total").await >= 1.0;
+        if routed && snapshot.is_full() && path == Path::WebSocket {
+            assert!(
+                len > MAX_SNAPSHOT_DATAGRAM,
+                "a full snapshot of {len} bytes"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no full snapshot over the WebSocket"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_datagrams_says_so_and_plays_on() {
+    let server = TestServer::start(Config {
+        datagram_port: None,
+        ..Config::default()
+    })
+    .await;
+    let (mut client, _) = Client::join(server.addr, "tcp").await;
+    let channel = open(&mut client).await;
+    assert_eq!(channel.port, 0);
+    client.plays_on(5).await;
+}
