@@ -26,6 +26,11 @@
 #   LIGHT          auto: pass --light to the bots when they have it (light
 #                  bots decode only snapshot headers and ack, so one core
 #                  drives thousands); 1: require it; 0: full bots [auto]
+#   DATAGRAMS      1: the bots (light ones only) carry inputs, acks and
+#                  snapshots as UDP datagrams, the server's datagram
+#                  channel (PROTOCOL.md section 3.7), as native game clients
+#                  would; the bots table gives the share of snapshots that
+#                  came by datagram (larger ones stay on the WebSocket) [0]
 #   PORT           first port; each run uses the next one [18490]
 #   OUT            directory for logs, JSON and the table [target/loadtest]
 #   NO_BUILD       set to skip `cargo build --release`
@@ -157,6 +162,14 @@ case $LIGHT in
         ;;
     *) echo "LIGHT must be auto, 1 or 0" >&2; exit 2 ;;
 esac
+if [ "${DATAGRAMS:-0}" = 1 ]; then
+    if [ "$BOT_KIND" != light ] || ! "$BOTS" --help 2>/dev/null | grep -q -- '--datagrams'; then
+        echo "DATAGRAMS=1 needs light bots with --datagrams" >&2
+        exit 2
+    fi
+    BOT_FLAGS+=(--datagrams)
+    BOT_KIND="light, datagrams"
+fi
 
 PIN_SERVER=()
 PIN_BOTS=()
@@ -385,7 +398,10 @@ for n in "${CLIENTS[@]}"; do
             def r(p): (. * pow(10; p) | round) / pow(10; p);
             def num(p): if type == "number" then r(p) else "?" end;
             $bots[0]
-            | [ $layout, $n, $kind,
+            | [ $layout, $n,
+                ($kind + (if (.snapshots_by_datagram // 0) > 0 and (.snapshots_received // 0) > 0
+                    then " (\(.snapshots_by_datagram / .snapshots_received * 100 | r(1))% of snapshots by datagram)"
+                    else "" end)),
                 (.clients_connected // "?"),
                 (.rooms // "?"),
                 (.disconnects // "?"),
