@@ -33,7 +33,7 @@
 #   DURATION        seconds of play per run after the ramp [12]
 #   OUT             directory for every run and the table [target/capacity]
 #   and loadtest.sh's NPCS, ROOM_CAPACITY, ROOM_NPCS, RAMP, PORT, SERVER,
-#   BOTS, NO_BUILD, LIGHT.
+#   BOTS, NO_BUILD, LIGHT, DATAGRAMS (1: the bots over the datagram channel).
 #
 # Needs what loadtest.sh needs (curl, jq, taskset). Only 127.0.0.1 is used;
 # at most log2(MAX / START) + 1 runs to find the failing count and as many
@@ -181,7 +181,7 @@ else
     verdict="Holds **$passed players** at 30 Hz on one server core ($shape); at $failed: $why."
 fi
 {
-    echo "Capacity search on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(date -u +%Y-%m-%d): benches/loadtest.sh per count, server on core 0, light bots on core 1; bar: healthy bots, at least $MIN_RATE snapshots a second each, worst tick p99 under $TICK_P99_PCT % of the budget, server under $SERVER_CPU_MAX of its core."
+    echo "Capacity search on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(date -u +%Y-%m-%d): benches/loadtest.sh per count, server on core 0, light bots$([ "${DATAGRAMS:-0}" = 1 ] && echo ' over the datagram channel') on core 1; bar: healthy bots, at least $MIN_RATE snapshots a second each, worst tick p99 under $TICK_P99_PCT % of the budget, server under $SERVER_CPU_MAX of its core."
     echo
     echo "$verdict"
     echo
