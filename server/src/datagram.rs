@@ -135,17 +135,8 @@ impl Route {
 
 /// What the receiving thread needs of one connection in play.
 #[derive(Debug)]
-pub(crate) struct Peer {
-    /// The WebSocket's IP address: the only source accepted.
-    ip: IpAddr,
-    pub(crate) player: PlayerHandle,
-    pub(crate) route: Arc<Route>,
-    /// Shared with the connection's reader: acks arrive by both ways.
-    pub(crate) acks: Arc<Mutex<AckCell>>,
-    pub(crate) heard: Arc<Heard>,
-    pub(crate) inputs: mpsc::Sender<(PlayerHandle, InputCmd)>,
-    /// To close the connection (malformed datagrams, a flood).
-    pub(crate) out: Arc<Outbox>,
+struct Peer {
+    parts: PeerParts,
     state: Mutex<PeerState>,
 }
 
@@ -182,14 +173,19 @@ impl Registration {
     }
 }
 
-/// What a peer is made of, less what the map adds.
+/// What the receiving thread needs of a connection, given at
+/// [`Datagrams::register`].
+#[derive(Debug)]
 pub(crate) struct PeerParts {
+    /// The WebSocket's IP address: the only source accepted.
     pub(crate) ip: IpAddr,
     pub(crate) player: PlayerHandle,
     pub(crate) route: Arc<Route>,
+    /// Shared with the connection's reader: acks arrive by both ways.
     pub(crate) acks: Arc<Mutex<AckCell>>,
     pub(crate) heard: Arc<Heard>,
     pub(crate) inputs: mpsc::Sender<(PlayerHandle, InputCmd)>,
+    /// To close the connection (malformed datagrams, a flood).
     pub(crate) out: Arc<Outbox>,
 }
 
@@ -235,17 +231,16 @@ impl Datagrams {
 
     /// Gives a connection a key. Its datagrams are read from now on, until
     /// the registration is dropped.
-    pub(crate) fn register(self: &Arc<Self>, parts: PeerParts, config: &Config) -> Registration {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        mut parts: PeerParts,
+        config: &Config,
+    ) -> Registration {
         let (rate, burst) = config.message_rate();
         let now = Instant::now();
+        parts.ip = parts.ip.to_canonical();
         let peer = Arc::new(Peer {
-            ip: parts.ip.to_canonical(),
-            player: parts.player,
-            route: parts.route,
-            acks: parts.acks,
-            heard: parts.heard,
-            inputs: parts.inputs,
-            out: parts.out,
+            parts,
             state: Mutex::new(PeerState {
                 guard: RateGuard::new(rate, burst, config.rate_limit_kick_secs, now),
                 last_seq: 0,
@@ -331,10 +326,11 @@ impl Datagrams {
         let Some(peer) = lock(&self.peers).get(&DatagramKey(*key)).cloned() else {
             return metrics.count_datagram_refusal(DatagramRefusal::UnknownKey);
         };
+        let Peer { parts: peer, state } = &*peer;
         if from.ip().to_canonical() != peer.ip {
             return metrics.count_datagram_refusal(DatagramRefusal::WrongAddress);
         }
-        let mut state = lock(&peer.state);
+        let mut state = lock(state);
         match state.guard.admit(now) {
             Admit::Pass => {}
             Admit::Drop => return metrics.count_datagram_refusal(DatagramRefusal::RateLimited),
