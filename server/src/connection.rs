@@ -837,7 +837,7 @@ async fn play(
     let mut kicked = Some(kicked);
     let acks = AckCell::new(acked, joined);
     let cell = Arc::clone(&acks.cell);
-    // Shared with the datagram channel's receiving task, if the client
+    // Shared with the datagram channel's receiving thread, if the client
     // opens one; uncontended otherwise.
     let acks = Arc::new(Mutex::new(acks));
     let heard = Arc::new(Heard::new());
