@@ -114,13 +114,24 @@ pub(crate) struct Datagrams {
 #[derive(Debug)]
 pub(crate) struct Route {
     socket: Arc<UdpSocket>,
-    to: Mutex<Option<SocketAddr>>,
+    /// The address of the newest valid datagram, and when it came.
+    to: Mutex<Option<(SocketAddr, Instant)>>,
 }
 
+/// How long a route lasts without a valid datagram: 2 s, sixty ticks of a
+/// client that sends one a tick. Past it the client's snapshots go over
+/// the WebSocket again, so one whose datagrams stopped getting through (a
+/// firewall, a network change) falls back without a word, and one that
+/// stops sending them on purpose gets its snapshots where it reads.
+pub(crate) const ROUTE_IDLE: Duration = Duration::from_secs(2);
+
 impl Route {
-    /// The client's datagram address, if it has sent a valid datagram.
-    pub(crate) fn to(&self) -> Option<SocketAddr> {
-        *lock(&self.to)
+    /// The client's datagram address at `now`, if a valid datagram came
+    /// from it within [`ROUTE_IDLE`].
+    pub(crate) fn to(&self, now: Instant) -> Option<SocketAddr> {
+        lock(&self.to)
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= ROUTE_IDLE)
+            .map(|(to, _)| to)
     }
 
     /// Sends one snapshot (at most [`MAX_SNAPSHOT_DATAGRAM`] bytes) without
@@ -349,7 +360,7 @@ impl Datagrams {
         metrics.datagrams_received.inc();
         metrics.bytes_in.inc_by(bytes.len() as u64);
         peer.heard.hear(now);
-        *lock(&peer.route.to) = Some(from);
+        *lock(&peer.route.to) = Some((from, now));
         let mut acks = lock(&peer.acks);
         for msg in datagram.messages() {
             match *msg {

@@ -188,8 +188,8 @@ pub(crate) struct Subscriber {
     /// When the reader last heard from the client.
     heard: Arc<crate::connection::Heard>,
     /// Its datagram route, when the server offers datagrams: snapshots of
-    /// up to [`MAX_SNAPSHOT_DATAGRAM`] bytes go there once the client has
-    /// sent a datagram, the rest (and pings) over the WebSocket.
+    /// up to [`MAX_SNAPSHOT_DATAGRAM`] bytes go there while the client
+    /// sends datagrams, the rest (and pings) over the WebSocket.
     route: Option<Arc<Route>>,
     view: ClientView,
     next_ping: Instant,
@@ -292,7 +292,7 @@ impl Subscriber {
             // (`last_sent`), not here as well.
             return true;
         }
-        let datagram_to = self.route.as_ref().and_then(|route| route.to());
+        let datagram_to = self.route.as_ref().and_then(|route| route.to(now));
         match self.out.precheck() {
             Offer::Closed => return false,
             // Still writing an earlier frame: skipped before the encode,

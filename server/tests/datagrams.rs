@@ -369,3 +369,56 @@ async fn a_server_without_datagrams_says_so_and_plays_on() {
     assert_eq!(channel.port, 0);
     client.plays_on(5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_come_back_to_the_websocket_when_datagrams_stop() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut client, welcome) = Client::join(server.addr, "firewalled").await;
+    let channel = open(&mut client).await;
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    // Play over datagrams until snapshots come that way.
+    let mut replica = Replica::default();
+    let mut newest = welcome.tick;
+    loop {
+        send(&udp, channel.key, &[DatagramMsg::Ack(newest)]).await;
+        let (path, snapshot, _) = next_snapshot(&mut client, &udp).await;
+        if snapshot.tick.since(newest) > 0 {
+            newest = replica.apply(&snapshot);
+        }
+        if path == Path::Datagram {
+            break;
+        }
+    }
+    // The datagrams stop (a firewall closed, say); the client goes on
+    // acknowledging over its WebSocket. Within the route's 2 s the
+    // snapshots come back there, and stay.
+    let stopped = Instant::now();
+    let mut by_websocket = 0;
+    while by_websocket < 30 {
+        let (path, snapshot, _) = next_snapshot(&mut client, &udp).await;
+        match path {
+            Path::WebSocket => by_websocket += 1,
+            Path::Datagram => {
+                assert!(
+                    by_websocket == 0,
+                    "a datagram after the WebSocket took over"
+                );
+                assert!(
+                    stopped.elapsed() < Duration::from_millis(2500),
+                    "snapshots by datagram {:?} after the last datagram",
+                    stopped.elapsed()
+                );
+            }
+        }
+        if snapshot.tick.since(newest) > 0 {
+            newest = replica.apply(&snapshot);
+            client.send(&ClientMsg::Ack(newest)).await;
+        }
+    }
+    assert_eq!(replica.desyncs, 0);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "the WebSocket took over only after {:?}",
+        stopped.elapsed()
+    );
+}
