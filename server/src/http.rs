@@ -153,6 +153,8 @@ struct Status {
     snapshot_hz: u32,
     max_clients: usize,
     connections: i64,
+    /// The UDP port of the datagram channel, `None` with `--no-datagrams`.
+    datagram_port: Option<u16>,
     /// The tick report of the room with the worst p99 (all zeros but the
     /// budget when no room is open): the headline and the chart.
     tick_us: TickReport,
@@ -245,6 +247,11 @@ struct Totals {
     refused_origin: u64,
     refused_per_ip: u64,
     rate_limited: u64,
+    /// Snapshots sent as datagrams (counted in `snapshots_sent` too).
+    datagram_snapshots: u64,
+    /// Client datagrams used, and not used (every reason).
+    datagrams_received: u64,
+    datagrams_refused: u64,
     kicks: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -307,6 +314,7 @@ fn status(state: &AppState, reader: Reader) -> Response<Body> {
         tick_hz: state.conn.config.tick_hz,
         snapshot_hz: state.conn.config.snapshot_hz,
         max_clients: state.conn.config.max_clients,
+        datagram_port: state.conn.datagrams.as_ref().map(|d| d.port()),
         connections: m.connections.get(),
         tick_us,
         worst_room,
@@ -334,6 +342,9 @@ fn status(state: &AppState, reader: Reader) -> Response<Body> {
             refused_origin: m.refused_origin.get(),
             refused_per_ip: m.refused_per_ip.get(),
             rate_limited: m.rate_limited.get(),
+            datagram_snapshots: m.datagram_snapshots.get(),
+            datagrams_received: m.datagrams_received.get(),
+            datagrams_refused: m.datagrams_refused_total(),
             kicks: m.kicks_by_reason().collect(),
         },
         process: process::read(),

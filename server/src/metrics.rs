@@ -600,6 +600,12 @@ impl Metrics {
         self.datagrams_refused[reason as usize].get()
     }
 
+    /// Client datagrams not used so far, all reasons.
+    #[must_use]
+    pub fn datagrams_refused_total(&self) -> u64 {
+        self.datagrams_refused.iter().map(Counter::get).sum()
+    }
+
     /// Inputs dropped so far, all reasons.
     #[must_use]
     pub fn inputs_dropped(&self) -> u64 {

@@ -169,6 +169,12 @@ async fn a_client_plays_with_its_inputs_and_snapshots_as_datagrams() {
     );
     assert!(server.metric("arena_datagrams_received_total").await >= 85.0);
     assert!(server.metric("arena_datagram_snapshots_total").await >= 85.0);
+    // The operator's view says so too.
+    let status = server.status().await;
+    assert_eq!(status["datagram_port"], u64::from(channel.port));
+    assert!(status["totals"]["datagram_snapshots"].as_u64() >= Some(85));
+    assert!(status["totals"]["datagrams_received"].as_u64() >= Some(85));
+    assert_eq!(status["totals"]["datagrams_refused"], 0);
 
     // A second ask gets the same key: the channel is the connection's.
     let again = open(&mut client).await;
@@ -368,6 +374,7 @@ async fn a_server_without_datagrams_says_so_and_plays_on() {
     let channel = open(&mut client).await;
     assert_eq!(channel.port, 0);
     client.plays_on(5).await;
+    assert!(server.status().await["datagram_port"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
