@@ -32,7 +32,17 @@
 //! Snapshots arrive by either path, the datagram socket read first; one
 //! that is not newer than the newest delivered (datagrams may be reordered,
 //! or overtake a large snapshot on the WebSocket) is dropped and counted,
-//! as a real client drops a stale datagram.
+//! as a real client drops a stale datagram. **Falling back**: if the
+//! first input sent by datagram is still unacknowledged after
+//! [`PROBE_INPUTS`] more (the server never hears them: UDP blocked on the
+//! way out), or [`SILENT_SENDS`] datagrams went out with no snapshot
+//! coming by either path (the server sends them to a route that does not
+//! reach us), the link closes its datagram socket and goes back to the
+//! WebSocket alone, as a native client should; the server's route expires
+//! two seconds after the last datagram (`PROTOCOL.md` 3.7), and the
+//! fall-back is counted. Both are counted in the bot's own sends, not in
+//! time, so a bot starved of CPU (whose snapshots wait unread) does not
+//! take itself for cut off.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -142,6 +152,8 @@ pub(crate) struct DirectLink {
     /// The newest snapshot tick delivered, with datagrams: an older one is
     /// dropped.
     newest: Option<Tick>,
+    /// The newest input ack read from the headers: whether datagrams work.
+    input_ack: u32,
 }
 
 /// The link's datagram channel.
@@ -158,9 +170,21 @@ enum Datagrams {
     Open(Box<Udp>),
 }
 
+/// Inputs sent by datagram after the first while it stays unacknowledged,
+/// before the link gives up on datagrams: 60, two seconds of ticks.
+const PROBE_INPUTS: u32 = 60;
+
+/// Datagrams sent with no snapshot arriving by either path meanwhile,
+/// before the link gives up on datagrams: 30, a second of ticks.
+const SILENT_SENDS: u32 = 30;
+
 struct Udp {
     socket: UdpSocket,
     key: DatagramKey,
+    /// The first input sent by datagram, and how many went after it.
+    first_input: Option<(u32, u32)>,
+    /// Datagrams sent since the last snapshot arrived.
+    sends_since_snapshot: u32,
     /// The inputs sent before the newest, oldest first, repeated in each
     /// datagram.
     recent: Vec<InputCmd>,
@@ -204,6 +228,7 @@ impl DirectLink {
             write_failed: false,
             datagrams,
             newest: None,
+            input_ack: 0,
         })
     }
 
@@ -215,6 +240,11 @@ impl DirectLink {
         }
         if self.queued >= LINK_QUEUE {
             return Err(BotError::SendQueueFull);
+        }
+        if self.datagrams_fail() {
+            self.datagrams = Datagrams::Off;
+            self.metrics.datagram_fallbacks.inc();
+            tracing::warn!("datagrams do not get through: back on the WebSocket alone");
         }
         if let Datagrams::Open(udp) = &mut self.datagrams {
             let by_datagram = match msg {
@@ -269,6 +299,8 @@ impl DirectLink {
                 self.datagrams = Datagrams::Open(Box::new(Udp {
                     socket,
                     key: channel.key,
+                    first_input: None,
+                    sends_since_snapshot: 0,
                     recent: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
                     msgs: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
                     out: Vec::with_capacity(128),
@@ -461,9 +493,29 @@ impl DirectLink {
     /// Whether `item` goes to the core: all but a stale snapshot header.
     fn delivers(&mut self, item: &Inbound) -> bool {
         match item {
-            Inbound::SnapshotHeader { tick, .. } => self.newer(*tick),
+            Inbound::SnapshotHeader {
+                tick, input_ack, ..
+            } => {
+                if let Datagrams::Open(udp) = &mut self.datagrams {
+                    udp.sends_since_snapshot = 0;
+                }
+                self.input_ack = self.input_ack.max(*input_ack);
+                self.newer(*tick)
+            }
             _ => true,
         }
+    }
+
+    /// Whether the datagram channel, if open, has shown it does not work
+    /// (see the module docs, "Falling back").
+    fn datagrams_fail(&self) -> bool {
+        let Datagrams::Open(udp) = &self.datagrams else {
+            return false;
+        };
+        let unheard = udp
+            .first_input
+            .is_some_and(|(seq, after)| self.input_ack < seq && after >= PROBE_INPUTS);
+        unheard || udp.sends_since_snapshot >= SILENT_SENDS
     }
 
     /// Writes what is still queued (a close, typically), for at most
@@ -479,7 +531,12 @@ impl Udp {
     /// the network drops: the next carries the same inputs again.
     fn send(&mut self, msg: DatagramMsg, metrics: &Metrics) {
         self.msgs.clear();
+        self.sends_since_snapshot += 1;
         if let DatagramMsg::Input(cmd) = msg {
+            match &mut self.first_input {
+                Some((_, after)) => *after += 1,
+                None => self.first_input = Some((cmd.seq, 0)),
+            }
             self.msgs
                 .extend(self.recent.iter().map(|c| DatagramMsg::Input(*c)));
             if self.recent.len() == MAX_DATAGRAM_MESSAGES - 1 {
@@ -667,5 +724,128 @@ mod tests {
             .map(|(i, b)| b ^ mask[i % 4])
             .collect();
         assert_eq!(unmasked, [1, 2, 3]);
+    }
+
+    /// A server that offers datagrams whose socket nobody answers (UDP
+    /// lost on the way out): the link sends its inputs there, sees none of
+    /// them acknowledged, and after [`PROBE_INPUTS`] more goes back to the
+    /// WebSocket.
+    #[tokio::test]
+    async fn a_link_whose_datagrams_go_unheard_falls_back_to_the_websocket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let port = hole.local_addr().expect("udp addr").port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut b = [0; 1];
+                s.read_exact(&mut b).await.expect("request");
+                request.push(b[0]);
+            }
+            s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\n\r\n",
+            )
+            .await
+            .expect("101");
+            // The hello, then the ask right behind it.
+            let hello = client_frame(&mut s).await.1;
+            assert!(matches!(
+                codec::decode_client(&hello),
+                Ok(ClientMsg::Hello(_))
+            ));
+            let ask = client_frame(&mut s).await.1;
+            assert_eq!(
+                codec::decode_client(&ask).ok(),
+                Some(ClientMsg::OpenDatagrams)
+            );
+            let channel = ServerMsg::DatagramChannel(DatagramChannel {
+                port,
+                key: DatagramKey([9; 16]),
+            });
+            s.write_all(&server_frame(0x2, &codec::server_bytes(&channel)))
+                .await
+                .expect("channel");
+            let started = Instant::now();
+            // Snapshots keep coming on the WebSocket, acknowledging no
+            // input: the server never heard one.
+            let (mut read, mut write) = s.into_split();
+            let snapshots = tokio::spawn(async move {
+                for tick in 1.. {
+                    let snapshot = ServerMsg::Snapshot(SnapshotMsg {
+                        tick: Tick(tick),
+                        ..SnapshotMsg::default()
+                    });
+                    let frame = server_frame(0x2, &codec::server_bytes(&snapshot));
+                    if write.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            });
+            // The first input that comes by WebSocket ends the test.
+            let input_at = loop {
+                let mut head = [0; 2];
+                read.read_exact(&mut head).await.expect("frame head");
+                let len = usize::from(head[1] & 0x7f);
+                let mut rest = vec![0; 4 + len];
+                read.read_exact(&mut rest).await.expect("frame");
+                let (mask, payload) = rest.split_at_mut(4);
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= mask[i % 4];
+                }
+                if let Ok(ClientMsg::Input(cmd)) = codec::decode_client(payload) {
+                    break (cmd.seq, started.elapsed());
+                }
+            };
+            snapshots.abort();
+            input_at
+        });
+
+        let endpoint = Endpoint {
+            authority: addr.to_string(),
+            path: "/ws".into(),
+            tls: None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mut link = DirectLink::open(&endpoint, WAIT, true, true, &metrics)
+            .await
+            .expect("connected");
+        link.send(&ClientMsg::Hello(shared::protocol::Hello::new("b")))
+            .expect("hello");
+        let mut seq = 0;
+        let (first_by_websocket, _) = loop {
+            // Read what came (the channel, snapshots), then one input a
+            // tick, as the bot's core does.
+            let _ = tokio::time::timeout(Duration::from_millis(30), link.recv()).await;
+            seq += 1;
+            link.send(&ClientMsg::Input(InputCmd {
+                seq,
+                ..InputCmd::default()
+            }))
+            .expect("input");
+            if server.is_finished() {
+                break server.await.expect("server checks passed");
+            }
+            assert!(seq < 300, "no input ever came by WebSocket");
+        };
+        // The inputs before went by datagram, into the hole.
+        let mut buf = [0; 256];
+        let mut datagrams = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(50), hole.recv_from(&mut buf)).await
+        {
+            datagrams += 1;
+        }
+        // Input 1, then PROBE_INPUTS more, went by datagram; the next is
+        // the first on the WebSocket (two seconds of a bot's ticks; this
+        // loop sends faster).
+        assert_eq!(first_by_websocket, PROBE_INPUTS + 2);
+        assert_eq!(datagrams, PROBE_INPUTS + 1);
+        assert_eq!(metrics.datagram_fallbacks.get(), 1);
     }
 }

@@ -163,6 +163,9 @@ pub struct Metrics {
     pub stale_snapshots_dropped: Counter,
     /// Datagrams the bot's socket did not take (its buffer was full).
     pub datagrams_unsent: Counter,
+    /// Links that gave up on datagrams (none acknowledged, or no snapshot
+    /// came) and went back to the WebSocket alone.
+    pub datagram_fallbacks: Counter,
     /// Server messages that did not decode.
     pub decode_errors: Counter,
     /// Snapshots whose rebuilt state did not match the server's checksum, or

@@ -156,6 +156,9 @@ pub struct Report {
     pub stale_snapshots_dropped: u64,
     /// Datagrams the bots' sockets did not take.
     pub datagrams_unsent: u64,
+    /// Connections that gave up on datagrams and went back to the
+    /// WebSocket alone (their datagrams did not get through).
+    pub datagram_fallbacks: u64,
     /// Bots whose close frame got no close frame back in time.
     pub unclean_closes: u64,
     /// Bots still closing at the swarm's drain deadline, and aborted (their
@@ -401,6 +404,7 @@ impl Report {
             snapshots_by_datagram: metrics.snapshots_by_datagram.get(),
             stale_snapshots_dropped: metrics.stale_snapshots_dropped.get(),
             datagrams_unsent: metrics.datagrams_unsent.get(),
+            datagram_fallbacks: metrics.datagram_fallbacks.get(),
             unclean_closes: metrics.unclean_closes.get(),
             bots_aborted: metrics.bots_aborted.get(),
             clients_without_snapshot: metrics.clients_without_snapshot.get(),
@@ -638,11 +642,18 @@ impl fmt::Display for Report {
             self.bytes_received_per_client_per_s / 1000.0,
             self.bytes_sent_per_client_per_s / 1000.0
         )?;
-        if self.snapshots_by_datagram > 0 || self.datagrams_unsent > 0 {
+        if self.snapshots_by_datagram > 0
+            || self.datagrams_unsent > 0
+            || self.datagram_fallbacks > 0
+        {
             writeln!(
                 f,
-                "  datagrams              {} snapshots by datagram, {} stale dropped, {} unsent",
-                self.snapshots_by_datagram, self.stale_snapshots_dropped, self.datagrams_unsent
+                "  datagrams              {} snapshots by datagram, {} stale dropped, {} unsent, \
+                 {} connections fell back to the WebSocket",
+                self.snapshots_by_datagram,
+                self.stale_snapshots_dropped,
+                self.datagrams_unsent,
+                self.datagram_fallbacks
             )?;
         }
         if self.desync_checking {

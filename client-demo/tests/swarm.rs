@@ -400,8 +400,10 @@ async fn light_bots_play_over_datagrams_and_resume_onto_new_ones() {
         report.snapshots_by_datagram,
         report.snapshots_received
     );
-    // The inputs inside the datagrams were applied and acknowledged.
+    // The inputs inside the datagrams were applied and acknowledged, and
+    // no link took its datagrams for lost.
     assert!(report.inputs_acked > min);
+    assert_eq!(report.datagram_fallbacks, 0);
     assert_eq!(report.inputs_skipped_by_server, 0);
     // Pings still go over the WebSocket.
     assert!(report.rtt_ms.samples > 0);
