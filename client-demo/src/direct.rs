@@ -600,6 +600,19 @@ mod tests {
         (head[0] & 0x0f, payload)
     }
 
+    /// Accepts the link's connection and reads its upgrade request; the
+    /// caller answers it.
+    async fn accept_upgrade(listener: &TcpListener) -> TcpStream {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            let mut b = [0; 1];
+            s.read_exact(&mut b).await.expect("request");
+            request.push(b[0]);
+        }
+        s
+    }
+
     async fn recv(link: &mut DirectLink) -> Inbound {
         let got = tokio::time::timeout(WAIT, link.recv()).await;
         got.expect("a message in time").expect("link open").0
@@ -631,13 +644,7 @@ mod tests {
         );
         let (snapshot_sent, pong_sent) = (snapshot.clone(), pong.clone());
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            let mut request = Vec::new();
-            while !request.ends_with(b"\r\n\r\n") {
-                let mut b = [0; 1];
-                s.read_exact(&mut b).await.expect("request");
-                request.push(b[0]);
-            }
+            let mut s = accept_upgrade(&listener).await;
             // The first frames in the same write as the 101: the HTTP
             // client may read them with the response.
             let mut out = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -739,13 +746,7 @@ mod tests {
             .expect("udp");
         let port = hole.local_addr().expect("udp addr").port();
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.expect("accept");
-            let mut request = Vec::new();
-            while !request.ends_with(b"\r\n\r\n") {
-                let mut b = [0; 1];
-                s.read_exact(&mut b).await.expect("request");
-                request.push(b[0]);
-            }
+            let mut s = accept_upgrade(&listener).await;
             s.write_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                   Connection: Upgrade\r\n\r\n",
