@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Role, WebSocket, WebSocketError, WebSocketRead};
@@ -40,10 +40,11 @@ use crate::deadline::WriteDeadline;
 use crate::evict::Ticket;
 use crate::fanout::Subscriber;
 use crate::guard::{Admit, RateGuard};
-use crate::metrics::{InputDrop, Metrics};
+use crate::lock;
+use crate::metrics::Metrics;
 use crate::outbox::{Outbox, WriteFailed, put_frame};
 use crate::registry::Registry;
-use crate::room::{NO_ACK, Published, RoomCmd, RoomHandle, Seat};
+use crate::room::{NO_ACK, Published, RoomCmd, RoomHandle, Seat, pass_input};
 use crate::users::{ClaimKey, UserClaim};
 
 /// What the HTTP server upgrades: hyper's type-erased stream over the TCP
@@ -110,10 +111,6 @@ fn into_tcp(ws: WebSocket<Upgrade>) -> Option<(WebSocketRead<ReadSide>, Outbox)>
     // fastwebsockets refuses frames of `max` bytes or more.
     read.set_max_message_size(MAX_CLIENT_MESSAGE + 1);
     Some((read, Outbox::new(write)))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Messages the reader (or shutdown) hands to the writer. The queue is small
@@ -901,10 +898,7 @@ async fn play(
                 match codec::decode_client(bytes) {
                     Ok(ClientMsg::Input(cmd)) => {
                         lock(&acks).offer(cmd.ack);
-                        ctx.metrics.inputs_received.inc();
-                        if room.inputs.try_send((player, cmd)).is_err() {
-                            ctx.metrics.count_input_drop(InputDrop::QueueFull);
-                        }
+                        pass_input(&room.inputs, player, cmd, &ctx.metrics);
                     }
                     Ok(ClientMsg::Ack(tick)) => lock(&acks).offer(tick),
                     Ok(ClientMsg::OpenDatagrams) => {

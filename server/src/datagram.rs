@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
@@ -66,9 +66,10 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::connection::{AckCell, Heard};
 use crate::guard::{Admit, RateGuard};
-use crate::metrics::{DatagramRefusal, InputDrop, Metrics};
+use crate::lock;
+use crate::metrics::{DatagramRefusal, Metrics};
 use crate::outbox::Outbox;
-use crate::room::PlayerHandle;
+use crate::room::{self, PlayerHandle};
 
 /// The receive buffer asked of the kernel for the datagram socket: 4 MiB.
 /// Every player sends a datagram a tick, and while the server's core is
@@ -92,10 +93,6 @@ const MAX_PER_DRAIN: usize = 1024;
 /// While none flow, how often the receiving thread looks whether the
 /// server is stopping.
 const STOP_CHECK: Duration = Duration::from_millis(100);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The server's datagram socket and the connections that may use it.
 #[derive(Debug)]
@@ -372,10 +369,7 @@ impl Datagrams {
                         continue;
                     }
                     state.last_seq = cmd.seq;
-                    metrics.inputs_received.inc();
-                    if peer.inputs.try_send((peer.player, cmd)).is_err() {
-                        metrics.count_input_drop(InputDrop::QueueFull);
-                    }
+                    room::pass_input(&peer.inputs, peer.player, cmd, metrics);
                 }
                 DatagramMsg::Ack(tick) => acks.offer(tick),
             }
@@ -385,12 +379,6 @@ impl Datagrams {
 
 fn new_key() -> DatagramKey {
     let mut bytes = [0u8; DATAGRAM_KEY_BYTES];
-    if getrandom::fill(&mut bytes).is_err() {
-        // As `room::new_token`: weaker, but serving beats refusing.
-        warn!("OS randomness unavailable; datagram key from fastrand");
-        for b in &mut bytes {
-            *b = fastrand::u8(..);
-        }
-    }
+    crate::fill_random(&mut bytes, "datagram key");
     DatagramKey(bytes)
 }

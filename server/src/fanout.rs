@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::datagram::Route;
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::outbox::{Offer, Outbox, put_frame, put_head};
 use crate::room::{self, NO_ACK, PlayerHandle, Published};
@@ -65,10 +66,6 @@ struct Inbox {
     /// Clients served plus arrivals.
     members: usize,
     ended: bool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Fanout {

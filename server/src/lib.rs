@@ -301,6 +301,28 @@ async fn make_slot(
     }
 }
 
+/// Locks a std mutex, taking the data even if a panic poisoned it: every
+/// mutex here guards plain bookkeeping that a panicking holder leaves
+/// consistent, and a poisoned lock must not take the server down with it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Fills `bytes` from the OS's random source (session tokens, datagram
+/// keys: secrets that must not be guessed). Without one it falls back to
+/// fastrand, seeded from the clock and address space, rather than refuse
+/// to serve; weaker, so it says so, naming `what` it was for.
+pub(crate) fn fill_random(bytes: &mut [u8], what: &str) {
+    if getrandom::fill(bytes).is_err() {
+        tracing::warn!("OS randomness unavailable; {what} from fastrand");
+        for b in bytes {
+            *b = fastrand::u8(..);
+        }
+    }
+}
+
 /// Completes once the shutdown flag is set (or its sender is gone). Drops the
 /// `watch` guard before returning, so callers may await afterwards.
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -594,12 +594,6 @@ impl Metrics {
         self.datagrams_refused[reason as usize].inc();
     }
 
-    /// Client datagrams not used so far, for one reason.
-    #[must_use]
-    pub fn datagrams_refused(&self, reason: DatagramRefusal) -> u64 {
-        self.datagrams_refused[reason as usize].get()
-    }
-
     /// Client datagrams not used so far, all reasons.
     #[must_use]
     pub fn datagrams_refused_total(&self) -> u64 {

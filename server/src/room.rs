@@ -572,6 +572,20 @@ pub(crate) struct RoomHandle {
     pub(crate) status: Arc<RoomStatus>,
 }
 
+/// Hands a player's input to its room (`RoomHandle::inputs`), counted
+/// received; a full queue drops it, counted too (the queue's policy).
+pub(crate) fn pass_input(
+    inputs: &mpsc::Sender<(PlayerHandle, InputCmd)>,
+    player: PlayerHandle,
+    cmd: InputCmd,
+    metrics: &Metrics,
+) {
+    metrics.inputs_received.inc();
+    if inputs.try_send((player, cmd)).is_err() {
+        metrics.count_input_drop(InputDrop::QueueFull);
+    }
+}
+
 /// The room serial a session token carries in its first four bytes; the
 /// other twelve are random.
 pub(crate) fn token_serial(token: &SessionToken) -> u32 {
@@ -582,15 +596,7 @@ pub(crate) fn token_serial(token: &SessionToken) -> u32 {
 fn new_token(serial: u32) -> SessionToken {
     let mut bytes = [0u8; SESSION_TOKEN_BYTES];
     bytes[..4].copy_from_slice(&serial.to_le_bytes());
-    if getrandom::fill(&mut bytes[4..]).is_err() {
-        // No OS randomness: fall back to a fresh random seed per token
-        // rather than refuse to serve. fastrand seeds from the clock and
-        // address space; weaker, so say so.
-        warn!("OS randomness unavailable; session token from fastrand");
-        for b in &mut bytes[4..] {
-            *b = fastrand::u8(..);
-        }
-    }
+    crate::fill_random(&mut bytes[4..], "session token");
     SessionToken(bytes)
 }
 
