@@ -230,7 +230,7 @@ impl Subscriber {
     }
 
     /// Sends this client's snapshots of up to [`MAX_SNAPSHOT_DATAGRAM`]
-    /// bytes by `route` once the client has sent a datagram.
+    /// bytes by `route` while the client sends datagrams.
     pub(crate) fn with_route(mut self, route: Option<Arc<Route>>) -> Self {
         self.route = route;
         self
@@ -289,7 +289,11 @@ impl Subscriber {
             // (`last_sent`), not here as well.
             return true;
         }
-        let datagram_to = self.route.as_ref().and_then(|route| route.to(now));
+        // The route and where it leads, while the client sends datagrams.
+        let datagram_to = self
+            .route
+            .as_ref()
+            .and_then(|route| route.to(now).map(|to| (route, to)));
         match self.out.precheck() {
             Offer::Closed => return false,
             // Still writing an earlier frame: skipped before the encode,
@@ -331,7 +335,7 @@ impl Subscriber {
             put_frame(&mut scratch.head, OpCode::Ping, &[]);
         }
         let datagram = datagram_to.filter(|_| scratch.body.len() <= MAX_SNAPSHOT_DATAGRAM);
-        if let (Some(to), Some(route)) = (datagram, &self.route) {
+        if let Some((route, to)) = datagram {
             // The ping still goes over the WebSocket: it keeps the
             // connection's own liveness, which the datagrams do not prove.
             if ping && self.out.offer(&[IoSlice::new(&scratch.head)]) == Offer::Sent {
