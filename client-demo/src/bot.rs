@@ -234,7 +234,7 @@ pub const CHAOS_TRIGGER: &str = "chaos";
 const WARN_BUDGET: u64 = 10;
 static WARNINGS: AtomicU64 = AtomicU64::new(0);
 
-fn warn_limited(args: std::fmt::Arguments<'_>) {
+pub(crate) fn warn_limited(args: std::fmt::Arguments<'_>) {
     if WARNINGS.fetch_add(1, Ordering::Relaxed) < WARN_BUDGET {
         tracing::warn!("{args}");
     } else {

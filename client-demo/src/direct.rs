@@ -244,7 +244,9 @@ impl DirectLink {
         if self.datagrams_fail() {
             self.datagrams = Datagrams::Off;
             self.metrics.datagram_fallbacks.inc();
-            tracing::warn!("datagrams do not get through: back on the WebSocket alone");
+            crate::bot::warn_limited(format_args!(
+                "datagrams do not get through: back on the WebSocket alone"
+            ));
         }
         if let Datagrams::Open(udp) = &mut self.datagrams {
             let by_datagram = match msg {
@@ -307,7 +309,9 @@ impl DirectLink {
                     buf: Box::new([0; 2048]),
                 }));
             }
-            Err(e) => tracing::warn!("cannot open the datagram socket: {e}"),
+            Err(e) => {
+                crate::bot::warn_limited(format_args!("cannot open the datagram socket: {e}"))
+            }
         }
     }
 
