@@ -56,9 +56,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
 use shared::Tick;
-use shared::codec::{self, DatagramMsg};
+use shared::codec::{self, DatagramMac, DatagramMsg};
 use shared::protocol::{
-    ClientMsg, DatagramChannel, DatagramKey, InputCmd, MAX_DATAGRAM_MESSAGES, ServerMsg,
+    ClientMsg, DatagramChannel, DatagramId, InputCmd, MAX_DATAGRAM_MESSAGES, ServerMsg,
 };
 use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
@@ -180,7 +180,9 @@ const SILENT_SENDS: u32 = 30;
 
 struct Udp {
     socket: UdpSocket,
-    key: DatagramKey,
+    id: DatagramId,
+    /// Signs what the link sends, checks what it receives.
+    mac: DatagramMac,
     /// The first input sent by datagram, and how many went after it.
     first_input: Option<(u32, u32)>,
     /// Datagrams sent since the last snapshot arrived.
@@ -300,7 +302,8 @@ impl DirectLink {
             Ok(socket) => {
                 self.datagrams = Datagrams::Open(Box::new(Udp {
                     socket,
-                    key: channel.key,
+                    id: channel.id,
+                    mac: DatagramMac::new(&channel.key),
                     first_input: None,
                     sends_since_snapshot: 0,
                     recent: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
@@ -423,8 +426,16 @@ impl DirectLink {
             match udp.socket.poll_recv(cx, &mut buf) {
                 Poll::Ready(Ok(())) => {
                     let now = Instant::now();
-                    let bytes = buf.filled();
-                    self.metrics.bytes_received.add(bytes.len() as u64);
+                    let datagram = buf.filled();
+                    self.metrics.bytes_received.add(datagram.len() as u64);
+                    let Some(bytes) = udp.mac.open_snapshot(datagram) else {
+                        // Not the server's (forged, or corrupted on the
+                        // way): as good as lost.
+                        crate::bot::warn_limited(format_args!(
+                            "a datagram whose tag does not verify: dropped"
+                        ));
+                        continue;
+                    };
                     self.metrics.snapshots_by_datagram.inc();
                     let item = match self
                         .light
@@ -549,7 +560,7 @@ impl Udp {
             self.recent.push(cmd);
         }
         self.msgs.push(msg);
-        codec::encode_datagram(&self.key, &self.msgs, &mut self.out);
+        codec::encode_datagram(&self.id, &self.mac, &self.msgs, &mut self.out);
         metrics.bytes_sent.add(self.out.len() as u64);
         if let Err(e) = self.socket.try_send(&self.out) {
             metrics.datagrams_unsent.inc();
@@ -572,7 +583,7 @@ fn push_frame(out: &mut Vec<u8>, mut frame: Frame<'_>) {
 mod tests {
     use super::*;
     use shared::Tick;
-    use shared::protocol::ServerMsg;
+    use shared::protocol::{DatagramKey, ServerMsg};
     use shared::snapshot::SnapshotMsg;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -770,6 +781,7 @@ mod tests {
             );
             let channel = ServerMsg::DatagramChannel(DatagramChannel {
                 port,
+                id: DatagramId([8; 8]),
                 key: DatagramKey([9; 16]),
             });
             s.write_all(&server_frame(0x2, &codec::server_bytes(&channel)))

@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 use shared::Tick;
 use shared::codec::{self, MAX_CLIENT_MESSAGE};
 use shared::protocol::{
-    ClientMsg, DatagramChannel, DatagramKey, DisconnectReason, Hello, MAX_AUTH_TOKEN_BYTES,
-    PROTOCOL_VERSION, RoomRequest, ServerMsg, Welcome,
+    ClientMsg, DatagramChannel, DatagramId, DatagramKey, DisconnectReason, Hello,
+    MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION, RoomRequest, ServerMsg, Welcome,
 };
 use shared::rules::MAX_NAME_CHARS;
 use std::pin::Pin;
@@ -839,8 +839,9 @@ async fn play(
     let acks = Arc::new(Mutex::new(acks));
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    // Its datagram route and the key that signs it, should it ask.
     let route = ctx.datagrams.as_ref().map(|datagrams| datagrams.route());
-    // The connection's key in the datagram channel, once it asked for one;
+    // The connection's id in the datagram channel, once it asked for one;
     // dropped (its datagrams no longer read) when play ends.
     let mut registration: Option<Registration> = None;
     room.fanout.subscribe(
@@ -853,7 +854,7 @@ async fn play(
             joined,
             &ctx.config,
         )
-        .with_route(route.clone()),
+        .with_route(route.as_ref().map(|(route, _)| Arc::clone(route))),
     );
     let out = Arc::clone(&writer.out);
     let mut writer_task = tokio::spawn(write_loop(
@@ -903,7 +904,7 @@ async fn play(
                     Ok(ClientMsg::Ack(tick)) => lock(&acks).offer(tick),
                     Ok(ClientMsg::OpenDatagrams) => {
                         let channel = match (&ctx.datagrams, &route) {
-                            (Some(datagrams), Some(route)) => registration
+                            (Some(datagrams), Some((route, key))) => registration
                                 .get_or_insert_with(|| {
                                     let parts = PeerParts {
                                         ip,
@@ -914,11 +915,12 @@ async fn play(
                                         inputs: room.inputs.clone(),
                                         out: Arc::clone(&out),
                                     };
-                                    datagrams.register(parts, &ctx.config)
+                                    datagrams.register(parts, *key, &ctx.config)
                                 })
                                 .channel(),
                             _ => DatagramChannel {
                                 port: 0,
+                                id: DatagramId::default(),
                                 key: DatagramKey::default(),
                             },
                         };

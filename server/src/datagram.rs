@@ -1,9 +1,9 @@
 //! The datagram channel (`PROTOCOL.md` section 3.7): a native client's inputs
 //! and acks, and its snapshots, as UDP datagrams beside its WebSocket.
 //!
-//! Over TCP the kernel alone charges 6-8 µs per client per snapshot on the
-//! benchmark machine, a datagram 3.4-4.8 (`BENCHMARKS.md` section 6, "The
-//! transport floor"): the server's largest cost is the transport, and this
+//! Over TCP the kernel alone charges 4.6-5.9 µs per client per snapshot on
+//! the benchmark machine, a datagram 3.2-4.1 (`BENCHMARKS.md` section 6,
+//! "The transport floor"): the server's largest cost is the transport, and this
 //! is the cheaper one. The WebSocket stays the connection: the join, the
 //! session, pings, the close and any snapshot too large for one datagram
 //! go over it, and a client that never asks for datagrams (every browser)
@@ -11,15 +11,20 @@
 //!
 //! **Who may send.** A client asks over its WebSocket
 //! ([`ClientMsg::OpenDatagrams`](shared::protocol::ClientMsg)) and is given
-//! a key of 16 random bytes. A datagram is used only if it starts with the
-//! key of a connection in play *and* comes from that WebSocket's IP
-//! address, so neither a stranger who guessed nothing nor one who learnt
-//! the key from elsewhere can feed a player inputs. The server sends
-//! snapshots to the address of the newest valid datagram (a NAT may change
-//! the port), never to an address that did not send one: it cannot be
-//! pointed at a third party. It answers no datagram with one of its own;
-//! a snapshot goes out once per tick whatever arrives, so nothing is
-//! amplified.
+//! an id of 8 random bytes and a key of 16. A datagram is used only if it
+//! starts with the id of a connection in play, comes from that WebSocket's
+//! IP address *and* ends with the tag of the connection's key (8 bytes of
+//! HMAC-SHA256, [`DatagramMac`]). The id is no secret, but the key never
+//! crosses the network outside the WebSocket (TLS, behind `wss://`), so
+//! one who sees the datagrams go by can neither feed a player inputs nor,
+//! with the server's datagrams signed the same way, feed the client
+//! snapshots; a replayed datagram repeats inputs and acks the server
+//! already has, and a replayed snapshot is older than the client's. The
+//! server sends snapshots to the address of the newest valid datagram (a
+//! NAT may change the port), never to an address that did not send one: it
+//! cannot be pointed at a third party. It answers no datagram with one of
+//! its own; a snapshot goes out once per tick whatever arrives, so nothing
+//! is amplified.
 //!
 //! **Reading without a wake-up per datagram.** Every player sends a
 //! datagram a tick; read as they come, each would wake a thread (the
@@ -37,13 +42,14 @@
 //! Datagrams of a connection count against its own rate limit (a second
 //! [`RateGuard`] with the WebSocket's rate: a client moves its inputs from
 //! one to the other), and a sustained flood closes its WebSocket with
-//! `RateLimited`; datagrams with no valid key or from the wrong address
-//! cost one map lookup each and are counted, never answered; the thread
-//! reads at most [`MAX_PER_DRAIN`] a millisecond, so a flood of them costs
-//! a bounded share of the core. A malformed
-//! datagram with a valid key and address is the client's fault: its
-//! WebSocket is closed with `MalformedMessage`, as a malformed message on
-//! the WebSocket would be.
+//! `RateLimited`; datagrams with no valid id, from the wrong address or
+//! without the key's tag cost a map lookup (and an HMAC) each and are
+//! counted, never answered, nor charged to the connection (its id is no
+//! secret); the thread reads at most [`MAX_PER_DRAIN`] a millisecond, so a
+//! flood of them costs a bounded share of the core. A malformed datagram
+//! with the client's tag is the client's fault: its WebSocket is closed
+//! with `MalformedMessage`, as a malformed message on the WebSocket would
+//! be.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -55,9 +61,9 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use shared::codec::{self, DatagramMsg};
+use shared::codec::{self, DatagramError, DatagramMac, DatagramMsg};
 use shared::protocol::{
-    DATAGRAM_KEY_BYTES, DatagramChannel, DatagramKey, DisconnectReason, InputCmd,
+    DATAGRAM_TAG_BYTES, DatagramChannel, DatagramId, DatagramKey, DisconnectReason, InputCmd,
     MAX_CLIENT_DATAGRAM, MAX_SNAPSHOT_DATAGRAM,
 };
 use tokio::sync::{mpsc, watch};
@@ -101,7 +107,7 @@ pub(crate) struct Datagrams {
     port: u16,
     /// A std mutex, held for one lookup, insert or removal: never across an
     /// `.await`. One entry per connection that asked, removed when it ends.
-    peers: Mutex<HashMap<DatagramKey, Arc<Peer>>>,
+    peers: Mutex<HashMap<DatagramId, Arc<Peer>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -111,6 +117,9 @@ pub(crate) struct Datagrams {
 #[derive(Debug)]
 pub(crate) struct Route {
     socket: Arc<UdpSocket>,
+    /// The connection's signer: its datagrams are checked with it, its
+    /// snapshots signed.
+    mac: DatagramMac,
     /// The address of the newest valid datagram, and when it came.
     to: Mutex<Option<(SocketAddr, Instant)>>,
 }
@@ -131,12 +140,18 @@ impl Route {
             .map(|(to, _)| to)
     }
 
-    /// Sends one snapshot (at most [`MAX_SNAPSHOT_DATAGRAM`] bytes) without
-    /// waiting (the socket is non-blocking): a full socket buffer is an
-    /// error, and the snapshot is skipped like one a busy WebSocket could
-    /// not take.
-    pub(crate) fn send(&self, to: SocketAddr, body: &[u8]) -> io::Result<()> {
-        debug_assert!(body.len() <= MAX_SNAPSHOT_DATAGRAM);
+    /// Whether a snapshot of `len` bytes fits in a datagram with its tag.
+    pub(crate) fn fits(len: usize) -> bool {
+        len + DATAGRAM_TAG_BYTES <= MAX_SNAPSHOT_DATAGRAM
+    }
+
+    /// Signs one snapshot (which [`Route::fits`]) in place, its tag appended
+    /// to `body`, and sends it without waiting (the socket is
+    /// non-blocking): a full socket buffer is an error, and the snapshot is
+    /// skipped like one a busy WebSocket could not take.
+    pub(crate) fn send(&self, to: SocketAddr, body: &mut Vec<u8>) -> io::Result<()> {
+        debug_assert!(Self::fits(body.len()));
+        self.mac.seal_snapshot(body);
         self.socket.send_to(body, to).map(|_| ())
     }
 }
@@ -162,12 +177,13 @@ struct PeerState {
 #[derive(Debug)]
 pub(crate) struct Registration {
     datagrams: Arc<Datagrams>,
+    id: DatagramId,
     key: DatagramKey,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        lock(&self.datagrams.peers).remove(&self.key);
+        lock(&self.datagrams.peers).remove(&self.id);
     }
 }
 
@@ -176,6 +192,7 @@ impl Registration {
     pub(crate) fn channel(&self) -> DatagramChannel {
         DatagramChannel {
             port: self.datagrams.port,
+            id: self.id,
             key: self.key,
         }
     }
@@ -229,19 +246,25 @@ impl Datagrams {
         self.port
     }
 
-    /// A route for a new connection, unset until it sends a datagram.
-    pub(crate) fn route(&self) -> Arc<Route> {
-        Arc::new(Route {
+    /// A route for a new connection, with the key its datagrams will be
+    /// signed with; unset until it sends one.
+    pub(crate) fn route(&self) -> (Arc<Route>, DatagramKey) {
+        let mut key = DatagramKey::default();
+        crate::fill_random(&mut key.0, "datagram key");
+        let route = Arc::new(Route {
             socket: Arc::clone(&self.socket),
+            mac: DatagramMac::new(&key),
             to: Mutex::new(None),
-        })
+        });
+        (route, key)
     }
 
-    /// Gives a connection a key. Its datagrams are read from now on, until
-    /// the registration is dropped.
+    /// Gives a connection an id (its key came with its route). Its
+    /// datagrams are read from now on, until the registration is dropped.
     pub(crate) fn register(
         self: &Arc<Self>,
         mut parts: PeerParts,
+        key: DatagramKey,
         config: &Config,
     ) -> Registration {
         let (rate, burst) = config.message_rate();
@@ -256,11 +279,13 @@ impl Datagrams {
         });
         let mut peers = lock(&self.peers);
         loop {
-            let key = new_key();
-            if let Entry::Vacant(slot) = peers.entry(key) {
+            let mut id = DatagramId::default();
+            crate::fill_random(&mut id.0, "datagram id");
+            if let Entry::Vacant(slot) = peers.entry(id) {
                 slot.insert(peer);
                 return Registration {
                     datagrams: Arc::clone(self),
+                    id,
                     key,
                 };
             }
@@ -328,16 +353,24 @@ impl Datagrams {
     /// Handles one datagram from `from`.
     fn receive(&self, bytes: &[u8], from: SocketAddr, now: Instant) {
         let metrics = &self.metrics;
-        let Some(key) = bytes.first_chunk::<DATAGRAM_KEY_BYTES>() else {
-            return metrics.count_datagram_refusal(DatagramRefusal::UnknownKey);
+        let Some(id) = codec::datagram_id(bytes) else {
+            return metrics.count_datagram_refusal(DatagramRefusal::UnknownId);
         };
-        let Some(peer) = lock(&self.peers).get(&DatagramKey(*key)).cloned() else {
-            return metrics.count_datagram_refusal(DatagramRefusal::UnknownKey);
+        let Some(peer) = lock(&self.peers).get(&id).cloned() else {
+            return metrics.count_datagram_refusal(DatagramRefusal::UnknownId);
         };
         let Peer { parts: peer, state } = &*peer;
         if from.ip().to_canonical() != peer.ip {
             return metrics.count_datagram_refusal(DatagramRefusal::WrongAddress);
         }
+        // The tag before anything else the datagram could cost its
+        // connection: the id is no secret.
+        let datagram = match codec::decode_datagram(bytes, &peer.route.mac) {
+            Err(DatagramError::Unauthentic) => {
+                return metrics.count_datagram_refusal(DatagramRefusal::BadTag);
+            }
+            decoded => decoded,
+        };
         let mut state = lock(state);
         match state.guard.admit(now) {
             Admit::Pass => {}
@@ -347,7 +380,7 @@ impl Datagrams {
                 return peer.out.request_close(DisconnectReason::RateLimited);
             }
         }
-        let datagram = match codec::decode_datagram(bytes) {
+        let datagram = match datagram {
             Ok(datagram) => datagram,
             Err(_) => {
                 metrics.count_datagram_refusal(DatagramRefusal::Malformed);
@@ -375,10 +408,4 @@ impl Datagrams {
             }
         }
     }
-}
-
-fn new_key() -> DatagramKey {
-    let mut bytes = [0u8; DATAGRAM_KEY_BYTES];
-    crate::fill_random(&mut bytes, "datagram key");
-    DatagramKey(bytes)
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
-use shared::protocol::{DisconnectReason, MAX_SNAPSHOT_DATAGRAM};
+use shared::protocol::DisconnectReason;
 use shared::snapshot::{self, SnapshotMsg};
 use shared::{Tick, codec};
 use tokio::sync::watch;
@@ -184,8 +184,8 @@ pub(crate) struct Subscriber {
     acked: Arc<AtomicU64>,
     /// When the reader last heard from the client.
     heard: Arc<crate::connection::Heard>,
-    /// Its datagram route, when the server offers datagrams: snapshots of
-    /// up to [`MAX_SNAPSHOT_DATAGRAM`] bytes go there while the client
+    /// Its datagram route, when the server offers datagrams: snapshots
+    /// that fit in a datagram ([`Route::fits`]) go there while the client
     /// sends datagrams, the rest (and pings) over the WebSocket.
     route: Option<Arc<Route>>,
     view: ClientView,
@@ -229,8 +229,8 @@ impl Subscriber {
         }
     }
 
-    /// Sends this client's snapshots of up to [`MAX_SNAPSHOT_DATAGRAM`]
-    /// bytes by `route` while the client sends datagrams.
+    /// Sends this client's snapshots that fit in a datagram by `route`
+    /// while the client sends datagrams.
     pub(crate) fn with_route(mut self, route: Option<Arc<Route>>) -> Self {
         self.route = route;
         self
@@ -334,14 +334,14 @@ impl Subscriber {
         if ping {
             put_frame(&mut scratch.head, OpCode::Ping, &[]);
         }
-        let datagram = datagram_to.filter(|_| scratch.body.len() <= MAX_SNAPSHOT_DATAGRAM);
+        let datagram = datagram_to.filter(|_| Route::fits(scratch.body.len()));
         if let Some((route, to)) = datagram {
             // The ping still goes over the WebSocket: it keeps the
             // connection's own liveness, which the datagrams do not prove.
             if ping && self.out.offer(&[IoSlice::new(&scratch.head)]) == Offer::Sent {
                 self.next_ping = now + config.ping_interval;
             }
-            if route.send(to, &scratch.body).is_err() {
+            if route.send(to, &mut scratch.body).is_err() {
                 metrics.datagram_send_failures.inc();
                 return true;
             }

@@ -64,22 +64,28 @@ struct DropLabel {
 /// Why a datagram from a client was not used (`PROTOCOL.md` section 3.7).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum DatagramRefusal {
-    /// Too short to hold a key, or its key names no connection in play.
-    UnknownKey,
-    /// The key of a connection whose WebSocket came from another IP
-    /// address: a guessed or stolen key, or a client that moved.
+    /// Too short to hold an id and a tag, or its id names no connection
+    /// in play.
+    UnknownId,
+    /// The id of a connection whose WebSocket came from another IP
+    /// address: a copied id, or a client that moved.
     WrongAddress,
-    /// The right key from the right address, but not a valid datagram:
-    /// the connection is closed with `MalformedMessage`.
+    /// The id of a connection, from its address, without that
+    /// connection's tag: forged (the id is no secret), corrupted on the
+    /// way, or over the size limit. Dropped; the connection is not told.
+    BadTag,
+    /// Signed by the client, but not a valid datagram: the connection is
+    /// closed with `MalformedMessage`.
     Malformed,
     /// Over the connection's message rate.
     RateLimited,
 }
 
 impl DatagramRefusal {
-    const ALL: [Self; 4] = [
-        Self::UnknownKey,
+    const ALL: [Self; 5] = [
+        Self::UnknownId,
         Self::WrongAddress,
+        Self::BadTag,
         Self::Malformed,
         Self::RateLimited,
     ];
@@ -161,7 +167,7 @@ pub struct Metrics {
     /// Inputs applied by a tick.
     pub inputs_applied: Counter,
     inputs_dropped: [Counter; 3],
-    /// Client datagrams used (their key, address and content were valid).
+    /// Client datagrams used (their id, address, tag and content were valid).
     pub datagrams_received: Counter,
     datagrams_refused: [Counter; DatagramRefusal::ALL.len()],
     /// Snapshots sent as datagrams (counted in `snapshots_sent` too).

@@ -1,7 +1,8 @@
 //! The datagram channel (`PROTOCOL.md` section 3.7) on real sockets: a
 //! client that opens it plays with its inputs, acks and snapshots as UDP
-//! datagrams; datagrams with a wrong key, from a wrong address or malformed
-//! are not used; a snapshot too large for a datagram and everything but
+//! datagrams, signed both ways; datagrams with an unknown id, from a wrong
+//! address or without the key's tag are not used, and malformed ones close
+//! the connection; a snapshot too large for a datagram and everything but
 //! inputs, acks and snapshots stay on the WebSocket.
 
 mod common;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use common::{Client, Event, Replica, STEP, TestServer};
 use server::Config;
-use shared::codec::{self, DatagramMsg};
+use shared::codec::{self, DatagramMac, DatagramMsg};
 use shared::protocol::{
     ClientMsg, DatagramChannel, DatagramKey, DisconnectReason, InputCmd, MAX_SNAPSHOT_DATAGRAM,
     ServerMsg, Welcome,
@@ -45,13 +46,29 @@ async fn udp_from(ip: [u8; 4], server: &TestServer, channel: DatagramChannel) ->
     socket
 }
 
-async fn send(socket: &UdpSocket, key: DatagramKey, msgs: &[DatagramMsg]) {
+/// Sends `msgs` as one datagram of the channel, signed with `key` (the
+/// channel's own, or another to forge one).
+async fn send_signed(
+    socket: &UdpSocket,
+    channel: DatagramChannel,
+    key: DatagramKey,
+    msgs: &[DatagramMsg],
+) {
     let mut bytes = Vec::new();
-    codec::encode_datagram(&key, msgs, &mut bytes);
+    codec::encode_datagram(&channel.id, &DatagramMac::new(&key), msgs, &mut bytes);
     socket.send(&bytes).await.expect("send datagram");
 }
 
-fn snapshot_of(bytes: &[u8]) -> SnapshotMsg {
+async fn send(socket: &UdpSocket, channel: DatagramChannel, msgs: &[DatagramMsg]) {
+    send_signed(socket, channel, channel.key, msgs).await;
+}
+
+/// The snapshot a server datagram carries, whose tag must verify with the
+/// channel's key.
+fn snapshot_of(channel: DatagramChannel, datagram: &[u8]) -> SnapshotMsg {
+    let bytes = DatagramMac::new(&channel.key)
+        .open_snapshot(datagram)
+        .expect("a server datagram signed with the channel's key");
     match codec::decode_server(bytes).expect("a datagram decodes") {
         ServerMsg::Snapshot(snapshot) => snapshot,
         other => panic!("a datagram that is not a snapshot: {other:?}"),
@@ -67,14 +84,18 @@ enum Path {
 
 /// The next snapshot by either path; the WebSocket's other messages are
 /// passed over (its pings are answered by the client library).
-async fn next_snapshot(client: &mut Client, udp: &UdpSocket) -> (Path, SnapshotMsg, usize) {
+async fn next_snapshot(
+    client: &mut Client,
+    udp: &UdpSocket,
+    channel: DatagramChannel,
+) -> (Path, SnapshotMsg, usize) {
     let mut buf = vec![0; 64 * 1024];
     timeout(STEP, async {
         loop {
             tokio::select! {
                 got = udp.recv(&mut buf) => {
                     let len = got.expect("udp recv");
-                    return (Path::Datagram, snapshot_of(&buf[..len]), len);
+                    return (Path::Datagram, snapshot_of(channel, &buf[..len]), len);
                 }
                 event = client.next_event() => match event {
                     Event::Msg(ServerMsg::Snapshot(s)) => {
@@ -97,7 +118,7 @@ async fn next_snapshot(client: &mut Client, udp: &UdpSocket) -> (Path, SnapshotM
 async fn play_by_datagrams(
     client: &mut Client,
     udp: &UdpSocket,
-    key: DatagramKey,
+    channel: DatagramChannel,
     welcome: &Welcome,
     inputs: u32,
 ) -> (Replica, u32, u32) {
@@ -121,8 +142,8 @@ async fn play_by_datagrams(
             .rev()
             .map(|cmd| DatagramMsg::Input(*cmd))
             .collect();
-        send(udp, key, &redundant).await;
-        let (path, snapshot, len) = next_snapshot(client, udp).await;
+        send(udp, channel, &redundant).await;
+        let (path, snapshot, len) = next_snapshot(client, udp, channel).await;
         match path {
             Path::Datagram => {
                 by_datagram += 1;
@@ -147,7 +168,7 @@ async fn a_client_plays_with_its_inputs_and_snapshots_as_datagrams() {
     let udp = udp_from([127, 0, 0, 1], &server, channel).await;
 
     let (replica, by_datagram, by_websocket) =
-        play_by_datagrams(&mut client, &udp, channel.key, &welcome, 90).await;
+        play_by_datagrams(&mut client, &udp, channel, &welcome, 90).await;
     assert_eq!(replica.desyncs, 0);
     // Every snapshot after the first datagram comes as one: at most the
     // one or two written before the server heard from the client did not.
@@ -160,7 +181,7 @@ async fn a_client_plays_with_its_inputs_and_snapshots_as_datagrams() {
     // snapshots over and over.
     assert!(replica.deltas >= 85, "{} deltas", replica.deltas);
     // And the inputs were applied, each once (the copies were not).
-    let (_, last, _) = next_snapshot(&mut client, &udp).await;
+    let (_, last, _) = next_snapshot(&mut client, &udp, channel).await;
     assert!(last.input_ack >= 85, "input ack {}", last.input_ack);
     let applied = server.metric("arena_inputs_applied_total").await;
     assert!(
@@ -176,16 +197,17 @@ async fn a_client_plays_with_its_inputs_and_snapshots_as_datagrams() {
     assert!(status["totals"]["datagrams_received"].as_u64() >= Some(85));
     assert_eq!(status["totals"]["datagrams_refused"], 0);
 
-    // A second ask gets the same key: the channel is the connection's.
+    // A second ask gets the same id and key: the channel is the
+    // connection's.
     let again = open(&mut client).await;
     assert_eq!(again, channel);
 
-    // Gone with its connection: the key names nothing once it leaves.
-    let unknown = r#"arena_datagrams_refused_total{reason="UnknownKey"}"#;
+    // Gone with its connection: the id names nothing once it leaves.
+    let unknown = r#"arena_datagrams_refused_total{reason="UnknownId"}"#;
     let before = server.metric(unknown).await;
     client.send(&ClientMsg::Leave).await;
     assert_eq!(client.expect_close().await.0, Some(DisconnectReason::Left));
-    send(&udp, channel.key, &[DatagramMsg::Ack(Tick(1))]).await;
+    send(&udp, channel, &[DatagramMsg::Ack(Tick(1))]).await;
     wait_for_metric(&server, unknown, before + 1.0).await;
 }
 
@@ -202,7 +224,7 @@ async fn wait_for_metric(server: &TestServer, series: &str, at_least: f64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn datagrams_with_a_wrong_key_or_from_another_address_are_not_used() {
+async fn datagrams_with_an_unknown_id_a_wrong_tag_or_from_another_address_are_not_used() {
     let server = TestServer::start(Config::default()).await;
     let (mut client, welcome) = Client::join(server.addr, "victim").await;
     let channel = open(&mut client).await;
@@ -214,27 +236,45 @@ async fn datagrams_with_a_wrong_key_or_from_another_address_are_not_used() {
         aim: 0,
     });
 
-    // The right key from another address (the WebSocket came from
-    // 127.0.0.1): an attacker who learnt the key cannot play the player,
-    // nor have its snapshots sent to itself (or to a victim it spoofs).
+    // A valid datagram from another address (the WebSocket came from
+    // 127.0.0.1): one who copied it cannot play the player, nor have its
+    // snapshots sent to itself (or to a victim it spoofs).
     let elsewhere = udp_from([127, 0, 0, 2], &server, channel).await;
-    send(&elsewhere, channel.key, &[input]).await;
+    send(&elsewhere, channel, &[input]).await;
     wait_for_metric(
         &server,
         r#"arena_datagrams_refused_total{reason="WrongAddress"}"#,
         1.0,
     )
     .await;
-    // A wrong key, and a datagram too short to hold one, from the right
-    // address.
+    // An unknown id, and a datagram too short to hold an id and a tag,
+    // from the right address.
     let udp = udp_from([127, 0, 0, 1], &server, channel).await;
-    let mut wrong = channel.key;
-    wrong.0[0] ^= 1;
-    send(&udp, wrong, &[input]).await;
-    udp.send(&channel.key.0[..15]).await.expect("send");
+    let mut unknown = channel;
+    unknown.id.0[0] ^= 1;
+    send(&udp, unknown, &[input]).await;
+    udp.send(&channel.id.0).await.expect("send");
     wait_for_metric(
         &server,
-        r#"arena_datagrams_refused_total{reason="UnknownKey"}"#,
+        r#"arena_datagrams_refused_total{reason="UnknownId"}"#,
+        2.0,
+    )
+    .await;
+    // The right id from the right address, signed with another key: what
+    // one who saw the id go by could forge. Whatever it holds, even what
+    // would be malformed from the client, it is dropped, and the client
+    // pays nothing for it (no close).
+    let forged = DatagramKey([0x5a; 16]);
+    send_signed(&udp, channel, forged, &[input]).await;
+    let mut hello = channel.id.0.to_vec();
+    hello.extend(codec::client_bytes(&ClientMsg::Hello(
+        shared::protocol::Hello::new("x"),
+    )));
+    DatagramMac::new(&forged).seal_client(&mut hello);
+    udp.send(&hello).await.expect("send");
+    wait_for_metric(
+        &server,
+        r#"arena_datagrams_refused_total{reason="BadTag"}"#,
         2.0,
     )
     .await;
@@ -259,26 +299,28 @@ async fn datagrams_with_a_wrong_key_or_from_another_address_are_not_used() {
     }
     assert_eq!(server.metric("arena_datagrams_received_total").await, 0.0);
 
-    // The right key from the right address is used.
-    send(&udp, channel.key, &[input]).await;
+    // The right id and tag from the right address are used, and the
+    // snapshot that comes back is signed with the channel's key.
+    send(&udp, channel, &[input]).await;
     let len = timeout(STEP, udp.recv(&mut buf))
         .await
         .expect("a snapshot by datagram")
         .expect("recv");
-    assert!(snapshot_of(&buf[..len]).tick.since(welcome.tick) > 0);
+    assert!(snapshot_of(channel, &buf[..len]).tick.since(welcome.tick) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_datagram_with_the_right_key_closes_the_connection() {
+async fn a_malformed_datagram_signed_by_the_client_closes_the_connection() {
     let server = TestServer::start(Config::default()).await;
     let (mut client, _) = Client::join(server.addr, "broken").await;
     let channel = open(&mut client).await;
     let udp = udp_from([127, 0, 0, 1], &server, channel).await;
     // A hello in a datagram: only inputs and acks travel there.
-    let mut bytes = channel.key.0.to_vec();
+    let mut bytes = channel.id.0.to_vec();
     bytes.extend(codec::client_bytes(&ClientMsg::Hello(
         shared::protocol::Hello::new("x"),
     )));
+    DatagramMac::new(&channel.key).seal_client(&mut bytes);
     udp.send(&bytes).await.expect("send");
     assert_eq!(
         client.expect_close().await,
@@ -305,7 +347,7 @@ async fn a_flood_of_datagrams_is_rate_limited_and_then_closed() {
     let flood = async {
         loop {
             for _ in 0..20 {
-                send(&udp, channel.key, &ack).await;
+                send(&udp, channel, &ack).await;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -327,6 +369,46 @@ async fn a_flood_of_datagrams_is_rate_limited_and_then_closed() {
     );
 }
 
+/// The id is no secret: one who saw it go by can send datagrams that name
+/// the connection, from its address even (a shared NAT). Without the key's
+/// tag they are dropped before the client's rate limit, so a flood of them
+/// cannot get the client closed either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_datagrams_costs_the_client_nothing() {
+    let server = TestServer::start(Config::default()).await;
+    let (mut client, welcome) = Client::join(server.addr, "framed").await;
+    let channel = open(&mut client).await;
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    let forged = DatagramKey([0x5a; 16]);
+    let ack = [DatagramMsg::Ack(welcome.tick)];
+    // About 2,000 a second for 4 s: past the 3 s of flood after which a
+    // client's own datagrams get it closed (the test above).
+    let flood = async {
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            for _ in 0..20 {
+                send_signed(&udp, channel, forged, &ack).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        () = flood => {}
+        closed = client.expect_close() => panic!("closed by a forged flood: {closed:?}"),
+    }
+    client.plays_on(5).await;
+    assert!(
+        server
+            .metric(r#"arena_datagrams_refused_total{reason="BadTag"}"#)
+            .await
+            > 1000.0
+    );
+    for reason in ["RateLimited", "Malformed"] {
+        let series = format!(r#"arena_datagrams_refused_total{{reason="{reason}"}}"#);
+        assert_eq!(server.metric(&series).await, 0.0, "{reason}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_too_large_for_a_datagram_goes_over_the_websocket() {
     // 400 NPCs: a full snapshot is several KB.
@@ -343,8 +425,8 @@ async fn a_snapshot_too_large_for_a_datagram_goes_over_the_websocket() {
     // with a datagram route known.
     let deadline = Instant::now() + STEP;
     loop {
-        send(&udp, channel.key, &[DatagramMsg::Ack(welcome.tick)]).await;
-        let (path, snapshot, len) = next_snapshot(&mut client, &udp).await;
+        send(&udp, channel, &[DatagramMsg::Ack(welcome.tick)]).await;
+        let (path, snapshot, len) = next_snapshot(&mut client, &udp, channel).await;
         if path == Path::Datagram {
             assert!(len <= MAX_SNAPSHOT_DATAGRAM, "a datagram of {len} bytes");
         }
@@ -387,8 +469,8 @@ async fn snapshots_come_back_to_the_websocket_when_datagrams_stop() {
     let mut replica = Replica::default();
     let mut newest = welcome.tick;
     loop {
-        send(&udp, channel.key, &[DatagramMsg::Ack(newest)]).await;
-        let (path, snapshot, _) = next_snapshot(&mut client, &udp).await;
+        send(&udp, channel, &[DatagramMsg::Ack(newest)]).await;
+        let (path, snapshot, _) = next_snapshot(&mut client, &udp, channel).await;
         if snapshot.tick.since(newest) > 0 {
             newest = replica.apply(&snapshot);
         }
@@ -402,7 +484,7 @@ async fn snapshots_come_back_to_the_websocket_when_datagrams_stop() {
     let stopped = Instant::now();
     let mut by_websocket = 0;
     while by_websocket < 30 {
-        let (path, snapshot, _) = next_snapshot(&mut client, &udp).await;
+        let (path, snapshot, _) = next_snapshot(&mut client, &udp, channel).await;
         match path {
             Path::WebSocket => by_websocket += 1,
             Path::Datagram => {

@@ -15,13 +15,15 @@
 //! message means exactly one value.
 
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::Tick;
 use crate::protocol::{
-    ClientMsg, DATAGRAM_KEY_BYTES, DatagramKey, InputCmd, MAX_CLIENT_DATAGRAM,
-    MAX_DATAGRAM_MESSAGES, ServerMsg,
+    ClientMsg, DATAGRAM_ID_BYTES, DATAGRAM_TAG_BYTES, DatagramId, DatagramKey, InputCmd,
+    MAX_CLIENT_DATAGRAM, MAX_DATAGRAM_MESSAGES, ServerMsg,
 };
 use crate::snapshot::{PlayerInfo, ScoreDelta, SnapshotMsg};
 
@@ -129,13 +131,88 @@ impl From<DatagramMsg> for ClientMsg {
     }
 }
 
-/// A client datagram (`PROTOCOL.md` section 3.7): the connection's key, then
-/// one to [`MAX_DATAGRAM_MESSAGES`] messages, each an input or an ack.
-/// Decoding a valid one allocates nothing.
+/// The byte signed before a client's datagram: a datagram of one direction
+/// never passes for one of the other.
+const TO_SERVER: u8 = 1;
+/// The byte signed before a server's datagram.
+const TO_CLIENT: u8 = 2;
+
+/// A connection's datagram signer (`PROTOCOL.md` section 3.7): HMAC-SHA256
+/// keyed once with its [`DatagramKey`], whose first [`DATAGRAM_TAG_BYTES`]
+/// bytes end every datagram of both directions. Its `Debug` output is
+/// redacted.
+#[derive(Clone)]
+pub struct DatagramMac(Hmac<Sha256>);
+
+impl std::fmt::Debug for DatagramMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatagramMac(<redacted>)")
+    }
+}
+
+impl DatagramMac {
+    /// The signer of the connection whose key is `key`.
+    #[must_use]
+    pub fn new(key: &DatagramKey) -> Self {
+        // HMAC takes a key of any length.
+        Self(Hmac::new_from_slice(&key.0).unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn mac(&self, direction: u8, signed: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(&[direction]);
+        mac.update(signed);
+        mac
+    }
+
+    fn tag(&self, direction: u8, signed: &[u8]) -> [u8; DATAGRAM_TAG_BYTES] {
+        let full = self.mac(direction, signed).finalize().into_bytes();
+        let mut tag = [0; DATAGRAM_TAG_BYTES];
+        tag.copy_from_slice(&full[..DATAGRAM_TAG_BYTES]);
+        tag
+    }
+
+    /// Splits `datagram` into what is signed and its tag, if the tag (of
+    /// `direction`) is right; compares in constant time.
+    fn verify<'a>(&self, direction: u8, datagram: &'a [u8]) -> Option<&'a [u8]> {
+        let (signed, tag) = datagram.split_last_chunk::<DATAGRAM_TAG_BYTES>()?;
+        self.mac(direction, signed)
+            .verify_truncated_left(tag)
+            .ok()
+            .map(|()| signed)
+    }
+
+    /// Signs a client datagram: appends the tag of everything in
+    /// `datagram` (its id and messages). [`encode_datagram`] does this;
+    /// a client that writes its datagrams itself calls it last.
+    pub fn seal_client(&self, datagram: &mut Vec<u8>) {
+        let tag = self.tag(TO_SERVER, datagram);
+        datagram.extend_from_slice(&tag);
+    }
+
+    /// Turns an encoded snapshot message into the server's datagram: its
+    /// tag appended.
+    pub fn seal_snapshot(&self, snapshot: &mut Vec<u8>) {
+        let tag = self.tag(TO_CLIENT, snapshot);
+        snapshot.extend_from_slice(&tag);
+    }
+
+    /// The snapshot message a server datagram carries, or `None` if its tag
+    /// is wrong (forged, corrupted, or of another connection): drop it like
+    /// a lost one.
+    #[must_use]
+    pub fn open_snapshot<'a>(&self, datagram: &'a [u8]) -> Option<&'a [u8]> {
+        self.verify(TO_CLIENT, datagram)
+    }
+}
+
+/// A client datagram (`PROTOCOL.md` section 3.7): the connection's id, then
+/// one to [`MAX_DATAGRAM_MESSAGES`] messages, each an input or an ack, then
+/// its tag. Decoding a valid one allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientDatagram {
-    /// The key of the connection it claims to belong to.
-    pub key: DatagramKey,
+    /// The id of the connection it belongs to.
+    pub id: DatagramId,
     msgs: [DatagramMsg; MAX_DATAGRAM_MESSAGES],
     len: usize,
 }
@@ -148,37 +225,70 @@ impl ClientDatagram {
     }
 }
 
-/// Encodes a client datagram into `out` (cleared first): `key`, then each
-/// of `msgs` as [`encode_client`] would, back to back. The caller keeps to
-/// [`MAX_DATAGRAM_MESSAGES`]; more would be refused by the server whole.
-pub fn encode_datagram(key: &DatagramKey, msgs: &[DatagramMsg], out: &mut Vec<u8>) {
+/// Encodes a client datagram into `out` (cleared first): `id`, then each
+/// of `msgs` as [`encode_client`] would, back to back, then the tag `mac`
+/// gives them. The caller keeps to [`MAX_DATAGRAM_MESSAGES`]; more would
+/// be refused by the server whole.
+pub fn encode_datagram(
+    id: &DatagramId,
+    mac: &DatagramMac,
+    msgs: &[DatagramMsg],
+    out: &mut Vec<u8>,
+) {
     out.clear();
-    out.extend_from_slice(&key.0);
+    out.extend_from_slice(&id.0);
     for msg in msgs {
         let msg = ClientMsg::from(*msg);
         if let Err(e) = bincode::serde::encode_into_std_write(&msg, out, ENCODE) {
             unreachable!("encoding into a Vec failed: {e}");
         }
     }
+    mac.seal_client(out);
 }
 
-/// Decodes a client datagram, bounded by [`MAX_CLIENT_DATAGRAM`]: the key,
-/// then messages up to the datagram's end. An empty datagram, more than
+/// The connection a client datagram names, to look up its key; `None` for
+/// one too short to hold an id and a tag.
+#[must_use]
+pub fn datagram_id(datagram: &[u8]) -> Option<DatagramId> {
+    if datagram.len() < DATAGRAM_ID_BYTES + DATAGRAM_TAG_BYTES {
+        return None;
+    }
+    datagram.first_chunk().copied().map(DatagramId)
+}
+
+/// Why a client datagram was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum DatagramError {
+    /// Its tag is wrong for the key it was checked with, or it has none:
+    /// not the client's (forged, corrupted, or replayed from another
+    /// connection). Dropped; it says nothing about the client.
+    #[error("datagram tag does not verify")]
+    Unauthentic,
+    /// Signed by the client, yet not a datagram of the protocol: the
+    /// client's fault, like a malformed message on its WebSocket.
+    #[error(transparent)]
+    Malformed(#[from] CodecError),
+}
+
+/// Decodes a client datagram signed with `mac`: checks its tag first, then
+/// reads it, bounded by [`MAX_CLIENT_DATAGRAM`]: the id, then messages up
+/// to the tag. Past the tag, an empty datagram, more than
 /// [`MAX_DATAGRAM_MESSAGES`] messages, a message other than an input or an
-/// ack, or one cut short, is an error.
-pub fn decode_datagram(bytes: &[u8]) -> Result<ClientDatagram, CodecError> {
+/// ack, or one cut short, is [`DatagramError::Malformed`].
+pub fn decode_datagram(bytes: &[u8], mac: &DatagramMac) -> Result<ClientDatagram, DatagramError> {
+    let id = datagram_id(bytes).ok_or(DatagramError::Unauthentic)?;
+    let signed = mac
+        .verify(TO_SERVER, bytes)
+        .ok_or(DatagramError::Unauthentic)?;
     if bytes.len() > MAX_CLIENT_DATAGRAM {
         return Err(CodecError::TooLarge {
             limit: MAX_CLIENT_DATAGRAM,
-        });
+        }
+        .into());
     }
-    let Some((key, mut rest)) = bytes.split_first_chunk::<DATAGRAM_KEY_BYTES>() else {
-        return Err(CodecError::Malformed(
-            "datagram shorter than its key".into(),
-        ));
-    };
+    let mut rest = &signed[DATAGRAM_ID_BYTES..];
     let mut datagram = ClientDatagram {
-        key: DatagramKey(*key),
+        id,
         msgs: [DatagramMsg::Ack(Tick(0)); MAX_DATAGRAM_MESSAGES],
         len: 0,
     };
@@ -186,7 +296,8 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<ClientDatagram, CodecError> {
         if datagram.len == MAX_DATAGRAM_MESSAGES {
             return Err(CodecError::Malformed(format!(
                 "more than {MAX_DATAGRAM_MESSAGES} messages in a datagram"
-            )));
+            ))
+            .into());
         }
         let (msg, used): (ClientMsg, usize) =
             bincode::serde::decode_from_slice(rest, DECODE_CLIENT)
@@ -197,14 +308,15 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<ClientDatagram, CodecError> {
             _ => {
                 return Err(CodecError::Malformed(
                     "only inputs and acks travel in datagrams".into(),
-                ));
+                )
+                .into());
             }
         };
         datagram.len += 1;
         rest = &rest[used..];
     }
     if datagram.len == 0 {
-        return Err(CodecError::Malformed("a datagram with no message".into()));
+        return Err(CodecError::Malformed("a datagram with no message".into()).into());
     }
     Ok(datagram)
 }
@@ -674,8 +786,8 @@ mod tests {
     use super::*;
     use crate::Tick;
     use crate::protocol::{
-        AuthToken, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest, SessionToken,
-        Welcome,
+        AuthToken, DATAGRAM_KEY_BYTES, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION,
+        RoomRequest, SessionToken, Welcome,
     };
     use crate::snapshot::{EntityCreate, EntityKind, PlayerInfo, ScoreDelta};
     use proptest::prelude::*;
@@ -690,9 +802,19 @@ mod tests {
         })
     }
 
+    /// What a client signs: `id`, then `body`, then the tag of both.
+    fn signed(id: &DatagramId, mac: &DatagramMac, body: &[u8]) -> Vec<u8> {
+        let mut bytes = id.0.to_vec();
+        bytes.extend_from_slice(body);
+        mac.seal_client(&mut bytes);
+        bytes
+    }
+
     #[test]
-    fn a_datagram_is_its_key_then_its_messages_back_to_back() {
+    fn a_datagram_is_its_id_its_messages_back_to_back_then_their_tag() {
+        let id = DatagramId([0xd1; DATAGRAM_ID_BYTES]);
         let key = DatagramKey(std::array::from_fn(|i| i as u8));
+        let mac = DatagramMac::new(&key);
         let input = InputCmd {
             seq: 300,
             tick: Tick(7),
@@ -702,45 +824,143 @@ mod tests {
         };
         let msgs = [DatagramMsg::Input(input), DatagramMsg::Ack(Tick(6))];
         let mut bytes = Vec::new();
-        encode_datagram(&key, &msgs, &mut bytes);
-        let mut expected = key.0.to_vec();
+        encode_datagram(&id, &mac, &msgs, &mut bytes);
+        let mut expected = id.0.to_vec();
         expected.extend(client_bytes(&ClientMsg::Input(input)));
         expected.extend(client_bytes(&ClientMsg::Ack(Tick(6))));
+        // The tag: HMAC-SHA256 under the key, of the direction byte (1, to
+        // the server) and everything before the tag, cut to 8 bytes.
+        let mut hmac = Hmac::<Sha256>::new_from_slice(&key.0).expect("any key length");
+        hmac.update(&[1]);
+        hmac.update(&expected);
+        let tag = hmac.finalize().into_bytes();
+        expected.extend_from_slice(&tag[..DATAGRAM_TAG_BYTES]);
         assert_eq!(bytes, expected);
-        let datagram = decode_datagram(&bytes).expect("decodes");
-        assert_eq!(datagram.key, key);
+        assert_eq!(datagram_id(&bytes), Some(id));
+        let datagram = decode_datagram(&bytes, &mac).expect("decodes");
+        assert_eq!(datagram.id, id);
         assert_eq!(datagram.messages(), &msgs);
     }
 
+    /// PROTOCOL.md section 3.7's example, byte for byte: its tag was
+    /// computed with Python's `hmac` module, not with this code.
     #[test]
-    fn a_datagram_that_is_not_a_key_and_one_to_four_inputs_or_acks_is_refused() {
-        let key = DatagramKey([7; DATAGRAM_KEY_BYTES]);
-        let ack = DatagramMsg::Ack(Tick(1));
-        let encoded = |msgs: &[DatagramMsg]| {
-            let mut bytes = Vec::new();
-            encode_datagram(&key, msgs, &mut bytes);
-            bytes
+    fn the_protocol_documents_example_datagram_is_what_the_codec_writes() {
+        let id = DatagramId([0xd1, 0x7e, 0x55, 0x01, 0x9a, 0x2b, 0xc4, 0x30]);
+        let key = DatagramKey(std::array::from_fn(|i| (i * 13 + 7) as u8));
+        let input = |seq, tick: u32| {
+            DatagramMsg::Input(InputCmd {
+                seq,
+                tick: Tick(tick),
+                ack: Tick(tick - 1),
+                buttons: 8,
+                aim: 0,
+            })
         };
-        assert!(decode_datagram(&encoded(&[ack; MAX_DATAGRAM_MESSAGES])).is_ok());
-        let mut hello = key.0.to_vec();
-        hello.extend(client_bytes(&ClientMsg::Leave));
-        let mut truncated = encoded(&[DatagramMsg::Input(InputCmd {
+        let mut bytes = Vec::new();
+        encode_datagram(
+            &id,
+            &DatagramMac::new(&key),
+            &[input(4, 99), input(5, 100)],
+            &mut bytes,
+        );
+        let expected = "d17e55019a2bc430 010463620800 010564630800 4f02f9990eacaff1";
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected.replace(' ', ""));
+    }
+
+    /// Whatever a datagram without the key's tag holds, it is unauthentic,
+    /// never malformed: only the client can get its connection closed.
+    #[test]
+    fn a_datagram_without_its_keys_tag_is_unauthentic() {
+        let id = DatagramId([3; DATAGRAM_ID_BYTES]);
+        let mac = DatagramMac::new(&DatagramKey([7; DATAGRAM_KEY_BYTES]));
+        let other = DatagramMac::new(&DatagramKey([8; DATAGRAM_KEY_BYTES]));
+        let mut good = Vec::new();
+        encode_datagram(&id, &mac, &[DatagramMsg::Ack(Tick(1))], &mut good);
+        assert!(decode_datagram(&good, &mac).is_ok());
+        let mut forged = Vec::new();
+        encode_datagram(&id, &other, &[DatagramMsg::Ack(Tick(1))], &mut forged);
+        let mut as_snapshot = good[..good.len() - DATAGRAM_TAG_BYTES].to_vec();
+        mac.seal_snapshot(&mut as_snapshot);
+        let mut cases = vec![
+            ("another key's tag", forged),
+            ("the server's direction", as_snapshot),
+            ("no tag", good[..good.len() - DATAGRAM_TAG_BYTES].to_vec()),
+            ("shorter than an id and a tag", good[..15].to_vec()),
+            (
+                "garbage in place of messages",
+                signed(&id, &other, &[0xff; 40]),
+            ),
+        ];
+        for at in 0..good.len() {
+            let mut flipped = good.clone();
+            flipped[at] ^= 0x20;
+            cases.push(("a byte flipped", flipped));
+        }
+        for (name, bytes) in cases {
+            assert!(
+                matches!(
+                    decode_datagram(&bytes, &mac),
+                    Err(DatagramError::Unauthentic)
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signed_datagram_that_is_not_one_to_four_inputs_or_acks_is_malformed() {
+        let id = DatagramId([3; DATAGRAM_ID_BYTES]);
+        let mac = DatagramMac::new(&DatagramKey([7; DATAGRAM_KEY_BYTES]));
+        let ack = client_bytes(&ClientMsg::Ack(Tick(1)));
+        assert!(
+            decode_datagram(&signed(&id, &mac, &ack.repeat(MAX_DATAGRAM_MESSAGES)), &mac).is_ok()
+        );
+        let mut truncated = client_bytes(&ClientMsg::Input(InputCmd {
             seq: 70_000,
             ..InputCmd::default()
-        })]);
+        }));
         truncated.pop();
-        let mut huge = encoded(&[ack]);
-        huge.resize(MAX_CLIENT_DATAGRAM + 1, 0);
-        for (name, bytes) in [
-            ("shorter than the key", key.0[..15].to_vec()),
-            ("the key alone", key.0.to_vec()),
-            ("five messages", encoded(&[ack; MAX_DATAGRAM_MESSAGES + 1])),
-            ("a leave", hello),
+        let limit = MAX_CLIENT_DATAGRAM - DATAGRAM_ID_BYTES - DATAGRAM_TAG_BYTES;
+        for (name, body) in [
+            ("no message", Vec::new()),
+            ("five messages", ack.repeat(MAX_DATAGRAM_MESSAGES + 1)),
+            ("a leave", client_bytes(&ClientMsg::Leave)),
             ("a message cut short", truncated),
-            ("over the size limit", huge),
+            (
+                "over the size limit",
+                [ack.clone(), vec![0; limit]].concat(),
+            ),
         ] {
-            assert!(decode_datagram(&bytes).is_err(), "{name}");
+            assert!(
+                matches!(
+                    decode_datagram(&signed(&id, &mac, &body), &mac),
+                    Err(DatagramError::Malformed(_))
+                ),
+                "{name}"
+            );
         }
+    }
+
+    #[test]
+    fn a_snapshot_datagram_opens_only_with_its_key_in_its_direction() {
+        let mac = DatagramMac::new(&DatagramKey([7; DATAGRAM_KEY_BYTES]));
+        let other = DatagramMac::new(&DatagramKey([8; DATAGRAM_KEY_BYTES]));
+        let snapshot = server_bytes(&ServerMsg::Snapshot(SnapshotMsg::default()));
+        let mut datagram = snapshot.clone();
+        mac.seal_snapshot(&mut datagram);
+        assert_eq!(datagram.len(), snapshot.len() + DATAGRAM_TAG_BYTES);
+        assert_eq!(mac.open_snapshot(&datagram), Some(&snapshot[..]));
+        assert_eq!(other.open_snapshot(&datagram), None);
+        let mut flipped = datagram.clone();
+        flipped[0] ^= 1;
+        assert_eq!(mac.open_snapshot(&flipped), None);
+        // A client's datagram of the same bytes is not a server's.
+        let mut to_server = snapshot.clone();
+        mac.seal_client(&mut to_server);
+        assert_eq!(mac.open_snapshot(&to_server), None);
+        assert_eq!(mac.open_snapshot(&[0; 4]), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::snapshot::SnapshotMsg;
 
 /// Version of this protocol. A client sends it in [`Hello`]; the server
 /// answers a mismatch with [`DisconnectReason::VersionMismatch`] and closes.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Client to server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,19 +186,32 @@ pub struct DatagramChannel {
     /// when this server offers no datagrams (the client stays on the
     /// WebSocket alone).
     pub port: u16,
-    /// Starts every datagram the client sends. The server accepts a
-    /// datagram only with the key of a connection in play and only from
-    /// that connection's IP address, and sends snapshots to the address
-    /// (IP and port) of the newest such datagram.
+    /// Starts every datagram the client sends: names the connection, and
+    /// is no secret (it crosses the network in the clear).
+    pub id: DatagramId,
+    /// Signs every datagram of both directions (its tag,
+    /// [`DATAGRAM_TAG_BYTES`] of HMAC-SHA256), and never travels in one.
+    /// The server accepts a datagram only with the id of a connection in
+    /// play, from that connection's IP address, and with a valid tag; it
+    /// sends snapshots to the address (IP and port) of the newest such
+    /// datagram.
     pub key: DatagramKey,
 }
+
+/// Length of a [`DatagramId`], in bytes.
+pub const DATAGRAM_ID_BYTES: usize = 8;
+
+/// Names a connection in its datagrams: 8 random bytes, one per connection,
+/// on the wire as 8 raw bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct DatagramId(pub [u8; DATAGRAM_ID_BYTES]);
 
 /// Length of a [`DatagramKey`], in bytes.
 pub const DATAGRAM_KEY_BYTES: usize = 16;
 
-/// The secret that names a connection in its datagrams: 16 random bytes,
-/// one per connection, on the wire as 16 raw bytes. Its `Debug` output is
-/// redacted.
+/// The secret that signs a connection's datagrams: 16 random bytes, one per
+/// connection, on the wire (in [`DatagramChannel`] only) as 16 raw bytes.
+/// Its `Debug` output is redacted.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct DatagramKey(pub [u8; DATAGRAM_KEY_BYTES]);
 
@@ -208,18 +221,23 @@ impl std::fmt::Debug for DatagramKey {
     }
 }
 
+/// Length of the tag that ends every datagram, in bytes: the first 8 bytes
+/// of an HMAC-SHA256 keyed with the connection's [`DatagramKey`].
+pub const DATAGRAM_TAG_BYTES: usize = 8;
+
 /// Most messages in one client datagram. A client repeats its newest
 /// inputs in each datagram so that one lost datagram loses none of them:
 /// four cover three losses in a row.
 pub const MAX_DATAGRAM_MESSAGES: usize = 4;
 
-/// Largest client datagram the server reads, in bytes: the key and four
-/// inputs (at most 15 bytes each) fit several times over.
+/// Largest client datagram the server reads, in bytes: the id, four inputs
+/// (at most 15 bytes each) and the tag fit with room to spare.
 pub const MAX_CLIENT_DATAGRAM: usize = 128;
 
-/// Largest snapshot the server sends as a datagram, in bytes; a larger one
-/// goes over the WebSocket. Small enough to pass any path's MTU (IPv6's
-/// minimum is 1,280 bytes, headers included) without fragmenting.
+/// Largest datagram the server sends, in bytes, its tag included: a
+/// snapshot of up to this less [`DATAGRAM_TAG_BYTES`] goes by datagram, a
+/// larger one over the WebSocket. Small enough to pass any path's MTU
+/// (IPv6's minimum is 1,280 bytes, headers included) without fragmenting.
 pub const MAX_SNAPSHOT_DATAGRAM: usize = 1200;
 
 /// What a client learns when it joins.

@@ -26,8 +26,8 @@ use shared::codec::{
     server_bytes,
 };
 use shared::protocol::{
-    AuthToken, ClientMsg, DatagramChannel, DatagramKey, DisconnectReason, Hello, InputCmd,
-    PROTOCOL_VERSION, RoomRequest, ServerMsg, SessionToken, Welcome,
+    AuthToken, ClientMsg, DatagramChannel, DatagramId, DatagramKey, DisconnectReason, Hello,
+    InputCmd, PROTOCOL_VERSION, RoomRequest, ServerMsg, SessionToken, Welcome,
 };
 use shared::rules::{self, TickRules, buttons, move_player};
 use shared::snapshot::{
@@ -285,6 +285,7 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
         "datagram channel".to_string(),
         ServerMsg::DatagramChannel(DatagramChannel {
             port: 8080,
+            id: DatagramId([0xd1, 0x7e, 0x55, 0x01, 0x9a, 0x2b, 0xc4, 0x30]),
             key: DatagramKey(std::array::from_fn(|i| (i * 13 + 7) as u8)),
         }),
     ));
@@ -292,6 +293,7 @@ fn server_messages() -> Vec<(String, ServerMsg)> {
         "datagram channel refused".to_string(),
         ServerMsg::DatagramChannel(DatagramChannel {
             port: 0,
+            id: DatagramId([0; 8]),
             key: DatagramKey([0; 16]),
         }),
     ));

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 
 import {
   CodecError,
+  DATAGRAM_ID_BYTES,
   DATAGRAM_KEY_BYTES,
   DISCONNECT_VARIANTS,
   MAX_CLIENT_MESSAGE,
@@ -132,14 +133,16 @@ test('server messages decode to the Rust value and re-encode to the same bytes',
   assert.ok(channels.some((c) => c.port >= 251), 'a port wider than one varint byte');
 });
 
-test('the datagram messages are laid out as protocol 8 says', () => {
+test('the datagram messages are laid out as protocol 9 says', () => {
   // OpenDatagrams: the variant index alone.
   assert.equal(bytesToHex(encodeClient({ type: 'OpenDatagrams' })), '05');
   assert.deepEqual(decodeClient(Uint8Array.from([5])), { type: 'OpenDatagrams' });
   assert.deepEqual(decodeClient(Uint8Array.from([4])), { type: 'Leave' });
   assert.throws(() => decodeClient(Uint8Array.from([5, 0])), CodecError, 'no payload');
   assert.throws(() => decodeClient(Uint8Array.from([6])), CodecError, 'variant 6');
-  // DatagramChannel: variant 4, the port as a u16 varint, the key's 16 raw bytes.
+  // DatagramChannel: variant 4, the port as a u16 varint, the id's 8 raw
+  // bytes, the key's 16.
+  const id = Uint8Array.from({ length: DATAGRAM_ID_BYTES }, (_, i) => 0x10 + i);
   const key = Uint8Array.from({ length: DATAGRAM_KEY_BYTES }, (_, i) => 255 - i);
   for (const [port, portHex] of [
     [0, '00'],
@@ -147,15 +150,16 @@ test('the datagram messages are laid out as protocol 8 says', () => {
     [251, 'fbfb00'],
     [65535, 'fbffff'],
   ]) {
-    const bytes = encodeServer({ type: 'DatagramChannel', port, key });
-    assert.equal(bytesToHex(bytes), `04${portHex}${bytesToHex(key)}`, `port ${port}`);
-    assert.deepEqual(decodeServer(bytes), { type: 'DatagramChannel', port, key });
+    const bytes = encodeServer({ type: 'DatagramChannel', port, id, key });
+    assert.equal(bytesToHex(bytes), `04${portHex}${bytesToHex(id)}${bytesToHex(key)}`, `port ${port}`);
+    assert.deepEqual(decodeServer(bytes), { type: 'DatagramChannel', port, id, key });
   }
-  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 65536, key }), RangeError);
-  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 1, key: key.subarray(1) }), RangeError);
+  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 65536, id, key }), RangeError);
+  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 1, id, key: key.subarray(1) }), RangeError);
+  assert.throws(() => encodeServer({ type: 'DatagramChannel', port: 1, id: id.subarray(1), key }), RangeError);
   // A u32 varint marker is too wide for the u16 port; a short key is cut.
-  assert.throws(() => decodeServer(Uint8Array.from([4, 0xfc, 1, 0, 0, 0, ...key])), CodecError);
-  assert.throws(() => decodeServer(Uint8Array.from([4, 1, ...key.subarray(1)])), CodecError);
+  assert.throws(() => decodeServer(Uint8Array.from([4, 0xfc, 1, 0, 0, 0, ...id, ...key])), CodecError);
+  assert.throws(() => decodeServer(Uint8Array.from([4, 1, ...id, ...key.subarray(1)])), CodecError);
   assert.throws(() => decodeServer(Uint8Array.from([5])), CodecError, 'variant 5');
 });
 

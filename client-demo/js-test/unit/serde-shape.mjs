@@ -94,7 +94,7 @@ export function toSerde(msg) {
       return { Disconnect: Object.keys(fields).length ? { [type]: fields } : type };
     }
     case 'DatagramChannel':
-      return { DatagramChannel: { port: msg.port, key: Array.from(msg.key) } };
+      return { DatagramChannel: { port: msg.port, id: Array.from(msg.id), key: Array.from(msg.key) } };
     default:
       throw new Error(`unknown message ${msg.type}`);
   }
@@ -145,7 +145,7 @@ export function fromSerde(v) {
     case 'Disconnect':
       return { type, reason: typeof f === 'string' ? { type: f } : { type: Object.keys(f)[0], ...Object.values(f)[0] } };
     case 'DatagramChannel':
-      return { type, port: f.port, key: bytes(f.key) };
+      return { type, port: f.port, id: bytes(f.id), key: bytes(f.key) };
     default:
       throw new Error(`fromSerde: unsupported ${type}`);
   }

@@ -637,14 +637,14 @@ test('a server message that does not decode closes the socket, says why and resu
   });
 });
 
-test('a datagram channel the page never asked for is ignored (protocol 8)', () => {
+test('a datagram channel the page never asked for is ignored (protocols 8 and 9)', () => {
   withFakeClock(() => {
     const c = playing();
     const socket = c.last();
     const sent = socket.sent.length;
     const statuses = c.statuses.length;
     for (const port of [0, 8080]) {
-      socket.receive({ type: 'DatagramChannel', port, key: token(port & 0xff) });
+      socket.receive({ type: 'DatagramChannel', port, id: token(port & 0xff).subarray(0, 8), key: token(port & 0xff) });
     }
     assert.equal(socket.readyState, 1, 'the socket stays open');
     assert.equal(socket.closedByClient, null);

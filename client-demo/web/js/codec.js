@@ -924,14 +924,17 @@ export function packEntities(s) {
  *   | {type: 'Snapshot', snapshot: SnapshotMsg}
  *   | {type: 'Pong', nonce: bigint, tick: number}
  *   | {type: 'Disconnect', reason: DisconnectReason}
- *   | {type: 'DatagramChannel', port: number, key: Uint8Array}} ServerMsg
- * `DatagramChannel` (protocol 8) answers a client's OpenDatagrams: the
- * server's UDP port (0: no datagrams offered) and the 16-byte key that
- * starts each of the client's datagrams. The page never asks for one and
- * ignores it.
+ *   | {type: 'DatagramChannel', port: number, id: Uint8Array, key: Uint8Array}} ServerMsg
+ * `DatagramChannel` (protocol 8; the id since protocol 9) answers a
+ * client's OpenDatagrams: the server's UDP port (0: no datagrams offered),
+ * the 8-byte id that starts each of the client's datagrams and the 16-byte
+ * key that signs them. The page never asks for one and ignores it.
  */
 
 const SERVER_VARIANTS = ['Welcome', 'Snapshot', 'Pong', 'Disconnect', 'DatagramChannel'];
+
+/** Length of a datagram id, in bytes (shared::protocol::DATAGRAM_ID_BYTES). */
+export const DATAGRAM_ID_BYTES = 8;
 
 /** Length of a datagram key, in bytes (shared::protocol::DATAGRAM_KEY_BYTES). */
 export const DATAGRAM_KEY_BYTES = 16;
@@ -1050,7 +1053,12 @@ export function decodeServer(data) {
       break;
     }
     case 4:
-      msg = { type: 'DatagramChannel', port: r.u16(), key: r.fixedBytes(DATAGRAM_KEY_BYTES) };
+      msg = {
+        type: 'DatagramChannel',
+        port: r.u16(),
+        id: r.fixedBytes(DATAGRAM_ID_BYTES),
+        key: r.fixedBytes(DATAGRAM_KEY_BYTES),
+      };
       break;
     default:
       // r.variant() refused every other index already.
@@ -1126,6 +1134,7 @@ export function encodeServer(msg) {
     }
     case 'DatagramChannel':
       w.u16(msg.port);
+      w.fixedBytes(msg.id, DATAGRAM_ID_BYTES);
       w.fixedBytes(msg.key, DATAGRAM_KEY_BYTES);
       break;
   }

@@ -2,7 +2,7 @@
 // port of `shared/src/protocol.rs`. The golden vectors check every value here.
 
 /** Must equal shared::protocol::PROTOCOL_VERSION; sent in the hello. */
-export const PROTOCOL_VERSION = 8;
+export const PROTOCOL_VERSION = 9;
 
 /** Entity kinds by wire index (shared::snapshot::EntityKind). */
 export const Kind = Object.freeze({ Player: 0, Npc: 1, Projectile: 2 });

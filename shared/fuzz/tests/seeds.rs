@@ -26,10 +26,10 @@ use glam::IVec2;
 use server::game::{EntityKey, World, WorldConfig};
 use shared::Tick;
 use shared::codec::{
-    self, DatagramMsg, client_bytes, decode_server, encode_snapshot, server_bytes,
+    self, DatagramMac, DatagramMsg, client_bytes, decode_server, encode_snapshot, server_bytes,
 };
 use shared::protocol::{
-    ClientMsg, DatagramKey, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest,
+    ClientMsg, DatagramId, DisconnectReason, Hello, InputCmd, PROTOCOL_VERSION, RoomRequest,
     ServerMsg, SessionToken, Welcome,
 };
 use shared::rules::buttons;
@@ -231,8 +231,10 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
     let input = client_bytes(&ClientMsg::Input(m.inputs[3]));
     add("input_truncated", input[..input.len() - 1].to_vec());
     add("unknown_variant", vec![9]);
-    // Datagrams: a key, then inputs and acks (PROTOCOL.md section 6).
-    let key = DatagramKey(std::array::from_fn(|i| (i * 29 + 3) as u8));
+    // Datagrams: an id, then inputs and acks, then the tag of the key the
+    // target checks with (PROTOCOL.md section 3.7).
+    let id = DatagramId(std::array::from_fn(|i| (i * 29 + 3) as u8));
+    let mac = DatagramMac::new(&shared_fuzz::DATAGRAM_KEY);
     let msgs: Vec<DatagramMsg> = (0..4)
         .map(|i| DatagramMsg::Input(m.inputs[i]))
         .chain([DatagramMsg::Ack(Tick(77))])
@@ -242,10 +244,10 @@ fn client_seeds(m: &Match, seeds: &mut Seeds) {
         ("datagram_four_inputs", &msgs[..4]),
         ("datagram_five_messages", &msgs[..]),
         ("datagram_ack", &msgs[4..]),
-        ("datagram_key_only", &msgs[..0]),
+        ("datagram_id_only", &msgs[..0]),
     ] {
         let mut bytes = Vec::new();
-        codec::encode_datagram(&key, take, &mut bytes);
+        codec::encode_datagram(&id, &mac, take, &mut bytes);
         add(name, bytes);
     }
 }
