@@ -46,6 +46,42 @@ async fn udp_from(ip: [u8; 4], server: &TestServer, channel: DatagramChannel) ->
     socket
 }
 
+/// What most tests start from: a server with `config`, a player joined as
+/// `name` with its datagram channel open, and a UDP socket from the
+/// player's own address.
+struct Opened {
+    server: TestServer,
+    client: Client,
+    welcome: Welcome,
+    channel: DatagramChannel,
+    udp: UdpSocket,
+}
+
+async fn opened(config: Config, name: &str) -> Opened {
+    let server = TestServer::start(config).await;
+    let (mut client, welcome) = Client::join(server.addr, name).await;
+    let channel = open(&mut client).await;
+    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    Opened {
+        server,
+        client,
+        welcome,
+        channel,
+        udp,
+    }
+}
+
+/// A hello inside a datagram of the channel (only inputs and acks travel
+/// there), signed with `key`.
+fn hello_datagram(channel: DatagramChannel, key: DatagramKey) -> Vec<u8> {
+    let mut bytes = channel.id.0.to_vec();
+    bytes.extend(codec::client_bytes(&ClientMsg::Hello(
+        shared::protocol::Hello::new("x"),
+    )));
+    DatagramMac::new(&key).seal_client(&mut bytes);
+    bytes
+}
+
 /// Sends `msgs` as one datagram of the channel, signed with `key` (the
 /// channel's own, or another to forge one).
 async fn send_signed(
@@ -266,12 +302,9 @@ async fn datagrams_with_an_unknown_id_a_wrong_tag_or_from_another_address_are_no
     // pays nothing for it (no close).
     let forged = DatagramKey([0x5a; 16]);
     send_signed(&udp, channel, forged, &[input]).await;
-    let mut hello = channel.id.0.to_vec();
-    hello.extend(codec::client_bytes(&ClientMsg::Hello(
-        shared::protocol::Hello::new("x"),
-    )));
-    DatagramMac::new(&forged).seal_client(&mut hello);
-    udp.send(&hello).await.expect("send");
+    udp.send(&hello_datagram(channel, forged))
+        .await
+        .expect("send");
     wait_for_metric(
         &server,
         r#"arena_datagrams_refused_total{reason="BadTag"}"#,
@@ -311,17 +344,16 @@ async fn datagrams_with_an_unknown_id_a_wrong_tag_or_from_another_address_are_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_datagram_signed_by_the_client_closes_the_connection() {
-    let server = TestServer::start(Config::default()).await;
-    let (mut client, _) = Client::join(server.addr, "broken").await;
-    let channel = open(&mut client).await;
-    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
-    // A hello in a datagram: only inputs and acks travel there.
-    let mut bytes = channel.id.0.to_vec();
-    bytes.extend(codec::client_bytes(&ClientMsg::Hello(
-        shared::protocol::Hello::new("x"),
-    )));
-    DatagramMac::new(&channel.key).seal_client(&mut bytes);
-    udp.send(&bytes).await.expect("send");
+    let Opened {
+        server,
+        mut client,
+        channel,
+        udp,
+        ..
+    } = opened(Config::default(), "broken").await;
+    udp.send(&hello_datagram(channel, channel.key))
+        .await
+        .expect("send");
     assert_eq!(
         client.expect_close().await,
         (Some(DisconnectReason::MalformedMessage), 1002)
@@ -336,10 +368,13 @@ async fn a_malformed_datagram_signed_by_the_client_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_datagrams_is_rate_limited_and_then_closed() {
-    let server = TestServer::start(Config::default()).await;
-    let (mut client, welcome) = Client::join(server.addr, "flood").await;
-    let channel = open(&mut client).await;
-    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    let Opened {
+        server,
+        mut client,
+        welcome,
+        channel,
+        udp,
+    } = opened(Config::default(), "flood").await;
     let ack = [DatagramMsg::Ack(welcome.tick)];
     // 70 messages a second are allowed (30 inputs, 30 acks, 10 more); this
     // sends about 2,000 a second until the server gives up on the client,
@@ -375,10 +410,13 @@ async fn a_flood_of_datagrams_is_rate_limited_and_then_closed() {
 /// cannot get the client closed either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_forged_datagrams_costs_the_client_nothing() {
-    let server = TestServer::start(Config::default()).await;
-    let (mut client, welcome) = Client::join(server.addr, "framed").await;
-    let channel = open(&mut client).await;
-    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    let Opened {
+        server,
+        mut client,
+        welcome,
+        channel,
+        udp,
+    } = opened(Config::default(), "framed").await;
     let forged = DatagramKey([0x5a; 16]);
     let ack = [DatagramMsg::Ack(welcome.tick)];
     // About 2,000 a second for 4 s: past the 3 s of flood after which a
@@ -461,10 +499,13 @@ async fn a_server_without_datagrams_says_so_and_plays_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_come_back_to_the_websocket_when_datagrams_stop() {
-    let server = TestServer::start(Config::default()).await;
-    let (mut client, welcome) = Client::join(server.addr, "firewalled").await;
-    let channel = open(&mut client).await;
-    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
+    let Opened {
+        server: _server,
+        mut client,
+        welcome,
+        channel,
+        udp,
+    } = opened(Config::default(), "firewalled").await;
     // Play over datagrams until snapshots come that way.
     let mut replica = Replica::default();
     let mut newest = welcome.tick;
