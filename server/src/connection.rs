@@ -839,7 +839,6 @@ async fn play(
     let acks = Arc::new(Mutex::new(acks));
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    // Its datagram route and the key that signs it, should it ask.
     let route = ctx.datagrams.as_ref().map(|datagrams| datagrams.route());
     // The connection's id in the datagram channel, once it asked for one;
     // dropped (its datagrams no longer read) when play ends.
@@ -854,7 +853,7 @@ async fn play(
             joined,
             &ctx.config,
         )
-        .with_route(route.as_ref().map(|(route, _)| Arc::clone(route))),
+        .with_route(route.clone()),
     );
     let out = Arc::clone(&writer.out);
     let mut writer_task = tokio::spawn(write_loop(
@@ -904,7 +903,7 @@ async fn play(
                     Ok(ClientMsg::Ack(tick)) => lock(&acks).offer(tick),
                     Ok(ClientMsg::OpenDatagrams) => {
                         let channel = match (&ctx.datagrams, &route) {
-                            (Some(datagrams), Some((route, key))) => registration
+                            (Some(datagrams), Some(route)) => registration
                                 .get_or_insert_with(|| {
                                     let parts = PeerParts {
                                         ip,
@@ -915,7 +914,7 @@ async fn play(
                                         inputs: room.inputs.clone(),
                                         out: Arc::clone(&out),
                                     };
-                                    datagrams.register(parts, *key, &ctx.config)
+                                    datagrams.register(parts, &ctx.config)
                                 })
                                 .channel(),
                             _ => DatagramChannel {

@@ -55,7 +55,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
@@ -117,9 +117,11 @@ pub(crate) struct Datagrams {
 #[derive(Debug)]
 pub(crate) struct Route {
     socket: Arc<UdpSocket>,
-    /// The connection's signer: its datagrams are checked with it, its
-    /// snapshots signed.
-    mac: DatagramMac,
+    /// The connection's key and signer, from when it asks for the channel
+    /// ([`Datagrams::register`]): its datagrams are checked with it, its
+    /// snapshots signed. A connection that never asks (every browser)
+    /// never pays for a key.
+    key: OnceLock<(DatagramKey, DatagramMac)>,
     /// The address of the newest valid datagram, and when it came.
     to: Mutex<Option<(SocketAddr, Instant)>>,
 }
@@ -151,7 +153,12 @@ impl Route {
     /// skipped like one a busy WebSocket could not take.
     pub(crate) fn send(&self, to: SocketAddr, body: &mut Vec<u8>) -> io::Result<()> {
         debug_assert!(Self::fits(body.len()));
-        self.mac.seal_snapshot(body);
+        // Set before any datagram could give the route an address.
+        let (_, mac) = self
+            .key
+            .get()
+            .ok_or_else(|| io::Error::other("a route without a key"))?;
+        mac.seal_snapshot(body);
         self.socket.send_to(body, to).map(|_| ())
     }
 }
@@ -246,27 +253,28 @@ impl Datagrams {
         self.port
     }
 
-    /// A route for a new connection, with the key its datagrams will be
-    /// signed with; unset until it sends one.
-    pub(crate) fn route(&self) -> (Arc<Route>, DatagramKey) {
-        let mut key = DatagramKey::default();
-        crate::fill_random(&mut key.0, "datagram key");
-        let route = Arc::new(Route {
+    /// A route for a new connection: no key and no address until it asks
+    /// for the channel and then sends a datagram.
+    pub(crate) fn route(&self) -> Arc<Route> {
+        Arc::new(Route {
             socket: Arc::clone(&self.socket),
-            mac: DatagramMac::new(&key),
+            key: OnceLock::new(),
             to: Mutex::new(None),
-        });
-        (route, key)
+        })
     }
 
-    /// Gives a connection an id (its key came with its route). Its
-    /// datagrams are read from now on, until the registration is dropped.
+    /// Gives a connection an id, and its route a key. Its datagrams are
+    /// read from now on, until the registration is dropped.
     pub(crate) fn register(
         self: &Arc<Self>,
         mut parts: PeerParts,
-        key: DatagramKey,
         config: &Config,
     ) -> Registration {
+        let (key, _) = *parts.route.key.get_or_init(|| {
+            let mut key = DatagramKey::default();
+            crate::fill_random(&mut key.0, "datagram key");
+            (key, DatagramMac::new(&key))
+        });
         let (rate, burst) = config.message_rate();
         let now = Instant::now();
         parts.ip = parts.ip.to_canonical();
@@ -365,7 +373,10 @@ impl Datagrams {
         }
         // The tag before anything else the datagram could cost its
         // connection: the id is no secret.
-        let datagram = match codec::decode_datagram(bytes, &peer.route.mac) {
+        let Some((_, mac)) = peer.route.key.get() else {
+            return metrics.count_datagram_refusal(DatagramRefusal::BadTag);
+        };
+        let datagram = match codec::decode_datagram(bytes, mac) {
             Err(DatagramError::Unauthentic) => {
                 return metrics.count_datagram_refusal(DatagramRefusal::BadTag);
             }
