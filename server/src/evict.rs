@@ -40,7 +40,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -176,7 +176,7 @@ impl Unproven {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Held for a map update, never across an await; a panic while it is
         // held leaves the map consistent.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.inner)
     }
 
     /// Adds a connection from `peer`, the newest.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -111,11 +111,7 @@ pub(crate) struct IpPermit {
 impl Drop for IpPermit {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {
-            let mut counts = self
-                .limiter
-                .counts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut counts = crate::lock(&self.limiter.counts);
             if let Some(n) = counts.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -153,7 +149,7 @@ impl PerIpLimiter {
             });
         }
         let ip = address_key(ip);
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = crate::lock(&self.counts);
         let n = counts.entry(ip).or_insert(0);
         if *n >= self.max {
             return None;

@@ -12,7 +12,7 @@
 
 use std::io::{ErrorKind, IoSlice};
 use std::net::Shutdown;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use fastwebsockets::{Frame, OpCode, Payload};
 use shared::protocol::DisconnectReason;
@@ -110,7 +110,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     /// For the fan-out, before it encodes: what [`Self::offer`] would

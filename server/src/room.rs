@@ -25,7 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -76,7 +76,7 @@ impl ReplacedTokens {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(SessionToken, Instant)>> {
         // Held for a scan of at most `bound` entries, never across an await.
-        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.tokens)
     }
 
     /// Remembers `token` until `until`.
@@ -281,7 +281,7 @@ impl Published {
         encode: impl FnOnce(Option<Tick>) -> SharedSnapshot,
     ) -> (Option<Tick>, Arc<SharedSnapshot>) {
         let (baseline, slot) = {
-            let mut deltas = self.deltas.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut deltas = crate::lock(&self.deltas);
             let cached = |deltas: &[SharedDelta], baseline| {
                 deltas
                     .iter()
@@ -419,7 +419,7 @@ impl RoomStatus {
     /// The room's tick figures, locked (a panic while they were held
     /// leaves them readable).
     pub(crate) fn tick_report(&self) -> std::sync::MutexGuard<'_, TickReport> {
-        self.ticks.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.ticks)
     }
 
     /// Gives a seat back: the registry may hand it to someone else.

@@ -13,7 +13,7 @@
 //! joins of one user at once, the one welcomed last stays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
@@ -57,7 +57,7 @@ impl Users {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Held for a map update, never across an await.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.inner)
     }
 
     /// A claim for a new join of `user`; nothing changes until it is
