@@ -437,18 +437,8 @@ impl DirectLink {
                         continue;
                     };
                     self.metrics.snapshots_by_datagram.inc();
-                    let item = match self
-                        .light
-                        .then(|| codec::peek_snapshot_header(bytes))
-                        .flatten()
-                    {
-                        Some((tick, base_age, input_ack)) => Inbound::SnapshotHeader {
-                            tick,
-                            base_age,
-                            input_ack,
-                        },
-                        None => Inbound::Binary(bytes.to_vec()),
-                    };
+                    let item = Inbound::header(bytes, self.light)
+                        .unwrap_or_else(|| Inbound::Binary(bytes.to_vec()));
                     if self.delivers(&item) {
                         return Poll::Ready(Some((item, now)));
                     }

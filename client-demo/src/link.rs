@@ -61,19 +61,22 @@ impl Inbound {
         metrics
             .bytes_received
             .add((len + connection::frame_header_len(len, false)) as u64);
-        let header = if light {
-            codec::peek_snapshot_header(&payload)
-        } else {
-            None
-        };
-        match header {
-            Some((tick, base_age, input_ack)) => Self::SnapshotHeader {
-                tick,
-                base_age,
-                input_ack,
-            },
-            None => Self::Binary(Vec::from(payload)),
+        Self::header(&payload, light).unwrap_or_else(|| Self::Binary(Vec::from(payload)))
+    }
+
+    /// A snapshot's header, on a `light` link: what the link passes on
+    /// instead of the message (`None` for any other message, or when not
+    /// light).
+    pub(crate) fn header(message: &[u8], light: bool) -> Option<Self> {
+        if !light {
+            return None;
         }
+        let (tick, base_age, input_ack) = codec::peek_snapshot_header(message)?;
+        Some(Self::SnapshotHeader {
+            tick,
+            base_age,
+            input_ack,
+        })
     }
 
     /// The server's close frame, from its payload (code, then reason).

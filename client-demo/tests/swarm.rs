@@ -373,7 +373,8 @@ async fn light_bots_play_over_datagrams_and_resume_onto_new_ones() {
     let _one = ONE_SWARM_AT_A_TIME.lock().await;
     let clients = 12;
     // Inputs, acks and snapshots as UDP datagrams (PROTOCOL.md section
-    // 3.7), with drops and resumes: each new connection asks for a new key.
+    // 3.7), with drops and resumes: each new connection asks for a new id
+    // and key.
     let report = run_against_local_server(SwarmConfig {
         clients,
         duration: Duration::from_secs(4),
