@@ -450,14 +450,20 @@ async fn a_flood_of_forged_datagrams_costs_the_client_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_too_large_for_a_datagram_goes_over_the_websocket() {
     // 400 NPCs: a full snapshot is several KB.
-    let server = TestServer::start(Config {
-        npcs: 400,
-        ..Config::default()
-    })
+    let Opened {
+        server,
+        mut client,
+        welcome,
+        channel,
+        udp,
+    } = opened(
+        Config {
+            npcs: 400,
+            ..Config::default()
+        },
+        "big",
+    )
     .await;
-    let (mut client, welcome) = Client::join(server.addr, "big").await;
-    let channel = open(&mut client).await;
-    let udp = udp_from([127, 0, 0, 1], &server, channel).await;
     // Acknowledging the welcome's tick says "I hold nothing": the server
     // sends full snapshots (one a second while none is acknowledged), now
     // with a datagram route known.
