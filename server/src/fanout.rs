@@ -135,6 +135,10 @@ async fn run_shard(
     let mut scratch = Scratch::default();
     // An error: the room stopped. `served` ends the shard as it goes.
     while snapshots.changed().await.is_ok() {
+        // The fault tests' `fanout-shard` (the `failpoints` feature): a bug
+        // in a shard's task.
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("fanout-shard");
         let clients = &mut served.clients;
         clients.append(&mut lock(&served.shard.inbox).arrivals);
         let published = Arc::clone(&snapshots.borrow_and_update());

@@ -925,6 +925,8 @@ impl Room {
     }
 
     fn tick(&mut self) {
+        #[cfg(feature = "failpoints")]
+        self.fail_point();
         let started = std::time::Instant::now();
         self.drain_commands();
         self.drain_inputs();
@@ -969,6 +971,17 @@ impl Room {
             &self.status,
             self.overruns,
         );
+    }
+
+    /// With the `failpoints` feature (the fault tests): the `room-tick`
+    /// fail point set to `return(NAME)` makes the room named NAME panic at
+    /// its next tick, as a bug in the room would.
+    #[cfg(feature = "failpoints")]
+    fn fail_point(&self) {
+        let name = self.status.name.as_str();
+        if fail::eval("room-tick", |target| target.as_deref() == Some(name)) == Some(true) {
+            panic!("fail point room-tick: {} panics", self.status.label);
+        }
     }
 
     fn publish_snapshot(&mut self) {
