@@ -42,7 +42,13 @@
 //! two seconds after the last datagram (`PROTOCOL.md` 3.7), and the
 //! fall-back is counted. Both are counted in the bot's own sends, not in
 //! time, so a bot starved of CPU (whose snapshots wait unread) does not
-//! take itself for cut off.
+//! take itself for cut off. **Trying again**: networks change (a
+//! firewall's state expires, a laptop moves to another network), so after
+//! [`RETRY_AFTER`] more messages on the WebSocket (ten seconds of ticks)
+//! the link opens a new datagram socket with the same id and key, which
+//! last as long as the WebSocket, and probes again the same way; each
+//! failure since doubles the wait, up to [`MAX_RETRY_AFTER`] (about five
+//! minutes). Retries are counted.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -58,7 +64,7 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
 use shared::Tick;
 use shared::codec::{self, DatagramMac, DatagramMsg};
 use shared::protocol::{
-    ClientMsg, DatagramChannel, DatagramId, InputCmd, MAX_DATAGRAM_MESSAGES, ServerMsg,
+    ClientMsg, DatagramChannel, DatagramId, DatagramKey, InputCmd, MAX_DATAGRAM_MESSAGES, ServerMsg,
 };
 use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
@@ -168,7 +174,36 @@ enum Datagrams {
         server: IpAddr,
     },
     Open(Box<Udp>),
+    /// Given up on, for now: the link tries again after `retry_in` more
+    /// messages that would have gone by datagram (see the module docs,
+    /// "Trying again").
+    Resting {
+        channel: Channel,
+        retry_in: u32,
+        /// The wait after the next failure.
+        backoff: u32,
+    },
 }
+
+/// What opens a datagram socket: the addresses, and the connection's id
+/// and key, which last as long as its WebSocket.
+#[derive(Clone, Copy)]
+struct Channel {
+    /// The WebSocket's own address: the server accepts datagrams only from
+    /// its IP address.
+    local: IpAddr,
+    to: SocketAddr,
+    id: DatagramId,
+    key: DatagramKey,
+}
+
+/// Messages sent on the WebSocket alone after datagrams failed for the
+/// first time, before the link tries them again: 300, ten seconds of ticks.
+const RETRY_AFTER: u32 = 300;
+
+/// The longest wait between two tries: 9,600 messages, about five minutes
+/// of ticks (the wait doubles after every failure from [`RETRY_AFTER`]).
+const MAX_RETRY_AFTER: u32 = 9_600;
 
 /// Inputs sent by datagram after the first while it stays unacknowledged,
 /// before the link gives up on datagrams: 60, two seconds of ticks.
@@ -179,10 +214,16 @@ const PROBE_INPUTS: u32 = 60;
 const SILENT_SENDS: u32 = 30;
 
 struct Udp {
+    /// Read through the runtime, written with a plain non-blocking `send`
+    /// ([`socket2::SockRef`]): tokio's `try_send` refuses until the
+    /// runtime has seen a new socket writable, which lost the first
+    /// datagram of a socket opened and written in one go (a retry's).
     socket: UdpSocket,
-    id: DatagramId,
+    channel: Channel,
     /// Signs what the link sends, checks what it receives.
     mac: DatagramMac,
+    /// The wait before the next try, should this one fail.
+    backoff: u32,
     /// The first input sent by datagram, and how many went after it.
     first_input: Option<(u32, u32)>,
     /// Datagrams sent since the last snapshot arrived.
@@ -243,21 +284,15 @@ impl DirectLink {
         if self.queued >= LINK_QUEUE {
             return Err(BotError::SendQueueFull);
         }
-        if self.datagrams_fail() {
-            self.datagrams = Datagrams::Off;
-            self.metrics.datagram_fallbacks.inc();
-            crate::bot::warn_limited(format_args!(
-                "datagrams do not get through: back on the WebSocket alone"
-            ));
-        }
-        if let Datagrams::Open(udp) = &mut self.datagrams {
-            let by_datagram = match msg {
-                ClientMsg::Input(cmd) => Some(DatagramMsg::Input(*cmd)),
-                ClientMsg::Ack(tick) => Some(DatagramMsg::Ack(*tick)),
-                _ => None,
-            };
-            if let Some(msg) = by_datagram {
-                udp.send(msg, &self.metrics);
+        let by_datagram = match msg {
+            ClientMsg::Input(cmd) => Some(DatagramMsg::Input(*cmd)),
+            ClientMsg::Ack(tick) => Some(DatagramMsg::Ack(*tick)),
+            _ => None,
+        };
+        if let Some(by_datagram) = by_datagram {
+            self.rest_or_retry_datagrams();
+            if let Datagrams::Open(udp) = &mut self.datagrams {
+                udp.send(by_datagram, &self.metrics);
                 return Ok(());
             }
         }
@@ -293,27 +328,57 @@ impl DirectLink {
         if channel.port == 0 {
             return;
         }
-        let opened = std::net::UdpSocket::bind(SocketAddr::new(local, 0)).and_then(|socket| {
-            socket.connect(SocketAddr::new(server, channel.port))?;
-            socket.set_nonblocking(true)?;
-            UdpSocket::from_std(socket)
-        });
-        match opened {
-            Ok(socket) => {
-                self.datagrams = Datagrams::Open(Box::new(Udp {
-                    socket,
-                    id: channel.id,
-                    mac: DatagramMac::new(&channel.key),
-                    first_input: None,
-                    sends_since_snapshot: 0,
-                    recent: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
-                    msgs: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
-                    out: Vec::with_capacity(128),
-                    buf: Box::new([0; 2048]),
-                }));
-            }
+        let channel = Channel {
+            local,
+            to: SocketAddr::new(server, channel.port),
+            id: channel.id,
+            key: channel.key,
+        };
+        match Udp::open(channel, RETRY_AFTER) {
+            Ok(udp) => self.datagrams = Datagrams::Open(Box::new(udp)),
             Err(e) => {
                 crate::bot::warn_limited(format_args!("cannot open the datagram socket: {e}"))
+            }
+        }
+    }
+
+    /// Before a message that may go by datagram: gives the channel up for
+    /// a while if it has shown it does not work, or opens it again once
+    /// the wait is over (see the module docs, "Falling back" and "Trying
+    /// again").
+    fn rest_or_retry_datagrams(&mut self) {
+        if self.datagrams_fail()
+            && let Datagrams::Open(udp) = std::mem::replace(&mut self.datagrams, Datagrams::Off)
+        {
+            self.datagrams = Datagrams::Resting {
+                channel: udp.channel,
+                retry_in: udp.backoff,
+                backoff: udp.backoff.saturating_mul(2).min(MAX_RETRY_AFTER),
+            };
+            self.metrics.datagram_fallbacks.inc();
+            crate::bot::warn_limited(format_args!(
+                "datagrams do not get through: back on the WebSocket alone for now"
+            ));
+        }
+        let Datagrams::Resting {
+            channel,
+            retry_in,
+            backoff,
+        } = &mut self.datagrams
+        else {
+            return;
+        };
+        if *retry_in > 0 {
+            *retry_in -= 1;
+            return;
+        }
+        self.metrics.datagram_retries.inc();
+        match Udp::open(*channel, *backoff) {
+            Ok(udp) => self.datagrams = Datagrams::Open(Box::new(udp)),
+            Err(e) => {
+                *retry_in = *backoff;
+                *backoff = backoff.saturating_mul(2).min(MAX_RETRY_AFTER);
+                crate::bot::warn_limited(format_args!("cannot open the datagram socket: {e}"));
             }
         }
     }
@@ -531,6 +596,26 @@ impl DirectLink {
 }
 
 impl Udp {
+    /// A new socket from the channel's local address to the server, whose
+    /// failure would be followed by a wait of `backoff` messages.
+    fn open(channel: Channel, backoff: u32) -> std::io::Result<Self> {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(channel.local, 0))?;
+        socket.connect(channel.to)?;
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            socket: UdpSocket::from_std(socket)?,
+            channel,
+            mac: DatagramMac::new(&channel.key),
+            backoff,
+            first_input: None,
+            sends_since_snapshot: 0,
+            recent: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
+            msgs: Vec::with_capacity(MAX_DATAGRAM_MESSAGES),
+            out: Vec::with_capacity(128),
+            buf: Box::new([0; 2048]),
+        })
+    }
+
     /// Sends `msg` as one datagram, an input with the (up to) three inputs
     /// before it. A datagram the socket does not take is lost, like one
     /// the network drops: the next carries the same inputs again.
@@ -550,9 +635,9 @@ impl Udp {
             self.recent.push(cmd);
         }
         self.msgs.push(msg);
-        codec::encode_datagram(&self.id, &self.mac, &self.msgs, &mut self.out);
+        codec::encode_datagram(&self.channel.id, &self.mac, &self.msgs, &mut self.out);
         metrics.bytes_sent.add(self.out.len() as u64);
-        if let Err(e) = self.socket.try_send(&self.out) {
+        if let Err(e) = socket2::SockRef::from(&self.socket).send(&self.out) {
             metrics.datagrams_unsent.inc();
             tracing::debug!("datagram not sent: {e}");
         }
@@ -738,19 +823,20 @@ mod tests {
         assert_eq!(unmasked, [1, 2, 3]);
     }
 
-    /// A server that offers datagrams whose socket nobody answers (UDP
-    /// lost on the way out): the link sends its inputs there, sees none of
-    /// them acknowledged, and after [`PROBE_INPUTS`] more goes back to the
-    /// WebSocket.
-    #[tokio::test]
-    async fn a_link_whose_datagrams_go_unheard_falls_back_to_the_websocket() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("udp");
+    /// The server's side of a link that asks for datagrams: the upgrade,
+    /// the hello and the ask read, and a channel offered whose port is
+    /// `hole`'s, a socket nobody answers (UDP lost on the way out). Then
+    /// snapshots keep coming on the WebSocket every `period`, acknowledging
+    /// no input (the server never heard one), while the returned receiver
+    /// yields the sequence number of every input that comes by WebSocket.
+    async fn unheard_datagrams(
+        listener: TcpListener,
+        hole: &tokio::net::UdpSocket,
+        period: Duration,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<u32> {
         let port = hole.local_addr().expect("udp addr").port();
-        let server = tokio::spawn(async move {
+        let (inputs, by_websocket) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
             let mut s = accept_upgrade(&listener).await;
             s.write_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -769,17 +855,12 @@ mod tests {
                 codec::decode_client(&ask).ok(),
                 Some(ClientMsg::OpenDatagrams)
             );
-            let channel = ServerMsg::DatagramChannel(DatagramChannel {
-                port,
-                id: DatagramId([8; 8]),
-                key: DatagramKey([9; 16]),
-            });
-            s.write_all(&server_frame(0x2, &codec::server_bytes(&channel)))
-                .await
-                .expect("channel");
-            let started = Instant::now();
-            // Snapshots keep coming on the WebSocket, acknowledging no
-            // input: the server never heard one.
+            s.write_all(&server_frame(
+                0x2,
+                &codec::server_bytes(&ServerMsg::DatagramChannel(unheard_channel(port))),
+            ))
+            .await
+            .expect("channel");
             let (mut read, mut write) = s.into_split();
             let snapshots = tokio::spawn(async move {
                 for tick in 1.. {
@@ -791,68 +872,157 @@ mod tests {
                     if write.write_all(&frame).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    tokio::time::sleep(period).await;
                 }
             });
-            // The first input that comes by WebSocket ends the test.
-            let input_at = loop {
+            // Until the link goes.
+            loop {
                 let mut head = [0; 2];
-                read.read_exact(&mut head).await.expect("frame head");
+                if read.read_exact(&mut head).await.is_err() {
+                    break;
+                }
                 let len = usize::from(head[1] & 0x7f);
                 let mut rest = vec![0; 4 + len];
-                read.read_exact(&mut rest).await.expect("frame");
+                if read.read_exact(&mut rest).await.is_err() {
+                    break;
+                }
                 let (mask, payload) = rest.split_at_mut(4);
                 for (i, b) in payload.iter_mut().enumerate() {
                     *b ^= mask[i % 4];
                 }
-                if let Ok(ClientMsg::Input(cmd)) = codec::decode_client(payload) {
-                    break (cmd.seq, started.elapsed());
+                if let Ok(ClientMsg::Input(cmd)) = codec::decode_client(payload)
+                    && inputs.send(cmd.seq).is_err()
+                {
+                    break;
                 }
-            };
+            }
             snapshots.abort();
-            input_at
         });
+        by_websocket
+    }
 
+    /// The channel [`unheard_datagrams`] offers.
+    fn unheard_channel(port: u16) -> DatagramChannel {
+        DatagramChannel {
+            port,
+            id: DatagramId([8; 8]),
+            key: DatagramKey([9; 16]),
+        }
+    }
+
+    /// A link to `addr` that asks for datagrams, said hello.
+    async fn datagram_link(addr: SocketAddr, metrics: &Arc<Metrics>) -> DirectLink {
         let endpoint = Endpoint {
             authority: addr.to_string(),
             path: "/ws".into(),
             tls: None,
         };
-        let metrics = Arc::new(Metrics::default());
-        let mut link = DirectLink::open(&endpoint, WAIT, true, true, &metrics)
+        let mut link = DirectLink::open(&endpoint, WAIT, true, true, metrics)
             .await
             .expect("connected");
         link.send(&ClientMsg::Hello(shared::protocol::Hello::new("b")))
             .expect("hello");
+        link
+    }
+
+    /// Reads what came (the channel, snapshots) for up to `wait`, then
+    /// sends input `seq`, as the bot's core does each tick.
+    async fn tick(link: &mut DirectLink, seq: u32, wait: Duration) {
+        let _ = tokio::time::timeout(wait, link.recv()).await;
+        link.send(&ClientMsg::Input(InputCmd {
+            seq,
+            ..InputCmd::default()
+        }))
+        .expect("input");
+    }
+
+    /// The newest input of each datagram that reached `hole` (verified
+    /// with the channel's key), and how many sockets they came from.
+    async fn datagram_inputs(hole: &tokio::net::UdpSocket) -> (Vec<u32>, usize) {
+        let mac = DatagramMac::new(&unheard_channel(0).key);
+        let mut buf = [0; 256];
+        let (mut seqs, mut sources) = (Vec::new(), Vec::new());
+        while let Ok(Ok((len, from))) =
+            tokio::time::timeout(Duration::from_millis(50), hole.recv_from(&mut buf)).await
+        {
+            let datagram = codec::decode_datagram(&buf[..len], &mac).expect("a signed datagram");
+            let newest = datagram.messages().iter().rev().find_map(|m| match m {
+                DatagramMsg::Input(cmd) => Some(cmd.seq),
+                DatagramMsg::Ack(_) => None,
+            });
+            seqs.extend(newest);
+            if !sources.contains(&from) {
+                sources.push(from);
+            }
+        }
+        (seqs, sources.len())
+    }
+
+    /// A server that offers datagrams whose socket nobody answers (UDP
+    /// lost on the way out): the link sends its inputs there, sees none of
+    /// them acknowledged, and after [`PROBE_INPUTS`] more goes back to the
+    /// WebSocket.
+    #[tokio::test]
+    async fn a_link_whose_datagrams_go_unheard_falls_back_to_the_websocket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let addr = listener.local_addr().expect("addr");
+        let mut by_websocket = unheard_datagrams(listener, &hole, Duration::from_millis(30)).await;
+        let metrics = Arc::new(Metrics::default());
+        let mut link = datagram_link(addr, &metrics).await;
         let mut seq = 0;
-        let (first_by_websocket, _) = loop {
-            // Read what came (the channel, snapshots), then one input a
-            // tick, as the bot's core does.
-            let _ = tokio::time::timeout(Duration::from_millis(30), link.recv()).await;
+        let first_by_websocket = loop {
             seq += 1;
-            link.send(&ClientMsg::Input(InputCmd {
-                seq,
-                ..InputCmd::default()
-            }))
-            .expect("input");
-            if server.is_finished() {
-                break server.await.expect("server checks passed");
+            tick(&mut link, seq, Duration::from_millis(30)).await;
+            if let Ok(first) = by_websocket.try_recv() {
+                break first;
             }
             assert!(seq < 300, "no input ever came by WebSocket");
         };
-        // The inputs before went by datagram, into the hole.
-        let mut buf = [0; 256];
-        let mut datagrams = 0;
-        while let Ok(Ok(_)) =
-            tokio::time::timeout(Duration::from_millis(50), hole.recv_from(&mut buf)).await
-        {
-            datagrams += 1;
-        }
-        // Input 1, then PROBE_INPUTS more, went by datagram; the next is
-        // the first on the WebSocket (two seconds of a bot's ticks; this
-        // loop sends faster).
+        // Input 1, then PROBE_INPUTS more, went by datagram, into the hole;
+        // the next is the first on the WebSocket (two seconds of a bot's
+        // ticks; this loop sends faster).
         assert_eq!(first_by_websocket, PROBE_INPUTS + 2);
-        assert_eq!(datagrams, PROBE_INPUTS + 1);
+        let (by_datagram, _) = datagram_inputs(&hole).await;
+        assert_eq!(by_datagram, (1..=PROBE_INPUTS + 1).collect::<Vec<_>>());
         assert_eq!(metrics.datagram_fallbacks.get(), 1);
+        assert_eq!(metrics.datagram_retries.get(), 0);
+    }
+
+    /// A link that fell back tries datagrams again, from a new socket,
+    /// after [`RETRY_AFTER`] messages on the WebSocket alone, and probes
+    /// them as it did the first time.
+    #[tokio::test]
+    async fn a_link_that_fell_back_tries_datagrams_again_after_a_while() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let addr = listener.local_addr().expect("addr");
+        // Snapshots come faster than this loop sends: none sees the link
+        // silent (SILENT_SENDS), only unacknowledged (PROBE_INPUTS).
+        let mut by_websocket = unheard_datagrams(listener, &hole, Duration::from_millis(1)).await;
+        let metrics = Arc::new(Metrics::default());
+        let mut link = datagram_link(addr, &metrics).await;
+        let fell_back_at = PROBE_INPUTS + 2;
+        let retried_at = fell_back_at + RETRY_AFTER;
+        let last = retried_at + 10;
+        for seq in 1..=last {
+            tick(&mut link, seq, Duration::from_millis(30)).await;
+        }
+        drop(link);
+        let mut websocket = Vec::new();
+        while let Some(seq) = by_websocket.recv().await {
+            websocket.push(seq);
+        }
+        assert_eq!(websocket, (fell_back_at..retried_at).collect::<Vec<_>>());
+        let (by_datagram, sockets) = datagram_inputs(&hole).await;
+        let expected: Vec<u32> = (1..fell_back_at).chain(retried_at..=last).collect();
+        assert_eq!(by_datagram, expected);
+        assert_eq!(sockets, 2, "a new socket for the retry");
+        assert_eq!(metrics.datagram_fallbacks.get(), 1);
+        assert_eq!(metrics.datagram_retries.get(), 1);
     }
 }

@@ -166,6 +166,9 @@ pub struct Metrics {
     /// Links that gave up on datagrams (none acknowledged, or no snapshot
     /// came) and went back to the WebSocket alone.
     pub datagram_fallbacks: Counter,
+    /// Tries at datagrams again after a fall-back (after 10 s of ticks,
+    /// then twice as long after each failure).
+    pub datagram_retries: Counter,
     /// Server messages that did not decode.
     pub decode_errors: Counter,
     /// Snapshots whose rebuilt state did not match the server's checksum, or

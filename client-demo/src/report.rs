@@ -159,6 +159,8 @@ pub struct Report {
     /// Connections that gave up on datagrams and went back to the
     /// WebSocket alone (their datagrams did not get through).
     pub datagram_fallbacks: u64,
+    /// Tries at datagrams again after a fall-back.
+    pub datagram_retries: u64,
     /// Bots whose close frame got no close frame back in time.
     pub unclean_closes: u64,
     /// Bots still closing at the swarm's drain deadline, and aborted (their
@@ -405,6 +407,7 @@ impl Report {
             stale_snapshots_dropped: metrics.stale_snapshots_dropped.get(),
             datagrams_unsent: metrics.datagrams_unsent.get(),
             datagram_fallbacks: metrics.datagram_fallbacks.get(),
+            datagram_retries: metrics.datagram_retries.get(),
             unclean_closes: metrics.unclean_closes.get(),
             bots_aborted: metrics.bots_aborted.get(),
             clients_without_snapshot: metrics.clients_without_snapshot.get(),
@@ -649,11 +652,12 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  datagrams              {} snapshots by datagram, {} stale dropped, {} unsent, \
-                 {} connections fell back to the WebSocket",
+                 {} fall-backs to the WebSocket, {} tries again",
                 self.snapshots_by_datagram,
                 self.stale_snapshots_dropped,
                 self.datagrams_unsent,
-                self.datagram_fallbacks
+                self.datagram_fallbacks,
+                self.datagram_retries
             )?;
         }
         if self.desync_checking {
