@@ -63,7 +63,8 @@
 #       its last 10 s, read at the end of the window (`tick_us`); tick
 #       phases = mean over the window and over every room of the tick's
 #       phases (GET /metrics, arena_tick_duration_seconds): inputs in, world
-#       step, snapshot built and published (which wakes every writer);
+#       step, snapshot built and published (which wakes the room's fan-out
+#       shard tasks, one per 32 clients);
 #       late p99 = the highest 99th percentile over rooms of how late a tick
 #       started
 #   baseline 1 / ≤ 3 ticks old = the share of the window's snapshots
