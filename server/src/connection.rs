@@ -839,7 +839,12 @@ async fn play(
     let acks = Arc::new(Mutex::new(acks));
     let heard = Arc::new(Heard::new());
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let route = ctx.datagrams.as_ref().map(|datagrams| datagrams.route());
+    // The datagram socket and this connection's route on it, when the
+    // server offers datagrams.
+    let route = ctx
+        .datagrams
+        .as_ref()
+        .map(|datagrams| (datagrams, datagrams.route()));
     // The connection's id in the datagram channel, once it asked for one;
     // dropped (its datagrams no longer read) when play ends.
     let mut registration: Option<Registration> = None;
@@ -853,7 +858,7 @@ async fn play(
             joined,
             &ctx.config,
         )
-        .with_route(route.clone()),
+        .with_route(route.as_ref().map(|(_, route)| Arc::clone(route))),
     );
     let out = Arc::clone(&writer.out);
     let mut writer_task = tokio::spawn(write_loop(
@@ -902,8 +907,8 @@ async fn play(
                     }
                     Ok(ClientMsg::Ack(tick)) => lock(&acks).offer(tick),
                     Ok(ClientMsg::OpenDatagrams) => {
-                        let channel = match (&ctx.datagrams, &route) {
-                            (Some(datagrams), Some(route)) => registration
+                        let channel = match &route {
+                            Some((datagrams, route)) => registration
                                 .get_or_insert_with(|| {
                                     let parts = PeerParts {
                                         ip,
@@ -917,7 +922,7 @@ async fn play(
                                     datagrams.register(parts, &ctx.config)
                                 })
                                 .channel(),
-                            _ => DatagramChannel {
+                            None => DatagramChannel {
                                 port: 0,
                                 id: DatagramId::default(),
                                 key: DatagramKey::default(),
