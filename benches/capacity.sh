@@ -188,7 +188,7 @@ else
     shape="rooms of ${ROOM_CAPACITY:-16} players with ${ROOM_NPCS:-8} NPCs each"
 fi
 if [ "$passed" -eq 0 ]; then
-    verdict="Not even $START players met the bar: at $START, $why."
+    verdict="Not even $failed players met the bar (the search went down from $START): at $failed, $why."
 elif [ "$why" = saturated ]; then
     verdict="Holds **at least $passed players** at 30 Hz on one server core ($shape); at $failed the bots saturated, which measures the bots, not the server: run the bots on another machine to find the limit."
     if [ -n "$server_limit" ]; then
