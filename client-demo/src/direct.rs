@@ -901,6 +901,16 @@ mod tests {
         by_websocket
     }
 
+    /// A socket for datagrams nobody answers, whose buffer holds every
+    /// datagram a test sends it (a hundred or so) until it is read.
+    fn hole() -> tokio::net::UdpSocket {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        // Best effort: the kernel caps it at net.core.rmem_max.
+        let _ = socket2::SockRef::from(&hole).set_recv_buffer_size(1 << 20);
+        hole.set_nonblocking(true).expect("non-blocking");
+        tokio::net::UdpSocket::from_std(hole).expect("udp")
+    }
+
     /// The channel [`unheard_datagrams`] offers.
     fn unheard_channel(port: u16) -> DatagramChannel {
         DatagramChannel {
@@ -965,9 +975,7 @@ mod tests {
     #[tokio::test]
     async fn a_link_whose_datagrams_go_unheard_falls_back_to_the_websocket() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("udp");
+        let hole = hole();
         let addr = listener.local_addr().expect("addr");
         let mut by_websocket = unheard_datagrams(listener, &hole, Duration::from_millis(30)).await;
         let metrics = Arc::new(Metrics::default());
@@ -993,22 +1001,25 @@ mod tests {
 
     /// A link that fell back tries datagrams again, from a new socket,
     /// after [`RETRY_AFTER`] messages on the WebSocket alone, and probes
-    /// them as it did the first time.
+    /// them as it did the first time; when they fail again it waits twice
+    /// as long before the next try.
     #[tokio::test]
     async fn a_link_that_fell_back_tries_datagrams_again_after_a_while() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let hole = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("udp");
+        let hole = hole();
         let addr = listener.local_addr().expect("addr");
         // Snapshots come faster than this loop sends: none sees the link
         // silent (SILENT_SENDS), only unacknowledged (PROBE_INPUTS).
         let mut by_websocket = unheard_datagrams(listener, &hole, Duration::from_millis(1)).await;
         let metrics = Arc::new(Metrics::default());
         let mut link = datagram_link(addr, &metrics).await;
-        let fell_back_at = PROBE_INPUTS + 2;
-        let retried_at = fell_back_at + RETRY_AFTER;
-        let last = retried_at + 10;
+        // Input 1 and PROBE_INPUTS more by datagram, the next on the
+        // WebSocket; the same from each try.
+        let fell_back = PROBE_INPUTS + 2;
+        let retried = fell_back + RETRY_AFTER;
+        let fell_back_again = retried + PROBE_INPUTS + 1;
+        let retried_again = fell_back_again + 2 * RETRY_AFTER;
+        let last = retried_again + 10;
         for seq in 1..=last {
             tick(&mut link, seq, Duration::from_millis(30)).await;
         }
@@ -1017,12 +1028,18 @@ mod tests {
         while let Some(seq) = by_websocket.recv().await {
             websocket.push(seq);
         }
-        assert_eq!(websocket, (fell_back_at..retried_at).collect::<Vec<_>>());
+        let expected: Vec<u32> = (fell_back..retried)
+            .chain(fell_back_again..retried_again)
+            .collect();
+        assert_eq!(websocket, expected);
         let (by_datagram, sockets) = datagram_inputs(&hole).await;
-        let expected: Vec<u32> = (1..fell_back_at).chain(retried_at..=last).collect();
+        let expected: Vec<u32> = (1..fell_back)
+            .chain(retried..fell_back_again)
+            .chain(retried_again..=last)
+            .collect();
         assert_eq!(by_datagram, expected);
-        assert_eq!(sockets, 2, "a new socket for the retry");
-        assert_eq!(metrics.datagram_fallbacks.get(), 1);
-        assert_eq!(metrics.datagram_retries.get(), 1);
+        assert_eq!(sockets, 3, "a new socket for each try");
+        assert_eq!(metrics.datagram_fallbacks.get(), 2);
+        assert_eq!(metrics.datagram_retries.get(), 2);
     }
 }
