@@ -99,6 +99,24 @@ async fn send(socket: &UdpSocket, channel: DatagramChannel, msgs: &[DatagramMsg]
     send_signed(socket, channel, channel.key, msgs).await;
 }
 
+/// Sends `msgs` signed with `key`, about 2,000 datagrams a second, for
+/// `length`: far past the 70 messages a second a client may send.
+async fn flood(
+    socket: &UdpSocket,
+    channel: DatagramChannel,
+    key: DatagramKey,
+    msgs: &[DatagramMsg],
+    length: Duration,
+) {
+    let until = Instant::now() + length;
+    while Instant::now() < until {
+        for _ in 0..20 {
+            send_signed(socket, channel, key, msgs).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The snapshot a server datagram carries, whose tag must verify with the
 /// channel's key.
 fn snapshot_of(channel: DatagramChannel, datagram: &[u8]) -> SnapshotMsg {
@@ -376,25 +394,15 @@ async fn a_flood_of_datagrams_is_rate_limited_and_then_closed() {
         udp,
     } = opened(Config::default(), "flood").await;
     let ack = [DatagramMsg::Ack(welcome.tick)];
-    // 70 messages a second are allowed (30 inputs, 30 acks, 10 more); this
-    // sends about 2,000 a second until the server gives up on the client,
-    // three seconds of flood with the defaults (bounded here at 8).
-    let flood = async {
-        loop {
-            for _ in 0..20 {
-                send(&udp, channel, &ack).await;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    // 70 messages a second are allowed (30 inputs, 30 acks, 10 more); the
+    // server gives up on the client after three seconds of flood with the
+    // defaults (bounded here at 8).
+    let closed = tokio::select! {
+        () = flood(&udp, channel, channel.key, &ack, Duration::from_secs(8)) => {
+            panic!("not closed within 8 s")
         }
+        closed = client.expect_close() => closed,
     };
-    let closed = timeout(Duration::from_secs(8), async {
-        tokio::select! {
-            () = flood => unreachable!(),
-            closed = client.expect_close() => closed,
-        }
-    })
-    .await
-    .expect("closed within 8 s");
     assert_eq!(closed, (Some(DisconnectReason::RateLimited), 1008));
     assert!(
         server
@@ -419,19 +427,10 @@ async fn a_flood_of_forged_datagrams_costs_the_client_nothing() {
     } = opened(Config::default(), "framed").await;
     let forged = DatagramKey([0x5a; 16]);
     let ack = [DatagramMsg::Ack(welcome.tick)];
-    // About 2,000 a second for 4 s: past the 3 s of flood after which a
-    // client's own datagrams get it closed (the test above).
-    let flood = async {
-        let until = Instant::now() + Duration::from_secs(4);
-        while Instant::now() < until {
-            for _ in 0..20 {
-                send_signed(&udp, channel, forged, &ack).await;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
+    // 4 s: past the 3 s of flood after which a client's own datagrams get
+    // it closed (the test above).
     tokio::select! {
-        () = flood => {}
+        () = flood(&udp, channel, forged, &ack, Duration::from_secs(4)) => {}
         closed = client.expect_close() => panic!("closed by a forged flood: {closed:?}"),
     }
     client.plays_on(5).await;
